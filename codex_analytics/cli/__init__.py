@@ -1,0 +1,1 @@
+"""The ``codex-analytics`` command-line tool."""

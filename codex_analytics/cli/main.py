@@ -1,0 +1,77 @@
+"""Entry point of the ``codex-analytics`` console script.
+
+Each subcommand lives in its own module under :mod:`codex_analytics.cli` and exposes
+``register(subparsers)`` and ``run(args) -> int``. Modules are imported only when
+their subcommand runs, so ``codex-analytics reduce`` never imports Kafka or Faust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from codex_analytics import __version__
+
+#: (subcommand, module, one-line summary shown in ``--help``). Order is the help order.
+SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
+    (
+        "broker",
+        "codex_analytics.cli.broker_cmd",
+        "run an embedded, in-memory Kafka-compatible broker in the foreground",
+    ),
+    (
+        "reduce",
+        "codex_analytics.cli.reduce_cmd",
+        "turn fact envelopes (JSON lines) into track events, offline; no broker",
+    ),
+)
+
+DESCRIPTION = """\
+Codex analytics pipeline: producers publish raw facts to Kafka, a Faust stream
+de-duplicates and reduces them into track events, a sink uploads them in batches
+(or writes a JSONL capture file).
+
+Kafka: every subcommand that needs a broker uses KAFKA_BOOTSTRAP_SERVERS when it is
+set; otherwise it starts an embedded broker (memory only: its data is gone when it
+stops) on a free 127.0.0.1 port and stops it on exit.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codex-analytics",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+    for name, module_name, summary in SUBCOMMANDS:
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(
+            name,
+            help=summary,
+            description=getattr(module, "DESCRIPTION", summary),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.register(sub)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = getattr(args, "_module", None)
+    if module is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(module.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The wire contract every service imports: models, codec, errors, topic names.
+
+Imports nothing but the standard library and orjson (a test checks it), so producers in
+any process can use it without pulling in Kafka, Faust or HTTP clients.
+"""
+
+from __future__ import annotations
+
+from .codec import (
+    DEFAULT_MAX_FACT_BYTES,
+    decode_event,
+    decode_event_record,
+    decode_fact,
+    encode_batch,
+    encode_event,
+    encode_event_record,
+    encode_fact,
+    event_from_json,
+    event_record_from_json,
+    fact_from_json,
+    fact_to_json,
+    join_batch,
+    loads,
+    route_key,
+)
+from .errors import ContractError, DecodeError, DecodeReason
+from .events import EVENT_MODELS, EVENT_TYPES, TrackEvent
+from .facts import (
+    CONNECTION_SCOPED_KINDS,
+    ENVELOPE_VERSION,
+    FACT_KINDS,
+    PAYLOAD_TYPES,
+    AuthRoute,
+    FactEnvelope,
+    RuntimeMetadata,
+    Source,
+)
+from .records import EventRecord, Origin
+from .topics import EVENTS_DLQ_TOPIC, EVENTS_TOPIC, FACTS_DLQ_TOPIC, FACTS_TOPIC
+
+__all__ = [
+    "CONNECTION_SCOPED_KINDS",
+    "DEFAULT_MAX_FACT_BYTES",
+    "ENVELOPE_VERSION",
+    "EVENTS_DLQ_TOPIC",
+    "EVENTS_TOPIC",
+    "EVENT_MODELS",
+    "EVENT_TYPES",
+    "FACTS_DLQ_TOPIC",
+    "FACTS_TOPIC",
+    "FACT_KINDS",
+    "PAYLOAD_TYPES",
+    "AuthRoute",
+    "ContractError",
+    "DecodeError",
+    "DecodeReason",
+    "EventRecord",
+    "FactEnvelope",
+    "Origin",
+    "RuntimeMetadata",
+    "Source",
+    "TrackEvent",
+    "decode_event",
+    "decode_event_record",
+    "decode_fact",
+    "encode_batch",
+    "encode_event",
+    "encode_event_record",
+    "encode_fact",
+    "event_from_json",
+    "event_record_from_json",
+    "fact_from_json",
+    "fact_to_json",
+    "join_batch",
+    "loads",
+    "route_key",
+]

@@ -1,0 +1,34 @@
+"""The record on ``analytics.events`` (design.md §7): one record per emitted event.
+
+``{"route": {...}, "origin": {"instance_id", "seq", "index"}, "event": {...}}`` keyed by
+the route, so that every event of one account (and FedRAMP flag) lands in one partition
+and the sink can batch per route.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .events import TrackEvent
+from .facts import AuthRoute
+from .schema import U64
+
+
+@dataclass(slots=True)
+class Origin:
+    """Which fact produced the event: ``index`` is its position in that fact's output.
+
+    ``(instance_id, seq, index)`` identifies an event across replays and redeliveries,
+    which is what the sink's ``Idempotency-Key`` is derived from.
+    """
+
+    instance_id: str
+    seq: U64
+    index: U64
+
+
+@dataclass(slots=True)
+class EventRecord:
+    route: AuthRoute
+    origin: Origin
+    event: TrackEvent

@@ -1,0 +1,1 @@
+"""Producers: the client library, the plugins manager, the ingest gateway, the generator."""

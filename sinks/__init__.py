@@ -1,0 +1,1 @@
+"""The sink service: batched, authenticated delivery of track events."""

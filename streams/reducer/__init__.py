@@ -1,0 +1,20 @@
+"""The pure reducer (no I/O, no clock): facts of one instance in, upstream track events out."""
+
+from __future__ import annotations
+
+from .core import DEFAULT_HORIZON_MS, Reducer, Reduction
+from .derive import normalize_skill_path, skill_id
+from .drops import Drop, DropReason, ReducerStats
+from .state import InstanceState
+
+__all__ = [
+    "DEFAULT_HORIZON_MS",
+    "Drop",
+    "DropReason",
+    "InstanceState",
+    "Reducer",
+    "ReducerStats",
+    "Reduction",
+    "normalize_skill_path",
+    "skill_id",
+]

@@ -1,0 +1,702 @@
+"""The reducer: facts of one instance in, the exact upstream track events out.
+
+Pure and deterministic: no I/O, no clock (time comes only from ``observed_at_ms``), no
+filesystem. ``Reducer.apply(state, fact)`` mutates the instance's :class:`InstanceState`
+and returns the events that fact emits, in upstream order (one upstream request body).
+Spec: ``shared/spec/reducer.md`` (Profile S).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from codex_analytics.contract.events import (
+    PLUGIN_STATE_EVENTS,
+    AppEventParams,
+    AppMentionedEvent,
+    AppServerClientMetadata,
+    AppUsedEvent,
+    CompactionEvent,
+    CompactionEventParams,
+    GuardianReviewEvent,
+    HookRunEvent,
+    HookRunEventParams,
+    PluginEventParams,
+    PluginUsedEvent,
+    PluginUsedEventParams,
+    SkillInvocationEvent,
+    SkillInvocationEventParams,
+    ThreadInitializedEvent,
+    ThreadInitializedEventParams,
+    TrackEvent,
+    TurnEvent,
+    TurnEventParams,
+    TurnSteerEvent,
+    TurnSteerEventParams,
+)
+from codex_analytics.contract.facts import (
+    THREAD_LIFECYCLE_METHODS,
+    AppInvocation,
+    AppMentionedPayload,
+    AppUsedPayload,
+    ClientRequestPayload,
+    ClientResponsePayload,
+    CompactionPayload,
+    ErrorResponsePayload,
+    FactEnvelope,
+    GuardianReviewPayload,
+    HookRunPayload,
+    InitializePayload,
+    PluginStateChangedPayload,
+    PluginTelemetryMetadata,
+    PluginUsedPayload,
+    ServerNotificationPayload,
+    SkillInvokedPayload,
+    SubagentThreadStartedPayload,
+    TrackingContext,
+    TurnResolvedConfigPayload,
+    TurnTokenUsagePayload,
+)
+
+from .derive import resolved_config_fields, skill_id
+from .drops import Drop, DropReason, ReducerStats
+from .state import (
+    Completion,
+    Connection,
+    InstanceState,
+    PendingRequest,
+    ThreadMetadata,
+    TurnState,
+)
+
+#: Default event-time horizon after which idle state expires (design.md §2): 24 h.
+DEFAULT_HORIZON_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(slots=True)
+class Reduction:
+    """What one fact did: its events (one upstream batch) and its drop warnings."""
+
+    events: list[TrackEvent] = field(default_factory=list)
+    drops: list[Drop] = field(default_factory=list)
+    duplicate: bool = False
+
+
+class _Context:
+    """Per-fact scratch: the fact, the state and where events and drops go."""
+
+    __slots__ = ("fact", "now_ms", "out", "state")
+
+    def __init__(self, state: InstanceState, fact: FactEnvelope, out: Reduction) -> None:
+        self.state = state
+        self.fact = fact
+        self.out = out
+        self.now_ms = state.watermark_ms
+
+    def drop(self, reason: DropReason, **ids: str | int | None) -> None:
+        fact = self.fact
+        self.out.drops.append(
+            Drop(reason, fact.source.instance_id, fact.seq, fact.kind, tuple(ids.items()))
+        )
+
+
+class Reducer:
+    """Applies facts to per-instance states. Holds only configuration and counters.
+
+    ``horizon_ms``: state untouched for longer than this (in the instance's event time)
+    is expired: pending requests, threads, connections and unfinished turns. Upstream
+    keeps them forever; with the default 24 h, any sequence shorter than the horizon
+    gives exactly upstream's output.
+    """
+
+    def __init__(self, *, horizon_ms: int = DEFAULT_HORIZON_MS, stats: ReducerStats | None = None):
+        if horizon_ms <= 0:
+            raise ValueError("horizon_ms must be positive")
+        self.horizon_ms = horizon_ms
+        # Sweep a few times per horizon: bounded memory for an O(state) pass now and then.
+        self.sweep_interval_ms = max(1, horizon_ms // 8)
+        self.stats = stats if stats is not None else ReducerStats()
+        self._rules: dict[str, Callable[[_Context, Any], None]] = {
+            "initialize": self._initialize,
+            "client_request": self._client_request,
+            "client_response": self._client_response,
+            "error_response": self._error_response,
+            "server_notification": self._server_notification,
+            "subagent_thread_started": self._subagent_thread_started,
+            "guardian_review": self._guardian_review,
+            "compaction": self._compaction,
+            "turn_resolved_config": self._turn_resolved_config,
+            "turn_token_usage": self._turn_token_usage,
+            "skill_invoked": self._skill_invoked,
+            "app_mentioned": self._app_mentioned,
+            "app_used": self._app_used,
+            "hook_run": self._hook_run,
+            "plugin_used": self._plugin_used,
+            "plugin_state_changed": self._plugin_state_changed,
+        }
+
+    # -- entry point -----------------------------------------------------------------------
+
+    def apply(self, state: InstanceState, fact: FactEnvelope) -> Reduction:
+        out = Reduction()
+        stats = self.stats
+        stats.count_fact(fact.kind)
+        if fact.seq <= state.last_seq:
+            out.duplicate = True
+            out.drops.append(
+                Drop(
+                    DropReason.DUPLICATE_SEQ,
+                    fact.source.instance_id,
+                    fact.seq,
+                    fact.kind,
+                    (("last_seq", state.last_seq),),
+                )
+            )
+            stats.count_drop(DropReason.DUPLICATE_SEQ)
+            return out
+        state.last_seq = fact.seq
+        if fact.observed_at_ms > state.watermark_ms:
+            state.watermark_ms = fact.observed_at_ms
+        if state.watermark_ms - state.last_sweep_ms >= self.sweep_interval_ms:
+            self.expire(state)
+        self._rules[fact.kind](_Context(state, fact, out), fact.payload)
+        for event in out.events:
+            stats.count_event(event.event_type)
+        for drop in out.drops:
+            stats.count_drop(drop.reason)
+        return out
+
+    def expire(self, state: InstanceState) -> None:
+        """Forget state idle for longer than the horizon (event time of this instance)."""
+        state.last_sweep_ms = state.watermark_ms
+        cutoff = state.watermark_ms - self.horizon_ms
+        count = self.stats.count_expired
+        count("requests", _expire(state.requests, cutoff))
+        count("turns", _expire(state.turns, cutoff))
+        count("threads", _expire(state.threads, cutoff))
+        count("connections", _expire(state.connections, cutoff))
+
+    # -- connection-scoped facts -------------------------------------------------------------
+
+    def _initialize(self, ctx: _Context, p: InitializePayload) -> None:
+        caps = p.params.capabilities
+        client = AppServerClientMetadata(
+            product_client_id=p.product_client_id,
+            client_name=p.params.client_info.name,
+            client_version=p.params.client_info.version,
+            rpc_transport=p.rpc_transport,
+            experimental_api_enabled=None if caps is None else caps.experimental_api,
+        )
+        ctx.state.connections[ctx.fact.connection_id] = Connection(  # type: ignore[index]
+            client, p.runtime, ctx.now_ms
+        )
+
+    def _client_request(self, ctx: _Context, p: ClientRequestPayload) -> None:
+        conn = ctx.fact.connection_id
+        assert conn is not None  # the codec guarantees it for connection-scoped kinds
+        if p.turn_start is not None:
+            params = p.turn_start
+            pending = PendingRequest(
+                False, params.thread_id, None, _image_count(params.input), None, ctx.now_ms
+            )
+        elif p.turn_steer is not None:
+            steer = p.turn_steer
+            pending = PendingRequest(
+                True,
+                steer.thread_id,
+                steer.expected_turn_id,
+                _image_count(steer.input),
+                # PROPOSAL (facts.md §1): the producer's clock stands in for the reducer's.
+                ctx.fact.observed_at_ms // 1000,
+                ctx.now_ms,
+            )
+        else:
+            return
+        ctx.state.requests[(conn, p.request_id)] = pending
+
+    def _client_response(self, ctx: _Context, p: ClientResponsePayload) -> None:
+        conn = ctx.fact.connection_id
+        assert conn is not None
+        state = ctx.state
+        if p.thread_lifecycle is not None:
+            connection = state.connections.get(conn)
+            if connection is None:
+                ctx.drop(
+                    DropReason.THREAD_RESPONSE_UNKNOWN_CONNECTION,
+                    connection_id=conn,
+                    thread_id=p.thread_lifecycle.thread.id,
+                )
+                return
+            connection.touched_ms = ctx.now_ms
+            thread = p.thread_lifecycle.thread
+            mode = THREAD_LIFECYCLE_METHODS[p.method]
+            state.threads[thread.id] = ThreadMetadata(
+                conn,
+                thread.thread_source,
+                mode,
+                thread.subagent_source,
+                thread.parent_thread_id,
+                ctx.now_ms,
+            )
+            ctx.out.events.append(
+                ThreadInitializedEvent(
+                    event_params=ThreadInitializedEventParams(
+                        thread_id=thread.id,
+                        app_server_client=connection.client,
+                        runtime=connection.runtime,
+                        model=p.thread_lifecycle.model,
+                        ephemeral=thread.ephemeral,
+                        thread_source=thread.thread_source,  # type: ignore[arg-type]
+                        initialization_mode=mode,  # type: ignore[arg-type]
+                        subagent_source=thread.subagent_source,
+                        parent_thread_id=thread.parent_thread_id,
+                        created_at=max(thread.created_at, 0),
+                    )
+                )
+            )
+            return
+        if p.turn_id is None:  # a method the reducer does not read
+            return
+        # The pending entry is removed whatever its kind: a mismatched one is discarded.
+        pending = state.requests.pop((conn, p.request_id), None)
+        wanted_steer = p.method == "turn/steer"
+        if pending is None or pending.is_steer is not wanted_steer:
+            ctx.drop(
+                DropReason.RESPONSE_WITHOUT_PENDING_REQUEST,
+                connection_id=conn,
+                request_id=p.request_id,
+                method=p.method,
+            )
+            return
+        if not wanted_steer:
+            turn = self._turn(ctx, p.turn_id)
+            turn.connection_id = conn
+            turn.thread_id = pending.thread_id
+            turn.num_input_images = pending.num_input_images
+            self._maybe_emit_turn(ctx, p.turn_id)
+            return
+        # An accepted steer counts only against a turn state that exists at this moment.
+        turn_state = state.turns.get(p.turn_id)
+        if turn_state is not None:
+            turn_state.steer_count += 1
+        self._emit_steer(ctx, conn, pending, p.turn_id, "accepted", None)
+
+    def _error_response(self, ctx: _Context, p: ErrorResponsePayload) -> None:
+        conn = ctx.fact.connection_id
+        assert conn is not None
+        pending = ctx.state.requests.pop((conn, p.request_id), None)
+        if pending is None:
+            ctx.drop(
+                DropReason.ERROR_WITHOUT_PENDING_REQUEST,
+                connection_id=conn,
+                request_id=p.request_id,
+            )
+            return
+        if pending.is_steer:
+            self._emit_steer(ctx, conn, pending, None, "rejected", p.rejection_reason)
+        # A failed turn/start just forgets its pending entry: that turn can never emit.
+
+    def _emit_steer(
+        self,
+        ctx: _Context,
+        conn: int,
+        pending: PendingRequest,
+        accepted_turn_id: str | None,
+        result: str,
+        rejection_reason: str | None,
+    ) -> None:
+        connection = ctx.state.connections.get(conn)
+        if connection is None:
+            ctx.drop(
+                DropReason.STEER_UNKNOWN_CONNECTION,
+                connection_id=conn,
+                thread_id=pending.thread_id,
+            )
+            return
+        thread = ctx.state.threads.get(pending.thread_id)
+        if thread is None:
+            ctx.drop(
+                DropReason.STEER_MISSING_THREAD_METADATA,
+                connection_id=conn,
+                thread_id=pending.thread_id,
+                expected_turn_id=pending.expected_turn_id,
+            )
+            return
+        connection.touched_ms = thread.touched_ms = ctx.now_ms
+        ctx.out.events.append(
+            TurnSteerEvent(
+                event_params=TurnSteerEventParams(
+                    thread_id=pending.thread_id,
+                    expected_turn_id=pending.expected_turn_id,  # type: ignore[arg-type]
+                    accepted_turn_id=accepted_turn_id,
+                    app_server_client=connection.client,
+                    runtime=connection.runtime,
+                    thread_source=thread.thread_source,  # type: ignore[arg-type]
+                    subagent_source=thread.subagent_source,
+                    parent_thread_id=thread.parent_thread_id,
+                    num_input_images=pending.num_input_images,
+                    result=result,  # type: ignore[arg-type]
+                    rejection_reason=rejection_reason,  # type: ignore[arg-type]
+                    created_at=pending.created_at,  # type: ignore[arg-type]
+                )
+            )
+        )
+
+    # -- turn lifecycle ------------------------------------------------------------------------
+
+    def _turn(self, ctx: _Context, turn_id: str) -> TurnState:
+        turn = ctx.state.turns.get(turn_id)
+        if turn is None:
+            turn = ctx.state.turns[turn_id] = TurnState(ctx.now_ms)
+        else:
+            turn.touched_ms = ctx.now_ms
+        return turn
+
+    def _server_notification(self, ctx: _Context, p: ServerNotificationPayload) -> None:
+        if p.turn_started is not None:
+            started = p.turn_started.turn
+            turn = self._turn(ctx, started.id)
+            value = started.started_at
+            turn.started_at = value if value is not None and value >= 0 else None
+            return  # turn/started never triggers emission
+        if p.turn_completed is not None:
+            done = p.turn_completed.turn
+            turn = self._turn(ctx, done.id)
+            completed_at, duration = done.completed_at, done.duration_ms
+            turn.completed = Completion(
+                status=None if done.status == "inProgress" else done.status,
+                turn_error=None if done.error is None else done.error.codex_error_info,
+                completed_at=completed_at if completed_at is not None and completed_at >= 0 else 0,
+                duration_ms=duration if duration is not None and duration >= 0 else None,
+            )
+            self._maybe_emit_turn(ctx, done.id)
+
+    def _turn_resolved_config(self, ctx: _Context, p: TurnResolvedConfigPayload) -> None:
+        turn = self._turn(ctx, p.turn_id)
+        turn.thread_id = p.thread_id
+        turn.num_input_images = p.num_input_images
+        turn.resolved_config = p
+        self._maybe_emit_turn(ctx, p.turn_id)
+
+    def _turn_token_usage(self, ctx: _Context, p: TurnTokenUsagePayload) -> None:
+        turn = self._turn(ctx, p.turn_id)
+        turn.thread_id = p.thread_id
+        turn.token_usage = p.token_usage
+        self._maybe_emit_turn(ctx, p.turn_id)
+
+    def _maybe_emit_turn(self, ctx: _Context, turn_id: str) -> None:
+        state = ctx.state
+        turn = state.turns.get(turn_id)
+        if turn is None:
+            return
+        config, completed, thread_id = turn.resolved_config, turn.completed, turn.thread_id
+        if (
+            thread_id is None
+            or turn.num_input_images is None
+            or config is None
+            or completed is None
+            or turn.connection_id is None  # only a matched turn/start response sets it
+        ):
+            return
+        connection = state.connections.get(turn.connection_id)
+        if connection is None:
+            ctx.drop(
+                DropReason.TURN_MISSING_CONNECTION_METADATA,
+                connection_id=turn.connection_id,
+                thread_id=thread_id,
+                turn_id=turn_id,
+            )
+            return
+        thread = state.threads.get(thread_id)
+        if thread is None:
+            ctx.drop(
+                DropReason.TURN_MISSING_THREAD_METADATA,
+                connection_id=turn.connection_id,
+                thread_id=thread_id,
+                turn_id=turn_id,
+            )
+            return
+        connection.touched_ms = thread.touched_ms = ctx.now_ms
+        (
+            model,
+            model_provider,
+            sandbox_policy,
+            reasoning_effort,
+            reasoning_summary,
+            service_tier,
+            approval_policy,
+            approvals_reviewer,
+            sandbox_network_access,
+            collaboration_mode,
+            personality,
+        ) = resolved_config_fields(config)
+        usage = turn.token_usage
+        ctx.out.events.append(
+            TurnEvent(
+                event_params=TurnEventParams(
+                    thread_id=thread_id,
+                    turn_id=turn_id,
+                    submission_type=config.submission_type,
+                    app_server_client=connection.client,
+                    runtime=connection.runtime,
+                    ephemeral=config.ephemeral,
+                    thread_source=thread.thread_source,  # type: ignore[arg-type]
+                    initialization_mode=thread.initialization_mode,  # type: ignore[arg-type]
+                    subagent_source=thread.subagent_source,
+                    parent_thread_id=thread.parent_thread_id,
+                    model=model,
+                    model_provider=model_provider,
+                    sandbox_policy=sandbox_policy,  # type: ignore[arg-type]
+                    reasoning_effort=reasoning_effort,
+                    reasoning_summary=reasoning_summary,
+                    service_tier=service_tier,
+                    approval_policy=approval_policy,
+                    approvals_reviewer=approvals_reviewer,
+                    sandbox_network_access=sandbox_network_access,
+                    collaboration_mode=collaboration_mode,  # type: ignore[arg-type]
+                    personality=personality,
+                    num_input_images=turn.num_input_images,
+                    is_first_turn=config.is_first_turn,
+                    status=completed.status,  # type: ignore[arg-type]
+                    turn_error=completed.turn_error,
+                    steer_count=turn.steer_count,
+                    total_tool_call_count=None,
+                    shell_command_count=None,
+                    file_change_count=None,
+                    mcp_tool_call_count=None,
+                    dynamic_tool_call_count=None,
+                    subagent_tool_call_count=None,
+                    web_search_count=None,
+                    image_generation_count=None,
+                    input_tokens=None if usage is None else usage.input_tokens,
+                    cached_input_tokens=None if usage is None else usage.cached_input_tokens,
+                    output_tokens=None if usage is None else usage.output_tokens,
+                    reasoning_output_tokens=None
+                    if usage is None
+                    else usage.reasoning_output_tokens,
+                    total_tokens=None if usage is None else usage.total_tokens,
+                    duration_ms=completed.duration_ms,
+                    started_at=turn.started_at,
+                    completed_at=completed.completed_at,
+                )
+            )
+        )
+        del state.turns[turn_id]
+
+    # -- facts that need thread context -------------------------------------------------------
+
+    def _guardian_review(self, ctx: _Context, p: GuardianReviewPayload) -> None:
+        thread = ctx.state.threads.get(p.thread_id)
+        ids = {"thread_id": p.thread_id, "turn_id": p.turn_id, "review_id": p.review_id}
+        if thread is None:
+            ctx.drop(DropReason.GUARDIAN_MISSING_THREAD_CONNECTION, **ids)
+            return
+        connection = ctx.state.connections.get(thread.connection_id)
+        if connection is None:
+            ctx.drop(
+                DropReason.GUARDIAN_MISSING_CONNECTION, connection_id=thread.connection_id, **ids
+            )
+            return
+        connection.touched_ms = thread.touched_ms = ctx.now_ms
+        params: dict[str, Any] = {
+            "app_server_client": connection.client,
+            "runtime": connection.runtime,
+        }
+        params.update(p.raw)
+        ctx.out.events.append(GuardianReviewEvent(event_params=params))
+
+    def _compaction(self, ctx: _Context, p: CompactionPayload) -> None:
+        ids = {"thread_id": p.thread_id, "turn_id": p.turn_id}
+        thread = ctx.state.threads.get(p.thread_id)
+        if thread is None:
+            ctx.drop(DropReason.COMPACTION_MISSING_THREAD_CONNECTION, **ids)
+            return
+        connection = ctx.state.connections.get(thread.connection_id)
+        if connection is None:
+            ctx.drop(
+                DropReason.COMPACTION_MISSING_CONNECTION, connection_id=thread.connection_id, **ids
+            )
+            return
+        # (Profile S sets a thread's connection and lifecycle metadata together, so the third
+        # upstream check, "missing thread lifecycle metadata", cannot fail separately here.)
+        connection.touched_ms = thread.touched_ms = ctx.now_ms
+        ctx.out.events.append(
+            CompactionEvent(
+                event_params=CompactionEventParams(
+                    thread_id=p.thread_id,
+                    turn_id=p.turn_id,
+                    app_server_client=connection.client,
+                    runtime=connection.runtime,
+                    thread_source=thread.thread_source,  # type: ignore[arg-type]
+                    subagent_source=thread.subagent_source,
+                    parent_thread_id=thread.parent_thread_id,
+                    trigger=p.trigger,
+                    reason=p.reason,
+                    implementation=p.implementation,
+                    phase=p.phase,
+                    strategy=p.strategy,
+                    status=p.status,
+                    error=p.error,
+                    active_context_tokens_before=p.active_context_tokens_before,
+                    active_context_tokens_after=p.active_context_tokens_after,
+                    started_at=p.started_at,
+                    completed_at=p.completed_at,
+                    duration_ms=p.duration_ms,
+                )
+            )
+        )
+
+    # -- stateless custom facts -----------------------------------------------------------------
+
+    def _subagent_thread_started(self, ctx: _Context, p: SubagentThreadStartedPayload) -> None:
+        # Profile S records no thread metadata here (reducer.md §3.7).
+        ctx.out.events.append(
+            ThreadInitializedEvent(
+                event_params=ThreadInitializedEventParams(
+                    thread_id=p.thread_id,
+                    app_server_client=AppServerClientMetadata(
+                        product_client_id=p.product_client_id,
+                        client_name=p.client_name,
+                        client_version=p.client_version,
+                        rpc_transport="in_process",
+                        experimental_api_enabled=None,
+                    ),
+                    runtime=ctx.fact.source.runtime,
+                    model=p.model,
+                    ephemeral=p.ephemeral,
+                    thread_source="subagent",
+                    initialization_mode="new",
+                    subagent_source=p.subagent_name,
+                    parent_thread_id=(
+                        p.parent_thread_id
+                        if p.parent_thread_id is not None
+                        else p.spawn_parent_thread_id
+                    ),
+                    created_at=p.created_at,
+                )
+            )
+        )
+
+    def _skill_invoked(self, ctx: _Context, p: SkillInvokedPayload) -> None:
+        originator = ctx.fact.source.originator
+        tracking = p.tracking
+        for inv in p.invocations:
+            resolved = inv.resolved
+            ctx.out.events.append(
+                SkillInvocationEvent(
+                    skill_id=skill_id(
+                        inv.skill_name,
+                        resolved.repo_url,
+                        resolved.repo_root,
+                        resolved.canonical_skill_path,
+                    ),
+                    skill_name=inv.skill_name,
+                    event_params=SkillInvocationEventParams(
+                        product_client_id=originator,
+                        skill_scope=inv.skill_scope,
+                        repo_url=resolved.repo_url,
+                        thread_id=tracking.thread_id,
+                        invoke_type=inv.invocation_type,
+                        model_slug=tracking.model_slug,
+                    ),
+                )
+            )
+
+    def _app_mentioned(self, ctx: _Context, p: AppMentionedPayload) -> None:
+        originator = ctx.fact.source.originator
+        for app in p.mentions:
+            ctx.out.events.append(
+                AppMentionedEvent(event_params=_app_params(p.tracking, app, originator))
+            )
+
+    def _app_used(self, ctx: _Context, p: AppUsedPayload) -> None:
+        ctx.out.events.append(
+            AppUsedEvent(event_params=_app_params(p.tracking, p.app, ctx.fact.source.originator))
+        )
+
+    def _hook_run(self, ctx: _Context, p: HookRunPayload) -> None:
+        hook = p.hook
+        ctx.out.events.append(
+            HookRunEvent(
+                event_params=HookRunEventParams(
+                    thread_id=p.tracking.thread_id,
+                    turn_id=p.tracking.turn_id,
+                    model_slug=p.tracking.model_slug,
+                    hook_name=hook.event_name,
+                    hook_source=hook.hook_source,
+                    # Upstream never reports a hook as still running.
+                    status="failed" if hook.status == "running" else hook.status,
+                )
+            )
+        )
+
+    def _plugin_used(self, ctx: _Context, p: PluginUsedPayload) -> None:
+        plugin, tracking = p.plugin, p.tracking
+        summary = plugin.capability_summary
+        ctx.out.events.append(
+            PluginUsedEvent(
+                event_params=PluginUsedEventParams(
+                    *_plugin_metadata(plugin, ctx.fact.source.originator),
+                    mcp_server_names=None if summary is None else summary.mcp_server_names,
+                    thread_id=tracking.thread_id,
+                    turn_id=tracking.turn_id,
+                    model_slug=tracking.model_slug,
+                )
+            )
+        )
+
+    def _plugin_state_changed(self, ctx: _Context, p: PluginStateChangedPayload) -> None:
+        event_model = PLUGIN_STATE_EVENTS[p.state]
+        ctx.out.events.append(
+            event_model(
+                event_params=PluginEventParams(
+                    *_plugin_metadata(p.plugin, ctx.fact.source.originator)
+                )
+            )
+        )
+
+
+class _Touched(Protocol):
+    touched_ms: int
+
+
+def _expire(table: Mapping[Any, _Touched], cutoff_ms: int) -> int:
+    stale = [key for key, entry in table.items() if entry.touched_ms < cutoff_ms]
+    for key in stale:
+        del table[key]  # type: ignore[attr-defined]
+    return len(stale)
+
+
+def _image_count(inputs: list[Any]) -> int:
+    return sum(1 for item in inputs if item.is_image)
+
+
+def _app_params(tracking: TrackingContext, app: AppInvocation, originator: str) -> AppEventParams:
+    return AppEventParams(
+        connector_id=app.connector_id,
+        thread_id=tracking.thread_id,
+        turn_id=tracking.turn_id,
+        app_name=app.app_name,
+        product_client_id=originator,
+        invoke_type=app.invocation_type,
+        model_slug=tracking.model_slug,
+    )
+
+
+def _plugin_metadata(
+    plugin: PluginTelemetryMetadata, originator: str
+) -> tuple[str, str, str, bool | None, int | None, list[str] | None, str]:
+    """``codex_plugin_metadata`` (reducer.md §4.7): the remote id wins ``plugin_id``; the
+    name halves always come from the local key."""
+    summary = plugin.capability_summary
+    return (
+        plugin.remote_plugin_id if plugin.remote_plugin_id is not None else plugin.plugin_id,
+        plugin.plugin_name,
+        plugin.marketplace_name,
+        None if summary is None else summary.has_skills,
+        None if summary is None else len(summary.mcp_server_names),
+        None if summary is None else summary.app_connector_ids,
+        originator,
+    )

@@ -1,0 +1,129 @@
+"""Structured drop warnings and the reducer's counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class DropReason(StrEnum):
+    """Why a fact produced no event where it might have (reducer.md §7).
+
+    ``message`` gives upstream's warning text; upstream drops some cases silently, and
+    ``logged`` says whether upstream warns (we count every case either way).
+    """
+
+    DUPLICATE_SEQ = "duplicate_seq"
+    THREAD_RESPONSE_UNKNOWN_CONNECTION = "thread_response_unknown_connection"
+    RESPONSE_WITHOUT_PENDING_REQUEST = "response_without_pending_request"
+    ERROR_WITHOUT_PENDING_REQUEST = "error_without_pending_request"
+    STEER_UNKNOWN_CONNECTION = "steer_unknown_connection"
+    STEER_MISSING_THREAD_METADATA = "steer_missing_thread_metadata"
+    TURN_MISSING_CONNECTION_METADATA = "turn_missing_connection_metadata"
+    TURN_MISSING_THREAD_METADATA = "turn_missing_thread_metadata"
+    GUARDIAN_MISSING_THREAD_CONNECTION = "guardian_missing_thread_connection"
+    GUARDIAN_MISSING_CONNECTION = "guardian_missing_connection"
+    COMPACTION_MISSING_THREAD_CONNECTION = "compaction_missing_thread_connection"
+    COMPACTION_MISSING_CONNECTION = "compaction_missing_connection"
+    COMPACTION_MISSING_THREAD_METADATA = "compaction_missing_thread_metadata"
+
+    @property
+    def message(self) -> str:
+        return _MESSAGES[self]
+
+    @property
+    def logged(self) -> bool:
+        """Whether upstream logs a warning for this case (the rest are silent there)."""
+        return self in _LOGGED
+
+
+_MESSAGES = {
+    DropReason.DUPLICATE_SEQ: "ignoring analytics fact: seq already applied for this instance",
+    DropReason.THREAD_RESPONSE_UNKNOWN_CONNECTION: "ignoring thread lifecycle response: unknown connection",
+    DropReason.RESPONSE_WITHOUT_PENDING_REQUEST: "ignoring turn response: no matching pending request",
+    DropReason.ERROR_WITHOUT_PENDING_REQUEST: "ignoring error response: no pending request",
+    DropReason.STEER_UNKNOWN_CONNECTION: "ignoring turn steer: unknown connection",
+    DropReason.STEER_MISSING_THREAD_METADATA: "dropping turn steer analytics event: missing thread lifecycle metadata",
+    DropReason.TURN_MISSING_CONNECTION_METADATA: "dropping turn analytics event: missing connection metadata",
+    DropReason.TURN_MISSING_THREAD_METADATA: "dropping turn analytics event: missing thread lifecycle metadata",
+    DropReason.GUARDIAN_MISSING_THREAD_CONNECTION: "dropping guardian analytics event: missing thread connection metadata",
+    DropReason.GUARDIAN_MISSING_CONNECTION: "dropping guardian analytics event: missing connection metadata",
+    DropReason.COMPACTION_MISSING_THREAD_CONNECTION: "dropping compaction analytics event: missing thread connection metadata",
+    DropReason.COMPACTION_MISSING_CONNECTION: "dropping compaction analytics event: missing connection metadata",
+    DropReason.COMPACTION_MISSING_THREAD_METADATA: "dropping compaction analytics event: missing thread lifecycle metadata",
+}
+_LOGGED = frozenset(
+    {
+        DropReason.DUPLICATE_SEQ,
+        DropReason.STEER_MISSING_THREAD_METADATA,
+        DropReason.TURN_MISSING_CONNECTION_METADATA,
+        DropReason.TURN_MISSING_THREAD_METADATA,
+        DropReason.GUARDIAN_MISSING_THREAD_CONNECTION,
+        DropReason.GUARDIAN_MISSING_CONNECTION,
+        DropReason.COMPACTION_MISSING_THREAD_CONNECTION,
+        DropReason.COMPACTION_MISSING_CONNECTION,
+        DropReason.COMPACTION_MISSING_THREAD_METADATA,
+    }
+)
+
+
+@dataclass(slots=True, frozen=True)
+class Drop:
+    """One structured drop warning: what, where (instance, seq, kind) and the ids involved."""
+
+    reason: DropReason
+    instance_id: str
+    seq: int
+    kind: str
+    ids: tuple[tuple[str, str | int | None], ...] = ()
+
+    @property
+    def message(self) -> str:
+        return self.reason.message
+
+    def as_log_fields(self) -> dict[str, object]:
+        return {
+            "reason": self.reason.value,
+            "message": self.reason.message,
+            "instance_id": self.instance_id,
+            "seq": self.seq,
+            "kind": self.kind,
+            **dict(self.ids),
+        }
+
+
+def _count(counter: dict[str, int], key: str, n: int = 1) -> None:
+    counter[key] = counter.get(key, 0) + n
+
+
+@dataclass(slots=True)
+class ReducerStats:
+    """Counters of one reducer: facts per kind, events per type, drops per reason, expiries."""
+
+    facts: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+    drops: dict[str, int] = field(default_factory=dict)
+    expired: dict[str, int] = field(default_factory=dict)
+
+    def count_fact(self, kind: str) -> None:
+        _count(self.facts, kind)
+
+    def count_event(self, event_type: str) -> None:
+        _count(self.events, event_type)
+
+    def count_drop(self, reason: DropReason) -> None:
+        _count(self.drops, reason.value)
+
+    def count_expired(self, what: str, n: int) -> None:
+        if n:
+            _count(self.expired, what, n)
+
+    def merge(self, other: ReducerStats) -> None:
+        for mine, theirs in (
+            (self.facts, other.facts),
+            (self.events, other.events),
+            (self.drops, other.drops),
+            (self.expired, other.expired),
+        ):
+            for key, n in theirs.items():
+                _count(mine, key, n)

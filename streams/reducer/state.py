@@ -1,0 +1,240 @@
+"""The reducer state of one source instance, and its byte form.
+
+A plain value: dicts of small slotted records, no references to the outside world. It
+serializes to compact JSON (orjson) so that it can live in a Faust table and its
+changelog, and ``InstanceState.from_bytes(s.to_bytes())`` continues exactly where ``s``
+stood (insertion order included, so expiry sweeps also behave the same).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from codex_analytics.contract.events import AppServerClientMetadata
+from codex_analytics.contract.facts import (
+    RuntimeMetadata,
+    TokenUsage,
+    TurnResolvedConfigPayload,
+)
+from codex_analytics.contract.schema import decoder_for, to_wire
+
+STATE_FORMAT_VERSION = 1
+
+
+@dataclass(slots=True)
+class Connection:
+    client: AppServerClientMetadata
+    runtime: RuntimeMetadata
+    touched_ms: int
+
+
+@dataclass(slots=True)
+class PendingRequest:
+    """A ``turn/start`` (``expected_turn_id is None``) or ``turn/steer`` awaiting its answer."""
+
+    is_steer: bool
+    thread_id: str
+    expected_turn_id: str | None
+    num_input_images: int
+    created_at: int | None
+    touched_ms: int
+
+
+@dataclass(slots=True)
+class ThreadMetadata:
+    """``thread_connections`` and ``thread_metadata`` of reducer.md §2, set together."""
+
+    connection_id: int
+    thread_source: str | None
+    initialization_mode: str
+    subagent_source: str | None
+    parent_thread_id: str | None
+    touched_ms: int
+
+
+@dataclass(slots=True)
+class Completion:
+    status: str | None
+    turn_error: Any
+    completed_at: int
+    duration_ms: int | None
+
+
+@dataclass(slots=True)
+class TurnState:
+    touched_ms: int
+    connection_id: int | None = None
+    thread_id: str | None = None
+    num_input_images: int | None = None
+    resolved_config: TurnResolvedConfigPayload | None = None
+    started_at: int | None = None
+    token_usage: TokenUsage | None = None
+    completed: Completion | None = None
+    steer_count: int = 0
+
+
+RequestKey = tuple[int, int | str]
+
+
+class InstanceState:
+    """Everything the reducer remembers about one source instance."""
+
+    __slots__ = (
+        "connections",
+        "last_seq",
+        "last_sweep_ms",
+        "requests",
+        "threads",
+        "turns",
+        "watermark_ms",
+    )
+
+    def __init__(self) -> None:
+        #: Highest ``seq`` applied; facts at or below it are duplicates (design.md §4).
+        self.last_seq = -1
+        #: Highest ``observed_at_ms`` seen: the instance's event-time clock for expiry.
+        self.watermark_ms = 0
+        self.last_sweep_ms = 0
+        self.connections: dict[int, Connection] = {}
+        # Keyed by (connection id, JSON request id): 3 and "3" are different requests.
+        self.requests: dict[RequestKey, PendingRequest] = {}
+        self.threads: dict[str, ThreadMetadata] = {}
+        self.turns: dict[str, TurnState] = {}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InstanceState):
+            return NotImplemented
+        return self.to_bytes() == other.to_bytes()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"InstanceState(last_seq={self.last_seq}, connections={len(self.connections)}, "
+            f"requests={len(self.requests)}, threads={len(self.threads)}, turns={len(self.turns)})"
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.connections or self.requests or self.threads or self.turns)
+
+    # -- bytes ---------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": STATE_FORMAT_VERSION,
+                "last_seq": self.last_seq,
+                "watermark_ms": self.watermark_ms,
+                "last_sweep_ms": self.last_sweep_ms,
+                "connections": [
+                    [cid, c.client, c.runtime, c.touched_ms] for cid, c in self.connections.items()
+                ],
+                "requests": [
+                    [
+                        cid,
+                        rid,
+                        r.is_steer,
+                        r.thread_id,
+                        r.expected_turn_id,
+                        r.num_input_images,
+                        r.created_at,
+                        r.touched_ms,
+                    ]
+                    for (cid, rid), r in self.requests.items()
+                ],
+                "threads": [
+                    [
+                        tid,
+                        t.connection_id,
+                        t.thread_source,
+                        t.initialization_mode,
+                        t.subagent_source,
+                        t.parent_thread_id,
+                        t.touched_ms,
+                    ]
+                    for tid, t in self.threads.items()
+                ],
+                "turns": [
+                    [
+                        turn_id,
+                        t.touched_ms,
+                        t.connection_id,
+                        t.thread_id,
+                        t.num_input_images,
+                        None if t.resolved_config is None else to_wire(t.resolved_config),
+                        t.started_at,
+                        t.token_usage,
+                        None
+                        if t.completed is None
+                        else [
+                            t.completed.status,
+                            t.completed.turn_error,
+                            t.completed.completed_at,
+                            t.completed.duration_ms,
+                        ],
+                        t.steer_count,
+                    ]
+                    for turn_id, t in self.turns.items()
+                ],
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> InstanceState:
+        """Inverse of :meth:`to_bytes`. Raises ``ValueError`` on foreign or corrupt bytes."""
+        try:
+            raw = orjson.loads(data)
+            if raw.get("v") != STATE_FORMAT_VERSION:
+                raise ValueError(f"unsupported reducer state version {raw.get('v')!r}")
+            return cls._from_json(raw)
+        except ValueError:
+            raise
+        except Exception as err:
+            raise ValueError(f"corrupt reducer state: {err!r}") from err
+
+    @classmethod
+    def _from_json(cls, raw: dict[str, Any]) -> InstanceState:
+        client_of = decoder_for(AppServerClientMetadata)
+        runtime_of = decoder_for(RuntimeMetadata)
+        config_of = decoder_for(TurnResolvedConfigPayload)
+        usage_of = decoder_for(TokenUsage)
+        state = cls()
+        state.last_seq = raw["last_seq"]
+        state.watermark_ms = raw["watermark_ms"]
+        state.last_sweep_ms = raw["last_sweep_ms"]
+        for cid, client, runtime, touched in raw["connections"]:
+            state.connections[cid] = Connection(client_of(client), runtime_of(runtime), touched)
+        for cid, rid, is_steer, thread_id, expected, images, created_at, touched in raw["requests"]:
+            state.requests[(cid, rid)] = PendingRequest(
+                is_steer, thread_id, expected, images, created_at, touched
+            )
+        for tid, cid, source, mode, subagent, parent, touched in raw["threads"]:
+            state.threads[tid] = ThreadMetadata(cid, source, mode, subagent, parent, touched)
+        for (
+            turn_id,
+            touched,
+            cid,
+            thread_id,
+            images,
+            config,
+            started_at,
+            usage,
+            completed,
+            steers,
+        ) in raw["turns"]:
+            state.turns[turn_id] = TurnState(
+                touched_ms=touched,
+                connection_id=cid,
+                thread_id=thread_id,
+                num_input_images=images,
+                resolved_config=None if config is None else config_of(config),
+                started_at=started_at,
+                token_usage=None if usage is None else usage_of(usage),
+                completed=None if completed is None else Completion(*completed),
+                steer_count=steers,
+            )
+        return state
