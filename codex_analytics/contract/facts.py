@@ -9,6 +9,7 @@ serde does) and extract, validated, only the fields the reducer reads.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -218,6 +219,16 @@ class TokenUsage:
 _UNIT_SUBAGENT_SOURCES = frozenset({"review", "compact", "memory_consolidation"})
 
 
+def _canonical_thread_id(value: str, tag: str) -> str:
+    """Upstream ``ThreadId`` is a UUID, printed lowercase and hyphenated whatever the input."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise DecodeError(
+            DecodeReason.INVALID_VALUE, "parent_thread_id", "expected a UUID thread id"
+        ).within(tag) from None
+
+
 def parse_subagent_source(value: JsonValue) -> tuple[str, str | None]:
     """SubAgentSource -> (name, thread_spawn parent id); reducer.md §4.4."""
     if type(value) is str:
@@ -240,7 +251,7 @@ def parse_subagent_source(value: JsonValue) -> tuple[str, str | None]:
                 ).within(tag)
             if type(parent) is not str:
                 raise wrong_type("string", parent).within("parent_thread_id").within(tag)
-            return "thread_spawn", parent
+            return "thread_spawn", _canonical_thread_id(parent, tag)
         if tag == "other":
             if type(inner) is not str:
                 raise wrong_type("string", inner).within(tag)

@@ -188,11 +188,13 @@ class InstanceState:
         """Inverse of :meth:`to_bytes`. Raises ``ValueError`` on foreign or corrupt bytes."""
         try:
             raw = orjson.loads(data)
-            if raw.get("v") != STATE_FORMAT_VERSION:
-                raise ValueError(f"unsupported reducer state version {raw.get('v')!r}")
+            version = raw.get("v")
+        except Exception as err:
+            raise ValueError(f"corrupt reducer state: {err}") from err
+        if version != STATE_FORMAT_VERSION:
+            raise ValueError(f"unsupported reducer state version {version!r}")
+        try:
             return cls._from_json(raw)
-        except ValueError:
-            raise
         except Exception as err:
             raise ValueError(f"corrupt reducer state: {err!r}") from err
 

@@ -1,0 +1,32 @@
+"""Fixtures for tests against a real broker: a fresh embedded broker per test module."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from codex_analytics.broker import EmbeddedBroker
+
+
+@pytest.fixture(scope="module")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of an embedded broker private to this test module.
+
+    Fresh per module because the broker's CPU cost grows with every record it
+    holds (it deletes nothing). It never skips: no broker is a failure.
+    """
+    log_path = tmp_path_factory.mktemp("broker") / "broker.log"
+    with EmbeddedBroker(log_path=str(log_path)) as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def unique_name() -> Callable[[str], str]:
+    """``unique_name(prefix)`` -> a topic / group name no other test uses."""
+
+    def make(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex}"
+
+    return make
