@@ -26,6 +26,11 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
         "codex_analytics.cli.reduce_cmd",
         "turn fact envelopes (JSON lines) into track events, offline; no broker",
     ),
+    (
+        "generate",
+        "codex_analytics.cli.generate_cmd",
+        "generate realistic, deterministic fact envelopes from simulated Codex instances",
+    ),
 )
 
 DESCRIPTION = """\

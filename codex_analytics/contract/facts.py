@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from .errors import DecodeError, DecodeReason
-from .schema import U64, JsonObject, JsonValue, absent_ok, derived, wire_key, wrong_type
+from .schema import (
+    U64,
+    JsonObject,
+    JsonValue,
+    absent_ok,
+    decoder_for,
+    derived,
+    wire_key,
+    wrong_type,
+)
 
 # -- enums (closed sets: an unknown value is rejected) -----------------------------------
 
@@ -445,8 +454,6 @@ class InitializePayload:
 
 
 def _decode_method_view(cls: type[Any], value: Any, key: str) -> Any:
-    from .schema import decoder_for  # local: keeps the import graph flat for readers
-
     try:
         return decoder_for(cls)(value)
     except DecodeError as err:
@@ -500,6 +507,8 @@ class JsonRpcError:
 
 
 _INPUT_REJECTIONS = {"empty": "empty_input", "too_large": "input_too_large"}
+_TURN_STEER_REJECTIONS: tuple[str, ...] = get_args(TurnSteerRejection)
+_INPUT_ERRORS: tuple[str, ...] = get_args(InputError)
 
 
 @dataclass(slots=True)
@@ -519,10 +528,10 @@ class ErrorResponsePayload:
             raise wrong_type("null or a single-key object", value).within("error_type")
         ((tag, inner),) = value.items()
         if tag == "turn_steer":
-            allowed: tuple[str, ...] = get_args(TurnSteerRejection)
+            allowed = _TURN_STEER_REJECTIONS
             mapped = inner
         elif tag == "input":
-            allowed = get_args(InputError)
+            allowed = _INPUT_ERRORS
             mapped = _INPUT_REJECTIONS.get(inner) if type(inner) is str else None
         else:
             raise DecodeError(

@@ -247,49 +247,126 @@ def decoder_for(cls: type[T]) -> Callable[[Any], T]:
     return decoder
 
 
+def _inline_invalid(tp: Any, var: str, names: dict[str, Any], tag: str) -> str | None:
+    """A Python expression that is true when ``var`` is *not* valid for ``tp``, for the
+    leaf types that can be checked inline; None when a checker call is needed."""
+    if tp is str:
+        return f"type({var}) is not str"
+    if tp is bool:
+        return f"type({var}) is not bool"
+    if tp is int:
+        return f"(type({var}) is not int or not {_I64_MIN} <= {var} <= {_I64_MAX})"
+    if tp is None or tp is type(None):
+        return f"{var} is not None"
+    if tp is Any:
+        return "False"
+    if tp is dict or get_origin(tp) is dict:
+        return f"type({var}) is not dict"
+    origin = get_origin(tp)
+    if origin is Annotated:
+        base, *markers = get_args(tp)
+        if base is int and _Unsigned in markers:
+            return f"(type({var}) is not int or not 0 <= {var} <= {_U64_MAX})"
+        return _inline_invalid(base, var, names, tag)
+    if origin is Literal and all(type(a) is str for a in get_args(tp)):
+        names[f"L_{tag}"] = frozenset(get_args(tp))
+        return f"(type({var}) is not str or {var} not in L_{tag})"
+    if origin is Union or origin is types.UnionType:
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(args) != len(get_args(tp)):
+            inner = _inline_invalid(args[0], var, names, tag)
+            if inner is not None:
+                return f"({var} is not None and {inner})"
+    return None
+
+
 def _compile_decoder(cls: type[T]) -> Callable[[Any], T]:
+    """Generate straight-line Python for one model (as attrs and cattrs do): inline type
+    checks for leaf fields, a call for nested ones, and the slow checker only to build
+    the error once a check has failed."""
     hints = typing.get_type_hints(cls, include_extras=True)
     protocol = getattr(cls, "__protocol_object__", False)
     post_decode = getattr(cls, "_post_decode", None)
-    specs: list[tuple[str, str, Checker, bool, Any]] = []
+    names: dict[str, Any] = {
+        "cls": cls,
+        "DecodeError": DecodeError,
+        "wrong_type": wrong_type,
+        "missing": _missing,
+        "post_decode": post_decode,
+    }
+    checkers: list[Checker] = []
+    keys: list[str] = []
+    lines = [
+        "def decode(value):",
+        "    if type(value) is not dict:",
+        "        raise wrong_type('object', value)",
+    ]
+    arguments = ["raw=value"] if protocol else []
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.metadata.get("wire", True) is False or (protocol and f.name == "raw"):
             continue
-        specs.append(
-            (
-                f.name,
-                f.metadata.get("key", f.name),
-                _checker_for(hints[f.name]),
-                bool(f.metadata.get("absent_ok", False)),
-                f.default,
-            )
-        )
-    frozen_specs = tuple(specs)
+        i = len(checkers)
+        key = f.metadata.get("key", f.name)
+        checkers.append(_checker_for(hints[f.name]))
+        keys.append(key)
+        var = f"v{i}"
+        names[f"K{i}"] = key
+        names[f"C{i}"] = checkers[i]
+        names[f"D{i}"] = f.default
+        lines += ["    try:", f"        {var} = value[K{i}]", "    except KeyError:"]
+        if f.metadata.get("absent_ok", False):
+            lines.append(f"        {var} = D{i}")
+        else:
+            lines.append(f"        raise missing(K{i}) from None")
+        invalid = _inline_invalid(hints[f.name], var, names, str(i))
+        if invalid is None:
+            lines += [
+                "    else:",
+                "        try:",
+                f"            {var} = C{i}({var})",
+                "        except DecodeError as err:",
+                f"            raise err.within(K{i}) from None",
+            ]
+        elif invalid != "False":
+            lines += [
+                "    else:",
+                f"        if {invalid}:",
+                f"            raise fail({i}, {var})",
+            ]
+        arguments.append(f"{f.name}={var}")
+    names["fail"] = _failure_builder(tuple(checkers), tuple(keys))
+    if post_decode is None:
+        lines.append(f"    return cls({', '.join(arguments)})")
+    else:
+        lines += [
+            f"    instance = cls({', '.join(arguments)})",
+            "    post_decode(instance)",
+            "    return instance",
+        ]
+    source = "\n".join(lines)
+    exec(compile(source, f"<decoder {cls.__qualname__}>", "exec"), names)
+    decoder: Callable[[Any], T] = names["decode"]
+    return decoder
 
-    def decode(value: Any) -> T:
-        if type(value) is not dict:
-            raise wrong_type("object", value)
-        kwargs: dict[str, Any] = {"raw": value} if protocol else {}
-        for attr, key, check, may_be_absent, default in frozen_specs:
-            try:
-                item = value[key]
-            except KeyError:
-                if may_be_absent:
-                    kwargs[attr] = default
-                    continue
-                raise DecodeError(
-                    DecodeReason.MISSING_KEY, key, "required key is missing"
-                ) from None
-            try:
-                kwargs[attr] = check(item)
-            except DecodeError as err:
-                raise err.within(key) from None
-        instance = cls(**kwargs)
-        if post_decode is not None:
-            post_decode(instance)
-        return instance
 
-    return decode
+def _missing(key: str) -> DecodeError:
+    return DecodeError(DecodeReason.MISSING_KEY, key, "required key is missing")
+
+
+def _failure_builder(
+    checkers: tuple[Checker, ...], keys: tuple[str, ...]
+) -> Callable[[int, Any], DecodeError]:
+    """The error for field ``index`` whose inline check failed: re-run its full checker,
+    which knows how to describe the problem."""
+
+    def fail(index: int, value: Any) -> DecodeError:
+        try:
+            checkers[index](value)
+        except DecodeError as err:
+            return err.within(keys[index])
+        return DecodeError(DecodeReason.INTERNAL, keys[index], "inline check and checker disagree")
+
+    return fail
 
 
 # -- encoding --------------------------------------------------------------------------

@@ -1,0 +1,91 @@
+"""``codex-analytics generate``: deterministic, realistic fact streams as JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = """\
+Generate realistic fact envelopes from N simulated Codex instances: connections,
+threads (new, resumed, forked), turns with config, token usage and notifications,
+steers (accepted and rejected), skills, apps, plugins (uses and state changes with
+local and remote ids), hooks, compactions, guardian reviews and sub-agents, plus a few
+redelivered facts and facts the reducer must drop.
+
+The same --seed gives byte-identical output. Writes one envelope per line to --out
+(default: stdout). Feed it to 'codex-analytics reduce'.
+"""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=200,
+        metavar="N",
+        help="simulated Codex processes (default: 200)",
+    )
+    parser.add_argument(
+        "--facts", type=int, default=50_000, metavar="M", help="facts to generate (default: 50000)"
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
+    parser.add_argument("--out", metavar="PATH", help="output file (default: stdout)")
+    parser.add_argument(
+        "--duplicate-rate",
+        type=float,
+        default=0.01,
+        metavar="P",
+        help="share of facts redelivered with the same seq (default: 0.01)",
+    )
+    parser.add_argument(
+        "--repeat-rate",
+        type=float,
+        default=0.3,
+        metavar="P",
+        help="chance an app/plugin use repeats within its turn (default: 0.3)",
+    )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=10,
+        metavar="K",
+        help="accounts the instances are spread over (default: 10)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import orjson
+
+    from producers.generator import GeneratorConfig, SessionGenerator
+
+    if args.facts < 0:
+        print("generate: --facts must not be negative", file=sys.stderr)
+        return 2
+    try:
+        config = GeneratorConfig(
+            instances=args.instances,
+            seed=args.seed,
+            duplicate_rate=args.duplicate_rate,
+            repeat_use_rate=args.repeat_rate,
+            accounts=args.accounts,
+        )
+    except ValueError as exc:
+        print(f"generate: {exc}", file=sys.stderr)
+        return 2
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
+    try:
+        chunk: list[bytes] = []
+        for fact in SessionGenerator(config).facts(args.facts):
+            chunk.append(orjson.dumps(fact))
+            if len(chunk) >= 1024:
+                out.write(b"\n".join(chunk) + b"\n")
+                chunk.clear()
+        if chunk:
+            out.write(b"\n".join(chunk) + b"\n")
+        out.flush()
+    except BrokenPipeError:
+        sys.stderr.close()
+    finally:
+        if args.out:
+            out.close()
+    return 0
