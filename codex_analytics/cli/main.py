@@ -17,6 +17,11 @@ from codex_analytics import __version__
 #: (subcommand, module, one-line summary shown in ``--help``). Order is the help order.
 SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     (
+        "demo",
+        "codex_analytics.cli.demo_cmd",
+        "the main job: generate a load, run it through Kafka, check the events (PASS/FAIL)",
+    ),
+    (
         "broker",
         "codex_analytics.cli.broker_cmd",
         "run an embedded, in-memory Kafka-compatible broker in the foreground",

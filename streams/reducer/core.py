@@ -60,7 +60,7 @@ from codex_analytics.contract.facts import (
     TurnTokenUsagePayload,
 )
 
-from .derive import resolved_config_fields, skill_id
+from .derive import skill_id, turn_config
 from .drops import Drop, DropReason, ReducerStats
 from .state import (
     Completion,
@@ -377,7 +377,7 @@ class Reducer:
         turn = self._turn(ctx, p.turn_id)
         turn.thread_id = p.thread_id
         turn.num_input_images = p.num_input_images
-        turn.resolved_config = p
+        turn.resolved_config = turn_config(p)
         self._maybe_emit_turn(ctx, p.turn_id)
 
     def _turn_token_usage(self, ctx: _Context, p: TurnTokenUsagePayload) -> None:
@@ -420,6 +420,8 @@ class Reducer:
             return
         connection.touched_ms = thread.touched_ms = ctx.now_ms
         (
+            submission_type,
+            ephemeral,
             model,
             model_provider,
             sandbox_policy,
@@ -431,17 +433,18 @@ class Reducer:
             sandbox_network_access,
             collaboration_mode,
             personality,
-        ) = resolved_config_fields(config)
+            is_first_turn,
+        ) = config
         usage = turn.token_usage
         ctx.out.events.append(
             TurnEvent(
                 event_params=TurnEventParams(
                     thread_id=thread_id,
                     turn_id=turn_id,
-                    submission_type=config.submission_type,
+                    submission_type=submission_type,
                     app_server_client=connection.client,
                     runtime=connection.runtime,
-                    ephemeral=config.ephemeral,
+                    ephemeral=ephemeral,
                     thread_source=thread.thread_source,  # type: ignore[arg-type]
                     initialization_mode=thread.initialization_mode,  # type: ignore[arg-type]
                     subagent_source=thread.subagent_source,
@@ -458,7 +461,7 @@ class Reducer:
                     collaboration_mode=collaboration_mode,  # type: ignore[arg-type]
                     personality=personality,
                     num_input_images=turn.num_input_images,
-                    is_first_turn=config.is_first_turn,
+                    is_first_turn=is_first_turn,
                     status=completed.status,  # type: ignore[arg-type]
                     turn_error=completed.turn_error,
                     steer_count=turn.steer_count,

@@ -66,11 +66,34 @@ def turn_status_name(status: str) -> str | None:
     return None if status == "inProgress" else status
 
 
-def resolved_config_fields(
-    config: TurnResolvedConfigPayload,
-) -> tuple[str, str, str, str | None, str | None, str, str, str, bool, str, str | None]:
-    """The mapped config values, in turn-event key order (model .. personality)."""
+#: The turn event's config values, in event key order:
+#: (submission_type, ephemeral, model, model_provider, sandbox_policy, reasoning_effort,
+#:  reasoning_summary, service_tier, approval_policy, approvals_reviewer,
+#:  sandbox_network_access, collaboration_mode, personality, is_first_turn)
+TurnConfig = tuple[
+    str | None,
+    bool,
+    str,
+    str,
+    str,
+    str | None,
+    str | None,
+    str,
+    str,
+    str,
+    bool,
+    str,
+    str | None,
+    bool,
+]
+
+
+def turn_config(config: TurnResolvedConfigPayload) -> TurnConfig:
+    """The mapped values a turn event needs (reducer.md §4.5), and nothing else: the
+    reducer keeps these rather than the whole payload while the turn is open."""
     return (
+        config.submission_type,
+        config.ephemeral,
         config.model,
         config.model_provider,
         sandbox_policy_name(config.sandbox_policy.type),
@@ -82,4 +105,5 @@ def resolved_config_fields(
         config.sandbox_network_access,
         collaboration_mode_name(config.collaboration_mode),
         none_if_none_string(config.personality),
+        config.is_first_turn,
     )

@@ -14,14 +14,12 @@ from typing import Any
 import orjson
 
 from codex_analytics.contract.events import AppServerClientMetadata
-from codex_analytics.contract.facts import (
-    RuntimeMetadata,
-    TokenUsage,
-    TurnResolvedConfigPayload,
-)
-from codex_analytics.contract.schema import decoder_for, to_wire
+from codex_analytics.contract.facts import RuntimeMetadata, TokenUsage
+from codex_analytics.contract.schema import decoder_for
 
-STATE_FORMAT_VERSION = 1
+from .derive import TurnConfig
+
+STATE_FORMAT_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -69,7 +67,8 @@ class TurnState:
     connection_id: int | None = None
     thread_id: str | None = None
     num_input_images: int | None = None
-    resolved_config: TurnResolvedConfigPayload | None = None
+    #: The mapped values of the turn's ``turn_resolved_config`` (``derive.turn_config``).
+    resolved_config: TurnConfig | None = None
     started_at: int | None = None
     token_usage: TokenUsage | None = None
     completed: Completion | None = None
@@ -165,7 +164,7 @@ class InstanceState:
                         t.connection_id,
                         t.thread_id,
                         t.num_input_images,
-                        None if t.resolved_config is None else to_wire(t.resolved_config),
+                        t.resolved_config,
                         t.started_at,
                         t.token_usage,
                         None
@@ -202,7 +201,6 @@ class InstanceState:
     def _from_json(cls, raw: dict[str, Any]) -> InstanceState:
         client_of = decoder_for(AppServerClientMetadata)
         runtime_of = decoder_for(RuntimeMetadata)
-        config_of = decoder_for(TurnResolvedConfigPayload)
         usage_of = decoder_for(TokenUsage)
         state = cls()
         state.last_seq = raw["last_seq"]
@@ -233,7 +231,7 @@ class InstanceState:
                 connection_id=cid,
                 thread_id=thread_id,
                 num_input_images=images,
-                resolved_config=None if config is None else config_of(config),
+                resolved_config=None if config is None else tuple(config),
                 started_at=started_at,
                 token_usage=None if usage is None else usage_of(usage),
                 completed=None if completed is None else Completion(*completed),

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench <suite>`` (see ``python -m bench --help``)."""

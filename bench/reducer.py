@@ -1,0 +1,139 @@
+"""The pure reducer on the generator's realistic mix: facts/s on one core, state sizes.
+
+Measured without I/O: the facts are generated and decoded up front, then applied one
+at a time. Three figures per run:
+
+* reduce: ``Reducer.apply`` alone (decoded facts in, event objects out);
+* decode + reduce + encode: what ``codex-analytics reduce`` does per line;
+* state: bytes per open turn and per live thread, serialized (what the changelog
+  carries) and in memory (tracemalloc).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from codex_analytics.contract import decode_fact, encode_event
+from producers.fact_builder import FactBuilder
+from producers.generator import GeneratorConfig, SessionGenerator
+from streams.reducer import InstanceState, Reducer
+
+from .stats import Figure, repeat
+
+
+@dataclass(frozen=True, slots=True)
+class ReducerBenchConfig:
+    facts: int = 100_000
+    instances: int = 200
+    runs: int = 5
+    state_entries: int = 2_000
+
+
+def _lines(config: ReducerBenchConfig) -> list[bytes]:
+    generator = SessionGenerator(GeneratorConfig(instances=config.instances, seed=1))
+    return [orjson.dumps(f) for f in generator.facts(config.facts)]
+
+
+def _reduce_only(lines: list[bytes]) -> float:
+    facts = [decode_fact(line) for line in lines]
+    # The stream holds a fact only while it is applied: keep the decoded inputs out of
+    # the collector's way, as they would be.
+    gc.collect()
+    gc.freeze()
+    reducer, states = Reducer(), {}
+    try:
+        started = time.perf_counter()
+        for fact in facts:
+            state = states.get(fact.source.instance_id)
+            if state is None:
+                state = states[fact.source.instance_id] = InstanceState()
+            reducer.apply(state, fact)
+        elapsed = time.perf_counter() - started
+    finally:
+        gc.unfreeze()
+    return len(facts) / elapsed
+
+
+def _full_line(lines: list[bytes]) -> float:
+    reducer, states = Reducer(), {}
+    started = time.perf_counter()
+    for line in lines:
+        fact = decode_fact(line)
+        state = states.get(fact.source.instance_id)
+        if state is None:
+            state = states[fact.source.instance_id] = InstanceState()
+        for event in reducer.apply(state, fact).events:
+            encode_event(event)
+    return len(lines) / (time.perf_counter() - started)
+
+
+def _state_sizes(entries: int) -> tuple[float, float, float, float]:
+    """(serialized, in-memory) bytes per open turn, then per live thread."""
+    reducer = Reducer()
+
+    def grow(make: Callable[[FactBuilder], list[dict[str, Any]]]) -> tuple[float, float]:
+        builder = FactBuilder("bench-state")
+        state = InstanceState()
+        reducer.apply(state, decode_fact(orjson.dumps(builder.initialize(1))))
+        lines = [orjson.dumps(f) for f in make(builder)]
+        empty_bytes = len(state.to_bytes())
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for line in lines:  # decoded one at a time: the state keeps what it keeps
+            reducer.apply(state, decode_fact(line))
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        if len(state.turns) + len(state.threads) < entries:
+            raise RuntimeError("state benchmark: facts were not applied")
+        return (len(state.to_bytes()) - empty_bytes) / entries, (after - before) / entries
+
+    def threads(b: FactBuilder) -> list[dict[str, Any]]:
+        return [b.thread_response(1, f"thread-{n:06d}") for n in range(entries)]
+
+    def open_turns(b: FactBuilder) -> list[dict[str, Any]]:
+        # Started, configured, tokens counted, not completed yet.
+        facts = []
+        for n in range(entries):
+            turn_id = f"turn-{n:06d}"
+            facts += [
+                b.turn_start_request(1, n, "thread-x", images=1),
+                b.turn_start_response(1, n, turn_id),
+                b.resolved_config(turn_id, "thread-x"),
+                b.token_usage(turn_id, "thread-x"),
+                b.turn_started(turn_id, "thread-x"),
+            ]
+        return facts
+
+    turn_bytes, turn_memory = grow(open_turns)
+    thread_bytes, thread_memory = grow(threads)
+    return turn_bytes, turn_memory, thread_bytes, thread_memory
+
+
+def run(config: ReducerBenchConfig) -> list[Figure]:
+    lines = _lines(config)
+    sizes = _state_sizes(config.state_entries)
+    return [
+        Figure(
+            "reduce only (Reducer.apply), one core",
+            "facts/s",
+            repeat(config.runs, lambda: _reduce_only(lines)),
+        ),
+        Figure(
+            "decode + reduce + encode, one core",
+            "facts/s",
+            repeat(config.runs, lambda: _full_line(lines)),
+        ),
+        Figure("state per open turn, serialized", "bytes", (sizes[0],)),
+        Figure("state per open turn, in memory", "bytes", (sizes[1],)),
+        Figure("state per live thread, serialized", "bytes", (sizes[2],)),
+        Figure("state per live thread, in memory", "bytes", (sizes[3],)),
+    ]
