@@ -15,6 +15,10 @@ instance keeps its own state. Output (stdout): one line per emitted event, in em
 order, as the exact upstream JSON; with --batches, one line per upstream request body
 {"events":[...]} (one body per fact that emitted events).
 
+Like the stream worker, it emits app_used (with a connector id) and plugin_used at most
+once per instance, turn and key within the dedupe window (--no-dedupe: upstream's
+reducer alone, which never dedupes; its client does).
+
 Bad lines are reported on stderr as 'line N: <field path>: <reason>: <detail>' and
 skipped; the exit status is then 1 once the whole input is processed (--strict stops at
 the first). Exit status 0 means every line was a valid fact.
@@ -46,6 +50,14 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="H",
         help="event-time horizon after which idle reducer state expires (default: 24)",
     )
+    parser.add_argument(
+        "--dedupe-horizon-hours",
+        type=float,
+        default=24.0,
+        metavar="H",
+        help="window of the app/plugin use dedupe, in event time (default: 24)",
+    )
+    parser.add_argument("--no-dedupe", action="store_true", help="emit repeated app/plugin uses")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,10 +66,14 @@ def run(args: argparse.Namespace) -> int:
     from codex_analytics.contract import encode_batch, encode_event
     from streams.reducer.offline import OfflineReducer, reduce_lines
 
-    if args.horizon_hours <= 0:
-        print("reduce: --horizon-hours must be positive", file=sys.stderr)
+    if args.horizon_hours <= 0 or args.dedupe_horizon_hours <= 0:
+        print("reduce: horizons must be positive", file=sys.stderr)
         return 2
-    reducer = OfflineReducer(horizon_ms=int(args.horizon_hours * 3_600_000))
+    reducer = OfflineReducer(
+        horizon_ms=int(args.horizon_hours * 3_600_000),
+        dedupe=not args.no_dedupe,
+        dedupe_horizon_ms=int(args.dedupe_horizon_hours * 3_600_000),
+    )
     out = sys.stdout.buffer
     err = sys.stderr
     bad = 0

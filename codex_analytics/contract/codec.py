@@ -7,6 +7,7 @@ Encoding an event gives the exact upstream JSON (key order, nulls, no extra keys
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -167,6 +168,73 @@ def _u64_error(value: Any, key: str) -> DecodeError:
 def decode_fact(data: BytesLike | str, *, max_bytes: int = DEFAULT_MAX_FACT_BYTES) -> FactEnvelope:
     """Bytes (one JSON fact envelope) -> :class:`FactEnvelope`, or :class:`DecodeError`."""
     return fact_from_json(loads(data, max_bytes=max_bytes))
+
+
+#: Largest facts-topic record accepted: a pack of facts (bytes).
+DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
+#: Most facts in one pack.
+MAX_FACTS_PER_PACK = 4096
+
+
+@dataclass(slots=True)
+class RecordItem:
+    """One fact of a facts-topic record, or why it could not be decoded.
+
+    ``index`` is the fact's position in a packed record (None for a single envelope);
+    ``raw`` is what a dead letter carries for it: the record's own bytes for a single
+    envelope or an unreadable record, the re-encoded element for one fact of a pack.
+    """
+
+    index: int | None
+    fact: FactEnvelope | None = None
+    error: DecodeError | None = None
+    raw: bytes | None = None
+
+
+def decode_fact_record(
+    data: BytesLike, *, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> list[RecordItem]:
+    """A facts-topic record: one envelope (object) or a pack (array) of one instance's
+    envelopes, in order (PROPOSAL, docs/contract.md). Never raises: each bad part comes
+    back as an item with its error, so one bad fact never costs its neighbours."""
+    try:
+        value = loads(data, max_bytes=max_bytes)
+    except DecodeError as err:
+        return [RecordItem(None, error=err, raw=bytes(data))]
+    if type(value) is not list:
+        try:
+            return [RecordItem(None, fact=fact_from_json(value))]
+        except DecodeError as err:
+            return [RecordItem(None, error=err, raw=bytes(data))]
+    if not value or len(value) > MAX_FACTS_PER_PACK:
+        bad_pack = DecodeError(
+            DecodeReason.INVALID_VALUE,
+            "",
+            f"a pack holds 1 to {MAX_FACTS_PER_PACK} fact envelopes, not {len(value)}",
+        )
+        return [RecordItem(None, error=bad_pack, raw=bytes(data))]
+    items: list[RecordItem] = []
+    instance_id: str | None = None
+    for index, element in enumerate(value):
+        try:
+            fact = fact_from_json(element)
+            if instance_id is None:
+                instance_id = fact.source.instance_id
+            elif fact.source.instance_id != instance_id:
+                raise DecodeError(
+                    DecodeReason.INVALID_VALUE,
+                    "source.instance_id",
+                    "every fact of a pack must come from the pack's first instance",
+                )
+            items.append(RecordItem(index, fact=fact))
+        except DecodeError as err:
+            items.append(RecordItem(index, error=err.within(index), raw=orjson.dumps(element)))
+    return items
+
+
+def encode_fact_pack(facts: Sequence[FactEnvelope]) -> bytes:
+    """Several facts of one instance as one facts-topic record (a JSON array)."""
+    return b"[" + b",".join(encode_fact(f) for f in facts) + b"]"
 
 
 def fact_to_json(fact: FactEnvelope) -> dict[str, Any]:

@@ -109,14 +109,29 @@ class Reducer:
     is expired: pending requests, threads, connections and unfinished turns. Upstream
     keeps them forever; with the default 24 h, any sequence shorter than the horizon
     gives exactly upstream's output.
+
+    ``dedupe_horizon_ms`` (design.md §5): ``app_used`` with a connector id and
+    ``plugin_used`` are emitted at most once per ``(turn_id, key)`` of an instance within
+    this window of event time; the key is the connector id, or the plugin's *local* key
+    even when a remote id is set, as upstream's client dedupe. ``dedupe=False`` turns it
+    off (then the output is upstream's reducer alone, which never dedupes).
     """
 
-    def __init__(self, *, horizon_ms: int = DEFAULT_HORIZON_MS, stats: ReducerStats | None = None):
-        if horizon_ms <= 0:
-            raise ValueError("horizon_ms must be positive")
+    def __init__(
+        self,
+        *,
+        horizon_ms: int = DEFAULT_HORIZON_MS,
+        dedupe: bool = True,
+        dedupe_horizon_ms: int = DEFAULT_HORIZON_MS,
+        stats: ReducerStats | None = None,
+    ) -> None:
+        if horizon_ms <= 0 or dedupe_horizon_ms <= 0:
+            raise ValueError("horizons must be positive")
         self.horizon_ms = horizon_ms
+        self.dedupe = dedupe
+        self.dedupe_horizon_ms = dedupe_horizon_ms
         # Sweep a few times per horizon: bounded memory for an O(state) pass now and then.
-        self.sweep_interval_ms = max(1, horizon_ms // 8)
+        self.sweep_interval_ms = max(1, min(horizon_ms, dedupe_horizon_ms) // 8)
         self.stats = stats if stats is not None else ReducerStats()
         self._rules: dict[str, Callable[[_Context, Any], None]] = {
             "initialize": self._initialize,
@@ -177,6 +192,24 @@ class Reducer:
         count("turns", _expire(state.turns, cutoff))
         count("threads", _expire(state.threads, cutoff))
         count("connections", _expire(state.connections, cutoff))
+        dedupe_cutoff = state.watermark_ms - self.dedupe_horizon_ms
+        stale = [key for key, seen in state.dedupe.items() if seen <= dedupe_cutoff]
+        for key in stale:
+            del state.dedupe[key]
+        count("dedupe_keys", len(stale))
+
+    def _first_use(self, ctx: _Context, turn_id: str, use: str, key: str) -> bool:
+        """Windowed dedupe of app and plugin uses: True if this use is to be emitted."""
+        if not self.dedupe:
+            return True
+        dedupe = ctx.state.dedupe
+        entry = (turn_id, use, key)
+        seen = dedupe.get(entry)
+        if seen is not None and ctx.now_ms - seen < self.dedupe_horizon_ms:
+            ctx.drop(DropReason.DEDUPE_REPEAT, turn_id=turn_id, use=use, key=key)
+            return False
+        dedupe[entry] = ctx.now_ms
+        return True
 
     # -- connection-scoped facts -------------------------------------------------------------
 
@@ -615,6 +648,10 @@ class Reducer:
             )
 
     def _app_used(self, ctx: _Context, p: AppUsedPayload) -> None:
+        connector = p.app.connector_id
+        # An app without a connector id always passes, as upstream.
+        if connector is not None and not self._first_use(ctx, p.tracking.turn_id, "app", connector):
+            return
         ctx.out.events.append(
             AppUsedEvent(event_params=_app_params(p.tracking, p.app, ctx.fact.source.originator))
         )
@@ -637,6 +674,8 @@ class Reducer:
 
     def _plugin_used(self, ctx: _Context, p: PluginUsedPayload) -> None:
         plugin, tracking = p.plugin, p.tracking
+        if not self._first_use(ctx, tracking.turn_id, "plugin", plugin.plugin_id):
+            return
         summary = plugin.capability_summary
         ctx.out.events.append(
             PluginUsedEvent(

@@ -14,6 +14,7 @@ class DropReason(StrEnum):
     """
 
     DUPLICATE_SEQ = "duplicate_seq"
+    DEDUPE_REPEAT = "dedupe_repeat"
     THREAD_RESPONSE_UNKNOWN_CONNECTION = "thread_response_unknown_connection"
     RESPONSE_WITHOUT_PENDING_REQUEST = "response_without_pending_request"
     ERROR_WITHOUT_PENDING_REQUEST = "error_without_pending_request"
@@ -39,6 +40,7 @@ class DropReason(StrEnum):
 
 _MESSAGES = {
     DropReason.DUPLICATE_SEQ: "ignoring analytics fact: seq already applied for this instance",
+    DropReason.DEDUPE_REPEAT: "ignoring repeated app/plugin use: already emitted for this turn within the dedupe window",
     DropReason.THREAD_RESPONSE_UNKNOWN_CONNECTION: "ignoring thread lifecycle response: unknown connection",
     DropReason.RESPONSE_WITHOUT_PENDING_REQUEST: "ignoring turn response: no matching pending request",
     DropReason.ERROR_WITHOUT_PENDING_REQUEST: "ignoring error response: no pending request",

@@ -18,8 +18,16 @@ from .state import InstanceState
 
 
 class OfflineReducer:
-    def __init__(self, *, horizon_ms: int = DEFAULT_HORIZON_MS) -> None:
-        self.reducer = Reducer(horizon_ms=horizon_ms)
+    def __init__(
+        self,
+        *,
+        horizon_ms: int = DEFAULT_HORIZON_MS,
+        dedupe: bool = True,
+        dedupe_horizon_ms: int = DEFAULT_HORIZON_MS,
+    ) -> None:
+        self.reducer = Reducer(
+            horizon_ms=horizon_ms, dedupe=dedupe, dedupe_horizon_ms=dedupe_horizon_ms
+        )
         self.states: dict[str, InstanceState] = {}
 
     @property

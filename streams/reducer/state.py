@@ -19,7 +19,7 @@ from codex_analytics.contract.schema import decoder_for
 
 from .derive import TurnConfig
 
-STATE_FORMAT_VERSION = 2
+STATE_FORMAT_VERSION = 3
 
 
 @dataclass(slots=True)
@@ -83,6 +83,7 @@ class InstanceState:
 
     __slots__ = (
         "connections",
+        "dedupe",
         "last_seq",
         "last_sweep_ms",
         "requests",
@@ -102,6 +103,8 @@ class InstanceState:
         self.requests: dict[RequestKey, PendingRequest] = {}
         self.threads: dict[str, ThreadMetadata] = {}
         self.turns: dict[str, TurnState] = {}
+        #: Windowed dedupe: (turn_id, "app" | "plugin", key) -> event time first emitted.
+        self.dedupe: dict[tuple[str, str, str], int] = {}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, InstanceState):
@@ -113,12 +116,13 @@ class InstanceState:
     def __repr__(self) -> str:
         return (
             f"InstanceState(last_seq={self.last_seq}, connections={len(self.connections)}, "
-            f"requests={len(self.requests)}, threads={len(self.threads)}, turns={len(self.turns)})"
+            f"requests={len(self.requests)}, threads={len(self.threads)}, turns={len(self.turns)}, "
+            f"dedupe={len(self.dedupe)})"
         )
 
     @property
     def is_empty(self) -> bool:
-        return not (self.connections or self.requests or self.threads or self.turns)
+        return not (self.connections or self.requests or self.threads or self.turns or self.dedupe)
 
     # -- bytes ---------------------------------------------------------------------------
 
@@ -179,6 +183,7 @@ class InstanceState:
                     ]
                     for turn_id, t in self.turns.items()
                 ],
+                "dedupe": [[*key, seen] for key, seen in self.dedupe.items()],
             }
         )
 
@@ -237,4 +242,6 @@ class InstanceState:
                 completed=None if completed is None else Completion(*completed),
                 steer_count=steers,
             )
+        for turn_id, use, key, seen in raw["dedupe"]:
+            state.dedupe[(turn_id, use, key)] = seen
         return state

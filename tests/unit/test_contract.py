@@ -397,3 +397,65 @@ def test_corrupting_any_field_gives_a_decode_error_or_a_valid_fact(
         )
     else:
         assert decode_fact(encode_fact(decoded)) == decoded
+
+
+# -- facts-topic records: single envelopes and packs ----------------------------------------------
+
+
+def test_single_envelope_record_decodes_to_one_item() -> None:
+    from codex_analytics.contract import decode_fact_record
+
+    fact = Instance().hook_run()
+    (item,) = decode_fact_record(orjson.dumps(fact))
+    assert item.index is None
+    assert item.error is None
+    assert item.fact == fact_from_json(fact)
+
+
+def test_pack_round_trip_and_per_fact_errors() -> None:
+    from codex_analytics.contract import decode_fact_record, encode_fact_pack
+
+    inst = Instance()
+    good = [fact_from_json(inst.hook_run()), fact_from_json(inst.app_used())]
+    assert [i.fact for i in decode_fact_record(encode_fact_pack(good))] == good
+    bad_element = {"envelope_version": 1, "kind": "nope"}
+    other_instance = Instance("inst-2").hook_run()
+    record = orjson.dumps([inst.hook_run(), bad_element, other_instance, inst.hook_run()])
+    items = decode_fact_record(record)
+    assert [i.index for i in items] == [0, 1, 2, 3]
+    assert items[0].fact is not None
+    assert items[3].fact is not None
+    assert items[1].error is not None
+    assert (items[1].error.reason, items[1].error.path) == (DecodeReason.UNKNOWN_KIND, "[1].kind")
+    assert items[1].raw == orjson.dumps(bad_element)  # the element itself goes to the DLQ
+    assert items[2].error is not None
+    assert items[2].error.path == "[2].source.instance_id"
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (b"[]", DecodeReason.INVALID_VALUE),
+        (b"[1,", DecodeReason.NOT_JSON),
+        (b"\xff", DecodeReason.NOT_UTF8),
+        (b'"a string"', DecodeReason.WRONG_TYPE),
+    ],
+)
+def test_unreadable_records_keep_their_original_bytes(record: bytes, reason: DecodeReason) -> None:
+    from codex_analytics.contract import decode_fact_record
+
+    (item,) = decode_fact_record(record)
+    assert item.error is not None
+    assert item.error.reason is reason
+    assert item.raw == record
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300))
+def test_decode_fact_record_never_raises(data: bytes) -> None:
+    from codex_analytics.contract import decode_fact_record
+
+    for item in decode_fact_record(data):
+        assert (item.fact is None) != (item.error is None)
+        if item.error is not None:
+            assert item.error.reason is not DecodeReason.INTERNAL

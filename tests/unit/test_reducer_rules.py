@@ -16,8 +16,8 @@ from tests.factories import Instance, app, skill
 class Harness:
     """Feeds wire-form facts through the codec and one reducer; events come back as JSON."""
 
-    def __init__(self, horizon_ms: int = 24 * 3600 * 1000) -> None:
-        self.reducer = Reducer(horizon_ms=horizon_ms)
+    def __init__(self, horizon_ms: int = 24 * 3600 * 1000, **options: Any) -> None:
+        self.reducer = Reducer(horizon_ms=horizon_ms, **options)
         self.state = InstanceState()
         self.reductions: list[Reduction] = []
 
@@ -733,11 +733,77 @@ def test_app_mentions_and_app_used(h: Harness, inst: Instance) -> None:
     )
     assert types(events) == ["codex_app_mentioned", "codex_app_mentioned", "codex_app_used"]
     assert events[1]["event_params"]["connector_id"] is None
-    # The reducer does no dedupe (reducer.md §6): the same app used twice emits twice.
-    assert types(h.feed(inst.app_used("drive"), inst.app_used("drive"))) == [
+    # Upstream's reducer does no dedupe (reducer.md §6): with ours off, repeats emit.
+    plain = Harness(dedupe=False)
+    assert types(plain.feed(inst.app_used("drive"), inst.app_used("drive"))) == [
         "codex_app_used",
         "codex_app_used",
     ]
+
+
+# -- windowed dedupe (design.md §5) ----------------------------------------------------------------
+
+
+def test_app_used_is_emitted_once_per_turn_and_connector(h: Harness, inst: Instance) -> None:
+    events = h.feed(
+        inst.app_used("drive", turn_id="t1"),
+        inst.app_used("drive", turn_id="t1"),
+        inst.app_used("calendar", turn_id="t1"),
+        inst.app_used("drive", turn_id="t2"),
+        inst.app_used("drive", turn_id="t1"),
+    )
+    assert [(e["event_params"]["turn_id"], e["event_params"]["connector_id"]) for e in events] == [
+        ("t1", "drive"),
+        ("t1", "calendar"),
+        ("t2", "drive"),
+    ]
+    assert h.reducer.stats.drops["dedupe_repeat"] == 2
+
+
+def test_app_without_connector_always_passes(h: Harness, inst: Instance) -> None:
+    assert len(h.feed(inst.app_used(None), inst.app_used(None), inst.app_used(None))) == 3
+
+
+def test_plugin_used_dedupes_on_the_local_key_even_with_a_remote_id(
+    h: Harness, inst: Instance
+) -> None:
+    events = h.feed(
+        inst.plugin_used("linear@chatgpt-global"),
+        inst.plugin_used("linear@chatgpt-global", remote_plugin_id="plugins~Plugin_linear"),
+        inst.plugin_used("linear@other"),
+        inst.plugin_used("linear@chatgpt-global", turn_id="turn-2"),
+    )
+    assert [e["event_params"]["plugin_id"] for e in events] == [
+        "linear@chatgpt-global",
+        "linear@other",
+        "linear@chatgpt-global",
+    ]
+
+
+def test_app_and_plugin_keys_do_not_collide(h: Harness, inst: Instance) -> None:
+    assert len(h.feed(inst.app_used("sample@test"), inst.plugin_used("sample@test"))) == 2
+
+
+def test_dedupe_window_reopens_after_the_horizon_and_purges() -> None:
+    minute = 60_000
+    h = Harness(dedupe_horizon_ms=10 * minute)
+    inst = Instance(step_ms=minute)
+    assert len(h.feed(inst.app_used("drive"), inst.app_used("drive"))) == 1
+    assert len(h.state.dedupe) == 1
+    later = inst.fact(
+        "app_used", inst.app_used("drive")["payload"], at_ms=inst.now_ms + 11 * minute
+    )
+    assert len(h.feed(later)) == 1  # the window has passed: emitted again
+    # Keys older than the window are purged by the sweep.
+    h.feed(inst.fact("hook_run", inst.hook_run()["payload"], at_ms=inst.now_ms + 30 * minute))
+    assert h.state.dedupe == {}
+    assert h.reducer.stats.expired["dedupe_keys"] >= 1
+
+
+def test_dedupe_survives_save_and_restore(h: Harness, inst: Instance) -> None:
+    h.feed(inst.plugin_used())
+    h.state = InstanceState.from_bytes(h.state.to_bytes())
+    assert h.feed(inst.plugin_used()) == []
 
 
 @pytest.mark.parametrize(
