@@ -22,6 +22,11 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
         "the main job: generate a load, run it through Kafka, check the events (PASS/FAIL)",
     ),
     (
+        "stream",
+        "codex_analytics.cli.stream_cmd",
+        "the stream service: facts topic -> dedupe + reduce (Faust) -> events topic",
+    ),
+    (
         "broker",
         "codex_analytics.cli.broker_cmd",
         "run an embedded, in-memory Kafka-compatible broker in the foreground",

@@ -1,0 +1,50 @@
+"""``codex-analytics stream worker``: the stream microservice."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = """\
+The stream service. 'codex-analytics stream worker' runs one Faust worker: it consumes
+fact envelopes from the facts topic (one envelope, or a pack of one instance's
+envelopes, per record), de-duplicates and reduces them with per-instance state in a
+changelog-backed table, and produces one record per track event to the events topic,
+keyed by delivery route. Records that cannot be decoded go, unchanged, to the facts
+dead-letter topic with the reason in their headers.
+
+At-least-once: a fact's offset is committed only after its events and its state are
+acknowledged by the broker. Run several workers with the same ANALYTICS_STREAM_APP_ID to
+share the partitions; a restarted or rebalanced worker continues from the changelog.
+
+Environment: KAFKA_BOOTSTRAP_SERVERS (unset: an embedded, memory-only broker),
+ANALYTICS_FACTS_TOPIC, ANALYTICS_EVENTS_TOPIC, ANALYTICS_FACTS_DLQ_TOPIC,
+ANALYTICS_TOPIC_PARTITIONS, ANALYTICS_STREAM_APP_ID, ANALYTICS_STREAM_STORE (memory |
+rocksdb), ANALYTICS_STREAM_DATA_DIR, ANALYTICS_STATE_HORIZON_HOURS,
+ANALYTICS_DEDUPE_HORIZON_HOURS, ANALYTICS_STREAM_BATCH_MAX_RECORDS,
+ANALYTICS_STREAM_BATCH_MAX_WAIT_MS, ANALYTICS_LOG_LEVEL. See the README.
+"""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    roles = parser.add_subparsers(dest="role", metavar="ROLE", required=True)
+    roles.add_parser(
+        "worker",
+        help="run one stream worker until SIGTERM / Ctrl-C",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from codex_analytics.broker import kafka_bootstrap
+    from streams.settings import StreamSettings
+    from streams.worker import run_worker
+
+    try:
+        settings = StreamSettings.from_env()
+    except ValueError as exc:
+        print(f"stream worker: {exc}", file=sys.stderr)
+        return 2
+    with kafka_bootstrap() as bootstrap:
+        return run_worker(settings, bootstrap)

@@ -1,0 +1,155 @@
+"""The stream stage's pure core: a batch of facts-topic records in, everything to write out.
+
+No Kafka, no Faust, no clock: the worker hands in the records it consumed and a way to
+read an instance's saved state; it gets back the events-topic records (in order), the
+dead letters, and the instance states that changed. The worker writes those, waits for
+the broker's acknowledgements, and only then lets the source offsets be committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from codex_analytics.contract import (
+    AuthRoute,
+    DecodeError,
+    DecodeReason,
+    EventRecord,
+    FactEnvelope,
+    Origin,
+    TrackEvent,
+    decode_fact_record,
+    encode_event_record,
+    encode_fact,
+    route_key,
+)
+
+from .reducer import InstanceState, Reducer
+
+Headers = list[tuple[str, bytes]]
+_NO_ROUTE = AuthRoute()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One consumed facts-topic record."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """What goes to the facts DLQ: the bytes as received, and why in the headers."""
+
+    value: bytes
+    key: bytes | None
+    headers: Headers
+
+
+@dataclass(slots=True)
+class ProcessedBatch:
+    #: (key, value) of every events-topic record, in emission order.
+    events: list[tuple[bytes, bytes]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: instance id -> serialized state, for every instance whose state changed.
+    states: dict[str, bytes] = field(default_factory=dict)
+    #: instance id -> the source partition its facts came from (where its state lives).
+    partitions: dict[str, int] = field(default_factory=dict)
+    facts: int = 0
+    #: Facts whose record key was not their instance id (ordering then relies on luck).
+    misrouted: int = 0
+    #: Saved states that could not be read back (started afresh).
+    corrupt_states: int = 0
+
+
+class FactProcessor:
+    """Decode, dedupe, reduce and route one batch of consumed records."""
+
+    def __init__(self, reducer: Reducer | None = None, *, max_record_bytes: int | None = None):
+        self.reducer = reducer if reducer is not None else Reducer()
+        self.max_record_bytes = max_record_bytes
+
+    def process(
+        self, records: Sequence[SourceRecord], load_state: Callable[[str], bytes | None]
+    ) -> ProcessedBatch:
+        out = ProcessedBatch()
+        states: dict[str, InstanceState] = {}
+        for record in records:
+            value = record.value if record.value is not None else b""
+            items = (
+                decode_fact_record(value)
+                if self.max_record_bytes is None
+                else decode_fact_record(value, max_bytes=self.max_record_bytes)
+            )
+            for item in items:
+                if item.fact is None:
+                    error = item.error or DecodeError(
+                        DecodeReason.INTERNAL, "", "no fact, no error"
+                    )
+                    raw = item.raw if item.raw is not None else value
+                    out.dead_letters.append(_dead_letter(record, raw, error, "decode", item.index))
+                    continue
+                fact = item.fact
+                out.facts += 1
+                instance_id = fact.source.instance_id
+                if record.key is not None and record.key != instance_id.encode():
+                    out.misrouted += 1
+                state = states.get(instance_id)
+                if state is None:
+                    state = states[instance_id] = self._load(instance_id, load_state, out)
+                    out.partitions[instance_id] = record.partition
+                try:
+                    events = self.reducer.apply(state, fact).events
+                except Exception as exc:  # a reducer bug must not stop the partition
+                    error = DecodeError(DecodeReason.INTERNAL, "", f"reducer failure: {exc!r}")
+                    raw = value if item.index is None else encode_fact(fact)
+                    out.dead_letters.append(_dead_letter(record, raw, error, "reduce", item.index))
+                    continue
+                if events:
+                    _route(fact, events, out)
+        for instance_id, state in states.items():
+            out.states[instance_id] = state.to_bytes()
+        return out
+
+    def _load(
+        self, instance_id: str, load_state: Callable[[str], bytes | None], out: ProcessedBatch
+    ) -> InstanceState:
+        saved = load_state(instance_id)
+        if saved is None:
+            return InstanceState()
+        try:
+            return InstanceState.from_bytes(saved)
+        except ValueError:
+            out.corrupt_states += 1
+            return InstanceState()
+
+
+def _route(fact: FactEnvelope, events: Sequence[TrackEvent], out: ProcessedBatch) -> None:
+    route = fact.source.auth or _NO_ROUTE
+    key = route_key(route)
+    instance_id, seq = fact.source.instance_id, fact.seq
+    for index, event in enumerate(events):
+        record = EventRecord(route=route, origin=Origin(instance_id, seq, index), event=event)
+        out.events.append((key, encode_event_record(record)))
+
+
+def _dead_letter(
+    record: SourceRecord, raw: bytes, error: DecodeError, stage: str, index: int | None
+) -> DeadLetter:
+    headers: Headers = [
+        ("error.reason", error.reason.value.encode()),
+        ("error.path", error.path.encode()),
+        ("error.detail", error.detail.encode()[:512]),
+        ("error.stage", stage.encode()),
+        ("source.topic", record.topic.encode()),
+        ("source.partition", str(record.partition).encode()),
+        ("source.offset", str(record.offset).encode()),
+    ]
+    if index is not None:
+        headers.append(("source.pack_index", str(index).encode()))
+    return DeadLetter(value=raw, key=record.key, headers=headers)

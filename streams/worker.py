@@ -1,0 +1,45 @@
+"""Run the stream worker: ensure topics, build the Faust app, run until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from codex_analytics.kafka import ensure_topics
+
+from .settings import StreamSettings
+
+
+def run_worker(settings: StreamSettings, bootstrap: str) -> int:
+    import faust
+
+    from .app import StreamWorkerApp
+
+    topics = settings.topics
+    wanted = {
+        topics.facts: topics.partitions,
+        topics.events: topics.partitions,
+        topics.facts_dlq: topics.partitions,
+    }
+    actual = asyncio.run(ensure_topics(bootstrap, wanted))
+    # The state table is co-partitioned with the facts topic, whatever its count is.
+    partitions = actual[topics.facts]
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    print(
+        f"stream worker: Kafka {bootstrap}; facts {topics.facts} ({partitions} partitions) -> "
+        f"events {topics.events}; dead letters {topics.facts_dlq}; state store {settings.store}; "
+        f"group {settings.app_id}; batch {settings.batch_max_records} records / {settings.batch_max_wait_ms} ms",
+        file=sys.stderr,
+        flush=True,
+    )
+    worker_app = StreamWorkerApp(settings, bootstrap, partitions)
+    worker = faust.Worker(
+        worker_app.app, loglevel=settings.log_level, redirect_stdouts=False, quiet=True
+    )
+    try:
+        worker.execute_from_commandline()  # runs the loop; always ends in SystemExit
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
