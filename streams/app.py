@@ -21,16 +21,20 @@ raising into Faust, which would ack the batch and let it be committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 import weakref
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Iterator
 from typing import Any
 
 import faust
+import orjson
+from faust.transport import consumer as faust_transport_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from .offsets import Continuity, OffsetGuard
 from .processor import FactProcessor, SourceRecord
 from .reducer import Reducer
 from .settings import StreamSettings
@@ -60,11 +64,37 @@ def _patch_fetch_wait() -> None:
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
 
 
+class _NeverRead(dict):  # type: ignore[type-arg]
+    """Faust's consumer drops every record below the highest offset it has *handed on*,
+    and hands records on (or abandons them during a rebalance) concurrently with its own
+    seeks: records get skipped. Reading every offset as unknown turns that filter, and
+    the "gap" bookkeeping that goes with it, off; the worker's :class:`OffsetGuard`
+    decides instead what is new, what is a repeat and where to re-read."""
+
+    def __getitem__(self, key: Any) -> None:
+        return None
+
+
+def _patch_read_offsets() -> None:
+    consumer_class = faust_transport_consumer.Consumer
+    original = consumer_class.__init__
+    if getattr(original, "_codex_patched", False):
+        return
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self._read_offset = _NeverRead()
+
+    init._codex_patched = True  # type: ignore[attr-defined]
+    consumer_class.__init__ = init  # type: ignore[method-assign]
+
+
 class StreamWorkerApp:
     """Builds the Faust app and owns the batch pipeline of its one agent."""
 
     def __init__(self, settings: StreamSettings, bootstrap: str, partitions: int) -> None:
         _patch_fetch_wait()
+        _patch_read_offsets()
         self.settings = settings
         topics = settings.topics
         self.app = faust.App(
@@ -101,9 +131,19 @@ class StreamWorkerApp:
             Reducer(
                 horizon_ms=settings.state_horizon_ms,
                 dedupe_horizon_ms=settings.dedupe_horizon_ms,
-            )
+            ),
+            max_record_bytes=settings.max_record_bytes,
         )
-        self.counts = {"facts": 0, "events": 0, "dead_letters": 0, "batches": 0, "misrouted": 0}
+        self.counts = {
+            "facts": 0,
+            "events": 0,
+            "dead_letters": 0,
+            "batches": 0,
+            "misrouted": 0,
+            "seeks": 0,
+        }
+        self.guard = OffsetGuard()
+        self._generation: int | None = None
         self._last_report = time.monotonic()
         self.app.agent(self.facts_topic, name="reduce-facts", concurrency=1)(self._agent)
 
@@ -112,17 +152,47 @@ class StreamWorkerApp:
     async def _agent(self, stream: Any) -> None:
         events_stream = stream.noack()
         wait_s = self.settings.batch_max_wait_ms / 1000
-        async for events in events_stream.noack_take(
-            self.settings.batch_max_records, within=wait_s
-        ):
-            try:
-                await self._process(events)
-            except BaseException as exc:
-                _fatal(
-                    f"stream batch failed, exiting so that nothing is committed past it: {exc!r}"
-                )
-            for event in events:  # in order: Faust commits the first run of acked offsets
-                await events_stream.ack(event)
+        batches = events_stream.noack_take(self.settings.batch_max_records, within=wait_s)
+        try:
+            async for events in batches:
+                try:
+                    continuity = await self._continuity(events)
+                    if continuity.process:
+                        await self._process(continuity.process)
+                    for event in continuity.ack:  # in order: Faust commits the first acked run
+                        await events_stream.ack(event)
+                    for tp, offset in continuity.seek.items():
+                        await self._seek_back(tp, offset)
+                except BaseException as exc:
+                    _fatal(f"stream batch failed, exiting so nothing is committed past it: {exc!r}")
+        finally:
+            log.info("stream totals: %s", ", ".join(f"{k} {v}" for k, v in self.counts.items()))
+
+    async def _continuity(self, events: list[Any]) -> Continuity:
+        consumer: Any = self.app.consumer  # private attributes below: Faust 0.15.x
+        if self.app.consumer_generation_id != self._generation:
+            self._generation = self.app.consumer_generation_id
+            self.guard.reset()
+        unknown = self.guard.unknown(events)
+        if unknown:
+            # After an assignment Faust seeks to the committed offsets (the next to read);
+            # a partition never committed starts at its earliest offset.
+            committed = consumer._committed_offset
+            missing = [tp for tp in unknown if committed.get(tp) is None]
+            earliest = await consumer.earliest_offsets(*missing) if missing else {}
+            for tp in unknown:
+                start = committed.get(tp)
+                self.guard.start(tp, start if start is not None else earliest.get(tp, 0))
+        return self.guard.check(events, time.monotonic())
+
+    async def _seek_back(self, tp: Any, offset: int) -> None:
+        log.warning("offset gap on %s: re-reading from offset %d", tp, offset)
+        self.counts["seeks"] += 1
+        # Faust records jumps it saw itself as acked "gaps", which a commit may pass:
+        # forget them for this partition, the records are about to be read again.
+        consumer: Any = self.app.consumer
+        consumer._gap.pop(tp, None)
+        await consumer.seek(tp, offset)
 
     async def _process(self, events: list[Any]) -> None:
         records = [
@@ -135,8 +205,15 @@ class StreamWorkerApp:
             )
             for e in events
         ]
-        store = self.table.data
-        batch = self.processor.process(records, lambda iid: store.get(iid.encode()))
+        last_event_of_partition = {e.message.partition: e for e in events}
+
+        def load_state(instance_id: str, partition: int) -> bytes | None:
+            # Partitioned stores (RocksDB) read from the current event's partition only.
+            with _current_event(last_event_of_partition[partition]):
+                value: bytes | None = self.table.data.get(instance_id.encode())
+                return value
+
+        batch = self.processor.process(records, load_state)
         producer = self.app.producer
         topics = self.settings.topics
         pending: list[Awaitable[Any]] = []
@@ -150,7 +227,6 @@ class StreamWorkerApp:
             )
         await _delivered(pending)  # (a) outputs first: a saved state implies its outputs
 
-        last_event_of_partition = {e.message.partition: e for e in events}
         changelog_futures: list[Awaitable[Any]] = []
         for instance_id, state in batch.states.items():
             partition = batch.partitions[instance_id]
@@ -166,20 +242,17 @@ class StreamWorkerApp:
         await self._mark_changelog_ends({m.partition for m in metadata})
 
         self._count(batch.facts, len(batch.events), len(batch.dead_letters), batch.misrouted)
+        for drop in batch.warnings:
+            log.warning("%s %s", drop.message, orjson.dumps(drop.as_log_fields()).decode())
         if batch.dead_letters:
             log.warning("sent %d invalid facts to %s", len(batch.dead_letters), topics.facts_dlq)
 
     def _store_write(self, key: bytes, value: bytes, event: Any, meta: Any) -> None:
-        # Stores pick their partition from the current event (RocksDB keeps one DB per
-        # partition), and there is none in a batch: name the event the key came from.
-        token = faust.streams._current_event.set(weakref.ref(event))
-        try:
+        with _current_event(event):
             self.table.data[key] = value
             set_persisted = getattr(self.table.data, "set_persisted_offset", None)
             if set_persisted is not None:
                 set_persisted(meta.topic_partition, meta.offset)
-        finally:
-            faust.streams._current_event.reset(token)
 
     async def _mark_changelog_ends(self, partitions: Iterable[int]) -> None:
         """One single-record batch at the end of each changelog partition just written.
@@ -211,6 +284,18 @@ class StreamWorkerApp:
                 stats.drops.get("dedupe_repeat", 0),
                 stats.drops.get("duplicate_seq", 0),
             )
+
+
+@contextlib.contextmanager
+def _current_event(event: Any) -> Iterator[None]:
+    """Stores pick their partition from Faust's current event (RocksDB keeps one DB per
+    partition), and in a batch there is no meaningful one: name the event the key's
+    partition came from, for the duration of one store access."""
+    token = faust.streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust.streams._current_event.reset(token)
 
 
 async def _delivered(futures: list[Awaitable[Any]]) -> list[Any]:

@@ -25,9 +25,10 @@ from codex_analytics.contract import (
     route_key,
 )
 
-from .reducer import InstanceState, Reducer
+from .reducer import Drop, InstanceState, Reducer
 
 Headers = list[tuple[str, bytes]]
+StateLoader = Callable[[str, int], bytes | None]
 _NO_ROUTE = AuthRoute()
 
 
@@ -65,6 +66,8 @@ class ProcessedBatch:
     misrouted: int = 0
     #: Saved states that could not be read back (started afresh).
     corrupt_states: int = 0
+    #: Drop warnings upstream would log (structured; duplicates and silent cases excluded).
+    warnings: list[Drop] = field(default_factory=list)
 
 
 class FactProcessor:
@@ -74,9 +77,9 @@ class FactProcessor:
         self.reducer = reducer if reducer is not None else Reducer()
         self.max_record_bytes = max_record_bytes
 
-    def process(
-        self, records: Sequence[SourceRecord], load_state: Callable[[str], bytes | None]
-    ) -> ProcessedBatch:
+    def process(self, records: Sequence[SourceRecord], load_state: StateLoader) -> ProcessedBatch:
+        """``load_state(instance_id, partition)`` returns the instance's saved state (or
+        None); ``partition`` is the source partition, where a partitioned store keeps it."""
         out = ProcessedBatch()
         states: dict[str, InstanceState] = {}
         for record in records:
@@ -101,25 +104,29 @@ class FactProcessor:
                     out.misrouted += 1
                 state = states.get(instance_id)
                 if state is None:
-                    state = states[instance_id] = self._load(instance_id, load_state, out)
+                    state = states[instance_id] = self._load(
+                        instance_id, record.partition, load_state, out
+                    )
                     out.partitions[instance_id] = record.partition
                 try:
-                    events = self.reducer.apply(state, fact).events
+                    reduction = self.reducer.apply(state, fact)
                 except Exception as exc:  # a reducer bug must not stop the partition
                     error = DecodeError(DecodeReason.INTERNAL, "", f"reducer failure: {exc!r}")
                     raw = value if item.index is None else encode_fact(fact)
                     out.dead_letters.append(_dead_letter(record, raw, error, "reduce", item.index))
                     continue
-                if events:
-                    _route(fact, events, out)
+                if reduction.drops:
+                    out.warnings.extend(d for d in reduction.drops if d.reason.logged)
+                if reduction.events:
+                    _route(fact, reduction.events, out)
         for instance_id, state in states.items():
             out.states[instance_id] = state.to_bytes()
         return out
 
     def _load(
-        self, instance_id: str, load_state: Callable[[str], bytes | None], out: ProcessedBatch
+        self, instance_id: str, partition: int, load_state: StateLoader, out: ProcessedBatch
     ) -> InstanceState:
-        saved = load_state(instance_id)
+        saved = load_state(instance_id, partition)
         if saved is None:
             return InstanceState()
         try:

@@ -37,6 +37,9 @@ class StreamSettings:
     batch_max_records: int = 2000
     batch_max_wait_ms: int = 50
     replication_factor: int = 1
+    #: Largest facts record accepted; larger ones are dead-lettered as ``too_large``.
+    #: Default: Kafka's default ``message.max.bytes``.
+    max_record_bytes: int = 1024 * 1024
     log_level: str = "WARNING"
 
     @classmethod
@@ -64,6 +67,9 @@ class StreamSettings:
             ),
             replication_factor=int(
                 _number(env, "ANALYTICS_TOPIC_REPLICATION_FACTOR", 1, minimum=1)
+            ),
+            max_record_bytes=int(
+                _number(env, "ANALYTICS_MAX_RECORD_BYTES", 1024 * 1024, minimum=1024)
             ),
             log_level=(env.get("ANALYTICS_LOG_LEVEL") or "WARNING").upper(),
         )

@@ -56,7 +56,6 @@ _MESSAGES = {
 }
 _LOGGED = frozenset(
     {
-        DropReason.DUPLICATE_SEQ,
         DropReason.STEER_MISSING_THREAD_METADATA,
         DropReason.TURN_MISSING_CONNECTION_METADATA,
         DropReason.TURN_MISSING_THREAD_METADATA,

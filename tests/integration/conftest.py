@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from codex_analytics.broker import EmbeddedBroker
+
+from .stream_helpers import StreamRun
 
 
 @pytest.fixture(scope="module")
@@ -30,3 +33,16 @@ def unique_name() -> Callable[[str], str]:
         return f"{prefix}-{uuid.uuid4().hex}"
 
     return make
+
+
+@pytest.fixture
+def fresh_broker(tmp_path: Path) -> Iterator[str]:
+    """A broker private to one test, for tests that move tens of thousands of records
+    (the embedded broker slows down with what it holds)."""
+    with EmbeddedBroker(log_path=str(tmp_path / "broker.log")) as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def stream_run(fresh_broker: str, tmp_path: Path, unique_name: Callable[[str], str]) -> StreamRun:
+    return StreamRun(bootstrap=fresh_broker, prefix=unique_name("t"), log_dir=tmp_path)

@@ -30,7 +30,7 @@ def test_events_carry_route_origin_and_exact_event() -> None:
         {"connector_id": "a", "app_name": "A", "invocation_type": None},
         {"connector_id": "b", "app_name": None, "invocation_type": "explicit"},
     )
-    batch = FactProcessor().process([rec(j(fact))], lambda _: None)
+    batch = FactProcessor().process([rec(j(fact))], lambda _i, _p: None)
     assert len(batch.events) == 2
     for index, (key, value) in enumerate(batch.events):
         assert key == b'["acct-9",true]'
@@ -47,7 +47,7 @@ def test_events_carry_route_origin_and_exact_event() -> None:
 
 
 def test_missing_auth_gives_the_unknown_route() -> None:
-    batch = FactProcessor().process([rec(j(Instance().hook_run()))], lambda _: None)
+    batch = FactProcessor().process([rec(j(Instance().hook_run()))], lambda _i, _p: None)
     ((key, value),) = batch.events
     assert key == b"[null,false]"
     assert orjson.loads(value)["route"] == {"kind": None, "account_id": None, "is_fedramp": False}
@@ -57,7 +57,7 @@ def test_bad_records_become_dead_letters_with_reason_and_source() -> None:
     inst = Instance()
     good = j(inst.hook_run())
     records = [rec(b"{nope", 10), rec(good, 11), rec(j({"envelope_version": 3}), 12), rec(None, 13)]  # type: ignore[arg-type]
-    batch = FactProcessor().process(records, lambda _: None)
+    batch = FactProcessor().process(records, lambda _i, _p: None)
     assert len(batch.events) == 1
     letters = batch.dead_letters
     assert [dl.value for dl in letters] == [b"{nope", orjson.dumps({"envelope_version": 3}), b""]
@@ -82,23 +82,27 @@ def test_state_round_trips_through_the_loader_across_batches() -> None:
     )
     store.update(first.states)
     assert first.partitions == {"inst-1": 0}
-    second = processor.process([rec(j(inst.compaction("thread-1")))], store.get)
+    second = processor.process(
+        [rec(j(inst.compaction("thread-1")))], lambda iid, _p: store.get(iid)
+    )
     assert [orjson.loads(v)["event"]["event_type"] for _, v in second.events] == [
         "codex_compaction_event"
     ]
     # Replaying the first batch against the saved state emits nothing new.
-    again = processor.process([rec(j(inst.initialize(7)), 0)], store.get)
+    again = processor.process([rec(j(inst.initialize(7)), 0)], lambda iid, _p: store.get(iid))
     assert again.events == []
 
 
 def test_corrupt_saved_state_starts_afresh_and_is_counted() -> None:
-    batch = FactProcessor().process([rec(j(Instance().hook_run()))], lambda _: b"garbage")
+    batch = FactProcessor().process([rec(j(Instance().hook_run()))], lambda _i, _p: b"garbage")
     assert batch.corrupt_states == 1
     assert len(batch.events) == 1
 
 
 def test_misrouted_keys_are_counted_not_dropped() -> None:
-    batch = FactProcessor().process([rec(j(Instance().hook_run()), key=b"other")], lambda _: None)
+    batch = FactProcessor().process(
+        [rec(j(Instance().hook_run()), key=b"other")], lambda _i, _p: None
+    )
     assert batch.misrouted == 1
     assert len(batch.events) == 1
 

@@ -1,0 +1,76 @@
+"""Offset continuity: never process a record while an earlier one is missing.
+
+Faust's consumer can drop records around a rebalance or restart (it resumes the stream
+partitions before seeking them to the committed offsets, and records fetched in between
+are filtered as already read). Processing a later fact of an instance first would make
+the reducer treat the missing one as a replay (its ``seq`` is lower), so it would be
+lost for good. The guard checks each partition's offsets against the next expected one
+and, on a jump, holds back the rest of that partition's batch and asks for a seek back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class _Event(Protocol):
+    message: Any
+
+
+@dataclass(slots=True)
+class Continuity:
+    #: Events to reduce, in order (their offsets continue each partition's sequence).
+    process: list[Any] = field(default_factory=list)
+    #: Events to ack once the batch is safely out: ``process`` plus replays already done.
+    ack: list[Any] = field(default_factory=list)
+    #: Partitions with a hole: seek them back to this offset (nothing past it is acked).
+    seek: dict[Hashable, int] = field(default_factory=dict)
+
+
+class OffsetGuard:
+    """The next offset expected per partition of the current assignment.
+
+    A hole asks for one seek; until the expected offset arrives, later records of that
+    partition are held back (not reduced, not acked) without seeking again, since every
+    seek restarts the fetch. ``due_seeks`` repeats a seek that made no progress."""
+
+    def __init__(self, *, retry_after_s: float = 2.0) -> None:
+        self.expected: dict[Hashable, int] = {}
+        #: Partitions waiting for a re-read, with when their seek was asked for.
+        self.holes: dict[Hashable, float] = {}
+        self.retry_after_s = retry_after_s
+
+    def reset(self) -> None:
+        """A new assignment: expectations restart from the committed offsets."""
+        self.expected.clear()
+        self.holes.clear()
+
+    def unknown(self, events: Sequence[_Event]) -> set[Hashable]:
+        """Partitions of ``events`` whose starting offset must be looked up first."""
+        return {e.message.tp for e in events if e.message.tp not in self.expected}
+
+    def start(self, tp: Hashable, offset: int) -> None:
+        self.expected.setdefault(tp, offset)
+
+    def check(self, events: Sequence[_Event], now: float) -> Continuity:
+        out = Continuity()
+        expected, holes = self.expected, self.holes
+        for event in events:
+            tp, offset = event.message.tp, event.message.offset
+            want = expected[tp]
+            if offset == want:
+                expected[tp] = offset + 1
+                holes.pop(tp, None)
+                out.process.append(event)
+                out.ack.append(event)
+            elif offset < want:
+                out.ack.append(event)  # delivered again after a seek: already reduced
+            elif tp not in holes:
+                holes[tp] = now  # a new hole: seek once, hold back what follows it
+                out.seek[tp] = want
+            elif now - holes[tp] >= self.retry_after_s:
+                holes[tp] = now
+                out.seek[tp] = want
+        return out

@@ -1,0 +1,192 @@
+"""Driving stream workers as separate processes against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from codex_analytics.contract import decode_fact, encode_event
+from producers.generator import GeneratorConfig, SessionGenerator
+from streams.reducer.offline import OfflineReducer
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST_GROUP = {"session_timeout_ms": 4000, "heartbeat_interval_ms": 500}
+
+
+@dataclass
+class StreamRun:
+    """Topic names and worker environment private to one test."""
+
+    bootstrap: str
+    prefix: str
+    log_dir: Path
+    partitions: int = 8
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def facts(self) -> str:
+        return f"{self.prefix}.facts"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}.facts.dlq"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
+        env.update(
+            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
+            ANALYTICS_FACTS_TOPIC=self.facts,
+            ANALYTICS_EVENTS_TOPIC=self.events,
+            ANALYTICS_FACTS_DLQ_TOPIC=self.dlq,
+            ANALYTICS_TOPIC_PARTITIONS=str(self.partitions),
+            ANALYTICS_STREAM_APP_ID=f"{self.prefix}-stream",
+            ANALYTICS_LOG_LEVEL="INFO",
+            PYTHONPATH=str(ROOT),
+        )
+        env.update(self.extra_env)
+        return env
+
+    @contextmanager
+    def worker(self, name: str = "w1") -> Iterator[subprocess.Popen[bytes]]:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "codex_analytics.cli.main", "stream", "worker"],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            log.close()
+
+    def log_text(self, name: str = "w1") -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+
+def generated_facts(total: int, *, instances: int = 200, seed: int = 11) -> list[bytes]:
+    return [
+        orjson.dumps(f)
+        for f in SessionGenerator(GeneratorConfig(instances=instances, seed=seed)).facts(total)
+    ]
+
+
+def expected_events(facts: list[bytes]) -> list[bytes]:
+    reducer = OfflineReducer()
+    return sorted(encode_event(e) for f in facts for e in reducer.apply(decode_fact(f)).events)
+
+
+async def produce(
+    bootstrap: str, topic: str, values: list[bytes], keys: list[bytes | None] | None = None
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=False,
+        linger_ms=10,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    try:
+        for index, value in enumerate(values):
+            if keys is not None:
+                key = keys[index]
+            else:
+                try:
+                    key = orjson.loads(value)["source"]["instance_id"].encode()
+                except Exception:
+                    key = None
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class Collected:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    headers: list[dict[str, bytes]] = field(default_factory=list)
+
+
+async def collect(
+    bootstrap: str, topic: str, *, want: int, within: float, settle: float = 2.0
+) -> Collected:
+    """Read ``topic`` from the start until ``want`` records arrived (then ``settle`` more
+    seconds, to catch extra ones) or ``within`` seconds passed."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    out = Collected()
+    deadline = time.monotonic() + within
+    settle_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            if settle_until is not None and time.monotonic() >= settle_until:
+                break
+            batches = await consumer.getmany(timeout_ms=300)
+            for batch in batches.values():
+                for record in batch:
+                    out.raw.append(record.value)
+                    out.headers.append(dict(record.headers))
+                    try:
+                        out.records.append(orjson.loads(record.value))
+                    except orjson.JSONDecodeError:
+                        out.records.append({})
+            if settle_until is None and len(out.raw) >= want:
+                settle_until = time.monotonic() + settle
+    finally:
+        await consumer.stop()
+    return out
+
+
+def event_bytes(collected: Collected) -> list[bytes]:
+    return sorted(orjson.dumps(r["event"]) for r in collected.records)
+
+
+def distinct_by_origin(collected: Collected) -> tuple[list[bytes], int]:
+    """Events with exact repeats (same origin and bytes) folded; asserts that any two
+    records with the same origin are byte-identical. Returns (events, repeats)."""
+    seen: dict[tuple[str, int, int], bytes] = {}
+    repeats = 0
+    for raw, record in zip(collected.raw, collected.records, strict=True):
+        origin = record["origin"]
+        key = (origin["instance_id"], origin["seq"], origin["index"])
+        if key in seen:
+            assert seen[key] == raw, f"a repeat of {key} differs from the first record"
+            repeats += 1
+        else:
+            seen[key] = raw
+    return sorted(orjson.dumps(orjson.loads(v)["event"]) for v in seen.values()), repeats
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)

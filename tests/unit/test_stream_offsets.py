@@ -1,0 +1,71 @@
+"""The offset continuity guard of the stream worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.offsets import OffsetGuard
+
+
+@dataclass
+class Message:
+    tp: str
+    offset: int
+
+
+@dataclass
+class Event:
+    message: Message
+
+
+def events(*pairs: tuple[str, int]) -> list[Event]:
+    return [Event(Message(tp, offset)) for tp, offset in pairs]
+
+
+def offsets(batch: list[Event]) -> list[tuple[str, int]]:
+    return [(e.message.tp, e.message.offset) for e in batch]
+
+
+def started(**starts: int) -> OffsetGuard:
+    guard = OffsetGuard(retry_after_s=2.0)
+    for tp, offset in starts.items():
+        guard.start(tp, offset)
+    return guard
+
+
+def test_contiguous_offsets_are_processed_and_acked() -> None:
+    guard = started(a=10, b=0)
+    result = guard.check(events(("a", 10), ("b", 0), ("a", 11), ("b", 1)), now=0)
+    assert offsets(result.process) == [("a", 10), ("b", 0), ("a", 11), ("b", 1)]
+    assert result.ack == result.process
+    assert result.seek == {}
+    assert guard.expected == {"a": 12, "b": 2}
+
+
+def test_a_hole_holds_back_its_partition_and_asks_for_one_seek() -> None:
+    guard = started(a=10, b=0)
+    result = guard.check(events(("a", 10), ("a", 13), ("b", 0), ("a", 14)), now=0)
+    assert offsets(result.process) == [("a", 10), ("b", 0)]
+    assert offsets(result.ack) == [("a", 10), ("b", 0)]  # nothing past the hole is acked
+    assert result.seek == {"a": 11}
+    # Stale records keep coming: no new seek until the retry interval has passed.
+    assert guard.check(events(("a", 15)), now=1).seek == {}
+    assert guard.check(events(("a", 16)), now=2.5).seek == {"a": 11}
+
+
+def test_re_read_records_are_acked_once_more_but_not_reduced_again() -> None:
+    guard = started(a=10)
+    guard.check(events(("a", 10), ("a", 11), ("a", 13)), now=0)
+    result = guard.check(events(("a", 10), ("a", 11), ("a", 12), ("a", 13)), now=0.5)
+    assert offsets(result.process) == [("a", 12), ("a", 13)]
+    assert offsets(result.ack) == [("a", 10), ("a", 11), ("a", 12), ("a", 13)]
+    assert result.seek == {}
+    assert guard.holes == {}
+
+
+def test_unknown_partitions_and_reset() -> None:
+    guard = started(a=3)
+    assert guard.unknown(events(("a", 3), ("b", 7))) == {"b"}
+    guard.reset()
+    assert guard.expected == {}
+    assert guard.holes == {}
