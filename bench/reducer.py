@@ -74,8 +74,8 @@ def _full_line(lines: list[bytes]) -> float:
     return len(lines) / (time.perf_counter() - started)
 
 
-def _state_sizes(entries: int) -> tuple[float, float, float, float]:
-    """(serialized, in-memory) bytes per open turn, then per live thread."""
+def _state_sizes(entries: int) -> tuple[float, float, float, float, float, float]:
+    """(serialized, in-memory) bytes per open turn, per live thread, per dedupe key."""
     reducer = Reducer()
 
     def grow(make: Callable[[FactBuilder], list[dict[str, Any]]]) -> tuple[float, float]:
@@ -92,7 +92,7 @@ def _state_sizes(entries: int) -> tuple[float, float, float, float]:
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
-        if len(state.turns) + len(state.threads) < entries:
+        if len(state.turns) + len(state.threads) + len(state.dedupe) < entries:
             raise RuntimeError("state benchmark: facts were not applied")
         return (len(state.to_bytes()) - empty_bytes) / entries, (after - before) / entries
 
@@ -113,9 +113,16 @@ def _state_sizes(entries: int) -> tuple[float, float, float, float]:
             ]
         return facts
 
+    def dedupe_keys(b: FactBuilder) -> list[dict[str, Any]]:
+        # One live key each: a connector used once in its turn (the emitted event is not kept).
+        return [
+            b.app_used(f"connector-{n % 50}", turn_id=f"turn-{n // 50:06d}") for n in range(entries)
+        ]
+
     turn_bytes, turn_memory = grow(open_turns)
     thread_bytes, thread_memory = grow(threads)
-    return turn_bytes, turn_memory, thread_bytes, thread_memory
+    key_bytes, key_memory = grow(dedupe_keys)
+    return turn_bytes, turn_memory, thread_bytes, thread_memory, key_bytes, key_memory
 
 
 def run(config: ReducerBenchConfig) -> list[Figure]:
@@ -136,4 +143,6 @@ def run(config: ReducerBenchConfig) -> list[Figure]:
         Figure("state per open turn, in memory", "bytes", (sizes[1],)),
         Figure("state per live thread, serialized", "bytes", (sizes[2],)),
         Figure("state per live thread, in memory", "bytes", (sizes[3],)),
+        Figure("state per live dedupe key, serialized", "bytes", (sizes[4],)),
+        Figure("state per live dedupe key, in memory", "bytes", (sizes[5],)),
     ]

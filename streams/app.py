@@ -133,6 +133,7 @@ class StreamWorkerApp:
                 dedupe_horizon_ms=settings.dedupe_horizon_ms,
             ),
             max_record_bytes=settings.max_record_bytes,
+            state_cache_size=settings.state_cache_size,
         )
         self.counts = {
             "facts": 0,
@@ -173,6 +174,7 @@ class StreamWorkerApp:
         if self.app.consumer_generation_id != self._generation:
             self._generation = self.app.consumer_generation_id
             self.guard.reset()
+            self.processor.clear_cache()  # another worker may have owned these partitions
         unknown = self.guard.unknown(events)
         if unknown:
             # After an assignment Faust seeks to the committed offsets (the next to read);

@@ -8,6 +8,7 @@ the broker's acknowledgements, and only then lets the source offsets be committe
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -73,9 +74,23 @@ class ProcessedBatch:
 class FactProcessor:
     """Decode, dedupe, reduce and route one batch of consumed records."""
 
-    def __init__(self, reducer: Reducer | None = None, *, max_record_bytes: int | None = None):
+    def __init__(
+        self,
+        reducer: Reducer | None = None,
+        *,
+        max_record_bytes: int | None = None,
+        state_cache_size: int = 0,
+    ) -> None:
         self.reducer = reducer if reducer is not None else Reducer()
         self.max_record_bytes = max_record_bytes
+        # Decoded states of recently seen instances, so that a busy instance is not
+        # decoded from bytes on every batch. Only valid while this worker owns the
+        # partitions: the worker clears it on every rebalance.
+        self.state_cache_size = state_cache_size
+        self._cache: OrderedDict[str, InstanceState] = OrderedDict()
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
 
     def process(self, records: Sequence[SourceRecord], load_state: StateLoader) -> ProcessedBatch:
         """``load_state(instance_id, partition)`` returns the instance's saved state (or
@@ -119,13 +134,22 @@ class FactProcessor:
                     out.warnings.extend(d for d in reduction.drops if d.reason.logged)
                 if reduction.events:
                     _route(fact, reduction.events, out)
+        cache, limit = self._cache, self.state_cache_size
         for instance_id, state in states.items():
             out.states[instance_id] = state.to_bytes()
+            if limit:
+                cache[instance_id] = state
+                cache.move_to_end(instance_id)
+        while len(cache) > limit:
+            cache.popitem(last=False)
         return out
 
     def _load(
         self, instance_id: str, partition: int, load_state: StateLoader, out: ProcessedBatch
     ) -> InstanceState:
+        cached = self._cache.get(instance_id)
+        if cached is not None:
+            return cached
         saved = load_state(instance_id, partition)
         if saved is None:
             return InstanceState()

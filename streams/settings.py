@@ -40,6 +40,8 @@ class StreamSettings:
     #: Largest facts record accepted; larger ones are dead-lettered as ``too_large``.
     #: Default: Kafka's default ``message.max.bytes``.
     max_record_bytes: int = 1024 * 1024
+    #: Decoded instance states kept between batches (0: decode from the store each time).
+    state_cache_size: int = 20_000
     log_level: str = "WARNING"
 
     @classmethod
@@ -71,5 +73,6 @@ class StreamSettings:
             max_record_bytes=int(
                 _number(env, "ANALYTICS_MAX_RECORD_BYTES", 1024 * 1024, minimum=1024)
             ),
+            state_cache_size=int(_number(env, "ANALYTICS_STREAM_STATE_CACHE", 20_000, minimum=0)),
             log_level=(env.get("ANALYTICS_LOG_LEVEL") or "WARNING").upper(),
         )

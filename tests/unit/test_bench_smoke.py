@@ -26,3 +26,21 @@ def test_reducer_benchmark_quick_mode_runs() -> None:
         "state per live thread",
     ):
         assert figure in out
+
+
+def test_stream_benchmark_quick_mode_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "stream", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    for figure in (
+        "ceiling, 1 fact/record",
+        "stream, 1 worker(s), packs of <= 32",
+        "stream / ceiling",
+    ):
+        assert figure in out

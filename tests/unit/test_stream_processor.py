@@ -132,3 +132,25 @@ def test_batches_of_a_generated_stream_equal_the_offline_reducer() -> None:
             record["event"]
         )
     assert sorted(orjson.dumps({"events": events}) for events in bodies.values()) == expected
+
+
+def test_state_cache_gives_the_same_output_and_is_cleared_on_demand() -> None:
+    facts = [j(f) for f in SessionGenerator(GeneratorConfig(instances=10, seed=8)).facts(1500)]
+
+    def run_all(processor: FactProcessor, clear_every: int = 0) -> list[bytes]:
+        store: dict[str, bytes] = {}
+        out: list[bytes] = []
+        for n, start in enumerate(range(0, len(facts), 100)):
+            if clear_every and n % clear_every == 0:
+                processor.clear_cache()
+            batch = processor.process(
+                [rec(f, i) for i, f in enumerate(facts[start : start + 100], start)],
+                lambda iid, _p: store.get(iid),
+            )
+            store.update(batch.states)
+            out += [v for _, v in batch.events]
+        return out
+
+    plain = run_all(FactProcessor())
+    assert run_all(FactProcessor(state_cache_size=5)) == plain
+    assert run_all(FactProcessor(state_cache_size=1000), clear_every=3) == plain

@@ -1,0 +1,219 @@
+"""The stream stage against the bare aiokafka ceiling, on one fresh embedded broker.
+
+Both sides read the same pre-produced facts (the generator's mix, one envelope per
+record, keyed by instance, 8 partitions) and are timed the same way: by the span of the
+create-timestamps of the records they produce, so start-up and group joins are not
+counted. facts/s = facts read / that span.
+
+* ceiling: one aiokafka consumer -> orjson decode -> orjson encode -> aiokafka producer
+  (``getmany`` batches, one output record per input record);
+* stream: ``codex-analytics stream worker`` processes (1, then 2), fresh topics and group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from codex_analytics.broker import EmbeddedBroker
+from codex_analytics.kafka import consumer_options, ensure_topics, producer_options
+from producers.generator import GeneratorConfig, SessionGenerator
+
+from .stats import Figure
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTITIONS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBenchConfig:
+    facts: int = 50_000
+    runs: int = 3
+    workers: tuple[int, ...] = (1, 2)
+    #: Record shapes: facts per record at most (1 = one envelope per record; more = packs
+    #: of one instance's consecutive facts, as a client flushing its queue produces).
+    packs: tuple[int, ...] = (1, 32)
+
+
+def packed(facts: list[bytes], keys: list[bytes], size: int) -> tuple[list[bytes], list[bytes]]:
+    """Group each instance's facts, in order, into records of up to ``size`` facts."""
+    if size == 1:
+        return facts, keys
+    pending: dict[bytes, list[bytes]] = {}
+    values, record_keys = [], []
+    for fact, key in zip(facts, keys, strict=True):
+        group = pending.setdefault(key, [])
+        group.append(fact)
+        if len(group) == size:
+            values.append(b"[" + b",".join(group) + b"]")
+            record_keys.append(key)
+            del pending[key]
+    for key, group in pending.items():
+        values.append(b"[" + b",".join(group) + b"]")
+        record_keys.append(key)
+    return values, record_keys
+
+
+async def _produce(bootstrap: str, topic: str, facts: list[bytes], keys: list[bytes]) -> None:
+    await ensure_topics(bootstrap, {topic: PARTITIONS})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options())
+    await producer.start()
+    try:
+        for value, key in zip(facts, keys, strict=True):
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _span(bootstrap: str, topic: str, want: int, within: float) -> tuple[int, float]:
+    """(records, seconds between the first and last create-timestamp) of ``topic``."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    first, last, count = None, None, 0
+    deadline = time.monotonic() + within
+    try:
+        while count < want and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=300)).values():
+                for record in batch:
+                    count += 1
+                    first = record.timestamp if first is None else min(first, record.timestamp)
+                    last = record.timestamp if last is None else max(last, record.timestamp)
+    finally:
+        await consumer.stop()
+    if first is None or last is None:
+        return 0, 0.0
+    return count, max(last - first, 1) / 1000
+
+
+async def _ceiling(bootstrap: str, source: str, sink: str, total: int, facts: int) -> float:
+    await ensure_topics(bootstrap, {sink: PARTITIONS})
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=f"ceiling-{uuid.uuid4().hex}",
+        **consumer_options(),
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options())
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    try:
+        while seen < total:
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                for record in batch:
+                    seen += 1
+                    await producer.send(
+                        sink, orjson.dumps(orjson.loads(record.value)), key=record.key
+                    )
+        await producer.flush()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    _, seconds = await _span(bootstrap, sink, total, within=60)
+    return facts / seconds
+
+
+def _stream(
+    bootstrap: str, source: str, total: int, expected_events: int, workers: int, log_dir: Path
+) -> float:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        ANALYTICS_FACTS_TOPIC=source,
+        ANALYTICS_EVENTS_TOPIC=f"{prefix}.events",
+        ANALYTICS_FACTS_DLQ_TOPIC=f"{prefix}.dlq",
+        ANALYTICS_STREAM_APP_ID=f"{prefix}-stream",
+        ANALYTICS_TOPIC_PARTITIONS=str(PARTITIONS),
+        PYTHONPATH=str(ROOT),
+    )
+    procs = []
+    for n in range(workers):
+        with open(log_dir / f"{prefix}-{n}.log", "wb") as log:  # the child keeps its own fd
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "codex_analytics.cli.main", "stream", "worker"],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        count, seconds = asyncio.run(
+            _span(bootstrap, f"{prefix}.events", expected_events, within=300)
+        )
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(60)
+    if count < expected_events:
+        raise RuntimeError(f"stream bench: {count} of {expected_events} events arrived")
+    return total / seconds
+
+
+def run(config: StreamBenchConfig) -> list[Figure]:
+    from codex_analytics.contract import decode_fact
+    from streams.reducer.offline import OfflineReducer
+
+    generator = SessionGenerator(GeneratorConfig(instances=200, seed=21))
+    facts = [orjson.dumps(f) for f in generator.facts(config.facts)]
+    keys = [orjson.loads(f)["source"]["instance_id"].encode() for f in facts]
+    reducer = OfflineReducer()
+    expected_events = sum(len(reducer.apply(decode_fact(f)).events) for f in facts)
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        log_dir = Path(tmp)
+        for size in config.packs:
+            values, record_keys = packed(facts, keys, size)
+            shape = "1 fact/record" if size == 1 else f"packs of <= {size} facts"
+            ceilings: list[float] = []
+            streams: dict[int, list[float]] = {n: [] for n in config.workers}
+            for _ in range(config.runs):
+                # A fresh broker per run: its cost grows with what it holds.
+                with EmbeddedBroker(log_path=str(log_dir / "broker.log")) as broker:
+                    bootstrap = broker.bootstrap_servers
+                    source = f"bench-facts-{uuid.uuid4().hex[:8]}"
+                    asyncio.run(_produce(bootstrap, source, values, record_keys))
+                    ceilings.append(
+                        asyncio.run(
+                            _ceiling(
+                                bootstrap, source, f"{source}.ceiling", len(values), len(facts)
+                            )
+                        )
+                    )
+                    for workers in config.workers:
+                        streams[workers].append(
+                            _stream(
+                                bootstrap, source, len(facts), expected_events, workers, log_dir
+                            )
+                        )
+            figures.append(Figure(f"ceiling, {shape}", "facts/s", tuple(ceilings)))
+            for workers, samples in streams.items():
+                ratios = tuple(x / c * 1000 for x, c in zip(samples, ceilings, strict=True))
+                figures.append(
+                    Figure(f"stream, {workers} worker(s), {shape}", "facts/s", tuple(samples))
+                )
+                figures.append(
+                    Figure(f"stream / ceiling, {workers} worker(s), {shape}", "ratio x1000", ratios)
+                )
+    return figures
