@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from codex_analytics.broker import EmbeddedBroker
-from codex_analytics.kafka import consumer_options, ensure_topics, producer_options
+from codex_analytics.kafka import (
+    consumer_options,
+    ensure_topics,
+    producer_options,
+    read_from_start,
+)
 from producers.generator import GeneratorConfig, SessionGenerator
 
 from .stats import Figure
@@ -79,28 +83,11 @@ async def _produce(bootstrap: str, topic: str, facts: list[bytes], keys: list[by
 
 async def _span(bootstrap: str, topic: str, want: int, within: float) -> tuple[int, float]:
     """(records, seconds between the first and last create-timestamp) of ``topic``."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
-    first, last, count = None, None, 0
-    deadline = time.monotonic() + within
-    try:
-        while count < want and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=300)).values():
-                for record in batch:
-                    count += 1
-                    first = record.timestamp if first is None else min(first, record.timestamp)
-                    last = record.timestamp if last is None else max(last, record.timestamp)
-    finally:
-        await consumer.stop()
-    if first is None or last is None:
+    records = await read_from_start(bootstrap, topic, want=want, within=within)
+    if not records:
         return 0, 0.0
-    return count, max(last - first, 1) / 1000
+    stamps = [r.timestamp for r in records]
+    return len(records), max(max(stamps) - min(stamps), 1) / 1000
 
 
 async def _ceiling(bootstrap: str, source: str, sink: str, total: int, facts: int) -> float:

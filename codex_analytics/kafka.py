@@ -95,3 +95,37 @@ async def ensure_topics(bootstrap: str, wanted: Mapping[str, int]) -> dict[str, 
         return {t["topic"]: len(t["partitions"]) for t in described}
     finally:
         await admin.close()
+
+
+async def read_from_start(
+    bootstrap: str, topic: str, *, want: int, within: float, settle: float = 0.0
+) -> list[Any]:
+    """Every record of ``topic`` from its earliest offset, without a consumer group, until
+    ``want`` arrived (then ``settle`` seconds more, to catch extra ones) or ``within``
+    seconds passed. For checks, replays and benchmarks; returns aiokafka records."""
+    import time
+
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    deadline = time.monotonic() + within
+    settle_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            if settle_until is not None and time.monotonic() >= settle_until:
+                break
+            for batch in (await consumer.getmany(timeout_ms=300)).values():
+                records.extend(batch)
+            if settle_until is None and len(records) >= want:
+                settle_until = time.monotonic() + settle
+    finally:
+        await consumer.stop()
+    return records

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from codex_analytics.contract import decode_fact, encode_event
+from codex_analytics.kafka import read_from_start
 from producers.generator import GeneratorConfig, SessionGenerator
 from streams.reducer.offline import OfflineReducer
 
@@ -137,34 +137,14 @@ async def collect(
 ) -> Collected:
     """Read ``topic`` from the start until ``want`` records arrived (then ``settle`` more
     seconds, to catch extra ones) or ``within`` seconds passed."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
     out = Collected()
-    deadline = time.monotonic() + within
-    settle_until: float | None = None
-    try:
-        while time.monotonic() < deadline:
-            if settle_until is not None and time.monotonic() >= settle_until:
-                break
-            batches = await consumer.getmany(timeout_ms=300)
-            for batch in batches.values():
-                for record in batch:
-                    out.raw.append(record.value)
-                    out.headers.append(dict(record.headers))
-                    try:
-                        out.records.append(orjson.loads(record.value))
-                    except orjson.JSONDecodeError:
-                        out.records.append({})
-            if settle_until is None and len(out.raw) >= want:
-                settle_until = time.monotonic() + settle
-    finally:
-        await consumer.stop()
+    for record in await read_from_start(bootstrap, topic, want=want, within=within, settle=settle):
+        out.raw.append(record.value)
+        out.headers.append(dict(record.headers))
+        try:
+            out.records.append(orjson.loads(record.value))
+        except orjson.JSONDecodeError:
+            out.records.append({})
     return out
 
 

@@ -6,31 +6,32 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_reducer_benchmark_quick_mode_runs() -> None:
+@pytest.mark.parametrize(
+    ("suite", "figures"),
+    [
+        (
+            "reducer",
+            (
+                "reduce only",
+                "decode + reduce + encode",
+                "state per open turn",
+                "state per live dedupe key",
+            ),
+        ),
+        (
+            "stream",
+            ("ceiling, 1 fact/record", "stream, 1 worker(s), packs of <= 32", "stream / ceiling"),
+        ),
+    ],
+)
+def test_benchmark_quick_mode_runs(suite: str, figures: tuple[str, ...]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "reducer", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr.decode()
-    out = result.stdout.decode()
-    for figure in (
-        "reduce only",
-        "decode + reduce + encode",
-        "state per open turn",
-        "state per live thread",
-    ):
-        assert figure in out
-
-
-def test_stream_benchmark_quick_mode_runs() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "stream", "--quick"],
+        [sys.executable, "-m", "bench", suite, "--quick"],
         cwd=ROOT,
         capture_output=True,
         timeout=300,
@@ -38,9 +39,5 @@ def test_stream_benchmark_quick_mode_runs() -> None:
     )
     assert result.returncode == 0, result.stderr.decode()
     out = result.stdout.decode()
-    for figure in (
-        "ceiling, 1 fact/record",
-        "stream, 1 worker(s), packs of <= 32",
-        "stream / ceiling",
-    ):
+    for figure in figures:
         assert figure in out
