@@ -62,13 +62,13 @@ def producer_options() -> dict[str, Any]:
     }
 
 
-def consumer_options() -> dict[str, Any]:
+def consumer_options(*, session_timeout_ms: int = 10_000) -> dict[str, Any]:
     return {
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "fetch_max_wait_ms": 100,
-        "session_timeout_ms": 10_000,
-        "heartbeat_interval_ms": 1_000,
+        "session_timeout_ms": session_timeout_ms,
+        "heartbeat_interval_ms": max(100, min(1_000, session_timeout_ms // 4)),
         "max_partition_fetch_bytes": 4 * 1024 * 1024,
     }
 

@@ -25,10 +25,10 @@ from codex_analytics.contract import (
     encode_fact,
     route_key,
 )
+from codex_analytics.deadletter import DeadLetter, dead_letter
 
 from .reducer import Drop, InstanceState, Reducer
 
-Headers = list[tuple[str, bytes]]
 StateLoader = Callable[[str, int], bytes | None]
 _NO_ROUTE = AuthRoute()
 
@@ -42,15 +42,6 @@ class SourceRecord:
     offset: int
     key: bytes | None
     value: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """What goes to the facts DLQ: the bytes as received, and why in the headers."""
-
-    value: bytes
-    key: bytes | None
-    headers: Headers
 
 
 @dataclass(slots=True)
@@ -172,15 +163,15 @@ def _route(fact: FactEnvelope, events: Sequence[TrackEvent], out: ProcessedBatch
 def _dead_letter(
     record: SourceRecord, raw: bytes, error: DecodeError, stage: str, index: int | None
 ) -> DeadLetter:
-    headers: Headers = [
-        ("error.reason", error.reason.value.encode()),
-        ("error.path", error.path.encode()),
-        ("error.detail", error.detail.encode()[:512]),
-        ("error.stage", stage.encode()),
-        ("source.topic", record.topic.encode()),
-        ("source.partition", str(record.partition).encode()),
-        ("source.offset", str(record.offset).encode()),
-    ]
-    if index is not None:
-        headers.append(("source.pack_index", str(index).encode()))
-    return DeadLetter(value=raw, key=record.key, headers=headers)
+    return dead_letter(
+        raw,
+        record.key,
+        reason=error.reason.value,
+        stage=stage,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        path=error.path,
+        detail=error.detail,
+        extra=() if index is None else [("source.pack_index", str(index).encode())],
+    )

@@ -6,22 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from codex_analytics.env import env_choice, env_number
 from codex_analytics.kafka import TopicSettings
 
 HOUR_MS = 3_600_000
-
-
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = env.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum:g}, got {raw!r}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,32 +35,32 @@ class StreamSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StreamSettings:
         env = os.environ if environ is None else environ
-        store = (env.get("ANALYTICS_STREAM_STORE") or "memory").lower()
-        if store not in ("memory", "rocksdb"):
-            raise ValueError(f"ANALYTICS_STREAM_STORE must be 'memory' or 'rocksdb', got {store!r}")
+        store = env_choice(env, "ANALYTICS_STREAM_STORE", ("memory", "rocksdb"), "memory")
         return cls(
             topics=TopicSettings.from_env(env),
             app_id=env.get("ANALYTICS_STREAM_APP_ID") or "codex-analytics-stream",
             store=store,
             data_dir=env.get("ANALYTICS_STREAM_DATA_DIR") or "stream-data",
             state_horizon_ms=int(
-                _number(env, "ANALYTICS_STATE_HORIZON_HOURS", 24, minimum=0.001) * HOUR_MS
+                env_number(env, "ANALYTICS_STATE_HORIZON_HOURS", 24, minimum=0.001) * HOUR_MS
             ),
             dedupe_horizon_ms=int(
-                _number(env, "ANALYTICS_DEDUPE_HORIZON_HOURS", 24, minimum=0.001) * HOUR_MS
+                env_number(env, "ANALYTICS_DEDUPE_HORIZON_HOURS", 24, minimum=0.001) * HOUR_MS
             ),
             batch_max_records=int(
-                _number(env, "ANALYTICS_STREAM_BATCH_MAX_RECORDS", 2000, minimum=1)
+                env_number(env, "ANALYTICS_STREAM_BATCH_MAX_RECORDS", 2000, minimum=1)
             ),
             batch_max_wait_ms=int(
-                _number(env, "ANALYTICS_STREAM_BATCH_MAX_WAIT_MS", 50, minimum=1)
+                env_number(env, "ANALYTICS_STREAM_BATCH_MAX_WAIT_MS", 50, minimum=1)
             ),
             replication_factor=int(
-                _number(env, "ANALYTICS_TOPIC_REPLICATION_FACTOR", 1, minimum=1)
+                env_number(env, "ANALYTICS_TOPIC_REPLICATION_FACTOR", 1, minimum=1)
             ),
             max_record_bytes=int(
-                _number(env, "ANALYTICS_MAX_RECORD_BYTES", 1024 * 1024, minimum=1024)
+                env_number(env, "ANALYTICS_MAX_RECORD_BYTES", 1024 * 1024, minimum=1024)
             ),
-            state_cache_size=int(_number(env, "ANALYTICS_STREAM_STATE_CACHE", 20_000, minimum=0)),
+            state_cache_size=int(
+                env_number(env, "ANALYTICS_STREAM_STATE_CACHE", 20_000, minimum=0)
+            ),
             log_level=(env.get("ANALYTICS_LOG_LEVEL") or "WARNING").upper(),
         )

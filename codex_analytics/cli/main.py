@@ -27,6 +27,11 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
         "the stream service: facts topic -> dedupe + reduce (Faust) -> events topic",
     ),
     (
+        "sink",
+        "codex_analytics.cli.sink_cmd",
+        "the sink service: events topic -> batches -> POST to the analytics endpoint, or a capture file",
+    ),
+    (
         "broker",
         "codex_analytics.cli.broker_cmd",
         "run an embedded, in-memory Kafka-compatible broker in the foreground",

@@ -1,0 +1,69 @@
+"""``codex-analytics sink worker``: the delivery microservice."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = """\
+The sink service. 'codex-analytics sink worker' consumes the events topic in its own
+consumer group, groups events by delivery route into batches (closed at
+ANALYTICS_BATCH_MAX_EVENTS events, ANALYTICS_BATCH_MAX_BYTES body bytes, or
+ANALYTICS_BATCH_MAX_WAIT_MS of event time), applies the upstream auth gate, and POSTs
+each batch to {ANALYTICS_BASE_URL}/codex/analytics-events/events with the account's
+bearer token, its chatgpt-account-id, X-OpenAI-Fedramp for FedRAMP accounts, and an
+Idempotency-Key derived from the batch's events (the same batch gets the same key after
+any restart).
+
+With CODEX_ANALYTICS_EVENTS_CAPTURE_FILE set it appends each batch body as one line to
+that file instead (mode 0600) and never uses HTTP.
+
+Transport errors, timeouts, 429 and 5xx are retried with capped, jittered exponential
+backoff that honours Retry-After, while the partition's consumption pauses; other 4xx
+responses, events larger than a batch, and records that do not decode go to the events
+dead-letter topic with the status and response body in headers. Offsets are committed
+only after a batch was delivered, captured, dead-lettered or skipped by the gate
+(at-least-once). SIGTERM flushes open batches, commits and exits within
+ANALYTICS_SHUTDOWN_TIMEOUT_S.
+
+Credentials, tried in order: ANALYTICS_BEARER_TOKEN + ANALYTICS_ACCOUNT_ID +
+ANALYTICS_FEDRAMP (one account; also the account of events whose route names none),
+ANALYTICS_SECRETS_DIR (a file per account id holding its token), and the Codex
+auth.json under CODEX_HOME. Tokens never reach logs, metrics, topics or capture files.
+
+Environment: KAFKA_BOOTSTRAP_SERVERS (unset: an embedded, memory-only broker),
+ANALYTICS_EVENTS_TOPIC, ANALYTICS_EVENTS_DLQ_TOPIC, ANALYTICS_SINK_GROUP,
+ANALYTICS_BASE_URL, ANALYTICS_HTTP_TIMEOUT_S, ANALYTICS_HTTP_GZIP,
+ANALYTICS_RETRY_INITIAL_MS, ANALYTICS_RETRY_MAX_MS, ANALYTICS_RETRY_AFTER_MAX_S,
+ANALYTICS_RETRY_MAX_ELAPSED_S, ANALYTICS_CAPTURE_FSYNC, ANALYTICS_SINK_MAX_BUFFERED,
+ANALYTICS_SINK_HEALTH_ADDR, ANALYTICS_LOG_LEVEL. See the README.
+"""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    roles = parser.add_subparsers(dest="role", metavar="ROLE", required=True)
+    roles.add_parser(
+        "worker",
+        help="run one sink worker until SIGTERM / Ctrl-C",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from codex_analytics.broker import kafka_bootstrap
+    from sinks.credentials import CredentialChain
+    from sinks.errors import SinkConfigError
+    from sinks.runner import run_sink
+    from sinks.settings import SinkSettings
+
+    try:
+        settings = SinkSettings.from_env()
+        credentials = CredentialChain.from_env(os.environ)
+    except (SinkConfigError, ValueError) as exc:
+        print(f"sink worker: {exc}", file=sys.stderr)
+        return 2
+    with kafka_bootstrap() as bootstrap:
+        return run_sink(settings, bootstrap, credentials)

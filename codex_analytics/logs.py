@@ -1,0 +1,48 @@
+"""Logging for every service: one JSON object per line when stderr is not a terminal
+(for log shippers), a short human format when it is.
+
+Nothing secret is ever passed to a logger in this code base; the JSON formatter does
+not try to redact, it only serializes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import orjson
+
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str = "WARNING", *, json: bool | None = None) -> None:
+    """Configure the root logger once per process (replaces earlier handlers)."""
+    handler = logging.StreamHandler(sys.stderr)
+    use_json = (not sys.stderr.isatty()) if json is None else json
+    handler.setFormatter(
+        JsonFormatter()
+        if use_json
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,65 @@
+"""The sink's counters, in a registry of its own (Prometheus text format on /metrics).
+
+Labels are outcomes and reasons, never accounts or routes: nothing here can carry an
+identifier, let alone a token.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class SinkMetrics:
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.events = Counter(
+            "codex_sink_events",
+            "Events handled, by outcome (delivered, captured, skipped, dead_lettered).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.batches = Counter(
+            "codex_sink_batches",
+            "Batches handled, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.batches_closed = Counter(
+            "codex_sink_batches_closed",
+            "Batches closed, by what closed them (count, bytes, time, isolated, flush...).",
+            ["reason"],
+            registry=registry,
+        )
+        self.gate_skips = Counter(
+            "codex_sink_gate_skipped_events",
+            "Events skipped by the upstream auth gate, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "codex_sink_delivery_attempts",
+            "Delivery attempts, by result (an HTTP status class, transport_error, capture_error).",
+            ["result"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "codex_sink_retries", "Delivery retries scheduled.", registry=registry
+        )
+        self.paused_partitions = Gauge(
+            "codex_sink_paused_partitions",
+            "Partitions whose consumption is paused (retrying or full).",
+            registry=registry,
+        )
+        self.delivery_seconds = Histogram(
+            "codex_sink_delivery_seconds",
+            "Time to deliver one batch, retries included.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        )
+
+    def value(self, name: str, **labels: str) -> float:
+        """A sample's current value (0 when never touched): for logs and tests."""
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

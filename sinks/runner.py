@@ -1,0 +1,56 @@
+"""Run one sink worker as a process: logging, signals, the health/metrics endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from codex_analytics.logs import configure_logging
+from codex_analytics.service_http import ServiceHttp
+
+from .credentials import CredentialChain
+from .settings import SinkSettings
+from .worker import SinkWorker
+
+#: Exit status when the worker stopped on an internal failure (BSD EX_SOFTWARE).
+EXIT_FAILURE = 70
+
+
+def run_sink(settings: SinkSettings, bootstrap: str, credentials: CredentialChain) -> int:
+    configure_logging(settings.log_level)
+    return asyncio.run(_main(settings, bootstrap, credentials))
+
+
+async def _main(settings: SinkSettings, bootstrap: str, credentials: CredentialChain) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    worker = SinkWorker(settings, bootstrap, credentials=credentials)
+    destination = (
+        f"capture file {settings.capture_file}"
+        if settings.mode == "capture"
+        else f"POST {getattr(worker.destination, 'url', '?')}"
+    )
+    limits = settings.limits
+    print(
+        f"sink worker: Kafka {bootstrap}; events {settings.topics.events} -> {destination}; "
+        f"dead letters {settings.topics.events_dlq}; group {settings.group_id}; batches of "
+        f"{limits.max_events} events / {limits.max_bytes} bytes / {limits.max_wait_ms} ms; "
+        f"credentials {credentials!r}",
+        file=sys.stderr,
+        flush=True,
+    )
+    side_door: ServiceHttp | None = None
+    if settings.health_addr:
+        side_door = ServiceHttp(worker.health, worker.metrics.render)
+        port = await side_door.start(settings.health_addr)
+        logging.getLogger("codex_analytics.sink").info("health and metrics on port %d", port)
+    try:
+        await worker.run(stop)
+    finally:
+        if side_door is not None:
+            await side_door.stop()
+    return EXIT_FAILURE if worker.failure is not None else 0
