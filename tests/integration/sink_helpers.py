@@ -87,7 +87,9 @@ class SinkRun:
 
     def add_account(self, account: str, *, fedramp: bool = False) -> None:
         token = token_for(account)
-        content = orjson.dumps({"access_token": token, "is_fedramp": True}) if fedramp else token.encode()
+        content = (
+            orjson.dumps({"access_token": token, "is_fedramp": True}) if fedramp else token.encode()
+        )
         (self.secrets_dir / account).write_bytes(content)
 
     def env(self) -> dict[str, str]:
@@ -113,7 +115,9 @@ class SinkRun:
         return SinkSettings.from_env(self.env())
 
     async def create_topics(self) -> None:
-        await ensure_topics(self.bootstrap, {self.events: self.partitions, self.dlq: self.partitions})
+        await ensure_topics(
+            self.bootstrap, {self.events: self.partitions, self.dlq: self.partitions}
+        )
 
     async def publish(self, records: list[EventRecord]) -> None:
         await produce(
@@ -167,7 +171,9 @@ class SinkRun:
 
     async def committed(self) -> dict[int, int | None]:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=f"{self.prefix}-sink", enable_auto_commit=False
+            bootstrap_servers=self.bootstrap,
+            group_id=f"{self.prefix}-sink",
+            enable_auto_commit=False,
         )
         await consumer.start()
         try:

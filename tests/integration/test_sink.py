@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -39,7 +40,10 @@ def sink_run(
     kafka_bootstrap: str, tmp_path: Path, unique_name: Callable[[str], str], receiver: Receiver
 ) -> SinkRun:
     return SinkRun(
-        bootstrap=kafka_bootstrap, prefix=unique_name("sink"), tmp=tmp_path, base_url=receiver.base_url
+        bootstrap=kafka_bootstrap,
+        prefix=unique_name("sink"),
+        tmp=tmp_path,
+        base_url=receiver.base_url,
     )
 
 
@@ -95,7 +99,9 @@ async def _single_route_run(sink_run: SinkRun, records_count: int) -> list[bytes
 
 
 async def test_a_batch_closes_at_max_events(sink_run: SinkRun, receiver: Receiver) -> None:
-    sink_run.env_overrides.update(ANALYTICS_BATCH_MAX_EVENTS="7", ANALYTICS_BATCH_MAX_WAIT_MS="60000")
+    sink_run.env_overrides.update(
+        ANALYTICS_BATCH_MAX_EVENTS="7", ANALYTICS_BATCH_MAX_WAIT_MS="60000"
+    )
     sent = await _single_route_run(sink_run, 49)
     async with sink_run.worker() as worker:
         events = await receiver.wait_for_events(49, within=30)
@@ -118,14 +124,16 @@ async def test_a_batch_closes_before_the_event_that_would_pass_max_bytes(
     assert [orjson.dumps(e) for e in events] == sent
     requests = receiver.requests
     assert len(requests) > 3
-    for request, following in zip(requests, requests[1:], strict=False):
+    for request, following in itertools.pairwise(requests):
         assert len(request.body) <= limit
         # Closed by size: the next batch's first event would not have fitted.
         assert len(request.body) + 1 + len(orjson.dumps(following.events[0])) > limit
 
 
 async def test_a_batch_closes_after_max_wait(sink_run: SinkRun, receiver: Receiver) -> None:
-    sink_run.env_overrides.update(ANALYTICS_BATCH_MAX_WAIT_MS="400", ANALYTICS_BATCH_LATENESS_MS="100")
+    sink_run.env_overrides.update(
+        ANALYTICS_BATCH_MAX_WAIT_MS="400", ANALYTICS_BATCH_LATENESS_MS="100"
+    )
     await sink_run.create_topics()
     async with sink_run.worker() as worker:
         assert await eventually(lambda: len(worker.lanes) == sink_run.partitions, within=20)
@@ -155,7 +163,7 @@ async def test_503_with_retry_after_is_retried_no_sooner_than_asked_and_nothing_
     assert [r.status for r in first_four] == [503, 503, 503, 200]
     # The same batch each time, with the same key, and never before its Retry-After.
     assert len({(r.body, r.idempotency_key) for r in first_four}) == 1
-    gaps = [b.at - a.at for a, b in zip(first_four, first_four[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(first_four)]
     assert all(gap >= 1.0 for gap in gaps), gaps
     assert all(gap < 1.0 + 0.1 + 0.5 for gap in gaps), gaps  # honoured, not much more
 
@@ -178,7 +186,9 @@ async def test_a_400_dead_letters_its_batch_with_status_and_body_and_the_rest_fl
     sink_run.env_overrides.update(ANALYTICS_BATCH_MAX_EVENTS="10")
     sent = await _single_route_run(sink_run, 50)
     poison = sent[23]  # in the third batch
-    receiver.fail_when(lambda body: Answer(400, b'{"error":"bad event"}') if poison in body else None)
+    receiver.fail_when(
+        lambda body: Answer(400, b'{"error":"bad event"}') if poison in body else None
+    )
     async with sink_run.worker() as worker:
         await receiver.wait_for_events(40, within=30)
         assert await eventually(
@@ -212,8 +222,10 @@ async def test_unreadable_records_and_oversized_events_are_dead_lettered_not_sen
     sink_run.add_account(small[0].route.account_id or "")
     await sink_run.create_topics()
     key = route_key(small[0].route)
-    await sink_run.publish(small[:10] + [big])
-    await produce(sink_run.bootstrap, sink_run.events, [b"{not json", b'{"route":{}}'], keys=[key, key])
+    await sink_run.publish([*small[:10], big])
+    await produce(
+        sink_run.bootstrap, sink_run.events, [b"{not json", b'{"route":{}}'], keys=[key, key]
+    )
     await sink_run.publish(small[10:])
     async with sink_run.worker():
         events = await receiver.wait_for_events(20, within=30)
@@ -232,7 +244,9 @@ async def test_routes_that_fail_the_auth_gate_are_skipped_counted_and_committed(
     account = records[0].route.account_id or ""
     sink_run.add_account(account)
     api_key = with_route(records[:10], AuthRoute(kind="api_key", account_id=account))
-    unknown_account = with_route(records[10:20], AuthRoute(kind="chatgpt", account_id="acct-nobody"))
+    unknown_account = with_route(
+        records[10:20], AuthRoute(kind="chatgpt", account_id="acct-nobody")
+    )
     anonymous = with_route(records[20:30], AuthRoute())
     good = records[30:]
     await sink_run.create_topics()
@@ -257,7 +271,7 @@ async def test_routes_that_fail_the_auth_gate_are_skipped_counted_and_committed(
 async def test_single_tenant_mode_sends_unrouted_events_for_the_configured_account(
     sink_run: SinkRun, receiver: Receiver
 ) -> None:
-    records = with_route([r for r in event_records(100, accounts=1)][:15], AuthRoute())
+    records = with_route(event_records(100, accounts=1)[:15], AuthRoute())
     sink_run.env_overrides.update(
         ANALYTICS_BEARER_TOKEN=token_for("solo"), ANALYTICS_ACCOUNT_ID="solo", ANALYTICS_FEDRAMP="1"
     )
