@@ -1,0 +1,175 @@
+"""The auth gate, request headers and credential sources of the sink."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from codex_analytics.contract.facts import AuthRoute
+from sinks.auth import Admitted, Skipped, SkipReason, admit, request_headers
+from sinks.credentials import (
+    AuthJsonCredentials,
+    Credential,
+    CredentialChain,
+    EnvCredentials,
+    SecretsDirCredentials,
+)
+
+TOKEN = "tok-Secret-123"
+
+
+def env_chain(**env: str) -> CredentialChain:
+    return CredentialChain.from_env(env)
+
+
+def test_a_chatgpt_route_with_a_known_account_is_admitted(tmp_path: Path) -> None:
+    (tmp_path / "acct-1").write_text(TOKEN + "\n")
+    chain = env_chain(ANALYTICS_SECRETS_DIR=str(tmp_path))
+    decision = admit(AuthRoute(kind="chatgpt", account_id="acct-1"), chain)
+    assert isinstance(decision, Admitted)
+    assert decision.credential.access_token == TOKEN
+    assert request_headers(decision, "k" * 32) == {
+        "Authorization": f"Bearer {TOKEN}",
+        "chatgpt-account-id": "acct-1",
+        "Content-Type": "application/json",
+        "Idempotency-Key": "k" * 32,
+    }
+
+
+@pytest.mark.parametrize(
+    ("route", "reason"),
+    [
+        (AuthRoute(), SkipReason.NO_AUTH),
+        (AuthRoute(kind="api_key", account_id="acct-1"), SkipReason.NOT_CHATGPT_LOGIN),
+        (AuthRoute(kind="agent_identity", account_id="acct-1"), SkipReason.NOT_CHATGPT_LOGIN),
+        (AuthRoute(kind="chatgpt", account_id="acct-unknown"), SkipReason.NO_TOKEN),
+        (AuthRoute(kind="chatgpt_tokens"), SkipReason.NO_TOKEN),
+        (AuthRoute(kind="api_key"), SkipReason.NOT_CHATGPT_LOGIN),
+    ],
+)
+def test_the_gate_skips_with_the_upstream_reasons(
+    tmp_path: Path, route: AuthRoute, reason: SkipReason
+) -> None:
+    (tmp_path / "acct-1").write_text(TOKEN)
+    assert admit(route, env_chain(ANALYTICS_SECRETS_DIR=str(tmp_path))) == Skipped(reason)
+
+
+def test_single_tenant_default_takes_routes_without_an_account() -> None:
+    chain = env_chain(ANALYTICS_BEARER_TOKEN=TOKEN, ANALYTICS_ACCOUNT_ID="solo")
+    decision = admit(AuthRoute(), chain)
+    assert isinstance(decision, Admitted)
+    assert decision.account_id == "solo"
+    assert not decision.is_fedramp
+    # ...but not another account's route, and not an API-key login.
+    assert admit(AuthRoute(kind="chatgpt", account_id="other"), chain) == Skipped(
+        SkipReason.NO_TOKEN
+    )
+    assert admit(AuthRoute(kind="api_key"), chain) == Skipped(SkipReason.NOT_CHATGPT_LOGIN)
+
+
+def test_a_token_without_an_account_id_is_skipped() -> None:
+    chain = env_chain(ANALYTICS_BEARER_TOKEN=TOKEN)
+    assert admit(AuthRoute(), chain) == Skipped(SkipReason.NO_ACCOUNT_ID)
+
+
+def test_fedramp_comes_from_the_route_or_the_credential() -> None:
+    chain = env_chain(
+        ANALYTICS_BEARER_TOKEN=TOKEN, ANALYTICS_ACCOUNT_ID="solo", ANALYTICS_FEDRAMP="true"
+    )
+    decision = admit(AuthRoute(), chain)
+    assert isinstance(decision, Admitted)
+    assert request_headers(decision, "k")["X-OpenAI-Fedramp"] == "true"
+    plain = env_chain(ANALYTICS_BEARER_TOKEN=TOKEN, ANALYTICS_ACCOUNT_ID="solo")
+    routed = admit(AuthRoute(kind="chatgpt", account_id="solo", is_fedramp=True), plain)
+    assert isinstance(routed, Admitted)
+    assert routed.is_fedramp
+
+
+def test_secret_files_are_re_read_when_they_change(tmp_path: Path) -> None:
+    source = SecretsDirCredentials(tmp_path)
+    assert source.lookup("acct-1") is None
+    path = tmp_path / "acct-1"
+    path.write_text("first")
+    first = source.lookup("acct-1")
+    assert first is not None
+    assert first.access_token == "first"
+    path.write_bytes(orjson.dumps({"access_token": "second-longer", "is_fedramp": True}))
+    os.utime(path, ns=(1, 2))  # a different mtime even on coarse clocks
+    second = source.lookup("acct-1")
+    assert second is not None
+    assert second.access_token == "second-longer"
+    assert second.is_fedramp
+    path.unlink()
+    assert source.lookup("acct-1") is None
+
+
+@pytest.mark.parametrize("account", ["", ".", "..", "../etc/passwd", "a/b"])
+def test_secret_lookups_never_leave_the_directory(tmp_path: Path, account: str) -> None:
+    assert SecretsDirCredentials(tmp_path / "sub").lookup(account) is None
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    payload = base64.urlsafe_b64encode(orjson.dumps(claims)).rstrip(b"=").decode()
+    return f"e30.{payload}.sig"
+
+
+def test_auth_json_gives_the_login_and_reads_the_account_from_the_id_token(tmp_path: Path) -> None:
+    id_token = _jwt(
+        {
+            "https://api.openai.com/auth": {
+                "chatgpt_account_id": "acct-jwt",
+                "chatgpt_account_is_fedramp": True,
+            }
+        }
+    )
+    (tmp_path / "auth.json").write_bytes(
+        orjson.dumps(
+            {
+                "OPENAI_API_KEY": None,
+                "tokens": {"id_token": id_token, "access_token": TOKEN, "refresh_token": "r"},
+                "last_refresh": "2026-11-01T00:00:00Z",
+            }
+        )
+    )
+    source = AuthJsonCredentials(tmp_path)
+    found = source.lookup("acct-jwt")
+    assert found is not None
+    assert (found.access_token, found.auth_kind, found.is_fedramp) == (TOKEN, "chatgpt", True)
+    assert source.lookup("acct-other") is None
+
+
+def test_an_api_key_auth_json_resolves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "auth.json").write_bytes(orjson.dumps({"OPENAI_API_KEY": "sk-x", "tokens": None}))
+    assert AuthJsonCredentials(tmp_path).lookup("anything") is None
+
+
+def test_a_malformed_auth_json_resolves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "auth.json").write_text("{not json")
+    assert AuthJsonCredentials(tmp_path).lookup("acct") is None
+
+
+def test_sources_are_tried_in_order(tmp_path: Path) -> None:
+    (tmp_path / "solo").write_text("from-dir")
+    chain = env_chain(
+        ANALYTICS_BEARER_TOKEN="from-env",
+        ANALYTICS_ACCOUNT_ID="solo",
+        ANALYTICS_SECRETS_DIR=str(tmp_path),
+    )
+    found = chain.lookup("solo")
+    assert found is not None
+    assert found.access_token == "from-env"
+
+
+def test_tokens_stay_out_of_reprs_and_strings(tmp_path: Path) -> None:
+    credential = Credential("chatgpt", "acct", TOKEN, source="test")
+    chain = env_chain(
+        ANALYTICS_BEARER_TOKEN=TOKEN, ANALYTICS_ACCOUNT_ID="a", ANALYTICS_SECRETS_DIR=str(tmp_path)
+    )
+    decision = admit(AuthRoute(), chain)
+    for text in (repr(credential), str(credential), repr(chain), repr(decision), str(decision)):
+        assert TOKEN not in text
+    assert repr(EnvCredentials(credential)) == "EnvCredentials(configured=True)"

@@ -1,0 +1,181 @@
+"""Response classification, the retry schedule, and both destinations (no broker)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+from email.utils import formatdate
+from pathlib import Path
+
+import httpx
+import pytest
+from tenacity import RetryCallState
+
+from sinks.capture import CaptureDestination
+from sinks.errors import (
+    BackpressureError,
+    CaptureWriteError,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    SinkConfigError,
+)
+from sinks.http import HttpDestination, events_url
+from sinks.retry import RetryPolicy, check_response, parse_retry_after
+from sinks.settings import SinkSettings
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("3", 3.0), (" 0.5 ", 0.5), ("-4", 0.0), ("", None), (None, None), ("soon", None)],
+)
+def test_retry_after_seconds(value: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(value) == seconds
+
+
+def test_retry_after_http_date() -> None:
+    now = 1_800_000_000.0
+    assert parse_retry_after(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30)
+
+
+def test_responses_are_classified() -> None:
+    assert check_response(204, None, b"") is None
+    assert isinstance(check_response(429, None, b""), BackpressureError)
+    busy = check_response(503, "2", b"")
+    assert isinstance(busy, BackpressureError)
+    assert busy.retry_after == 2
+    plain = check_response(500, None, b"")
+    assert type(plain) is RetryableDeliveryError
+    assert plain.retry_after is None
+    assert type(check_response(408, None, b"")) is RetryableDeliveryError
+    refused = check_response(400, None, b"x" * 10_000)
+    assert isinstance(refused, PermanentDeliveryError)
+    assert refused.status == 400
+    assert len(refused.body) == 4096
+    assert isinstance(check_response(302, None, b""), PermanentDeliveryError)
+
+
+def _state(error: BaseException, attempt: int) -> RetryCallState:
+    state = RetryCallState(None, None, (), {})
+    state.attempt_number = attempt
+    state.set_exception((type(error), error, None))
+    return state
+
+
+def test_backoff_is_jittered_exponential_and_capped() -> None:
+    wait = RetryPolicy(initial_s=0.1, max_s=2.0).wait()
+    for attempt in range(1, 12):
+        delays = [wait(_state(RetryableDeliveryError("x"), attempt)) for _ in range(50)]
+        assert all(0 <= d <= min(2.0, 0.1 * 2**attempt) + 1e-9 for d in delays)
+    assert len({round(wait(_state(RetryableDeliveryError("x"), 5)), 6) for _ in range(20)}) > 1
+
+
+def test_retry_after_is_honoured_at_least_and_capped() -> None:
+    wait = RetryPolicy(initial_s=0.1, max_s=2.0, max_retry_after_s=60).wait()
+    delays = [wait(_state(BackpressureError("x", retry_after=5), 1)) for _ in range(50)]
+    assert all(5 <= d <= 5.5 for d in delays)
+    assert wait(_state(BackpressureError("x", retry_after=3600), 1)) <= 61
+
+
+async def test_http_destination_posts_the_body_with_the_headers() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(202)
+
+    destination = HttpDestination(
+        "https://chatgpt.example/backend-api///", transport=httpx.MockTransport(handler)
+    )
+    status = await destination.deliver(b'{"events":[]}', {"Authorization": "Bearer t", "X-A": "1"})
+    await destination.aclose()
+    assert status == 202
+    (request,) = seen
+    assert str(request.url) == "https://chatgpt.example/backend-api/codex/analytics-events/events"
+    assert request.content == b'{"events":[]}'
+    assert request.headers["x-a"] == "1"
+
+
+async def test_http_destination_gzips_when_asked() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    destination = HttpDestination(
+        "http://h/", gzip_body=True, transport=httpx.MockTransport(handler)
+    )
+    await destination.deliver(b'{"events":[1]}', {})
+    assert seen[0].headers["content-encoding"] == "gzip"
+    assert gzip.decompress(seen[0].content) == b'{"events":[1]}'
+
+
+async def test_http_transport_errors_are_retryable_and_name_no_header() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    destination = HttpDestination("http://h/", transport=httpx.MockTransport(handler))
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await destination.deliver(b"{}", {"Authorization": "Bearer SECRET"})
+    assert "SECRET" not in str(caught.value)
+    assert "ConnectError" in str(caught.value)
+
+
+def test_events_url_strips_every_trailing_slash() -> None:
+    assert (
+        events_url("https://chatgpt.com/backend-api/")
+        == "https://chatgpt.com/backend-api/codex/analytics-events/events"
+    )
+    assert events_url("http://h") == "http://h/codex/analytics-events/events"
+
+
+async def test_capture_appends_lines_with_mode_0600_and_ignores_headers(tmp_path: Path) -> None:
+    path = tmp_path / "capture.jsonl"
+    destination = CaptureDestination(str(path), fsync=True)
+    assert destination.prepare() is None
+    assert path.read_bytes() == b""
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    await destination.deliver(b'{"events":[1]}', {"Authorization": "Bearer SECRET"})
+    await destination.deliver(b'{"events":[2]}', {})
+    assert path.read_bytes() == b'{"events":[1]}\n{"events":[2]}\n'
+
+
+async def test_capture_failures_are_retryable_errors(tmp_path: Path) -> None:
+    destination = CaptureDestination(str(tmp_path / "missing" / "c.jsonl"))
+    assert isinstance(destination.prepare(), FileNotFoundError)
+    with pytest.raises(CaptureWriteError, match="failed to capture analytics events"):
+        await destination.deliver(b"{}", {})
+    (tmp_path / "missing").mkdir()
+    await destination.deliver(b"{}", {})
+    assert (tmp_path / "missing" / "c.jsonl").read_bytes() == b"{}\n"
+
+
+def test_settings_require_a_base_url_or_a_capture_file() -> None:
+    with pytest.raises(SinkConfigError, match="ANALYTICS_BASE_URL is not set"):
+        SinkSettings.from_env({})
+    with pytest.raises(SinkConfigError, match="http"):
+        SinkSettings.from_env({"ANALYTICS_BASE_URL": "chatgpt.com"})
+    with pytest.raises(SinkConfigError, match="ANALYTICS_BATCH_MAX_EVENTS"):
+        SinkSettings.from_env({"ANALYTICS_BASE_URL": "http://h", "ANALYTICS_BATCH_MAX_EVENTS": "0"})
+
+
+def test_settings_defaults_and_capture_mode() -> None:
+    http = SinkSettings.from_env({"ANALYTICS_BASE_URL": "http://h/"})
+    assert (http.mode, http.limits.max_events, http.limits.max_bytes, http.limits.max_wait_ms) == (
+        "http",
+        500,
+        1024 * 1024,
+        1000,
+    )
+    assert http.http_timeout_s == 10
+    assert not http.http_gzip
+    assert http.retry.max_elapsed_s is None
+    capture = SinkSettings.from_env(
+        {"CODEX_ANALYTICS_EVENTS_CAPTURE_FILE": "/tmp/x.jsonl", "ANALYTICS_BASE_URL": "http://h"}
+    )
+    assert capture.mode == "capture"  # the capture file wins: HTTP is never used
+    empty = SinkSettings.from_env(
+        {"CODEX_ANALYTICS_EVENTS_CAPTURE_FILE": "", "ANALYTICS_BASE_URL": "http://h"}
+    )
+    assert empty.mode == "http"  # an empty value counts as unset, as upstream
