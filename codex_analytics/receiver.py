@@ -56,7 +56,7 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[ReceivedRequest] = []
         self._script: deque[Answer] = deque()
-        self._rule: Callable[[bytes], Answer | None] | None = None
+        self._rule: Callable[[bytes, dict[str, str]], Answer | None] | None = None
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Condition()
         self.port: int | None = None
@@ -67,8 +67,9 @@ class Receiver:
         """Answer the next requests with these, in order, then 200 again."""
         self._script.extend(answers)
 
-    def fail_when(self, rule: Callable[[bytes], Answer | None] | None) -> None:
-        """Answer with ``rule(body)`` whenever it returns one (checked after the script)."""
+    def fail_when(self, rule: Callable[[bytes, dict[str, str]], Answer | None] | None) -> None:
+        """Answer with ``rule(body, headers)`` (lower-cased header names) whenever it
+        returns one; checked after the script."""
         self._rule = rule
 
     @property
@@ -132,9 +133,10 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
         answer = self._script.popleft() if self._script else None
         if answer is None and self._rule is not None:
-            answer = self._rule(body)
+            answer = self._rule(body, headers)
         answer = answer or Answer(200, b'{"ok":true}')
         self.requests.append(
             ReceivedRequest(
@@ -142,7 +144,7 @@ class Receiver:
                 wall_ms=time.time_ns() // 1_000_000,
                 method=request.method,
                 path=request.path,
-                headers={k.lower(): v for k, v in request.headers.items()},
+                headers=headers,
                 body=body,
                 status=answer.status,
             )

@@ -32,8 +32,9 @@ from .errors import (
     RetryableDeliveryError,
 )
 
-#: Statuses worth another try besides 5xx: request timeout and rate limit.
-RETRYABLE_4XX = frozenset({408, 429})
+#: Statuses worth another try besides 5xx: an expired or rotated token (the sink
+#: re-reads its credentials before each try), request timeout, and rate limit.
+RETRYABLE_4XX = frozenset({401, 408, 429})
 #: How much of a refusal's response body is kept (in the dead letter, never in logs).
 BODY_EXCERPT_BYTES = 4096
 

@@ -330,19 +330,23 @@ class SinkWorker:
         )
         decision = admit(route, self.credentials)
         if isinstance(decision, Skipped) and not capture_any:
-            self.metrics.gate_skips.labels(decision.reason.value).inc(count)
-            self.metrics.events.labels("skipped").inc(count)
-            self.metrics.batches.labels("skipped").inc()
+            self._count_skip(decision, count)
             return
-        headers = (
-            request_headers(decision, batch.idempotency_key())
-            if isinstance(decision, Admitted)
-            else {}
-        )
+        key = batch.idempotency_key()
         body = batch.body()
+
+        async def attempt() -> None:
+            # The credential is resolved again on every attempt: after a 401 the token
+            # may have been rotated (secrets dir, auth.json) while we backed off.
+            current = admit(route, self.credentials)
+            if isinstance(current, Skipped) and not capture_any:
+                raise _GateClosed(current)  # the credential is gone: skip, as upstream
+            headers = request_headers(current, key) if isinstance(current, Admitted) else {}
+            await self._attempt(body, headers)
+
         started = time.monotonic()
         try:
-            await self._with_retries(lane, lambda: self._attempt(body, headers))
+            await self._with_retries(lane, attempt)
         except PermanentDeliveryError as err:
             await self._dead_letter(
                 lane,
@@ -359,6 +363,9 @@ class SinkWorker:
                 self.settings.topics.events_dlq,
             )
             return
+        except _GateClosed as closed:
+            self._count_skip(closed.skipped, count)
+            return
         except RetryableDeliveryError as err:  # only when a retry deadline is configured
             await self._dead_letter(lane, batch, "retries_exhausted", detail=str(err))
             return
@@ -366,6 +373,11 @@ class SinkWorker:
         outcome = "captured" if isinstance(self.destination, CaptureDestination) else "delivered"
         self.metrics.events.labels(outcome).inc(count)
         self.metrics.batches.labels(outcome).inc()
+
+    def _count_skip(self, skipped: Skipped, count: int) -> None:
+        self.metrics.gate_skips.labels(skipped.reason.value).inc(count)
+        self.metrics.events.labels("skipped").inc(count)
+        self.metrics.batches.labels("skipped").inc()
 
     async def _attempt(self, body: bytes, headers: dict[str, str]) -> None:
         try:
@@ -485,6 +497,14 @@ class SinkWorker:
             "capture_failing": self.capture_failing,
         }
         return self.started and not self.capture_failing, details
+
+
+class _GateClosed(Exception):
+    """The route's credential disappeared between attempts (not retried)."""
+
+    def __init__(self, skipped: Skipped) -> None:
+        super().__init__(skipped.reason.value)
+        self.skipped = skipped
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

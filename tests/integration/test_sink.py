@@ -187,7 +187,7 @@ async def test_a_400_dead_letters_its_batch_with_status_and_body_and_the_rest_fl
     sent = await _single_route_run(sink_run, 50)
     poison = sent[23]  # in the third batch
     receiver.fail_when(
-        lambda body: Answer(400, b'{"error":"bad event"}') if poison in body else None
+        lambda body, _: Answer(400, b'{"error":"bad event"}') if poison in body else None
     )
     async with sink_run.worker() as worker:
         await receiver.wait_for_events(40, within=30)
@@ -284,3 +284,32 @@ async def test_single_tenant_mode_sends_unrouted_events_for_the_configured_accou
         assert request.headers["authorization"] == f"Bearer {token_for('solo')}"
         assert request.headers["chatgpt-account-id"] == "solo"
         assert request.headers["x-openai-fedramp"] == "true"
+
+
+async def test_a_401_pauses_until_the_token_is_rotated_then_delivers_with_the_new_one(
+    sink_run: SinkRun, receiver: Receiver
+) -> None:
+    records = [r for r in event_records(200, accounts=1) if r.route.account_id][:30]
+    secret = sink_run.secrets_dir / (records[0].route.account_id or "")
+    secret.write_text("expired-token")
+    receiver.fail_when(
+        lambda _, headers: (
+            None
+            if headers.get("authorization") == "Bearer fresh-token"
+            else Answer(401, b'{"error":"token expired"}')
+        )
+    )
+    await sink_run.create_topics()
+    await sink_run.publish(records)
+    async with sink_run.worker() as worker:
+        assert await eventually(
+            lambda: worker.metrics.value("codex_sink_retries_total") >= 2, within=20
+        )
+        assert receiver.accepted() == []  # paused on the first batch, nothing skipped
+        secret.write_text("fresh-token")  # rotated, as a mounted secret would be
+        events = await receiver.wait_for_events(30, within=30)
+    assert [orjson.dumps(e) for e in events] == [event_json(r) for r in records]
+    refused = [r for r in receiver.requests if r.status == 401]
+    assert len(refused) >= 2
+    assert {r.headers["authorization"] for r in refused} == {"Bearer expired-token"}
+    assert {r.headers["authorization"] for r in receiver.accepted()} == {"Bearer fresh-token"}

@@ -81,7 +81,7 @@ async def test_kill_9_and_restart_delivers_everything_and_repeats_keep_their_key
     sent = await _prepare(sink_run, 600)
     # A slow endpoint, so that batches are in flight (received, not yet answered) when
     # the sink dies: the server has them, the sink never learned it.
-    receiver.fail_when(lambda body: Answer(200, delay=0.3))
+    receiver.fail_when(lambda body, headers: Answer(200, delay=0.3))
     with sink_run.process() as first:
         assert await eventually(lambda: len(receiver.requests) >= 8, within=60), sink_run.log_text()
         first.send_signal(signal.SIGKILL)
