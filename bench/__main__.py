@@ -34,7 +34,15 @@ def _stream(args: argparse.Namespace) -> list[Figure]:
     return run(StreamBenchConfig(facts=args.facts, runs=args.runs))
 
 
-SUITES = {"reducer": _reducer, "stream": _stream}
+def _sink(args: argparse.Namespace) -> list[Figure]:
+    from .sink import SinkBenchConfig, run
+
+    if args.quick:
+        return run(SinkBenchConfig(facts=2_000, runs=1))
+    return run(SinkBenchConfig(facts=args.facts, runs=args.runs))
+
+
+SUITES = {"reducer": _reducer, "sink": _sink, "stream": _stream}
 
 
 def render_section(suite: str, figures: list[Figure], command: str) -> str:

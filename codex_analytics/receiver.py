@@ -9,6 +9,7 @@ their ``Idempotency-Key``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -59,9 +60,19 @@ class Receiver:
         self._rule: Callable[[bytes, dict[str, str]], Answer | None] | None = None
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Condition()
+        self._keys_seen: set[str] = set()
+        #: Events in 2xx requests, a repeated Idempotency-Key counted once (kept as
+        #: requests arrive: waiting must not re-parse every body each time).
+        self.unique_event_count = 0
         self.port: int | None = None
 
     # -- control -----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every request (the script and rule stay)."""
+        self.requests.clear()
+        self._keys_seen.clear()
+        self.unique_event_count = 0
 
     def fail_next(self, *answers: Answer) -> None:
         """Answer the next requests with these, in order, then 200 again."""
@@ -96,7 +107,7 @@ class Receiver:
         """Wait until the 2xx requests hold at least ``count`` events (unique keys)."""
         deadline = time.monotonic() + within
         async with self._arrived:
-            while len(self.accepted_events(unique=True)) < count:
+            while self.unique_event_count < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -149,6 +160,14 @@ class Receiver:
                 status=answer.status,
             )
         )
+        if 200 <= answer.status < 300:
+            key = headers.get("idempotency-key")
+            if key is None or key not in self._keys_seen:
+                if key is not None:
+                    self._keys_seen.add(key)
+                # Not an events body: recorded, not counted.
+                with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
+                    self.unique_event_count += len(orjson.loads(body)["events"])
         async with self._arrived:
             self._arrived.notify_all()
         if answer.delay:  # recorded first: the server has the batch even if the client is gone

@@ -15,6 +15,12 @@ record. When the partition is idle (fully fetched), a wall-clock check closes it
 ``lateness_ms`` later instead; that is the only cut a replay can disagree with, and
 only for a record that reached the partition more than ``lateness_ms`` late.
 
+A partition's open batches together hold at most ``max_open_records``; past it the
+batch that started first closes. That cut bounds memory however many routes share the
+partition, and it also depends on the sequence only: a re-read misses only batches
+that started before its first offset, and those are the oldest, so the original run
+closed them first and the other batches saw the same cuts.
+
 ``PartitionProgress`` gives the offset to commit: the first offset of any unfinished
 batch, moved back to the start of any finished batch that straddles it, so that a
 re-read starts on batch boundaries and re-forms the same batches (design.md §8).
@@ -44,6 +50,7 @@ class CloseReason(StrEnum):
     BYTES = "bytes"  # the next event would not fit in max_bytes
     TIME = "time"  # max_wait_ms of event time passed (or the idle check fired)
     ISOLATED = "isolated"  # an event that travels alone, or the batch before it
+    PRESSURE = "pressure"  # the partition's open batches hold max_open_records: oldest goes
     FLUSH = "flush"  # shutdown or revocation
     TOO_LARGE = "too_large"  # one event larger than max_bytes: dead-lettered, not sent
     UNDECODABLE = "undecodable"  # not an events-topic record: dead-lettered
@@ -71,8 +78,13 @@ class BatchLimits:
     max_bytes: int = 1024 * 1024
     max_wait_ms: int = 1000
     lateness_ms: int = 200
+    #: Records held in one partition's open batches at most; past it, the open batch
+    #: that started first closes. A function of the record sequence, like every cut.
+    max_open_records: int = 2000
 
     def __post_init__(self) -> None:
+        if self.max_open_records < 1:
+            raise ValueError("max_open_records must be at least 1")
         if self.max_events < 1:
             raise ValueError("max_events must be at least 1")
         if self.max_bytes < BODY_OVERHEAD + 2:
@@ -186,6 +198,9 @@ class PartitionBatcher:
         self.buffered += 1
         if len(batch.records) >= limits.max_events:
             self._close(batch, CloseReason.COUNT, closed)
+        elif self.buffered > limits.max_open_records:
+            oldest = min(self._open.values(), key=lambda b: b.first_offset)
+            self._close(oldest, CloseReason.PRESSURE, closed)
         return closed
 
     def expire(self, now_ms: int, *, caught_up: bool) -> list[Batch]:

@@ -33,8 +33,9 @@ class SinkSettings:
     capture_fsync: bool = False
     #: For tests only: capture batches even when the auth gate would skip them.
     capture_ignores_auth: bool = False
-    #: Per partition: stop fetching while this many records wait to be delivered.
-    max_buffered_records: int = 5000
+    #: Per partition: open batches close early past this many records, and fetching
+    #: pauses while closed batches hold this many (memory <= 2x this per partition).
+    max_buffered_records: int = 2000
     shutdown_timeout_s: float = 10.0
     #: Consumer-group session timeout; a dead worker's partitions move after this long.
     session_timeout_ms: int = 10_000
@@ -65,6 +66,7 @@ class SinkSettings:
         if base_url is not None and not base_url.startswith(("http://", "https://")):
             raise SinkConfigError(f"ANALYTICS_BASE_URL must be an http(s) URL, got {base_url!r}")
         max_elapsed = env_number(env, "ANALYTICS_RETRY_MAX_ELAPSED_S", 0, minimum=0)
+        max_buffered = env_int(env, "ANALYTICS_SINK_MAX_BUFFERED", 2000, minimum=1)
         return cls(
             topics=TopicSettings.from_env(env),
             mode="http" if capture_file is None else "capture",
@@ -75,6 +77,7 @@ class SinkSettings:
                 max_bytes=env_int(env, "ANALYTICS_BATCH_MAX_BYTES", 1024 * 1024, minimum=64),
                 max_wait_ms=env_int(env, "ANALYTICS_BATCH_MAX_WAIT_MS", 1000, minimum=1),
                 lateness_ms=env_int(env, "ANALYTICS_BATCH_LATENESS_MS", 200, minimum=0),
+                max_open_records=max_buffered,
             ),
             retry=RetryPolicy(
                 initial_s=env_number(env, "ANALYTICS_RETRY_INITIAL_MS", 500, minimum=1) / 1000,
@@ -88,7 +91,7 @@ class SinkSettings:
             http_max_connections=env_int(env, "ANALYTICS_HTTP_MAX_CONNECTIONS", 16, minimum=1),
             capture_fsync=env_bool(env, "ANALYTICS_CAPTURE_FSYNC"),
             capture_ignores_auth=env_bool(env, "ANALYTICS_CAPTURE_IGNORES_AUTH"),
-            max_buffered_records=env_int(env, "ANALYTICS_SINK_MAX_BUFFERED", 5000, minimum=1),
+            max_buffered_records=max_buffered,
             shutdown_timeout_s=env_number(env, "ANALYTICS_SHUTDOWN_TIMEOUT_S", 10, minimum=0),
             session_timeout_ms=env_int(
                 env, "ANALYTICS_KAFKA_SESSION_TIMEOUT_MS", 10_000, minimum=1000

@@ -108,9 +108,10 @@ class Lane:
             self.idle.clear()
 
     @property
-    def backlog(self) -> int:
-        """Undelivered records held in memory for this partition."""
-        return self.batcher.buffered + sum(len(b.records) for b in self.queue)
+    def queued_records(self) -> int:
+        """Records in closed batches waiting for delivery (open ones are bounded by the
+        batcher's ``max_open_records``)."""
+        return sum(len(b.records) for b in self.queue)
 
 
 class SinkWorker:
@@ -162,7 +163,11 @@ class SinkWorker:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.settings.group_id,
-            **consumer_options(session_timeout_ms=self.settings.session_timeout_ms),
+            **{
+                **consumer_options(session_timeout_ms=self.settings.session_timeout_ms),
+                # Fetches ahead of a paused or busy lane sit in memory: keep them small.
+                "max_partition_fetch_bytes": 1024 * 1024,
+            },
         )
         await self._producer.start()
         try:
@@ -302,7 +307,7 @@ class SinkWorker:
         assert consumer is not None
         limit = self.settings.max_buffered_records
         for tp, lane in self.lanes.items():
-            want_paused = lane.retrying or lane.backlog >= limit
+            want_paused = lane.retrying or lane.queued_records >= limit
             if want_paused and not lane.paused:
                 consumer.pause(tp)
                 lane.paused = True

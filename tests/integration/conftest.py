@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from codex_analytics.broker import EmbeddedBroker
+from codex_analytics.receiver import Receiver
 
 from .stream_helpers import StreamRun
 
@@ -46,3 +47,10 @@ def fresh_broker(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def stream_run(fresh_broker: str, tmp_path: Path, unique_name: Callable[[str], str]) -> StreamRun:
     return StreamRun(bootstrap=fresh_broker, prefix=unique_name("t"), log_dir=tmp_path)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A recording analytics endpoint on 127.0.0.1 (a real HTTP server)."""
+    async with Receiver() as server:
+        yield server

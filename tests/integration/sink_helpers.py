@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +17,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from codex_analytics.contract import EventRecord, Origin, encode_event_record, route_key
 from codex_analytics.contract.facts import AuthRoute
 from codex_analytics.kafka import ensure_topics
+from codex_analytics.receiver import Receiver
 from producers.generator import GeneratorConfig, SessionGenerator
 from sinks.credentials import CredentialChain
 from sinks.settings import SinkSettings
 from sinks.worker import SinkWorker
 from streams.reducer.offline import OfflineReducer
 
-from .stream_helpers import ROOT, produce
+from .stream_helpers import ROOT, cli_process, produce
 
 TOKEN_PREFIX = "sekret-token-"
 
@@ -84,6 +83,10 @@ class SinkRun:
         path = self.tmp / "secrets"
         path.mkdir(exist_ok=True)
         return path
+
+    @classmethod
+    def for_test(cls, bootstrap: str, prefix: str, tmp: Path, receiver: Receiver) -> SinkRun:
+        return cls(bootstrap=bootstrap, prefix=prefix, tmp=tmp, base_url=receiver.base_url)
 
     def add_account(self, account: str, *, fedramp: bool = False) -> None:
         token = token_for(account)
@@ -146,25 +149,8 @@ class SinkRun:
         """``codex-analytics sink worker`` as a child process (logs in ``tmp/name.log``)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "CODEX_"))}
         env.update(self.env(), PYTHONPATH=str(ROOT))
-        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "codex_analytics.cli.main", "sink", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-        try:
+        with cli_process(["sink", "worker"], env, self.tmp / f"{name}.log") as proc:
             yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            log.close()
 
     def log_text(self, name: str = "sink") -> str:
         return (self.tmp / f"{name}.log").read_text(errors="replace")

@@ -64,28 +64,38 @@ class StreamRun:
 
     @contextmanager
     def worker(self, name: str = "w1") -> Iterator[subprocess.Popen[bytes]]:
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "codex_analytics.cli.main", "stream", "worker"],
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-        try:
+        with cli_process(["stream", "worker"], self.env(), self.log_dir / f"{name}.log") as proc:
             yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            log.close()
 
     def log_text(self, name: str = "w1") -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+
+@contextmanager
+def cli_process(
+    args: list[str], env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``codex-analytics ARGS`` as a child process, output appended to ``log_path``;
+    SIGTERM (then SIGKILL after 30 s) when the block ends, unless it already exited."""
+    log = open(log_path, "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "codex_analytics.cli.main", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
 
 
 def generated_facts(total: int, *, instances: int = 200, seed: int = 11) -> list[bytes]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -30,21 +30,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with Receiver() as server:
-        yield server
-
-
-@pytest.fixture
 def sink_run(
     kafka_bootstrap: str, tmp_path: Path, unique_name: Callable[[str], str], receiver: Receiver
 ) -> SinkRun:
-    return SinkRun(
-        bootstrap=kafka_bootstrap,
-        prefix=unique_name("sink"),
-        tmp=tmp_path,
-        base_url=receiver.base_url,
-    )
+    return SinkRun.for_test(kafka_bootstrap, unique_name("sink"), tmp_path, receiver)
 
 
 async def test_requests_carry_the_route_headers_and_the_exact_batch_bytes(

@@ -10,7 +10,7 @@ import socket
 import stat
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -26,21 +26,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with Receiver() as server:
-        yield server
-
-
-@pytest.fixture
 def sink_run(
     fresh_broker: str, tmp_path: Path, unique_name: Callable[[str], str], receiver: Receiver
 ) -> SinkRun:
-    return SinkRun(
-        bootstrap=fresh_broker,
-        prefix=unique_name("sinkp"),
-        tmp=tmp_path,
-        base_url=receiver.base_url,
-    )
+    return SinkRun.for_test(fresh_broker, unique_name("sinkp"), tmp_path, receiver)
 
 
 def _free_port() -> int:

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
                 "state per live dedupe key",
             ),
         ),
+        ("sink", ("ceiling (aiokafka + httpx", "sink worker, 1 process", "sink / ceiling")),
         (
             "stream",
             ("ceiling, 1 fact/record", "stream, 1 worker(s), packs of <= 32", "stream / ceiling"),

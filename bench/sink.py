@@ -1,0 +1,207 @@
+"""The sink stage against a bare aiokafka + httpx ceiling, on one fresh embedded broker.
+
+Both read the same pre-produced events-topic records (the generator's mix through the
+reducer, 10 accounts, keyed by route, 8 partitions) and POST to the same recording
+receiver in this process. Both run as their own process and are timed the same way:
+by the span between the first and the last request the receiver got, so start-up and
+group joins are not counted. events/s = events / that span.
+
+* ceiling: ``bench.sink_ceiling``: getmany -> join raw values by 500 -> POST;
+* sink: ``codex-analytics sink worker`` (decode, route batches, gate, headers, commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from codex_analytics.broker import EmbeddedBroker
+from codex_analytics.contract import (
+    AuthRoute,
+    EventRecord,
+    Origin,
+    encode_event_record,
+    fact_from_json,
+    route_key,
+)
+from codex_analytics.kafka import ensure_topics, producer_options
+from codex_analytics.receiver import Receiver
+from producers.generator import GeneratorConfig, SessionGenerator
+from streams.reducer.offline import OfflineReducer
+
+from .stats import Figure
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTITIONS = 8
+ACCOUNTS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class SinkBenchConfig:
+    facts: int = 200_000
+    runs: int = 3
+    #: Extra environment for the sink worker (to explore settings).
+    sink_env: tuple[tuple[str, str], ...] = ()
+
+
+def event_records(facts: int) -> tuple[list[bytes], list[bytes], list[str]]:
+    """(values, keys, accounts) of the events the generator's facts reduce to."""
+    reducer = OfflineReducer()
+    values, keys = [], []
+    accounts: set[str] = set()
+    config = GeneratorConfig(instances=200, seed=31, accounts=ACCOUNTS)
+    for obj in SessionGenerator(config).facts(facts):
+        fact = fact_from_json(obj)
+        route = fact.source.auth or AuthRoute()
+        if route.account_id:
+            accounts.add(route.account_id)
+        for index, event in enumerate(reducer.apply(fact).events):
+            record = EventRecord(route, Origin(fact.source.instance_id, fact.seq, index), event)
+            values.append(encode_event_record(record))
+            keys.append(route_key(route))
+    return values, keys, sorted(accounts)
+
+
+async def _produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes]) -> None:
+    await ensure_topics(bootstrap, {topic: PARTITIONS})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options())
+    await producer.start()
+    try:
+        for value, key in zip(values, keys, strict=True):
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+async def _measure(
+    command: list[str], env: dict[str, str], receiver: Receiver, events: int, log: Path
+) -> tuple[float, float]:
+    """Run ``command`` until the receiver holds ``events`` events: (events/s, peak RSS MB)."""
+    receiver.reset()
+    proc = _spawn(command, env, log)
+    peak = 0.0
+
+    async def sample() -> None:  # VmHWM is the process's own high-water mark
+        nonlocal peak
+        while proc.poll() is None:
+            peak = max(peak, _peak_rss_mb(proc.pid))
+            await asyncio.sleep(0.1)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        got = await receiver.wait_for_events(events, within=600)
+        peak = max(peak, _peak_rss_mb(proc.pid))
+        sampler.cancel()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 60)
+    if len(got) < events:
+        raise RuntimeError(f"sink bench: {len(got)} of {events} events arrived; see {log}")
+    stamps = [r.at for r in receiver.requests]
+    return events / max(max(stamps) - min(stamps), 1e-3), peak
+
+
+async def _one_run(
+    values: list[bytes],
+    keys: list[bytes],
+    accounts: list[str],
+    tmp: Path,
+    extra_env: tuple[tuple[str, str], ...] = (),
+) -> tuple[float, float, float, float]:
+    secrets = tmp / "secrets"
+    secrets.mkdir(exist_ok=True)
+    for account in accounts:
+        (secrets / account).write_text(f"bench-token-{account}")
+    with EmbeddedBroker(log_path=str(tmp / "broker.log")) as broker:
+        bootstrap = broker.bootstrap_servers
+        topic = f"bench-events-{uuid.uuid4().hex[:8]}"
+        await _produce(bootstrap, topic, values, keys)
+        async with Receiver() as receiver:
+            url = receiver.base_url.rstrip("/") + "/codex/analytics-events/events"
+            base_env = {
+                k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "CODEX_"))
+            }
+            base_env["PYTHONPATH"] = str(ROOT)
+            ceiling, ceiling_rss = await _measure(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.sink_ceiling",
+                    bootstrap,
+                    topic,
+                    url,
+                    str(len(values)),
+                ],
+                base_env,
+                receiver,
+                len(values),
+                tmp / "ceiling.log",
+            )
+            sink_env = {
+                **base_env,
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "ANALYTICS_EVENTS_TOPIC": topic,
+                "ANALYTICS_EVENTS_DLQ_TOPIC": f"{topic}.dlq",
+                "ANALYTICS_TOPIC_PARTITIONS": str(PARTITIONS),
+                "ANALYTICS_SINK_GROUP": f"{topic}-sink",
+                "ANALYTICS_BASE_URL": receiver.base_url,
+                "ANALYTICS_SECRETS_DIR": str(secrets),
+                **dict(extra_env),
+            }
+            sink, sink_rss = await _measure(
+                [sys.executable, "-m", "codex_analytics.cli.main", "sink", "worker"],
+                sink_env,
+                receiver,
+                len(values),
+                tmp / "sink.log",
+            )
+    return ceiling, sink, ceiling_rss, sink_rss
+
+
+def run(config: SinkBenchConfig) -> list[Figure]:
+    values, keys, accounts = event_records(config.facts)
+    samples: list[tuple[float, float, float, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(config.runs):
+            samples.append(
+                asyncio.run(_one_run(values, keys, accounts, Path(tmp), config.sink_env))
+            )
+    ceiling, sink, ceiling_rss, sink_rss = (tuple(s[i] for s in samples) for i in range(4))
+    return [
+        Figure(f"ceiling (aiokafka + httpx, {len(values):,} events)", "events/s", ceiling),
+        Figure("sink worker, 1 process", "events/s", sink),
+        Figure(
+            "sink / ceiling",
+            "ratio x1000",
+            tuple(s / c * 1000 for s, c in zip(sink, ceiling, strict=True)),
+        ),
+        Figure("ceiling peak RSS", "MB", ceiling_rss),
+        Figure("sink worker peak RSS", "MB", sink_rss),
+    ]
