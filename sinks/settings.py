@@ -35,8 +35,11 @@ class SinkSettings:
     capture_ignores_auth: bool = False
     #: Per partition: open batches close early past this many records, and fetching
     #: pauses while closed batches hold this many (memory <= 2x this per partition).
-    max_buffered_records: int = 2000
+    max_buffered_records: int = 1000
     shutdown_timeout_s: float = 10.0
+    #: Decode every event through its model (every field checked) instead of checking
+    #: its type and passing its bytes through.
+    validate_events: bool = False
     #: Consumer-group session timeout; a dead worker's partitions move after this long.
     session_timeout_ms: int = 10_000
     health_addr: str | None = None
@@ -66,7 +69,7 @@ class SinkSettings:
         if base_url is not None and not base_url.startswith(("http://", "https://")):
             raise SinkConfigError(f"ANALYTICS_BASE_URL must be an http(s) URL, got {base_url!r}")
         max_elapsed = env_number(env, "ANALYTICS_RETRY_MAX_ELAPSED_S", 0, minimum=0)
-        max_buffered = env_int(env, "ANALYTICS_SINK_MAX_BUFFERED", 2000, minimum=1)
+        max_buffered = env_int(env, "ANALYTICS_SINK_MAX_BUFFERED", 1000, minimum=1)
         return cls(
             topics=TopicSettings.from_env(env),
             mode="http" if capture_file is None else "capture",
@@ -90,6 +93,7 @@ class SinkSettings:
             http_gzip=env_bool(env, "ANALYTICS_HTTP_GZIP"),
             http_max_connections=env_int(env, "ANALYTICS_HTTP_MAX_CONNECTIONS", 16, minimum=1),
             capture_fsync=env_bool(env, "ANALYTICS_CAPTURE_FSYNC"),
+            validate_events=env_bool(env, "ANALYTICS_SINK_VALIDATE_EVENTS"),
             capture_ignores_auth=env_bool(env, "ANALYTICS_CAPTURE_IGNORES_AUTH"),
             max_buffered_records=max_buffered,
             shutdown_timeout_s=env_number(env, "ANALYTICS_SHUTDOWN_TIMEOUT_S", 10, minimum=0),

@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from tenacity import RetryCallState
 
-from codex_analytics.contract import DecodeError, decode_event_record
+from codex_analytics.contract import DecodeError, split_event_record
 from codex_analytics.deadletter import DeadLetter, dead_letter
 from codex_analytics.kafka import consumer_options, ensure_topics, producer_options
 
@@ -66,24 +66,28 @@ class Destination(Protocol):
 
 
 def to_sink_record(
-    offset: int, timestamp_ms: int, key: bytes | None, value: bytes | None
+    offset: int,
+    timestamp_ms: int,
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    validate_events: bool = False,
 ) -> SinkRecord:
     """Decode one events-topic record; a record that does not decode carries its error."""
     raw = value or b""
     record = SinkRecord(offset=offset, timestamp_ms=timestamp_ms, raw=raw, key=key)
     try:
-        decoded = decode_event_record(raw, max_bytes=_MAX_RECORD_BYTES)
+        parts = split_event_record(raw, validate_event=validate_events, max_bytes=_MAX_RECORD_BYTES)
     except DecodeError as err:
         record.error = err
         return record
-    record.route = decoded.route
+    record.route = parts.route
     # Batches group by the whole route: the Kafka key (account, FedRAMP) decides the
     # partition, and the auth kind, which the gate reads, must be the same in a batch.
-    record.route_key = orjson.dumps(decoded.route)
-    record.origin = decoded.origin
-    record.event_type = decoded.event.event_type
-    # The exact upstream JSON of the event, whatever spacing the producer used.
-    record.event_json = orjson.dumps(decoded.event)
+    record.route_key = orjson.dumps(parts.route)
+    record.origin = parts.origin
+    record.event_type = parts.event_type
+    record.event_json = parts.event_json
     return record
 
 
@@ -195,6 +199,7 @@ class SinkWorker:
         consumer = self._consumer
         assert consumer is not None
         stopping = asyncio.ensure_future(stop.wait())
+        validate = self.settings.validate_events
         try:
             while not stop.is_set():
                 busy = any(lane.batcher.buffered for lane in self.lanes.values())
@@ -208,12 +213,15 @@ class SinkWorker:
                     break
                 for tp, records in fetch.result().items():
                     lane = self.lanes.get(tp) or self._open_lane(tp)
-                    for rec in records:
+                    for index, rec in enumerate(records, 1):
                         ts = rec.timestamp if rec.timestamp and rec.timestamp > 0 else _now_ms()
-                        closed = lane.batcher.add(
-                            to_sink_record(rec.offset, ts, rec.key, rec.value)
+                        sink_record = to_sink_record(
+                            rec.offset, ts, rec.key, rec.value, validate_events=validate
                         )
-                        self._enqueue(lane, closed)
+                        self._enqueue(lane, lane.batcher.add(sink_record))
+                        if index % 256 == 0:
+                            # Decoding is CPU work: let the lanes send what is closed.
+                            await asyncio.sleep(0)
                 now = _now_ms()
                 for tp, lane in self.lanes.items():
                     highwater = consumer.highwater(tp)

@@ -10,6 +10,7 @@ from .codec import (
     DEFAULT_MAX_FACT_BYTES,
     DEFAULT_MAX_RECORD_BYTES,
     MAX_FACTS_PER_PACK,
+    EventRecordParts,
     RecordItem,
     decode_event,
     decode_event_record,
@@ -27,6 +28,7 @@ from .codec import (
     join_batch,
     loads,
     route_key,
+    split_event_record,
 )
 from .errors import ContractError, DecodeError, DecodeReason
 from .events import EVENT_MODELS, EVENT_TYPES, TrackEvent
@@ -62,6 +64,7 @@ __all__ = [
     "DecodeError",
     "DecodeReason",
     "EventRecord",
+    "EventRecordParts",
     "FactEnvelope",
     "Origin",
     "RecordItem",
@@ -84,4 +87,5 @@ __all__ = [
     "join_batch",
     "loads",
     "route_key",
+    "split_event_record",
 ]

@@ -6,7 +6,7 @@ Encoding an event gives the exact upstream JSON (key order, nulls, no extra keys
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,20 +252,24 @@ def encode_fact(fact: FactEnvelope) -> bytes:
 _EVENT_DECODERS = {name: decoder_for(model) for name, model in EVENT_MODELS.items()}
 
 
+def _event_decoder(obj: Any) -> Callable[[Any], Any]:
+    if type(obj) is not dict:
+        raise wrong_type("an event object", obj)
+    event_type = _field(obj, "event_type")
+    if type(event_type) is not str:
+        raise wrong_type("string", event_type).within("event_type")
+    decoder = _EVENT_DECODERS.get(event_type)
+    if decoder is None:
+        raise DecodeError(
+            DecodeReason.UNKNOWN_KIND, "event_type", f"unknown event type {event_type[:64]!r}"
+        )
+    return decoder
+
+
 def event_from_json(obj: Any) -> TrackEvent:
     """Validate a parsed JSON value as one track event (dispatch on ``event_type``)."""
     try:
-        if type(obj) is not dict:
-            raise wrong_type("an event object", obj)
-        event_type = _field(obj, "event_type")
-        if type(event_type) is not str:
-            raise wrong_type("string", event_type).within("event_type")
-        decoder = _EVENT_DECODERS.get(event_type)
-        if decoder is None:
-            raise DecodeError(
-                DecodeReason.UNKNOWN_KIND, "event_type", f"unknown event type {event_type[:64]!r}"
-            )
-        event: TrackEvent = decoder(obj)
+        event: TrackEvent = _event_decoder(obj)(obj)
         return event
     except DecodeError:
         raise
@@ -337,3 +341,49 @@ def decode_event_record(
     data: BytesLike | str, *, max_bytes: int = DEFAULT_MAX_FACT_BYTES
 ) -> EventRecord:
     return event_record_from_json(loads(data, max_bytes=max_bytes))
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecordParts:
+    """An events-topic record as the sink needs it: the route and origin decoded, the
+    event as its exact JSON bytes."""
+
+    route: AuthRoute
+    origin: Origin
+    event_type: str
+    event_json: bytes
+
+
+def split_event_record(
+    data: BytesLike | str, *, validate_event: bool = False, max_bytes: int = DEFAULT_MAX_FACT_BYTES
+) -> EventRecordParts:
+    """Decode the route and origin of an events-topic record and take its event's bytes.
+
+    Without ``validate_event`` the event is checked only for a known ``event_type`` and
+    re-serialized from the parsed object, which keeps its key order: the bytes the
+    stream wrote, at a third of the cost of a full decode. With it, the event goes
+    through its model (every field checked) and is encoded from the model.
+    """
+    obj = loads(data, max_bytes=max_bytes)
+    try:
+        if type(obj) is not dict:
+            raise wrong_type("an event record object", obj)
+        try:
+            route = _decode_route(_field(obj, "route"))
+        except DecodeError as err:
+            raise err.within("route") from None
+        try:
+            origin = _decode_origin(_field(obj, "origin"))
+        except DecodeError as err:
+            raise err.within("origin") from None
+        raw_event = _field(obj, "event")
+        try:
+            decoder = _event_decoder(raw_event)
+            event_json = orjson.dumps(decoder(raw_event) if validate_event else raw_event)
+        except DecodeError as err:
+            raise err.within("event") from None
+        return EventRecordParts(route, origin, raw_event["event_type"], event_json)
+    except DecodeError:
+        raise
+    except Exception as err:
+        raise DecodeError(DecodeReason.INTERNAL, "", f"decoder failure: {err!r}") from err

@@ -33,6 +33,7 @@ from codex_analytics.contract import (
     fact_to_json,
     join_batch,
     route_key,
+    split_event_record,
 )
 from tests.factories import Instance
 from tests.strategies import fact_json
@@ -91,6 +92,54 @@ def test_event_record_round_trip_and_key() -> None:
     }
     assert decode_event_record(data) == record
     assert route_key(record.route) == b'["acct-1",true]'
+
+
+@pytest.mark.parametrize("validate", [False, True])
+def test_split_event_record_gives_the_exact_event_bytes(validate: bool) -> None:
+    route = AuthRoute(kind="chatgpt", account_id="acct-1")
+    for vector in VECTORS:
+        for index, event_json in enumerate(vector["expected_events"]):
+            event = event_from_json(copy.deepcopy(event_json))
+            data = encode_event_record(EventRecord(route, Origin("inst", 9, index), event))
+            parts = split_event_record(data, validate_event=validate)
+            assert parts.event_json == encode_event(event) == orjson.dumps(event_json)
+            assert (parts.route, parts.origin, parts.event_type) == (
+                route,
+                Origin("inst", 9, index),
+                event_json["event_type"],
+            )
+
+
+def test_split_event_record_errors_name_the_field() -> None:
+    good = orjson.loads(
+        encode_event_record(
+            EventRecord(
+                AuthRoute(),
+                Origin("i", 1, 0),
+                event_from_json(copy.deepcopy(VECTORS[0]["expected_events"][0])),
+            )
+        )
+    )
+    unknown = copy.deepcopy(good)
+    unknown["event"]["event_type"] = "codex_future_event"
+    with pytest.raises(DecodeError) as caught:
+        split_event_record(orjson.dumps(unknown))
+    assert (caught.value.reason, caught.value.path) == (
+        DecodeReason.UNKNOWN_KIND,
+        "event.event_type",
+    )
+    bad_origin = copy.deepcopy(good)
+    bad_origin["origin"]["seq"] = -1
+    with pytest.raises(DecodeError) as caught:
+        split_event_record(orjson.dumps(bad_origin))
+    assert caught.value.path == "origin.seq"
+    # A field only the full decode checks:
+    broken = copy.deepcopy(good)
+    broken["event"]["event_params"] = "not an object"
+    assert split_event_record(orjson.dumps(broken)).event_type == good["event"]["event_type"]
+    with pytest.raises(DecodeError) as caught:
+        split_event_record(orjson.dumps(broken), validate_event=True)
+    assert caught.value.path.startswith("event.")
 
 
 def test_protocol_payloads_tolerate_and_keep_unknown_keys() -> None:
