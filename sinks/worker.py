@@ -204,7 +204,9 @@ class SinkWorker:
             while not stop.is_set():
                 busy = any(lane.batcher.buffered for lane in self.lanes.values())
                 timeout_ms = 50 if busy else 200
-                fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=timeout_ms))
+                fetch = asyncio.ensure_future(
+                    consumer.getmany(timeout_ms=timeout_ms, max_records=1000)
+                )
                 await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetch.done():
                     fetch.cancel()
