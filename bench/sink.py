@@ -22,8 +22,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-
 from codex_analytics.broker import EmbeddedBroker
 from codex_analytics.contract import (
     AuthRoute,
@@ -33,15 +31,14 @@ from codex_analytics.contract import (
     fact_from_json,
     route_key,
 )
-from codex_analytics.kafka import ensure_topics, producer_options
 from codex_analytics.receiver import Receiver
 from producers.generator import GeneratorConfig, SessionGenerator
 from streams.reducer.offline import OfflineReducer
 
+from .common import PARTITIONS, produce_records
 from .stats import Figure
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTITIONS = 8
 ACCOUNTS = 10
 
 
@@ -69,18 +66,6 @@ def event_records(facts: int) -> tuple[list[bytes], list[bytes], list[str]]:
             values.append(encode_event_record(record))
             keys.append(route_key(route))
     return values, keys, sorted(accounts)
-
-
-async def _produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes]) -> None:
-    await ensure_topics(bootstrap, {topic: PARTITIONS})
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options())
-    await producer.start()
-    try:
-        for value, key in zip(values, keys, strict=True):
-            await producer.send(topic, value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -142,7 +127,7 @@ async def _one_run(
     with EmbeddedBroker(log_path=str(tmp / "broker.log")) as broker:
         bootstrap = broker.bootstrap_servers
         topic = f"bench-events-{uuid.uuid4().hex[:8]}"
-        await _produce(bootstrap, topic, values, keys)
+        await produce_records(bootstrap, topic, values, keys)
         async with Receiver() as receiver:
             url = receiver.base_url.rstrip("/") + "/codex/analytics-events/events"
             base_env = {

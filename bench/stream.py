@@ -34,10 +34,10 @@ from codex_analytics.kafka import (
 )
 from producers.generator import GeneratorConfig, SessionGenerator
 
+from .common import PARTITIONS, produce_records
 from .stats import Figure
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTITIONS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,18 +67,6 @@ def packed(facts: list[bytes], keys: list[bytes], size: int) -> tuple[list[bytes
         values.append(b"[" + b",".join(group) + b"]")
         record_keys.append(key)
     return values, record_keys
-
-
-async def _produce(bootstrap: str, topic: str, facts: list[bytes], keys: list[bytes]) -> None:
-    await ensure_topics(bootstrap, {topic: PARTITIONS})
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options())
-    await producer.start()
-    try:
-        for value, key in zip(facts, keys, strict=True):
-            await producer.send(topic, value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def _span(bootstrap: str, topic: str, want: int, within: float) -> tuple[int, float]:
@@ -180,7 +168,7 @@ def run(config: StreamBenchConfig) -> list[Figure]:
                 with EmbeddedBroker(log_path=str(log_dir / "broker.log")) as broker:
                     bootstrap = broker.bootstrap_servers
                     source = f"bench-facts-{uuid.uuid4().hex[:8]}"
-                    asyncio.run(_produce(bootstrap, source, values, record_keys))
+                    asyncio.run(produce_records(bootstrap, source, values, record_keys))
                     ceilings.append(
                         asyncio.run(
                             _ceiling(

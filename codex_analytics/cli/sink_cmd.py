@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from codex_analytics.cli.service import add_worker_role, run_worker_role
 
 DESCRIPTION = """\
 The sink service. 'codex-analytics sink worker' consumes the events topic in its own
@@ -41,29 +42,19 @@ ANALYTICS_SINK_HEALTH_ADDR, ANALYTICS_LOG_LEVEL. See the README.
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    roles = parser.add_subparsers(dest="role", metavar="ROLE", required=True)
-    roles.add_parser(
-        "worker",
-        help="run one sink worker until SIGTERM / Ctrl-C",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    add_worker_role(parser, "sink", DESCRIPTION)
 
 
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from codex_analytics.broker import kafka_bootstrap
     from sinks.credentials import CredentialChain
-    from sinks.errors import SinkConfigError
     from sinks.runner import run_sink
     from sinks.settings import SinkSettings
 
-    try:
-        settings = SinkSettings.from_env()
-        credentials = CredentialChain.from_env(os.environ)
-    except (SinkConfigError, ValueError) as exc:
-        print(f"sink worker: {exc}", file=sys.stderr)
-        return 2
-    with kafka_bootstrap() as bootstrap:
-        return run_sink(settings, bootstrap, credentials)
+    def load() -> tuple[SinkSettings, CredentialChain]:
+        return SinkSettings.from_env(), CredentialChain.from_env(os.environ)
+
+    return run_worker_role(
+        "sink", load, lambda loaded, bootstrap: run_sink(loaded[0], bootstrap, loaded[1])
+    )

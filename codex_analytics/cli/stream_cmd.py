@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from codex_analytics.cli.service import add_worker_role, run_worker_role
 
 DESCRIPTION = """\
 The stream service. 'codex-analytics stream worker' runs one Faust worker: it consumes
@@ -27,24 +28,11 @@ ANALYTICS_STREAM_BATCH_MAX_WAIT_MS, ANALYTICS_LOG_LEVEL. See the README.
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    roles = parser.add_subparsers(dest="role", metavar="ROLE", required=True)
-    roles.add_parser(
-        "worker",
-        help="run one stream worker until SIGTERM / Ctrl-C",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    add_worker_role(parser, "stream", DESCRIPTION)
 
 
 def run(args: argparse.Namespace) -> int:
-    from codex_analytics.broker import kafka_bootstrap
     from streams.settings import StreamSettings
     from streams.worker import run_worker
 
-    try:
-        settings = StreamSettings.from_env()
-    except ValueError as exc:
-        print(f"stream worker: {exc}", file=sys.stderr)
-        return 2
-    with kafka_bootstrap() as bootstrap:
-        return run_worker(settings, bootstrap)
+    return run_worker_role("stream", StreamSettings.from_env, run_worker)

@@ -1,0 +1,37 @@
+"""What every ``codex-analytics <service> worker`` command shares: the ``worker`` role,
+settings errors as exit status 2, and the Kafka bootstrap (embedded when unset)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+S = TypeVar("S")
+
+
+def add_worker_role(parser: argparse.ArgumentParser, service: str, description: str) -> None:
+    roles = parser.add_subparsers(dest="role", metavar="ROLE", required=True)
+    roles.add_parser(
+        "worker",
+        help=f"run one {service} worker until SIGTERM / Ctrl-C",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def run_worker_role(
+    service: str, load_settings: Callable[[], S], start: Callable[[S, str], int]
+) -> int:
+    """Load the settings (a ``ValueError`` is a usage error: exit 2), then start the
+    worker against ``KAFKA_BOOTSTRAP_SERVERS`` or an embedded broker."""
+    from codex_analytics.broker import kafka_bootstrap
+
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        print(f"{service} worker: {exc}", file=sys.stderr)
+        return 2
+    with kafka_bootstrap() as bootstrap:
+        return start(settings, bootstrap)
