@@ -11,6 +11,7 @@ import pytest
 from codex_analytics.broker import EmbeddedBroker
 from codex_analytics.receiver import Receiver
 
+from .sink_helpers import SinkRun
 from .stream_helpers import StreamRun
 
 
@@ -54,3 +55,21 @@ async def receiver() -> AsyncIterator[Receiver]:
     """A recording analytics endpoint on 127.0.0.1 (a real HTTP server)."""
     async with Receiver() as server:
         yield server
+
+
+@pytest.fixture
+def new_sink_run(
+    tmp_path: Path, unique_name: Callable[[str], str], receiver: Receiver
+) -> Callable[[str], SinkRun]:
+    """``new_sink_run(bootstrap)`` -> topics, group and credentials private to one test,
+    posting to this test's receiver."""
+
+    def make(bootstrap: str) -> SinkRun:
+        return SinkRun(
+            bootstrap=bootstrap,
+            prefix=unique_name("sink"),
+            tmp=tmp_path,
+            base_url=receiver.base_url,
+        )
+
+    return make

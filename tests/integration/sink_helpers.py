@@ -17,7 +17,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from codex_analytics.contract import EventRecord, Origin, encode_event_record, route_key
 from codex_analytics.contract.facts import AuthRoute
 from codex_analytics.kafka import ensure_topics
-from codex_analytics.receiver import Receiver
 from producers.generator import GeneratorConfig, SessionGenerator
 from sinks.credentials import CredentialChain
 from sinks.settings import SinkSettings
@@ -83,10 +82,6 @@ class SinkRun:
         path = self.tmp / "secrets"
         path.mkdir(exist_ok=True)
         return path
-
-    @classmethod
-    def for_test(cls, bootstrap: str, prefix: str, tmp: Path, receiver: Receiver) -> SinkRun:
-        return cls(bootstrap=bootstrap, prefix=prefix, tmp=tmp, base_url=receiver.base_url)
 
     def add_account(self, account: str, *, fedramp: bool = False) -> None:
         token = token_for(account)

@@ -6,7 +6,6 @@ import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 
 import orjson
 import pytest
@@ -30,10 +29,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def sink_run(
-    kafka_bootstrap: str, tmp_path: Path, unique_name: Callable[[str], str], receiver: Receiver
-) -> SinkRun:
-    return SinkRun.for_test(kafka_bootstrap, unique_name("sink"), tmp_path, receiver)
+def sink_run(kafka_bootstrap: str, new_sink_run: Callable[[str], SinkRun]) -> SinkRun:
+    return new_sink_run(kafka_bootstrap)
 
 
 async def test_requests_carry_the_route_headers_and_the_exact_batch_bytes(

@@ -26,10 +26,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def sink_run(
-    fresh_broker: str, tmp_path: Path, unique_name: Callable[[str], str], receiver: Receiver
-) -> SinkRun:
-    return SinkRun.for_test(fresh_broker, unique_name("sinkp"), tmp_path, receiver)
+def sink_run(fresh_broker: str, new_sink_run: Callable[[str], SinkRun]) -> SinkRun:
+    return new_sink_run(fresh_broker)
 
 
 def _free_port() -> int:
