@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from .envelope import build_envelope
+
 RUNTIME = {
     "codex_rs_version": "0.1.0",
     "runtime_os": "macos",
@@ -56,16 +58,15 @@ class FactBuilder:
         }
         if self.auth is not None:
             source["auth"] = dict(self.auth)
-        return {
-            "envelope_version": 1,
-            "fact_id": f"{self.instance_id}-{seq}",
-            "source": source,
-            "seq": seq,
-            "observed_at_ms": self.now_ms,
-            "kind": kind,
-            "connection_id": conn,
-            "payload": payload,
-        }
+        return build_envelope(
+            source,
+            seq=seq,
+            fact_id=f"{self.instance_id}-{seq}",
+            observed_at_ms=self.now_ms,
+            kind=kind,
+            connection_id=conn,
+            payload=payload,
+        )
 
     # -- connection-scoped ------------------------------------------------------------
 

@@ -1,0 +1,531 @@
+"""The analytics client: the 19 upstream ``track_*`` calls for Python hosts.
+
+A ``track_*`` call never blocks on the network and never raises into the caller: it
+applies the upstream gates (``delivery.md`` §1-2), stamps the fact with the process
+identity, the next ``seq`` and the time, and puts it in a bounded queue (256, as
+upstream). A background sender publishes the queue to the facts topic, keyed by instance
+id, retrying while the broker is away; when the queue is full the fact is dropped, a
+warning is logged and a counter counts it. Failures reach the host through the
+``on_delivery_error`` callback and :class:`ClientStats`, never as an exception.
+
+:class:`AnalyticsClient` is for asyncio hosts (``track_*`` may be called from any
+thread); :class:`~producers.sync.SyncAnalyticsClient` runs the same client on a
+background thread for everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from codex_analytics.contract.schema import to_wire
+
+from .envelope import ProducerIdentity, build_envelope
+from .gates import (
+    RELEVANT_NOTIFICATIONS,
+    RELEVANT_REQUESTS,
+    RELEVANT_RESPONSES,
+    TurnKeyDedupe,
+)
+from .records import fact_records
+from .settings import ClientSettings
+from .skills import resolve_skill_path
+from .transport import (
+    FactTransport,
+    KafkaFactTransport,
+    PermanentPublishError,
+    PublishError,
+    RetryablePublishError,
+)
+
+log = logging.getLogger("producers.client")
+
+QUEUE_FULL_WARNING = "dropping analytics events: queue is full"
+#: After the first drop, the warning repeats at most this often (with a count): a host
+#: that outruns the broker must not also drown in log lines.
+DROP_WARNING_INTERVAL_S = 10.0
+
+Obj = Mapping[str, Any] | Any  # a contract model (dataclass) or its wire-form mapping
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Counters of one client; every fact handed to ``track_*`` ends in exactly one of
+    ``gated``, ``deduplicated``, ``dropped_*``, ``published``, ``failed`` or the queue."""
+
+    queued: int = 0
+    gated: int = 0
+    deduplicated: int = 0
+    dropped_queue_full: int = 0
+    dropped_closed: int = 0
+    published: int = 0
+    failed: int = 0
+    publish_retries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailure:
+    """Facts the client gave up on: ``reason`` is ``rejected`` (the broker refused them
+    for good), ``retries_exhausted`` (unreachable for ``delivery_timeout_s``),
+    ``closed`` (still queued when ``close()`` ran out of time) or ``unencodable``."""
+
+    reason: str
+    error: str
+    facts: list[dict[str, Any]] = dataclasses.field(repr=False)
+
+    def __repr__(self) -> str:  # facts may carry user content: counts only
+        return f"DeliveryFailure(reason={self.reason!r}, error={self.error!r}, facts={len(self.facts)})"
+
+
+def _wire(value: Obj) -> Any:
+    return to_wire(value) if dataclasses.is_dataclass(value) else value
+
+
+def _field(value: Obj, name: str) -> Any:
+    return value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
+
+
+class _Tracker:
+    """The thread-safe part: gates' state, ``seq`` stamping, the bounded queue, counters."""
+
+    def __init__(self, settings: ClientSettings, identity: ProducerIdentity) -> None:
+        self.settings = settings
+        self.enabled = settings.is_enabled
+        self.forward_all = settings.forward_all_protocol_messages
+        self.instance_id = identity.instance_id
+        self.app_used = TurnKeyDedupe()
+        self.plugin_used = TurnKeyDedupe()
+        self.stats = ClientStats()
+        self.wake: Callable[[], None] = lambda: None
+        self._source = identity.source()
+        self._capacity = settings.queue_capacity
+        self._queue: deque[dict[str, Any]] = deque()
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._closed = False
+        self._drops_unreported = 0
+        self._last_drop_warning = float("-inf")
+
+    def record(self, kind: str, connection_id: int | None, payload: Any) -> bool:
+        now_ms = time.time_ns() // 1_000_000
+        warn_dropped = 0
+        queued = False
+        with self._lock:
+            if self._closed:
+                self.stats.dropped_closed += 1
+                return False
+            if len(self._queue) >= self._capacity:
+                self.stats.dropped_queue_full += 1
+                self._drops_unreported += 1
+                if time.monotonic() - self._last_drop_warning >= DROP_WARNING_INTERVAL_S:
+                    warn_dropped, self._drops_unreported = self._drops_unreported, 0
+                    self._last_drop_warning = time.monotonic()
+            else:
+                self._seq += 1
+                self._queue.append(
+                    build_envelope(
+                        self._source,
+                        seq=self._seq,
+                        fact_id="",
+                        observed_at_ms=now_ms,
+                        kind=kind,
+                        connection_id=connection_id,
+                        payload=payload,
+                    )
+                )
+                self.stats.queued += 1
+                queued = True
+        if warn_dropped:
+            log.warning(QUEUE_FULL_WARNING, extra={"dropped": warn_dropped})
+            return False
+        if not queued:
+            return False
+        self.wake()
+        return True
+
+    def gate(self) -> bool:
+        self.stats.gated += 1
+        return False
+
+    def take(self) -> list[dict[str, Any]]:
+        with self._lock:
+            taken = list(self._queue)
+            self._queue.clear()
+        return taken
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+
+class TrackCalls:
+    """The 19 ``track_*`` calls of upstream's ``AnalyticsEventsClient``.
+
+    Each returns True when the fact was queued, False when a gate, the dedupe, a full
+    queue or a closed client kept it out. Arguments are contract models
+    (``codex_analytics.contract.facts``) or their wire-form mappings; app-server
+    protocol objects (params, results, notifications) are plain JSON mappings. The client
+    takes ownership of what it is given: do not change an object after passing it.
+    """
+
+    _tracker: _Tracker
+
+    # -- connection-scoped -------------------------------------------------------------
+
+    def track_initialize(
+        self,
+        connection_id: int,
+        params: Mapping[str, Any],
+        product_client_id: str,
+        rpc_transport: str = "stdio",
+        runtime: Obj | None = None,
+    ) -> bool:
+        t = self._tracker
+        if not t.enabled:
+            return False
+        payload = {
+            "params": params,
+            "product_client_id": product_client_id,
+            "runtime": t._source["runtime"] if runtime is None else _wire(runtime),
+            "rpc_transport": rpc_transport,
+        }
+        return t.record("initialize", connection_id, payload)
+
+    def track_request(
+        self, connection_id: int, request_id: int | str, method: str, params: Mapping[str, Any]
+    ) -> bool:
+        t = self._tracker
+        if not t.enabled:
+            return False
+        if not t.forward_all and method not in RELEVANT_REQUESTS:
+            return t.gate()
+        payload = {"request_id": request_id, "method": method, "params": params}
+        return t.record("client_request", connection_id, payload)
+
+    def track_response(
+        self, connection_id: int, request_id: int | str, method: str, result: Mapping[str, Any]
+    ) -> bool:
+        t = self._tracker
+        if not t.enabled:
+            return False
+        if not t.forward_all and method not in RELEVANT_RESPONSES:
+            return t.gate()
+        payload = {"request_id": request_id, "method": method, "result": result}
+        return t.record("client_response", connection_id, payload)
+
+    def track_error_response(
+        self,
+        connection_id: int,
+        request_id: int | str,
+        error: Mapping[str, Any],
+        error_type: Mapping[str, Any] | None = None,
+    ) -> bool:
+        t = self._tracker
+        if not t.enabled:
+            return False
+        payload = {"request_id": request_id, "error": error, "error_type": error_type}
+        return t.record("error_response", connection_id, payload)
+
+    def track_notification(self, method: str, params: Mapping[str, Any]) -> bool:
+        t = self._tracker
+        if not t.enabled:
+            return False
+        if not t.forward_all and method not in RELEVANT_NOTIFICATIONS:
+            return t.gate()
+        return t.record("server_notification", None, {"method": method, "params": params})
+
+    # -- custom facts --------------------------------------------------------------------
+
+    def track_subagent_thread_started(self, started: Obj) -> bool:
+        return self._custom("subagent_thread_started", started)
+
+    def track_guardian_review(self, params: Mapping[str, Any]) -> bool:
+        return self._custom("guardian_review", params)
+
+    def track_compaction(self, event: Obj) -> bool:
+        return self._custom("compaction", event)
+
+    def track_turn_resolved_config(self, config: Obj) -> bool:
+        return self._custom("turn_resolved_config", config)
+
+    def track_turn_token_usage(self, usage: Obj) -> bool:
+        """``usage`` is ``{turn_id, thread_id, token_usage: {...}}``."""
+        return self._custom("turn_token_usage", usage)
+
+    def track_skill_invocations(self, tracking: Obj, invocations: Sequence[Obj]) -> bool:
+        """A skill without a ``resolved`` block gets one, worked out on this machine
+        (off the caller's path, in the sender)."""
+        t = self._tracker
+        if not t.enabled:
+            return False
+        if not invocations:
+            return t.gate()
+        payload = {"tracking": _wire(tracking), "invocations": [_wire(i) for i in invocations]}
+        return t.record("skill_invoked", None, payload)
+
+    def track_app_mentioned(self, tracking: Obj, mentions: Sequence[Obj]) -> bool:
+        t = self._tracker
+        if not t.enabled:
+            return False
+        if not mentions:
+            return t.gate()
+        payload = {"tracking": _wire(tracking), "mentions": [_wire(m) for m in mentions]}
+        return t.record("app_mentioned", None, payload)
+
+    def track_app_used(self, tracking: Obj, app: Obj) -> bool:
+        t = self._tracker
+        if not t.enabled:
+            return False
+        connector_id = _field(app, "connector_id")
+        # An app without a connector id always passes (upstream).
+        if connector_id is not None and not t.app_used.admit(
+            str(_field(tracking, "turn_id")), str(connector_id)
+        ):
+            t.stats.deduplicated += 1
+            return False
+        return t.record("app_used", None, {"tracking": _wire(tracking), "app": _wire(app)})
+
+    def track_hook_run(self, tracking: Obj, hook: Obj) -> bool:
+        return self._custom("hook_run", {"tracking": _wire(tracking), "hook": _wire(hook)})
+
+    def track_plugin_used(self, tracking: Obj, plugin: Obj) -> bool:
+        """``plugin`` comes from :class:`~producers.plugins.PluginsManager`. Deduplicated
+        per turn on the local key ``name@marketplace``, even with a remote id."""
+        t = self._tracker
+        if not t.enabled:
+            return False
+        if not t.plugin_used.admit(
+            str(_field(tracking, "turn_id")), str(_field(plugin, "plugin_id"))
+        ):
+            t.stats.deduplicated += 1
+            return False
+        payload = {"tracking": _wire(tracking), "plugin": _wire(plugin)}
+        return t.record("plugin_used", None, payload)
+
+    def track_plugin_installed(self, plugin: Obj) -> bool:
+        return self._plugin_state(plugin, "installed")
+
+    def track_plugin_uninstalled(self, plugin: Obj) -> bool:
+        return self._plugin_state(plugin, "uninstalled")
+
+    def track_plugin_enabled(self, plugin: Obj) -> bool:
+        return self._plugin_state(plugin, "enabled")
+
+    def track_plugin_disabled(self, plugin: Obj) -> bool:
+        return self._plugin_state(plugin, "disabled")
+
+    def _plugin_state(self, plugin: Obj, state: str) -> bool:
+        return self._custom("plugin_state_changed", {"plugin": _wire(plugin), "state": state})
+
+    def _custom(self, kind: str, payload: Obj) -> bool:
+        t = self._tracker
+        if not t.enabled:
+            return False
+        return t.record(kind, None, _wire(payload))
+
+    # -- introspection -------------------------------------------------------------------
+
+    @property
+    def instance_id(self) -> str:
+        return self._tracker.instance_id
+
+    @property
+    def stats(self) -> ClientStats:
+        """A snapshot of the counters."""
+        return dataclasses.replace(self._tracker.stats)
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(0.05 * 2**attempt, 2.0))
+
+
+class AnalyticsClient(TrackCalls):
+    """Analytics client for asyncio hosts. Use ``async with`` or ``start()``/``close()``.
+
+    ``track_*`` calls made before ``start()`` are queued (within the capacity) and sent
+    once it runs. A broker that is down at start is retried in the background; the host
+    never waits for it.
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings | None = None,
+        *,
+        identity: ProducerIdentity | None = None,
+        transport: FactTransport | None = None,
+        on_delivery_error: Callable[[DeliveryFailure], None] | None = None,
+    ) -> None:
+        self.settings = settings or ClientSettings()
+        self.identity = identity or ProducerIdentity()
+        self._tracker = _Tracker(self.settings, self.identity)
+        self._transport: FactTransport = transport or KafkaFactTransport(
+            self.settings.bootstrap, self.settings.topic, client_id="codex-analytics-client"
+        )
+        self._on_delivery_error = on_delivery_error
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._wakeup: asyncio.Event | None = None
+        self._idle = False
+        self._sender: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        self._close_deadline: float | None = None
+
+    async def __aenter__(self) -> AnalyticsClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._sender is not None or not self._tracker.enabled:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._wakeup = asyncio.Event()
+        self._tracker.wake = self._wake
+        self._sender = asyncio.create_task(self._send_forever(), name="analytics-client-sender")
+
+    def _wake(self) -> None:
+        if not self._idle or self._loop is None or self._wakeup is None:
+            return
+        self._idle = False
+        if threading.get_ident() == self._loop_thread:
+            self._wakeup.set()
+        else:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def flush(self, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
+        """Wait until everything queued so far is handled. True when it was all
+        published; False when ``timeout`` passed first or some of it failed (reported
+        through ``on_delivery_error``)."""
+        if self._sender is None:
+            return self._tracker.pending() == 0
+        failed_before = self._tracker.stats.failed
+        deadline = time.monotonic() + timeout
+        self._idle = True
+        self._wake()
+        while self._tracker.pending() or self._in_flight:
+            if time.monotonic() >= deadline or self._sender.done():
+                return False
+            await asyncio.sleep(0.005)
+        return self._tracker.stats.failed == failed_before
+
+    async def close(self, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
+        """Stop taking facts, deliver what is queued within ``timeout``, then release the
+        producer. Facts still undelivered are reported through ``on_delivery_error``
+        (reason ``closed``). Returns True when everything was published."""
+        self._tracker.close()
+        if self._sender is None:
+            leftover = self._tracker.take()
+            if leftover:
+                self._fail(leftover, "closed", "the client was closed before it started")
+            return not leftover
+        self._close_deadline = time.monotonic() + timeout
+        delivered = await self.flush(timeout)
+        self._sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sender
+        leftover = self._tracker.take()
+        if leftover:
+            self._fail(leftover, "closed", "still queued when close() timed out")
+        await self._transport.close()
+        return delivered and not leftover
+
+    # -- sender -------------------------------------------------------------------------
+
+    async def _send_forever(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            batch = self._tracker.take()
+            if not batch:
+                self._idle = True
+                if self._tracker.pending():
+                    self._idle = False
+                    continue
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                continue
+            self._in_flight = len(batch)
+            try:
+                await self._deliver(batch)
+            except asyncio.CancelledError:
+                self._fail(batch, "closed", "still being sent when close() timed out")
+                raise
+            except Exception as exc:  # a bug here must not kill the sender
+                log.exception("analytics client sender failed")
+                self._fail(batch, "rejected", f"{type(exc).__name__}: {exc}")
+            finally:
+                self._in_flight = 0
+
+    async def _deliver(self, batch: list[dict[str, Any]]) -> None:
+        encoded: list[tuple[str, bytes]] = []
+        sent: list[dict[str, Any]] = []
+        for fact in batch:
+            fact["fact_id"] = str(uuid.uuid4())
+            if fact["kind"] == "skill_invoked":
+                for invocation in fact["payload"]["invocations"]:
+                    if isinstance(invocation, dict) and "resolved" not in invocation:
+                        invocation["resolved"] = resolve_skill_path(
+                            str(invocation.get("skill_path"))
+                        )
+            try:
+                value = orjson.dumps(fact)
+            except TypeError as exc:
+                self._fail([fact], "unencodable", str(exc))
+                continue
+            encoded.append((fact["source"]["instance_id"], value))
+            sent.append(fact)
+        if not encoded:
+            return
+        records = fact_records(encoded, max_facts_per_record=self.settings.max_facts_per_record)
+        deadline = time.monotonic() + self.settings.delivery_timeout_s
+        attempt = 0
+        while True:
+            try:
+                await self._transport.send(records)
+            except PermanentPublishError as exc:
+                self._fail(sent, "rejected", str(exc))
+                return
+            except RetryablePublishError as exc:
+                now = time.monotonic()
+                limit = min(deadline, self._close_deadline or deadline)
+                if now >= limit:
+                    self._fail(sent, "retries_exhausted", str(exc))
+                    return
+                self._tracker.stats.publish_retries += 1
+                if attempt == 0:
+                    log.warning("analytics facts not published yet, retrying: %s", exc)
+                await asyncio.sleep(min(_backoff(attempt), max(0.0, limit - now)))
+                attempt += 1
+            except PublishError as exc:
+                self._fail(sent, "rejected", str(exc))
+                return
+            else:
+                self._tracker.stats.published += len(sent)
+                return
+
+    def _fail(self, facts: list[dict[str, Any]], reason: str, error: str) -> None:
+        self._tracker.stats.failed += len(facts)
+        log.warning(
+            "analytics facts not delivered: %s", reason, extra={"facts": len(facts), "error": error}
+        )
+        if self._on_delivery_error is not None:
+            try:
+                self._on_delivery_error(DeliveryFailure(reason, error, facts))
+            except Exception:  # the host's callback must not kill the sender
+                log.exception("on_delivery_error callback failed")

@@ -1,0 +1,126 @@
+"""The one seam between producers and Kafka: hand records over, return once acked.
+
+:class:`KafkaFactTransport` is the aiokafka implementation. The client library, the
+gateway and the ``produce`` / ``generate --to-kafka`` commands all publish through it, so
+"published" means the same everywhere: every record acknowledged by the broker
+(``acks=all``). Tests of the pure parts use an in-memory transport of the same shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from codex_analytics.kafka import producer_options
+
+from .records import MAX_RECORD_BYTES, Record
+
+
+class PublishError(Exception):
+    """Records were not (all) acknowledged by the broker."""
+
+
+class RetryablePublishError(PublishError):
+    """The broker is unreachable, slow or electing a leader: try the same records again."""
+
+
+class PermanentPublishError(PublishError):
+    """Trying again cannot help (e.g. a record over the broker's size limit)."""
+
+
+class FactTransport(Protocol):
+    async def start(self) -> None: ...
+
+    async def send(self, records: Sequence[Record]) -> None:
+        """Publish ``records`` in order; return when all are acknowledged, or raise
+        :class:`PublishError`. On failure some of them may have been published: a retry
+        repeats them, and the stream drops the repeats by ``(instance_id, seq)``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def classify(exc: BaseException) -> PublishError:
+    """aiokafka's errors as the two publish errors (the message names the cause only)."""
+    from aiokafka.errors import KafkaError, KafkaTimeoutError
+
+    if isinstance(exc, PublishError):
+        return exc
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, KafkaTimeoutError | asyncio.TimeoutError | OSError):
+        return RetryablePublishError(detail)
+    if isinstance(exc, KafkaError):
+        if getattr(exc, "retriable", False) or type(exc).__name__ in _RETRIABLE_NAMES:
+            return RetryablePublishError(detail)
+        return PermanentPublishError(detail)
+    return PermanentPublishError(detail)
+
+
+# Connection-level failures aiokafka does not mark retriable but that a restart of the
+# broker cures.
+_RETRIABLE_NAMES = frozenset({"KafkaConnectionError", "NoBrokersAvailable", "ProducerClosed"})
+
+
+class KafkaFactTransport:
+    """aiokafka producer with the project's defaults (``acks=all``, no idempotence: the
+    embedded broker cannot do it; the stream's seq check makes repeats harmless)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        client_id: str = "codex-analytics-producer",
+        request_timeout_ms: int = 10_000,
+        linger_ms: int = 5,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self._client_id = client_id
+        self._request_timeout_ms = request_timeout_ms
+        self._linger_ms = linger_ms
+        self._producer: Any = None
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        if self._producer is not None:
+            return
+        options = producer_options()
+        options.update(
+            linger_ms=self._linger_ms,
+            request_timeout_ms=self._request_timeout_ms,
+            max_request_size=MAX_RECORD_BYTES + 64 * 1024,
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, client_id=self._client_id, **options
+        )
+        try:
+            await producer.start()
+        except Exception as exc:
+            await producer.stop()
+            raise classify(exc) from exc
+        self._producer = producer
+
+    async def send(self, records: Sequence[Record]) -> None:
+        if self._producer is None:
+            await self.start()
+        producer = self._producer
+        try:
+            pending = [
+                await producer.send(self.topic, value=value, key=key) for key, value in records
+            ]
+            if pending:
+                await asyncio.gather(*pending)
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()

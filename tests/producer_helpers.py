@@ -1,0 +1,45 @@
+"""An in-memory fact transport for unit tests of the client (the Kafka one is covered
+by the integration tests)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import orjson
+
+from producers.transport import PermanentPublishError, RetryablePublishError
+
+
+class MemoryTransport:
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes, bytes]] = []
+        self.calls = 0
+        self.fail_retryable = 0
+        self.fail_permanent = False
+        self.gate: asyncio.Event | None = None
+        self.closed = False
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_permanent:
+            raise PermanentPublishError("MessageSizeTooLargeError: too big")
+        if self.fail_retryable:
+            self.fail_retryable -= 1
+            raise RetryablePublishError("KafkaConnectionError: broker away")
+        self.records.extend(records)
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def facts(self) -> list[dict]:
+        out: list[dict] = []
+        for _, value in self.records:
+            doc = orjson.loads(value)
+            out.extend(doc if isinstance(doc, list) else [doc])
+        return out
