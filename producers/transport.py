@@ -48,7 +48,7 @@ def classify(exc: BaseException) -> PublishError:
     if isinstance(exc, PublishError):
         return exc
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, KafkaTimeoutError | asyncio.TimeoutError | OSError):
+    if isinstance(exc, KafkaTimeoutError | TimeoutError | OSError):
         return RetryablePublishError(detail)
     if isinstance(exc, KafkaError):
         if getattr(exc, "retriable", False) or type(exc).__name__ in _RETRIABLE_NAMES:

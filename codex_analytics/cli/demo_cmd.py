@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codex_analytics.progress import Progress
 from streams.reducer.drops import ReducerStats
 
 DESCRIPTION = """\
@@ -148,7 +149,7 @@ async def _through_kafka(bootstrap: str, facts: list[bytes]) -> _Outcome:
     )
     from streams.reducer.offline import OfflineReducer
 
-    progress = _Progress()
+    progress = Progress(interval_s=0)
     settings = TopicSettings.from_env()
     run_id = uuid.uuid4().hex[:8]
     topic = f"{settings.facts}.demo-{run_id}"  # run-private: never mixes with live data
@@ -198,22 +199,3 @@ async def _through_kafka(bootstrap: str, facts: list[bytes]) -> _Outcome:
         await consumer.stop()
         progress.done()
     return outcome
-
-
-class _Progress:
-    """One self-updating line on a terminal; nothing when piped (the summary says all)."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.shown = False
-
-    def show(self, text: str) -> None:
-        if self.tty:
-            sys.stderr.write(f"\r\x1b[2K{text}")
-            sys.stderr.flush()
-            self.shown = True
-
-    def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            self.shown = False

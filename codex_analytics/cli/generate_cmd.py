@@ -13,11 +13,14 @@ local and remote ids), hooks, compactions, guardian reviews and sub-agents, plus
 redelivered facts and facts the reducer must drop.
 
 The same --seed gives byte-identical output. Writes one envelope per line to --out
-(default: stdout). Feed it to 'codex-analytics reduce'.
+(default: stdout), or with --to-kafka straight to the facts topic (optionally at
+--rate facts per second). Feed a file to 'codex-analytics reduce' or 'produce'.
 """
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    from codex_analytics.cli.publish import add_publish_options
+
     parser.add_argument(
         "--instances",
         type=int,
@@ -29,7 +32,14 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--facts", type=int, default=50_000, metavar="M", help="facts to generate (default: 50000)"
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
-    parser.add_argument("--out", metavar="PATH", help="output file (default: stdout)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--out", metavar="PATH", help="output file (default: stdout)")
+    target.add_argument(
+        "--to-kafka",
+        action="store_true",
+        help="publish to the facts topic instead (KAFKA_BOOTSTRAP_SERVERS, or an embedded "
+        "broker for the command's lifetime), with progress",
+    )
     parser.add_argument(
         "--duplicate-rate",
         type=float,
@@ -51,6 +61,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="accounts the instances are spread over (default: 10)",
     )
+    add_publish_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,10 +83,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"generate: {exc}", file=sys.stderr)
         return 2
+    facts = SessionGenerator(config).facts(args.facts)
+    if args.to_kafka:
+        from codex_analytics.cli.publish import publish_to_kafka
+
+        return publish_to_kafka((orjson.dumps(f) for f in facts), args, "generate")
     out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
     try:
         chunk: list[bytes] = []
-        for fact in SessionGenerator(config).facts(args.facts):
+        for fact in facts:
             chunk.append(orjson.dumps(fact))
             if len(chunk) >= 1024:
                 out.write(b"\n".join(chunk) + b"\n")

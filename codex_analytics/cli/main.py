@@ -32,6 +32,16 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
         "the sink service: events topic -> batches -> POST to the analytics endpoint, or a capture file",
     ),
     (
+        "gateway",
+        "codex_analytics.cli.gateway_cmd",
+        "the HTTP ingest gateway: POST /v1/facts -> validate -> facts topic",
+    ),
+    (
+        "produce",
+        "codex_analytics.cli.produce_cmd",
+        "publish a JSON-lines file of fact envelopes to the facts topic (validated first)",
+    ),
+    (
         "broker",
         "codex_analytics.cli.broker_cmd",
         "run an embedded, in-memory Kafka-compatible broker in the foreground",

@@ -239,16 +239,22 @@ async def test_packs_keep_instance_order() -> None:
 
 
 def test_fact_records_split_by_instance_count_and_bytes() -> None:
-    facts = [("a", b"{}"), ("a", b"{}"), ("b", b"{}"), ("a", b"{}")]
-    assert fact_records(facts) == [(b"a", b"{}"), (b"a", b"{}"), (b"b", b"{}"), (b"a", b"{}")]
+    facts = [("a", b"{1}"), ("a", b"{2}"), ("b", b"{3}"), ("a", b"{4}")]
+    assert fact_records(facts) == [(b"a", b"{1}"), (b"a", b"{2}"), (b"b", b"{3}"), (b"a", b"{4}")]
+    # Packs gather each instance's facts in order; instances may interleave freely.
     assert fact_records(facts, max_facts_per_record=8) == [
-        (b"a", b"[{},{}]"),
-        (b"b", b"{}"),
-        (b"a", b"{}"),
+        (b"a", b"[{1},{2},{4}]"),
+        (b"b", b"{3}"),
     ]
-    assert len(fact_records([("a", b"{}")] * 5, max_facts_per_record=2)) == 3
+    assert [v for _, v in fact_records(facts, max_facts_per_record=2)] == [
+        b"[{1},{2}]",
+        b"{4}",
+        b"{3}",
+    ]
+    tens = [("a", b"x" * 10)] * 5
+    assert len(fact_records(tens, max_facts_per_record=9, max_record_bytes=25)) == 3
     assert (
-        len(fact_records([("a", b"x" * 10)] * 5, max_facts_per_record=9, max_record_bytes=25)) == 3
+        len(fact_records([("a", b"x" * 100)] * 2, max_facts_per_record=9, max_record_bytes=25)) == 2
     )
 
 

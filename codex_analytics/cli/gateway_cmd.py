@@ -1,0 +1,55 @@
+"""``codex-analytics gateway``: the HTTP ingest gateway."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+The HTTP ingest gateway, for producers in other languages (the Rust app-server, for
+one). POST /v1/facts takes one fact envelope or a JSON-lines batch (a JSON array with
+Content-Type: application/json works too), validates every line with the contract,
+publishes the valid ones to the facts topic keyed by instance id and answers, after the
+broker acknowledged them, with a result per line:
+
+  200 all accepted    207 some lines rejected    400 all rejected or empty
+  401 bad bearer token (when ANALYTICS_GATEWAY_TOKEN is set)
+  413 body over ANALYTICS_GATEWAY_MAX_BODY_BYTES
+  503 + Retry-After   the broker did not acknowledge in time: nothing of the request
+                      was accepted; send it again
+
+A rejected line names its line number, field path and reason. GET /healthz, /readyz
+(the broker is reachable) and /metrics (Prometheus) are on the same address.
+
+Send one instance's batches one after another (wait for the answer): the stream drops a
+fact whose seq is not newer than the last one it applied for the instance.
+
+Environment: ANALYTICS_GATEWAY_ADDR (default 127.0.0.1:8080), KAFKA_BOOTSTRAP_SERVERS
+(unset: an embedded, memory-only broker), ANALYTICS_FACTS_TOPIC,
+ANALYTICS_TOPIC_PARTITIONS, ANALYTICS_GATEWAY_TOKEN, ANALYTICS_GATEWAY_MAX_BODY_BYTES,
+ANALYTICS_GATEWAY_PUBLISH_TIMEOUT_S, ANALYTICS_GATEWAY_RETRY_AFTER_S,
+ANALYTICS_FACTS_PER_RECORD, ANALYTICS_LOG_LEVEL. See the README.
+"""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--addr", metavar="HOST:PORT", help="listen address (default: ANALYTICS_GATEWAY_ADDR)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import sys
+
+    from codex_analytics.broker import kafka_bootstrap
+    from producers.gateway import GatewaySettings, run_gateway
+
+    try:
+        settings = GatewaySettings.from_env()
+        if args.addr:
+            settings = dataclasses.replace(settings, addr=args.addr)
+    except ValueError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    with kafka_bootstrap() as bootstrap:
+        return run_gateway(settings, bootstrap)

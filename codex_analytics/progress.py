@@ -1,0 +1,39 @@
+"""One self-updating progress line on a terminal; nothing when stderr is not a terminal
+(the command's summary says it all), so logs and pipes stay clean."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    def __init__(self, stream: TextIO | None = None, *, interval_s: float = 0.2) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.shown = False
+        self.interval_s = interval_s
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def show(self, text: str, *, force: bool = False) -> None:
+        if not self.tty:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < self.interval_s:
+            return
+        self._last = now
+        self.stream.write(f"\r\x1b[2K{text}")
+        self.stream.flush()
+        self.shown = True
+
+    def rate(self, count: int) -> float:
+        """``count`` per second since this progress line started."""
+        return count / max(time.monotonic() - self.started, 1e-9)
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.shown = False

@@ -1,0 +1,118 @@
+"""Publish a stream of JSON-lines fact envelopes: validated line by line, bad lines
+reported and skipped, good ones published in chunks (acknowledged before the next
+chunk), optionally at a limited rate. Serves ``codex-analytics produce`` and
+``codex-analytics generate --to-kafka``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from codex_analytics.progress import Progress
+
+from .ingest import IngestBatch, LineResult, validate_line
+from .records import fact_records
+from .transport import FactTransport, PermanentPublishError, RetryablePublishError
+
+#: Rejections kept in the summary (all of them are counted, and passed to the callback).
+KEPT_REJECTIONS = 50
+
+
+@dataclass(slots=True)
+class BulkSummary:
+    lines: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    records: int = 0
+    elapsed_s: float = 0.0
+    rejections: list[LineResult] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class BulkPublishError(Exception):
+    """The broker did not take the facts (the summary says how far it got)."""
+
+    def __init__(self, message: str, summary: BulkSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+async def publish_lines(
+    lines: Iterable[bytes],
+    transport: FactTransport,
+    *,
+    max_facts_per_record: int = 1,
+    rate: float | None = None,
+    retry_for_s: float = 60.0,
+    progress: Progress | None = None,
+    on_rejection: Callable[[LineResult], None] | None = None,
+) -> BulkSummary:
+    summary = BulkSummary()
+    started = time.monotonic()
+    chunk_lines = 2000 if rate is None else max(1, min(2000, int(rate / 20)))
+    batch = IngestBatch()
+
+    async def flush() -> None:
+        nonlocal batch
+        for result in batch.results:
+            if not result.accepted:
+                summary.rejected += 1
+                if len(summary.rejections) < KEPT_REJECTIONS:
+                    summary.rejections.append(result)
+                if on_rejection is not None:
+                    on_rejection(result)
+        if batch.facts:
+            records = fact_records(batch.facts, max_facts_per_record=max_facts_per_record)
+            await _send(transport, records, retry_for_s, summary)
+            summary.records += len(records)
+            summary.accepted += len(batch.facts)
+        batch = IngestBatch()
+        summary.elapsed_s = time.monotonic() - started
+        if rate is not None:
+            ahead = summary.accepted / rate - summary.elapsed_s
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        if progress is not None:
+            progress.show(
+                f"facts published {summary.accepted:,}  rejected {summary.rejected:,}  "
+                f"{progress.rate(summary.accepted):,.0f}/s"
+            )
+
+    for number, raw in enumerate(lines, start=1):
+        summary.lines = number
+        validate_line(batch, number, raw)
+        if len(batch.results) >= chunk_lines:
+            await flush()
+    await flush()
+    summary.elapsed_s = time.monotonic() - started
+    if progress is not None:
+        progress.done()
+    return summary
+
+
+async def _send(
+    transport: FactTransport,
+    records: list[tuple[bytes, bytes]],
+    retry_for_s: float,
+    summary: BulkSummary,
+) -> None:
+    deadline = time.monotonic() + retry_for_s
+    delay = 0.1
+    while True:
+        try:
+            await transport.send(records)
+            return
+        except PermanentPublishError as exc:
+            raise BulkPublishError(f"the broker refused the facts: {exc}", summary) from exc
+        except RetryablePublishError as exc:
+            if time.monotonic() >= deadline:
+                raise BulkPublishError(
+                    f"the broker did not take the facts within {retry_for_s:g} s: {exc}", summary
+                ) from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

@@ -1,0 +1,329 @@
+"""The HTTP ingest gateway: facts from producers in other languages onto the facts topic.
+
+``POST /v1/facts`` takes one envelope or a JSON-lines batch, validates every line with
+the contract codec, publishes the valid ones (keyed by instance id, acknowledged by the
+broker) and answers with a result per line:
+
+* 200 every line accepted; 207 some rejected; 400 all rejected (or an empty body);
+* 401 a missing or wrong bearer token, when ``ANALYTICS_GATEWAY_TOKEN`` is set;
+* 413 a body over ``ANALYTICS_GATEWAY_MAX_BODY_BYTES``;
+* 503 with ``Retry-After`` when the broker did not acknowledge the facts in time:
+  nothing of the request counts as accepted; send it again (facts repeated by a retry
+  are dropped by the stream on their ``(instance_id, seq)``).
+
+A 2xx is sent only after the broker acknowledged every accepted fact of the request.
+``GET /healthz`` (the process serves), ``GET /readyz`` (the broker is reachable) and
+``GET /metrics`` (Prometheus) complete it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from codex_analytics.contract import topics
+from codex_analytics.env import env_int, env_number, env_str
+from codex_analytics.kafka import TopicSettings, ensure_topics
+from codex_analytics.service_http import parse_addr
+
+from .ingest import parse_ingest_body
+from .records import fact_records
+from .transport import FactTransport, KafkaFactTransport, PublishError
+
+log = logging.getLogger("producers.gateway")
+
+DEFAULT_ADDR = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    addr: str = DEFAULT_ADDR
+    facts_topic: str = topics.FACTS_TOPIC
+    partitions: int = 8
+    max_body_bytes: int = 16 * 1024 * 1024
+    publish_timeout_s: float = 5.0
+    retry_after_s: int = 2
+    max_facts_per_record: int = 1
+    #: Shared secret for ``Authorization: Bearer``; None leaves ingest open (local stack).
+    token: str | None = field(default=None, repr=False)
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        parse_addr(self.addr)
+
+    def __repr__(self) -> str:
+        auth = "bearer" if self.token else "none"
+        return f"GatewaySettings(addr={self.addr!r}, facts_topic={self.facts_topic!r}, auth={auth})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
+        env = os.environ if environ is None else environ
+        topic_settings = TopicSettings.from_env(env)
+        return cls(
+            addr=env_str(env, "ANALYTICS_GATEWAY_ADDR", DEFAULT_ADDR) or DEFAULT_ADDR,
+            facts_topic=topic_settings.facts,
+            partitions=topic_settings.partitions,
+            max_body_bytes=env_int(
+                env, "ANALYTICS_GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024
+            ),
+            publish_timeout_s=env_number(
+                env, "ANALYTICS_GATEWAY_PUBLISH_TIMEOUT_S", 5.0, minimum=0.1
+            ),
+            retry_after_s=env_int(env, "ANALYTICS_GATEWAY_RETRY_AFTER_S", 2, minimum=1),
+            max_facts_per_record=env_int(env, "ANALYTICS_FACTS_PER_RECORD", 1, minimum=1),
+            token=env_str(env, "ANALYTICS_GATEWAY_TOKEN"),
+            log_level=(env_str(env, "ANALYTICS_LOG_LEVEL", "INFO") or "INFO").upper(),
+        )
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter(
+            "codex_gateway_requests",
+            "Ingest requests, by HTTP status.",
+            ["status"],
+            registry=registry,
+        )
+        self.facts = Counter(
+            "codex_gateway_facts",
+            "Ingested lines, by result (accepted, rejected, unavailable).",
+            ["result"],
+            registry=registry,
+        )
+        self.rejections = Counter(
+            "codex_gateway_rejected_facts",
+            "Rejected lines, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.publish_failures = Counter(
+            "codex_gateway_publish_failures",
+            "Requests answered 503 because the broker did not acknowledge in time.",
+            registry=registry,
+        )
+        self.ready = Gauge(
+            "codex_gateway_ready", "1 while the broker is reachable.", registry=registry
+        )
+        self.request_seconds = Histogram(
+            "codex_gateway_request_seconds",
+            "Ingest request time, publishing included.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.body_bytes = Counter(
+            "codex_gateway_body_bytes", "Ingest body bytes received.", registry=registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _json(status: int, doc: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(doc), status=status, content_type="application/json", headers=headers
+    )
+
+
+class Gateway:
+    """The ingest application. ``start(addr)`` serves it; ``transport`` is the seam."""
+
+    def __init__(self, settings: GatewaySettings, transport: FactTransport) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.metrics = GatewayMetrics()
+        self.ready = False
+        self._runner: web.AppRunner | None = None
+        self._prober: asyncio.Task[None] | None = None
+        self._expected_auth = f"Bearer {settings.token}".encode() if settings.token else None
+        self.port: int | None = None
+
+    def app(self) -> web.Application:
+        # One byte over the limit is enough to answer 413 without reading the rest.
+        app = web.Application(client_max_size=self.settings.max_body_bytes)
+        app.router.add_post("/v1/facts", self.ingest)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.render_metrics)
+        return app
+
+    async def start(self, addr: str | None = None) -> int:
+        host, port = parse_addr(addr or self.settings.addr)
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        self._prober = asyncio.create_task(self._probe_forever(), name="gateway-probe")
+        return self.port
+
+    async def stop(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.transport.close()
+
+    def _set_ready(self, ready: bool) -> None:
+        if ready != self.ready:
+            log.info("broker %s", "reachable" if ready else "unreachable")
+        self.ready = ready
+        self.metrics.ready.set(1 if ready else 0)
+
+    async def _probe_forever(self) -> None:
+        """Readiness: connect (and create the facts topic) at start, and while the broker
+        is away keep trying, so /readyz turns green without waiting for a request."""
+        topic_ensured = False
+        while True:
+            if not self.ready:
+                try:
+                    await asyncio.wait_for(self.transport.start(), self.settings.publish_timeout_s)
+                    if not topic_ensured and isinstance(self.transport, KafkaFactTransport):
+                        await asyncio.wait_for(
+                            ensure_topics(
+                                self.transport.bootstrap,
+                                {self.settings.facts_topic: self.settings.partitions},
+                            ),
+                            self.settings.publish_timeout_s,
+                        )
+                        topic_ensured = True
+                    self._set_ready(True)
+                except Exception as exc:  # any failure means: not ready yet
+                    log.debug("broker probe failed: %s", exc)
+            await asyncio.sleep(1.0)
+
+    async def ingest(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        response = await self._ingest(request)
+        self.metrics.requests.labels(str(response.status)).inc()
+        self.metrics.request_seconds.observe(time.perf_counter() - started)
+        return response
+
+    async def _ingest(self, request: web.Request) -> web.Response:
+        if self._expected_auth is not None:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, self._expected_auth):
+                return _json(
+                    401,
+                    {"error": "unauthorized", "detail": "a valid bearer token is required"},
+                    {"WWW-Authenticate": "Bearer"},
+                )
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return self._too_large(request.content_length)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large(None)
+        self.metrics.body_bytes.inc(len(body))
+        batch = parse_ingest_body(body, request.headers.get("Content-Type", ""))
+        for rejection in batch.rejections():
+            self.metrics.rejections.labels(rejection.reason or "unknown").inc()
+        if not batch.results:
+            return _json(400, {"error": "empty", "detail": "the body holds no fact envelope"})
+        if batch.facts:
+            records = fact_records(
+                batch.facts, max_facts_per_record=self.settings.max_facts_per_record
+            )
+            try:
+                await asyncio.wait_for(
+                    self.transport.send(records), self.settings.publish_timeout_s
+                )
+            except (TimeoutError, PublishError) as exc:
+                self._set_ready(False)
+                self.metrics.publish_failures.inc()
+                self.metrics.facts.labels("unavailable").inc(batch.accepted)
+                log.warning("facts not acknowledged by the broker: %s", exc or "timeout")
+                return _json(
+                    503,
+                    {
+                        "error": "unavailable",
+                        "detail": "the broker did not acknowledge the facts; nothing of "
+                        "this request was accepted, send it again",
+                    },
+                    {"Retry-After": str(self.settings.retry_after_s)},
+                )
+            self._set_ready(True)
+        self.metrics.facts.labels("accepted").inc(batch.accepted)
+        self.metrics.facts.labels("rejected").inc(batch.rejected)
+        status = 200 if not batch.rejected else (207 if batch.accepted else 400)
+        return _json(
+            status,
+            {
+                "accepted": batch.accepted,
+                "rejected": batch.rejected,
+                "results": [r.to_json() for r in batch.results],
+            },
+        )
+
+    def _too_large(self, size: int | None) -> web.Response:
+        limit = self.settings.max_body_bytes
+        detail = f"the body exceeds the limit of {limit} bytes"
+        if size is not None:
+            detail = f"{size} bytes exceeds the limit of {limit} bytes"
+        return _json(413, {"error": "too_large", "detail": detail})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return _json(200, {"status": "ok", "ready": self.ready})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self.ready:
+            return _json(200, {"status": "ready"})
+        return _json(503, {"status": "not ready", "detail": "the broker is not reachable"})
+
+    async def render_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
+        )
+
+
+def run_gateway(settings: GatewaySettings, bootstrap: str) -> int:
+    from codex_analytics.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    return asyncio.run(_main(settings, bootstrap))
+
+
+async def _main(settings: GatewaySettings, bootstrap: str) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    transport = KafkaFactTransport(
+        bootstrap, settings.facts_topic, client_id="codex-analytics-gateway"
+    )
+    gateway = Gateway(settings, transport)
+    try:
+        port = await gateway.start()
+    except OSError as exc:
+        print(f"gateway: cannot listen on {settings.addr}: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"gateway: POST http://{parse_addr(settings.addr)[0]}:{port}/v1/facts -> Kafka "
+        f"{bootstrap} topic {settings.facts_topic}; auth "
+        f"{'bearer token' if settings.token else 'off'}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()
+    return 0
