@@ -41,7 +41,7 @@ from codex_analytics.service_http import parse_addr
 
 from .ingest import parse_ingest_body
 from .records import fact_records
-from .transport import FactTransport, KafkaFactTransport, PublishError
+from .transport import FactTransport, KafkaFactTransport, PublishError, RetryablePublishError
 
 log = logging.getLogger("producers.gateway")
 
@@ -188,25 +188,26 @@ class Gateway:
         self.metrics.ready.set(1 if ready else 0)
 
     async def _probe_forever(self) -> None:
-        """Readiness: connect (and create the facts topic) at start, and while the broker
-        is away keep trying, so /readyz turns green without waiting for a request."""
-        topic_ensured = False
+        """Readiness, checked every second: the broker answers a metadata request and
+        knows the facts topic (created when missing, e.g. after a memory-only broker
+        restarted), so /readyz changes without waiting for a request."""
+        timeout = self.settings.publish_timeout_s
         while True:
-            if not self.ready:
-                try:
-                    await asyncio.wait_for(self.transport.start(), self.settings.publish_timeout_s)
-                    if not topic_ensured and isinstance(self.transport, KafkaFactTransport):
-                        await asyncio.wait_for(
-                            ensure_topics(
-                                self.transport.bootstrap,
-                                {self.settings.facts_topic: self.settings.partitions},
-                            ),
-                            self.settings.publish_timeout_s,
-                        )
-                        topic_ensured = True
-                    self._set_ready(True)
-                except Exception as exc:  # any failure means: not ready yet
-                    log.debug("broker probe failed: %s", exc)
+            try:
+                ready = await asyncio.wait_for(self.transport.probe(), timeout)
+                if not ready and isinstance(self.transport, KafkaFactTransport):
+                    await asyncio.wait_for(
+                        ensure_topics(
+                            self.transport.bootstrap,
+                            {self.settings.facts_topic: self.settings.partitions},
+                        ),
+                        timeout,
+                    )
+                    ready = await asyncio.wait_for(self.transport.probe(), timeout)
+            except Exception as exc:  # any failure means: not ready
+                log.debug("broker probe failed: %s", exc)
+                ready = False
+            self._set_ready(ready)
             await asyncio.sleep(1.0)
 
     async def ingest(self, request: web.Request) -> web.Response:
@@ -243,9 +244,7 @@ class Gateway:
                 batch.facts, max_facts_per_record=self.settings.max_facts_per_record
             )
             try:
-                await asyncio.wait_for(
-                    self.transport.send(records), self.settings.publish_timeout_s
-                )
+                await asyncio.wait_for(self._publish(records), self.settings.publish_timeout_s)
             except (TimeoutError, PublishError) as exc:
                 self._set_ready(False)
                 self.metrics.publish_failures.inc()
@@ -272,6 +271,18 @@ class Gateway:
                 "results": [r.to_json() for r in batch.results],
             },
         )
+
+    async def _publish(self, records: list[tuple[bytes, bytes]]) -> None:
+        """Publish, retrying a retryable failure until the request's time is up (the
+        caller's ``wait_for``): a broker that just came back often fails the first try."""
+        delay = 0.05
+        while True:
+            try:
+                await self.transport.send(records)
+                return
+            except RetryablePublishError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def _too_large(self, size: int | None) -> web.Response:
         limit = self.settings.max_body_bytes

@@ -15,8 +15,11 @@ import orjson
 
 from codex_analytics.contract import DecodeError, DecodeReason, fact_from_json, loads
 
-#: Largest single envelope accepted (bytes), as the stream's limit.
-MAX_LINE_BYTES = 1024 * 1024
+from .records import MAX_RECORD_BYTES
+
+#: Largest single envelope accepted (bytes): what any Kafka broker takes with its default
+#: ``message.max.bytes``, so an accepted line can always be published.
+MAX_LINE_BYTES = MAX_RECORD_BYTES
 
 
 @dataclass(frozen=True, slots=True)

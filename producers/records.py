@@ -12,8 +12,10 @@ from collections.abc import Iterable
 
 from codex_analytics.contract import MAX_FACTS_PER_PACK
 
-#: Below aiokafka's default ``max_request_size`` (1 MiB) with room for the batch header.
+#: Below Kafka's default ``message.max.bytes`` (about 1 MB) with room for the headers.
 MAX_RECORD_BYTES = 900 * 1024
+#: The producers' ``max_request_size``: a record over it fails in the client, permanently.
+MAX_REQUEST_BYTES = MAX_RECORD_BYTES + 64 * 1024
 
 Record = tuple[bytes, bytes]
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from codex_analytics.kafka import producer_options
 
-from .records import MAX_RECORD_BYTES, Record
+from .records import MAX_REQUEST_BYTES, Record
 
 
 class PublishError(Exception):
@@ -38,28 +38,42 @@ class FactTransport(Protocol):
         repeats them, and the stream drops the repeats by ``(instance_id, seq)``."""
         ...
 
+    async def probe(self) -> bool:
+        """True when the broker answers and knows the topic (readiness checks)."""
+        ...
+
     async def close(self) -> None: ...
 
 
 def classify(exc: BaseException) -> PublishError:
-    """aiokafka's errors as the two publish errors (the message names the cause only)."""
-    from aiokafka.errors import KafkaError, KafkaTimeoutError
+    """aiokafka's errors as the two publish errors (the message names the cause only).
 
+    Only errors that cannot change by waiting are permanent; anything else (aiokafka's
+    retriable errors, connection loss, timeouts, and the ``UnknownError`` a freshly
+    restarted broker answers with) is retried, because giving up loses facts.
+    """
     if isinstance(exc, PublishError):
         return exc
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, KafkaTimeoutError | TimeoutError | OSError):
-        return RetryablePublishError(detail)
-    if isinstance(exc, KafkaError):
-        if getattr(exc, "retriable", False) or type(exc).__name__ in _RETRIABLE_NAMES:
-            return RetryablePublishError(detail)
+    if type(exc).__name__ in _PERMANENT_NAMES or not isinstance(exc, Exception):
         return PermanentPublishError(detail)
-    return PermanentPublishError(detail)
+    return RetryablePublishError(detail)
 
 
-# Connection-level failures aiokafka does not mark retriable but that a restart of the
-# broker cures.
-_RETRIABLE_NAMES = frozenset({"KafkaConnectionError", "NoBrokersAvailable", "ProducerClosed"})
+_PERMANENT_NAMES = frozenset(
+    {
+        "MessageSizeTooLargeError",
+        "RecordTooLargeError",
+        "InvalidTopicError",
+        "TopicAuthorizationFailedError",
+        "ClusterAuthorizationFailedError",
+        "UnsupportedVersionError",
+        "UnsupportedForMessageFormatError",
+        "CorruptRecordException",
+        "InvalidRequiredAcksError",
+        "IllegalOperation",
+    }
+)
 
 
 class KafkaFactTransport:
@@ -95,7 +109,7 @@ class KafkaFactTransport:
         options.update(
             linger_ms=self._linger_ms,
             request_timeout_ms=self._request_timeout_ms,
-            max_request_size=MAX_RECORD_BYTES + 64 * 1024,
+            max_request_size=MAX_REQUEST_BYTES,
         )
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, client_id=self._client_id, **options
@@ -119,6 +133,15 @@ class KafkaFactTransport:
                 await asyncio.gather(*pending)
         except Exception as exc:
             raise classify(exc) from exc
+
+    async def probe(self) -> bool:
+        if self._producer is None:
+            await self.start()
+        client = self._producer.client
+        client.add_topic(self.topic)
+        if not await client.force_metadata_update():
+            return False
+        return client.cluster.partitions_for_topic(self.topic) is not None
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None

@@ -34,6 +34,9 @@ class MemoryTransport:
             raise RetryablePublishError("KafkaConnectionError: broker away")
         self.records.extend(records)
 
+    async def probe(self) -> bool:
+        return not self.fail_retryable
+
     async def close(self) -> None:
         self.closed = True
 
