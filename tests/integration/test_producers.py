@@ -4,8 +4,12 @@ a full queue drops without blocking, close() delivers what is queued."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,6 +18,7 @@ from codex_analytics.contract import AuthRoute, decode_fact
 from codex_analytics.kafka import read_from_start
 from producers import AnalyticsClient, ClientSettings, ProducerIdentity
 from producers.fact_builder import FactBuilder
+from producers.generator import GeneratorConfig, SessionGenerator
 from tests.factories import app, skill, tracking
 
 from .kafka_helpers import create_topic
@@ -216,3 +221,57 @@ async def test_broker_away_at_start_is_retried_in_the_background(
             broker.bootstrap_servers, "analytics.facts", want=3, within=20, settle=0.3
         )
     assert [orjson.loads(r.value)["payload"]["params"]["i"] for r in records] == [0, 1, 2]
+
+
+def run_cli(args: list[str], bootstrap: str, topic: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, ANALYTICS_FACTS_TOPIC=topic)
+    return subprocess.run(
+        [sys.executable, "-m", "codex_analytics.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_produce_command_publishes_valid_lines_and_reports_bad_ones(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topic = unique_name("facts")
+    good = [
+        orjson.dumps(f) for f in SessionGenerator(GeneratorConfig(instances=7, seed=3)).facts(300)
+    ]
+    path = tmp_path / "facts.jsonl"
+    path.write_bytes(b"\n".join([*good[:100], b'{"kind":"x"}', *good[100:], b"oops"]) + b"\n")
+    done = run_cli(["produce", str(path)], kafka_bootstrap, topic)
+    assert done.returncode == 1, done.stderr
+    assert "line 101: missing_key at envelope_version" in done.stderr
+    assert "line 302: not_json" in done.stderr
+    assert "published 300 facts" in done.stderr
+    records = asyncio.run(read_from_start(kafka_bootstrap, topic, want=300, within=20, settle=0.5))
+    assert sorted(r.value for r in records) == sorted(good)
+    assert (
+        run_cli(["produce", str(tmp_path / "missing.jsonl")], kafka_bootstrap, topic).returncode
+        == 2
+    )
+
+
+def test_generate_to_kafka_publishes_the_generator_output_at_a_limited_rate(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    topic = unique_name("facts")
+    args = ["generate", "--instances", "9", "--facts", "600", "--seed", "4"]
+    started = time.monotonic()
+    done = run_cli([*args, "--to-kafka", "--rate", "1500", "--pack", "50"], kafka_bootstrap, topic)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert elapsed >= 0.35  # 600 facts at 1500/s: at least 0.4 s of pacing
+    # Packed records: fewer than 600; read until the topic has been quiet for 1 s.
+    records = asyncio.run(read_from_start(kafka_bootstrap, topic, want=1, within=20, settle=1.0))
+    unpacked: list[bytes] = []
+    for record in records:
+        doc = orjson.loads(record.value)
+        unpacked.extend(orjson.dumps(f) for f in (doc if isinstance(doc, list) else [doc]))
+    assert len(records) < 600  # packed
+    expected = run_cli([*args], kafka_bootstrap, topic).stdout.encode().splitlines()
+    assert sorted(unpacked) == sorted(expected)

@@ -86,3 +86,32 @@ def test_generate_command_writes_the_library_output(tmp_path: Path) -> None:
     assert out.read_bytes() == b"".join(
         line + b"\n" for line in generate(2500, instances=30, seed=9)
     )
+
+
+def test_generate_then_reduce_commands_emit_every_event_type(tmp_path: Path) -> None:
+    """The acceptance path: the two commands, chained through a file."""
+    out = tmp_path / "facts.jsonl"
+    base = [sys.executable, "-m", "codex_analytics.cli.main"]
+    subprocess.run(
+        [
+            *base,
+            "generate",
+            "--instances",
+            "50",
+            "--facts",
+            "20000",
+            "--seed",
+            "7",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    reduced = subprocess.run(
+        [*base, "reduce", str(out)], check=True, cwd=ROOT, timeout=120, capture_output=True
+    )
+    events = [orjson.loads(line) for line in reduced.stdout.splitlines()]
+    assert {e["event_type"] for e in events} == set(EVENT_TYPES)
+    assert len(EVENT_TYPES) == 14
