@@ -318,3 +318,23 @@ async def test_skill_path_is_resolved_on_the_producer(tmp_path: Path, git_repo: 
     ]
     decode_fact(transport.records[0][1])
     assert resolve_skill_path(str(tmp_path / "nowhere.md"))["repo_root"] is None
+
+
+async def test_track_fact_replays_every_generated_kind_through_the_client() -> None:
+    from codex_analytics.contract import FACT_KINDS
+    from producers.drive import track_fact
+    from producers.generator import GeneratorConfig, SessionGenerator
+
+    source = list(
+        SessionGenerator(GeneratorConfig(instances=1, seed=5, duplicate_rate=0)).facts(3000)
+    )
+    client, transport, _ = make_client(queue_capacity=10_000, forward_all_protocol_messages=True)
+    client._tracker.app_used = TurnKeyDedupe(clear_at=10**9)
+    async with client:
+        queued = [track_fact(client, fact) for fact in source]
+    out = transport.facts()
+    assert {f["kind"] for f in out} == set(FACT_KINDS)
+    # Same kinds and payloads in the same order, minus the client's own per-turn dedupe.
+    kept = [f for f, q in zip(source, queued, strict=True) if q]
+    assert [(f["kind"], f["payload"]) for f in out] == [(f["kind"], f["payload"]) for f in kept]
+    assert len(kept) == len(source) - client.stats.deduplicated
