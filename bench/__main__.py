@@ -42,7 +42,15 @@ def _sink(args: argparse.Namespace) -> list[Figure]:
     return run(SinkBenchConfig(facts=args.facts, runs=args.runs))
 
 
-SUITES = {"reducer": _reducer, "sink": _sink, "stream": _stream}
+def _producers(args: argparse.Namespace) -> list[Figure]:
+    from .producers import ProducersBenchConfig, run
+
+    if args.quick:
+        return run(ProducersBenchConfig(facts=3_000, runs=1))
+    return run(ProducersBenchConfig(facts=args.facts, runs=args.runs))
+
+
+SUITES = {"producers": _producers, "reducer": _reducer, "sink": _sink, "stream": _stream}
 
 
 def render_section(suite: str, figures: list[Figure], command: str) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 from aiokafka import AIOKafkaProducer
 
 from codex_analytics.kafka import ensure_topics, producer_options
@@ -22,3 +25,12 @@ async def produce_records(
         await producer.flush()
     finally:
         await producer.stop()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a service process from the project root, its output in ``log``."""
+    with open(log, "wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)

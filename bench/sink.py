@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -35,10 +34,9 @@ from codex_analytics.receiver import Receiver
 from producers.generator import GeneratorConfig, SessionGenerator
 from streams.reducer.offline import OfflineReducer
 
-from .common import PARTITIONS, produce_records
+from .common import PARTITIONS, ROOT, produce_records, spawn
 from .stats import Figure
 
-ROOT = Path(__file__).resolve().parents[1]
 ACCOUNTS = 10
 
 
@@ -79,17 +77,12 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as out:  # the child keeps its own descriptor
-        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-
-
 async def _measure(
     command: list[str], env: dict[str, str], receiver: Receiver, events: int, log: Path
 ) -> tuple[float, float]:
     """Run ``command`` until the receiver holds ``events`` events: (events/s, peak RSS MB)."""
     receiver.reset()
-    proc = _spawn(command, env, log)
+    proc = spawn(command, env, log)
     peak = 0.0
 
     async def sample() -> None:  # VmHWM is the process's own high-water mark

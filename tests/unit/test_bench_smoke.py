@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
         ),
         ("sink", ("ceiling (aiokafka + httpx", "sink worker, 1 process", "sink / ceiling")),
         (
+            "producers",
+            ("client track_* -> broker", "client track_* call, caller side", "gateway / ceiling"),
+        ),
+        (
             "stream",
             ("ceiling, 1 fact/record", "stream, 1 worker(s), packs of <= 32", "stream / ceiling"),
         ),
