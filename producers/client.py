@@ -373,7 +373,10 @@ class AnalyticsClient(TrackCalls):
         self.identity = identity or ProducerIdentity()
         self._tracker = _Tracker(self.settings, self.identity)
         self._transport: FactTransport = transport or KafkaFactTransport(
-            self.settings.bootstrap, self.settings.topic, client_id="codex-analytics-client"
+            self.settings.bootstrap,
+            self.settings.topic,
+            client_id="codex-analytics-client",
+            linger_ms=0,
         )
         self._on_delivery_error = on_delivery_error
         self._loop: asyncio.AbstractEventLoop | None = None
