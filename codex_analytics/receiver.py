@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,9 +20,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from codex_analytics.receiver_checks import Refusal, check_request
 from codex_analytics.service_http import parse_addr
-
-EVENTS_PATH = "/codex/analytics-events/events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +53,54 @@ class ReceivedRequest:
         return self.headers.get("idempotency-key")
 
 
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Failure injection for the receiver command: the first ``first`` uploads, and then
+    every ``every``-th one, get ``status`` (with ``Retry-After`` when set); every answer
+    waits ``delay`` seconds."""
+
+    status: int = 503
+    first: int = 0
+    every: int = 0
+    retry_after: str | None = None
+    delay: float = 0.0
+
+    def answer_for(self, number: int) -> Answer | None:
+        """The scripted answer of the ``number``-th upload (1-based), if any."""
+        failing = number <= self.first or (
+            self.every > 0 and (number - self.first) % self.every == 0
+        )
+        if not failing:
+            return None
+        headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+        body = orjson.dumps({"error": "injected", "status": self.status})
+        return Answer(self.status, body, headers, self.delay)
+
+
 class Receiver:
-    def __init__(self) -> None:
+    """Records every request. Bare (the tests), it answers 200 unless told otherwise.
+
+    As the local stack's endpoint (``codex-analytics receiver``) it also checks each
+    upload like the real endpoint (``validate``: path, headers, every event against the
+    contract), keeps each first-seen ``Idempotency-Key``'s batch in ``store`` (JSON
+    lines; repeats are answered 200 and not stored again), applies ``faults``, and
+    serves ``GET /received`` (the stored batches) and ``GET /healthz``.
+    """
+
+    def __init__(
+        self,
+        *,
+        validate: bool = False,
+        require_auth: bool = True,
+        store: str | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        self.validate = validate
+        self.require_auth = require_auth
+        self.store = store
+        self.faults = faults
+        self.stored_batches = 0
+        self._uploads = 0
         self.requests: list[ReceivedRequest] = []
         self._script: deque[Answer] = deque()
         self._rule: Callable[[bytes, dict[str, str]], Answer | None] | None = None
@@ -143,12 +189,28 @@ class Receiver:
         await self.stop()
 
     async def _handle(self, request: web.Request) -> web.Response:
+        if request.method == "GET" and self.validate:
+            served = self._serve(request.path)
+            if served is not None:
+                return served
         body = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
         answer = self._script.popleft() if self._script else None
         if answer is None and self._rule is not None:
             answer = self._rule(body, headers)
-        answer = answer or Answer(200, b'{"ok":true}')
+        events: list[Any] | None = None
+        if answer is None and self.faults is not None:
+            self._uploads += 1
+            answer = self.faults.answer_for(self._uploads)
+        if answer is None and self.validate:
+            checked = check_request(
+                request.method, request.path, headers, body, require_auth=self.require_auth
+            )
+            if isinstance(checked, Refusal):
+                answer = Answer(checked.status, checked.body(), {}, self._delay)
+            else:
+                events = checked
+        answer = answer or Answer(200, b'{"ok":true}', {}, self._delay)
         self.requests.append(
             ReceivedRequest(
                 at=time.monotonic(),
@@ -165,6 +227,8 @@ class Receiver:
             if key is None or key not in self._keys_seen:
                 if key is not None:
                     self._keys_seen.add(key)
+                if events is not None and self.store is not None:
+                    self._append(key, headers, events)
                 # Not an events body: recorded, not counted.
                 with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
                     self.unique_event_count += len(orjson.loads(body)["events"])
@@ -173,3 +237,33 @@ class Receiver:
         if answer.delay:  # recorded first: the server has the batch even if the client is gone
             await asyncio.sleep(answer.delay)
         return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
+    @property
+    def _delay(self) -> float:
+        return self.faults.delay if self.faults is not None else 0.0
+
+    def _append(self, key: str | None, headers: dict[str, str], events: list[Any]) -> None:
+        line = orjson.dumps(
+            {
+                "received_at_ms": time.time_ns() // 1_000_000,
+                "idempotency_key": key,
+                "account_id": headers.get("chatgpt-account-id"),
+                "fedramp": headers.get("x-openai-fedramp") == "true",
+                "events": events,
+            }
+        )
+        assert self.store is not None
+        with open(self.store, "ab") as out:
+            out.write(line + b"\n")
+        self.stored_batches += 1
+
+    def _serve(self, path: str) -> web.Response | None:
+        if path == "/healthz":
+            return web.json_response({"status": "ok", "stored_batches": self.stored_batches})
+        if path == "/received":
+            body = b""
+            if self.store is not None and os.path.exists(self.store):
+                with open(self.store, "rb") as stored:
+                    body = stored.read()
+            return web.Response(body=body, content_type="application/x-ndjson")
+        return None

@@ -42,6 +42,11 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
         "publish a JSON-lines file of fact envelopes to the facts topic (validated first)",
     ),
     (
+        "receiver",
+        "codex_analytics.cli.receiver_cmd",
+        "a local analytics endpoint: checks uploads, stores batches, injects failures",
+    ),
+    (
         "broker",
         "codex_analytics.cli.broker_cmd",
         "run an embedded, in-memory Kafka-compatible broker in the foreground",

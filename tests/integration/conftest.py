@@ -52,8 +52,9 @@ def stream_run(fresh_broker: str, tmp_path: Path, unique_name: Callable[[str], s
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    """A recording analytics endpoint on 127.0.0.1 (a real HTTP server)."""
-    async with Receiver() as server:
+    """A recording analytics endpoint on 127.0.0.1 (a real HTTP server) that refuses
+    uploads the real endpoint would refuse (path, auth headers, events off contract)."""
+    async with Receiver(validate=True) as server:  # uploads checked like the real endpoint
         yield server
 
 
