@@ -8,9 +8,7 @@ from typing import Any
 
 import orjson
 
-from codex_analytics.contract import DecodeError, event_from_json
-
-EVENTS_PATH = "/codex/analytics-events/events"
+from codex_analytics.contract import EVENTS_PATH, DecodeError, event_from_json
 
 
 @dataclass(frozen=True, slots=True)

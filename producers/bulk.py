@@ -14,7 +14,7 @@ from codex_analytics.progress import Progress
 
 from .ingest import IngestBatch, LineResult, validate_line
 from .records import fact_records
-from .transport import FactTransport, PermanentPublishError, RetryablePublishError
+from .transport import FactTransport, PublishError, RetryablePublishError, send_with_retry
 
 #: Rejections kept in the summary (all of them are counted, and passed to the callback).
 KEPT_REJECTIONS = 50
@@ -101,18 +101,12 @@ async def _send(
     retry_for_s: float,
     summary: BulkSummary,
 ) -> None:
-    deadline = time.monotonic() + retry_for_s
-    delay = 0.1
-    while True:
-        try:
-            await transport.send(records)
-            return
-        except PermanentPublishError as exc:
-            raise BulkPublishError(f"the broker refused the facts: {exc}", summary) from exc
-        except RetryablePublishError as exc:
-            if time.monotonic() >= deadline:
-                raise BulkPublishError(
-                    f"the broker did not take the facts within {retry_for_s:g} s: {exc}", summary
-                ) from exc
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    until = time.monotonic() + retry_for_s
+    try:
+        await send_with_retry(transport, records, deadline=lambda: until)
+    except RetryablePublishError as exc:
+        raise BulkPublishError(
+            f"the broker did not take the facts within {retry_for_s:g} s: {exc}", summary
+        ) from exc
+    except PublishError as exc:
+        raise BulkPublishError(f"the broker refused the facts: {exc}", summary) from exc

@@ -44,9 +44,9 @@ from .skills import resolve_skill_path
 from .transport import (
     FactTransport,
     KafkaFactTransport,
-    PermanentPublishError,
     PublishError,
     RetryablePublishError,
+    send_with_retry,
 )
 
 log = logging.getLogger("producers.client")
@@ -349,10 +349,6 @@ class TrackCalls:
         return dataclasses.replace(self._tracker.stats)
 
 
-def _backoff(attempt: int) -> float:
-    return float(min(0.05 * 2**attempt, 2.0))
-
-
 class AnalyticsClient(TrackCalls):
     """Analytics client for asyncio hosts. Use ``async with`` or ``start()``/``close()``.
 
@@ -496,31 +492,24 @@ class AnalyticsClient(TrackCalls):
         if not encoded:
             return
         records = fact_records(encoded, max_facts_per_record=self.settings.max_facts_per_record)
-        deadline = time.monotonic() + self.settings.delivery_timeout_s
-        attempt = 0
-        while True:
-            try:
-                await self._transport.send(records)
-            except PermanentPublishError as exc:
-                self._fail(sent, "rejected", str(exc))
-                return
-            except RetryablePublishError as exc:
-                now = time.monotonic()
-                limit = min(deadline, self._close_deadline or deadline)
-                if now >= limit:
-                    self._fail(sent, "retries_exhausted", str(exc))
-                    return
-                self._tracker.stats.publish_retries += 1
-                if attempt == 0:
-                    log.warning("analytics facts not published yet, retrying: %s", exc)
-                await asyncio.sleep(min(_backoff(attempt), max(0.0, limit - now)))
-                attempt += 1
-            except PublishError as exc:
-                self._fail(sent, "rejected", str(exc))
-                return
-            else:
-                self._tracker.stats.published += len(sent)
-                return
+        delivery_deadline = time.monotonic() + self.settings.delivery_timeout_s
+
+        def deadline() -> float:  # close() may shorten it while we wait
+            return min(delivery_deadline, self._close_deadline or delivery_deadline)
+
+        def on_retry(exc: RetryablePublishError, attempt: int) -> None:
+            self._tracker.stats.publish_retries += 1
+            if attempt == 0:
+                log.warning("analytics facts not published yet, retrying: %s", exc)
+
+        try:
+            await send_with_retry(self._transport, records, deadline=deadline, on_retry=on_retry)
+        except RetryablePublishError as exc:
+            self._fail(sent, "retries_exhausted", str(exc))
+        except PublishError as exc:
+            self._fail(sent, "rejected", str(exc))
+        else:
+            self._tracker.stats.published += len(sent)
 
     def _fail(self, facts: list[dict[str, Any]], reason: str, error: str) -> None:
         self._tracker.stats.failed += len(facts)

@@ -41,7 +41,7 @@ from codex_analytics.service_http import parse_addr
 
 from .ingest import parse_ingest_body
 from .records import fact_records
-from .transport import FactTransport, KafkaFactTransport, PublishError, RetryablePublishError
+from .transport import FactTransport, KafkaFactTransport, PublishError, send_with_retry
 
 log = logging.getLogger("producers.gateway")
 
@@ -244,7 +244,13 @@ class Gateway:
                 batch.facts, max_facts_per_record=self.settings.max_facts_per_record
             )
             try:
-                await asyncio.wait_for(self._publish(records), self.settings.publish_timeout_s)
+                # Retry inside the request's time: a broker that has just come back
+                # often fails the first produce. wait_for bounds a send that hangs.
+                timeout = self.settings.publish_timeout_s
+                until = time.monotonic() + timeout
+                await asyncio.wait_for(
+                    send_with_retry(self.transport, records, deadline=lambda: until), timeout
+                )
             except (TimeoutError, PublishError) as exc:
                 self._set_ready(False)
                 self.metrics.publish_failures.inc()
@@ -271,18 +277,6 @@ class Gateway:
                 "results": [r.to_json() for r in batch.results],
             },
         )
-
-    async def _publish(self, records: list[tuple[bytes, bytes]]) -> None:
-        """Publish, retrying a retryable failure until the request's time is up (the
-        caller's ``wait_for``): a broker that just came back often fails the first try."""
-        delay = 0.05
-        while True:
-            try:
-                await self.transport.send(records)
-                return
-            except RetryablePublishError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
 
     def _too_large(self, size: int | None) -> web.Response:
         limit = self.settings.max_body_bytes

@@ -9,7 +9,8 @@ gateway and the ``produce`` / ``generate --to-kafka`` commands all publish throu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from codex_analytics.kafka import producer_options
@@ -74,6 +75,37 @@ _PERMANENT_NAMES = frozenset(
         "IllegalOperation",
     }
 )
+
+
+def publish_backoff(attempt: int) -> float:
+    """Seconds before retry ``attempt`` (0-based): 50 ms doubling, at most 2 s."""
+    return float(min(0.05 * 2**attempt, 2.0))
+
+
+async def send_with_retry(
+    transport: FactTransport,
+    records: Sequence[Record],
+    *,
+    deadline: Callable[[], float],
+    on_retry: Callable[[RetryablePublishError, int], None] | None = None,
+) -> None:
+    """Send ``records``, retrying a :class:`RetryablePublishError` with backoff until
+    ``deadline()`` (a ``time.monotonic()`` instant, read before each wait so the caller
+    may move it); then the last error is raised. A permanent error is raised at once.
+    The one retry loop of the client, the gateway and the bulk commands."""
+    attempt = 0
+    while True:
+        try:
+            await transport.send(records)
+            return
+        except RetryablePublishError as exc:
+            remaining = deadline() - time.monotonic()
+            if remaining <= 0:
+                raise
+            if on_retry is not None:
+                on_retry(exc, attempt)
+            await asyncio.sleep(min(publish_backoff(attempt), remaining))
+            attempt += 1
 
 
 class KafkaFactTransport:

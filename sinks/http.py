@@ -11,10 +11,10 @@ import gzip
 
 import httpx
 
+from codex_analytics.contract import EVENTS_PATH
+
 from .errors import RetryableDeliveryError
 from .retry import check_response
-
-EVENTS_PATH = "/codex/analytics-events/events"
 
 
 def events_url(base_url: str) -> str:

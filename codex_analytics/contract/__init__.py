@@ -43,7 +43,7 @@ from .facts import (
     Source,
 )
 from .records import EventRecord, Origin
-from .topics import EVENTS_DLQ_TOPIC, EVENTS_TOPIC, FACTS_DLQ_TOPIC, FACTS_TOPIC
+from .topics import EVENTS_DLQ_TOPIC, EVENTS_PATH, EVENTS_TOPIC, FACTS_DLQ_TOPIC, FACTS_TOPIC
 
 __all__ = [
     "CONNECTION_SCOPED_KINDS",
@@ -51,6 +51,7 @@ __all__ = [
     "DEFAULT_MAX_RECORD_BYTES",
     "ENVELOPE_VERSION",
     "EVENTS_DLQ_TOPIC",
+    "EVENTS_PATH",
     "EVENTS_TOPIC",
     "EVENT_MODELS",
     "EVENT_TYPES",
