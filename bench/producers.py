@@ -31,7 +31,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from codex_analytics.broker import EmbeddedBroker, _free_port
+from codex_analytics.broker import EmbeddedBroker, free_port
 from codex_analytics.kafka import ensure_topics, producer_options
 from producers import AnalyticsClient, ClientSettings, ProducerIdentity
 from producers.drive import track_fact
@@ -103,7 +103,7 @@ async def _client(bootstrap: str, facts: list[dict[str, Any]], pack: int) -> tup
 
 async def _gateway(bootstrap: str, lines: list[bytes], log: Path) -> float:
     topic = await _topic(bootstrap)
-    port = _free_port("127.0.0.1")
+    port = free_port("127.0.0.1")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,

@@ -108,7 +108,7 @@ class EmbeddedBroker:
         attempts = 1 if self._requested_port else _PORT_ATTEMPTS
         failure = "no attempt made"
         for _ in range(attempts):
-            port = self._requested_port or _free_port(self._host)
+            port = self._requested_port or free_port(self._host)
             proc = self._spawn(binary, port)
             failure = self._await_ready(proc, port, deadline)
             if not failure:
@@ -116,7 +116,7 @@ class EmbeddedBroker:
                 self._proc = proc
                 _live_brokers.add(self)
                 return _host_port(self._host, port)
-            _terminate(proc, 2.0)
+            terminate(proc, 2.0)
             if time.monotonic() >= deadline:
                 break
         self._close_log()
@@ -130,7 +130,7 @@ class EmbeddedBroker:
         proc, self._proc = self._proc, None
         _live_brokers.discard(self)
         if proc is not None:
-            _terminate(proc, timeout)
+            terminate(proc, timeout)
         self._close_log()
         self._remove_owned_log()
 
@@ -305,7 +305,7 @@ def _die_with_parent_hook() -> Callable[[], None] | None:
     return hook
 
 
-def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -320,7 +320,7 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str) -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))

@@ -27,6 +27,10 @@ class DeadLetter:
     key: bytes | None
     headers: Headers
 
+    @property
+    def reason(self) -> str:
+        return next((v.decode() for k, v in self.headers if k == "error.reason"), "")
+
 
 def dead_letter(
     value: bytes,

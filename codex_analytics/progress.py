@@ -1,5 +1,6 @@
-"""One self-updating progress line on a terminal; nothing when stderr is not a terminal
-(the command's summary says it all), so logs and pipes stay clean."""
+"""One self-updating progress line on a terminal. When stderr is not a terminal, nothing
+(the command's summary says it all, and pipes stay clean), or with ``plain_every_s`` one
+plain line that often, for the long-running jobs whose logs someone watches."""
 
 from __future__ import annotations
 
@@ -9,18 +10,29 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, stream: TextIO | None = None, *, interval_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        interval_s: float = 0.2,
+        plain_every_s: float | None = None,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
+        self.plain_every_s = plain_every_s
         self.shown = False
         self.interval_s = interval_s
         self.started = time.monotonic()
         self._last = 0.0
 
     def show(self, text: str, *, force: bool = False) -> None:
-        if not self.tty:
-            return
         now = time.monotonic()
+        if not self.tty:
+            if self.plain_every_s is not None and (force or now - self._last >= self.plain_every_s):
+                self._last = now
+                self.stream.write(f"{text}\n")
+                self.stream.flush()
+            return
         if not force and now - self._last < self.interval_s:
             return
         self._last = now

@@ -6,7 +6,11 @@ identifier, let alone a token.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from codex_analytics.metrics import CallbackCollector, lag_family
 
 
 class SinkMetrics:
@@ -55,6 +59,27 @@ class SinkMetrics:
             "Time to deliver one batch, retries included.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=registry,
+        )
+
+        self.capture_bytes = Counter(
+            "codex_sink_capture_bytes",
+            "Bytes appended to the capture file (capture mode).",
+            registry=registry,
+        )
+
+    def watch_lag(self, lag: Callable[[], Mapping[int, int]]) -> None:
+        """Report ``lag()`` as ``codex_sink_consumer_lag{partition}`` on every scrape."""
+        self.registry.register(
+            CallbackCollector(
+                lambda: [
+                    lag_family(
+                        "codex_sink_consumer_lag",
+                        "Events records on the broker not yet delivered and committed, "
+                        "per assigned partition.",
+                        lag(),
+                    )
+                ]
+            )
         )
 
     def value(self, name: str, **labels: str) -> float:

@@ -36,6 +36,7 @@ from tenacity import RetryCallState
 from codex_analytics.contract import DecodeError, split_event_record
 from codex_analytics.deadletter import DeadLetter, dead_letter
 from codex_analytics.kafka import consumer_options, ensure_topics, producer_options
+from codex_analytics.metrics import partition_lag
 
 from .auth import Admitted, Skipped, admit, request_headers
 from .batching import Batch, CloseReason, PartitionBatcher, SinkRecord
@@ -131,6 +132,7 @@ class SinkWorker:
         self.settings = settings
         self.bootstrap = bootstrap
         self.metrics = metrics or SinkMetrics()
+        self.metrics.watch_lag(self.lag)
         self.credentials = credentials or CredentialChain.from_env({})
         self.destination: Destination = destination or _destination_for(settings)
         self.lanes: dict[TopicPartition, Lane] = {}
@@ -386,6 +388,8 @@ class SinkWorker:
             return
         self.metrics.delivery_seconds.observe(time.monotonic() - started)
         outcome = "captured" if isinstance(self.destination, CaptureDestination) else "delivered"
+        if outcome == "captured":
+            self.metrics.capture_bytes.inc(len(body) + 1)
         self.metrics.events.labels(outcome).inc(count)
         self.metrics.batches.labels(outcome).inc()
 
@@ -499,7 +503,22 @@ class SinkWorker:
             return
         self._committed.update(offsets)
 
-    # -- health ------------------------------------------------------------------------
+    # -- health and lag ----------------------------------------------------------------
+
+    def lag(self) -> dict[int, int]:
+        """Records past the last commit (or, before one, past the consumed position)."""
+        consumer = self._consumer
+        if consumer is None or not self.started:
+            return {}
+        highwaters: dict[int, int | None] = {}
+        positions: dict[int, int | None] = {}
+        for tp, lane in list(self.lanes.items()):
+            highwaters[tp.partition] = consumer.highwater(tp)
+            committed = self._committed.get(tp)
+            positions[tp.partition] = (
+                committed if committed is not None else lane.batcher.progress.next_offset
+            )
+        return partition_lag(highwaters, positions)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         retrying = sum(1 for lane in self.lanes.values() if lane.retrying)

@@ -34,6 +34,10 @@ import orjson
 from faust.transport import consumer as faust_transport_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from codex_analytics.metrics import partition_lag
+from codex_analytics.service_http import ServiceHttp
+
+from .metrics import StreamCounts, StreamMetrics
 from .offsets import Continuity, OffsetGuard
 from .processor import FactProcessor, SourceRecord
 from .reducer import Reducer
@@ -135,18 +139,28 @@ class StreamWorkerApp:
             max_record_bytes=settings.max_record_bytes,
             state_cache_size=settings.state_cache_size,
         )
-        self.counts = {
-            "facts": 0,
-            "events": 0,
-            "dead_letters": 0,
-            "batches": 0,
-            "misrouted": 0,
-            "seeks": 0,
-        }
+        self.counts = StreamCounts()
+        #: Next offset to process per facts partition (for the lag metric).
+        self.positions: dict[int, int] = {}
+        self.metrics = StreamMetrics(self.processor.reducer.stats, self.counts, self.lag)
         self.guard = OffsetGuard()
         self._generation: int | None = None
         self._last_report = time.monotonic()
         self.app.agent(self.facts_topic, name="reduce-facts", concurrency=1)(self._agent)
+        if settings.health_addr:
+            self.app.task(self._serve_health)
+
+    async def _serve_health(self) -> None:
+        """``/healthz`` and ``/metrics`` on ``ANALYTICS_STREAM_HEALTH_ADDR`` while the
+        worker runs (Faust's own web server stays off: one small side door per service)."""
+        assert self.settings.health_addr is not None
+        side_door = ServiceHttp(self.health, self.metrics.render)
+        port = await side_door.start(self.settings.health_addr)
+        log.info("health and metrics on port %d", port)
+        try:
+            await asyncio.Event().wait()  # until the app stops and cancels its tasks
+        finally:
+            await side_door.stop()
 
     # -- the agent ----------------------------------------------------------------------
 
@@ -157,17 +171,20 @@ class StreamWorkerApp:
         try:
             async for events in batches:
                 try:
+                    started = time.monotonic()
                     continuity = await self._continuity(events)
                     if continuity.process:
                         await self._process(continuity.process)
                     for event in continuity.ack:  # in order: Faust commits the first acked run
                         await events_stream.ack(event)
+                        self.positions[event.message.partition] = event.message.offset + 1
+                    self.metrics.batch_seconds.observe(time.monotonic() - started)
                     for tp, offset in continuity.seek.items():
                         await self._seek_back(tp, offset)
                 except BaseException as exc:
                     _fatal(f"stream batch failed, exiting so nothing is committed past it: {exc!r}")
         finally:
-            log.info("stream totals: %s", ", ".join(f"{k} {v}" for k, v in self.counts.items()))
+            log.info("stream totals: %s", self._summary())
 
     async def _continuity(self, events: list[Any]) -> Continuity:
         consumer: Any = self.app.consumer  # private attributes below: Faust 0.15.x
@@ -189,7 +206,7 @@ class StreamWorkerApp:
 
     async def _seek_back(self, tp: Any, offset: int) -> None:
         log.warning("offset gap on %s: re-reading from offset %d", tp, offset)
-        self.counts["seeks"] += 1
+        self.counts.seeks += 1
         # Faust records jumps it saw itself as acked "gaps", which a commit may pass:
         # forget them for this partition, the records are about to be read again.
         consumer: Any = self.app.consumer
@@ -243,7 +260,7 @@ class StreamWorkerApp:
             )
         await self._mark_changelog_ends({m.partition for m in metadata})
 
-        self._count(batch.facts, len(batch.events), len(batch.dead_letters), batch.misrouted)
+        self._count(len(records), batch)
         for drop in batch.warnings:
             log.warning("%s %s", drop.message, orjson.dumps(drop.as_log_fields()).decode())
         if batch.dead_letters:
@@ -269,23 +286,55 @@ class StreamWorkerApp:
         ]
         await _delivered(futures)
 
-    def _count(self, facts: int, events: int, dead_letters: int, misrouted: int) -> None:
+    def _count(self, records: int, batch: Any) -> None:
         counts = self.counts
-        counts["facts"] += facts
-        counts["events"] += events
-        counts["dead_letters"] += dead_letters
-        counts["misrouted"] += misrouted
-        counts["batches"] += 1
+        counts.records += records
+        counts.batches += 1
+        counts.misrouted += batch.misrouted
+        counts.corrupt_states += batch.corrupt_states
+        for letter in batch.dead_letters:
+            counts.count_dead_letter(letter.reason)
         now = time.monotonic()
         if now - self._last_report >= 10:
             self._last_report = now
-            stats = self.processor.reducer.stats
-            log.info(
-                "stream progress: %s; dedupe hits %d; duplicates %d",
-                ", ".join(f"{k} {v}" for k, v in counts.items()),
-                stats.drops.get("dedupe_repeat", 0),
-                stats.drops.get("duplicate_seq", 0),
-            )
+            log.info("stream progress: %s", self._summary())
+
+    def _summary(self) -> str:
+        stats, counts = self.processor.reducer.stats, self.counts
+        return (
+            f"records {counts.records}, facts {sum(stats.facts.values())}, "
+            f"events {sum(stats.events.values())}, "
+            f"dead letters {sum(counts.dead_letters.values())}, batches {counts.batches}, "
+            f"dedupe hits {stats.drops.get('dedupe_repeat', 0)}, "
+            f"duplicates {stats.drops.get('duplicate_seq', 0)}, seeks {counts.seeks}"
+        )
+
+    # -- health and lag -----------------------------------------------------------------
+
+    def lag(self) -> dict[int, int]:
+        """Facts records not yet processed, per assigned partition."""
+        consumer: Any = self.app.consumer
+        facts = self.facts_topic.get_topic_name()
+        try:
+            assigned = [tp for tp in consumer.assignment() if tp.topic == facts]
+        except Exception:  # not started, or shutting down: nothing to report
+            return {}
+        highwaters = {tp.partition: consumer.highwater(tp) for tp in assigned}
+        return partition_lag(highwaters, self.positions)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        consumer: Any = self.app.consumer
+        running = bool(self.app.started) and not self.app.should_stop
+        facts = self.facts_topic.get_topic_name()
+        try:
+            partitions = sum(1 for tp in consumer.assignment() if tp.topic == facts)
+        except Exception:
+            partitions = 0
+        return running, {
+            "partitions": partitions,
+            "records": self.counts.records,
+            "lag": sum(self.lag().values()),
+        }
 
 
 @contextlib.contextmanager

@@ -30,6 +30,8 @@ class StreamSettings:
     max_record_bytes: int = 1024 * 1024
     #: Decoded instance states kept between batches (0: decode from the store each time).
     state_cache_size: int = 20_000
+    #: ``HOST:PORT`` of ``/healthz`` and ``/metrics`` (off when unset).
+    health_addr: str | None = None
     log_level: str = "WARNING"
 
     @classmethod
@@ -62,5 +64,6 @@ class StreamSettings:
             state_cache_size=int(
                 env_number(env, "ANALYTICS_STREAM_STATE_CACHE", 20_000, minimum=0)
             ),
+            health_addr=env.get("ANALYTICS_STREAM_HEALTH_ADDR") or None,
             log_level=(env.get("ANALYTICS_LOG_LEVEL") or "WARNING").upper(),
         )

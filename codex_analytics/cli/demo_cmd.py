@@ -1,31 +1,36 @@
-"""``codex-analytics demo``: the main job, end to end on a real broker, with a verdict."""
+"""``codex-analytics demo``: the main job. The whole pipeline as separate processes on a
+real broker, a realistic load, live progress, and a verdict."""
 
 from __future__ import annotations
 
 import argparse
-import os
+import asyncio
+import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from codex_analytics.progress import Progress
-from streams.reducer.drops import ReducerStats
+if TYPE_CHECKING:
+    from codex_analytics.localstack import LocalStack, MetricsSnapshot
 
 DESCRIPTION = """\
-Run the pipeline end to end on a real Kafka broker and check its output.
+Run the whole pipeline as users deploy it and check its output.
 
-Generates a realistic load of facts from simulated Codex instances, publishes them to
-the facts topic (keyed by instance), consumes and reduces them into track events, and
-writes the request bodies to a JSONL capture file (one {"events":[...]} line per fact
-that emitted events, as upstream batches them). It passes only if the captured batches
-equal 'codex-analytics reduce' over the same facts.
+Starts the broker (embedded, memory-only, when KAFKA_BOOTSTRAP_SERVERS is unset), the
+stream worker(s) and the sink worker as separate processes (and, with --receiver, a
+local analytics endpoint), generates a realistic load of facts from simulated Codex
+instances, publishes it to the facts topic, and follows the run live: facts in, events
+out, duplicates and dedupe hits, dead letters, batches, consumer lag.
 
-With KAFKA_BOOTSTRAP_SERVERS unset an embedded, memory-only broker is started and
-stopped. With it set, the demo uses a run-private topic on that cluster.
+It passes (exit 0) only if the events the sink delivered equal 'codex-analytics reduce'
+over the same facts. Outputs (facts file, capture file or receiver store, one log per
+service) are in the capture file's directory. Ctrl-C stops every process cleanly.
 
-This release reduces in-process; the Faust stream worker and the sink worker take over
-those stages as they land (see CHANGELOG.md).
+On a configured cluster the run uses topics and consumer groups of its own
+(demo-<id>.*), so it never mixes with live data.
 """
 
 
@@ -45,79 +50,190 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--capture",
         metavar="PATH",
         default="demo-output/events.jsonl",
-        help="capture file to write (default: demo-output/events.jsonl; replaced on each run)",
+        help="capture file the sink writes (default: demo-output/events.jsonl; replaced on "
+        "each run); its directory holds the other outputs",
+    )
+    parser.add_argument(
+        "--receiver",
+        action="store_true",
+        help="upload to a local receiver (codex-analytics receiver, with per-account tokens) "
+        "instead of writing the capture file; it stores what it accepts in received.jsonl",
+    )
+    parser.add_argument(
+        "--stream-workers",
+        type=int,
+        default=1,
+        metavar="W",
+        help="stream worker processes sharing the facts partitions (default: 1)",
+    )
+    parser.add_argument(
+        "--pack",
+        type=int,
+        default=1,
+        metavar="N",
+        help="facts per Kafka record, as the bulk producers pack them (default: 1, one "
+        "envelope per record as the client library sends them)",
+    )
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="fail when nothing moves for this long (default: 60)",
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    import asyncio
+@dataclass
+class _Published:
+    facts: int = 0
+    records: int = 0
+    rate: float = 0.0
+    done: bool = False
 
+
+def run(args: argparse.Namespace) -> int:
+    if args.facts < 1 or args.instances < 1 or args.stream_workers < 1 or args.pack < 1:
+        print(
+            "demo: --facts, --instances, --stream-workers and --pack must be at least 1",
+            file=sys.stderr,
+        )
+        return 2
+    capture = Path(args.capture)
+    out_dir = capture.parent
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stale_outputs = [capture, out_dir / "received.jsonl", out_dir / "logs"]
+        for stale in [*stale_outputs, *out_dir.glob("stream-data-*")]:
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink(missing_ok=True)
+    except OSError as exc:
+        print(f"demo: cannot prepare {out_dir}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        return _run(args, capture, out_dir)
+    except KeyboardInterrupt:
+        print("\ndemo: interrupted; every service was stopped", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
     import orjson
 
     from codex_analytics.broker import kafka_bootstrap
-    from codex_analytics.contract import decode_fact, encode_batch
+    from codex_analytics.kafka import TopicSettings, ensure_topics
+    from codex_analytics.localstack import LocalStack, StackError, interrupts_raise, private_topics
+    from codex_analytics.verify import captured_events, compare, received_events, reference_events
     from producers.generator import GeneratorConfig, SessionGenerator
-    from streams.reducer.offline import OfflineReducer
 
-    if args.facts < 1 or args.instances < 1:
-        print("demo: --facts and --instances must be at least 1", file=sys.stderr)
-        return 2
-    capture = Path(args.capture)
-    try:
-        capture.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"demo: cannot create {capture.parent}: {exc.strerror}", file=sys.stderr)
-        return 2
     started = time.monotonic()
-    generator = SessionGenerator(GeneratorConfig(instances=args.instances, seed=args.seed))
-    facts = [orjson.dumps(f) for f in generator.facts(args.facts)]
-    facts_path = capture.parent / "facts.jsonl"
+    config = GeneratorConfig(instances=args.instances, seed=args.seed)
+    facts = [orjson.dumps(f) for f in SessionGenerator(config).facts(args.facts)]
+    facts_path = out_dir / "facts.jsonl"
     facts_path.write_bytes(b"".join(line + b"\n" for line in facts))
-    # The verdict's reference: the offline reducer over the very same facts.
-    expected_reducer = OfflineReducer()
-    expected = [
-        encode_batch(events)
-        for events in (expected_reducer.apply(decode_fact(line)).events for line in facts)
-        if events
-    ]
-
-    with kafka_bootstrap(log_path=str(capture.parent / "broker.log")) as bootstrap:
-        print(f"demo: Kafka at {bootstrap}", file=sys.stderr)
-        outcome = asyncio.run(_through_kafka(bootstrap, facts))
-    if outcome.error:
-        print(f"demo: FAIL: {outcome.error}", file=sys.stderr)
-        return 1
-
-    # Created 0600 (it will hold analytics of real accounts), appended one batch a line.
-    fd = os.open(capture, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(b"".join(line + b"\n" for line in outcome.batches))
-    passed = sorted(outcome.batches) == sorted(expected)
-    stats = outcome.stats
-    events_out = sum(stats.events.values())
+    expected = reference_events(facts)  # the verdict's reference: reduce, offline
+    accounts = tuple(
+        sorted(
+            {
+                auth["account_id"]
+                for auth in (orjson.loads(line)["source"].get("auth") for line in facts)
+                if auth and auth.get("account_id")
+            }
+        )
+    )
+    run_id = f"demo-{uuid.uuid4().hex[:8]}"
+    store = out_dir / "received.jsonl"
+    (out_dir / "logs").mkdir(exist_ok=True)
+    with (
+        interrupts_raise(),
+        kafka_bootstrap(log_path=str(out_dir / "logs" / "broker.log")) as bootstrap,
+    ):
+        topics = private_topics(run_id, TopicSettings.from_env().partitions)
+        partitions = asyncio.run(
+            ensure_topics(
+                bootstrap,
+                dict.fromkeys(
+                    (topics.facts, topics.facts_dlq, topics.events, topics.events_dlq),
+                    topics.partitions,
+                ),
+            )
+        )[topics.facts]
+        print(
+            f"demo: Kafka at {bootstrap}; topics {run_id}.* ({partitions} partitions); "
+            f"{len(facts):,} facts from {args.instances} instances -> "
+            f"{args.stream_workers} stream worker(s) -> sink -> "
+            + (f"receiver ({store})" if args.receiver else f"capture file {capture}"),
+            file=sys.stderr,
+        )
+        stack = LocalStack(
+            bootstrap,
+            out_dir,
+            topics,
+            run_id=run_id,
+            stream_workers=args.stream_workers,
+            capture_path=None if args.receiver else capture,
+            receiver_store=store if args.receiver else None,
+            accounts=accounts,
+        )
+        stack.start()
+        try:
+            follow = asyncio.run(_publish_and_follow(stack, facts, args, len(expected)))
+        except StackError as exc:
+            print(f"demo: FAIL: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            exits = stack.stop()
+    delivered = received_events(store) if args.receiver else captured_events(capture)
+    verdict = compare(delivered, expected)
+    published, stream, sink = follow.published, follow.stream, follow.sink
+    drops = stream.by_label("codex_stream_drops_total", "reason")
+    dead_letters = stream.total("codex_stream_dead_letters_total")
+    types = len(stream.by_label("codex_stream_events_total", "type"))
+    outcome = "delivered" if args.receiver else "captured"
+    bad_exits = {name: code for name, code in exits.items() if code not in (0, None)}
     rows = [
         (
             "facts published",
-            f"{len(facts):,} ({args.instances} instances, {outcome.partitions} partitions)",
+            f"{published.facts:,} in {published.records:,} records ({args.instances} instances, "
+            f"{partitions} partitions, {published.rate:,.0f} facts/s)",
         ),
-        ("facts consumed", f"{outcome.received:,}"),
-        ("duplicates ignored", f"{stats.drops.get('duplicate_seq', 0):,}"),
-        ("events out", f"{events_out:,} in {len(outcome.batches):,} batches"),
-        ("event types", f"{len(stats.events)} of 14"),
         (
-            "drops (by reason)",
-            ", ".join(f"{k} {v}" for k, v in sorted(stats.drops.items())) or "none",
+            "stream",
+            f"{stream.total('codex_stream_facts_total'):,} facts reduced by "
+            f"{args.stream_workers} worker(s); duplicates ignored "
+            f"{drops.get('duplicate_seq', 0):,}; dedupe hits {drops.get('dedupe_repeat', 0):,}; "
+            f"dead letters {dead_letters:,}",
         ),
-        ("wall time", f"{time.monotonic() - started:.1f} s"),
+        (
+            "events",
+            f"{stream.total('codex_stream_events_total'):,} emitted ({types} of 14 types); "
+            f"{sink.total('codex_sink_events_total', outcome=outcome):,} {outcome} in "
+            f"{sink.total('codex_sink_batches_total', outcome=outcome):,} batches; retries "
+            f"{sink.total('codex_sink_retries_total'):,}; dead-lettered "
+            f"{sink.total('codex_sink_events_total', outcome='dead_lettered'):,}",
+        ),
+        (
+            "time",
+            f"{time.monotonic() - started:.1f} s in all; last event out "
+            f"{follow.pipeline_s:.1f} s after the first fact was published",
+        ),
         ("facts file", str(facts_path)),
-        ("capture file", str(capture)),
         (
-            "verdict",
-            "PASS: capture equals reduce"
-            if passed
-            else f"FAIL: {len(outcome.batches)} captured vs {len(expected)} expected batches",
+            "receiver store" if args.receiver else "capture file",
+            str(store if args.receiver else capture),
         ),
+        ("service logs", str(out_dir / "logs")),
     ]
+    if follow.error:
+        rows.append(("run", f"FAIL: {follow.error}"))
+    if bad_exits:
+        rows.append(("exits", ", ".join(f"{n} {c}" for n, c in bad_exits.items())))
+    passed = verdict.passed and not follow.error and not bad_exits
+    if verdict.passed and not passed:
+        rows.append(("verdict", "FAIL: the events match, but the run did not end cleanly"))
+    else:
+        rows.append(("verdict", verdict.summary))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
@@ -125,77 +241,101 @@ def run(args: argparse.Namespace) -> int:
 
 
 @dataclass
-class _Outcome:
-    batches: list[bytes] = field(default_factory=list)
-    received: int = 0
-    partitions: int = 0
-    stats: ReducerStats = field(default_factory=ReducerStats)
+class _Follow:
+    published: _Published
+    stream: MetricsSnapshot
+    sink: MetricsSnapshot
+    pipeline_s: float = 0.0
     error: str = ""
 
 
-async def _through_kafka(bootstrap: str, facts: list[bytes]) -> _Outcome:
-    """Publish the facts keyed by instance, consume them back and reduce them."""
-    import uuid
+async def _publish_and_follow(
+    stack: LocalStack, facts: list[bytes], args: argparse.Namespace, expected_events: int
+) -> _Follow:
+    """Publish the facts while following the services' metrics; return when the sink
+    has handled every event the stream emitted for every published fact."""
+    from codex_analytics.localstack import MetricsSnapshot
+    from codex_analytics.progress import Progress
+    from producers.bulk import publish_lines
+    from producers.transport import KafkaFactTransport
 
-    import orjson
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-    from codex_analytics.contract import decode_fact, encode_batch
-    from codex_analytics.kafka import (
-        TopicSettings,
-        consumer_options,
-        ensure_topics,
-        producer_options,
+    published = _Published()
+    transport = KafkaFactTransport(
+        stack.base_env["KAFKA_BOOTSTRAP_SERVERS"],
+        stack.topics.facts,
+        client_id="codex-analytics-demo",
     )
-    from streams.reducer.offline import OfflineReducer
 
-    progress = Progress(interval_s=0)
-    settings = TopicSettings.from_env()
-    run_id = uuid.uuid4().hex[:8]
-    topic = f"{settings.facts}.demo-{run_id}"  # run-private: never mixes with live data
-    outcome = _Outcome()
-    outcome.partitions = (await ensure_topics(bootstrap, {topic: settings.partitions}))[topic]
+    async def publish() -> None:
+        try:
+            summary = await publish_lines(facts, transport, max_facts_per_record=args.pack)
+        finally:
+            await transport.close()
+        published.facts, published.records, published.rate = (
+            summary.accepted,
+            summary.records,
+            summary.rate,
+        )
+        published.done = True
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options())
-    await producer.start()
+    progress = Progress(plain_every_s=5.0)
+    first_fact = time.monotonic()
+    publisher = asyncio.create_task(publish())
+    stream, sink = MetricsSnapshot(), MetricsSnapshot()
+    follow = _Follow(published, stream, sink)
+    last_change, last_state = time.monotonic(), (-1, -1, -1)
+    outcomes = ("captured", "delivered", "skipped", "dead_lettered")
     try:
-        for n, line in enumerate(facts, start=1):
-            key = orjson.loads(line)["source"]["instance_id"].encode()
-            await producer.send(topic, line, key=key)
-            if n % 5000 == 0:
-                progress.show(f"published {n:,}/{len(facts):,} facts")
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"codex-analytics-demo-{run_id}",
-        **consumer_options(),
-    )
-    reducer = OfflineReducer()
-    outcome.stats = reducer.stats
-    last_record = time.monotonic()
-    await consumer.start()
-    try:
-        while outcome.received < len(facts):
-            records = await consumer.getmany(timeout_ms=500, max_records=5000)
-            if not records and time.monotonic() - last_record > 30:
-                outcome.error = f"no records for 30 s after {outcome.received:,} of {len(facts):,}"
-                return outcome
-            for batch in records.values():
-                last_record = time.monotonic()
-                for record in batch:
-                    outcome.received += 1
-                    events = reducer.apply(decode_fact(record.value)).events
-                    if events:
-                        outcome.batches.append(encode_batch(events))
-            progress.show(
-                f"facts in {outcome.received:,}/{len(facts):,}  batches out {len(outcome.batches):,}"
+        while True:
+            await asyncio.sleep(0.5)
+            if publisher.done():
+                publisher.result()  # a publish failure ends the run here
+            stack.check_alive()
+            stream, sink = await asyncio.to_thread(stack.metrics)
+            follow.stream, follow.sink = stream, sink
+            records = stream.total("codex_stream_worker_total", what="records")
+            facts_in = stream.total("codex_stream_facts_total")
+            events_out = stream.total("codex_stream_events_total")
+            handled = sum(sink.total("codex_sink_events_total", outcome=o) for o in outcomes)
+            stream_lag = stream.total("codex_stream_consumer_lag")
+            sink_lag = sink.total("codex_sink_consumer_lag")
+            drops = stream.by_label("codex_stream_drops_total", "reason")
+            head = (
+                f"published {published.facts:,}/{len(facts):,}"
+                if published.done
+                else "publishing..."
             )
-        await consumer.commit()
+            progress.show(
+                f"{head}  facts in {facts_in:,}/{len(facts):,}  "
+                f"events out {events_out:,}/{expected_events:,}  delivered {handled:,}  "
+                f"duplicates {drops.get('duplicate_seq', 0):,}  "
+                f"dedupe hits {drops.get('dedupe_repeat', 0):,}  "
+                f"dead letters {stream.total('codex_stream_dead_letters_total'):,}  "
+                f"batches {sink.total('codex_sink_batches_total'):,}  "
+                f"lag {stream_lag:,}/{sink_lag:,}"
+            )
+            state = (records, events_out, handled)
+            now = time.monotonic()
+            if state != last_state:
+                last_change, last_state = now, state
+                if handled:
+                    follow.pipeline_s = now - first_fact
+            if (
+                published.done
+                and records >= published.records
+                and handled >= events_out
+                and stream_lag == 0
+            ):
+                break
+            if now - last_change > args.stall_timeout:
+                follow.error = (
+                    f"nothing moved for {args.stall_timeout:.0f} s: {records:,} of "
+                    f"{published.records or len(facts):,} records reduced, {handled:,} of "
+                    f"{events_out:,} events delivered (see {stack.logs_dir})"
+                )
+                break
     finally:
-        await consumer.stop()
         progress.done()
-    return outcome
+        if not publisher.done():
+            publisher.cancel()
+    return follow

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from codex_analytics.broker import EmbeddedBroker, _free_port
+from codex_analytics.broker import EmbeddedBroker, free_port
 from codex_analytics.kafka import read_from_start
 from producers.gateway import Gateway, GatewaySettings
 from producers.generator import GeneratorConfig, SessionGenerator
@@ -201,7 +201,7 @@ async def test_body_limit_and_bearer_auth(
 async def test_broker_down_means_503_then_accepts_again(
     tmp_path: Path, unique_name: Callable[[str], str]
 ) -> None:
-    port = _free_port("127.0.0.1")
+    port = free_port("127.0.0.1")
     topic = unique_name("facts")
     broker = EmbeddedBroker(port=port, log_path=str(tmp_path / "broker-1.log"))
     bootstrap = broker.start()
@@ -242,7 +242,7 @@ async def test_broker_down_means_503_then_accepts_again(
 def test_gateway_command_serves_on_its_address(
     kafka_bootstrap: str, tmp_path: Path, unique_name: Callable[[str], str]
 ) -> None:
-    port = _free_port("127.0.0.1")
+    port = free_port("127.0.0.1")
     topic = unique_name("facts")
     env = dict(
         os.environ,

@@ -202,9 +202,9 @@ async def test_a_full_queue_drops_without_blocking_and_close_delivers_the_rest(
 async def test_broker_away_at_start_is_retried_in_the_background(
     unique_name: Callable[[str], str],
 ) -> None:
-    from codex_analytics.broker import EmbeddedBroker, _free_port
+    from codex_analytics.broker import EmbeddedBroker, free_port
 
-    port = _free_port("127.0.0.1")
+    port = free_port("127.0.0.1")
     client = AnalyticsClient(ClientSettings(bootstrap=f"127.0.0.1:{port}", topic="analytics.facts"))
     await client.start()
     for i in range(3):

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from codex_analytics.broker import _free_port
+from codex_analytics.broker import free_port
 from codex_analytics.contract import encode_event
 from codex_analytics.receiver_checks import Refusal, check_request
 from streams.reducer.offline import OfflineReducer
@@ -90,7 +90,7 @@ def test_check_request_refusals() -> None:
 
 @pytest.fixture
 def receiver_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = _free_port("127.0.0.1")
+    port = free_port("127.0.0.1")
     store = tmp_path / "store.jsonl"
     command = [
         sys.executable,

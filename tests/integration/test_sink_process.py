@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import stat
 import time
 from collections import Counter
@@ -17,6 +16,7 @@ import httpx
 import orjson
 import pytest
 
+from codex_analytics.broker import free_port
 from codex_analytics.receiver import Answer, Receiver
 
 from .sink_helpers import TOKEN_PREFIX, SinkRun, event_json, event_records, eventually
@@ -28,12 +28,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def sink_run(fresh_broker: str, new_sink_run: Callable[[str], SinkRun]) -> SinkRun:
     return new_sink_run(fresh_broker)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _prepare(sink_run: SinkRun, facts: int, accounts: int = 3) -> list[bytes]:
@@ -124,7 +118,7 @@ async def test_capture_mode_writes_exact_bodies_never_posts_and_survives_a_missi
 ) -> None:
     capture_dir = tmp_path / "not-yet"
     capture = capture_dir / "events.jsonl"
-    port = _free_port()
+    port = free_port("127.0.0.1")
     sink_run.env_overrides.update(
         CODEX_ANALYTICS_EVENTS_CAPTURE_FILE=str(capture),
         ANALYTICS_SINK_HEALTH_ADDR=f"127.0.0.1:{port}",

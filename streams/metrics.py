@@ -1,0 +1,96 @@
+"""The stream worker's metrics (Prometheus text format on ``/metrics``).
+
+Counts live where they are made (the reducer's stats, the worker's dicts) and are read
+at scrape time. Labels are kinds, types and reasons: never an instance or an account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import Metric
+
+from codex_analytics.metrics import CallbackCollector, counter_family, lag_family
+from streams.reducer.drops import ReducerStats
+
+
+@dataclass(slots=True)
+class StreamCounts:
+    """What the worker glue counts (the reducer counts the rest)."""
+
+    records: int = 0
+    batches: int = 0
+    misrouted: int = 0
+    seeks: int = 0
+    corrupt_states: int = 0
+    dead_letters: dict[str, int] = field(default_factory=dict)
+
+    def count_dead_letter(self, reason: str) -> None:
+        self.dead_letters[reason] = self.dead_letters.get(reason, 0) + 1
+
+
+class StreamMetrics:
+    def __init__(
+        self,
+        stats: ReducerStats,
+        counts: StreamCounts,
+        lag: Callable[[], Mapping[int, int]],
+    ) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.batch_seconds = Histogram(
+            "codex_stream_batch_seconds",
+            "Time to process one batch: reduce, produce events, write state, ack.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+
+        def build() -> Iterable[Metric]:
+            yield counter_family(
+                "codex_stream_facts", "Facts decoded, by kind.", "kind", stats.facts
+            )
+            yield counter_family(
+                "codex_stream_events", "Track events emitted, by event type.", "type", stats.events
+            )
+            yield counter_family(
+                "codex_stream_drops",
+                "Facts that emitted nothing where they might have, by reason (dedupe_repeat: "
+                "dedupe hits; duplicate_seq: redelivered facts).",
+                "reason",
+                stats.drops,
+            )
+            yield counter_family(
+                "codex_stream_dead_letters",
+                "Records sent to the facts dead-letter topic, by reason.",
+                "reason",
+                counts.dead_letters,
+            )
+            yield counter_family(
+                "codex_stream_expired_state",
+                "Idle reducer state expired past the horizon, by what.",
+                "what",
+                stats.expired,
+            )
+            yield counter_family(
+                "codex_stream_worker",
+                "Worker counts: records, batches, misrouted facts, offset seeks, corrupt states.",
+                "what",
+                {
+                    "records": counts.records,
+                    "batches": counts.batches,
+                    "misrouted": counts.misrouted,
+                    "seeks": counts.seeks,
+                    "corrupt_states": counts.corrupt_states,
+                },
+            )
+            yield lag_family(
+                "codex_stream_consumer_lag",
+                "Facts records on the broker not yet processed, per assigned partition.",
+                lag(),
+            )
+
+        registry.register(CallbackCollector(build))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,69 @@
+"""The verdict (delivered vs reduce) and the shared metric helpers."""
+
+from __future__ import annotations
+
+import orjson
+from prometheus_client import CollectorRegistry, generate_latest
+
+from codex_analytics.localstack import MetricsSnapshot
+from codex_analytics.metrics import CallbackCollector, counter_family, lag_family, partition_lag
+from codex_analytics.verify import compare, events_of_bodies, reference_events
+from producers.generator import GeneratorConfig, SessionGenerator
+
+
+def _facts(n: int = 600) -> list[bytes]:
+    return [
+        orjson.dumps(f) for f in SessionGenerator(GeneratorConfig(instances=8, seed=3)).facts(n)
+    ]
+
+
+def test_reference_events_equal_bodies_rebuilt_from_them() -> None:
+    expected = reference_events(_facts())
+    bodies = [
+        b'{"events":[' + b",".join(expected[i : i + 7]) + b"]}" for i in range(0, len(expected), 7)
+    ]
+    delivered = events_of_bodies(bodies)
+    assert delivered == expected  # parse + dump keeps every byte, key order included
+    verdict = compare(list(reversed(delivered)), expected)  # batching order is free
+    assert verdict.passed
+    assert verdict.summary.startswith("PASS")
+
+
+def test_compare_names_missing_and_unexpected_events_by_type() -> None:
+    expected = reference_events(_facts())
+    delivered = [*expected[1:], expected[2]]
+    verdict = compare(delivered, expected)
+    assert not verdict.passed
+    first_type = orjson.loads(expected[0])["event_type"]
+    assert "1 missing" in verdict.detail
+    assert first_type in verdict.detail
+    assert "1 unexpected" in verdict.detail
+    assert verdict.summary.startswith("FAIL: ")
+
+
+def test_partition_lag_leaves_out_unknown_positions() -> None:
+    assert partition_lag({0: 10, 1: None, 2: 5}, {0: 4, 1: 3}) == {0: 6}
+    assert partition_lag({0: 3}, {0: 9}) == {0: 0}
+
+
+def test_scraped_families_sum_over_processes() -> None:
+    registry = CollectorRegistry()
+    counts = {"turn_started": 3, "plugin_used": 1}
+    lags = {0: 2, 3: 5}
+    registry.register(
+        CallbackCollector(
+            lambda: [
+                counter_family("codex_x_facts", "Facts.", "kind", counts),
+                lag_family("codex_x_lag", "Lag.", lags),
+            ]
+        )
+    )
+    text = generate_latest(registry).decode()
+    snapshot = MetricsSnapshot()
+    snapshot.add_text(text)
+    snapshot.add_text(text)  # a second worker
+    assert snapshot.total("codex_x_facts_total") == 8
+    assert snapshot.total("codex_x_facts_total", kind="plugin_used") == 2
+    assert snapshot.by_label("codex_x_lag", "partition") == {"0": 4, "3": 10}
+    counts["turn_started"] = 4  # read at scrape time
+    assert 'codex_x_facts_total{kind="turn_started"} 4.0' in generate_latest(registry).decode()
