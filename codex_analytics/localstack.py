@@ -132,6 +132,41 @@ class MetricsSnapshot:
         return out
 
 
+#: Every way the sink finishes with an event (delivered or not, it is handled).
+SINK_OUTCOMES = ("captured", "delivered", "skipped", "dead_lettered")
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineCounts:
+    """Where a run stands, from the services' metrics."""
+
+    records: int  # facts records the stream workers processed
+    facts: int
+    events: int  # events the stream emitted
+    handled: int  # events the sink finished with
+    stream_lag: int
+    sink_lag: int
+
+    @classmethod
+    def of(cls, stream: MetricsSnapshot, sink: MetricsSnapshot) -> PipelineCounts:
+        return cls(
+            records=stream.total("codex_stream_worker_total", what="records"),
+            facts=stream.total("codex_stream_facts_total"),
+            events=stream.total("codex_stream_events_total"),
+            handled=sum(sink.total("codex_sink_events_total", outcome=o) for o in SINK_OUTCOMES),
+            stream_lag=stream.total("codex_stream_consumer_lag"),
+            sink_lag=sink.total("codex_sink_consumer_lag"),
+        )
+
+    def settled(self, published_records: int) -> bool:
+        """Every published record reduced and every event it made handled by the sink."""
+        return (
+            self.records >= published_records
+            and self.stream_lag == 0
+            and self.handled >= self.events
+        )
+
+
 class LocalStack:
     """Stream worker(s) + sink worker (+ receiver) against one Kafka bootstrap."""
 

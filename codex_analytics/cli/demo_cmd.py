@@ -254,7 +254,7 @@ async def _publish_and_follow(
 ) -> _Follow:
     """Publish the facts while following the services' metrics; return when the sink
     has handled every event the stream emitted for every published fact."""
-    from codex_analytics.localstack import MetricsSnapshot
+    from codex_analytics.localstack import MetricsSnapshot, PipelineCounts
     from codex_analytics.progress import Progress
     from producers.bulk import publish_lines
     from producers.transport import KafkaFactTransport
@@ -284,7 +284,6 @@ async def _publish_and_follow(
     stream, sink = MetricsSnapshot(), MetricsSnapshot()
     follow = _Follow(published, stream, sink)
     last_change, last_state = time.monotonic(), (-1, -1, -1)
-    outcomes = ("captured", "delivered", "skipped", "dead_lettered")
     try:
         while True:
             await asyncio.sleep(0.5)
@@ -293,12 +292,8 @@ async def _publish_and_follow(
             stack.check_alive()
             stream, sink = await asyncio.to_thread(stack.metrics)
             follow.stream, follow.sink = stream, sink
-            records = stream.total("codex_stream_worker_total", what="records")
-            facts_in = stream.total("codex_stream_facts_total")
-            events_out = stream.total("codex_stream_events_total")
-            handled = sum(sink.total("codex_sink_events_total", outcome=o) for o in outcomes)
-            stream_lag = stream.total("codex_stream_consumer_lag")
-            sink_lag = sink.total("codex_sink_consumer_lag")
+            counts = PipelineCounts.of(stream, sink)
+            records, events_out, handled = counts.records, counts.events, counts.handled
             drops = stream.by_label("codex_stream_drops_total", "reason")
             head = (
                 f"published {published.facts:,}/{len(facts):,}"
@@ -306,13 +301,13 @@ async def _publish_and_follow(
                 else "publishing..."
             )
             progress.show(
-                f"{head}  facts in {facts_in:,}/{len(facts):,}  "
+                f"{head}  facts in {counts.facts:,}/{len(facts):,}  "
                 f"events out {events_out:,}/{expected_events:,}  delivered {handled:,}  "
                 f"duplicates {drops.get('duplicate_seq', 0):,}  "
                 f"dedupe hits {drops.get('dedupe_repeat', 0):,}  "
                 f"dead letters {stream.total('codex_stream_dead_letters_total'):,}  "
                 f"batches {sink.total('codex_sink_batches_total'):,}  "
-                f"lag {stream_lag:,}/{sink_lag:,}"
+                f"lag {counts.stream_lag:,}/{counts.sink_lag:,}"
             )
             state = (records, events_out, handled)
             now = time.monotonic()
@@ -320,12 +315,7 @@ async def _publish_and_follow(
                 last_change, last_state = now, state
                 if handled:
                     follow.pipeline_s = now - first_fact
-            if (
-                published.done
-                and records >= published.records
-                and handled >= events_out
-                and stream_lag == 0
-            ):
+            if published.done and counts.settled(published.records):
                 break
             if now - last_change > args.stall_timeout:
                 follow.error = (

@@ -42,6 +42,11 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
         "publish a JSON-lines file of fact envelopes to the facts topic (validated first)",
     ),
     (
+        "smoke",
+        "codex_analytics.cli.smoke_cmd",
+        "smoke workflows through the running pipeline (plugin: upstream's plugin analytics smoke)",
+    ),
+    (
         "receiver",
         "codex_analytics.cli.receiver_cmd",
         "a local analytics endpoint: checks uploads, stores batches, injects failures",

@@ -1,0 +1,179 @@
+"""The checklists of upstream's plugin analytics smoke workflows (delivery.md §7), as pure
+functions over the lines of a capture file.
+
+§7.1 (``plugin-analytics-smoke``): exactly one ``codex_plugin_disabled``, ``_enabled``
+and ``_used`` among the events whose ``plugin_id`` is the local id, each naming the
+plugin and its marketplace; the used event with its capability, turn and model fields.
+§7.2 (``plugin-analytics-mutation-smoke``): exactly one ``codex_plugin_installed`` whose
+``plugin_id`` is the backend id of a remote install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+LOCAL_REQUIRED = ("codex_plugin_disabled", "codex_plugin_enabled", "codex_plugin_used")
+USED_NON_NULL = (
+    "has_skills",
+    "mcp_server_count",
+    "connector_ids",
+    "mcp_server_names",
+    "thread_id",
+    "turn_id",
+    "model_slug",
+)
+INSTALLED_NON_NULL = ("has_skills", "mcp_server_count", "connector_ids", "product_client_id")
+SMOKE_MODEL_SLUG = "plugin-analytics-smoke"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        return f"  [{mark}] {self.name}" + (f": {self.detail}" if self.detail else "")
+
+
+def capture_events(lines: Iterable[bytes]) -> tuple[list[dict[str, Any]], list[Check]]:
+    """Every event of the capture; a line that is not JSON or has no ``events`` array is
+    a failed check (upstream fails the run on it)."""
+    events: list[dict[str, Any]] = []
+    bad: list[str] = []
+    count = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        count += 1
+        try:
+            body = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            bad.append(f"line {number} is not JSON")
+            continue
+        batch = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(batch, list):
+            bad.append(f"line {number} has no events array")
+            continue
+        events.extend(e for e in batch if isinstance(e, dict))
+    check = Check(
+        "every capture line is JSON with an events array",
+        not bad,
+        "; ".join(bad[:3]) if bad else f"{count} lines",
+    )
+    return events, [check]
+
+
+def _params(event: dict[str, Any]) -> dict[str, Any]:
+    params = event.get("event_params")
+    return params if isinstance(params, dict) else {}
+
+
+def _matching(events: Sequence[dict[str, Any]], plugin_id: str) -> list[dict[str, Any]]:
+    return [e for e in events if _params(e).get("plugin_id") == plugin_id]
+
+
+def _exactly_one(
+    events: Sequence[dict[str, Any]], event_type: str, plugin_id: str
+) -> tuple[Check, dict[str, Any] | None]:
+    found = [e for e in events if e.get("event_type") == event_type]
+    check = Check(
+        f"exactly one {event_type} with plugin_id {plugin_id}",
+        len(found) == 1,
+        "" if len(found) == 1 else f"found {len(found)}",
+    )
+    return check, found[0] if len(found) == 1 else None
+
+
+def _identity_checks(
+    event_type: str,
+    params: dict[str, Any],
+    plugin_id: str,
+    plugin_name: str,
+    marketplace_name: str,
+) -> list[Check]:
+    checks = []
+    for key, want in (
+        ("plugin_id", plugin_id),
+        ("plugin_name", plugin_name),
+        ("marketplace_name", marketplace_name),
+    ):
+        got = params.get(key)
+        checks.append(
+            Check(
+                f"{event_type}.{key} == {want!r}",
+                got == want,
+                "" if got == want else f"got {got!r}",
+            )
+        )
+    return checks
+
+
+def _non_null(event_type: str, params: dict[str, Any], keys: Sequence[str]) -> Check:
+    missing = [k for k in keys if params.get(k) is None]
+    return Check(
+        f"{event_type}: {', '.join(keys)} present and non-null",
+        not missing,
+        f"null or missing: {', '.join(missing)}" if missing else "",
+    )
+
+
+def local_plugin_checklist(
+    events: Sequence[dict[str, Any]],
+    *,
+    plugin_id: str,
+    plugin_name: str,
+    marketplace_name: str,
+    model_slug: str = SMOKE_MODEL_SLUG,
+) -> list[Check]:
+    """§7.1 over the events of a capture (see :func:`capture_events`)."""
+    checks: list[Check] = []
+    mine = _matching(events, plugin_id)
+    for event_type in LOCAL_REQUIRED:
+        check, event = _exactly_one(mine, event_type, plugin_id)
+        checks.append(check)
+        if event is None:
+            continue
+        params = _params(event)
+        checks.extend(
+            _identity_checks(event_type, params, plugin_id, plugin_name, marketplace_name)
+        )
+        if event_type == "codex_plugin_used":
+            checks.append(_non_null(event_type, params, USED_NON_NULL))
+            got = params.get("model_slug")
+            checks.append(
+                Check(
+                    f"codex_plugin_used.model_slug == {model_slug!r}",
+                    got == model_slug,
+                    "" if got == model_slug else f"got {got!r}",
+                )
+            )
+    return checks
+
+
+def remote_install_checklist(
+    events: Sequence[dict[str, Any]], *, backend_id: str, plugin_name: str, marketplace_name: str
+) -> list[Check]:
+    """§7.2 over the events of a capture: the install event carries the backend id."""
+    checks: list[Check] = []
+    mine = _matching(events, backend_id)
+    check, event = _exactly_one(mine, "codex_plugin_installed", backend_id)
+    checks.append(check)
+    if event is not None:
+        params = _params(event)
+        checks.extend(
+            _identity_checks(
+                "codex_plugin_installed", params, backend_id, plugin_name, marketplace_name
+            )
+        )
+        checks.append(_non_null("codex_plugin_installed", params, INSTALLED_NON_NULL))
+    return checks
+
+
+def first_failure(checks: Sequence[Check]) -> Check | None:
+    return next((c for c in checks if not c.ok), None)

@@ -1,0 +1,105 @@
+"""The plugin smoke checklists (delivery.md §7.1, §7.2) on hand-made captures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from codex_analytics.smoke import (
+    SMOKE_MODEL_SLUG,
+    capture_events,
+    first_failure,
+    local_plugin_checklist,
+    remote_install_checklist,
+)
+
+PID = "sample@test"
+
+
+def _event(event_type: str, **params: Any) -> dict[str, Any]:
+    base = {"plugin_id": PID, "plugin_name": "sample", "marketplace_name": "test"}
+    return {"event_type": event_type, "event_params": {**base, **params}}
+
+
+USED = {
+    "has_skills": True,
+    "mcp_server_count": 1,
+    "connector_ids": ["calendar"],
+    "mcp_server_names": ["mcp-1"],
+    "thread_id": "th",
+    "turn_id": "tu",
+    "model_slug": SMOKE_MODEL_SLUG,
+}
+
+
+def _local(events: list[dict[str, Any]]) -> list[Any]:
+    return local_plugin_checklist(
+        events, plugin_id=PID, plugin_name="sample", marketplace_name="test"
+    )
+
+
+def test_local_checklist_passes_on_the_three_events() -> None:
+    events = [
+        _event("codex_plugin_disabled"),
+        _event("codex_plugin_enabled"),
+        _event("codex_plugin_used", **USED),
+    ]
+    assert first_failure(_local(events)) is None
+
+
+def test_used_needs_every_field_non_null_and_the_smoke_model() -> None:
+    base = [_event("codex_plugin_disabled"), _event("codex_plugin_enabled")]
+    failed = first_failure(
+        _local([*base, _event("codex_plugin_used", **{**USED, "turn_id": None})])
+    )
+    assert failed is not None
+    assert "turn_id" in failed.detail
+    failed = first_failure(
+        _local([*base, _event("codex_plugin_used", **{**USED, "model_slug": "gpt-5"})])
+    )
+    assert failed is not None
+    assert "model_slug" in failed.name
+
+
+def test_other_plugins_events_do_not_count_and_names_must_match() -> None:
+    other = _event("codex_plugin_disabled", plugin_id="other@test")
+    events = [other, _event("codex_plugin_enabled"), _event("codex_plugin_used", **USED)]
+    failed = first_failure(_local(events))
+    assert failed is not None
+    assert failed.name.startswith("exactly one codex_plugin_disabled")
+    renamed = [_event("codex_plugin_disabled", marketplace_name="elsewhere"), *events[1:]]
+    failed = first_failure(_local(renamed))
+    assert failed is not None
+    assert "marketplace_name" in failed.name
+
+
+def test_remote_install_needs_the_backend_id() -> None:
+    installed = _event(
+        "codex_plugin_installed",
+        plugin_id="plugins~X",
+        has_skills=False,
+        mcp_server_count=0,
+        connector_ids=[],
+        product_client_id="codex_cli_rs",
+    )
+    ok = remote_install_checklist(
+        [installed], backend_id="plugins~X", plugin_name="sample", marketplace_name="test"
+    )
+    assert first_failure(ok) is None
+    local_id = {**installed, "event_params": {**installed["event_params"], "plugin_id": PID}}
+    failed = first_failure(
+        remote_install_checklist(
+            [local_id], backend_id="plugins~X", plugin_name="sample", marketplace_name="test"
+        )
+    )
+    assert failed is not None
+    assert "found 0" in failed.detail
+
+
+def test_capture_lines_must_be_json_with_an_events_array() -> None:
+    events, checks = capture_events([orjson.dumps({"events": [_event("x")]}), b"{}", b"nope", b""])
+    assert len(events) == 1
+    assert not checks[0].ok
+    assert "line 2 has no events array" in checks[0].detail
+    assert "line 3 is not JSON" in checks[0].detail
