@@ -97,21 +97,18 @@ def _identity_checks(
     plugin_name: str,
     marketplace_name: str,
 ) -> list[Check]:
-    checks = []
-    for key, want in (
-        ("plugin_id", plugin_id),
-        ("plugin_name", plugin_name),
-        ("marketplace_name", marketplace_name),
-    ):
-        got = params.get(key)
-        checks.append(
-            Check(
-                f"{event_type}.{key} == {want!r}",
-                got == want,
-                "" if got == want else f"got {got!r}",
-            )
-        )
-    return checks
+    return [
+        _equals(event_type, params, "plugin_id", plugin_id),
+        _equals(event_type, params, "plugin_name", plugin_name),
+        _equals(event_type, params, "marketplace_name", marketplace_name),
+    ]
+
+
+def _equals(event_type: str, params: dict[str, Any], key: str, want: object) -> Check:
+    got = params.get(key)
+    return Check(
+        f"{event_type}.{key} == {want!r}", got == want, "" if got == want else f"got {got!r}"
+    )
 
 
 def _non_null(event_type: str, params: dict[str, Any], keys: Sequence[str]) -> Check:
@@ -145,14 +142,7 @@ def local_plugin_checklist(
         )
         if event_type == "codex_plugin_used":
             checks.append(_non_null(event_type, params, USED_NON_NULL))
-            got = params.get("model_slug")
-            checks.append(
-                Check(
-                    f"codex_plugin_used.model_slug == {model_slug!r}",
-                    got == model_slug,
-                    "" if got == model_slug else f"got {got!r}",
-                )
-            )
+            checks.append(_equals(event_type, params, "model_slug", model_slug))
     return checks
 
 
