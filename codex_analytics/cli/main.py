@@ -42,6 +42,16 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
         "publish a JSON-lines file of fact envelopes to the facts topic (validated first)",
     ),
     (
+        "replay",
+        "codex_analytics.cli.replay_cmd",
+        "re-run the stream stage from topic offsets into a capture file or a fresh topic",
+    ),
+    (
+        "offsets",
+        "codex_analytics.cli.offsets_cmd",
+        "show or reset the consumer group positions of the stream and sink (dry run first)",
+    ),
+    (
         "smoke",
         "codex_analytics.cli.smoke_cmd",
         "smoke workflows through the running pipeline (plugin: upstream's plugin analytics smoke)",

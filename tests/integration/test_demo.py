@@ -3,9 +3,7 @@ fresh embedded broker, and a verdict."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -14,27 +12,20 @@ import pytest
 from codex_analytics.contract import decode_event
 from codex_analytics.verify import captured_events, received_events, reference_events
 
+from .cli import run_cli
+
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def _demo(*args: str) -> subprocess.CompletedProcess[bytes]:
-    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    return subprocess.run(
-        [sys.executable, "-m", "codex_analytics.cli.main", "demo", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        timeout=180,
-        check=False,
-    )
+def _demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("demo", *args)
 
 
 def test_demo_passes_on_the_embedded_broker(tmp_path: Path) -> None:
     capture = tmp_path / "out" / "events.jsonl"
     result = _demo("--facts", "4000", "--instances", "40", "--capture", str(capture))
-    out = result.stdout.decode()
-    assert result.returncode == 0, out + result.stderr.decode()
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
     assert "PASS: the " in out
     lines = capture.read_bytes().splitlines()
     assert lines
@@ -57,8 +48,8 @@ def test_demo_through_the_receiver_with_two_stream_workers(tmp_path: Path) -> No
         "--facts", "2000", "--instances", "30", "--receiver", "--stream-workers", "2",
         "--capture", str(capture),
     )  # fmt: skip
-    out = result.stdout.decode()
-    assert result.returncode == 0, out + result.stderr.decode()
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
     assert "receiver store" in out
     assert "PASS: the " in out
     store = tmp_path / "out" / "received.jsonl"

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
+from .cli import run_cli
+
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _smoke(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    return subprocess.run(
-        [sys.executable, "-m", "codex_analytics.cli.main", "smoke", "plugin", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli("smoke", "plugin", *args, timeout=120)
 
 
 def _without(capture: Path, event_type: str, out: Path) -> None:

@@ -1,0 +1,200 @@
+"""``codex-analytics replay``: re-run the stream stage from topic offsets."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.replay import StartPoint
+    from streams.settings import StreamSettings
+
+DESCRIPTION = """\
+Re-run the stream stage over the facts topic, from a start point to the topic's end as
+of now, into a capture file or a fresh events topic.
+
+It reads without a consumer group: nothing is committed and the live stream and sink
+groups are not disturbed (see 'codex-analytics offsets' to move those). The reducer
+starts with empty state, so a replay from the middle of the topic lacks what came
+before (turns whose connection was initialized earlier are dropped, with the counts
+in the summary); replay from earliest to rebuild everything.
+
+The output is deterministic: partitions are replayed one after another, each in offset
+order, and capture lines are request bodies batched per route within a partition
+(ANALYTICS_BATCH_MAX_EVENTS / ANALYTICS_BATCH_MAX_BYTES). The same input gives the
+same bytes, and the events equal 'codex-analytics reduce' over the same facts.
+
+Start points (--from):
+  earliest                      every partition from its first offset
+  0:1200,3:40                   an offset per partition; the others from earliest
+  2026-11-22T08:00:00Z          the first record at or after a time (ISO 8601)
+  1763798400000                 the same, in epoch milliseconds
+
+Needs KAFKA_BOOTSTRAP_SERVERS (an embedded broker would be empty).
+"""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="POINT",
+        help="earliest | PARTITION:OFFSET[,...] | ISO 8601 time | epoch ms",
+    )
+    out = parser.add_mutually_exclusive_group(required=True)
+    out.add_argument(
+        "--capture", metavar="PATH", help="write request bodies here (replaced at the end; 0600)"
+    )
+    out.add_argument(
+        "--to-topic",
+        metavar="TOPIC",
+        help="produce event records to this topic; it must be new or empty",
+    )
+    parser.add_argument(
+        "--topic",
+        metavar="FACTS_TOPIC",
+        help="facts topic to replay (default: ANALYTICS_FACTS_TOPIC or analytics.facts)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from streams.replay import StartPoint
+    from streams.settings import StreamSettings
+
+    try:
+        start = StartPoint.parse(args.start)
+        settings = StreamSettings.from_env()
+        limits = _batch_limits()
+    except ValueError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if not bootstrap:
+        print(
+            "replay: KAFKA_BOOTSTRAP_SERVERS is not set: replay reads an existing facts topic",
+            file=sys.stderr,
+        )
+        return 2
+    if args.capture and not Path(args.capture).resolve().parent.is_dir():
+        print(f"replay: the directory of {args.capture} does not exist", file=sys.stderr)
+        return 2
+    topic = args.topic or settings.topics.facts
+    try:
+        return asyncio.run(_main(args, bootstrap, topic, start, settings, limits))
+    except KeyboardInterrupt:
+        print("\nreplay: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def _batch_limits() -> tuple[int, int]:
+    from codex_analytics.env import env_int
+
+    env = os.environ
+    return (
+        env_int(env, "ANALYTICS_BATCH_MAX_EVENTS", 500, minimum=1),
+        env_int(env, "ANALYTICS_BATCH_MAX_BYTES", 1024 * 1024, minimum=64),
+    )
+
+
+async def _main(
+    args: argparse.Namespace,
+    bootstrap: str,
+    topic: str,
+    start: StartPoint,
+    settings: StreamSettings,
+    limits: tuple[int, int],
+) -> int:
+    from codex_analytics.progress import Progress
+    from streams.replay import (
+        CaptureOutput,
+        ReplayError,
+        ReplayOutput,
+        ReplayStats,
+        TopicOutput,
+        replay,
+    )
+
+    progress = Progress(plain_every_s=10.0)
+
+    def show(stats: ReplayStats, total: int) -> None:
+        share = 100 * stats.records / total if total else 100.0
+        progress.show(
+            f"replayed {stats.records:,}/{total:,} records ({share:.0f}%)  facts {stats.facts:,}  "
+            f"events {stats.events:,}  dead letters {sum(stats.dead_letters.values()):,}"
+        )
+
+    capture: CaptureOutput | None = None
+    producer = None
+    output: ReplayOutput
+    if args.capture:
+        capture = CaptureOutput(args.capture, max_events=limits[0], max_bytes=limits[1])
+        output = capture
+        where = f"capture file {args.capture}"
+    else:
+        problem = await _fresh_topic(bootstrap, args.to_topic, settings.topics.partitions)
+        if problem:
+            print(f"replay: {problem}", file=sys.stderr)
+            return 2
+        from aiokafka import AIOKafkaProducer
+
+        from codex_analytics.kafka import producer_options
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options())
+        await producer.start()
+        output = TopicOutput(producer, args.to_topic)
+        where = f"topic {args.to_topic}"
+    print(f"replay: {topic} on {bootstrap} from {start.describe()} -> {where}", file=sys.stderr)
+    try:
+        stats = await replay(bootstrap, topic, start, output, settings, on_progress=show)
+    except ReplayError as exc:
+        progress.done()
+        if capture is not None:
+            capture.abort()
+        print(f"replay: {exc}", file=sys.stderr)
+        return 1
+    except BaseException:
+        progress.done()
+        if capture is not None:
+            capture.abort()
+        raise
+    finally:
+        if producer is not None:
+            await producer.stop()
+    progress.done()
+    if capture is not None:
+        capture.commit()
+    ranges = ", ".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(stats.ranges.items()))
+    letters = ", ".join(f"{k} {v}" for k, v in sorted(stats.dead_letters.items())) or "none"
+    unit = "lines" if capture is not None else "records"
+    print(
+        f"replay: {stats.records:,} records ({stats.facts:,} facts) from partitions {ranges}; "
+        f"{stats.events:,} events in {stats.outputs:,} {unit} to {where}; "
+        f"undecodable facts: {letters}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def _fresh_topic(bootstrap: str, topic: str, partitions: int) -> str:
+    """Create ``topic`` when missing; a problem message when it already holds records."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from codex_analytics.kafka import ensure_topics
+
+    await ensure_topics(bootstrap, {topic: partitions})
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = await consumer.end_offsets(tps) if tps else {}
+    finally:
+        await consumer.stop()
+    held = sum(ends.values())
+    if held:
+        return f"topic {topic} already holds {held:,} records: replay into a new topic"
+    return ""

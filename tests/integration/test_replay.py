@@ -1,0 +1,159 @@
+"""``replay`` and ``offsets`` as users run them: processes against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from codex_analytics.kafka import ensure_topics
+from codex_analytics.verify import captured_events, compare
+
+from .cli import run_cli
+from .stream_helpers import expected_events, generated_facts, produce
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(bootstrap: str, facts_topic: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        *args, env={"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "ANALYTICS_FACTS_TOPIC": facts_topic}
+    )
+
+
+def _publish(bootstrap: str, topic: str, facts: list[bytes]) -> None:
+    async def go() -> None:
+        await ensure_topics(bootstrap, {topic: 4})
+        await produce(bootstrap, topic, facts)
+
+    asyncio.run(go())
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int | None]:
+    async def go() -> dict[int, int | None]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(4)]
+            return {tp.partition: await consumer.committed(tp) for tp in tps}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(go())
+
+
+def test_replay_is_byte_identical_equals_reduce_and_leaves_groups_alone(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topic, group = unique_name("replay.facts"), unique_name("live-group")
+    facts = generated_facts(6000, instances=40)
+    _publish(kafka_bootstrap, topic, facts)
+    # A live group's position, committed before the replays.
+    reset = _cli(kafka_bootstrap, topic, "offsets", "reset", "--group", group, "--topic", topic,
+                 "--to", "0:7,1:3", "--execute")  # fmt: skip
+    assert reset.returncode == 0, reset.stderr
+    before = _committed(kafka_bootstrap, group, topic)
+    assert before[0] == 7
+    assert before[1] == 3
+
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    for out in (first, second):
+        result = _cli(kafka_bootstrap, topic, "replay", "--from", "earliest", "--capture", str(out))
+        assert result.returncode == 0, result.stderr
+        assert "6,000 facts" in result.stderr
+    assert first.read_bytes() == second.read_bytes()  # byte-identical
+    verdict = compare(captured_events(first), expected_events(facts))
+    assert verdict.passed, verdict.detail
+    assert first.stat().st_mode & 0o777 == 0o600
+    assert _committed(kafka_bootstrap, group, topic) == before  # not disturbed
+
+    # Into a fresh events topic: the same events, as event records; never into a used one.
+    events_topic = unique_name("replay.events")
+    result = _cli(
+        kafka_bootstrap, topic, "replay", "--from", "earliest", "--to-topic", events_topic
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"{len(expected_events(facts)):,} events in {len(expected_events(facts)):,} records"
+        in result.stderr
+    )
+    again = _cli(kafka_bootstrap, topic, "replay", "--from", "earliest", "--to-topic", events_topic)
+    assert again.returncode == 2
+    assert "already holds" in again.stderr
+
+
+def test_replay_from_offsets_and_from_a_time(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    topic = unique_name("replay.facts")
+    early = generated_facts(1500, instances=10, seed=1)
+    _publish(kafka_bootstrap, topic, early)
+    time.sleep(0.05)
+    boundary_ms = int(time.time() * 1000)
+    time.sleep(0.05)
+    late = generated_facts(900, instances=10, seed=2)  # other instances: no earlier state
+    _publish(kafka_bootstrap, topic, late)
+
+    out = tmp_path / "late.jsonl"
+    result = _cli(
+        kafka_bootstrap, topic, "replay", "--from", str(boundary_ms), "--capture", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "900 records (900 facts)" in result.stderr
+    assert compare(captured_events(out), expected_events(late)).passed
+
+    result = _cli(kafka_bootstrap, topic, "replay", "--from", "0:99999,1:0", "--capture", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "partitions 0:" in result.stderr  # partition 0 replayed as empty (clamped)
+    bad = _cli(kafka_bootstrap, topic, "replay", "--from", "yesterday", "--capture", str(out))
+    assert bad.returncode == 2
+    assert "expected 'earliest'" in bad.stderr
+
+
+def test_offsets_show_dry_run_execute_and_refuse_a_live_group(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    topic, group = unique_name("offsets.facts"), unique_name("group")
+    facts = generated_facts(800, instances=8)
+    _publish(kafka_bootstrap, topic, facts)
+    base = ("offsets", "reset", "--group", group, "--topic", topic)
+
+    dry = _cli(kafka_bootstrap, topic, *base, "--to", "latest")
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run" in dry.stdout
+    assert set(_committed(kafka_bootstrap, group, topic).values()) == {None}
+
+    done = _cli(kafka_bootstrap, topic, *base, "--to", "latest", "--execute")
+    assert done.returncode == 0, done.stderr
+    shown = _cli(kafka_bootstrap, topic, "offsets", "show", "--group", group, "--topic", topic)
+    assert shown.returncode == 0, shown.stderr
+    assert "total lag 0" in shown.stdout
+    committed = _committed(kafka_bootstrap, group, topic)
+    assert sum(v or 0 for v in committed.values()) == len(facts)
+
+    async def hold_membership() -> subprocess.CompletedProcess[str]:
+        member = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            group_id=group,
+            session_timeout_ms=10_000,
+            enable_auto_commit=False,
+        )
+        await member.start()
+        try:
+            await member.getmany(timeout_ms=6000)  # until it has joined
+            return await asyncio.to_thread(
+                _cli, kafka_bootstrap, topic, *base, "--to", "earliest", "--execute"
+            )
+        finally:
+            await member.stop()
+
+    refused = asyncio.run(hold_membership())
+    assert refused.returncode == 1
+    assert "live member" in refused.stderr
+    assert _committed(kafka_bootstrap, group, topic) == committed
