@@ -8,6 +8,7 @@ not try to redact, it only serializes.
 from __future__ import annotations
 
 import logging
+import logging.config
 import sys
 import time
 from typing import Any
@@ -34,15 +35,32 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+_PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def logging_dict_config(level: str = "WARNING", *, json: bool | None = None) -> dict[str, Any]:
+    """The same configuration as a ``logging.config.dictConfig`` mapping, for frameworks
+    that install their own (Faust's worker takes it as ``logging_config``)."""
+    use_json = (not sys.stderr.isatty()) if json is None else json
+    formatter: dict[str, Any] = (
+        {"()": f"{__name__}.JsonFormatter"} if use_json else {"format": _PLAIN_FORMAT}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["default"]},
+    }
+
+
 def configure_logging(level: str = "WARNING", *, json: bool | None = None) -> None:
     """Configure the root logger once per process (replaces earlier handlers)."""
-    handler = logging.StreamHandler(sys.stderr)
-    use_json = (not sys.stderr.isatty()) if json is None else json
-    handler.setFormatter(
-        JsonFormatter()
-        if use_json
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    logging.root.handlers.clear()
+    logging.config.dictConfig(logging_dict_config(level, json=json))

@@ -61,6 +61,12 @@ class SinkMetrics:
             registry=registry,
         )
 
+        self.dead_letters = Counter(
+            "codex_sink_dead_letters",
+            "Events sent to the events dead-letter topic, by reason (http_400, too_large...).",
+            ["reason"],
+            registry=registry,
+        )
         self.capture_bytes = Counter(
             "codex_sink_capture_bytes",
             "Bytes appended to the capture file (capture mode).",

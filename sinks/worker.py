@@ -470,6 +470,7 @@ class SinkWorker:
         await self._with_retries(lane, produce)
         self.metrics.events.labels("dead_lettered").inc(len(batch.records))
         self.metrics.batches.labels("dead_lettered").inc()
+        self.metrics.dead_letters.labels(reason).inc(len(batch.records))
 
     # -- commits -----------------------------------------------------------------------
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
 from codex_analytics.kafka import ensure_topics
+from codex_analytics.logs import configure_logging, logging_dict_config
 
 from .settings import StreamSettings
 
@@ -25,9 +25,7 @@ def run_worker(settings: StreamSettings, bootstrap: str) -> int:
     actual = asyncio.run(ensure_topics(bootstrap, wanted))
     # The state table is co-partitioned with the facts topic, whatever its count is.
     partitions = actual[topics.facts]
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     print(
         f"stream worker: Kafka {bootstrap}; facts {topics.facts} ({partitions} partitions) -> "
         f"events {topics.events}; dead letters {topics.facts_dlq}; state store {settings.store}; "
@@ -37,7 +35,11 @@ def run_worker(settings: StreamSettings, bootstrap: str) -> int:
     )
     worker_app = StreamWorkerApp(settings, bootstrap, partitions)
     worker = faust.Worker(
-        worker_app.app, loglevel=settings.log_level, redirect_stdouts=False, quiet=True
+        worker_app.app,
+        loglevel=settings.log_level,
+        logging_config=logging_dict_config(settings.log_level),  # JSON lines, as every service
+        redirect_stdouts=False,
+        quiet=True,
     )
     try:
         worker.execute_from_commandline()  # runs the loop; always ends in SystemExit
