@@ -84,7 +84,7 @@ class Receiver:
     upload like the real endpoint (``validate``: path, headers, every event against the
     contract), keeps each first-seen ``Idempotency-Key``'s batch in ``store`` (JSON
     lines; repeats are answered 200 and not stored again), applies ``faults``, and
-    serves ``GET /received`` (the stored batches) and ``GET /healthz``.
+    serves ``GET /received`` (the stored batches), ``GET /healthz`` and ``GET /metrics``.
     """
 
     def __init__(
@@ -257,9 +257,43 @@ class Receiver:
             out.write(line + b"\n")
         self.stored_batches += 1
 
+    def _metrics(self) -> bytes:
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        from codex_analytics.metrics import CallbackCollector, counter_family
+
+        by_status: dict[str, int] = {}
+        for request in self.requests:
+            by_status[str(request.status)] = by_status.get(str(request.status), 0) + 1
+        stored = {"batches": self.stored_batches, "events": self.unique_event_count}
+        registry = CollectorRegistry()
+        registry.register(
+            CallbackCollector(
+                lambda: [
+                    counter_family(
+                        "codex_receiver_uploads",
+                        "Uploads answered, by status.",
+                        "status",
+                        by_status,
+                    ),
+                    counter_family(
+                        "codex_receiver_stored",
+                        "First-seen batches and their events (repeated keys excluded).",
+                        "what",
+                        stored,
+                    ),
+                ]
+            )
+        )
+        return generate_latest(registry)
+
     def _serve(self, path: str) -> web.Response | None:
         if path == "/healthz":
             return web.json_response({"status": "ok", "stored_batches": self.stored_batches})
+        if path == "/metrics":
+            return web.Response(
+                body=self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4"}
+            )
         if path == "/received":
             body = b""
             if self.store is not None and os.path.exists(self.store):

@@ -67,3 +67,26 @@ def test_scraped_families_sum_over_processes() -> None:
     assert snapshot.by_label("codex_x_lag", "partition") == {"0": 4, "3": 10}
     counts["turn_started"] = 4  # read at scrape time
     assert 'codex_x_facts_total{kind="turn_started"} 4.0' in generate_latest(registry).decode()
+
+
+def test_stream_metrics_read_the_counts_at_scrape_time() -> None:
+    from streams.metrics import StreamCounts, StreamMetrics
+    from streams.reducer.drops import DropReason, ReducerStats
+
+    stats, counts = ReducerStats(), StreamCounts()
+    metrics = StreamMetrics(stats, counts, lambda: {2: 7})
+    stats.count_fact("turn_started")
+    stats.count_event("codex_turn_event")
+    stats.count_drop(DropReason.DEDUPE_REPEAT)
+    counts.count_dead_letter("not_json")
+    counts.records = 3
+    metrics.batch_seconds.observe(0.01)
+    snapshot = MetricsSnapshot()
+    snapshot.add_text(metrics.render().decode())
+    assert snapshot.total("codex_stream_facts_total", kind="turn_started") == 1
+    assert snapshot.total("codex_stream_events_total", type="codex_turn_event") == 1
+    assert snapshot.total("codex_stream_drops_total", reason="dedupe_repeat") == 1
+    assert snapshot.total("codex_stream_dead_letters_total", reason="not_json") == 1
+    assert snapshot.total("codex_stream_worker_total", what="records") == 3
+    assert snapshot.by_label("codex_stream_consumer_lag", "partition") == {"2": 7}
+    assert snapshot.total("codex_stream_batch_seconds_count") == 1
