@@ -48,10 +48,10 @@ def test_stream_equals_batch_two_workers_eight_partitions(stream_run: StreamRun)
 
 
 def test_kill_9_mid_run_loses_nothing_and_repeats_exactly(stream_run: StreamRun) -> None:
-    facts = generated_facts(24_000, seed=13)
+    facts = generated_facts(12_000, seed=13)
     expected = expected_events(facts)
     with stream_run.worker("first") as first:
-        run(produce(stream_run.bootstrap, stream_run.facts, facts[:12_000]))
+        run(produce(stream_run.bootstrap, stream_run.facts, facts[:6_000]))
         # Kill it once it is busy: some events are out, not all.
         partial = run(
             collect(stream_run.bootstrap, stream_run.events, want=500, within=90, settle=0)
@@ -59,7 +59,7 @@ def test_kill_9_mid_run_loses_nothing_and_repeats_exactly(stream_run: StreamRun)
         assert len(partial.raw) >= 500, stream_run.log_text("first")
         first.send_signal(signal.SIGKILL)
         first.wait()
-    run(produce(stream_run.bootstrap, stream_run.facts, facts[12_000:]))
+    run(produce(stream_run.bootstrap, stream_run.facts, facts[6_000:]))
     with stream_run.worker("second") as second:
         out = run(collect(stream_run.bootstrap, stream_run.events, want=len(expected), within=150))
         assert second.poll() is None, stream_run.log_text("second")
@@ -69,12 +69,12 @@ def test_kill_9_mid_run_loses_nothing_and_repeats_exactly(stream_run: StreamRun)
 
 
 def test_second_worker_joining_mid_run_changes_nothing(stream_run: StreamRun) -> None:
-    facts = generated_facts(24_000, seed=14)
+    facts = generated_facts(12_000, seed=14)
     expected = expected_events(facts)
     with stream_run.worker("w1"):
-        run(produce(stream_run.bootstrap, stream_run.facts, facts[:12_000]))
+        run(produce(stream_run.bootstrap, stream_run.facts, facts[:6_000]))
         with stream_run.worker("w2") as second:
-            run(produce(stream_run.bootstrap, stream_run.facts, facts[12_000:]))
+            run(produce(stream_run.bootstrap, stream_run.facts, facts[6_000:]))
             out = run(
                 collect(stream_run.bootstrap, stream_run.events, want=len(expected), within=150)
             )
