@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -43,6 +42,15 @@ def topics_env(topics: TopicSettings) -> dict[str, str]:
         topic_names.EVENTS_DLQ_TOPIC_ENV: topics.events_dlq,
         PARTITIONS_ENV: str(topics.partitions),
     }
+
+
+async def create_topics(bootstrap: str, topics: TopicSettings) -> int:
+    """Create the run's four topics (missing ones only); the facts topic's partitions."""
+    from codex_analytics.kafka import ensure_topics
+
+    names = (topics.facts, topics.facts_dlq, topics.events, topics.events_dlq)
+    actual = await ensure_topics(bootstrap, dict.fromkeys(names, topics.partitions))
+    return actual[topics.facts]
 
 
 def private_topics(prefix: str, partitions: int) -> TopicSettings:
@@ -300,18 +308,6 @@ class LocalStack:
         return {service.name: service.stop() for service in [*self.streams, self.sink]} | (
             {self.receiver.name: self.receiver.stop()} if self.receiver else {}
         )
-
-    def __enter__(self) -> LocalStack:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @contextlib.contextmanager

@@ -206,12 +206,17 @@ async def replay(
     No consumer group: nothing is committed, no live group notices. ``on_progress`` is
     called with the stats and the total of records to replay."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaError
 
     from codex_analytics.kafka import consumer_options
 
     options = {k: v for k, v in consumer_options().items() if k != "enable_auto_commit"}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **options)
-    await consumer.start()
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        await consumer.stop()
+        raise ReplayError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
     stats = ReplayStats()
     try:
         partitions = consumer.partitions_for_topic(topic)

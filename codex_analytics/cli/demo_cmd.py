@@ -122,8 +122,14 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
     import orjson
 
     from codex_analytics.broker import kafka_bootstrap
-    from codex_analytics.kafka import TopicSettings, ensure_topics
-    from codex_analytics.localstack import LocalStack, StackError, interrupts_raise, private_topics
+    from codex_analytics.kafka import TopicSettings
+    from codex_analytics.localstack import (
+        LocalStack,
+        StackError,
+        create_topics,
+        interrupts_raise,
+        private_topics,
+    )
     from codex_analytics.verify import captured_events, compare, received_events, reference_events
     from producers.generator import GeneratorConfig, SessionGenerator
 
@@ -150,15 +156,7 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
         kafka_bootstrap(log_path=str(out_dir / "logs" / "broker.log")) as bootstrap,
     ):
         topics = private_topics(run_id, TopicSettings.from_env().partitions)
-        partitions = asyncio.run(
-            ensure_topics(
-                bootstrap,
-                dict.fromkeys(
-                    (topics.facts, topics.facts_dlq, topics.events, topics.events_dlq),
-                    topics.partitions,
-                ),
-            )
-        )[topics.facts]
+        partitions = asyncio.run(create_topics(bootstrap, topics))
         print(
             f"demo: Kafka at {bootstrap}; topics {run_id}.* ({partitions} partitions); "
             f"{len(facts):,} facts from {args.instances} instances -> "

@@ -77,8 +77,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"offsets: {exc}", file=sys.stderr)
         return 2
+    from aiokafka.errors import KafkaError
+
     try:
         return asyncio.run(_main(args, bootstrap, targets))
+    except KafkaError as exc:
+        print(f"offsets: Kafka at {bootstrap}: {exc}", file=sys.stderr)
+        return 1
     except ValueError as exc:
         print(f"offsets: {exc}", file=sys.stderr)
         return 2

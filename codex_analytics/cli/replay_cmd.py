@@ -84,8 +84,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"replay: the directory of {args.capture} does not exist", file=sys.stderr)
         return 2
     topic = args.topic or settings.topics.facts
+    from aiokafka.errors import KafkaError
+
     try:
         return asyncio.run(_main(args, bootstrap, topic, start, settings, limits))
+    except KafkaError as exc:
+        print(f"replay: Kafka at {bootstrap}: {exc}; nothing was written", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\nreplay: interrupted; nothing was written", file=sys.stderr)
         return 130

@@ -168,8 +168,13 @@ def _verdict(checks: list[Check], capture: Path) -> int:
 def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
     """Run the workflow through the pipeline; an error message, or "" when it ran."""
     from codex_analytics.broker import kafka_bootstrap
-    from codex_analytics.kafka import ensure_topics
-    from codex_analytics.localstack import LocalStack, StackError, interrupts_raise, private_topics
+    from codex_analytics.localstack import (
+        LocalStack,
+        StackError,
+        create_topics,
+        interrupts_raise,
+        private_topics,
+    )
 
     work = Path(tempfile.mkdtemp(prefix="codex-plugin-analytics-"))
     run_id = f"smoke-{uuid.uuid4().hex[:8]}"
@@ -181,14 +186,7 @@ def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
             interrupts_raise(),
             kafka_bootstrap(log_path=str(work / "logs" / "broker.log")) as bootstrap,
         ):
-            asyncio.run(
-                ensure_topics(
-                    bootstrap,
-                    dict.fromkeys(
-                        (topics.facts, topics.facts_dlq, topics.events, topics.events_dlq), 1
-                    ),
-                )
-            )
+            asyncio.run(create_topics(bootstrap, topics))
             stack = LocalStack(bootstrap, work, topics, run_id=run_id, capture_path=capture)
             stack.start()
             try:

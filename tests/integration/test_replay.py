@@ -157,3 +157,18 @@ def test_offsets_show_dry_run_execute_and_refuse_a_live_group(
     assert refused.returncode == 1
     assert "live member" in refused.stderr
     assert _committed(kafka_bootstrap, group, topic) == committed
+
+
+def test_an_unreachable_broker_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
+    from codex_analytics.broker import free_port
+
+    dead = f"127.0.0.1:{free_port('127.0.0.1')}"
+    out = tmp_path / "never.jsonl"
+    result = _cli(dead, "analytics.facts", "replay", "--from", "earliest", "--capture", str(out))
+    assert result.returncode == 1
+    assert "cannot reach Kafka" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    shown = _cli(dead, "analytics.facts", "offsets", "show")
+    assert shown.returncode == 1
+    assert "Traceback" not in shown.stderr
