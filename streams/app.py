@@ -31,12 +31,12 @@ from typing import Any
 
 import faust
 import orjson
-from faust.transport import consumer as faust_transport_consumer
-from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from codex_analytics.metrics import partition_lag
 from codex_analytics.service_http import ServiceHttp
 
+from . import faust_patches
+from .handoff import Handoff
 from .metrics import StreamCounts, StreamMetrics
 from .offsets import Continuity, OffsetGuard
 from .processor import FactProcessor, SourceRecord
@@ -49,56 +49,13 @@ log = logging.getLogger("codex_analytics.stream")
 MARKER_KEY = b"\x00end-marker"
 #: Exit status when delivery fails: a supervisor restarts the worker from its last commit.
 EXIT_DELIVERY_FAILED = 70
-_FETCH_MAX_WAIT_MS = 100
-
-
-def _patch_fetch_wait() -> None:
-    """Faust hard-codes the consumer's ``fetch_max_wait_ms`` at 1500 ms, and brokers hold
-    fetches open for most of it: 100 ms gives a p99 near 250 ms instead of seconds."""
-    original = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(original, "_codex_patched", False):
-        return
-
-    def create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = _FETCH_MAX_WAIT_MS
-        return consumer
-
-    create_worker_consumer._codex_patched = True  # type: ignore[attr-defined]
-    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
-
-
-class _NeverRead(dict):  # type: ignore[type-arg]
-    """Faust's consumer drops every record below the highest offset it has *handed on*,
-    and hands records on (or abandons them during a rebalance) concurrently with its own
-    seeks: records get skipped. Reading every offset as unknown turns that filter, and
-    the "gap" bookkeeping that goes with it, off; the worker's :class:`OffsetGuard`
-    decides instead what is new, what is a repeat and where to re-read."""
-
-    def __getitem__(self, key: Any) -> None:
-        return None
-
-
-def _patch_read_offsets() -> None:
-    consumer_class = faust_transport_consumer.Consumer
-    original = consumer_class.__init__
-    if getattr(original, "_codex_patched", False):
-        return
-
-    def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self._read_offset = _NeverRead()
-
-    init._codex_patched = True  # type: ignore[attr-defined]
-    consumer_class.__init__ = init  # type: ignore[method-assign]
 
 
 class StreamWorkerApp:
     """Builds the Faust app and owns the batch pipeline of its one agent."""
 
     def __init__(self, settings: StreamSettings, bootstrap: str, partitions: int) -> None:
-        _patch_fetch_wait()
-        _patch_read_offsets()
+        faust_patches.apply()
         self.settings = settings
         topics = settings.topics
         self.app = faust.App(
@@ -165,26 +122,47 @@ class StreamWorkerApp:
     # -- the agent ----------------------------------------------------------------------
 
     async def _agent(self, stream: Any) -> None:
+        """Hands every event of the (never auto-acked) stream to the batch loop, which
+        runs beside it, so that fetching and delivery go on while a batch is processed
+        and its writes are acknowledged (see :mod:`streams.handoff`)."""
         events_stream = stream.noack()
-        wait_s = self.settings.batch_max_wait_ms / 1000
-        batches = events_stream.noack_take(self.settings.batch_max_records, within=wait_s)
+        handoff: Handoff[Any] = Handoff(
+            self.settings.batch_max_records, self.settings.batch_max_wait_ms / 1000
+        )
+        idle = asyncio.Event()
+        idle.set()
+        batches = asyncio.ensure_future(self._batch_loop(handoff, events_stream, idle))
         try:
-            async for events in batches:
-                try:
-                    started = time.monotonic()
-                    continuity = await self._continuity(events)
-                    if continuity.process:
-                        await self._process(continuity.process)
-                    for event in continuity.ack:  # in order: Faust commits the first acked run
-                        await events_stream.ack(event)
-                        self.positions[event.message.partition] = event.message.offset + 1
-                    self.metrics.batch_seconds.observe(time.monotonic() - started)
-                    for tp, offset in continuity.seek.items():
-                        await self._seek_back(tp, offset)
-                except BaseException as exc:
-                    _fatal(f"stream batch failed, exiting so nothing is committed past it: {exc!r}")
+            async for event in events_stream.events():
+                await handoff.put(event)
         finally:
+            # Stopping: let the batch in flight finish (its acks make the last commit
+            # exact), then stop the loop where it waits for the next one.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(idle.wait(), 30)
+            batches.cancel()
             log.info("stream totals: %s", self._summary())
+
+    async def _batch_loop(
+        self, handoff: Handoff[Any], events_stream: Any, idle: asyncio.Event
+    ) -> None:
+        while True:
+            events = await handoff.take()
+            idle.clear()
+            try:
+                started = time.monotonic()
+                continuity = await self._continuity(events)
+                if continuity.process:
+                    await self._process(continuity.process)
+                for event in continuity.ack:  # in order: Faust commits the first acked run
+                    await events_stream.ack(event)
+                    self.positions[event.message.partition] = event.message.offset + 1
+                self.metrics.batch_seconds.observe(time.monotonic() - started)
+                for tp, offset in continuity.seek.items():
+                    await self._seek_back(tp, offset)
+            except BaseException as exc:
+                _fatal(f"stream batch failed, exiting so nothing is committed past it: {exc!r}")
+            idle.set()
 
     async def _continuity(self, events: list[Any]) -> Continuity:
         consumer: Any = self.app.consumer  # private attributes below: Faust 0.15.x

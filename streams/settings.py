@@ -23,7 +23,7 @@ class StreamSettings:
     state_horizon_ms: int = 24 * HOUR_MS
     dedupe_horizon_ms: int = 24 * HOUR_MS
     batch_max_records: int = 2000
-    batch_max_wait_ms: int = 50
+    batch_max_wait_ms: int = 10
     replication_factor: int = 1
     #: Largest facts record accepted; larger ones are dead-lettered as ``too_large``.
     #: Default: Kafka's default ``message.max.bytes``.
@@ -53,7 +53,7 @@ class StreamSettings:
                 env_number(env, "ANALYTICS_STREAM_BATCH_MAX_RECORDS", 2000, minimum=1)
             ),
             batch_max_wait_ms=int(
-                env_number(env, "ANALYTICS_STREAM_BATCH_MAX_WAIT_MS", 50, minimum=1)
+                env_number(env, "ANALYTICS_STREAM_BATCH_MAX_WAIT_MS", 10, minimum=0)
             ),
             replication_factor=int(
                 env_number(env, "ANALYTICS_TOPIC_REPLICATION_FACTOR", 1, minimum=1)

@@ -122,6 +122,7 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
     import orjson
 
     from codex_analytics.broker import kafka_bootstrap
+    from codex_analytics.contract import dumps_kept
     from codex_analytics.kafka import TopicSettings
     from codex_analytics.localstack import (
         LocalStack,
@@ -135,7 +136,7 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
 
     started = time.monotonic()
     config = GeneratorConfig(instances=args.instances, seed=args.seed)
-    facts = [orjson.dumps(f) for f in SessionGenerator(config).facts(args.facts)]
+    facts = [dumps_kept(f) for f in SessionGenerator(config).facts(args.facts)]
     facts_path = out_dir / "facts.jsonl"
     facts_path.write_bytes(b"".join(line + b"\n" for line in facts))
     expected = reference_events(facts)  # the verdict's reference: reduce, offline

@@ -32,6 +32,14 @@ DEFAULT_MAX_FACT_BYTES = 1024 * 1024
 BytesLike = bytes | bytearray | memoryview
 
 
+def dumps_kept(obj: Any) -> bytes:
+    """``orjson.dumps`` for bytes that are kept (state stores, open batches, inputs held
+    in memory). From orjson 3.12 every result keeps its whole write buffer, at least
+    4 KiB, whatever its length: a 300-byte state held that way costs 4.1 KB. The copy
+    is exact-size and costs ~0.1 µs; transient outputs (sent at once) do not need it."""
+    return bytes(memoryview(orjson.dumps(obj)))
+
+
 def loads(data: BytesLike | str, *, max_bytes: int = DEFAULT_MAX_FACT_BYTES) -> Any:
     """Parse JSON, classifying failures as too large, not UTF-8 or not JSON."""
     size = len(data.encode("utf-8", "surrogatepass")) if isinstance(data, str) else len(data)
@@ -379,7 +387,8 @@ def split_event_record(
         raw_event = _field(obj, "event")
         try:
             decoder = _event_decoder(raw_event)
-            event_json = orjson.dumps(decoder(raw_event) if validate_event else raw_event)
+            # Kept in an open batch until it is uploaded.
+            event_json = dumps_kept(decoder(raw_event) if validate_event else raw_event)
         except DecodeError as err:
             raise err.within("event") from None
         return EventRecordParts(route, origin, raw_event["event_type"], event_json)

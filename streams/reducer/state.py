@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from codex_analytics.contract.codec import dumps_kept
 from codex_analytics.contract.events import AppServerClientMetadata
 from codex_analytics.contract.facts import RuntimeMetadata, TokenUsage
 from codex_analytics.contract.schema import decoder_for
@@ -127,7 +128,7 @@ class InstanceState:
     # -- bytes ---------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
+        return dumps_kept(  # the store keeps it
             {
                 "v": STATE_FORMAT_VERSION,
                 "last_seq": self.last_seq,
