@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -34,3 +35,19 @@ def spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
     """Start a service process from the project root, its output in ``log``."""
     with open(log, "wb") as out:  # the child keeps its own descriptor
         return subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stream_worker_env(bootstrap: str, facts_topic: str, prefix: str) -> dict[str, str]:
+    """A stream worker's environment: this one's, minus any ANALYTICS_* setting, reading
+    ``facts_topic`` with topics and group of its own named after ``prefix``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        ANALYTICS_FACTS_TOPIC=facts_topic,
+        ANALYTICS_EVENTS_TOPIC=f"{prefix}.events",
+        ANALYTICS_FACTS_DLQ_TOPIC=f"{prefix}.dlq",
+        ANALYTICS_STREAM_APP_ID=f"{prefix}-stream",
+        ANALYTICS_TOPIC_PARTITIONS=str(PARTITIONS),
+        PYTHONPATH=str(ROOT),
+    )
+    return env

@@ -47,7 +47,7 @@ def _reduce_only(lines: list[bytes]) -> float:
     # the collector's way, as they would be.
     gc.collect()
     gc.freeze()
-    reducer, states = Reducer(), {}
+    reducer, states = Reducer(), dict[str, InstanceState]()
     try:
         started = time.perf_counter()
         for fact in facts:
@@ -62,7 +62,7 @@ def _reduce_only(lines: list[bytes]) -> float:
 
 
 def _full_line(lines: list[bytes]) -> float:
-    reducer, states = Reducer(), {}
+    reducer, states = Reducer(), dict[str, InstanceState]()
     started = time.perf_counter()
     for line in lines:
         fact = decode_fact(line)

@@ -7,7 +7,9 @@ by the span between the first and the last request the receiver got, so start-up
 group joins are not counted. events/s = events / that span.
 
 * ceiling: ``bench.sink_ceiling``: getmany -> join raw values by 500 -> POST;
-* sink: ``codex-analytics sink worker`` (decode, route batches, gate, headers, commits).
+* sink: ``codex-analytics sink worker`` (decode, route batches, gate, headers, commits);
+* bare httpx loop: ``bench.sink_ceiling bodies``: the very bodies and headers the sink
+  sent, POSTed one after another by one httpx client (the issue's ceiling: HTTP alone).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 from codex_analytics.broker import EmbeddedBroker
 from codex_analytics.contract import (
@@ -38,6 +42,10 @@ from .common import PARTITIONS, ROOT, produce_records, spawn
 from .stats import Figure
 
 ACCOUNTS = 10
+#: Set by the client itself on every request.
+_TRANSPORT_HEADERS = frozenset(
+    {"host", "content-length", "connection", "accept-encoding", "user-agent", "accept"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +120,7 @@ async def _one_run(
     accounts: list[str],
     tmp: Path,
     extra_env: tuple[tuple[str, str], ...] = (),
-) -> tuple[float, float, float, float]:
+) -> tuple[float, float, float, float, float]:
     secrets = tmp / "secrets"
     secrets.mkdir(exist_ok=True)
     for account in accounts:
@@ -132,6 +140,7 @@ async def _one_run(
                     sys.executable,
                     "-m",
                     "bench.sink_ceiling",
+                    "kafka",
                     bootstrap,
                     topic,
                     url,
@@ -160,19 +169,39 @@ async def _one_run(
                 len(values),
                 tmp / "sink.log",
             )
-    return ceiling, sink, ceiling_rss, sink_rss
+            # The same bodies and headers the sink sent, by a bare httpx loop.
+            bodies = tmp / "bodies.jsonl"
+            lines = []
+            for request in receiver.requests:
+                headers = {k: v for k, v in request.headers.items() if k not in _TRANSPORT_HEADERS}
+                lines.append(orjson.dumps([headers, request.body.decode()]) + b"\n")
+            bodies.write_bytes(b"".join(lines))
+            http, _ = await _measure(
+                [sys.executable, "-m", "bench.sink_ceiling", "bodies", str(bodies), url],
+                base_env,
+                receiver,
+                len(values),
+                tmp / "http.log",
+            )
+    return ceiling, sink, ceiling_rss, sink_rss, http
 
 
 def run(config: SinkBenchConfig) -> list[Figure]:
     values, keys, accounts = event_records(config.facts)
-    samples: list[tuple[float, float, float, float]] = []
+    samples: list[tuple[float, float, float, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(config.runs):
             samples.append(
                 asyncio.run(_one_run(values, keys, accounts, Path(tmp), config.sink_env))
             )
-    ceiling, sink, ceiling_rss, sink_rss = (tuple(s[i] for s in samples) for i in range(4))
+    ceiling, sink, ceiling_rss, sink_rss, http = (tuple(s[i] for s in samples) for i in range(5))
     return [
+        Figure("bare httpx loop, the sink's own bodies (500 events)", "events/s", http),
+        Figure(
+            "sink / bare httpx loop",
+            "ratio x1000",
+            tuple(s / h * 1000 for s, h in zip(sink, http, strict=True)),
+        ),
         Figure(f"ceiling (aiokafka + httpx, {len(values):,} events)", "events/s", ceiling),
         Figure("sink worker, 1 process", "events/s", sink),
         Figure(

@@ -1,7 +1,11 @@
-"""The sink's ceiling: a bare aiokafka consumer that POSTs raw record values, 500 per
-request, with one shared httpx client. No decoding, no routes, no retries, no gate.
+"""The sink's two ceilings, each run as a process by ``bench.sink``:
 
-Run as a process by ``bench.sink``: ``python -m bench.sink_ceiling BOOTSTRAP TOPIC URL TOTAL``.
+* ``python -m bench.sink_ceiling kafka BOOTSTRAP TOPIC URL TOTAL``: a bare aiokafka
+  consumer that POSTs raw record values, 500 per request, with one shared httpx
+  client. No decoding, no routes, no retries, no gate.
+* ``python -m bench.sink_ceiling bodies FILE URL``: a bare httpx loop that POSTs the
+  request bodies (and headers) the sink itself sent, read from ``FILE`` (JSON lines of
+  ``[headers, body]``), one after another with one client: HTTP alone.
 """
 
 from __future__ import annotations
@@ -9,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from pathlib import Path
 
 import httpx
+import orjson
 from aiokafka import AIOKafkaConsumer
 
 from codex_analytics.kafka import consumer_options
@@ -18,7 +24,7 @@ from codex_analytics.kafka import consumer_options
 BATCH = 500
 
 
-async def main(bootstrap: str, topic: str, url: str, total: int) -> None:
+async def from_kafka(bootstrap: str, topic: str, url: str, total: int) -> None:
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -46,5 +52,16 @@ async def main(bootstrap: str, topic: str, url: str, total: int) -> None:
         await consumer.stop()
 
 
+async def from_bodies(requests: list[tuple[dict[str, str], str]], url: str) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        for headers, body in requests:
+            response = await client.post(url, content=body.encode(), headers=headers)
+            response.raise_for_status()
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    if sys.argv[1] == "kafka":
+        asyncio.run(from_kafka(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
+    else:
+        lines = Path(sys.argv[2]).read_bytes().splitlines()
+        asyncio.run(from_bodies([orjson.loads(line) for line in lines], sys.argv[3]))

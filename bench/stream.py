@@ -13,7 +13,6 @@ counted. facts/s = facts read / that span.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from codex_analytics.kafka import (
 )
 from producers.generator import GeneratorConfig, SessionGenerator
 
-from .common import PARTITIONS, produce_records
+from .common import PARTITIONS, produce_records, stream_worker_env
 from .stats import Figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,16 +109,7 @@ def _stream(
     bootstrap: str, source: str, total: int, expected_events: int, workers: int, log_dir: Path
 ) -> float:
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
-    env.update(
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        ANALYTICS_FACTS_TOPIC=source,
-        ANALYTICS_EVENTS_TOPIC=f"{prefix}.events",
-        ANALYTICS_FACTS_DLQ_TOPIC=f"{prefix}.dlq",
-        ANALYTICS_STREAM_APP_ID=f"{prefix}-stream",
-        ANALYTICS_TOPIC_PARTITIONS=str(PARTITIONS),
-        PYTHONPATH=str(ROOT),
-    )
+    env = stream_worker_env(bootstrap, source, prefix)
     procs = []
     for n in range(workers):
         with open(log_dir / f"{prefix}-{n}.log", "wb") as log:  # the child keeps its own fd

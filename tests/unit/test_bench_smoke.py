@@ -1,4 +1,5 @@
-"""The benchmarks still run (figures are not asserted: no timed tests)."""
+"""The benchmarks still run (figures are not asserted: no timed tests), and the document
+they write keeps every suite's section."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from bench.__main__ import read_sections, render_document, render_section
+from bench.stats import Figure
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +27,24 @@ ROOT = Path(__file__).resolve().parents[2]
                 "state per live dedupe key",
             ),
         ),
-        ("sink", ("ceiling (aiokafka + httpx", "sink worker, 1 process", "sink / ceiling")),
+        (
+            "sink",
+            (
+                "ceiling (aiokafka + httpx",
+                "sink worker, 1 process",
+                "sink / ceiling",
+                "sink / bare httpx loop",
+            ),
+        ),
+        (
+            "latency",
+            ("linger 1000 ms: track_* -> receiver p99", "linger 100 ms: p99 - target"),
+        ),
+        (
+            "scaling",
+            ("1,000 instances: steady state, process()", "back once past the horizon"),
+        ),
+        ("profile", ("decode, dedupe, reduce, encode (pure core)", "What the profile changed")),
         (
             "producers",
             ("client track_* -> broker", "client track_* call, caller side", "gateway / ceiling"),
@@ -46,3 +67,19 @@ def test_benchmark_quick_mode_runs(suite: str, figures: tuple[str, ...]) -> None
     out = result.stdout.decode()
     for figure in figures:
         assert figure in out
+
+
+def test_a_rewritten_section_replaces_only_its_own() -> None:
+    sink = render_section("sink", [Figure("sink / bare httpx loop", "ratio x1000", (900.0,))], "c1")
+    profile = render_section(
+        "profile", [Figure("Faust + mode", "% of samples", (40.0,))], "c2", "What changed: x"
+    )
+    doc = render_document({"profile": profile, "sink": sink})
+    assert doc.index("## sink") < doc.index("## profile"), "suites keep the command's order"
+    sections = read_sections(doc)
+    assert sections["profile"].strip() == profile.strip()
+    sections["sink"] = render_section("sink", [Figure("sink / bare httpx loop", "x", (1.0,))], "c3")
+    again = read_sections(render_document(sections))
+    assert "What changed: x" in again["profile"]
+    assert "c3" in again["sink"]
+    assert "c1" not in again["sink"]
