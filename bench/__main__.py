@@ -82,16 +82,6 @@ SUITES: dict[str, Suite] = {
     "producers": _producers,
     "profile": _profile,
 }
-#: Default runs per suite in a full ``all`` run (the slow ones fewer).
-REPRODUCE = {
-    "reducer": "python -m bench reducer --runs 5",
-    "stream": "python -m bench stream --facts 40000 --runs 3",
-    "sink": "python -m bench sink --facts 200000 --runs 3",
-    "latency": "python -m bench latency --runs 3",
-    "scaling": "python -m bench scaling --runs 3",
-    "producers": "python -m bench producers --facts 100000 --runs 3",
-    "profile": "python -m bench profile",
-}
 
 
 def render_section(suite: str, figures: list[Figure], command: str, text: str = "") -> str:
@@ -147,7 +137,8 @@ def read_sections(text: str) -> dict[str, str]:
             sections[name] = ""
         if name is not None:
             sections[name] += line
-    return sections
+    # A section ends at its last text line: blank lines between sections do not pile up.
+    return {name: text.rstrip() + "\n" for name, text in sections.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,11 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         result = SUITES[name](args)
         figures, text = result if isinstance(result, tuple) else (result, "")
-        if args.suite == "all":
-            command = REPRODUCE[name]
-        else:
-            command = "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
-            command = command.replace(" --write", "")
+        # What reproduces this section: every suite reads its sizes from the same options.
+        command = f"python -m bench {name} --facts {args.facts} --runs {args.runs}"
+        if args.instances != 200:
+            command += f" --instances {args.instances}"
         section = render_section(name, figures, command, text)
         print(section, flush=True)
         print(f"({name}: {time.monotonic() - started:.0f} s)\n", file=sys.stderr, flush=True)
