@@ -146,19 +146,26 @@ class StreamWorkerApp:
     async def _batch_loop(
         self, handoff: Handoff[Any], events_stream: Any, idle: asyncio.Event
     ) -> None:
+        guard = self.guard
         while True:
-            events = await handoff.take()
+            # While a partition waits for a re-read, wake up to repeat a seek that was
+            # lost: the records that would otherwise prompt it may never come.
+            events = await handoff.take(wait_s=guard.next_retry_in(time.monotonic()))
             idle.clear()
             try:
-                started = time.monotonic()
-                continuity = await self._continuity(events)
-                if continuity.process:
-                    await self._process(continuity.process)
-                for event in continuity.ack:  # in order: Faust commits the first acked run
-                    await events_stream.ack(event)
-                    self.positions[event.message.partition] = event.message.offset + 1
-                self.metrics.batch_seconds.observe(time.monotonic() - started)
-                for tp, offset in continuity.seek.items():
+                if events:
+                    started = time.monotonic()
+                    continuity = await self._continuity(events)
+                    if continuity.process:
+                        await self._process(continuity.process)
+                    for event in continuity.ack:  # in order: Faust commits the first acked run
+                        await events_stream.ack(event)
+                        self.positions[event.message.partition] = event.message.offset + 1
+                    self.metrics.batch_seconds.observe(time.monotonic() - started)
+                    for tp, offset in continuity.seek.items():
+                        await self._seek_back(tp, offset)
+                    del events, continuity  # held-back records: nothing keeps them unacked
+                for tp, offset in guard.due_seeks(time.monotonic()).items():
                     await self._seek_back(tp, offset)
             except BaseException as exc:
                 _fatal(f"stream batch failed, exiting so nothing is committed past it: {exc!r}")
@@ -172,9 +179,11 @@ class StreamWorkerApp:
             self.processor.clear_cache()  # another worker may have owned these partitions
         unknown = self.guard.unknown(events)
         if unknown:
-            # After an assignment Faust seeks to the committed offsets (the next to read);
-            # a partition never committed starts at its earliest offset.
-            committed = consumer._committed_offset
+            # After an assignment the stream starts at the committed offsets (the next to
+            # read); a partition never committed starts at its earliest offset. Asked of
+            # the broker: Faust's own copy is filled in only once its seek to them has
+            # finished, and the first records can be delivered before that.
+            committed = await _committed_offsets(consumer, unknown)
             missing = [tp for tp in unknown if committed.get(tp) is None]
             earliest = await consumer.earliest_offsets(*missing) if missing else {}
             for tp in unknown:
@@ -325,6 +334,19 @@ def _current_event(event: Any) -> Iterator[None]:
         yield
     finally:
         faust.streams._current_event.reset(token)
+
+
+async def _committed_offsets(consumer: Any, partitions: Iterable[Any]) -> dict[Any, int | None]:
+    """The group's committed offset of each partition, from the broker (None: never
+    committed). Runs on the consumer's thread, where Faust keeps the aiokafka client."""
+    thread = consumer._thread  # Faust 0.15.x: ThreadDelegateConsumer
+    client = thread._ensure_consumer()
+
+    async def lookup() -> dict[Any, int | None]:
+        return {tp: await client.committed(tp) for tp in partitions}
+
+    result: dict[Any, int | None] = await thread.call_thread(lookup)
+    return result
 
 
 async def _delivered(futures: list[Awaitable[Any]]) -> list[Any]:

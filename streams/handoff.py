@@ -50,12 +50,16 @@ class Handoff(Generic[T]):
             self._full.set()
             self._room.clear()
 
-    async def take(self) -> list[T]:
+    async def take(self, wait_s: float | None = None) -> list[T]:
         """Everything buffered (at most ``max_items``), once there is something; with a
-        linger, a partial batch waits until it is that old or full."""
-        while not self._items:
+        linger, a partial batch waits until it is that old or full. With ``wait_s``, an
+        empty list once that many seconds passed with nothing buffered."""
+        if not self._items:
             self._arrived.clear()
-            await self._arrived.wait()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), wait_s)
+            except TimeoutError:
+                return []
         if self.linger_s > 0 and not self._full.is_set():
             left = self._first_at + self.linger_s - time.monotonic()
             if left > 0:

@@ -74,3 +74,22 @@ class OffsetGuard:
                 holes[tp] = now
                 out.seek[tp] = want
         return out
+
+    def due_seeks(self, now: float) -> dict[Hashable, int]:
+        """Seeks to repeat for holes that no record has filled in ``retry_after_s``.
+
+        ``check`` repeats a seek only when more records of the partition arrive; once
+        everything past the hole has been fetched and held back, nothing arrives, so the
+        batch loop asks here while it waits."""
+        due: dict[Hashable, int] = {}
+        for tp, asked_at in self.holes.items():
+            if now - asked_at >= self.retry_after_s:
+                self.holes[tp] = now
+                due[tp] = self.expected[tp]
+        return due
+
+    def next_retry_in(self, now: float) -> float | None:
+        """Seconds until the oldest hole is due for another seek (None: no hole)."""
+        if not self.holes:
+            return None
+        return max(0.0, min(self.holes.values()) + self.retry_after_s - now)

@@ -31,6 +31,19 @@ async def test_take_waits_for_the_first_item() -> None:
     assert await asyncio.wait_for(taker, 1) == ["a"]
 
 
+async def test_take_with_wait_s_returns_empty_when_nothing_comes() -> None:
+    handoff: Handoff[str] = Handoff(10, linger_s=5.0)
+    assert await handoff.take(wait_s=0.01) == []
+    await handoff.put("a")
+    # Something buffered: wait_s is about waiting for a first item, not the linger.
+    taker = asyncio.ensure_future(handoff.take(wait_s=0.01))
+    await asyncio.sleep(0.05)
+    assert not taker.done()
+    for n in range(9):
+        await handoff.put(str(n))
+    assert len(await asyncio.wait_for(taker, 1)) == 10
+
+
 async def test_put_waits_while_full_and_resumes_after_a_take() -> None:
     handoff: Handoff[int] = Handoff(3)
     for n in range(3):

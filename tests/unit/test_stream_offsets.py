@@ -53,6 +53,22 @@ def test_a_hole_holds_back_its_partition_and_asks_for_one_seek() -> None:
     assert guard.check(events(("a", 16)), now=2.5).seek == {"a": 11}
 
 
+def test_a_hole_nothing_arrives_for_is_sought_again_on_the_clock() -> None:
+    # Everything past the hole was fetched and held back, then the seek was lost (Faust
+    # seeking to the committed offsets at the same moment): no record will come to
+    # trigger ``check``, so the batch loop asks ``due_seeks`` while it waits.
+    guard = started(a=10, b=0)
+    guard.check(events(("a", 12)), now=0)
+    assert guard.next_retry_in(now=0.5) == 1.5
+    assert guard.due_seeks(now=1.9) == {}
+    assert guard.due_seeks(now=2.0) == {"a": 10}
+    assert guard.due_seeks(now=2.1) == {}  # the clock restarts with each seek
+    assert guard.next_retry_in(now=2.5) == 1.5
+    guard.check(events(("a", 10)), now=3)
+    assert guard.next_retry_in(now=3) is None
+    assert guard.due_seeks(now=100) == {}
+
+
 def test_re_read_records_are_acked_once_more_but_not_reduced_again() -> None:
     guard = started(a=10)
     guard.check(events(("a", 10), ("a", 11), ("a", 13)), now=0)
