@@ -12,10 +12,8 @@ offset). Count and byte limits are deterministic; a wall-clock linger is not. So
 time cut is a function of the record sequence: an open batch closes when the
 partition shows a record stamped more than ``max_wait_ms`` after the batch's first
 record. When the partition is idle (fully fetched), a wall-clock check closes it
-``lateness_ms`` later instead, plus the delay with which records are arriving: the
-stream stamps events with their facts' time, so while it lags, records come in stamped
-that far in the past. That is the only cut a replay can disagree with, and only for a
-record that reached the partition ``lateness_ms`` later than the ones before it.
+``lateness_ms`` later instead; that is the only cut a replay can disagree with, and
+only for a record that reached the partition more than ``lateness_ms`` late.
 
 A partition's open batches together hold at most ``max_open_records``; past it the
 batch that started first closes. That cut bounds memory however many routes share the
@@ -158,14 +156,7 @@ class PartitionBatcher:
         # record is past it (most records are not).
         self._earliest_ms: int | None = None
         self.buffered = 0  # records in open batches
-        #: How far behind their timestamps records arrive (the latest fetch's last one).
-        self.arrival_delay_ms = 0
         self.progress = PartitionProgress()
-
-    def arrived(self, timestamp_ms: int, now_ms: int) -> None:
-        """The last record of a fetch, stamped ``timestamp_ms``, arrived at ``now_ms``:
-        the idle check waits that much longer (see the module docstring)."""
-        self.arrival_delay_ms = max(0, now_ms - timestamp_ms)
 
     def add(self, record: SinkRecord) -> list[Batch]:
         """Add one record; returns the batches this closed, in the order they closed."""
@@ -217,7 +208,7 @@ class PartitionBatcher:
         is fully fetched: while records are still coming, their timestamps decide."""
         closed: list[Batch] = []
         if caught_up and self._earliest_ms is not None:
-            deadline = self._idle_wait_ms()
+            deadline = self.limits.max_wait_ms + self.limits.lateness_ms
             self._close_where(
                 lambda b: now_ms >= b.first_timestamp_ms + deadline, CloseReason.TIME, closed
             )
@@ -233,10 +224,7 @@ class PartitionBatcher:
         """When :meth:`expire` next has something to close (wall clock, ms)."""
         if self._earliest_ms is None:
             return None
-        return self._earliest_ms + self._idle_wait_ms()
-
-    def _idle_wait_ms(self) -> int:
-        return self.limits.max_wait_ms + self.limits.lateness_ms + self.arrival_delay_ms
+        return self._earliest_ms + self.limits.max_wait_ms + self.limits.lateness_ms
 
     def finished(self, batch: Batch) -> None:
         """``batch`` was delivered, dead-lettered, skipped or captured."""

@@ -226,8 +226,6 @@ class SinkWorker:
                         if index % 256 == 0:
                             # Decoding is CPU work: let the lanes send what is closed.
                             await asyncio.sleep(0)
-                    if records and records[-1].timestamp and records[-1].timestamp > 0:
-                        lane.batcher.arrived(records[-1].timestamp, _now_ms())
                 now = _now_ms()
                 for tp, lane in self.lanes.items():
                     highwater = consumer.highwater(tp)

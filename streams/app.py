@@ -208,7 +208,6 @@ class StreamWorkerApp:
                 e.message.offset,
                 e.message.key,
                 e.message.value,
-                _timestamp_ms(e.message.timestamp),
             )
             for e in events
         ]
@@ -224,12 +223,8 @@ class StreamWorkerApp:
         producer = self.app.producer
         topics = self.settings.topics
         pending: list[Awaitable[Any]] = []
-        now_ms = int(time.time() * 1000)
-        for event in batch.events:
-            timestamp = _faust_timestamp(event.timestamp_until(now_ms))
-            pending.append(
-                await producer.send(topics.events, event.key, event.value, None, timestamp, None)
-            )
+        for key, value in batch.events:
+            pending.append(await producer.send(topics.events, key, value, None, None, None))
         for letter in batch.dead_letters:
             pending.append(
                 await producer.send(
@@ -339,18 +334,6 @@ def _current_event(event: Any) -> Iterator[None]:
         yield
     finally:
         faust.streams._current_event.reset(token)
-
-
-def _timestamp_ms(seconds: float | None) -> int | None:
-    """Faust hands record timestamps on as float seconds; back to the broker's integer ms
-    (None when the record has none: -1 on the wire)."""
-    return None if seconds is None or seconds < 0 else round(seconds * 1000)
-
-
-def _faust_timestamp(timestamp_ms: int | None) -> float | None:
-    """The float seconds Faust's ``send`` takes. It truncates ``seconds * 1000`` to an
-    int: half a millisecond more keeps it on the exact millisecond."""
-    return None if timestamp_ms is None else (timestamp_ms + 0.5) / 1000
 
 
 async def _committed_offsets(consumer: Any, partitions: Iterable[Any]) -> dict[Any, int | None]:

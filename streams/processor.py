@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from codex_analytics.contract import (
     AuthRoute,
@@ -43,34 +42,12 @@ class SourceRecord:
     offset: int
     key: bytes | None
     value: bytes | None
-    #: The record's Kafka timestamp; its events carry it on (see :class:`OutputRecord`).
-    timestamp_ms: int | None = None
-
-
-class OutputRecord(NamedTuple):
-    """One events-topic record to produce.
-
-    ``timestamp_ms`` is the timestamp of the facts record it came from (None: let the
-    producer stamp it): event time carries through the stream, as in Kafka Streams. The
-    sink's linger is measured in event time, so an event waits for at most the linger
-    after its fact was recorded, not after the stream got to it, and a replay of the
-    facts gives the events topic the same timestamps, hence the same batches."""
-
-    key: bytes
-    value: bytes
-    timestamp_ms: int | None
-
-    def timestamp_until(self, now_ms: int) -> int | None:
-        """The timestamp to produce with, never later than ``now_ms``: a producer clock
-        running ahead must not hold a sink batch open (or out of retention) into the
-        future."""
-        return None if self.timestamp_ms is None else min(self.timestamp_ms, now_ms)
 
 
 @dataclass(slots=True)
 class ProcessedBatch:
-    #: Every events-topic record, in emission order.
-    events: list[OutputRecord] = field(default_factory=list)
+    #: (key, value) of every events-topic record, in emission order.
+    events: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     #: instance id -> serialized state, for every instance whose state changed.
     states: dict[str, bytes] = field(default_factory=dict)
@@ -147,7 +124,7 @@ class FactProcessor:
                 if reduction.drops:
                     out.warnings.extend(d for d in reduction.drops if d.reason.logged)
                 if reduction.events:
-                    _route(fact, reduction.events, record.timestamp_ms, out)
+                    _route(fact, reduction.events, out)
         cache, limit = self._cache, self.state_cache_size
         for instance_id, state in states.items():
             out.states[instance_id] = state.to_bytes()
@@ -174,18 +151,13 @@ class FactProcessor:
             return InstanceState()
 
 
-def _route(
-    fact: FactEnvelope,
-    events: Sequence[TrackEvent],
-    timestamp_ms: int | None,
-    out: ProcessedBatch,
-) -> None:
+def _route(fact: FactEnvelope, events: Sequence[TrackEvent], out: ProcessedBatch) -> None:
     route = fact.source.auth or _NO_ROUTE
     key = route_key(route)
     instance_id, seq = fact.source.instance_id, fact.seq
     for index, event in enumerate(events):
         record = EventRecord(route=route, origin=Origin(instance_id, seq, index), event=event)
-        out.events.append(OutputRecord(key, encode_event_record(record), timestamp_ms))
+        out.events.append((key, encode_event_record(record)))
 
 
 def _dead_letter(

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import os
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +23,7 @@ from typing import Any, Protocol
 
 from codex_analytics.contract import join_batch, split_event_record
 
-from .processor import FactProcessor, OutputRecord, SourceRecord
+from .processor import FactProcessor, SourceRecord
 from .reducer import Reducer
 from .settings import StreamSettings
 
@@ -108,7 +107,7 @@ class ReplayStats:
 
 
 class ReplayOutput(Protocol):
-    async def partition_events(self, events: list[OutputRecord]) -> int: ...
+    async def partition_events(self, events: list[tuple[bytes, bytes]]) -> int: ...
 
     async def partition_done(self) -> int: ...
 
@@ -123,11 +122,11 @@ class CaptureOutput:
         fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._file = os.fdopen(fd, "wb")
 
-    async def partition_events(self, events: list[OutputRecord]) -> int:
+    async def partition_events(self, events: list[tuple[bytes, bytes]]) -> int:
         bodies: list[bytes] = []
-        for event in events:
-            parts = split_event_record(event.value)
-            bodies.extend(self.batcher.add(event.key, parts.event_json))
+        for key, value in events:
+            parts = split_event_record(value)
+            bodies.extend(self.batcher.add(key, parts.event_json))
         return self._write(bodies)
 
     async def partition_done(self) -> int:
@@ -157,17 +156,9 @@ class TopicOutput:
         self.topic = topic
         self._pending: list[Any] = []
 
-    async def partition_events(self, events: list[OutputRecord]) -> int:
-        now_ms = int(time.time() * 1000)
-        for event in events:
-            self._pending.append(
-                await self.producer.send(
-                    self.topic,
-                    event.value,
-                    key=event.key,
-                    timestamp_ms=event.timestamp_until(now_ms),
-                )
-            )
+    async def partition_events(self, events: list[tuple[bytes, bytes]]) -> int:
+        for key, value in events:
+            self._pending.append(await self.producer.send(self.topic, value, key=key))
         return len(events)
 
     async def partition_done(self) -> int:
@@ -185,7 +176,7 @@ class Replayer:
         self.processor = processor
         self._states: dict[str, bytes] = {}
 
-    def feed(self, records: list[SourceRecord], stats: ReplayStats) -> list[OutputRecord]:
+    def feed(self, records: list[SourceRecord], stats: ReplayStats) -> list[tuple[bytes, bytes]]:
         batch = self.processor.process(
             records, lambda instance_id, _p: self._states.get(instance_id)
         )
@@ -328,15 +319,7 @@ async def _replay_partition(
             else:
                 fetched_records, from_ms = fetched_records[at:], None
         records = [
-            SourceRecord(
-                topic,
-                tp.partition,
-                r.offset,
-                r.key,
-                r.value,
-                r.timestamp if r.timestamp >= 0 else None,
-            )
-            for r in fetched_records
+            SourceRecord(topic, tp.partition, r.offset, r.key, r.value) for r in fetched_records
         ]
         if records:
             position = records[-1].offset + 1

@@ -140,7 +140,6 @@ class Collected:
     records: list[dict[str, Any]] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
     headers: list[dict[str, bytes]] = field(default_factory=list)
-    timestamps: list[int] = field(default_factory=list)
 
 
 async def collect(
@@ -152,7 +151,6 @@ async def collect(
     for record in await read_from_start(bootstrap, topic, want=want, within=within, settle=settle):
         out.raw.append(record.value)
         out.headers.append(dict(record.headers))
-        out.timestamps.append(record.timestamp)
         try:
             out.records.append(orjson.loads(record.value))
         except orjson.JSONDecodeError:
@@ -178,17 +176,6 @@ def distinct_by_origin(collected: Collected) -> tuple[list[bytes], int]:
         else:
             seen[key] = raw
     return sorted(orjson.dumps(orjson.loads(v)["event"]) for v in seen.values()), repeats
-
-
-def assert_event_time_carried(bootstrap: str, facts_topic: str, events: Collected) -> None:
-    """Each event record has its fact record's timestamp (the first copy's: the generator
-    repeats some facts, as producer retries do)."""
-    facts = run(collect(bootstrap, facts_topic, want=1, within=30, settle=1))
-    fact_time: dict[tuple[str, int], int] = {}
-    for fact, timestamp in zip(facts.records, facts.timestamps, strict=True):
-        fact_time.setdefault((fact["source"]["instance_id"], fact["seq"]), timestamp)
-    carried = [fact_time[(r["origin"]["instance_id"], r["origin"]["seq"])] for r in events.records]
-    assert carried == events.timestamps
 
 
 def run(coro: Any) -> Any:

@@ -11,7 +11,6 @@ import pytest
 
 from .stream_helpers import (
     StreamRun,
-    assert_event_time_carried,
     collect,
     distinct_by_origin,
     event_bytes,
@@ -34,7 +33,6 @@ def test_stream_equals_batch_one_worker(stream_run: StreamRun) -> None:
     assert event_bytes(out) == expected
     # Events are keyed by route: one account's events share a partition.
     assert all(r["route"]["account_id"] is not None for r in out.records)
-    assert_event_time_carried(stream_run.bootstrap, stream_run.facts, out)
 
 
 def test_stream_equals_batch_two_workers_eight_partitions(stream_run: StreamRun) -> None:

@@ -102,22 +102,6 @@ def test_wall_clock_expiry_waits_for_lateness_and_for_the_partition_to_be_read()
     assert batcher.next_deadline_ms() is None
 
 
-def test_wall_clock_expiry_also_waits_for_the_delay_records_arrive_with() -> None:
-    # Events carry their facts' time: while the stream lags 3 s, a record stamped inside
-    # the window can still be on its way when the partition looks idle.
-    batcher = PartitionBatcher(0, BatchLimits(max_wait_ms=1000, lateness_ms=200))
-    feed(batcher, [rec(0, ts=10_000)])
-    batcher.arrived(10_000, now_ms=13_000)
-    assert batcher.next_deadline_ms() == 14_200
-    assert batcher.expire(14_199, caught_up=True) == []
-    assert feed(batcher, [rec(1, ts=10_900)]) == []  # the late one joins the batch
-    batcher.arrived(10_900, now_ms=10_950)  # the stream caught up
-    assert batcher.expire(11_249, caught_up=True) == []
-    assert offsets(batcher.expire(11_250, caught_up=True)) == [[0, 1]]
-    batcher.arrived(20_000, now_ms=19_000)  # a clock ahead never shortens the wait
-    assert batcher.arrival_delay_ms == 0
-
-
 def test_routes_never_share_a_batch_and_keep_their_order() -> None:
     batcher = PartitionBatcher(0, BatchLimits(max_events=2))
     closed = feed(batcher, [rec(0, "a"), rec(1, "b"), rec(2, "a"), rec(3, "b"), rec(4, "c")])

@@ -32,7 +32,7 @@ def test_events_carry_route_origin_and_exact_event() -> None:
     )
     batch = FactProcessor().process([rec(j(fact))], lambda _i, _p: None)
     assert len(batch.events) == 2
-    for index, (key, value, _timestamp) in enumerate(batch.events):
+    for index, (key, value) in enumerate(batch.events):
         assert key == b'["acct-9",true]'
         record = decode_event_record(value)
         assert (record.origin.instance_id, record.origin.seq, record.origin.index) == (
@@ -46,23 +46,9 @@ def test_events_carry_route_origin_and_exact_event() -> None:
     assert first["event_params"]["connector_id"] == "a"
 
 
-def test_events_carry_the_timestamp_of_their_facts_record() -> None:
-    inst = Instance()
-    records = [
-        SourceRecord("analytics.facts", 0, 0, b"inst-1", j(inst.hook_run()), 1_700_000_000_123),
-        SourceRecord("analytics.facts", 0, 1, b"inst-1", j(inst.hook_run()), None),
-    ]
-    batch = FactProcessor().process(records, lambda _i, _p: None)
-    assert [e.timestamp_ms for e in batch.events] == [1_700_000_000_123, None]
-    # Produced never later than the worker's clock (a client clock running ahead).
-    assert batch.events[0].timestamp_until(1_700_000_000_100) == 1_700_000_000_100
-    assert batch.events[0].timestamp_until(1_800_000_000_000) == 1_700_000_000_123
-    assert batch.events[1].timestamp_until(1_800_000_000_000) is None
-
-
 def test_missing_auth_gives_the_unknown_route() -> None:
     batch = FactProcessor().process([rec(j(Instance().hook_run()))], lambda _i, _p: None)
-    ((key, value, _timestamp),) = batch.events
+    ((key, value),) = batch.events
     assert key == b"[null,false]"
     assert orjson.loads(value)["route"] == {"kind": None, "account_id": None, "is_fedramp": False}
 
@@ -99,7 +85,7 @@ def test_state_round_trips_through_the_loader_across_batches() -> None:
     second = processor.process(
         [rec(j(inst.compaction("thread-1")))], lambda iid, _p: store.get(iid)
     )
-    assert [orjson.loads(v)["event"]["event_type"] for _, v, _ in second.events] == [
+    assert [orjson.loads(v)["event"]["event_type"] for _, v in second.events] == [
         "codex_compaction_event"
     ]
     # Replaying the first batch against the saved state emits nothing new.
@@ -137,7 +123,7 @@ def test_batches_of_a_generated_stream_equal_the_offline_reducer() -> None:
             [rec(f, i) for i, f in enumerate(facts[start : start + 257], start)], store.get
         )
         store.update(batch.states)
-        produced += [e.value for e in batch.events]
+        produced += [v for _, v in batch.events]
     # Group the event records back into per-fact bodies, as the sink would.
     bodies: dict[tuple[str, int], list[Any]] = {}
     for value in produced:
@@ -162,7 +148,7 @@ def test_state_cache_gives_the_same_output_and_is_cleared_on_demand() -> None:
                 lambda iid, _p: store.get(iid),
             )
             store.update(batch.states)
-            out += [e.value for e in batch.events]
+            out += [v for _, v in batch.events]
         return out
 
     plain = run_all(FactProcessor())
