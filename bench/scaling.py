@@ -31,6 +31,10 @@ For each size N:
    horizon while the N instances stay silent (instance ids are per process start: a
    process that exits never sends again). Then each of the N instances sends one more
    fact past the horizon, which runs its expiry sweep (timed: facts/s of that pass).
+4. Retention: then nobody writes for the retention, and the worker's idle sweep
+   (``streams.sweep``; every state carries the worker's write time) deletes every
+   state: memory after it, and stored states looked at per second (the changelog
+   tombstones the worker also writes are not timed here).
 
 Memory is counted, not sampled from the OS, so it is deterministic:
 
@@ -75,6 +79,7 @@ from producers.fact_builder import BASE_MS, FactBuilder, skill
 from streams.processor import FactProcessor, SourceRecord
 from streams.reducer import InstanceState, Reducer
 from streams.settings import HOUR_MS, StreamSettings
+from streams.sweep import find_idle, stamp, state_of
 from streams.worker import tune_gc
 
 from .stats import Figure
@@ -191,10 +196,12 @@ class _Core:
     reads: int = 0
     loads: int = 0
     offset: int = 0
+    #: The worker's clock (ms) when it writes states: their stamp for the idle sweep.
+    clock_ms: int = 0
 
     def load_state(self, instance_id: str, partition: int) -> bytes | None:
         self.reads += 1
-        return self.store.get(instance_id.encode())
+        return state_of(self.store.get(instance_id.encode()))
 
     def feed(self, records: list[Record]) -> float:
         """Process ``records`` in worker-sized batches: seconds spent in the core."""
@@ -209,7 +216,9 @@ class _Core:
             ]
             out = process(batch, load)
             for instance_id, state in out.states.items():
-                store[instance_id.encode()] = state
+                store[instance_id.encode()] = stamp(
+                    state, self.clock_ms, out.partitions[instance_id]
+                )
             spent += time.perf_counter() - began
             self.offset += len(chunk)
             self.loads += len(out.partitions)
@@ -253,11 +262,11 @@ def _reduced(indices: Iterable[int], config: ScalingBenchConfig) -> dict[bytes, 
 
 def _seed(n: int, config: ScalingBenchConfig) -> dict[bytes, bytes]:
     template_key = _name(0).encode()
-    template = _reduced([0], config)[template_key]
+    template = state_of(_reduced([0], config)[template_key]) or b""
     store = {}
     for index in range(n):
         key = _name(index).encode()
-        store[key] = template.replace(template_key, key)
+        store[key] = stamp(template.replace(template_key, key), 0, index % _PARTITIONS)
     sample = sorted({*range(min(n, config.check_sample)), n - 1})
     real = _reduced(sample, config)
     wrong = [key for key, state in real.items() if store[key] != state]
@@ -294,13 +303,15 @@ class _Memory:
 
 
 def _allocated(value: bytes) -> int:
-    """Heap bytes of the state ``value`` as the worker holds it: the ``to_bytes`` result,
-    which keeps orjson's whole output buffer (at least 4 KiB), not just its length."""
-    state = InstanceState.from_bytes(value)
+    """Heap bytes of the stored ``value`` as the worker holds it: the ``to_bytes``
+    result, stamped (orjson's whole output buffer, at least 4 KiB, is kept only by a
+    result that is stored as it is)."""
+    state = InstanceState.from_bytes(state_of(value) or b"")
+    head = value[: len(value) - len(state_of(value) or b"")]
     gc.collect()
     tracemalloc.start()
     try:
-        copies = [state.to_bytes() for _ in range(_PROBES)]
+        copies = [head + state.to_bytes() for _ in range(_PROBES)]
         size = tracemalloc.get_traced_memory()[0] - sys.getsizeof(copies)
     finally:
         tracemalloc.stop()
@@ -344,7 +355,9 @@ def _cached_states_bytes(core: _Core) -> int:
     tracemalloc.start()
     try:
         ids = [key.encode().decode() for key in sample]
-        states = [InstanceState.from_bytes(core.store[key.encode()]) for key in ids]
+        states = [
+            InstanceState.from_bytes(state_of(core.store[key.encode()]) or b"") for key in ids
+        ]
         entries = tracemalloc.get_traced_memory()[0] - sys.getsizeof(ids) - sys.getsizeof(states)
     finally:
         tracemalloc.stop()
@@ -376,7 +389,7 @@ def _memory(core: _Core, leave_out: Iterable[bytes] = ()) -> _Memory:
 
 def _dedupe_key_bytes(config: ScalingBenchConfig) -> int:
     """Serialized bytes one live dedupe key adds to its instance's state."""
-    state = InstanceState.from_bytes(next(iter(_reduced([0], config).values())))
+    state = InstanceState.from_bytes(state_of(next(iter(_reduced([0], config).values()))) or b"")
     with_key = len(state.to_bytes())
     state.dedupe.clear()
     return with_key - len(state.to_bytes())
@@ -395,6 +408,9 @@ class _SizeResult:
     silent: _Memory
     back: _Memory
     back_rate: float
+    #: After the idle sweep deleted every state, and how fast it looked at them.
+    swept: _Memory
+    sweep_rate: float
     wall: float
 
 
@@ -470,9 +486,22 @@ def _measure(n: int, config: ScalingBenchConfig) -> _SizeResult:
     for what in ("connections", "threads", "turns", "dedupe_keys"):
         if expired.get(what, 0) - expired_before.get(what, 0) != n:
             raise RuntimeError(f"scaling bench: not every seeded instance expired its {what}")
-    if not InstanceState.from_bytes(core.store[_name(n - 1).encode()]).is_empty:
+    if not InstanceState.from_bytes(state_of(core.store[_name(n - 1).encode()]) or b"").is_empty:
         raise RuntimeError("scaling bench: a state past the horizon is not empty")
     back = _memory(core, leave_out=new_keys)
+
+    # Past the retention nobody wrote again: the worker's idle sweep deletes every state
+    # (streams.sweep; the worker then writes changelog tombstones, not timed here).
+    began = time.perf_counter()
+    items = ((key, value, None) for key, value in core.store.items())
+    found = find_idle(items, cutoff_ms=1, partitions=range(_PARTITIONS))
+    for key, _ in found.idle:
+        del core.store[key]
+        core.processor.forget(key.decode())
+    sweep_rate = (len(found.idle) + found.kept) / (time.perf_counter() - began)
+    if core.store:
+        raise RuntimeError(f"scaling bench: {len(core.store)} states survived the idle sweep")
+    swept = _memory(core)
     return _SizeResult(
         rates=rates,
         cache_hits=cache_hits,
@@ -482,6 +511,8 @@ def _measure(n: int, config: ScalingBenchConfig) -> _SizeResult:
         silent=silent,
         back=back,
         back_rate=n / seconds,
+        swept=swept,
+        sweep_rate=sweep_rate,
         wall=time.perf_counter() - started,
     )
 
@@ -508,50 +539,67 @@ def run(config: ScalingBenchConfig) -> list[Figure]:
                 )
             )
 
-    each("steady state, process(), one core", "facts/s", lambda r, n: r.rates)
-    each("steady state, decoded-state cache hits", "%", lambda r, n: r.cache_hits)
-    each("steady state, states written back per 1,000 facts", "states", lambda r, n: r.writes)
-    each("steady state, share of the time in the cyclic GC", "%", lambda r, n: r.gc_shares)
-    each(
-        "live, store per instance and dedupe key, as held",
-        "bytes",
-        lambda r, n: r.live.store_held / n,
-    )
-    each(
-        "live, store per instance and dedupe key, exact size",
-        "bytes",
-        lambda r, n: r.live.store_exact / n,
-    )
-    each(
-        "live, caches (decoded states, sources)",
-        "MiB",
-        lambda r, n: (r.live.states + r.live.sources) / mib,
-    )
-    each("live, memory (store as held + caches)", "MiB", lambda r, n: r.live.total / mib)
-    each(
-        "silent past the horizon, store per instance, as held",
-        "bytes",
-        lambda r, n: r.silent.store_held / n,
-    )
-    each(
-        "back once past the horizon, store per instance, as held",
-        "bytes",
-        lambda r, n: r.back.store_held / n,
-    )
-    each(
-        "back once past the horizon, store per instance, exact size",
-        "bytes",
-        lambda r, n: r.back.store_exact / n,
-    )
-    each(
-        "back once past the horizon, memory (store as held + caches)",
-        "MiB",
-        lambda r, n: r.back.total / mib,
-    )
-    each(
-        "back once past the horizon (expiry sweeps), process()", "facts/s", lambda r, n: r.back_rate
-    )
-    each("wall time (seed, runs, horizon)", "s", lambda r, n: r.wall)
+    rows: list[tuple[str, str, Callable[[_SizeResult, int], float | list[float]]]] = [
+        ("steady state, process(), one core", "facts/s", lambda r, n: r.rates),
+        ("steady state, decoded-state cache hits", "%", lambda r, n: r.cache_hits),
+        ("steady state, states written back per 1,000 facts", "states", lambda r, n: r.writes),
+        ("steady state, share of the time in the cyclic GC", "%", lambda r, n: r.gc_shares),
+        (
+            "live, store per instance and dedupe key, as held",
+            "bytes",
+            lambda r, n: r.live.store_held / n,
+        ),
+        (
+            "live, store per instance and dedupe key, exact size",
+            "bytes",
+            lambda r, n: r.live.store_exact / n,
+        ),
+        (
+            "live, caches (decoded states, sources)",
+            "MiB",
+            lambda r, n: (r.live.states + r.live.sources) / mib,
+        ),
+        ("live, memory (store as held + caches)", "MiB", lambda r, n: r.live.total / mib),
+        (
+            "silent past the horizon, store per instance, as held",
+            "bytes",
+            lambda r, n: r.silent.store_held / n,
+        ),
+        (
+            "back once past the horizon, store per instance, as held",
+            "bytes",
+            lambda r, n: r.back.store_held / n,
+        ),
+        (
+            "back once past the horizon, store per instance, exact size",
+            "bytes",
+            lambda r, n: r.back.store_exact / n,
+        ),
+        (
+            "back once past the horizon, memory (store as held + caches)",
+            "MiB",
+            lambda r, n: r.back.total / mib,
+        ),
+        (
+            "back once past the horizon (expiry sweeps), process()",
+            "facts/s",
+            lambda r, n: r.back_rate,
+        ),
+        (
+            "silent past the retention, after the idle sweep, store per instance",
+            "bytes",
+            lambda r, n: r.swept.store_held / n,
+        ),
+        (
+            "silent past the retention, after the idle sweep, memory (store + caches)",
+            "MiB",
+            lambda r, n: r.swept.total / mib,
+        ),
+        ("idle sweep (find + delete), stored states", "states/s", lambda r, n: r.sweep_rate),
+        ("wall time (seed, runs, horizon)", "s", lambda r, n: r.wall),
+    ]
+    for name, unit, value in rows:
+        each(name, unit, value)
     figures.append(
         Figure("one live dedupe key, serialized share", "bytes", (_dedupe_key_bytes(config),))
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import time
@@ -42,11 +43,14 @@ from .offsets import Continuity, OffsetGuard
 from .processor import FactProcessor, SourceRecord
 from .reducer import Reducer
 from .settings import StreamSettings
+from .sweep import find_idle, stamp, state_of
 
 log = logging.getLogger("codex_analytics.stream")
 
 #: Changelog key of the end markers; never an instance id (those are non-empty text).
 MARKER_KEY = b"\x00end-marker"
+#: Stored states the idle sweep looks at between two batches.
+SWEEP_SLICE = 20_000
 #: Exit status when delivery fails: a supervisor restarts the worker from its last commit.
 EXIT_DELIVERY_FAILED = 70
 
@@ -102,6 +106,12 @@ class StreamWorkerApp:
         self.metrics = StreamMetrics(self.processor.reducer.stats, self.counts, self.lag)
         self.guard = OffsetGuard()
         self._generation: int | None = None
+        # The idle sweep in progress (streams.sweep): stored items still to look at, the
+        # assignment it started under, and what it found so far.
+        self._sweep_items: Iterator[tuple[bytes, bytes, int | None]] | None = None
+        self._sweep_generation: int | None = None
+        self._sweep_kept = self._sweep_deleted = 0
+        self._next_sweep_at = time.monotonic() + settings.sweep_interval_s
         self._last_report = time.monotonic()
         self.app.agent(self.facts_topic, name="reduce-facts", concurrency=1)(self._agent)
         if settings.health_addr:
@@ -148,9 +158,9 @@ class StreamWorkerApp:
     ) -> None:
         guard = self.guard
         while True:
-            # While a partition waits for a re-read, wake up to repeat a seek that was
-            # lost: the records that would otherwise prompt it may never come.
-            events = await handoff.take(wait_s=guard.next_retry_in(time.monotonic()))
+            # Wake up without records too: to repeat a seek that was lost (the records
+            # that would prompt it may never come), and for the idle sweep.
+            events = await handoff.take(wait_s=self._wake_in())
             idle.clear()
             try:
                 if events:
@@ -167,6 +177,7 @@ class StreamWorkerApp:
                     del events, continuity  # held-back records: nothing keeps them unacked
                 for tp, offset in guard.due_seeks(time.monotonic()).items():
                     await self._seek_back(tp, offset)
+                await self._sweep_slice()
             except BaseException as exc:
                 _fatal(f"stream batch failed, exiting so nothing is committed past it: {exc!r}")
             idle.set()
@@ -216,8 +227,7 @@ class StreamWorkerApp:
         def load_state(instance_id: str, partition: int) -> bytes | None:
             # Partitioned stores (RocksDB) read from the current event's partition only.
             with _current_event(last_event_of_partition[partition]):
-                value: bytes | None = self.table.data.get(instance_id.encode())
-                return value
+                return state_of(self.table.data.get(instance_id.encode()))
 
         batch = self.processor.process(records, load_state)
         producer = self.app.producer
@@ -234,17 +244,19 @@ class StreamWorkerApp:
         await _delivered(pending)  # (a) outputs first: a saved state implies its outputs
 
         changelog_futures: list[Awaitable[Any]] = []
+        stored: list[tuple[bytes, bytes]] = []
+        now_ms = int(time.time() * 1000)
         for instance_id, state in batch.states.items():
             partition = batch.partitions[instance_id]
             key = instance_id.encode()
+            value = stamp(state, now_ms, partition)  # for the idle sweep
+            stored.append((key, value))
             changelog_futures.append(
-                await producer.send(self.changelog, key, state, partition, None, None)
+                await producer.send(self.changelog, key, value, partition, None, None)
             )
         metadata = await _delivered(changelog_futures)  # (b) then the states
-        for (instance_id, state), meta in zip(batch.states.items(), metadata, strict=True):
-            self._store_write(
-                instance_id.encode(), state, last_event_of_partition[meta.partition], meta
-            )
+        for (key, value), meta in zip(stored, metadata, strict=True):
+            self._store_write(key, value, last_event_of_partition[meta.partition], meta)
         await self._mark_changelog_ends({m.partition for m in metadata})
 
         self._count(len(records), batch)
@@ -252,6 +264,125 @@ class StreamWorkerApp:
             log.warning("%s %s", drop.message, orjson.dumps(drop.as_log_fields()).decode())
         if batch.dead_letters:
             log.warning("sent %d invalid facts to %s", len(batch.dead_letters), topics.facts_dlq)
+
+    # -- the idle sweep (streams.sweep) --------------------------------------------------
+
+    def _wake_in(self) -> float:
+        """Seconds the batch loop may wait for records before it has work of its own."""
+        now = time.monotonic()
+        sweep = 0.0 if self._sweep_items is not None else self._next_sweep_at - now
+        retry = self.guard.next_retry_in(now)
+        return max(0.0, sweep if retry is None else min(sweep, retry))
+
+    async def _sweep_slice(self) -> None:
+        """Look at the next slice of stored states, between two batches, so that a big
+        table never holds a batch up for long; a new assignment abandons the sweep."""
+        if self._sweep_items is None:
+            now = time.monotonic()
+            if now < self._next_sweep_at:
+                return
+            if self.app.rebalancing:
+                self._next_sweep_at = now + 1.0  # try again once the assignment settled
+                return
+            self._next_sweep_at = now + self.settings.sweep_interval_s
+            self._sweep_items = self._stored_items()
+            self._sweep_generation = self.app.consumer_generation_id
+            self._sweep_kept = self._sweep_deleted = 0
+        if self.app.rebalancing or self.app.consumer_generation_id != self._sweep_generation:
+            self._sweep_items = None
+            return
+        try:
+            chunk = list(itertools.islice(self._sweep_items, SWEEP_SLICE))
+        except Exception as exc:  # a store closed by a rebalance under the iterator
+            log.info("idle sweep abandoned: %r", exc)
+            self._sweep_items = None
+            return
+        now_ms = int(time.time() * 1000)
+        # Only fully processed partitions: there, "not written for the retention" means
+        # "no fact for the retention".
+        caught_up = {p for p, lag in self.lag().items() if lag == 0 and p in self.positions}
+        found = find_idle(chunk, now_ms - self.settings.state_retention_ms, caught_up)
+        if found.idle:
+            await self._delete_states(found.idle)
+        if found.unstamped:
+            await self._stamp_states(found.unstamped, now_ms)
+        self._sweep_kept += found.kept + len(found.unstamped)
+        self._sweep_deleted += len(found.idle)
+        if len(chunk) < SWEEP_SLICE:
+            self._sweep_items = None
+            self.counts.sweeps += 1
+            if self._sweep_deleted:
+                log.info(
+                    "idle sweep: deleted %d instance states not written for %.4g h, kept %d",
+                    self._sweep_deleted,
+                    self.settings.state_retention_ms / 3_600_000,
+                    self._sweep_kept,
+                )
+
+    def _stored_items(self) -> Iterator[tuple[bytes, bytes, int | None]]:
+        """(key, value, partition if the store knows it) of every stored state."""
+        store: Any = self.table.data  # private attributes below: Faust 0.15.x stores
+        if self.settings.store == "rocksdb":
+            for partition, db in list(store._dbs.items()):
+                for key, value in store._visible_items(db):
+                    yield key, value, partition
+        else:
+            data, partitions = store.data, store._key_partition
+            for key in list(data):  # a snapshot of the keys: batches change the dict
+                value = data.get(key)
+                if value is not None:
+                    yield key, value, partitions.get(key)
+
+    async def _delete_states(self, idle: list[tuple[bytes, int]]) -> None:
+        """Tombstones in the changelog first (a restart must not bring the state back),
+        then out of the store and the decoded-state cache."""
+        producer = self.app.producer
+        futures = [
+            await producer.send(self.changelog, key, None, partition, None, None)
+            for key, partition in idle
+        ]
+        metadata = await _delivered(futures)
+        store: Any = self.table.data
+        key_partition = getattr(store, "_key_partition", {})
+        for (key, _), meta in zip(idle, metadata, strict=True):
+            store.pop(key, None)
+            key_partition.pop(key, None)
+            self._persisted(meta)
+            self.processor.forget(key.decode())
+        self.counts.swept_states += len(idle)
+        await self._mark_changelog_ends({partition for _, partition in idle})
+
+    async def _stamp_states(self, unstamped: list[tuple[bytes, int]], now_ms: int) -> None:
+        """States written before stamps existed get one now; they age from here."""
+        store: Any = self.table.data  # private attributes below: Faust 0.15.x stores
+        rocksdb = self.settings.store == "rocksdb"
+
+        def partition_data(partition: int) -> Any:  # where the store keeps that partition
+            return store._db_for_partition(partition) if rocksdb else store.data
+
+        restamped = [
+            (key, partition, stamp(value, now_ms, partition))
+            for key, partition in unstamped
+            if (value := partition_data(partition).get(key)) is not None
+        ]
+        futures = [
+            await self.app.producer.send(self.changelog, key, value, partition, None, None)
+            for key, partition, value in restamped
+        ]
+        metadata = await _delivered(futures)
+        for (key, partition, value), meta in zip(restamped, metadata, strict=True):
+            data = partition_data(partition)
+            if rocksdb:
+                data.put(key, value)
+            else:
+                data[key] = value
+            self._persisted(meta)
+        await self._mark_changelog_ends({partition for _, partition, _ in restamped})
+
+    def _persisted(self, meta: Any) -> None:
+        set_persisted = getattr(self.table.data, "set_persisted_offset", None)
+        if set_persisted is not None:
+            set_persisted(meta.topic_partition, meta.offset)
 
     def _store_write(self, key: bytes, value: bytes, event: Any, meta: Any) -> None:
         with _current_event(event):

@@ -25,6 +25,9 @@ class StreamCounts:
     misrouted: int = 0
     seeks: int = 0
     corrupt_states: int = 0
+    #: States deleted by the idle sweep (streams.sweep), and sweeps finished.
+    swept_states: int = 0
+    sweeps: int = 0
     dead_letters: dict[str, int] = field(default_factory=dict)
 
     def count_dead_letter(self, reason: str) -> None:
@@ -74,7 +77,8 @@ class StreamMetrics:
             )
             yield counter_family(
                 "codex_stream_worker",
-                "Worker counts: records, batches, misrouted facts, offset seeks, corrupt states.",
+                "Worker counts: records, batches, misrouted facts, offset seeks, corrupt states,"
+                " idle states swept, sweeps finished.",
                 "what",
                 {
                     "records": counts.records,
@@ -82,6 +86,8 @@ class StreamMetrics:
                     "misrouted": counts.misrouted,
                     "seeks": counts.seeks,
                     "corrupt_states": counts.corrupt_states,
+                    "swept_states": counts.swept_states,
+                    "sweeps": counts.sweeps,
                 },
             )
             yield lag_family(

@@ -83,6 +83,10 @@ class FactProcessor:
     def clear_cache(self) -> None:
         self._cache.clear()
 
+    def forget(self, instance_id: str) -> None:
+        """Drop one instance's cached state (its saved state was deleted)."""
+        self._cache.pop(instance_id, None)
+
     def process(self, records: Sequence[SourceRecord], load_state: StateLoader) -> ProcessedBatch:
         """``load_state(instance_id, partition)`` returns the instance's saved state (or
         None); ``partition`` is the source partition, where a partitioned store keeps it."""

@@ -140,6 +140,8 @@ class Collected:
     records: list[dict[str, Any]] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
     headers: list[dict[str, bytes]] = field(default_factory=list)
+    #: The aiokafka records themselves (keys, tombstones).
+    records_raw: list[Any] = field(default_factory=list)
 
 
 async def collect(
@@ -151,9 +153,10 @@ async def collect(
     for record in await read_from_start(bootstrap, topic, want=want, within=within, settle=settle):
         out.raw.append(record.value)
         out.headers.append(dict(record.headers))
+        out.records_raw.append(record)
         try:
             out.records.append(orjson.loads(record.value))
-        except orjson.JSONDecodeError:
+        except (orjson.JSONDecodeError, TypeError):  # not JSON, or a tombstone
             out.records.append({})
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -179,3 +180,48 @@ def test_rocksdb_store_restart_continues_from_local_state(stream_run: StreamRun,
         assert worker.poll() is None, stream_run.log_text("r2")
     events, _ = distinct_by_origin(out)
     assert events == expected
+
+
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_states_nobody_writes_are_swept_from_store_and_changelog(
+    stream_run: StreamRun, store: str, tmp_path: Path
+) -> None:
+    # Retention 3.6 s (horizons as short, since retention may not be below them), a sweep
+    # every second: once the facts are processed, every instance falls silent.
+    stream_run.extra_env.update(
+        ANALYTICS_STREAM_STORE=store,
+        ANALYTICS_STREAM_DATA_DIR=str(tmp_path / "state"),
+        ANALYTICS_STATE_HORIZON_HOURS="0.001",
+        ANALYTICS_DEDUPE_HORIZON_HOURS="0.001",
+        ANALYTICS_STATE_RETENTION_HOURS="0.001",
+        ANALYTICS_STREAM_SWEEP_INTERVAL_S="1",
+    )
+    facts = generated_facts(3_000, instances=40, seed=18)
+    instances = {orjson.loads(f)["source"]["instance_id"].encode() for f in facts}
+    changelog = f"{stream_run.prefix}-stream-reducer-state-changelog"
+    with stream_run.worker() as worker:
+        run(produce(stream_run.bootstrap, stream_run.facts, facts))
+        first = run(collect(stream_run.bootstrap, stream_run.events, want=1, within=60, settle=3))
+        assert first.raw, stream_run.log_text()
+        deadline = time.monotonic() + 45
+        latest: dict[bytes, bytes | None] = {}
+        while time.monotonic() < deadline:
+            written = run(collect(stream_run.bootstrap, changelog, want=1, within=10, settle=1))
+            latest = {}
+            for record in written.records_raw:
+                latest[record.key] = record.value
+            if all(latest.get(key, b"") is None for key in instances):
+                break
+            time.sleep(1)
+        states = {k: v for k, v in latest.items() if k in instances}
+        assert set(states) == instances
+        assert all(v is None for v in states.values()), stream_run.log_text()
+        assert "idle sweep: deleted" in stream_run.log_text()
+        # Still working: a returning instance starts from an empty state.
+        again = generated_facts(3_200, instances=40, seed=18)[3_000:]
+        run(produce(stream_run.bootstrap, stream_run.facts, again))
+        more = run(
+            collect(stream_run.bootstrap, stream_run.events, want=len(first.raw) + 1, within=60)
+        )
+        assert len(more.raw) > len(first.raw)
+        assert worker.poll() is None, stream_run.log_text()
