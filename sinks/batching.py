@@ -80,7 +80,7 @@ class BatchLimits:
     lateness_ms: int = 200
     #: Records held in one partition's open batches at most; past it, the open batch
     #: that started first closes. A function of the record sequence, like every cut.
-    max_open_records: int = 1000
+    max_open_records: int = 4000
 
     def __post_init__(self) -> None:
         if self.max_open_records < 1:

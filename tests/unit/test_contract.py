@@ -110,6 +110,44 @@ def test_split_event_record_gives_the_exact_event_bytes(validate: bool) -> None:
             )
 
 
+def test_split_event_record_slices_the_stream_layout_exactly_as_the_full_parse() -> None:
+    # The fast path (bytes in the stream's layout) against the full parse (any other
+    # input type takes it), on strings built to look like the record's own members.
+    tricky = ',"origin":{"x":1},"event":{"event_type":"codex_turn_event"}}'
+    event = event_from_json(copy.deepcopy(VECTORS[0]["expected_events"][0]))
+    records = [
+        EventRecord(AuthRoute(kind="chatgpt", account_id=tricky), Origin(tricky, 1, 0), event),
+        EventRecord(AuthRoute(), Origin("i", 2, 1), event),
+    ]
+    for vector in VECTORS:
+        for index, event_json in enumerate(vector["expected_events"]):
+            event_json = copy.deepcopy(event_json)
+            if isinstance(event_json.get("event_params"), dict):
+                event_json["event_params"]["thread_id"] = tricky
+            records.append(
+                EventRecord(
+                    AuthRoute(account_id="a"), Origin("i", 3, index), event_from_json(event_json)
+                )
+            )
+    for record in records:
+        data = encode_event_record(record)
+        fast = split_event_record(data)
+        assert fast == split_event_record(bytearray(data))
+        assert (fast.route, fast.origin) == (record.route, record.origin)
+        assert fast.event_json == encode_event(record.event)
+    # Any other layout decodes the same through the full parse.
+    data = encode_event_record(records[0])
+    spaced = orjson.dumps(orjson.loads(data), option=orjson.OPT_INDENT_2)
+    assert split_event_record(spaced) == split_event_record(data)
+    reordered = orjson.loads(data)
+    reordered = {
+        "event": reordered["event"],
+        "origin": reordered["origin"],
+        "route": reordered["route"],
+    }
+    assert split_event_record(orjson.dumps(reordered)) == split_event_record(data)
+
+
 def test_split_event_record_errors_name_the_field() -> None:
     good = orjson.loads(
         encode_event_record(
