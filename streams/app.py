@@ -191,10 +191,14 @@ class StreamWorkerApp:
         unknown = self.guard.unknown(events)
         if unknown:
             # After an assignment the stream starts at the committed offsets (the next to
-            # read); a partition never committed starts at its earliest offset. Asked of
-            # the broker: Faust's own copy is filled in only once its seek to them has
-            # finished, and the first records can be delivered before that.
-            committed = await _committed_offsets(consumer, unknown)
+            # read); a partition never committed starts at its earliest offset. Faust's
+            # copy is filled in only once its seek to them has finished, and the first
+            # records can be delivered before that: what it lacks is asked of the broker.
+            known = consumer._committed_offset
+            committed = {tp: known.get(tp) for tp in unknown}
+            lacking = [tp for tp, offset in committed.items() if offset is None]
+            if lacking:
+                committed.update(await _committed_offsets(consumer, lacking))
             missing = [tp for tp in unknown if committed.get(tp) is None]
             earliest = await consumer.earliest_offsets(*missing) if missing else {}
             for tp in unknown:
@@ -467,16 +471,29 @@ def _current_event(event: Any) -> Iterator[None]:
         faust.streams._current_event.reset(token)
 
 
-async def _committed_offsets(consumer: Any, partitions: Iterable[Any]) -> dict[Any, int | None]:
+async def _committed_offsets(
+    consumer: Any, partitions: Iterable[Any], *, within_s: float = 5.0
+) -> dict[Any, int | None]:
     """The group's committed offset of each partition, from the broker (None: never
-    committed). Runs on the consumer's thread, where Faust keeps the aiokafka client."""
+    committed, or no answer within ``within_s``). Runs on the consumer's thread, where
+    Faust keeps the aiokafka client. Bounded because aiokafka retries the lookup for as
+    long as the coordinator answers with a retriable error (as it may mid-rebalance),
+    and the batch loop must not wait on that: a start too early is only a re-read
+    (repeats are dropped), and one too late is a hole the guard seeks back from."""
     thread = consumer._thread  # Faust 0.15.x: ThreadDelegateConsumer
     client = thread._ensure_consumer()
+    wanted = list(partitions)
 
     async def lookup() -> dict[Any, int | None]:
-        return {tp: await client.committed(tp) for tp in partitions}
+        return {tp: await client.committed(tp) for tp in wanted}
 
-    result: dict[Any, int | None] = await thread.call_thread(lookup)
+    try:
+        result: dict[Any, int | None] = await asyncio.wait_for(thread.call_thread(lookup), within_s)
+    except TimeoutError:
+        log.warning(
+            "no committed offsets from the broker within %.0f s: reading from the start", within_s
+        )
+        return dict.fromkeys(wanted)
     return result
 
 
