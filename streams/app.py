@@ -384,6 +384,7 @@ class StreamWorkerApp:
         await self._mark_changelog_ends({partition for _, partition, _ in restamped})
 
     def _persisted(self, meta: Any) -> None:
+        """Partitioned stores (RocksDB) keep the changelog offset their data reached."""
         set_persisted = getattr(self.table.data, "set_persisted_offset", None)
         if set_persisted is not None:
             set_persisted(meta.topic_partition, meta.offset)
@@ -391,9 +392,7 @@ class StreamWorkerApp:
     def _store_write(self, key: bytes, value: bytes, event: Any, meta: Any) -> None:
         with _current_event(event):
             self.table.data[key] = value
-            set_persisted = getattr(self.table.data, "set_persisted_offset", None)
-            if set_persisted is not None:
-                set_persisted(meta.topic_partition, meta.offset)
+            self._persisted(meta)
 
     async def _mark_changelog_ends(self, partitions: Iterable[int]) -> None:
         """One single-record batch at the end of each changelog partition just written.
