@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from codex_analytics.kafka import ensure_topics, producer_options
+from codex_analytics.runtime.kafka import ensure_topics, producer_options
 
 PARTITIONS = 8
 

@@ -10,7 +10,7 @@ default, including the 200 ms ``ANALYTICS_BATCH_LATENESS_MS``), the sink posting
 recording :class:`Receiver` in this process. The facts are the generator's sessions of
 ``instances`` simulated Codex processes, the same ones for every phase, each process
 driven through an :class:`AnalyticsClient` of its own in this process (its instance id
-and account, so its own events route) with ``producers.drive.track_fact``. The clients
+and account, so its own events route) with ``codex_analytics.simulator.drive.track_fact``. The clients
 keep their defaults: no linger of their own (the sender wakes on every call and
 publishes whatever is queued, one envelope per record), so the sink's is the only one.
 
@@ -64,15 +64,15 @@ from typing import Any
 
 import orjson
 
-from codex_analytics.broker import EmbeddedBroker, terminate
 from codex_analytics.contract import AuthRoute, fact_from_json
 from codex_analytics.contract.records import Origin
-from codex_analytics.kafka import read_from_start
-from codex_analytics.localstack import create_topics, private_topics, topics_env
-from codex_analytics.receiver import ReceivedRequest, Receiver
+from codex_analytics.devtools.broker import EmbeddedBroker, terminate
+from codex_analytics.devtools.localstack import create_topics, private_topics, topics_env
+from codex_analytics.devtools.receiver import ReceivedRequest, Receiver
+from codex_analytics.runtime.kafka import read_from_start
+from codex_analytics.simulator.drive import track_fact
+from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from producers import AnalyticsClient, ClientSettings, ProducerIdentity
-from producers.drive import track_fact
-from producers.generator import GeneratorConfig, SessionGenerator
 from sinks.batching import Batch, SinkRecord
 from streams.reducer.offline import OfflineReducer
 

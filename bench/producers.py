@@ -4,7 +4,7 @@ Everything publishes the generator's facts (200 instances) to an 8-partition top
 its own, and is timed from its first fact to the broker's last acknowledgement:
 
 * ceiling: aiokafka alone: pre-encoded envelopes, ``send`` each, await every ack;
-* client: ``track_*`` calls (``producers.drive.track_fact``) into one
+* client: ``track_*`` calls (``codex_analytics.simulator.drive.track_fact``) into one
   ``AnalyticsClient``, which stamps, encodes and publishes them, one envelope per record
   and packed (256 per record). The driving loop hands the loop to the sender whenever
   the queue is 3/4 full, so this is the sender's throughput with no drop; the caller's
@@ -31,11 +31,11 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from codex_analytics.broker import EmbeddedBroker, free_port
-from codex_analytics.kafka import ensure_topics, producer_options
+from codex_analytics.devtools.broker import EmbeddedBroker, free_port
+from codex_analytics.runtime.kafka import ensure_topics, producer_options
+from codex_analytics.simulator.drive import track_fact
+from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from producers import AnalyticsClient, ClientSettings, ProducerIdentity
-from producers.drive import track_fact
-from producers.generator import GeneratorConfig, SessionGenerator
 
 from .common import PARTITIONS, ROOT, spawn
 from .stats import Figure

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import orjson
 
-from codex_analytics.broker import EmbeddedBroker
-from producers.generator import GeneratorConfig, SessionGenerator
+from codex_analytics.devtools.broker import EmbeddedBroker
+from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
 from .common import ROOT, produce_records, stream_worker_env
 from .stats import Figure

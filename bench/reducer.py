@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 
 from codex_analytics.contract import decode_fact, encode_event
-from producers.fact_builder import FactBuilder
-from producers.generator import GeneratorConfig, SessionGenerator
+from codex_analytics.simulator.fact_builder import FactBuilder
+from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from streams.reducer import InstanceState, Reducer
 
 from .stats import Figure, repeat

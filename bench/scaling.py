@@ -75,7 +75,7 @@ from typing import Any
 import orjson
 
 from codex_analytics.contract import codec
-from producers.fact_builder import BASE_MS, FactBuilder, skill
+from codex_analytics.simulator.fact_builder import BASE_MS, FactBuilder, skill
 from streams.processor import FactProcessor, SourceRecord
 from streams.reducer import InstanceState, Reducer
 from streams.settings import HOUR_MS, StreamSettings

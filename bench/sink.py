@@ -25,7 +25,6 @@ from pathlib import Path
 
 import orjson
 
-from codex_analytics.broker import EmbeddedBroker
 from codex_analytics.contract import (
     AuthRoute,
     EventRecord,
@@ -34,8 +33,9 @@ from codex_analytics.contract import (
     fact_from_json,
     route_key,
 )
-from codex_analytics.receiver import Receiver
-from producers.generator import GeneratorConfig, SessionGenerator
+from codex_analytics.devtools.broker import EmbeddedBroker
+from codex_analytics.devtools.receiver import Receiver
+from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from streams.reducer.offline import OfflineReducer
 
 from .common import PARTITIONS, ROOT, produce_records, spawn

@@ -19,7 +19,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from codex_analytics.kafka import consumer_options
+from codex_analytics.runtime.kafka import consumer_options
 
 BATCH = 500
 

@@ -24,14 +24,14 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from codex_analytics.broker import EmbeddedBroker
-from codex_analytics.kafka import (
+from codex_analytics.devtools.broker import EmbeddedBroker
+from codex_analytics.runtime.kafka import (
     consumer_options,
     ensure_topics,
     producer_options,
     read_from_start,
 )
-from producers.generator import GeneratorConfig, SessionGenerator
+from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
 from .common import PARTITIONS, produce_records, stream_worker_env
 from .stats import Figure

@@ -4,16 +4,32 @@
   Python hosts, with upstream's gates and bounded queue.
 * :class:`PluginsManager`: the one place plugin telemetry metadata is built.
 * The ingest gateway (``codex-analytics gateway``) for producers in other languages, and
-  the session generator (``codex-analytics generate``) in :mod:`producers.generator`.
+  the session generator (``codex-analytics generate``) in :mod:`codex_analytics.simulator.generator`.
 """
 
-from .client import QUEUE_FULL_WARNING, AnalyticsClient, ClientStats, DeliveryFailure, TrackCalls
-from .envelope import DEFAULT_ORIGINATOR, ProducerIdentity, current_runtime, new_instance_id
-from .plugins import PluginId, PluginIdError, PluginsManager, capability_summary_from_root
-from .settings import ClientSettings
-from .skills import resolve_skill_path
-from .sync import SyncAnalyticsClient
-from .transport import (
+from producers.client.analytics_client import (
+    QUEUE_FULL_WARNING,
+    AnalyticsClient,
+    ClientStats,
+    DeliveryFailure,
+    TrackCalls,
+)
+from producers.client.envelope import (
+    DEFAULT_ORIGINATOR,
+    ProducerIdentity,
+    current_runtime,
+    new_instance_id,
+)
+from producers.client.plugins import (
+    PluginId,
+    PluginIdError,
+    PluginsManager,
+    capability_summary_from_root,
+)
+from producers.client.settings import ClientSettings
+from producers.client.skills import resolve_skill_path
+from producers.client.sync_client import SyncAnalyticsClient
+from producers.publishing.transport import (
     FactTransport,
     KafkaFactTransport,
     PermanentPublishError,

@@ -66,7 +66,7 @@ class EnvCredentials:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> EnvCredentials:
-        from codex_analytics.env import env_bool, env_str
+        from codex_analytics.runtime.env import env_bool, env_str
 
         token = env_str(env, "ANALYTICS_BEARER_TOKEN")
         if token is None:
@@ -237,7 +237,7 @@ class CredentialChain:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CredentialChain:
-        from codex_analytics.env import env_str
+        from codex_analytics.runtime.env import env_str
 
         sources: list[CredentialProvider] = [EnvCredentials.from_env(env)]
         secrets_dir = env_str(env, "ANALYTICS_SECRETS_DIR")

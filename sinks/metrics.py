@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from codex_analytics.metrics import CallbackCollector, lag_family
+from codex_analytics.runtime.metrics import CallbackCollector, lag_family
 
 
 class SinkMetrics:

@@ -8,8 +8,8 @@ import logging
 import signal
 import sys
 
-from codex_analytics.logs import configure_logging
-from codex_analytics.service_http import ServiceHttp
+from codex_analytics.runtime.http import ServiceHttp
+from codex_analytics.runtime.logs import configure_logging
 
 from .credentials import CredentialChain
 from .settings import SinkSettings

@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from codex_analytics.env import env_bool, env_choice, env_int, env_number, env_str
-from codex_analytics.kafka import TopicSettings
+from codex_analytics.runtime.env import env_bool, env_choice, env_int, env_number, env_str
+from codex_analytics.runtime.kafka import TopicSettings
 
 from .batching import BatchLimits
 from .errors import SinkConfigError

@@ -34,9 +34,9 @@ from aiokafka.errors import KafkaError
 from tenacity import RetryCallState
 
 from codex_analytics.contract import DecodeError, split_event_record
-from codex_analytics.deadletter import DeadLetter, dead_letter
-from codex_analytics.kafka import consumer_options, ensure_topics, producer_options
-from codex_analytics.metrics import partition_lag
+from codex_analytics.runtime.deadletter import DeadLetter, dead_letter
+from codex_analytics.runtime.kafka import consumer_options, ensure_topics, producer_options
+from codex_analytics.runtime.metrics import partition_lag
 
 from .auth import Admitted, Skipped, admit, request_headers
 from .batching import Batch, CloseReason, PartitionBatcher, SinkRecord

@@ -33,8 +33,8 @@ from typing import Any
 import faust
 import orjson
 
-from codex_analytics.metrics import partition_lag
-from codex_analytics.service_http import ServiceHttp
+from codex_analytics.runtime.http import ServiceHttp
+from codex_analytics.runtime.metrics import partition_lag
 
 from . import faust_patches
 from .handoff import Handoff

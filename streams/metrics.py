@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import Metric
 
-from codex_analytics.metrics import CallbackCollector, counter_family, lag_family
+from codex_analytics.runtime.metrics import CallbackCollector, counter_family, lag_family
 from streams.reducer.drops import ReducerStats
 
 

@@ -25,7 +25,7 @@ from codex_analytics.contract import (
     encode_fact,
     route_key,
 )
-from codex_analytics.deadletter import DeadLetter, dead_letter
+from codex_analytics.runtime.deadletter import DeadLetter, dead_letter
 
 from .reducer import Drop, InstanceState, Reducer
 

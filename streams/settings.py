@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from codex_analytics.env import env_choice, env_number
-from codex_analytics.kafka import TopicSettings
+from codex_analytics.runtime.env import env_choice, env_number
+from codex_analytics.runtime.kafka import TopicSettings
 
 HOUR_MS = 3_600_000
 

@@ -6,8 +6,8 @@ import asyncio
 import gc
 import sys
 
-from codex_analytics.kafka import ensure_topics
-from codex_analytics.logs import configure_logging, logging_dict_config
+from codex_analytics.runtime.kafka import ensure_topics
+from codex_analytics.runtime.logs import configure_logging, logging_dict_config
 
 from .settings import StreamSettings
 

@@ -1,6 +1,6 @@
 """Test-facing names for the shared wire-form fact builders."""
 
-from producers.fact_builder import FactBuilder as Instance
-from producers.fact_builder import app, plugin, skill, tracking
+from codex_analytics.simulator.fact_builder import FactBuilder as Instance
+from codex_analytics.simulator.fact_builder import app, plugin, skill, tracking
 
 __all__ = ["Instance", "app", "plugin", "skill", "tracking"]

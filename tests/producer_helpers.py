@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from producers.transport import PermanentPublishError, RetryablePublishError
+from producers.publishing.transport import PermanentPublishError, RetryablePublishError
 
 
 class MemoryTransport:

@@ -49,7 +49,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from codex_analytics.broker import BOOTSTRAP_ENV, EmbeddedBroker, EmbeddedBrokerError
+    from codex_analytics.devtools.broker import BOOTSTRAP_ENV, EmbeddedBroker, EmbeddedBrokerError
 
     if os.environ.get(BOOTSTRAP_ENV, "").strip():
         _say(f"note: ignoring {BOOTSTRAP_ENV}={os.environ[BOOTSTRAP_ENV]}; starting a new broker")

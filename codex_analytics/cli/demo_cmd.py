@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from codex_analytics.localstack import LocalStack, MetricsSnapshot
+    from codex_analytics.devtools.localstack import LocalStack, MetricsSnapshot
 
 DESCRIPTION = """\
 Run the whole pipeline as users deploy it and check its output.
@@ -121,18 +121,23 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
     import orjson
 
-    from codex_analytics.broker import kafka_bootstrap
     from codex_analytics.contract import dumps_kept
-    from codex_analytics.kafka import TopicSettings
-    from codex_analytics.localstack import (
+    from codex_analytics.devtools.broker import kafka_bootstrap
+    from codex_analytics.devtools.localstack import (
         LocalStack,
         StackError,
         create_topics,
         interrupts_raise,
         private_topics,
     )
-    from codex_analytics.verify import captured_events, compare, received_events, reference_events
-    from producers.generator import GeneratorConfig, SessionGenerator
+    from codex_analytics.devtools.verify import (
+        captured_events,
+        compare,
+        received_events,
+        reference_events,
+    )
+    from codex_analytics.runtime.kafka import TopicSettings
+    from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
     started = time.monotonic()
     config = GeneratorConfig(instances=args.instances, seed=args.seed)
@@ -253,10 +258,10 @@ async def _publish_and_follow(
 ) -> _Follow:
     """Publish the facts while following the services' metrics; return when the sink
     has handled every event the stream emitted for every published fact."""
-    from codex_analytics.localstack import MetricsSnapshot, PipelineCounts
-    from codex_analytics.progress import Progress
-    from producers.bulk import publish_lines
-    from producers.transport import KafkaFactTransport
+    from codex_analytics.devtools.localstack import MetricsSnapshot, PipelineCounts
+    from codex_analytics.runtime.progress import Progress
+    from producers.publishing.bulk import publish_lines
+    from producers.publishing.transport import KafkaFactTransport
 
     published = _Published()
     transport = KafkaFactTransport(

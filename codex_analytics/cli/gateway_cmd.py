@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
-    from codex_analytics.broker import kafka_bootstrap
-    from producers.gateway import GatewaySettings, run_gateway
+    from codex_analytics.devtools.broker import kafka_bootstrap
+    from producers.gateway.service import GatewaySettings, run_gateway
 
     try:
         settings = GatewaySettings.from_env()

@@ -67,7 +67,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from producers.generator import GeneratorConfig, SessionGenerator
+    from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
     if args.facts < 0:
         print("generate: --facts must not be negative", file=sys.stderr)

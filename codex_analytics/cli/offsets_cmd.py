@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from codex_analytics.group_offsets import GroupPositions
+    from codex_analytics.ops.group_offsets import GroupPositions
 
 DESCRIPTION = """\
 Show or reset the committed positions of the pipeline's consumer groups.
@@ -51,7 +51,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _targets(args: argparse.Namespace) -> list[tuple[str, str]]:
-    from codex_analytics.kafka import TopicSettings
+    from codex_analytics.runtime.kafka import TopicSettings
 
     topics = TopicSettings.from_env()
     stream = (os.environ.get("ANALYTICS_STREAM_APP_ID") or "codex-analytics-stream", topics.facts)
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace, bootstrap: str, targets: list[tuple[str, str]]) -> int:
-    from codex_analytics.group_offsets import GroupOffsetsError, read_positions
+    from codex_analytics.ops.group_offsets import GroupOffsetsError, read_positions
 
     status = 0
     for group, topic in targets:
@@ -118,8 +118,8 @@ def _print_positions(group: GroupPositions) -> None:
 
 
 async def _reset(args: argparse.Namespace, bootstrap: str, group: GroupPositions) -> int:
-    from codex_analytics.group_offsets import commit_plan, offsets_for_time, plan_reset
-    from streams.replay import StartPoint
+    from codex_analytics.ops.group_offsets import commit_plan, offsets_for_time, plan_reset
+    from codex_analytics.ops.replay import StartPoint
 
     if args.to in ("earliest", "latest"):
         plan = plan_reset(group, to=args.to)

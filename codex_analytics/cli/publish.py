@@ -35,13 +35,13 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
     import asyncio
     import os
 
-    from codex_analytics.broker import kafka_bootstrap
-    from codex_analytics.env import env_int
-    from codex_analytics.kafka import TopicSettings, ensure_topics
-    from codex_analytics.progress import Progress
-    from producers.bulk import BulkPublishError, publish_lines
-    from producers.ingest import LineResult
-    from producers.transport import KafkaFactTransport
+    from codex_analytics.devtools.broker import kafka_bootstrap
+    from codex_analytics.runtime.env import env_int
+    from codex_analytics.runtime.kafka import TopicSettings, ensure_topics
+    from codex_analytics.runtime.progress import Progress
+    from producers.publishing.bulk import BulkPublishError, publish_lines
+    from producers.publishing.ingest import LineResult
+    from producers.publishing.transport import KafkaFactTransport
 
     try:
         topics = TopicSettings.from_env()

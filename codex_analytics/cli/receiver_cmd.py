@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import sys
 
-    from codex_analytics.env import env_int, env_number, env_str
-    from codex_analytics.receiver import Faults, Receiver
+    from codex_analytics.devtools.receiver import Faults, Receiver
+    from codex_analytics.runtime.env import env_int, env_number, env_str
 
     env = os.environ
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from streams.replay import StartPoint
+    from codex_analytics.ops.replay import StartPoint
     from streams.settings import StreamSettings
 
 DESCRIPTION = """\
@@ -63,7 +63,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.replay import StartPoint
+    from codex_analytics.ops.replay import StartPoint
     from streams.settings import StreamSettings
 
     try:
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _batch_limits() -> tuple[int, int]:
-    from codex_analytics.env import env_int
+    from codex_analytics.runtime.env import env_int
 
     env = os.environ
     return (
@@ -114,8 +114,7 @@ async def _main(
     settings: StreamSettings,
     limits: tuple[int, int],
 ) -> int:
-    from codex_analytics.progress import Progress
-    from streams.replay import (
+    from codex_analytics.ops.replay import (
         CaptureOutput,
         ReplayError,
         ReplayOutput,
@@ -123,6 +122,7 @@ async def _main(
         TopicOutput,
         replay,
     )
+    from codex_analytics.runtime.progress import Progress
 
     progress = Progress(plain_every_s=10.0)
 
@@ -147,7 +147,7 @@ async def _main(
             return 2
         from aiokafka import AIOKafkaProducer
 
-        from codex_analytics.kafka import producer_options
+        from codex_analytics.runtime.kafka import producer_options
 
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options())
         await producer.start()
@@ -189,7 +189,7 @@ async def _fresh_topic(bootstrap: str, topic: str, partitions: int) -> str:
     """Create ``topic`` when missing; a problem message when it already holds records."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from codex_analytics.kafka import ensure_topics
+    from codex_analytics.runtime.kafka import ensure_topics
 
     await ensure_topics(bootstrap, {topic: partitions})
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)

@@ -26,7 +26,7 @@ def run_worker_role(
 ) -> int:
     """Load the settings (a ``ValueError`` is a usage error: exit 2), then start the
     worker against ``KAFKA_BOOTSTRAP_SERVERS`` or an embedded broker."""
-    from codex_analytics.broker import kafka_bootstrap
+    from codex_analytics.devtools.broker import kafka_bootstrap
 
     try:
         settings = load_settings()

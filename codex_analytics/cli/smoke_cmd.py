@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from codex_analytics.localstack import LocalStack
-    from codex_analytics.smoke import Check
-    from producers.plugins import PluginId
+    from codex_analytics.devtools.localstack import LocalStack
+    from codex_analytics.devtools.smoke import Check
+    from producers.client.plugins import PluginId
 
 DESCRIPTION = """\
 Smoke workflows: drive a real workflow through the running pipeline and check what
@@ -94,8 +94,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from codex_analytics.smoke import Check
-    from producers.plugins import PluginId, PluginIdError
+    from codex_analytics.devtools.smoke import Check
+    from producers.client.plugins import PluginId, PluginIdError
 
     try:
         pid = PluginId.parse(args.plugin_id)
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _checks(args: argparse.Namespace, pid: PluginId, capture: Path) -> list[Check]:
-    from codex_analytics.smoke import (
+    from codex_analytics.devtools.smoke import (
         capture_events,
         local_plugin_checklist,
         remote_install_checklist,
@@ -152,7 +152,7 @@ def _checks(args: argparse.Namespace, pid: PluginId, capture: Path) -> list[Chec
 
 
 def _verdict(checks: list[Check], capture: Path) -> int:
-    from codex_analytics.smoke import first_failure
+    from codex_analytics.devtools.smoke import first_failure
 
     print(f"capture file: {capture}")
     for check in checks:
@@ -167,8 +167,8 @@ def _verdict(checks: list[Check], capture: Path) -> int:
 
 def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
     """Run the workflow through the pipeline; an error message, or "" when it ran."""
-    from codex_analytics.broker import kafka_bootstrap
-    from codex_analytics.localstack import (
+    from codex_analytics.devtools.broker import kafka_bootstrap
+    from codex_analytics.devtools.localstack import (
         LocalStack,
         StackError,
         create_topics,
@@ -232,11 +232,11 @@ def _plugin_root(work: Path, plugin_name: str) -> Path:
 
 async def _workflow(stack: LocalStack, args: argparse.Namespace, pid: PluginId, work: Path) -> str:
     from codex_analytics.contract.facts import AuthRoute
-    from codex_analytics.localstack import PipelineCounts
-    from codex_analytics.smoke import LOCAL_REQUIRED, SMOKE_MODEL_SLUG
-    from codex_analytics.verify import captured_events, event_type
+    from codex_analytics.devtools.localstack import PipelineCounts
+    from codex_analytics.devtools.smoke import LOCAL_REQUIRED, SMOKE_MODEL_SLUG
+    from codex_analytics.devtools.verify import captured_events, event_type
     from producers import AnalyticsClient, ClientSettings, PluginsManager, ProducerIdentity
-    from producers.plugins import capability_summary_from_root
+    from producers.client.plugins import capability_summary_from_root
 
     assert stack.capture_path is not None
     capture = stack.capture_path

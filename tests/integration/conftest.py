@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from codex_analytics.broker import EmbeddedBroker
-from codex_analytics.receiver import Receiver
+from codex_analytics.devtools.broker import EmbeddedBroker
+from codex_analytics.devtools.receiver import Receiver
 
 from .sink_helpers import SinkRun
 from .stream_helpers import StreamRun

@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from codex_analytics.contract import EventRecord, Origin, encode_event_record, route_key
 from codex_analytics.contract.facts import AuthRoute
-from codex_analytics.kafka import ensure_topics
-from producers.generator import GeneratorConfig, SessionGenerator
+from codex_analytics.runtime.kafka import ensure_topics
+from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from sinks.credentials import CredentialChain
 from sinks.settings import SinkSettings
 from sinks.worker import SinkWorker

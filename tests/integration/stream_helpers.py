@@ -17,8 +17,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from codex_analytics.contract import decode_fact, encode_event
-from codex_analytics.kafka import read_from_start
-from producers.generator import GeneratorConfig, SessionGenerator
+from codex_analytics.runtime.kafka import read_from_start
+from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from streams.reducer.offline import OfflineReducer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from codex_analytics.broker import EmbeddedBroker, EmbeddedBrokerError
-from codex_analytics.broker import kafka_bootstrap as bootstrap_from_env
 from codex_analytics.contract import decode_fact, encode_fact
+from codex_analytics.devtools.broker import EmbeddedBroker, EmbeddedBrokerError
+from codex_analytics.devtools.broker import kafka_bootstrap as bootstrap_from_env
 from tests.factories import Instance
 
 from .kafka_helpers import create_topic

@@ -32,9 +32,9 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
-from codex_analytics.broker import free_port
-from codex_analytics.kafka import ensure_topics
-from codex_analytics.verify import compare, received_events, reference_events
+from codex_analytics.devtools.broker import free_port
+from codex_analytics.devtools.verify import compare, received_events, reference_events
+from codex_analytics.runtime.kafka import ensure_topics
 
 from .cli import ROOT, run_cli
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from codex_analytics.contract import decode_event
-from codex_analytics.verify import captured_events, received_events, reference_events
+from codex_analytics.devtools.verify import captured_events, received_events, reference_events
 
 from .cli import run_cli
 

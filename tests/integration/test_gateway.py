@@ -16,11 +16,11 @@ import httpx
 import orjson
 import pytest
 
-from codex_analytics.broker import EmbeddedBroker, free_port
-from codex_analytics.kafka import read_from_start
-from producers.gateway import Gateway, GatewaySettings
-from producers.generator import GeneratorConfig, SessionGenerator
-from producers.transport import KafkaFactTransport
+from codex_analytics.devtools.broker import EmbeddedBroker, free_port
+from codex_analytics.runtime.kafka import read_from_start
+from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
+from producers.gateway.service import Gateway, GatewaySettings
+from producers.publishing.transport import KafkaFactTransport
 
 
 def facts(count: int, seed: int = 1) -> list[bytes]:

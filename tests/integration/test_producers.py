@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 
 from codex_analytics.contract import AuthRoute, decode_fact
-from codex_analytics.kafka import read_from_start
+from codex_analytics.runtime.kafka import read_from_start
+from codex_analytics.simulator.fact_builder import FactBuilder
+from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from producers import AnalyticsClient, ClientSettings, ProducerIdentity
-from producers.fact_builder import FactBuilder
-from producers.generator import GeneratorConfig, SessionGenerator
 from tests.factories import app, skill, tracking
 
 from .kafka_helpers import create_topic
@@ -202,7 +202,7 @@ async def test_a_full_queue_drops_without_blocking_and_close_delivers_the_rest(
 async def test_broker_away_at_start_is_retried_in_the_background(
     unique_name: Callable[[str], str],
 ) -> None:
-    from codex_analytics.broker import EmbeddedBroker, free_port
+    from codex_analytics.devtools.broker import EmbeddedBroker, free_port
 
     port = free_port("127.0.0.1")
     client = AnalyticsClient(ClientSettings(bootstrap=f"127.0.0.1:{port}", topic="analytics.facts"))
@@ -213,7 +213,7 @@ async def test_broker_away_at_start_is_retried_in_the_background(
     assert client.stats.published == 0
     assert client.stats.publish_retries >= 1
     with EmbeddedBroker(port=port) as broker:
-        from codex_analytics.kafka import ensure_topics
+        from codex_analytics.runtime.kafka import ensure_topics
 
         await ensure_topics(broker.bootstrap_servers, {"analytics.facts": 1})
         assert await client.close(timeout=30)

@@ -14,9 +14,9 @@ import httpx
 import orjson
 import pytest
 
-from codex_analytics.broker import free_port
 from codex_analytics.contract import encode_event
-from codex_analytics.receiver_checks import Refusal, check_request
+from codex_analytics.devtools.broker import free_port
+from codex_analytics.devtools.receiver_checks import Refusal, check_request
 from streams.reducer.offline import OfflineReducer
 from tests.factories import Instance
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from codex_analytics.kafka import ensure_topics
-from codex_analytics.verify import captured_events, compare
+from codex_analytics.devtools.verify import captured_events, compare
+from codex_analytics.runtime.kafka import ensure_topics
 
 from .cli import run_cli
 from .stream_helpers import expected_events, generated_facts, produce
@@ -160,7 +160,7 @@ def test_offsets_show_dry_run_execute_and_refuse_a_live_group(
 
 
 def test_an_unreachable_broker_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
-    from codex_analytics.broker import free_port
+    from codex_analytics.devtools.broker import free_port
 
     dead = f"127.0.0.1:{free_port('127.0.0.1')}"
     out = tmp_path / "never.jsonl"

@@ -12,7 +12,7 @@ import pytest
 
 from codex_analytics.contract import route_key
 from codex_analytics.contract.facts import AuthRoute
-from codex_analytics.receiver import Answer, Receiver
+from codex_analytics.devtools.receiver import Answer, Receiver
 from sinks.batching import BODY_OVERHEAD
 
 from .sink_helpers import (

@@ -16,8 +16,8 @@ import httpx
 import orjson
 import pytest
 
-from codex_analytics.broker import free_port
-from codex_analytics.receiver import Answer, Receiver
+from codex_analytics.devtools.broker import free_port
+from codex_analytics.devtools.receiver import Answer, Receiver
 
 from .sink_helpers import TOKEN_PREFIX, SinkRun, event_json, event_records, eventually
 from .stream_helpers import collect

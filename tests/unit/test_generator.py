@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from codex_analytics.contract import EVENT_TYPES, FACT_KINDS, decode_fact
-from producers.generator import GeneratorConfig, SessionGenerator
+from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from streams.reducer.offline import OfflineReducer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import pytest
 from codex_analytics.contract import decode_fact
 from codex_analytics.contract.facts import PluginCapabilitySummary
 from producers import AnalyticsClient, PluginId, PluginIdError, PluginsManager, ProducerIdentity
-from producers.plugins import capability_summary_from_root
+from producers.client.plugins import capability_summary_from_root
 from tests.factories import tracking
 from tests.producer_helpers import MemoryTransport
 

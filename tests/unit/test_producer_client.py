@@ -22,9 +22,9 @@ from producers import (
     ProducerIdentity,
     SyncAnalyticsClient,
 )
-from producers.gates import TurnKeyDedupe
-from producers.records import fact_records
-from producers.skills import resolve_skill_path
+from producers.client.gates import TurnKeyDedupe
+from producers.client.skills import resolve_skill_path
+from producers.publishing.records import fact_records
 from tests.factories import app, plugin, tracking
 from tests.producer_helpers import MemoryTransport
 
@@ -159,7 +159,7 @@ async def test_full_queue_drops_with_one_warning_and_never_blocks(
 ) -> None:
     client, transport, _ = make_client()
     transport.gate = asyncio.Event()
-    caplog.set_level(logging.WARNING, "producers.client")
+    caplog.set_level(logging.WARNING, "producers.client.analytics_client")
     async with client:
         client.track_notification("turn/started", {})
         await asyncio.sleep(0.01)  # the sender takes it and blocks on the transport
@@ -322,8 +322,8 @@ async def test_skill_path_is_resolved_on_the_producer(tmp_path: Path, git_repo: 
 
 async def test_track_fact_replays_every_generated_kind_through_the_client() -> None:
     from codex_analytics.contract import FACT_KINDS
-    from producers.drive import track_fact
-    from producers.generator import GeneratorConfig, SessionGenerator
+    from codex_analytics.simulator.drive import track_fact
+    from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
     source = list(
         SessionGenerator(GeneratorConfig(instances=1, seed=5, duplicate_rate=0)).facts(3000)

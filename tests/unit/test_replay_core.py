@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from codex_analytics.group_offsets import GroupPositions, PartitionPosition, plan_reset
-from streams.replay import CaptureBatcher, StartPoint
+from codex_analytics.ops.group_offsets import GroupPositions, PartitionPosition, plan_reset
+from codex_analytics.ops.replay import CaptureBatcher, StartPoint
 
 
 def test_start_points_parse() -> None:

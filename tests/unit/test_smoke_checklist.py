@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from codex_analytics.smoke import (
+from codex_analytics.devtools.smoke import (
     SMOKE_MODEL_SLUG,
     capture_events,
     first_failure,

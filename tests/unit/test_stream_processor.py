@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from codex_analytics.contract import decode_event_record, encode_batch, fact_from_json
-from producers.generator import GeneratorConfig, SessionGenerator
+from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from streams.processor import FactProcessor, SourceRecord
 from streams.reducer.offline import OfflineReducer
 from tests.factories import Instance

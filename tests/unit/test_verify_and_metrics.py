@@ -5,10 +5,15 @@ from __future__ import annotations
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
-from codex_analytics.localstack import MetricsSnapshot
-from codex_analytics.metrics import CallbackCollector, counter_family, lag_family, partition_lag
-from codex_analytics.verify import compare, events_of_bodies, reference_events
-from producers.generator import GeneratorConfig, SessionGenerator
+from codex_analytics.devtools.localstack import MetricsSnapshot
+from codex_analytics.devtools.verify import compare, events_of_bodies, reference_events
+from codex_analytics.runtime.metrics import (
+    CallbackCollector,
+    counter_family,
+    lag_family,
+    partition_lag,
+)
+from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
 
 def _facts(n: int = 600) -> list[bytes]:

@@ -35,15 +35,19 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from codex_analytics.contract import topics
-from codex_analytics.env import env_int, env_number, env_str
-from codex_analytics.kafka import TopicSettings, ensure_topics
-from codex_analytics.service_http import parse_addr
+from codex_analytics.runtime.env import env_int, env_number, env_str
+from codex_analytics.runtime.http import parse_addr
+from codex_analytics.runtime.kafka import TopicSettings, ensure_topics
+from producers.publishing.ingest import parse_ingest_body
+from producers.publishing.records import fact_records
+from producers.publishing.transport import (
+    FactTransport,
+    KafkaFactTransport,
+    PublishError,
+    send_with_retry,
+)
 
-from .ingest import parse_ingest_body
-from .records import fact_records
-from .transport import FactTransport, KafkaFactTransport, PublishError, send_with_retry
-
-log = logging.getLogger("producers.gateway")
+log = logging.getLogger("producers.gateway.service")
 
 DEFAULT_ADDR = "127.0.0.1:8080"
 
@@ -300,7 +304,7 @@ class Gateway:
 
 
 def run_gateway(settings: GatewaySettings, bootstrap: str) -> int:
-    from codex_analytics.logs import configure_logging
+    from codex_analytics.runtime.logs import configure_logging
 
     configure_logging(settings.log_level)
     return asyncio.run(_main(settings, bootstrap))

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .fact_builder import BASE_MS, FactBuilder, app, skill
+from codex_analytics.simulator.fact_builder import BASE_MS, FactBuilder, app, skill
 
 _SOURCES = ["cli", "cli", "vscode", "vscode", "exec", "appServer", {"custom": "jetbrains"}]
 _SUBAGENT_SOURCES: list[Any] = [

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .client import TrackCalls
+from producers.client.analytics_client import TrackCalls
 
 _PLUGIN_STATES: dict[str, Callable[[TrackCalls, Any], bool]] = {
     "installed": TrackCalls.track_plugin_installed,

@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 
 from codex_analytics.contract import DecodeError, DecodeReason, fact_from_json, loads
-
-from .records import MAX_RECORD_BYTES
+from producers.publishing.records import MAX_RECORD_BYTES
 
 #: Largest single envelope accepted (bytes): what any Kafka broker takes with its default
 #: ``message.max.bytes``, so an accepted line can always be published.

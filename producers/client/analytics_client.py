@@ -9,7 +9,7 @@ warning is logged and a counter counts it. Failures reach the host through the
 ``on_delivery_error`` callback and :class:`ClientStats`, never as an exception.
 
 :class:`AnalyticsClient` is for asyncio hosts (``track_*`` may be called from any
-thread); :class:`~producers.sync.SyncAnalyticsClient` runs the same client on a
+thread); :class:`~producers.client.sync_client.SyncAnalyticsClient` runs the same client on a
 background thread for everything else.
 """
 
@@ -30,18 +30,17 @@ from typing import Any
 import orjson
 
 from codex_analytics.contract.schema import to_wire
-
-from .envelope import ProducerIdentity, build_envelope
-from .gates import (
+from producers.client.envelope import ProducerIdentity, build_envelope
+from producers.client.gates import (
     RELEVANT_NOTIFICATIONS,
     RELEVANT_REQUESTS,
     RELEVANT_RESPONSES,
     TurnKeyDedupe,
 )
-from .records import fact_records
-from .settings import ClientSettings
-from .skills import resolve_skill_path
-from .transport import (
+from producers.client.settings import ClientSettings
+from producers.client.skills import resolve_skill_path
+from producers.publishing.records import fact_records
+from producers.publishing.transport import (
     FactTransport,
     KafkaFactTransport,
     PublishError,
@@ -49,7 +48,7 @@ from .transport import (
     send_with_retry,
 )
 
-log = logging.getLogger("producers.client")
+log = logging.getLogger("producers.client.analytics_client")
 
 QUEUE_FULL_WARNING = "dropping analytics events: queue is full"
 #: After the first drop, the warning repeats at most this often (with a count): a host
@@ -303,7 +302,7 @@ class TrackCalls:
         return self._custom("hook_run", {"tracking": _wire(tracking), "hook": _wire(hook)})
 
     def track_plugin_used(self, tracking: Obj, plugin: Obj) -> bool:
-        """``plugin`` comes from :class:`~producers.plugins.PluginsManager`. Deduplicated
+        """``plugin`` comes from :class:`~producers.client.plugins.PluginsManager`. Deduplicated
         per turn on the local key ``name@marketplace``, even with a remote id."""
         t = self._tracker
         if not t.enabled:

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from codex_analytics.broker import free_port, terminate
 from codex_analytics.contract import topics as topic_names
-from codex_analytics.kafka import PARTITIONS_ENV, TopicSettings
+from codex_analytics.devtools.broker import free_port, terminate
+from codex_analytics.runtime.kafka import PARTITIONS_ENV, TopicSettings
 
 CLI = [sys.executable, "-m", "codex_analytics.cli.main"]
 #: The one access token of the local stack's accounts: a placeholder, never a secret.
@@ -46,7 +46,7 @@ def topics_env(topics: TopicSettings) -> dict[str, str]:
 
 async def create_topics(bootstrap: str, topics: TopicSettings) -> int:
     """Create the run's four topics (missing ones only); the facts topic's partitions."""
-    from codex_analytics.kafka import ensure_topics
+    from codex_analytics.runtime.kafka import ensure_topics
 
     names = (topics.facts, topics.facts_dlq, topics.events, topics.events_dlq)
     actual = await ensure_topics(bootstrap, dict.fromkeys(names, topics.partitions))

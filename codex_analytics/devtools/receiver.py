@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from codex_analytics.receiver_checks import Refusal, check_request
-from codex_analytics.service_http import parse_addr
+from codex_analytics.devtools.receiver_checks import Refusal, check_request
+from codex_analytics.runtime.http import parse_addr
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +260,7 @@ class Receiver:
     def _metrics(self) -> bytes:
         from prometheus_client import CollectorRegistry, generate_latest
 
-        from codex_analytics.metrics import CallbackCollector, counter_family
+        from codex_analytics.runtime.metrics import CallbackCollector, counter_family
 
         by_status: dict[str, int] = {}
         for request in self.requests:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from .envelope import build_envelope
+from producers.client.envelope import build_envelope
 
 RUNTIME = {
     "codex_rs_version": "0.1.0",

@@ -10,11 +10,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from codex_analytics.progress import Progress
-
-from .ingest import IngestBatch, LineResult, validate_line
-from .records import fact_records
-from .transport import FactTransport, PublishError, RetryablePublishError, send_with_retry
+from codex_analytics.runtime.progress import Progress
+from producers.publishing.ingest import IngestBatch, LineResult, validate_line
+from producers.publishing.records import fact_records
+from producers.publishing.transport import (
+    FactTransport,
+    PublishError,
+    RetryablePublishError,
+    send_with_retry,
+)
 
 #: Rejections kept in the summary (all of them are counted, and passed to the callback).
 KEPT_REJECTIONS = 50

@@ -18,8 +18,7 @@ from typing import Any
 import orjson
 
 from codex_analytics.contract.facts import PluginCapabilitySummary, PluginTelemetryMetadata
-
-from .client import Obj, TrackCalls
+from producers.client.analytics_client import Obj, TrackCalls
 
 #: Checked in order; the first that exists wins (a broken one does not fall back).
 MANIFEST_PATHS = (".codex-plugin/plugin.json", ".claude-plugin/plugin.json")

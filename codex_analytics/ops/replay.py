@@ -22,10 +22,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from codex_analytics.contract import join_batch, split_event_record
-
-from .processor import FactProcessor, SourceRecord
-from .reducer import Reducer
-from .settings import StreamSettings
+from streams.processor import FactProcessor, SourceRecord
+from streams.reducer import Reducer
+from streams.settings import StreamSettings
 
 EARLIEST = "earliest"
 
@@ -208,7 +207,7 @@ async def replay(
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaError
 
-    from codex_analytics.kafka import consumer_options
+    from codex_analytics.runtime.kafka import consumer_options
 
     options = {k: v for k, v in consumer_options().items() if k != "enable_auto_commit"}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **options)

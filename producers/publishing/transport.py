@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from codex_analytics.kafka import producer_options
-
-from .records import MAX_REQUEST_BYTES, Record
+from codex_analytics.runtime.kafka import producer_options
+from producers.publishing.records import MAX_REQUEST_BYTES, Record
 
 
 class PublishError(Exception):

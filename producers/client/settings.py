@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from codex_analytics.contract import topics
-from codex_analytics.env import env_bool, env_int, env_number, env_str
-from codex_analytics.kafka import BOOTSTRAP_ENV
+from codex_analytics.runtime.env import env_bool, env_int, env_number, env_str
+from codex_analytics.runtime.kafka import BOOTSTRAP_ENV
 
 #: Upstream's queue capacity (``delivery.md`` §2.1).
 DEFAULT_QUEUE_CAPACITY = 256

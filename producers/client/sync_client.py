@@ -1,6 +1,6 @@
 """The analytics client for hosts without an event loop.
 
-:class:`SyncAnalyticsClient` runs an :class:`~producers.client.AnalyticsClient` on a
+:class:`SyncAnalyticsClient` runs an :class:`~producers.client.analytics_client.AnalyticsClient` on a
 daemon thread with its own event loop. ``track_*`` calls go straight into the client's
 thread-safe queue from the caller's thread (no hop through the loop), so they cost the
 same as in asyncio hosts and never wait for the network.
@@ -13,10 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .client import AnalyticsClient, DeliveryFailure, TrackCalls
-from .envelope import ProducerIdentity
-from .settings import ClientSettings
-from .transport import FactTransport
+from producers.client.analytics_client import AnalyticsClient, DeliveryFailure, TrackCalls
+from producers.client.envelope import ProducerIdentity
+from producers.client.settings import ClientSettings
+from producers.publishing.transport import FactTransport
 
 
 class SyncAnalyticsClient(TrackCalls):

@@ -1,0 +1,1 @@
+"""The HTTP ingest gateway service (``codex-analytics gateway``)."""
