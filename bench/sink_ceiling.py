@@ -19,6 +19,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from codex_analytics.contract import join_batch
 from codex_analytics.runtime.kafka import consumer_options
 
 BATCH = 500
@@ -42,7 +43,7 @@ async def from_kafka(bootstrap: str, topic: str, url: str, total: int) -> None:
                     seen += len(records)
                     for start in range(0, len(records), BATCH):
                         chunk = records[start : start + BATCH]
-                        body = b'{"events":[' + b",".join(r.value for r in chunk) + b"]}"
+                        body = join_batch([r.value for r in chunk])
                         posts.append(client.post(url, content=body))
                 for response in await asyncio.gather(*posts):
                     response.raise_for_status()

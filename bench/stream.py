@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from codex_analytics.contract import join_fact_pack
 from codex_analytics.devtools.broker import EmbeddedBroker
 from codex_analytics.runtime.kafka import (
     consumer_options,
@@ -59,11 +60,11 @@ def packed(facts: list[bytes], keys: list[bytes], size: int) -> tuple[list[bytes
         group = pending.setdefault(key, [])
         group.append(fact)
         if len(group) == size:
-            values.append(b"[" + b",".join(group) + b"]")
+            values.append(join_fact_pack(group))
             record_keys.append(key)
             del pending[key]
     for key, group in pending.items():
-        values.append(b"[" + b",".join(group) + b"]")
+        values.append(join_fact_pack(group))
         record_keys.append(key)
     return values, record_keys
 

@@ -33,12 +33,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from codex_analytics.contract import BATCH_BODY_OVERHEAD, join_batch
 from codex_analytics.contract.errors import DecodeError
 from codex_analytics.contract.facts import AuthRoute
 from codex_analytics.contract.records import Origin
 
-#: ``{"events":[`` + ``]}``
-BODY_OVERHEAD = len(b'{"events":[]}')
+#: ``{"events":[`` + ``]}`` (the contract owns the body's byte format)
+BODY_OVERHEAD = BATCH_BODY_OVERHEAD
 
 #: Event types that go in a request of their own (delivery.md §3.4, Profile J). No
 #: Profile S event is isolated; the rule is here so that adding the type is enough.
@@ -120,7 +121,7 @@ class Batch:
 
     def body(self) -> bytes:
         """The request body / capture line: ``{"events":[...]}`` from the encoded events."""
-        return b'{"events":[' + b",".join(r.event_json for r in self.records) + b"]}"
+        return join_batch([r.event_json for r in self.records])
 
     def idempotency_key(self) -> str:
         """A digest of the batch's origins: the same events in the same batch give the

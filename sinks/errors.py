@@ -1,4 +1,6 @@
-"""The sink's errors: a small hierarchy, as httpx does it.
+"""The sink's errors: a small hierarchy, as httpx does it, joined to the pipeline's
+vocabulary (:mod:`codex_analytics.runtime.errors`): retryable delivery errors are
+``RetryableError``s (the one retry policy retries them), refusals ``PermanentError``s.
 
 ``SinkError``
 ├── ``SinkConfigError``          bad settings; raised at start, before anything runs
@@ -14,12 +16,19 @@ response body, which is the endpoint's and is truncated.
 
 from __future__ import annotations
 
+from codex_analytics.runtime.errors import (
+    ConfigError,
+    PermanentError,
+    PipelineError,
+    RetryableError,
+)
 
-class SinkError(Exception):
+
+class SinkError(PipelineError):
     """Base class of every error the sink raises on purpose."""
 
 
-class SinkConfigError(SinkError, ValueError):
+class SinkConfigError(SinkError, ConfigError):
     """The sink's settings are incomplete or invalid."""
 
 
@@ -27,7 +36,7 @@ class DeliveryError(SinkError):
     """A batch was not delivered."""
 
 
-class RetryableDeliveryError(DeliveryError):
+class RetryableDeliveryError(DeliveryError, RetryableError):
     """A transient failure: transport error, timeout, 429 or 5xx, or a failed file write.
 
     ``retry_after`` is the wait the destination asked for, in seconds, when it said one.
@@ -36,8 +45,7 @@ class RetryableDeliveryError(DeliveryError):
     def __init__(
         self, message: str, *, retry_after: float | None = None, status: int | None = None
     ) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after)
         self.status = status
 
 
@@ -49,7 +57,7 @@ class CaptureWriteError(RetryableDeliveryError):
     """Appending to the capture file failed (missing directory, full disk...)."""
 
 
-class PermanentDeliveryError(DeliveryError):
+class PermanentDeliveryError(DeliveryError, PermanentError):
     """The endpoint refused the batch for good (a 4xx other than 408 and 429)."""
 
     def __init__(self, message: str, *, status: int, body: bytes) -> None:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from hypothesis import strategies as st
 
 from codex_analytics.contract import facts as F
-from codex_analytics.contract.schema import _Unsigned
+from codex_analytics.contract.schema import Unsigned
 
 text = st.text(max_size=12)
 json_leaf = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | text
@@ -261,7 +261,7 @@ def wire_for(tp: Any) -> st.SearchStrategy[Any]:
     origin = get_origin(tp)
     if origin is Annotated:
         base, *markers = get_args(tp)
-        return st.integers(0, 2**64 - 1) if _Unsigned in markers else wire_for(base)
+        return st.integers(0, 2**64 - 1) if Unsigned in markers else wire_for(base)
     if origin is Literal:
         return st.sampled_from(get_args(tp))
     if origin is Union or origin is types.UnionType:

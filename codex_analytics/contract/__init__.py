@@ -7,6 +7,7 @@ any process can use it without pulling in Kafka, Faust or HTTP clients.
 from __future__ import annotations
 
 from .codec import (
+    BATCH_BODY_OVERHEAD,
     DEFAULT_MAX_FACT_BYTES,
     DEFAULT_MAX_RECORD_BYTES,
     MAX_FACTS_PER_PACK,
@@ -27,6 +28,7 @@ from .codec import (
     fact_from_json,
     fact_to_json,
     join_batch,
+    join_fact_pack,
     loads,
     route_key,
     split_event_record,
@@ -47,6 +49,7 @@ from .records import EventRecord, Origin
 from .topics import EVENTS_DLQ_TOPIC, EVENTS_PATH, EVENTS_TOPIC, FACTS_DLQ_TOPIC, FACTS_TOPIC
 
 __all__ = [
+    "BATCH_BODY_OVERHEAD",
     "CONNECTION_SCOPED_KINDS",
     "DEFAULT_MAX_FACT_BYTES",
     "DEFAULT_MAX_RECORD_BYTES",
@@ -88,6 +91,7 @@ __all__ = [
     "fact_from_json",
     "fact_to_json",
     "join_batch",
+    "join_fact_pack",
     "loads",
     "route_key",
     "split_event_record",

@@ -242,7 +242,12 @@ def decode_fact_record(
 
 def encode_fact_pack(facts: Sequence[FactEnvelope]) -> bytes:
     """Several facts of one instance as one facts-topic record (a JSON array)."""
-    return b"[" + b",".join(encode_fact(f) for f in facts) + b"]"
+    return join_fact_pack([encode_fact(f) for f in facts])
+
+
+def join_fact_pack(encoded_facts: Sequence[bytes]) -> bytes:
+    """A pack (one facts-topic record, a JSON array) from already-encoded facts."""
+    return b"[" + b",".join(encoded_facts) + b"]"
 
 
 def fact_to_json(fact: FactEnvelope) -> dict[str, Any]:
@@ -297,6 +302,11 @@ def encode_event(event: TrackEvent) -> bytes:
 def encode_batch(events: Iterable[TrackEvent]) -> bytes:
     """A request body / capture line: ``{"events":[...]}`` (no trailing newline)."""
     return orjson.dumps({"events": list(events)})
+
+
+#: Bytes of a body around its events, ``{"events":[]}``; each event after the first
+#: adds one more (the comma). Batchers size bodies with it before they join them.
+BATCH_BODY_OVERHEAD = len(b'{"events":[]}')
 
 
 def join_batch(encoded_events: Sequence[bytes]) -> bytes:

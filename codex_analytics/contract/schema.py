@@ -36,11 +36,11 @@ JsonObject = dict[str, Any]
 JsonValue = Any
 
 
-class _Unsigned:
+class Unsigned:
     """Marker for :data:`U64`."""
 
 
-U64 = Annotated[int, _Unsigned]
+U64 = Annotated[int, Unsigned]
 """Unsigned 64-bit integer (upstream ``u64``)."""
 
 _I64_MIN, _I64_MAX, _U64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
@@ -197,7 +197,7 @@ def _checker_for(tp: Any) -> Checker:
     origin = get_origin(tp)
     if origin is Annotated:
         base, *markers = get_args(tp)
-        if base is int and _Unsigned in markers:
+        if base is int and Unsigned in markers:
             return _check_u64
         return _checker_for(base)
     if origin is Literal:
@@ -265,7 +265,7 @@ def _inline_invalid(tp: Any, var: str, names: dict[str, Any], tag: str) -> str |
     origin = get_origin(tp)
     if origin is Annotated:
         base, *markers = get_args(tp)
-        if base is int and _Unsigned in markers:
+        if base is int and Unsigned in markers:
             return f"(type({var}) is not int or not 0 <= {var} <= {_U64_MAX})"
         return _inline_invalid(base, var, names, tag)
     if origin is Literal and all(type(a) is str for a in get_args(tp)):

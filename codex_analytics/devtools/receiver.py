@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 
 from codex_analytics.devtools.receiver_checks import Refusal, check_request
-from codex_analytics.runtime.http import parse_addr
+from codex_analytics.runtime.http import Served, serve
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ class Receiver:
         self.requests: list[ReceivedRequest] = []
         self._script: deque[Answer] = deque()
         self._rule: Callable[[bytes, dict[str, str]], Answer | None] | None = None
-        self._runner: web.AppRunner | None = None
+        self._served: Served | None = None
         self._arrived = asyncio.Condition()
         self._keys_seen: set[str] = set()
         #: Events in 2xx requests, a repeated Idempotency-Key counted once (kept as
@@ -166,21 +166,16 @@ class Receiver:
     # -- server ------------------------------------------------------------------------
 
     async def start(self, addr: str = "127.0.0.1:0") -> Receiver:
-        host, port = parse_addr(addr)
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        self._served = await serve(app, addr)
+        self.port = self._served.port
         return self
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._served is not None:
+            await self._served.close()
+            self._served = None
 
     async def __aenter__(self) -> Receiver:
         return await self.start()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from codex_analytics.contract import join_batch, split_event_record
+from codex_analytics.contract import BATCH_BODY_OVERHEAD, join_batch, split_event_record
 from streams.processor import FactProcessor, SourceRecord
 from streams.reducer import Reducer
 from streams.settings import StreamSettings
@@ -79,11 +79,11 @@ class CaptureBatcher:
 
     def add(self, route_key: bytes, event_json: bytes) -> list[bytes]:
         closed: list[bytes] = []
-        events, size = self._open.get(route_key, ([], len(b'{"events":[]}')))
+        events, size = self._open.get(route_key, ([], BATCH_BODY_OVERHEAD))
         cost = len(event_json) + (1 if events else 0)
         if events and (len(events) >= self.max_events or size + cost > self.max_bytes):
             closed.append(join_batch(events))
-            events, size, cost = [], len(b'{"events":[]}'), len(event_json)
+            events, size, cost = [], BATCH_BODY_OVERHEAD, len(event_json)
         events.append(event_json)
         self._open[route_key] = (events, size + cost)
         return closed

@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from codex_analytics.contract import topics
 from codex_analytics.runtime.env import env_int, env_number, env_str
-from codex_analytics.runtime.http import parse_addr
+from codex_analytics.runtime.http import Served, parse_addr, serve
 from codex_analytics.runtime.kafka import TopicSettings, ensure_topics
 from producers.publishing.ingest import parse_ingest_body
 from producers.publishing.records import fact_records
@@ -150,7 +150,7 @@ class Gateway:
         self.transport = transport
         self.metrics = GatewayMetrics()
         self.ready = False
-        self._runner: web.AppRunner | None = None
+        self._served: Served | None = None
         self._prober: asyncio.Task[None] | None = None
         self._expected_auth = f"Bearer {settings.token}".encode() if settings.token else None
         self.port: int | None = None
@@ -165,13 +165,8 @@ class Gateway:
         return app
 
     async def start(self, addr: str | None = None) -> int:
-        host, port = parse_addr(addr or self.settings.addr)
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        self._served = await serve(self.app(), addr or self.settings.addr)
+        self.port = self._served.port
         self._prober = asyncio.create_task(self._probe_forever(), name="gateway-probe")
         return self.port
 
@@ -180,9 +175,9 @@ class Gateway:
             self._prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._served is not None:
+            await self._served.close()
+            self._served = None
         await self.transport.close()
 
     def _set_ready(self, ready: bool) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from codex_analytics.contract import MAX_FACTS_PER_PACK
+from codex_analytics.contract import MAX_FACTS_PER_PACK, join_fact_pack
 
 #: Below Kafka's default ``message.max.bytes`` (about 1 MB) with room for the headers.
 MAX_RECORD_BYTES = 900 * 1024
@@ -57,4 +57,4 @@ def fact_records(
 
 
 def _pack(values: list[bytes]) -> bytes:
-    return values[0] if len(values) == 1 else b"[" + b",".join(values) + b"]"
+    return values[0] if len(values) == 1 else join_fact_pack(values)

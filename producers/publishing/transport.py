@@ -9,23 +9,27 @@ gateway and the ``produce`` / ``generate --to-kafka`` commands all publish throu
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from tenacity import RetryCallState
+
+from codex_analytics.runtime.errors import PermanentError, PipelineError, RetryableError
 from codex_analytics.runtime.kafka import producer_options
+from codex_analytics.runtime.kafka_errors import describe, is_permanent
+from codex_analytics.runtime.retry import PUBLISH_RETRY
 from producers.publishing.records import MAX_REQUEST_BYTES, Record
 
 
-class PublishError(Exception):
+class PublishError(PipelineError):
     """Records were not (all) acknowledged by the broker."""
 
 
-class RetryablePublishError(PublishError):
+class RetryablePublishError(PublishError, RetryableError):
     """The broker is unreachable, slow or electing a leader: try the same records again."""
 
 
-class PermanentPublishError(PublishError):
+class PermanentPublishError(PublishError, PermanentError):
     """Trying again cannot help (e.g. a record over the broker's size limit)."""
 
 
@@ -46,39 +50,13 @@ class FactTransport(Protocol):
 
 
 def classify(exc: BaseException) -> PublishError:
-    """aiokafka's errors as the two publish errors (the message names the cause only).
-
-    Only errors that cannot change by waiting are permanent; anything else (aiokafka's
-    retriable errors, connection loss, timeouts, and the ``UnknownError`` a freshly
-    restarted broker answers with) is retried, because giving up loses facts.
-    """
+    """aiokafka's errors as the two publish errors, by type (the message names the cause
+    only; :mod:`codex_analytics.runtime.kafka_errors` says which are permanent)."""
     if isinstance(exc, PublishError):
         return exc
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if type(exc).__name__ in _PERMANENT_NAMES or not isinstance(exc, Exception):
-        return PermanentPublishError(detail)
-    return RetryablePublishError(detail)
-
-
-_PERMANENT_NAMES = frozenset(
-    {
-        "MessageSizeTooLargeError",
-        "RecordTooLargeError",
-        "InvalidTopicError",
-        "TopicAuthorizationFailedError",
-        "ClusterAuthorizationFailedError",
-        "UnsupportedVersionError",
-        "UnsupportedForMessageFormatError",
-        "CorruptRecordException",
-        "InvalidRequiredAcksError",
-        "IllegalOperation",
-    }
-)
-
-
-def publish_backoff(attempt: int) -> float:
-    """Seconds before retry ``attempt`` (0-based): 50 ms doubling, at most 2 s."""
-    return float(min(0.05 * 2**attempt, 2.0))
+    if is_permanent(exc):
+        return PermanentPublishError(describe(exc))
+    return RetryablePublishError(describe(exc))
 
 
 async def send_with_retry(
@@ -88,23 +66,22 @@ async def send_with_retry(
     deadline: Callable[[], float],
     on_retry: Callable[[RetryablePublishError, int], None] | None = None,
 ) -> None:
-    """Send ``records``, retrying a :class:`RetryablePublishError` with backoff until
-    ``deadline()`` (a ``time.monotonic()`` instant, read before each wait so the caller
-    may move it); then the last error is raised. A permanent error is raised at once.
-    The one retry loop of the client, the gateway and the bulk commands."""
-    attempt = 0
-    while True:
-        try:
+    """Send ``records``, retrying a :class:`RetryablePublishError` by the publishing
+    policy (50 ms doubling to 2 s) until ``deadline()`` (a ``time.monotonic()`` instant,
+    read before each wait so the caller may move it); then the last error is raised. A
+    permanent error is raised at once. The client, the gateway and the bulk commands all
+    publish through it."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if on_retry is not None and isinstance(error, RetryablePublishError):
+            on_retry(error, state.attempt_number - 1)
+
+    async for attempt in PUBLISH_RETRY.retrying(
+        deadline=deadline, before_sleep=before_sleep, retry_on=RetryablePublishError
+    ):
+        with attempt:
             await transport.send(records)
-            return
-        except RetryablePublishError as exc:
-            remaining = deadline() - time.monotonic()
-            if remaining <= 0:
-                raise
-            if on_retry is not None:
-                on_retry(exc, attempt)
-            await asyncio.sleep(min(publish_backoff(attempt), remaining))
-            attempt += 1
 
 
 class KafkaFactTransport:
