@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import Metric
 
-from codex_analytics.runtime.metrics import CallbackCollector, counter_family, lag_family
+from codex_analytics.runtime.metrics import ServiceMetrics
 from streams.reducer.drops import ReducerStats
 
 
@@ -34,49 +33,48 @@ class StreamCounts:
         self.dead_letters[reason] = self.dead_letters.get(reason, 0) + 1
 
 
-class StreamMetrics:
+class StreamMetrics(ServiceMetrics):
+    PREFIX = "codex_stream"
+
     def __init__(
         self,
         stats: ReducerStats,
         counts: StreamCounts,
         lag: Callable[[], Mapping[int, int]],
     ) -> None:
-        self.registry = registry = CollectorRegistry()
-        self.batch_seconds = Histogram(
-            "codex_stream_batch_seconds",
+        super().__init__()
+        self.batch_seconds = self.histogram(
+            "batch_seconds",
             "Time to process one batch: reduce, produce events, write state, ack.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=registry,
+            (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
 
         def build() -> Iterable[Metric]:
-            yield counter_family(
-                "codex_stream_facts", "Facts decoded, by kind.", "kind", stats.facts
+            yield self.counts("facts", "Facts decoded, by kind.", "kind", stats.facts)
+            yield self.counts(
+                "events", "Track events emitted, by event type.", "type", stats.events
             )
-            yield counter_family(
-                "codex_stream_events", "Track events emitted, by event type.", "type", stats.events
-            )
-            yield counter_family(
-                "codex_stream_drops",
+            yield self.counts(
+                "drops",
                 "Facts that emitted nothing where they might have, by reason (dedupe_repeat: "
                 "dedupe hits; duplicate_seq: redelivered facts).",
                 "reason",
                 stats.drops,
             )
-            yield counter_family(
-                "codex_stream_dead_letters",
+            yield self.counts(
+                "dead_letters",
                 "Records sent to the facts dead-letter topic, by reason.",
                 "reason",
                 counts.dead_letters,
             )
-            yield counter_family(
-                "codex_stream_expired_state",
+            yield self.counts(
+                "expired_state",
                 "Idle reducer state expired past the horizon, by what.",
                 "what",
                 stats.expired,
             )
-            yield counter_family(
-                "codex_stream_worker",
+            yield self.counts(
+                "worker",
                 "Worker counts: records, batches, misrouted facts, offset seeks, corrupt states,"
                 " idle states swept, sweeps finished.",
                 "what",
@@ -90,13 +88,10 @@ class StreamMetrics:
                     "sweeps": counts.sweeps,
                 },
             )
-            yield lag_family(
-                "codex_stream_consumer_lag",
+            yield self.lag(
+                "consumer_lag",
                 "Facts records on the broker not yet processed, per assigned partition.",
                 lag(),
             )
 
-        registry.register(CallbackCollector(build))
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+        self.at_scrape(build)

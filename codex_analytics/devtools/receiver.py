@@ -21,7 +21,12 @@ import orjson
 from aiohttp import web
 
 from codex_analytics.devtools.receiver_checks import Refusal, check_request
-from codex_analytics.runtime.http import Served, serve
+from codex_analytics.runtime.http import Served, metrics_response, serve
+from codex_analytics.runtime.metrics import ServiceMetrics
+
+
+class ReceiverMetrics(ServiceMetrics):
+    PREFIX = "codex_receiver"
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,42 +258,29 @@ class Receiver:
         self.stored_batches += 1
 
     def _metrics(self) -> bytes:
-        from prometheus_client import CollectorRegistry, generate_latest
-
-        from codex_analytics.runtime.metrics import CallbackCollector, counter_family
-
         by_status: dict[str, int] = {}
         for request in self.requests:
             by_status[str(request.status)] = by_status.get(str(request.status), 0) + 1
         stored = {"batches": self.stored_batches, "events": self.unique_event_count}
-        registry = CollectorRegistry()
-        registry.register(
-            CallbackCollector(
-                lambda: [
-                    counter_family(
-                        "codex_receiver_uploads",
-                        "Uploads answered, by status.",
-                        "status",
-                        by_status,
-                    ),
-                    counter_family(
-                        "codex_receiver_stored",
-                        "First-seen batches and their events (repeated keys excluded).",
-                        "what",
-                        stored,
-                    ),
-                ]
-            )
+        metrics = ReceiverMetrics()
+        metrics.at_scrape(
+            lambda: [
+                metrics.counts("uploads", "Uploads answered, by status.", "status", by_status),
+                metrics.counts(
+                    "stored",
+                    "First-seen batches and their events (repeated keys excluded).",
+                    "what",
+                    stored,
+                ),
+            ]
         )
-        return generate_latest(registry)
+        return metrics.render()
 
     def _serve(self, path: str) -> web.Response | None:
         if path == "/healthz":
             return web.json_response({"status": "ok", "stored_batches": self.stored_batches})
         if path == "/metrics":
-            return web.Response(
-                body=self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4"}
-            )
+            return metrics_response(self._metrics())
         if path == "/received":
             body = b""
             if self.store is not None and os.path.exists(self.store):

@@ -15,7 +15,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from codex_analytics.runtime.metrics import CONTENT_TYPE
+
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+def metrics_response(body: bytes) -> web.Response:
+    """A ``/metrics`` answer: Prometheus text format."""
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 def parse_addr(addr: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -85,6 +92,4 @@ class ServiceHttp:
         )
 
     async def _render_metrics(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=self._metrics(), headers={"Content-Type": "text/plain; version=0.0.4"}
-        )
+        return metrics_response(self._metrics())

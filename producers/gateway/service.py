@@ -32,12 +32,12 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from codex_analytics.contract import topics
 from codex_analytics.runtime.env import env_int, env_number, env_str
-from codex_analytics.runtime.http import Served, parse_addr, serve
+from codex_analytics.runtime.http import Served, metrics_response, parse_addr, serve
 from codex_analytics.runtime.kafka import TopicSettings, ensure_topics
+from codex_analytics.runtime.metrics import ServiceMetrics
 from producers.publishing.ingest import parse_ingest_body
 from producers.publishing.records import fact_records
 from producers.publishing.transport import (
@@ -93,47 +93,27 @@ class GatewaySettings:
         )
 
 
-class GatewayMetrics:
-    def __init__(self) -> None:
-        self.registry = registry = CollectorRegistry()
-        self.requests = Counter(
-            "codex_gateway_requests",
-            "Ingest requests, by HTTP status.",
-            ["status"],
-            registry=registry,
-        )
-        self.facts = Counter(
-            "codex_gateway_facts",
-            "Ingested lines, by result (accepted, rejected, unavailable).",
-            ["result"],
-            registry=registry,
-        )
-        self.rejections = Counter(
-            "codex_gateway_rejected_facts",
-            "Rejected lines, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self.publish_failures = Counter(
-            "codex_gateway_publish_failures",
-            "Requests answered 503 because the broker did not acknowledge in time.",
-            registry=registry,
-        )
-        self.ready = Gauge(
-            "codex_gateway_ready", "1 while the broker is reachable.", registry=registry
-        )
-        self.request_seconds = Histogram(
-            "codex_gateway_request_seconds",
-            "Ingest request time, publishing included.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=registry,
-        )
-        self.body_bytes = Counter(
-            "codex_gateway_body_bytes", "Ingest body bytes received.", registry=registry
-        )
+class GatewayMetrics(ServiceMetrics):
+    PREFIX = "codex_gateway"
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = self.counter("requests", "Ingest requests, by HTTP status.", ["status"])
+        self.facts = self.counter(
+            "facts", "Ingested lines, by result (accepted, rejected, unavailable).", ["result"]
+        )
+        self.rejections = self.counter("rejected_facts", "Rejected lines, by reason.", ["reason"])
+        self.publish_failures = self.counter(
+            "publish_failures",
+            "Requests answered 503 because the broker did not acknowledge in time.",
+        )
+        self.ready = self.gauge("ready", "1 while the broker is reachable.")
+        self.request_seconds = self.histogram(
+            "request_seconds",
+            "Ingest request time, publishing included.",
+            (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.body_bytes = self.counter("body_bytes", "Ingest body bytes received.")
 
 
 def _json(status: int, doc: Any, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -293,9 +273,7 @@ class Gateway:
         return _json(503, {"status": "not ready", "detail": "the broker is not reachable"})
 
     async def render_metrics(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=self.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
-        )
+        return metrics_response(self.metrics.render())
 
 
 def run_gateway(settings: GatewaySettings, bootstrap: str) -> int:
