@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from codex_analytics.devtools.broker import kafka_bootstrap
-    from producers.gateway.service import GatewaySettings, run_gateway
+    from producers.gateway.service import run_gateway
+    from producers.gateway.settings import GatewaySettings
 
     try:
         settings = GatewaySettings.from_env()
