@@ -1,20 +1,269 @@
-"""Sink worker settings, from environment variables (documented in the README)."""
+"""Sink worker settings, from environment variables.
+
+Each variable is declared once below (:mod:`codex_analytics.runtime.config`), the
+credentials' variables included (:mod:`sinks.credentials` reads them); the README's
+configuration table and ``codex-analytics sink worker --help`` are generated from these
+declarations.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from codex_analytics.runtime.env import env_bool, env_choice, env_int, env_number, env_str
+from codex_analytics.runtime.config import (
+    LOG_LEVEL,
+    Setting,
+    address,
+    boolean,
+    choice,
+    declare,
+    http_url,
+    integer,
+    number,
+    text,
+)
 from codex_analytics.runtime.kafka import TopicSettings
 
 from .batching import BatchLimits
 from .errors import SinkConfigError
 from .retry import RetryPolicy
 
+_SINK = ("sink worker",)
+
 #: Upstream's variable (delivery.md §4); ``ANALYTICS_CAPTURE_FILE`` is our alias.
 CAPTURE_FILE_ENV = "CODEX_ANALYTICS_EVENTS_CAPTURE_FILE"
+
+BASE_URL = declare(
+    "ANALYTICS_BASE_URL",
+    http_url(),
+    None,
+    help="analytics endpoint base, e.g. `https://chatgpt.com/backend-api/`; no default, so "
+    "nothing is sent anywhere by accident",
+    used_by=_SINK,
+    default_note="**none** (required in HTTP mode)",
+)
+CAPTURE_FILE = declare(
+    CAPTURE_FILE_ENV,
+    text("path"),
+    None,
+    help="capture mode: append each batch body as one line to this file (0600) and never use HTTP",
+    used_by=_SINK,
+    aliases=("ANALYTICS_CAPTURE_FILE",),
+)
+CAPTURE_FSYNC = declare(
+    "ANALYTICS_CAPTURE_FSYNC",
+    boolean(),
+    False,
+    help="`fsync` the capture file after every batch",
+    used_by=_SINK,
+)
+CAPTURE_IGNORES_AUTH = declare(
+    "ANALYTICS_CAPTURE_IGNORES_AUTH",
+    boolean(),
+    False,
+    help="for tests only: capture batches even when the auth gate would skip them",
+    used_by=_SINK,
+)
+BEARER_TOKEN = declare(
+    "ANALYTICS_BEARER_TOKEN",
+    text("token"),
+    None,
+    help="single-account credential: the access token",
+    used_by=_SINK,
+    secret=True,
+)
+ACCOUNT_ID = declare(
+    "ANALYTICS_ACCOUNT_ID",
+    text(),
+    None,
+    help="the single account's id; events whose route names no account go to it",
+    used_by=_SINK,
+)
+FEDRAMP = declare(
+    "ANALYTICS_FEDRAMP",
+    boolean(),
+    False,
+    help="the single account is a FedRAMP account (`X-OpenAI-Fedramp: true`)",
+    used_by=_SINK,
+)
+SECRETS_DIR = declare(
+    "ANALYTICS_SECRETS_DIR",
+    text("path"),
+    None,
+    help='directory with one file per account id holding its token (or `{"access_token", '
+    '"is_fedramp"}`); re-read on change',
+    used_by=_SINK,
+)
+CODEX_HOME = declare(
+    "CODEX_HOME",
+    text("path"),
+    None,
+    help="read the login in `$CODEX_HOME/auth.json` (re-read on change)",
+    used_by=_SINK,
+)
+GROUP = declare(
+    "ANALYTICS_SINK_GROUP",
+    text(),
+    "codex-analytics-sink",
+    help="consumer group; sink workers sharing it share the partitions",
+    used_by=(*_SINK, "offsets"),
+)
+# ``replay`` batches its capture lines as the sink does.
+BATCH_MAX_EVENTS = declare(
+    "ANALYTICS_BATCH_MAX_EVENTS",
+    integer(minimum=1),
+    500,
+    help="a batch closes at this many events",
+    used_by=(*_SINK, "replay"),
+)
+BATCH_MAX_BYTES = declare(
+    "ANALYTICS_BATCH_MAX_BYTES",
+    integer(minimum=64),
+    1024 * 1024,
+    help="...or before its body would pass this size; a larger single event is dead-lettered",
+    used_by=(*_SINK, "replay"),
+)
+BATCH_MAX_WAIT_MS = declare(
+    "ANALYTICS_BATCH_MAX_WAIT_MS",
+    integer(minimum=1),
+    1000,
+    help="...or this long (event time) after its first event",
+    used_by=_SINK,
+)
+BATCH_LATENESS_MS = declare(
+    "ANALYTICS_BATCH_LATENESS_MS",
+    integer(minimum=0),
+    200,
+    help="extra wall-clock wait before an idle partition's batch closes",
+    used_by=_SINK,
+)
+HTTP_TIMEOUT_S = declare(
+    "ANALYTICS_HTTP_TIMEOUT_S",
+    number(minimum=0.001),
+    10.0,
+    help="request timeout",
+    used_by=_SINK,
+)
+HTTP_GZIP = declare(
+    "ANALYTICS_HTTP_GZIP",
+    boolean(),
+    False,
+    help="gzip request bodies (`Content-Encoding: gzip`); upstream sends plain JSON",
+    used_by=_SINK,
+)
+HTTP_MAX_CONNECTIONS = declare(
+    "ANALYTICS_HTTP_MAX_CONNECTIONS",
+    integer(minimum=1),
+    16,
+    help="connection pool size",
+    used_by=_SINK,
+)
+RETRY_INITIAL_MS = declare(
+    "ANALYTICS_RETRY_INITIAL_MS",
+    number(minimum=1),
+    500,
+    help="first delay of the full-jitter exponential backoff for transport errors, "
+    "timeouts, 401 (credentials re-read), 408, 429 and 5xx",
+    used_by=_SINK,
+)
+RETRY_MAX_MS = declare(
+    "ANALYTICS_RETRY_MAX_MS",
+    number(minimum=1),
+    30_000,
+    help="longest delay of that backoff",
+    used_by=_SINK,
+)
+RETRY_AFTER_MAX_S = declare(
+    "ANALYTICS_RETRY_AFTER_MAX_S",
+    number(minimum=0),
+    300,
+    help="cap on an honoured `Retry-After`",
+    used_by=_SINK,
+)
+RETRY_MAX_ELAPSED_S = declare(
+    "ANALYTICS_RETRY_MAX_ELAPSED_S",
+    number(minimum=0),
+    0,
+    help="give up on a batch after this long and dead-letter it as `retries_exhausted`",
+    used_by=_SINK,
+    default_note="for ever",
+)
+# 8 batches of 500: at 1000 the lanes paused their partition after every second batch,
+# and aiokafka drops what it prefetched for a paused partition (the sink waited on Kafka
+# a fifth of the time, and routes sharing a partition closed at 400-499 events by
+# pressure). Memory: <= 2x this many records per partition.
+MAX_BUFFERED = declare(
+    "ANALYTICS_SINK_MAX_BUFFERED",
+    integer(minimum=1),
+    4000,
+    help="per partition: open batches close early past this many records, and consumption "
+    "pauses while this many wait for delivery",
+    used_by=_SINK,
+)
+VALIDATE_EVENTS = declare(
+    "ANALYTICS_SINK_VALIDATE_EVENTS",
+    boolean(),
+    False,
+    help="decode every event through its model; by default only its type is checked and "
+    "its bytes pass through",
+    used_by=_SINK,
+)
+SHUTDOWN_TIMEOUT_S = declare(
+    "ANALYTICS_SHUTDOWN_TIMEOUT_S",
+    number(minimum=0),
+    10.0,
+    help="SIGTERM: time to flush and deliver open batches before exiting",
+    used_by=_SINK,
+)
+SESSION_TIMEOUT_MS = declare(
+    "ANALYTICS_KAFKA_SESSION_TIMEOUT_MS",
+    integer(minimum=1000),
+    10_000,
+    help="consumer-group session timeout (a dead worker's partitions move after it)",
+    used_by=_SINK,
+)
+HEALTH_ADDR = declare(
+    "ANALYTICS_SINK_HEALTH_ADDR",
+    address(),
+    None,
+    help="`HOST:PORT` for `GET /healthz` and `GET /metrics` (Prometheus); off when unset",
+    used_by=_SINK,
+)
+#: The sink accepts only these levels (the others pass any name to :mod:`logging`).
+SINK_LOG_LEVEL = LOG_LEVEL.variant(used_by=_SINK, kind=choice("debug", "info", "warning", "error"))
+
+SETTINGS: tuple[Setting[Any, Any], ...] = (
+    BASE_URL,
+    CAPTURE_FILE,
+    CAPTURE_FSYNC,
+    CAPTURE_IGNORES_AUTH,
+    BEARER_TOKEN,
+    ACCOUNT_ID,
+    FEDRAMP,
+    SECRETS_DIR,
+    CODEX_HOME,
+    GROUP,
+    BATCH_MAX_EVENTS,
+    BATCH_MAX_BYTES,
+    BATCH_MAX_WAIT_MS,
+    BATCH_LATENESS_MS,
+    HTTP_TIMEOUT_S,
+    HTTP_GZIP,
+    HTTP_MAX_CONNECTIONS,
+    RETRY_INITIAL_MS,
+    RETRY_MAX_MS,
+    RETRY_AFTER_MAX_S,
+    RETRY_MAX_ELAPSED_S,
+    MAX_BUFFERED,
+    VALIDATE_EVENTS,
+    SHUTDOWN_TIMEOUT_S,
+    SESSION_TIMEOUT_MS,
+    HEALTH_ADDR,
+    SINK_LOG_LEVEL,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,24 +275,24 @@ class SinkSettings:
     capture_file: str | None
     limits: BatchLimits
     retry: RetryPolicy
-    group_id: str = "codex-analytics-sink"
-    http_timeout_s: float = 10.0
-    http_gzip: bool = False
-    http_max_connections: int = 16
-    capture_fsync: bool = False
+    group_id: str = GROUP.default
+    http_timeout_s: float = HTTP_TIMEOUT_S.default
+    http_gzip: bool = HTTP_GZIP.default
+    http_max_connections: int = HTTP_MAX_CONNECTIONS.default
+    capture_fsync: bool = CAPTURE_FSYNC.default
     #: For tests only: capture batches even when the auth gate would skip them.
-    capture_ignores_auth: bool = False
+    capture_ignores_auth: bool = CAPTURE_IGNORES_AUTH.default
     #: Per partition: open batches close early past this many records, and fetching
     #: pauses while closed batches hold this many (memory <= 2x this per partition).
-    max_buffered_records: int = 4000
-    shutdown_timeout_s: float = 10.0
+    max_buffered_records: int = MAX_BUFFERED.default
+    shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S.default
     #: Decode every event through its model (every field checked) instead of checking
     #: its type and passing its bytes through.
-    validate_events: bool = False
+    validate_events: bool = VALIDATE_EVENTS.default
     #: Consumer-group session timeout; a dead worker's partitions move after this long.
-    session_timeout_ms: int = 10_000
-    health_addr: str | None = None
-    log_level: str = "WARNING"
+    session_timeout_ms: int = SESSION_TIMEOUT_MS.default
+    health_addr: str | None = HEALTH_ADDR.default
+    log_level: str = LOG_LEVEL.default
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SinkSettings:
@@ -57,58 +306,45 @@ class SinkSettings:
 
     @classmethod
     def _from_env(cls, env: Mapping[str, str]) -> SinkSettings:
-        capture_file = env_str(env, CAPTURE_FILE_ENV) or env_str(env, "ANALYTICS_CAPTURE_FILE")
-        base_url = env_str(env, "ANALYTICS_BASE_URL")
+        capture_file = CAPTURE_FILE.read(env)
+        base_url = BASE_URL.read(env)
         if capture_file is None and base_url is None:
             raise SinkConfigError(
-                "ANALYTICS_BASE_URL is not set: set it to the analytics endpoint's base URL "
+                f"{BASE_URL.name} is not set: set it to the analytics endpoint's base URL "
                 "(e.g. https://chatgpt.com/backend-api/), or set "
-                f"{CAPTURE_FILE_ENV} to write batches to a file instead. There is no "
+                f"{CAPTURE_FILE.name} to write batches to a file instead. There is no "
                 "default, so that nothing is ever sent to a real endpoint by accident."
             )
-        if base_url is not None and not base_url.startswith(("http://", "https://")):
-            raise SinkConfigError(f"ANALYTICS_BASE_URL must be an http(s) URL, got {base_url!r}")
-        max_elapsed = env_number(env, "ANALYTICS_RETRY_MAX_ELAPSED_S", 0, minimum=0)
-        # 8 batches of 500: at 1000 the lanes paused their partition after every second
-        # batch, and aiokafka drops what it prefetched for a paused partition (the sink
-        # waited on Kafka a fifth of the time, and routes sharing a partition closed at
-        # 400-499 events by pressure). Memory: <= 2x this many records per partition.
-        max_buffered = env_int(env, "ANALYTICS_SINK_MAX_BUFFERED", 4000, minimum=1)
+        max_elapsed = RETRY_MAX_ELAPSED_S.read(env)
+        max_buffered = MAX_BUFFERED.read(env)
         return cls(
             topics=TopicSettings.from_env(env),
             mode="http" if capture_file is None else "capture",
             base_url=base_url,
             capture_file=capture_file,
             limits=BatchLimits(
-                max_events=env_int(env, "ANALYTICS_BATCH_MAX_EVENTS", 500, minimum=1),
-                max_bytes=env_int(env, "ANALYTICS_BATCH_MAX_BYTES", 1024 * 1024, minimum=64),
-                max_wait_ms=env_int(env, "ANALYTICS_BATCH_MAX_WAIT_MS", 1000, minimum=1),
-                lateness_ms=env_int(env, "ANALYTICS_BATCH_LATENESS_MS", 200, minimum=0),
+                max_events=BATCH_MAX_EVENTS.read(env),
+                max_bytes=BATCH_MAX_BYTES.read(env),
+                max_wait_ms=BATCH_MAX_WAIT_MS.read(env),
+                lateness_ms=BATCH_LATENESS_MS.read(env),
                 max_open_records=max_buffered,
             ),
             retry=RetryPolicy(
-                initial_s=env_number(env, "ANALYTICS_RETRY_INITIAL_MS", 500, minimum=1) / 1000,
-                max_s=env_number(env, "ANALYTICS_RETRY_MAX_MS", 30_000, minimum=1) / 1000,
-                max_retry_after_s=env_number(env, "ANALYTICS_RETRY_AFTER_MAX_S", 300, minimum=0),
+                initial_s=RETRY_INITIAL_MS.read(env) / 1000,
+                max_s=RETRY_MAX_MS.read(env) / 1000,
+                max_retry_after_s=RETRY_AFTER_MAX_S.read(env),
                 max_elapsed_s=max_elapsed or None,
             ),
-            group_id=env_str(env, "ANALYTICS_SINK_GROUP") or "codex-analytics-sink",
-            http_timeout_s=env_number(env, "ANALYTICS_HTTP_TIMEOUT_S", 10, minimum=0.001),
-            http_gzip=env_bool(env, "ANALYTICS_HTTP_GZIP"),
-            http_max_connections=env_int(env, "ANALYTICS_HTTP_MAX_CONNECTIONS", 16, minimum=1),
-            capture_fsync=env_bool(env, "ANALYTICS_CAPTURE_FSYNC"),
-            validate_events=env_bool(env, "ANALYTICS_SINK_VALIDATE_EVENTS"),
-            capture_ignores_auth=env_bool(env, "ANALYTICS_CAPTURE_IGNORES_AUTH"),
+            group_id=GROUP.read(env),
+            http_timeout_s=HTTP_TIMEOUT_S.read(env),
+            http_gzip=HTTP_GZIP.read(env),
+            http_max_connections=HTTP_MAX_CONNECTIONS.read(env),
+            capture_fsync=CAPTURE_FSYNC.read(env),
+            validate_events=VALIDATE_EVENTS.read(env),
+            capture_ignores_auth=CAPTURE_IGNORES_AUTH.read(env),
             max_buffered_records=max_buffered,
-            shutdown_timeout_s=env_number(env, "ANALYTICS_SHUTDOWN_TIMEOUT_S", 10, minimum=0),
-            session_timeout_ms=env_int(
-                env, "ANALYTICS_KAFKA_SESSION_TIMEOUT_MS", 10_000, minimum=1000
-            ),
-            health_addr=env_str(env, "ANALYTICS_SINK_HEALTH_ADDR"),
-            log_level=env_choice(
-                env,
-                "ANALYTICS_LOG_LEVEL",
-                ("debug", "info", "warning", "error"),
-                "warning",
-            ).upper(),
+            shutdown_timeout_s=SHUTDOWN_TIMEOUT_S.read(env),
+            session_timeout_ms=SESSION_TIMEOUT_MS.read(env),
+            health_addr=HEALTH_ADDR.read(env),
+            log_level=SINK_LOG_LEVEL.read(env).upper(),
         )

@@ -1,94 +1,217 @@
-"""Stream worker settings, from environment variables (documented in the README)."""
+"""Stream worker settings, from environment variables.
+
+Each variable is declared once below (:mod:`codex_analytics.runtime.config`); the
+README's configuration table and ``codex-analytics stream worker --help`` are generated
+from these declarations.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from codex_analytics.runtime.env import env_choice, env_number
+from codex_analytics.runtime.config import (
+    LOG_LEVEL,
+    Setting,
+    address,
+    choice,
+    declare,
+    number,
+    text,
+    truncated_integer,
+)
 from codex_analytics.runtime.kafka import TopicSettings
 
 HOUR_MS = 3_600_000
+
+#: ``replay`` reads the stream settings too: it runs the same reduction.
+_READERS = ("stream worker", "replay")
+
+APP_ID = declare(
+    "ANALYTICS_STREAM_APP_ID",
+    text(),
+    "codex-analytics-stream",
+    help="Faust app id: consumer group and changelog prefix; workers sharing it share the "
+    "partitions",
+    used_by=(*_READERS, "offsets"),
+)
+STORE = declare(
+    "ANALYTICS_STREAM_STORE",
+    choice("memory", "rocksdb"),
+    "memory",
+    help="`memory` (state rebuilt from the changelog on start) or `rocksdb`",
+    used_by=_READERS,
+)
+DATA_DIR = declare(
+    "ANALYTICS_STREAM_DATA_DIR",
+    text("path"),
+    "stream-data",
+    help="where the RocksDB store keeps its files",
+    used_by=_READERS,
+)
+STATE_HORIZON_HOURS = declare(
+    "ANALYTICS_STATE_HORIZON_HOURS",
+    number(minimum=0.0001),
+    24,
+    help="idle reducer state expires after this much event time",
+    used_by=_READERS,
+)
+DEDUPE_HORIZON_HOURS = declare(
+    "ANALYTICS_DEDUPE_HORIZON_HOURS",
+    number(minimum=0.0001),
+    24,
+    help="window of the app/plugin use dedupe (event time)",
+    used_by=_READERS,
+)
+STATE_RETENTION_HOURS = declare(
+    "ANALYTICS_STATE_RETENTION_HOURS",
+    number(minimum=0.0001),
+    None,  # computed in from_env
+    help="an instance state nobody wrote for this long (worker's clock) is deleted, "
+    "changelog included; at least both horizons",
+    used_by=_READERS,
+    default_note="twice the longer horizon",
+)
+SWEEP_INTERVAL_S = declare(
+    "ANALYTICS_STREAM_SWEEP_INTERVAL_S",
+    number(minimum=0.1),
+    300.0,
+    help="how often the idle sweep starts (it runs in slices between batches)",
+    used_by=_READERS,
+)
+BATCH_MAX_RECORDS = declare(
+    "ANALYTICS_STREAM_BATCH_MAX_RECORDS",
+    truncated_integer(minimum=1),
+    2000,
+    help="records per processing batch at most",
+    used_by=_READERS,
+)
+BATCH_MAX_WAIT_MS = declare(
+    "ANALYTICS_STREAM_BATCH_MAX_WAIT_MS",
+    truncated_integer(minimum=0),
+    10,
+    help="how long an idle worker lets a partial batch fill (a busy one takes what has arrived)",
+    used_by=_READERS,
+)
+REPLICATION_FACTOR = declare(
+    "ANALYTICS_TOPIC_REPLICATION_FACTOR",
+    truncated_integer(minimum=1),
+    1,
+    help="replication of the topics the stream worker creates (its changelog)",
+    used_by=_READERS,
+)
+MAX_RECORD_BYTES = declare(
+    "ANALYTICS_MAX_RECORD_BYTES",
+    truncated_integer(minimum=1024),
+    1024 * 1024,  # Kafka's default message.max.bytes
+    help="larger fact records are dead-lettered as `too_large`",
+    used_by=_READERS,
+)
+STATE_CACHE = declare(
+    "ANALYTICS_STREAM_STATE_CACHE",
+    truncated_integer(minimum=0),
+    20_000,
+    help="decoded instance states kept between batches (0: decode from the store each time)",
+    used_by=_READERS,
+)
+HEALTH_ADDR = declare(
+    "ANALYTICS_STREAM_HEALTH_ADDR",
+    address(),
+    None,
+    help="`HOST:PORT` for `GET /healthz` and `GET /metrics` (Prometheus); off when unset",
+    used_by=_READERS,
+)
+
+SETTINGS: tuple[Setting[Any, Any], ...] = (
+    APP_ID,
+    STORE,
+    DATA_DIR,
+    STATE_HORIZON_HOURS,
+    DEDUPE_HORIZON_HOURS,
+    STATE_RETENTION_HOURS,
+    SWEEP_INTERVAL_S,
+    BATCH_MAX_RECORDS,
+    BATCH_MAX_WAIT_MS,
+    REPLICATION_FACTOR,
+    MAX_RECORD_BYTES,
+    STATE_CACHE,
+    HEALTH_ADDR,
+)
+
+
+def _hours_ms(hours: float) -> int:
+    return int(hours * HOUR_MS)
+
+
+def _default_retention_ms(state_horizon_ms: int, dedupe_horizon_ms: int) -> int:
+    """Twice the longer horizon: a swept state is then one the reducer would have
+    emptied anyway, with a margin for a worker's clock that runs behind event time."""
+    return 2 * max(state_horizon_ms, dedupe_horizon_ms)
 
 
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
     topics: TopicSettings
     #: Faust app id: the consumer group and the prefix of the state changelog topic.
-    app_id: str = "codex-analytics-stream"
+    app_id: str = APP_ID.default
     #: ``memory`` (default; state is rebuilt from the changelog on start) or ``rocksdb``.
-    store: str = "memory"
-    data_dir: str = "stream-data"
-    state_horizon_ms: int = 24 * HOUR_MS
-    dedupe_horizon_ms: int = 24 * HOUR_MS
+    store: str = STORE.default
+    data_dir: str = DATA_DIR.default
+    state_horizon_ms: int = _hours_ms(STATE_HORIZON_HOURS.default)
+    dedupe_horizon_ms: int = _hours_ms(DEDUPE_HORIZON_HOURS.default)
     #: An instance state nobody wrote for this long is deleted (streams.sweep); at least
     #: both horizons, so a swept state is one the reducer would have emptied anyway.
     #: Default: twice the longer horizon.
-    state_retention_ms: int = 48 * HOUR_MS
+    state_retention_ms: int = _default_retention_ms(
+        _hours_ms(STATE_HORIZON_HOURS.default), _hours_ms(DEDUPE_HORIZON_HOURS.default)
+    )
     #: How often the idle sweep starts (it runs in slices between batches).
-    sweep_interval_s: float = 300.0
-    batch_max_records: int = 2000
-    batch_max_wait_ms: int = 10
-    replication_factor: int = 1
+    sweep_interval_s: float = SWEEP_INTERVAL_S.default
+    batch_max_records: int = BATCH_MAX_RECORDS.default
+    batch_max_wait_ms: int = BATCH_MAX_WAIT_MS.default
+    replication_factor: int = REPLICATION_FACTOR.default
     #: Largest facts record accepted; larger ones are dead-lettered as ``too_large``.
     #: Default: Kafka's default ``message.max.bytes``.
-    max_record_bytes: int = 1024 * 1024
+    max_record_bytes: int = MAX_RECORD_BYTES.default
     #: Decoded instance states kept between batches (0: decode from the store each time).
-    state_cache_size: int = 20_000
+    state_cache_size: int = STATE_CACHE.default
     #: ``HOST:PORT`` of ``/healthz`` and ``/metrics`` (off when unset).
-    health_addr: str | None = None
-    log_level: str = "WARNING"
+    health_addr: str | None = HEALTH_ADDR.default
+    log_level: str = LOG_LEVEL.default
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StreamSettings:
         env = os.environ if environ is None else environ
-        store = env_choice(env, "ANALYTICS_STREAM_STORE", ("memory", "rocksdb"), "memory")
-        state_horizon_ms = int(
-            env_number(env, "ANALYTICS_STATE_HORIZON_HOURS", 24, minimum=0.0001) * HOUR_MS
+        store = STORE.read(env)
+        state_horizon_ms = _hours_ms(STATE_HORIZON_HOURS.read(env))
+        dedupe_horizon_ms = _hours_ms(DEDUPE_HORIZON_HOURS.read(env))
+        retention_hours = STATE_RETENTION_HOURS.read(env)
+        retention_ms = (
+            _default_retention_ms(state_horizon_ms, dedupe_horizon_ms)
+            if retention_hours is None
+            else _hours_ms(retention_hours)
         )
-        dedupe_horizon_ms = int(
-            env_number(env, "ANALYTICS_DEDUPE_HORIZON_HOURS", 24, minimum=0.0001) * HOUR_MS
-        )
-        longest_horizon_ms = max(state_horizon_ms, dedupe_horizon_ms)
-        retention_ms = int(
-            env_number(
-                env,
-                "ANALYTICS_STATE_RETENTION_HOURS",
-                2 * longest_horizon_ms / HOUR_MS,  # default: twice the longer horizon
-                minimum=0.0001,
-            )
-            * HOUR_MS
-        )
-        if retention_ms < longest_horizon_ms:
+        if retention_ms < max(state_horizon_ms, dedupe_horizon_ms):
             raise ValueError(
-                "ANALYTICS_STATE_RETENTION_HOURS must be at least ANALYTICS_STATE_HORIZON_HOURS"
-                " and ANALYTICS_DEDUPE_HORIZON_HOURS"
+                f"{STATE_RETENTION_HOURS.name} must be at least {STATE_HORIZON_HOURS.name}"
+                f" and {DEDUPE_HORIZON_HOURS.name}"
             )
         return cls(
             topics=TopicSettings.from_env(env),
-            app_id=env.get("ANALYTICS_STREAM_APP_ID") or "codex-analytics-stream",
+            app_id=APP_ID.read(env),
             store=store,
-            data_dir=env.get("ANALYTICS_STREAM_DATA_DIR") or "stream-data",
+            data_dir=DATA_DIR.read(env),
             state_horizon_ms=state_horizon_ms,
             dedupe_horizon_ms=dedupe_horizon_ms,
             state_retention_ms=retention_ms,
-            sweep_interval_s=env_number(env, "ANALYTICS_STREAM_SWEEP_INTERVAL_S", 300, minimum=0.1),
-            batch_max_records=int(
-                env_number(env, "ANALYTICS_STREAM_BATCH_MAX_RECORDS", 2000, minimum=1)
-            ),
-            batch_max_wait_ms=int(
-                env_number(env, "ANALYTICS_STREAM_BATCH_MAX_WAIT_MS", 10, minimum=0)
-            ),
-            replication_factor=int(
-                env_number(env, "ANALYTICS_TOPIC_REPLICATION_FACTOR", 1, minimum=1)
-            ),
-            max_record_bytes=int(
-                env_number(env, "ANALYTICS_MAX_RECORD_BYTES", 1024 * 1024, minimum=1024)
-            ),
-            state_cache_size=int(
-                env_number(env, "ANALYTICS_STREAM_STATE_CACHE", 20_000, minimum=0)
-            ),
-            health_addr=env.get("ANALYTICS_STREAM_HEALTH_ADDR") or None,
-            log_level=(env.get("ANALYTICS_LOG_LEVEL") or "WARNING").upper(),
+            sweep_interval_s=SWEEP_INTERVAL_S.read(env),
+            batch_max_records=BATCH_MAX_RECORDS.read(env),
+            batch_max_wait_ms=BATCH_MAX_WAIT_MS.read(env),
+            replication_factor=REPLICATION_FACTOR.read(env),
+            max_record_bytes=MAX_RECORD_BYTES.read(env),
+            state_cache_size=STATE_CACHE.read(env),
+            health_addr=HEALTH_ADDR.read(env),
+            log_level=LOG_LEVEL.read(env),
         )

@@ -22,12 +22,6 @@ A rejected line names its line number, field path and reason. GET /healthz, /rea
 
 Send one instance's batches one after another (wait for the answer): the stream drops a
 fact whose seq is not newer than the last one it applied for the instance.
-
-Environment: ANALYTICS_GATEWAY_ADDR (default 127.0.0.1:8080), KAFKA_BOOTSTRAP_SERVERS
-(unset: an embedded, memory-only broker), ANALYTICS_FACTS_TOPIC,
-ANALYTICS_TOPIC_PARTITIONS, ANALYTICS_GATEWAY_TOKEN, ANALYTICS_GATEWAY_MAX_BODY_BYTES,
-ANALYTICS_GATEWAY_PUBLISH_TIMEOUT_S, ANALYTICS_GATEWAY_RETRY_AFTER_S,
-ANALYTICS_FACTS_PER_RECORD, ANALYTICS_LOG_LEVEL. See the README.
 """
 
 
@@ -42,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from codex_analytics.devtools.broker import kafka_bootstrap
-    from producers.gateway.service import GatewaySettings, run_gateway
+    from producers.gateway.service import run_gateway
+    from producers.gateway.settings import GatewaySettings
 
     try:
         settings = GatewaySettings.from_env()

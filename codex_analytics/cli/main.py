@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from codex_analytics import __version__
 
@@ -89,9 +90,36 @@ stops) on a free 127.0.0.1 port and stops it on exit.
 """
 
 
+PROG = "codex-analytics"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A parser whose ``--help`` ends with the environment variables its command reads.
+
+    That paragraph is rendered from the settings declarations when help is shown, not
+    when the parser is built: the declarations import the services' settings modules,
+    and every run builds the whole parser (``reduce`` must stay free of Kafka). Nested
+    parsers (``stream worker``, ``offsets show``) are of this class too, since argparse
+    makes subparsers of their parent's class.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The paragraph is laid out already; argparse must not re-wrap it.
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def format_help(self) -> str:
+        command = self.prog.removeprefix(PROG).strip()
+        if command and self.epilog is None:
+            from codex_analytics.cli.settings_help import environment_help
+
+            self.epilog = environment_help(command) or None
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="codex-analytics",
+    parser = CommandParser(
+        prog=PROG,
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

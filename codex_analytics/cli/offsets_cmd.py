@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -50,12 +51,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     reset.add_argument("--execute", action="store_true", help="commit the plan (default: dry run)")
 
 
-def _targets(args: argparse.Namespace) -> list[tuple[str, str]]:
+def _targets(args: argparse.Namespace, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The (group, topic) pairs the command works on; the services' groups and topics
+    come from their own variables."""
     from codex_analytics.runtime.kafka import TopicSettings
+    from sinks.settings import GROUP
+    from streams.settings import APP_ID
 
-    topics = TopicSettings.from_env()
-    stream = (os.environ.get("ANALYTICS_STREAM_APP_ID") or "codex-analytics-stream", topics.facts)
-    sink = (os.environ.get("ANALYTICS_SINK_GROUP") or "codex-analytics-sink", topics.events)
+    topics = TopicSettings.from_env(env)
+    stream = (APP_ID.read(env), topics.facts)
+    sink = (GROUP.read(env), topics.events)
     if args.group or args.topic:
         if not (args.group and args.topic) or args.service:
             raise ValueError("give --group and --topic together, or --service")
@@ -68,12 +73,14 @@ def _targets(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    from codex_analytics.runtime.kafka import BOOTSTRAP
+
+    bootstrap = BOOTSTRAP.read(os.environ)
     if not bootstrap:
         print("offsets: KAFKA_BOOTSTRAP_SERVERS is not set", file=sys.stderr)
         return 2
     try:
-        targets = _targets(args)
+        targets = _targets(args, os.environ)
     except ValueError as exc:
         print(f"offsets: {exc}", file=sys.stderr)
         return 2

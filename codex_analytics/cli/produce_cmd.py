@@ -15,9 +15,7 @@ field path and reason, and skipped; the rest is published. Shows progress on a t
 Exit status: 0 when every line was published, 1 when lines were rejected or the broker
 did not take the facts, 2 on a usage error.
 
-Environment: KAFKA_BOOTSTRAP_SERVERS (unset: an embedded, memory-only broker, stopped
-when the command ends), ANALYTICS_FACTS_TOPIC, ANALYTICS_TOPIC_PARTITIONS,
-ANALYTICS_FACTS_PER_RECORD.
+Without KAFKA_BOOTSTRAP_SERVERS it starts an embedded broker and stops it when it ends.
 """
 
 

@@ -36,7 +36,7 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
     import os
 
     from codex_analytics.devtools.broker import kafka_bootstrap
-    from codex_analytics.runtime.env import env_int
+    from codex_analytics.runtime.config import FACTS_PER_RECORD
     from codex_analytics.runtime.kafka import TopicSettings, ensure_topics
     from codex_analytics.runtime.progress import Progress
     from producers.publishing.bulk import BulkPublishError, publish_lines
@@ -45,7 +45,7 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
 
     try:
         topics = TopicSettings.from_env()
-        pack = args.pack or env_int(os.environ, "ANALYTICS_FACTS_PER_RECORD", 1, minimum=1)
+        pack = args.pack or FACTS_PER_RECORD.read(os.environ)
     except ValueError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from codex_analytics.devtools.receiver import Faults
 
 DESCRIPTION = """\
 A small HTTP server that plays the analytics endpoint (chatgpt.com/backend-api) for
@@ -18,18 +23,15 @@ account_id, fedramp, events}; a repeated Idempotency-Key is answered 200 and not
 again. GET /received serves the stored lines, GET /healthz the count.
 
 Failure injection, for tests: --fail-first N uploads, then every --fail-every K-th
-upload, are answered --fail-status (default 503) with --retry-after; --delay S slows
-every answer.
+upload, are answered --fail-status with --retry-after; --delay S slows every answer.
 
-Environment (flags win): ANALYTICS_RECEIVER_ADDR, ANALYTICS_RECEIVER_STORE,
-ANALYTICS_RECEIVER_FAIL_FIRST, ANALYTICS_RECEIVER_FAIL_EVERY,
-ANALYTICS_RECEIVER_FAIL_STATUS, ANALYTICS_RECEIVER_RETRY_AFTER, ANALYTICS_RECEIVER_DELAY_S.
+Every flag has an environment variable (listed below); the flag wins.
 """
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--addr", metavar="HOST:PORT", help="listen address (default 127.0.0.1:8090)"
+        "--addr", metavar="HOST:PORT", help="listen address (default: ANALYTICS_RECEIVER_ADDR)"
     )
     parser.add_argument("--store", metavar="PATH", help="append accepted batches here (JSON lines)")
     parser.add_argument(
@@ -38,11 +40,33 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fail-first", type=int, metavar="N", help="fail the first N uploads")
     parser.add_argument("--fail-every", type=int, metavar="K", help="then fail every K-th upload")
     parser.add_argument(
-        "--fail-status", type=int, metavar="STATUS", help="status of a failed upload (default 503)"
+        "--fail-status",
+        type=int,
+        metavar="STATUS",
+        help="status of a failed upload (default: ANALYTICS_RECEIVER_FAIL_STATUS)",
     )
     parser.add_argument("--retry-after", metavar="SECONDS", help="Retry-After of a failed upload")
     parser.add_argument(
         "--delay", type=float, metavar="S", help="wait S seconds before every answer"
+    )
+
+
+def read_settings(
+    args: argparse.Namespace, env: Mapping[str, str]
+) -> tuple[str, str | None, Faults]:
+    """Listen address, store and faults: each flag, else its variable (read only then)."""
+    from codex_analytics.devtools import receiver
+
+    return (
+        args.addr or receiver.ADDR.read(env),
+        args.store or receiver.STORE.read(env),
+        receiver.Faults(
+            status=args.fail_status or receiver.FAIL_STATUS.read(env),
+            first=args.fail_first if args.fail_first is not None else receiver.FAIL_FIRST.read(env),
+            every=args.fail_every if args.fail_every is not None else receiver.FAIL_EVERY.read(env),
+            retry_after=args.retry_after or receiver.RETRY_AFTER.read(env),
+            delay=args.delay if args.delay is not None else receiver.DELAY_S.read(env),
+        ),
     )
 
 
@@ -52,27 +76,10 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import sys
 
-    from codex_analytics.devtools.receiver import Faults, Receiver
-    from codex_analytics.runtime.env import env_int, env_number, env_str
+    from codex_analytics.devtools.receiver import Receiver
 
-    env = os.environ
     try:
-        addr: str = args.addr or env_str(env, "ANALYTICS_RECEIVER_ADDR") or "127.0.0.1:8090"
-        store = args.store or env_str(env, "ANALYTICS_RECEIVER_STORE")
-        faults = Faults(
-            status=args.fail_status
-            or env_int(env, "ANALYTICS_RECEIVER_FAIL_STATUS", 503, minimum=100),
-            first=args.fail_first
-            if args.fail_first is not None
-            else env_int(env, "ANALYTICS_RECEIVER_FAIL_FIRST", 0, minimum=0),
-            every=args.fail_every
-            if args.fail_every is not None
-            else env_int(env, "ANALYTICS_RECEIVER_FAIL_EVERY", 0, minimum=0),
-            retry_after=args.retry_after or env_str(env, "ANALYTICS_RECEIVER_RETRY_AFTER"),
-            delay=args.delay
-            if args.delay is not None
-            else env_number(env, "ANALYTICS_RECEIVER_DELAY_S", 0.0, minimum=0.0),
-        )
+        addr, store, faults = read_settings(args, os.environ)
     except ValueError as exc:
         print(f"receiver: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,16 +65,17 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from codex_analytics.ops.replay import StartPoint
+    from codex_analytics.runtime.kafka import BOOTSTRAP
     from streams.settings import StreamSettings
 
     try:
         start = StartPoint.parse(args.start)
         settings = StreamSettings.from_env()
-        limits = _batch_limits()
+        limits = _batch_limits(os.environ)
     except ValueError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    bootstrap = BOOTSTRAP.read(os.environ)
     if not bootstrap:
         print(
             "replay: KAFKA_BOOTSTRAP_SERVERS is not set: replay reads an existing facts topic",
@@ -96,14 +98,11 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def _batch_limits() -> tuple[int, int]:
-    from codex_analytics.runtime.env import env_int
+def _batch_limits(env: Mapping[str, str]) -> tuple[int, int]:
+    """Events and body bytes per capture line: the sink's batch limits."""
+    from sinks.settings import BATCH_MAX_BYTES, BATCH_MAX_EVENTS
 
-    env = os.environ
-    return (
-        env_int(env, "ANALYTICS_BATCH_MAX_EVENTS", 500, minimum=1),
-        env_int(env, "ANALYTICS_BATCH_MAX_BYTES", 1024 * 1024, minimum=64),
-    )
+    return BATCH_MAX_EVENTS.read(env), BATCH_MAX_BYTES.read(env)
 
 
 async def _main(

@@ -17,13 +17,6 @@ dead-letter topic with the reason in their headers.
 At-least-once: a fact's offset is committed only after its events and its state are
 acknowledged by the broker. Run several workers with the same ANALYTICS_STREAM_APP_ID to
 share the partitions; a restarted or rebalanced worker continues from the changelog.
-
-Environment: KAFKA_BOOTSTRAP_SERVERS (unset: an embedded, memory-only broker),
-ANALYTICS_FACTS_TOPIC, ANALYTICS_EVENTS_TOPIC, ANALYTICS_FACTS_DLQ_TOPIC,
-ANALYTICS_TOPIC_PARTITIONS, ANALYTICS_STREAM_APP_ID, ANALYTICS_STREAM_STORE (memory |
-rocksdb), ANALYTICS_STREAM_DATA_DIR, ANALYTICS_STATE_HORIZON_HOURS,
-ANALYTICS_DEDUPE_HORIZON_HOURS, ANALYTICS_STREAM_BATCH_MAX_RECORDS,
-ANALYTICS_STREAM_BATCH_MAX_WAIT_MS, ANALYTICS_LOG_LEVEL. See the README.
 """
 
 

@@ -21,6 +21,14 @@ import orjson
 from aiohttp import web
 
 from codex_analytics.devtools.receiver_checks import Refusal, check_request
+from codex_analytics.runtime.config import (
+    Setting,
+    address,
+    declare,
+    integer,
+    number,
+    text,
+)
 from codex_analytics.runtime.http import Served, metrics_response, serve
 from codex_analytics.runtime.metrics import ServiceMetrics
 
@@ -58,17 +66,83 @@ class ReceivedRequest:
         return self.headers.get("idempotency-key")
 
 
+# The receiver command's variables, declared once (:mod:`codex_analytics.runtime.config`);
+# its flags of the same names win over them.
+_RECEIVER = ("receiver",)
+ADDR = declare(
+    "ANALYTICS_RECEIVER_ADDR",
+    address(),
+    "127.0.0.1:8090",
+    help="listen address (`--addr` wins)",
+    used_by=_RECEIVER,
+)
+STORE = declare(
+    "ANALYTICS_RECEIVER_STORE",
+    text("path"),
+    None,
+    help="JSON-lines file of accepted batches (`--store` wins)",
+    used_by=_RECEIVER,
+    default_note="none (nothing stored)",
+)
+FAIL_FIRST = declare(
+    "ANALYTICS_RECEIVER_FAIL_FIRST",
+    integer(minimum=0),
+    0,
+    help="failure injection: fail the first N uploads (`--fail-first` wins)",
+    used_by=_RECEIVER,
+)
+FAIL_EVERY = declare(
+    "ANALYTICS_RECEIVER_FAIL_EVERY",
+    integer(minimum=0),
+    0,
+    help="failure injection: then fail every K-th upload (`--fail-every` wins)",
+    used_by=_RECEIVER,
+)
+FAIL_STATUS = declare(
+    "ANALYTICS_RECEIVER_FAIL_STATUS",
+    integer(minimum=100),
+    503,
+    help="status of a failed upload (`--fail-status` wins)",
+    used_by=_RECEIVER,
+)
+RETRY_AFTER = declare(
+    "ANALYTICS_RECEIVER_RETRY_AFTER",
+    text("seconds"),
+    None,
+    help="`Retry-After` of a failed upload (`--retry-after` wins)",
+    used_by=_RECEIVER,
+    default_note="none",
+)
+DELAY_S = declare(
+    "ANALYTICS_RECEIVER_DELAY_S",
+    number(minimum=0.0),
+    0.0,
+    help="wait this long before every answer (`--delay` wins)",
+    used_by=_RECEIVER,
+)
+
+SETTINGS: tuple[Setting[Any, Any], ...] = (
+    ADDR,
+    STORE,
+    FAIL_FIRST,
+    FAIL_EVERY,
+    FAIL_STATUS,
+    RETRY_AFTER,
+    DELAY_S,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Faults:
     """Failure injection for the receiver command: the first ``first`` uploads, and then
     every ``every``-th one, get ``status`` (with ``Retry-After`` when set); every answer
     waits ``delay`` seconds."""
 
-    status: int = 503
-    first: int = 0
-    every: int = 0
-    retry_after: str | None = None
-    delay: float = 0.0
+    status: int = FAIL_STATUS.default
+    first: int = FAIL_FIRST.default
+    every: int = FAIL_EVERY.default
+    retry_after: str | None = RETRY_AFTER.default
+    delay: float = DELAY_S.default
 
     def answer_for(self, number: int) -> Answer | None:
         """The scripted answer of the ``number``-th upload (1-based), if any."""

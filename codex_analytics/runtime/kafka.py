@@ -17,38 +17,111 @@ from dataclasses import dataclass
 from typing import Any
 
 from codex_analytics.contract import topics
+from codex_analytics.runtime.config import Setting, declare, integer_literal, text
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 PARTITIONS_ENV = "ANALYTICS_TOPIC_PARTITIONS"
-DEFAULT_PARTITIONS = 8
+
+#: Every command that reads the topic settings (:meth:`TopicSettings.from_env`).
+TOPIC_READERS = (
+    "stream worker",
+    "sink worker",
+    "gateway",
+    "produce",
+    "generate",
+    "demo",
+    "replay",
+    "offsets",
+)
+#: The commands that start an embedded broker when ``KAFKA_BOOTSTRAP_SERVERS`` is unset.
+EMBEDDED_BROKER_USERS = (
+    "stream worker",
+    "sink worker",
+    "gateway",
+    "produce",
+    "generate",
+    "demo",
+    "smoke plugin",
+)
+
+BOOTSTRAP = declare(
+    BOOTSTRAP_ENV,
+    text("HOST:PORT,..."),
+    None,
+    help="Kafka bootstrap servers, used as is; `replay` and `offsets` need it, `broker` "
+    "ignores it (it always starts a broker)",
+    used_by=(*EMBEDDED_BROKER_USERS, "replay", "offsets", "broker"),
+    default_note="an embedded, memory-only broker",
+)
+#: The client library's broker when ``KAFKA_BOOTSTRAP_SERVERS`` is unset (a library
+#: never starts a broker of its own).
+CLIENT_BOOTSTRAP = BOOTSTRAP.variant(used_by=("client library",), default="127.0.0.1:9092")
+FACTS_TOPIC = declare(
+    topics.FACTS_TOPIC_ENV,
+    text("topic"),
+    topics.FACTS_TOPIC,
+    help="topic of fact envelopes, keyed by `source.instance_id`",
+    used_by=(*TOPIC_READERS, "client library"),
+)
+FACTS_DLQ_TOPIC = declare(
+    topics.FACTS_DLQ_TOPIC_ENV,
+    text("topic"),
+    topics.FACTS_DLQ_TOPIC,
+    help="facts that failed to decode, with the reason in headers",
+    used_by=TOPIC_READERS,
+)
+EVENTS_TOPIC = declare(
+    topics.EVENTS_TOPIC_ENV,
+    text("topic"),
+    topics.EVENTS_TOPIC,
+    help="one record per track event, keyed by delivery route",
+    used_by=TOPIC_READERS,
+)
+EVENTS_DLQ_TOPIC = declare(
+    topics.EVENTS_DLQ_TOPIC_ENV,
+    text("topic"),
+    topics.EVENTS_DLQ_TOPIC,
+    help="events the sink gave up on (refused by the endpoint, too large, unreadable), "
+    "with the reason in headers",
+    used_by=TOPIC_READERS,
+)
+PARTITIONS = declare(
+    PARTITIONS_ENV,
+    integer_literal(minimum=1),
+    8,
+    help="partitions of topics created when missing",
+    used_by=TOPIC_READERS,
+)
+DEFAULT_PARTITIONS = PARTITIONS.default
+
+SETTINGS: tuple[Setting[Any, Any], ...] = (
+    BOOTSTRAP,
+    CLIENT_BOOTSTRAP,
+    FACTS_TOPIC,
+    FACTS_DLQ_TOPIC,
+    EVENTS_TOPIC,
+    EVENTS_DLQ_TOPIC,
+    PARTITIONS,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class TopicSettings:
-    facts: str = topics.FACTS_TOPIC
-    facts_dlq: str = topics.FACTS_DLQ_TOPIC
-    events: str = topics.EVENTS_TOPIC
-    events_dlq: str = topics.EVENTS_DLQ_TOPIC
-    partitions: int = DEFAULT_PARTITIONS
+    facts: str = FACTS_TOPIC.default
+    facts_dlq: str = FACTS_DLQ_TOPIC.default
+    events: str = EVENTS_TOPIC.default
+    events_dlq: str = EVENTS_DLQ_TOPIC.default
+    partitions: int = PARTITIONS.default
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TopicSettings:
         env = os.environ if environ is None else environ
-        raw_partitions = env.get(PARTITIONS_ENV, "") or str(DEFAULT_PARTITIONS)
-        try:
-            partitions = int(raw_partitions)
-        except ValueError:
-            raise ValueError(
-                f"{PARTITIONS_ENV} must be an integer, got {raw_partitions!r}"
-            ) from None
-        if partitions < 1:
-            raise ValueError(f"{PARTITIONS_ENV} must be at least 1")
         return cls(
-            facts=env.get(topics.FACTS_TOPIC_ENV) or topics.FACTS_TOPIC,
-            facts_dlq=env.get(topics.FACTS_DLQ_TOPIC_ENV) or topics.FACTS_DLQ_TOPIC,
-            events=env.get(topics.EVENTS_TOPIC_ENV) or topics.EVENTS_TOPIC,
-            events_dlq=env.get(topics.EVENTS_DLQ_TOPIC_ENV) or topics.EVENTS_DLQ_TOPIC,
-            partitions=partitions,
+            facts=FACTS_TOPIC.read(env),
+            facts_dlq=FACTS_DLQ_TOPIC.read(env),
+            events=EVENTS_TOPIC.read(env),
+            events_dlq=EVENTS_DLQ_TOPIC.read(env),
+            partitions=PARTITIONS.read(env),
         )
 
 

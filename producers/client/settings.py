@@ -1,37 +1,88 @@
-"""Settings of the client library (and the defaults the gateway shares), from code or
-from the environment."""
+"""Settings of the client library, from code or from the environment.
+
+Its variables are declared once below (:mod:`codex_analytics.runtime.config`); the
+broker, the facts topic and ``ANALYTICS_FACTS_PER_RECORD`` are declared in the runtime
+kernel because the commands read them too. The README's configuration table is
+generated from these declarations.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from codex_analytics.contract import topics
-from codex_analytics.runtime.env import env_bool, env_int, env_number, env_str
-from codex_analytics.runtime.kafka import BOOTSTRAP_ENV
+from codex_analytics.runtime.config import (
+    FACTS_PER_RECORD,
+    Setting,
+    boolean,
+    declare,
+    integer,
+    number,
+)
+from codex_analytics.runtime.kafka import CLIENT_BOOTSTRAP, FACTS_TOPIC
 
+_CLIENT = ("client library",)
+
+ENABLED = declare(
+    "ANALYTICS_ENABLED",
+    boolean(),
+    None,  # None and True both mean enabled: only an explicit false disables
+    help="`false` makes every `track_*` call a no-op (upstream `analytics.enabled`)",
+    used_by=_CLIENT,
+    default_note="unset (enabled)",
+)
 #: Upstream's queue capacity (``delivery.md`` §2.1).
-DEFAULT_QUEUE_CAPACITY = 256
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+QUEUE_CAPACITY = declare(
+    "ANALYTICS_CLIENT_QUEUE_CAPACITY",
+    integer(minimum=1),
+    256,
+    help="facts held while the broker is slow; beyond it new facts are dropped with a warning",
+    used_by=_CLIENT,
+)
+DELIVERY_TIMEOUT_S = declare(
+    "ANALYTICS_CLIENT_DELIVERY_TIMEOUT_S",
+    number(minimum=0.001),
+    30.0,
+    help="how long unacknowledged facts are retried before `on_delivery_error`",
+    used_by=_CLIENT,
+)
+FORWARD_ALL = declare(
+    "ANALYTICS_CLIENT_FORWARD_ALL",
+    boolean(),
+    False,
+    help="forward every request, response and notification (the seed client)",
+    used_by=_CLIENT,
+)
+
+SETTINGS: tuple[Setting[Any, Any], ...] = (
+    ENABLED,
+    QUEUE_CAPACITY,
+    DELIVERY_TIMEOUT_S,
+    FORWARD_ALL,
+)
+
+DEFAULT_QUEUE_CAPACITY = QUEUE_CAPACITY.default
+DEFAULT_BOOTSTRAP = CLIENT_BOOTSTRAP.default
 
 
 @dataclass(frozen=True, slots=True)
 class ClientSettings:
     bootstrap: str = DEFAULT_BOOTSTRAP
-    topic: str = topics.FACTS_TOPIC
+    topic: str = FACTS_TOPIC.default
     #: Upstream ``analytics.enabled``: None and True mean enabled; only False disables.
-    enabled: bool | None = None
+    enabled: bool | None = ENABLED.default
     #: Facts held while the broker is slow or away; beyond it new facts are dropped.
     queue_capacity: int = DEFAULT_QUEUE_CAPACITY
     #: 1 publishes one envelope per record (the spec's plain form); more packs
     #: consecutive facts of the instance into one record (up to this many).
-    max_facts_per_record: int = 1
+    max_facts_per_record: int = FACTS_PER_RECORD.default
     #: How long one set of facts is retried before it is reported as failed.
-    delivery_timeout_s: float = 30.0
+    delivery_timeout_s: float = DELIVERY_TIMEOUT_S.default
     #: Forward every request, response and notification (the seed client) instead of
     #: the ones the reducer reads (the June client). Events are the same either way.
-    forward_all_protocol_messages: bool = False
+    forward_all_protocol_messages: bool = FORWARD_ALL.default
 
     def __post_init__(self) -> None:
         if self.queue_capacity < 1:
@@ -48,17 +99,12 @@ class ClientSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientSettings:
         env = os.environ if environ is None else environ
-        enabled_raw = env_str(env, "ANALYTICS_ENABLED")
         return cls(
-            bootstrap=env_str(env, BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP) or DEFAULT_BOOTSTRAP,
-            topic=env_str(env, topics.FACTS_TOPIC_ENV, topics.FACTS_TOPIC) or topics.FACTS_TOPIC,
-            enabled=None if enabled_raw is None else env_bool(env, "ANALYTICS_ENABLED"),
-            queue_capacity=env_int(
-                env, "ANALYTICS_CLIENT_QUEUE_CAPACITY", DEFAULT_QUEUE_CAPACITY, minimum=1
-            ),
-            max_facts_per_record=env_int(env, "ANALYTICS_FACTS_PER_RECORD", 1, minimum=1),
-            delivery_timeout_s=env_number(
-                env, "ANALYTICS_CLIENT_DELIVERY_TIMEOUT_S", 30.0, minimum=0.001
-            ),
-            forward_all_protocol_messages=env_bool(env, "ANALYTICS_CLIENT_FORWARD_ALL"),
+            bootstrap=CLIENT_BOOTSTRAP.read(env),
+            topic=FACTS_TOPIC.read(env),
+            enabled=ENABLED.read(env),
+            queue_capacity=QUEUE_CAPACITY.read(env),
+            max_facts_per_record=FACTS_PER_RECORD.read(env),
+            delivery_timeout_s=DELIVERY_TIMEOUT_S.read(env),
+            forward_all_protocol_messages=FORWARD_ALL.read(env),
         )

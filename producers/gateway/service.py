@@ -22,22 +22,19 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import os
 import signal
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from codex_analytics.contract import topics
-from codex_analytics.runtime.env import env_int, env_number, env_str
 from codex_analytics.runtime.http import Served, metrics_response, parse_addr, serve
-from codex_analytics.runtime.kafka import TopicSettings, ensure_topics
+from codex_analytics.runtime.kafka import ensure_topics
 from codex_analytics.runtime.metrics import ServiceMetrics
+from producers.gateway.settings import GatewaySettings
 from producers.publishing.ingest import parse_ingest_body
 from producers.publishing.records import fact_records
 from producers.publishing.transport import (
@@ -48,49 +45,6 @@ from producers.publishing.transport import (
 )
 
 log = logging.getLogger("producers.gateway.service")
-
-DEFAULT_ADDR = "127.0.0.1:8080"
-
-
-@dataclass(frozen=True, slots=True)
-class GatewaySettings:
-    addr: str = DEFAULT_ADDR
-    facts_topic: str = topics.FACTS_TOPIC
-    partitions: int = 8
-    max_body_bytes: int = 16 * 1024 * 1024
-    publish_timeout_s: float = 5.0
-    retry_after_s: int = 2
-    max_facts_per_record: int = 1
-    #: Shared secret for ``Authorization: Bearer``; None leaves ingest open (local stack).
-    token: str | None = field(default=None, repr=False)
-    log_level: str = "INFO"
-
-    def __post_init__(self) -> None:
-        parse_addr(self.addr)
-
-    def __repr__(self) -> str:
-        auth = "bearer" if self.token else "none"
-        return f"GatewaySettings(addr={self.addr!r}, facts_topic={self.facts_topic!r}, auth={auth})"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
-        env = os.environ if environ is None else environ
-        topic_settings = TopicSettings.from_env(env)
-        return cls(
-            addr=env_str(env, "ANALYTICS_GATEWAY_ADDR", DEFAULT_ADDR) or DEFAULT_ADDR,
-            facts_topic=topic_settings.facts,
-            partitions=topic_settings.partitions,
-            max_body_bytes=env_int(
-                env, "ANALYTICS_GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024
-            ),
-            publish_timeout_s=env_number(
-                env, "ANALYTICS_GATEWAY_PUBLISH_TIMEOUT_S", 5.0, minimum=0.1
-            ),
-            retry_after_s=env_int(env, "ANALYTICS_GATEWAY_RETRY_AFTER_S", 2, minimum=1),
-            max_facts_per_record=env_int(env, "ANALYTICS_FACTS_PER_RECORD", 1, minimum=1),
-            token=env_str(env, "ANALYTICS_GATEWAY_TOKEN"),
-            log_level=(env_str(env, "ANALYTICS_LOG_LEVEL", "INFO") or "INFO").upper(),
-        )
 
 
 class GatewayMetrics(ServiceMetrics):

@@ -1,0 +1,117 @@
+"""Gateway settings, from environment variables.
+
+Each variable is declared once below (:mod:`codex_analytics.runtime.config`); the
+README's configuration table and ``codex-analytics gateway --help`` are generated from
+these declarations. Kept apart from the server (:mod:`producers.gateway.service`): the declarations,
+the dataclass and its reading belong together, the HTTP handling elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from codex_analytics.runtime.config import (
+    FACTS_PER_RECORD,
+    LOG_LEVEL,
+    Setting,
+    address,
+    declare,
+    integer,
+    number,
+    text,
+)
+from codex_analytics.runtime.http import parse_addr
+from codex_analytics.runtime.kafka import FACTS_TOPIC, PARTITIONS, TopicSettings
+
+_GATEWAY = ("gateway",)
+
+ADDR = declare(
+    "ANALYTICS_GATEWAY_ADDR",
+    address(),
+    "127.0.0.1:8080",
+    help="listen address (`/v1/facts`, `/healthz`, `/readyz`, `/metrics`); `--addr` wins",
+    used_by=_GATEWAY,
+)
+TOKEN = declare(
+    "ANALYTICS_GATEWAY_TOKEN",
+    text("token"),
+    None,
+    help="require `Authorization: Bearer <token>` on ingest",
+    used_by=_GATEWAY,
+    secret=True,
+    default_note="unset (open)",
+)
+MAX_BODY_BYTES = declare(
+    "ANALYTICS_GATEWAY_MAX_BODY_BYTES",
+    integer(minimum=1024),
+    16 * 1024 * 1024,
+    help="larger bodies get 413",
+    used_by=_GATEWAY,
+)
+PUBLISH_TIMEOUT_S = declare(
+    "ANALYTICS_GATEWAY_PUBLISH_TIMEOUT_S",
+    number(minimum=0.1),
+    5.0,
+    help="how long a request waits for the broker's acks before 503",
+    used_by=_GATEWAY,
+)
+RETRY_AFTER_S = declare(
+    "ANALYTICS_GATEWAY_RETRY_AFTER_S",
+    integer(minimum=1),
+    2,
+    help="`Retry-After` of a 503",
+    used_by=_GATEWAY,
+)
+#: The gateway's default level is INFO (the other services': WARNING).
+GATEWAY_LOG_LEVEL = LOG_LEVEL.variant(used_by=_GATEWAY, default="INFO")
+
+SETTINGS: tuple[Setting[Any, Any], ...] = (
+    ADDR,
+    TOKEN,
+    MAX_BODY_BYTES,
+    PUBLISH_TIMEOUT_S,
+    RETRY_AFTER_S,
+    GATEWAY_LOG_LEVEL,
+)
+
+DEFAULT_ADDR = ADDR.default
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    addr: str = ADDR.default
+    facts_topic: str = FACTS_TOPIC.default
+    partitions: int = PARTITIONS.default
+    max_body_bytes: int = MAX_BODY_BYTES.default
+    publish_timeout_s: float = PUBLISH_TIMEOUT_S.default
+    retry_after_s: int = RETRY_AFTER_S.default
+    max_facts_per_record: int = FACTS_PER_RECORD.default
+    #: Shared secret for ``Authorization: Bearer``; None leaves ingest open (local stack).
+    token: str | None = field(default=TOKEN.default, repr=False)
+    log_level: str = GATEWAY_LOG_LEVEL.default
+
+    def __post_init__(self) -> None:
+        parse_addr(self.addr)
+
+    def __repr__(self) -> str:
+        auth = "bearer" if self.token else "none"
+        return f"GatewaySettings(addr={self.addr!r}, facts_topic={self.facts_topic!r}, auth={auth})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
+        env = os.environ if environ is None else environ
+        topic_settings = TopicSettings.from_env(env)
+        return cls(
+            addr=ADDR.read(env),
+            facts_topic=topic_settings.facts,
+            partitions=topic_settings.partitions,
+            max_body_bytes=MAX_BODY_BYTES.read(env),
+            publish_timeout_s=PUBLISH_TIMEOUT_S.read(env),
+            retry_after_s=RETRY_AFTER_S.read(env),
+            max_facts_per_record=FACTS_PER_RECORD.read(env),
+            token=TOKEN.read(env),
+            log_level=GATEWAY_LOG_LEVEL.read(env),
+        )
