@@ -26,7 +26,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -40,15 +40,14 @@ from codex_analytics.runtime.metrics import partition_lag
 
 from .auth import Admitted, Skipped, admit, request_headers
 from .batching import Batch, CloseReason, PartitionBatcher, SinkRecord
-from .capture import CaptureDestination
 from .credentials import CredentialChain, CredentialProvider
+from .destinations import Destination, destination_for
 from .errors import (
     CaptureWriteError,
     DeliveryError,
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
-from .http import HttpDestination
 from .metrics import SinkMetrics
 from .settings import SinkSettings
 
@@ -56,14 +55,6 @@ log = logging.getLogger("codex_analytics.sink")
 
 #: A record this large cannot be an event record we produced: dead-letter it unread.
 _MAX_RECORD_BYTES = 16 * 1024 * 1024
-
-
-class Destination(Protocol):
-    name: str
-
-    async def deliver(self, body: bytes, headers: dict[str, str]) -> int: ...
-
-    async def aclose(self) -> None: ...
 
 
 #: Batch keys by route: a sink sees few distinct routes, over and over.
@@ -145,9 +136,8 @@ class SinkWorker:
         self.metrics = metrics or SinkMetrics()
         self.metrics.watch_lag(self.lag)
         self.credentials = credentials or CredentialChain.from_env({})
-        self.destination: Destination = destination or _destination_for(settings)
+        self.destination: Destination = destination or destination_for(settings)
         self.lanes: dict[TopicPartition, Lane] = {}
-        self.capture_failing = False
         self.started = False
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -166,16 +156,7 @@ class SinkWorker:
         await ensure_topics(
             self.bootstrap, {topics.events: topics.partitions, topics.events_dlq: topics.partitions}
         )
-        if isinstance(self.destination, CaptureDestination):
-            error = self.destination.prepare()
-            if error is not None:
-                self.capture_failing = True
-                log.error(
-                    "failed to initialize analytics event capture; network delivery remains "
-                    "disabled: %s",
-                    error,
-                )
-            log.warning("analytics event capture enabled; network delivery is disabled")
+        self.destination.prepare()  # logs a failure itself; batches are retried meanwhile
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **producer_options())
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -357,11 +338,9 @@ class SinkWorker:
             return
         route = batch.route
         assert route is not None
-        capture_any = self.settings.capture_ignores_auth and isinstance(
-            self.destination, CaptureDestination
-        )
+        ignore_gate = self.settings.capture_ignores_auth and self.destination.may_ignore_auth
         decision = admit(route, self.credentials)
-        if isinstance(decision, Skipped) and not capture_any:
+        if isinstance(decision, Skipped) and not ignore_gate:
             self._count_skip(decision, count)
             return
         key = batch.idempotency_key()
@@ -371,7 +350,7 @@ class SinkWorker:
             # The credential is resolved again on every attempt: after a 401 the token
             # may have been rotated (secrets dir, auth.json) while we backed off.
             current = admit(route, self.credentials)
-            if isinstance(current, Skipped) and not capture_any:
+            if isinstance(current, Skipped) and not ignore_gate:
                 raise _GateClosed(current)  # the credential is gone: skip, as upstream
             headers = request_headers(current, key) if isinstance(current, Admitted) else {}
             await self._attempt(body, headers)
@@ -402,7 +381,7 @@ class SinkWorker:
             await self._dead_letter(lane, batch, "retries_exhausted", detail=str(err))
             return
         self.metrics.delivery_seconds.observe(time.monotonic() - started)
-        outcome = "captured" if isinstance(self.destination, CaptureDestination) else "delivered"
+        outcome = self.destination.success_outcome
         if outcome == "captured":
             self.metrics.capture_bytes.inc(len(body) + 1)
         self.metrics.events.labels(outcome).inc(count)
@@ -417,7 +396,6 @@ class SinkWorker:
         try:
             status = await self.destination.deliver(body, headers)
         except CaptureWriteError:
-            self.capture_failing = True
             self.metrics.attempts.labels("capture_error").inc()
             raise
         except DeliveryError as err:
@@ -426,7 +404,6 @@ class SinkWorker:
                 f"{failed // 100}xx" if failed else "transport_error"
             ).inc()
             raise
-        self.capture_failing = False
         self.metrics.attempts.labels(f"{status // 100}xx").inc()
 
     async def _with_retries(self, lane: Lane, attempt: Any) -> None:
@@ -544,9 +521,9 @@ class SinkWorker:
             "partitions": len(self.lanes),
             "paused_partitions": sum(1 for lane in self.lanes.values() if lane.paused),
             "retrying_partitions": retrying,
-            "capture_failing": self.capture_failing,
+            "capture_failing": self.destination.failing,
         }
-        return self.started and not self.capture_failing, details
+        return self.started and not self.destination.failing, details
 
 
 class _GateClosed(Exception):
@@ -615,19 +592,6 @@ def _dead_letters(
             detail=detail,
             extra=batch_headers,
         )
-
-
-def _destination_for(settings: SinkSettings) -> Destination:
-    if settings.mode == "capture":
-        assert settings.capture_file is not None
-        return CaptureDestination(settings.capture_file, fsync=settings.capture_fsync)
-    assert settings.base_url is not None
-    return HttpDestination(
-        settings.base_url,
-        timeout_s=settings.http_timeout_s,
-        gzip_body=settings.http_gzip,
-        max_connections=settings.http_max_connections,
-    )
 
 
 def _now_ms() -> int:
