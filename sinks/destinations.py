@@ -10,14 +10,12 @@ transports behind one ``handle_async_request``.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Protocol
 
 from .capture import CaptureDestination
 from .http import HttpDestination
+from .outcomes import SuccessOutcome
 from .settings import SinkSettings
-
-#: What a batch the destination took counts as, in ``codex_sink_events{outcome}``.
-SuccessOutcome = Literal["delivered", "captured"]
 
 
 class Destination(Protocol):

@@ -25,29 +25,22 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from tenacity import RetryCallState
 
 from codex_analytics.contract import DecodeError, split_event_record
-from codex_analytics.runtime.deadletter import DeadLetter, dead_letter
-from codex_analytics.runtime.kafka import consumer_options, ensure_topics, producer_options
+from codex_analytics.runtime.kafka import consumer_options, ensure_topics
 from codex_analytics.runtime.metrics import partition_lag
 
-from .auth import Admitted, Skipped, admit, request_headers
-from .batching import Batch, CloseReason, PartitionBatcher, SinkRecord
+from .batching import Batch, PartitionBatcher, SinkRecord
 from .credentials import CredentialChain, CredentialProvider
+from .deadletters import DeadLetterQueue
+from .delivery import BatchDelivery
 from .destinations import Destination, destination_for
-from .errors import (
-    CaptureWriteError,
-    DeliveryError,
-    PermanentDeliveryError,
-    RetryableDeliveryError,
-)
 from .metrics import SinkMetrics
 from .settings import SinkSettings
 
@@ -97,8 +90,11 @@ def to_sink_record(
 class Lane:
     """One assigned partition: its batcher and the queue of its closed batches."""
 
-    def __init__(self, tp: TopicPartition, batcher: PartitionBatcher) -> None:
+    def __init__(
+        self, tp: TopicPartition, batcher: PartitionBatcher, pressure_changed: Callable[[], None]
+    ) -> None:
         self.tp = tp
+        self.partition: int = tp.partition
         self.batcher = batcher
         self.queue: deque[Batch] = deque()
         self.wake = asyncio.Event()
@@ -106,7 +102,16 @@ class Lane:
         self.idle.set()
         self.retrying = False
         self.paused = False
+        self.assigned = True  # until the partition is handed over
         self.task: asyncio.Task[None] | None = None
+        self._pressure_changed = pressure_changed
+
+    def mark_retrying(self, retrying: bool) -> None:
+        """The head batch is retried (or no longer): the worker pauses (or resumes) the
+        partition. A lane that was handed over has no partition to pause."""
+        self.retrying = retrying
+        if self.assigned:
+            self._pressure_changed()
 
     def enqueue(self, batches: Iterable[Batch]) -> None:
         for batch in batches:
@@ -137,10 +142,13 @@ class SinkWorker:
         self.metrics.watch_lag(self.lag)
         self.credentials = credentials or CredentialChain.from_env({})
         self.destination: Destination = destination or destination_for(settings)
+        self.dead_letters = DeadLetterQueue(bootstrap, settings.topics)
+        self.delivery = BatchDelivery(
+            settings, self.destination, self.credentials, self.metrics, self.dead_letters
+        )
         self.lanes: dict[TopicPartition, Lane] = {}
         self.started = False
         self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
         self._commit_wanted = asyncio.Event()
         self._committed: dict[TopicPartition, int] = {}
         self._stop: asyncio.Event | None = None
@@ -157,7 +165,6 @@ class SinkWorker:
             self.bootstrap, {topics.events: topics.partitions, topics.events_dlq: topics.partitions}
         )
         self.destination.prepare()  # logs a failure itself; batches are retried meanwhile
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **producer_options())
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.settings.group_id,
@@ -171,7 +178,7 @@ class SinkWorker:
                 "fetch_max_wait_ms": 20,
             },
         )
-        await self._producer.start()
+        await self.dead_letters.start()
         try:
             self._consumer.subscribe([topics.events], listener=_Rebalance(self))
             await self._consumer.start()
@@ -190,7 +197,7 @@ class SinkWorker:
                 await self._consumer.stop()
         finally:
             self.started = False
-            await self._producer.stop()
+            await self.dead_letters.stop()
             await self.destination.aclose()
 
     async def _consume(self, stop: asyncio.Event) -> None:
@@ -259,13 +266,18 @@ class SinkWorker:
     # -- lanes -------------------------------------------------------------------------
 
     def _open_lane(self, tp: TopicPartition) -> Lane:
-        lane = Lane(tp, PartitionBatcher(tp.partition, self.settings.limits))
+        lane = Lane(
+            tp, PartitionBatcher(tp.partition, self.settings.limits), self._apply_backpressure
+        )
         lane.task = asyncio.create_task(self._run_lane(lane), name=f"sink-lane-{tp.partition}")
         self.lanes[tp] = lane
         return lane
 
     async def _stop_lanes(self, tps: Iterable[TopicPartition]) -> None:
-        await self._cancel_lanes([self.lanes.pop(tp) for tp in list(tps) if tp in self.lanes])
+        lanes = [self.lanes.pop(tp) for tp in list(tps) if tp in self.lanes]
+        for lane in lanes:
+            lane.assigned = False
+        await self._cancel_lanes(lanes)
         self._update_paused_gauge()
 
     async def _cancel_lanes(self, lanes: Iterable[Lane]) -> None:
@@ -303,7 +315,7 @@ class SinkWorker:
                 lane.wake.clear()
                 await lane.wake.wait()
             batch = lane.queue[0]
-            await self._finish(lane, batch)
+            self.metrics.record(await self.delivery(batch, lane))
             lane.queue.popleft()
             if not lane.queue:
                 lane.idle.set()
@@ -326,143 +338,6 @@ class SinkWorker:
 
     def _update_paused_gauge(self) -> None:
         self.metrics.paused_partitions.set(sum(1 for lane in self.lanes.values() if lane.paused))
-
-    # -- one batch ---------------------------------------------------------------------
-
-    async def _finish(self, lane: Lane, batch: Batch) -> None:
-        """Deliver, skip or dead-letter one batch; returns only when it is one of those."""
-        count = len(batch.records)
-        if not batch.sendable:
-            reason, detail = _undeliverable(batch, self.settings.limits.max_bytes)
-            await self._dead_letter(lane, batch, reason, detail=detail)
-            return
-        route = batch.route
-        assert route is not None
-        ignore_gate = self.settings.capture_ignores_auth and self.destination.may_ignore_auth
-        decision = admit(route, self.credentials)
-        if isinstance(decision, Skipped) and not ignore_gate:
-            self._count_skip(decision, count)
-            return
-        key = batch.idempotency_key()
-        body = batch.body()
-
-        async def attempt() -> None:
-            # The credential is resolved again on every attempt: after a 401 the token
-            # may have been rotated (secrets dir, auth.json) while we backed off.
-            current = admit(route, self.credentials)
-            if isinstance(current, Skipped) and not ignore_gate:
-                raise _GateClosed(current)  # the credential is gone: skip, as upstream
-            headers = request_headers(current, key) if isinstance(current, Admitted) else {}
-            await self._attempt(body, headers)
-
-        started = time.monotonic()
-        try:
-            await self._with_retries(lane, attempt)
-        except PermanentDeliveryError as err:
-            await self._dead_letter(
-                lane,
-                batch,
-                f"http_{err.status}",
-                detail=str(err),
-                extra=[("http.status", str(err.status).encode()), ("http.body", err.body)],
-            )
-            log.warning(
-                "%s: %s; %d events dead-lettered to %s",
-                str(err),
-                err.body[:200].decode("utf-8", "replace"),
-                count,
-                self.settings.topics.events_dlq,
-            )
-            return
-        except _GateClosed as closed:
-            self._count_skip(closed.skipped, count)
-            return
-        except RetryableDeliveryError as err:  # only when a retry deadline is configured
-            await self._dead_letter(lane, batch, "retries_exhausted", detail=str(err))
-            return
-        self.metrics.delivery_seconds.observe(time.monotonic() - started)
-        outcome = self.destination.success_outcome
-        if outcome == "captured":
-            self.metrics.capture_bytes.inc(len(body) + 1)
-        self.metrics.events.labels(outcome).inc(count)
-        self.metrics.batches.labels(outcome).inc()
-
-    def _count_skip(self, skipped: Skipped, count: int) -> None:
-        self.metrics.gate_skips.labels(skipped.reason.value).inc(count)
-        self.metrics.events.labels("skipped").inc(count)
-        self.metrics.batches.labels("skipped").inc()
-
-    async def _attempt(self, body: bytes, headers: dict[str, str]) -> None:
-        try:
-            status = await self.destination.deliver(body, headers)
-        except CaptureWriteError:
-            self.metrics.attempts.labels("capture_error").inc()
-            raise
-        except DeliveryError as err:
-            failed: int | None = getattr(err, "status", None)
-            self.metrics.attempts.labels(
-                f"{failed // 100}xx" if failed else "transport_error"
-            ).inc()
-            raise
-        self.metrics.attempts.labels(f"{status // 100}xx").inc()
-
-    async def _with_retries(self, lane: Lane, attempt: Any) -> None:
-        async def before_sleep(state: RetryCallState) -> None:
-            lane.retrying = True
-            self._apply_backpressure()
-            self.metrics.retries.inc()
-            error = state.outcome.exception() if state.outcome is not None else None
-            wait = state.upcoming_sleep
-            log.warning(
-                "partition %d: %s; retry %d in %.2f s",
-                lane.tp.partition,
-                error,
-                state.attempt_number,
-                wait,
-            )
-
-        try:
-            async for try_ in self.settings.retry.retrying(
-                sleep=asyncio.sleep, before_sleep=before_sleep
-            ):
-                with try_:
-                    await attempt()
-        finally:
-            if lane.retrying:
-                lane.retrying = False
-                if self.lanes.get(lane.tp) is lane:
-                    self._apply_backpressure()
-
-    async def _dead_letter(
-        self,
-        lane: Lane,
-        batch: Batch,
-        reason: str,
-        *,
-        detail: str = "",
-        extra: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        letters = list(
-            _dead_letters(batch, reason, self.settings.topics.events, detail, extra or [])
-        )
-        producer = self._producer
-        assert producer is not None
-        dlq_topic = self.settings.topics.events_dlq
-
-        async def produce() -> None:
-            try:
-                futures = [
-                    await producer.send(dlq_topic, value=dl.value, key=dl.key, headers=dl.headers)
-                    for dl in letters
-                ]
-                await asyncio.gather(*futures)
-            except KafkaError as err:
-                raise RetryableDeliveryError(f"dead-letter produce failed: {err!r}") from None
-
-        await self._with_retries(lane, produce)
-        self.metrics.events.labels("dead_lettered").inc(len(batch.records))
-        self.metrics.batches.labels("dead_lettered").inc()
-        self.metrics.dead_letters.labels(reason).inc(len(batch.records))
 
     # -- commits -----------------------------------------------------------------------
 
@@ -526,14 +401,6 @@ class SinkWorker:
         return self.started and not self.destination.failing, details
 
 
-class _GateClosed(Exception):
-    """The route's credential disappeared between attempts (not retried)."""
-
-    def __init__(self, skipped: Skipped) -> None:
-        super().__init__(skipped.reason.value)
-        self.skipped = skipped
-
-
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, worker: SinkWorker) -> None:
         self.worker = worker
@@ -557,41 +424,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         for tp in assigned:
             if tp not in self.worker.lanes:
                 self.worker._open_lane(tp)
-
-
-def _undeliverable(batch: Batch, max_bytes: int) -> tuple[str, str]:
-    record = batch.records[0]
-    if record.error is not None:
-        return record.error.reason.value, record.error.detail
-    return "too_large", (
-        f"an event of {len(record.event_json)} bytes does not fit in a request body of "
-        f"at most {max_bytes} bytes (ANALYTICS_BATCH_MAX_BYTES)"
-    )
-
-
-def _dead_letters(
-    batch: Batch, reason: str, topic: str, detail: str, extra: list[tuple[str, bytes]]
-) -> Iterable[DeadLetter]:
-    stage = "decode" if batch.closed_by is CloseReason.UNDECODABLE else "deliver"
-    batch_headers = [
-        ("batch.idempotency_key", batch.idempotency_key().encode()),
-        ("batch.size", str(len(batch.records)).encode()),
-        *extra,
-    ]
-    for record in batch.records:
-        error = record.error
-        yield dead_letter(
-            record.raw,
-            record.key,
-            reason=reason,
-            stage=stage,
-            topic=topic,
-            partition=batch.partition,
-            offset=record.offset,
-            path=error.path if error is not None else "",
-            detail=detail,
-            extra=batch_headers,
-        )
 
 
 def _now_ms() -> int:
