@@ -1,15 +1,15 @@
-"""The sink worker: the thin async glue around the pure core.
+"""The sink worker: consumption, backpressure and commits around the sink's parts.
 
 ::
 
     events topic ──getmany──▶ decode ──▶ PartitionBatcher (per partition, per route)
                                               │ closed batches, in order
                                               ▼
-                           Lane (one per partition, one batch at a time)
-                 gate ─skip─▶ done         deliver ─2xx─▶ done
-                                 retry (paused partition) ◀─429/5xx/transport/file error
-                                 4xx, too large, undecodable ─▶ events DLQ ─▶ done
+                   Lane (sinks/lanes.py: one per partition, one batch at a time)
                                               │
+                   BatchDelivery (sinks/delivery.py): gate, deliver, retry, DLQ
+                                              │ outcome ─▶ SinkMetrics.record
+                                              ▼
                            committer: commit each partition's commit point
 
 A lane delivers its partition's batches one after another, so one route's batches
@@ -24,8 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -34,55 +33,16 @@ from aiokafka.errors import KafkaError
 from codex_analytics.runtime.kafka import consumer_options, ensure_topics
 from codex_analytics.runtime.metrics import partition_lag
 
-from .batching import Batch, PartitionBatcher
 from .credentials import CredentialChain, CredentialProvider
 from .deadletters import DeadLetterQueue
 from .decoding import to_sink_record
 from .delivery import BatchDelivery
 from .destinations import Destination, destination_for
+from .lanes import Lanes
 from .metrics import SinkMetrics
 from .settings import SinkSettings
 
 log = logging.getLogger("codex_analytics.sink")
-
-
-class Lane:
-    """One assigned partition: its batcher and the queue of its closed batches."""
-
-    def __init__(
-        self, tp: TopicPartition, batcher: PartitionBatcher, pressure_changed: Callable[[], None]
-    ) -> None:
-        self.tp = tp
-        self.partition: int = tp.partition
-        self.batcher = batcher
-        self.queue: deque[Batch] = deque()
-        self.wake = asyncio.Event()
-        self.idle = asyncio.Event()  # set while the queue is empty
-        self.idle.set()
-        self.retrying = False
-        self.paused = False
-        self.assigned = True  # until the partition is handed over
-        self.task: asyncio.Task[None] | None = None
-        self._pressure_changed = pressure_changed
-
-    def mark_retrying(self, retrying: bool) -> None:
-        """The head batch is retried (or no longer): the worker pauses (or resumes) the
-        partition. A lane that was handed over has no partition to pause."""
-        self.retrying = retrying
-        if self.assigned:
-            self._pressure_changed()
-
-    def enqueue(self, batches: Iterable[Batch]) -> None:
-        for batch in batches:
-            self.queue.append(batch)
-            self.wake.set()
-            self.idle.clear()
-
-    @property
-    def queued_records(self) -> int:
-        """Records in closed batches waiting for delivery (open ones are bounded by the
-        batcher's ``max_open_records``)."""
-        return sum(len(b.records) for b in self.queue)
 
 
 class SinkWorker:
@@ -105,10 +65,17 @@ class SinkWorker:
         self.delivery = BatchDelivery(
             settings, self.destination, self.credentials, self.metrics, self.dead_letters
         )
-        self.lanes: dict[TopicPartition, Lane] = {}
+        self._commit_wanted = asyncio.Event()
+        self.lanes = Lanes(
+            settings.limits,
+            self.metrics,
+            self.delivery,
+            batch_done=self._commit_wanted.set,
+            pressure_changed=self._apply_backpressure,
+            failed=self._lane_failed,
+        )
         self.started = False
         self._consumer: AIOKafkaConsumer | None = None
-        self._commit_wanted = asyncio.Event()
         self._committed: dict[TopicPartition, int] = {}
         self._stop: asyncio.Event | None = None
         #: Set when a lane failed unexpectedly; ``run`` then ends and the process exits 70.
@@ -145,12 +112,12 @@ class SinkWorker:
             committer = asyncio.create_task(self._committer(), name="sink-committer")
             try:
                 await self._consume(stop)
-                await self._drain(flush=True, within=self.settings.shutdown_timeout_s)
+                await self.lanes.drain(flush=True, within=self.settings.shutdown_timeout_s)
             finally:
                 committer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await committer
-                await self._cancel_lanes(self.lanes.values())
+                await self.lanes.cancel()
                 await self._commit()  # what the lanes finished, before they are forgotten
                 self.lanes.clear()
                 await self._consumer.stop()
@@ -164,10 +131,10 @@ class SinkWorker:
         assert consumer is not None
         stopping = asyncio.ensure_future(stop.wait())
         validate = self.settings.validate_events
+        lanes = self.lanes
         try:
             while not stop.is_set():
-                busy = any(lane.batcher.buffered for lane in self.lanes.values())
-                timeout_ms = 50 if busy else 200
+                timeout_ms = 50 if lanes.buffering else 200
                 fetch = asyncio.ensure_future(
                     consumer.getmany(timeout_ms=timeout_ms, max_records=1000)
                 )
@@ -178,125 +145,48 @@ class SinkWorker:
                         await fetch
                     break
                 for tp, records in fetch.result().items():
-                    lane = self.lanes.get(tp) or self._open_lane(tp)
+                    lane = lanes.get(tp) or lanes.open(tp)
                     for index, rec in enumerate(records, 1):
                         ts = rec.timestamp if rec.timestamp and rec.timestamp > 0 else _now_ms()
                         sink_record = to_sink_record(
                             rec.offset, ts, rec.key, rec.value, validate_events=validate
                         )
-                        self._enqueue(lane, lane.batcher.add(sink_record))
+                        lane.enqueue(lane.batcher.add(sink_record))
                         if index % 256 == 0:
                             # Decoding is CPU work: let the lanes send what is closed.
                             await asyncio.sleep(0)
                 now = _now_ms()
-                for tp, lane in self.lanes.items():
+                for tp, lane in lanes.items():
                     highwater = consumer.highwater(tp)
                     next_offset = lane.batcher.progress.next_offset
                     caught_up = highwater is None or (
                         next_offset is not None and next_offset >= highwater
                     )
-                    self._enqueue(lane, lane.batcher.expire(now, caught_up=caught_up))
+                    lane.enqueue(lane.batcher.expire(now, caught_up=caught_up))
                 self._apply_backpressure()
         finally:
             stopping.cancel()
 
-    async def _drain(
-        self, *, flush: bool, within: float, tps: Iterable[TopicPartition] | None = None
-    ) -> None:
-        """Deliver what the lanes hold (and, with ``flush``, their open batches) within
-        ``within`` seconds; whatever is still undelivered then is left uncommitted."""
-        lanes = [
-            self.lanes[tp]
-            for tp in (tps if tps is not None else list(self.lanes))
-            if tp in self.lanes
-        ]
-        if flush:
-            for lane in lanes:
-                self._enqueue(lane, lane.batcher.flush())
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within):
-                await asyncio.gather(*(lane.idle.wait() for lane in lanes))
-        left = sum(len(lane.queue) for lane in lanes)
-        if left:
-            log.warning(
-                "shutdown: %d batches not delivered within %.1f s; left uncommitted", left, within
-            )
+    def _lane_failed(self, error: BaseException) -> None:
+        self.failure = error
+        if self._stop is not None:
+            self._stop.set()
 
-    # -- lanes -------------------------------------------------------------------------
-
-    def _open_lane(self, tp: TopicPartition) -> Lane:
-        lane = Lane(
-            tp, PartitionBatcher(tp.partition, self.settings.limits), self._apply_backpressure
-        )
-        lane.task = asyncio.create_task(self._run_lane(lane), name=f"sink-lane-{tp.partition}")
-        self.lanes[tp] = lane
-        return lane
-
-    async def _stop_lanes(self, tps: Iterable[TopicPartition]) -> None:
-        lanes = [self.lanes.pop(tp) for tp in list(tps) if tp in self.lanes]
-        for lane in lanes:
-            lane.assigned = False
-        await self._cancel_lanes(lanes)
-        self._update_paused_gauge()
-
-    async def _cancel_lanes(self, lanes: Iterable[Lane]) -> None:
-        lanes = list(lanes)
-        for lane in lanes:
-            if lane.task is not None:
-                lane.task.cancel()
-        for lane in lanes:
-            if lane.task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await lane.task
-
-    def _enqueue(self, lane: Lane, batches: list[Batch]) -> None:
-        for batch in batches:
-            if batch.closed_by is not None:
-                self.metrics.batches_closed.labels(batch.closed_by.value).inc()
-        lane.enqueue(batches)
-
-    async def _run_lane(self, lane: Lane) -> None:
-        try:
-            await self._lane_loop(lane)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            # A bug, not a bad record (those are dead-lettered): stop the worker loudly
-            # rather than stall the partition; its records stay uncommitted.
-            log.exception("partition %d: sink lane failed", lane.tp.partition)
-            self.failure = err
-            if self._stop is not None:
-                self._stop.set()
-
-    async def _lane_loop(self, lane: Lane) -> None:
-        while True:
-            while not lane.queue:
-                lane.wake.clear()
-                await lane.wake.wait()
-            batch = lane.queue[0]
-            self.metrics.record(await self.delivery(batch, lane))
-            lane.queue.popleft()
-            if not lane.queue:
-                lane.idle.set()
-            lane.batcher.finished(batch)
-            self._commit_wanted.set()
+    # -- backpressure ------------------------------------------------------------------
 
     def _apply_backpressure(self) -> None:
         consumer = self._consumer
         assert consumer is not None
         limit = self.settings.max_buffered_records
         for tp, lane in self.lanes.items():
-            want_paused = lane.retrying or lane.queued_records >= limit
+            want_paused = lane.wants_pause(limit)
             if want_paused and not lane.paused:
                 consumer.pause(tp)
                 lane.paused = True
             elif lane.paused and not want_paused:
                 consumer.resume(tp)
                 lane.paused = False
-        self._update_paused_gauge()
-
-    def _update_paused_gauge(self) -> None:
-        self.metrics.paused_partitions.set(sum(1 for lane in self.lanes.values() if lane.paused))
+        self.lanes.report_paused()
 
     # -- commits -----------------------------------------------------------------------
 
@@ -307,9 +197,7 @@ class SinkWorker:
             await self._commit()
             await asyncio.sleep(0.05)  # coalesce the commits of a burst of batches
 
-    async def _commit(
-        self, *, final: bool = False, tps: Iterable[TopicPartition] | None = None
-    ) -> None:
+    async def _commit(self, *, tps: Iterable[TopicPartition] | None = None) -> None:
         consumer = self._consumer
         if consumer is None:
             return
@@ -348,13 +236,12 @@ class SinkWorker:
         return partition_lag(highwaters, positions)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        retrying = sum(1 for lane in self.lanes.values() if lane.retrying)
         details = {
             "mode": self.destination.name,
             "consuming": self.started,
             "partitions": len(self.lanes),
-            "paused_partitions": sum(1 for lane in self.lanes.values() if lane.paused),
-            "retrying_partitions": retrying,
+            "paused_partitions": self.lanes.paused,
+            "retrying_partitions": self.lanes.retrying,
             "capture_failing": self.destination.failing,
         }
         return self.started and not self.destination.failing, details
@@ -371,18 +258,18 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         # Deliver what is already closed (briefly), commit, and let the next owner
         # re-form the open batches from the committed offset.
-        await worker._drain(
+        await worker.lanes.drain(
             flush=False, within=min(5.0, worker.settings.shutdown_timeout_s), tps=mine
         )
         await worker._commit(tps=mine)
-        await worker._stop_lanes(mine)
+        await worker.lanes.stop(mine)
         for tp in mine:
             worker._committed.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         for tp in assigned:
             if tp not in self.worker.lanes:
-                self.worker._open_lane(tp)
+                self.worker.lanes.open(tp)
 
 
 def _now_ms() -> int:
