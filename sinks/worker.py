@@ -172,6 +172,28 @@ class SinkWorker:
         if self._stop is not None:
             self._stop.set()
 
+    # -- rebalances --------------------------------------------------------------------
+
+    async def hand_over(self, revoked: Iterable[TopicPartition]) -> None:
+        """Partitions were revoked: deliver what is already closed (briefly), commit, and
+        let the next owner re-form the open batches from the committed offset."""
+        mine = [tp for tp in revoked if tp in self.lanes]
+        if not mine:
+            return
+        await self.lanes.drain(
+            flush=False, within=min(5.0, self.settings.shutdown_timeout_s), tps=mine
+        )
+        await self._commit(tps=mine)
+        await self.lanes.stop(mine)
+        for tp in mine:
+            self._committed.pop(tp, None)
+
+    def take_over(self, assigned: Iterable[TopicPartition]) -> None:
+        """Partitions were assigned: a lane for each that has none yet."""
+        for tp in assigned:
+            if tp not in self.lanes:
+                self.lanes.open(tp)
+
     # -- backpressure ------------------------------------------------------------------
 
     def _apply_backpressure(self) -> None:
@@ -248,28 +270,16 @@ class SinkWorker:
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka's rebalance callbacks, handed to the worker's public methods."""
+
     def __init__(self, worker: SinkWorker) -> None:
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        worker = self.worker
-        mine = [tp for tp in revoked if tp in worker.lanes]
-        if not mine:
-            return
-        # Deliver what is already closed (briefly), commit, and let the next owner
-        # re-form the open batches from the committed offset.
-        await worker.lanes.drain(
-            flush=False, within=min(5.0, worker.settings.shutdown_timeout_s), tps=mine
-        )
-        await worker._commit(tps=mine)
-        await worker.lanes.stop(mine)
-        for tp in mine:
-            worker._committed.pop(tp, None)
+        await self.worker.hand_over(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        for tp in assigned:
-            if tp not in self.worker.lanes:
-                self.worker.lanes.open(tp)
+        self.worker.take_over(assigned)
 
 
 def _now_ms() -> int:
