@@ -2,12 +2,13 @@
 
 One ``httpx.AsyncClient`` per sink process, so connections are pooled and reused.
 ``transport`` is the seam for tests that want an in-process endpoint; the integration
-tests use a real server on 127.0.0.1.
+tests use a real server on 127.0.0.1. It implements ``sinks.destinations.Destination``.
 """
 
 from __future__ import annotations
 
 import gzip
+from typing import Literal
 
 import httpx
 
@@ -24,6 +25,12 @@ def events_url(base_url: str) -> str:
 
 class HttpDestination:
     name = "http"
+    success_outcome: Literal["delivered"] = "delivered"
+    #: ``capture_ignores_auth`` never applies here: nothing is POSTed without a credential.
+    may_ignore_auth = False
+    #: Failed requests are retried with the partition paused; they never make the sink
+    #: unhealthy (the endpoint's trouble is not the sink's).
+    failing = False
 
     def __init__(
         self,
@@ -44,6 +51,14 @@ class HttpDestination:
             transport=transport,
             follow_redirects=False,
         )
+
+    @property
+    def target(self) -> str:
+        return f"POST {self.url}"
+
+    def prepare(self) -> None:
+        """Nothing to get ready: the client connects on first use."""
+        return None
 
     async def deliver(self, body: bytes, headers: dict[str, str]) -> int:
         """Send one batch; returns the 2xx status or raises a ``DeliveryError``."""

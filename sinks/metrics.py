@@ -1,7 +1,8 @@
 """The sink's counters, in a registry of its own (Prometheus text format on /metrics).
 
 Labels are outcomes and reasons, never accounts or routes: nothing here can carry an
-identifier, let alone a token.
+identifier, let alone a token. What became of a batch is recorded in one call,
+``record(outcome)``; attempts, retries, closes and pauses as they happen.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Callable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from codex_analytics.runtime.metrics import CallbackCollector, lag_family
+
+from .outcomes import BatchOutcome, DeadLettered, Delivered, GateSkipped
 
 
 class SinkMetrics:
@@ -72,6 +75,20 @@ class SinkMetrics:
             "Bytes appended to the capture file (capture mode).",
             registry=registry,
         )
+
+    def record(self, outcome: BatchOutcome) -> None:
+        """Count one finished batch: its events and itself under its outcome, and what
+        that outcome says besides (time taken, bytes captured, skip or dead-letter reason)."""
+        self.events.labels(outcome.outcome).inc(outcome.events)
+        self.batches.labels(outcome.outcome).inc()
+        if isinstance(outcome, Delivered):
+            self.delivery_seconds.observe(outcome.seconds)
+            if outcome.outcome == "captured":
+                self.capture_bytes.inc(outcome.body_bytes + 1)  # the line: body and newline
+        elif isinstance(outcome, GateSkipped):
+            self.gate_skips.labels(outcome.reason.value).inc(outcome.events)
+        elif isinstance(outcome, DeadLettered):
+            self.dead_letters.labels(outcome.reason).inc(outcome.events)
 
     def watch_lag(self, lag: Callable[[], Mapping[int, int]]) -> None:
         """Report ``lag()`` as ``codex_sink_consumer_lag{partition}`` on every scrape."""

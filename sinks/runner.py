@@ -39,14 +39,9 @@ async def _main(settings: SinkSettings, bootstrap: str, credentials: CredentialC
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     worker = SinkWorker(settings, bootstrap, credentials=credentials)
-    destination = (
-        f"capture file {settings.capture_file}"
-        if settings.mode == "capture"
-        else f"POST {getattr(worker.destination, 'url', '?')}"
-    )
     limits = settings.limits
     print(
-        f"sink worker: Kafka {bootstrap}; events {settings.topics.events} -> {destination}; "
+        f"sink worker: Kafka {bootstrap}; events {settings.topics.events} -> {worker.destination.target}; "
         f"dead letters {settings.topics.events_dlq}; group {settings.group_id}; batches of "
         f"{limits.max_events} events / {limits.max_bytes} bytes / {limits.max_wait_ms} ms; "
         f"credentials {credentials!r}",

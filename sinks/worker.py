@@ -1,15 +1,15 @@
-"""The sink worker: the thin async glue around the pure core.
+"""The sink worker: consumption, backpressure and commits around the sink's parts.
 
 ::
 
     events topic ──getmany──▶ decode ──▶ PartitionBatcher (per partition, per route)
                                               │ closed batches, in order
                                               ▼
-                           Lane (one per partition, one batch at a time)
-                 gate ─skip─▶ done         deliver ─2xx─▶ done
-                                 retry (paused partition) ◀─429/5xx/transport/file error
-                                 4xx, too large, undecodable ─▶ events DLQ ─▶ done
+                   Lane (sinks/lanes.py: one per partition, one batch at a time)
                                               │
+                   BatchDelivery (sinks/delivery.py): gate, deliver, retry, DLQ
+                                              │ outcome ─▶ SinkMetrics.record
+                                              ▼
                            committer: commit each partition's commit point
 
 A lane delivers its partition's batches one after another, so one route's batches
@@ -24,110 +24,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from tenacity import RetryCallState
 
-from codex_analytics.contract import DecodeError, split_event_record
-from codex_analytics.runtime.deadletter import DeadLetter, dead_letter
-from codex_analytics.runtime.kafka import consumer_options, ensure_topics, producer_options
+from codex_analytics.runtime.kafka import consumer_options, ensure_topics
 from codex_analytics.runtime.metrics import partition_lag
 
-from .auth import Admitted, Skipped, admit, request_headers
-from .batching import Batch, CloseReason, PartitionBatcher, SinkRecord
-from .capture import CaptureDestination
 from .credentials import CredentialChain, CredentialProvider
-from .errors import (
-    CaptureWriteError,
-    DeliveryError,
-    PermanentDeliveryError,
-    RetryableDeliveryError,
-)
-from .http import HttpDestination
+from .deadletters import DeadLetterQueue
+from .decoding import to_sink_record
+from .delivery import BatchDelivery
+from .destinations import Destination, destination_for
+from .lanes import Lanes
 from .metrics import SinkMetrics
 from .settings import SinkSettings
 
 log = logging.getLogger("codex_analytics.sink")
-
-#: A record this large cannot be an event record we produced: dead-letter it unread.
-_MAX_RECORD_BYTES = 16 * 1024 * 1024
-
-
-class Destination(Protocol):
-    name: str
-
-    async def deliver(self, body: bytes, headers: dict[str, str]) -> int: ...
-
-    async def aclose(self) -> None: ...
-
-
-#: Batch keys by route: a sink sees few distinct routes, over and over.
-_route_keys: dict[tuple[str | None, str | None, bool], bytes] = {}
-
-
-def to_sink_record(
-    offset: int,
-    timestamp_ms: int,
-    key: bytes | None,
-    value: bytes | None,
-    *,
-    validate_events: bool = False,
-) -> SinkRecord:
-    """Decode one events-topic record; a record that does not decode carries its error."""
-    raw = value or b""
-    record = SinkRecord(offset=offset, timestamp_ms=timestamp_ms, raw=raw, key=key)
-    try:
-        parts = split_event_record(raw, validate_event=validate_events, max_bytes=_MAX_RECORD_BYTES)
-    except DecodeError as err:
-        record.error = err
-        return record
-    record.route = parts.route
-    # Batches group by the whole route: the Kafka key (account, FedRAMP) decides the
-    # partition, and the auth kind, which the gate reads, must be the same in a batch.
-    route = parts.route
-    fields = (route.kind, route.account_id, route.is_fedramp)
-    route_key = _route_keys.get(fields)
-    if route_key is None:
-        if len(_route_keys) >= 4096:
-            _route_keys.clear()
-        route_key = _route_keys[fields] = orjson.dumps(route)
-    record.route_key = route_key
-    record.origin = parts.origin
-    record.event_type = parts.event_type
-    record.event_json = parts.event_json
-    return record
-
-
-class Lane:
-    """One assigned partition: its batcher and the queue of its closed batches."""
-
-    def __init__(self, tp: TopicPartition, batcher: PartitionBatcher) -> None:
-        self.tp = tp
-        self.batcher = batcher
-        self.queue: deque[Batch] = deque()
-        self.wake = asyncio.Event()
-        self.idle = asyncio.Event()  # set while the queue is empty
-        self.idle.set()
-        self.retrying = False
-        self.paused = False
-        self.task: asyncio.Task[None] | None = None
-
-    def enqueue(self, batches: Iterable[Batch]) -> None:
-        for batch in batches:
-            self.queue.append(batch)
-            self.wake.set()
-            self.idle.clear()
-
-    @property
-    def queued_records(self) -> int:
-        """Records in closed batches waiting for delivery (open ones are bounded by the
-        batcher's ``max_open_records``)."""
-        return sum(len(b.records) for b in self.queue)
 
 
 class SinkWorker:
@@ -145,13 +60,22 @@ class SinkWorker:
         self.metrics = metrics or SinkMetrics()
         self.metrics.watch_lag(self.lag)
         self.credentials = credentials or CredentialChain.from_env({})
-        self.destination: Destination = destination or _destination_for(settings)
-        self.lanes: dict[TopicPartition, Lane] = {}
-        self.capture_failing = False
+        self.destination: Destination = destination or destination_for(settings)
+        self.dead_letters = DeadLetterQueue(bootstrap, settings.topics)
+        self.delivery = BatchDelivery(
+            settings, self.destination, self.credentials, self.metrics, self.dead_letters
+        )
+        self._commit_wanted = asyncio.Event()
+        self.lanes = Lanes(
+            settings.limits,
+            self.metrics,
+            self.delivery,
+            batch_done=self._commit_wanted.set,
+            pressure_changed=self._apply_backpressure,
+            failed=self._lane_failed,
+        )
         self.started = False
         self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
-        self._commit_wanted = asyncio.Event()
         self._committed: dict[TopicPartition, int] = {}
         self._stop: asyncio.Event | None = None
         #: Set when a lane failed unexpectedly; ``run`` then ends and the process exits 70.
@@ -166,17 +90,7 @@ class SinkWorker:
         await ensure_topics(
             self.bootstrap, {topics.events: topics.partitions, topics.events_dlq: topics.partitions}
         )
-        if isinstance(self.destination, CaptureDestination):
-            error = self.destination.prepare()
-            if error is not None:
-                self.capture_failing = True
-                log.error(
-                    "failed to initialize analytics event capture; network delivery remains "
-                    "disabled: %s",
-                    error,
-                )
-            log.warning("analytics event capture enabled; network delivery is disabled")
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **producer_options())
+        self.destination.prepare()  # logs a failure itself; batches are retried meanwhile
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.settings.group_id,
@@ -190,7 +104,7 @@ class SinkWorker:
                 "fetch_max_wait_ms": 20,
             },
         )
-        await self._producer.start()
+        await self.dead_letters.start()
         try:
             self._consumer.subscribe([topics.events], listener=_Rebalance(self))
             await self._consumer.start()
@@ -198,18 +112,18 @@ class SinkWorker:
             committer = asyncio.create_task(self._committer(), name="sink-committer")
             try:
                 await self._consume(stop)
-                await self._drain(flush=True, within=self.settings.shutdown_timeout_s)
+                await self.lanes.drain(flush=True, within=self.settings.shutdown_timeout_s)
             finally:
                 committer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await committer
-                await self._cancel_lanes(self.lanes.values())
+                await self.lanes.cancel()
                 await self._commit()  # what the lanes finished, before they are forgotten
                 self.lanes.clear()
                 await self._consumer.stop()
         finally:
             self.started = False
-            await self._producer.stop()
+            await self.dead_letters.stop()
             await self.destination.aclose()
 
     async def _consume(self, stop: asyncio.Event) -> None:
@@ -217,10 +131,10 @@ class SinkWorker:
         assert consumer is not None
         stopping = asyncio.ensure_future(stop.wait())
         validate = self.settings.validate_events
+        lanes = self.lanes
         try:
             while not stop.is_set():
-                busy = any(lane.batcher.buffered for lane in self.lanes.values())
-                timeout_ms = 50 if busy else 200
+                timeout_ms = 50 if lanes.buffering else 200
                 fetch = asyncio.ensure_future(
                     consumer.getmany(timeout_ms=timeout_ms, max_records=1000)
                 )
@@ -231,261 +145,70 @@ class SinkWorker:
                         await fetch
                     break
                 for tp, records in fetch.result().items():
-                    lane = self.lanes.get(tp) or self._open_lane(tp)
+                    lane = lanes.get(tp) or lanes.open(tp)
                     for index, rec in enumerate(records, 1):
                         ts = rec.timestamp if rec.timestamp and rec.timestamp > 0 else _now_ms()
                         sink_record = to_sink_record(
                             rec.offset, ts, rec.key, rec.value, validate_events=validate
                         )
-                        self._enqueue(lane, lane.batcher.add(sink_record))
+                        lane.enqueue(lane.batcher.add(sink_record))
                         if index % 256 == 0:
                             # Decoding is CPU work: let the lanes send what is closed.
                             await asyncio.sleep(0)
                 now = _now_ms()
-                for tp, lane in self.lanes.items():
+                for tp, lane in lanes.items():
                     highwater = consumer.highwater(tp)
                     next_offset = lane.batcher.progress.next_offset
                     caught_up = highwater is None or (
                         next_offset is not None and next_offset >= highwater
                     )
-                    self._enqueue(lane, lane.batcher.expire(now, caught_up=caught_up))
+                    lane.enqueue(lane.batcher.expire(now, caught_up=caught_up))
                 self._apply_backpressure()
         finally:
             stopping.cancel()
 
-    async def _drain(
-        self, *, flush: bool, within: float, tps: Iterable[TopicPartition] | None = None
-    ) -> None:
-        """Deliver what the lanes hold (and, with ``flush``, their open batches) within
-        ``within`` seconds; whatever is still undelivered then is left uncommitted."""
-        lanes = [
-            self.lanes[tp]
-            for tp in (tps if tps is not None else list(self.lanes))
-            if tp in self.lanes
-        ]
-        if flush:
-            for lane in lanes:
-                self._enqueue(lane, lane.batcher.flush())
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within):
-                await asyncio.gather(*(lane.idle.wait() for lane in lanes))
-        left = sum(len(lane.queue) for lane in lanes)
-        if left:
-            log.warning(
-                "shutdown: %d batches not delivered within %.1f s; left uncommitted", left, within
-            )
+    def _lane_failed(self, error: BaseException) -> None:
+        self.failure = error
+        if self._stop is not None:
+            self._stop.set()
 
-    # -- lanes -------------------------------------------------------------------------
+    # -- rebalances --------------------------------------------------------------------
 
-    def _open_lane(self, tp: TopicPartition) -> Lane:
-        lane = Lane(tp, PartitionBatcher(tp.partition, self.settings.limits))
-        lane.task = asyncio.create_task(self._run_lane(lane), name=f"sink-lane-{tp.partition}")
-        self.lanes[tp] = lane
-        return lane
+    async def hand_over(self, revoked: Iterable[TopicPartition]) -> None:
+        """Partitions were revoked: deliver what is already closed (briefly), commit, and
+        let the next owner re-form the open batches from the committed offset."""
+        mine = [tp for tp in revoked if tp in self.lanes]
+        if not mine:
+            return
+        await self.lanes.drain(
+            flush=False, within=min(5.0, self.settings.shutdown_timeout_s), tps=mine
+        )
+        await self._commit(tps=mine)
+        await self.lanes.stop(mine)
+        for tp in mine:
+            self._committed.pop(tp, None)
 
-    async def _stop_lanes(self, tps: Iterable[TopicPartition]) -> None:
-        await self._cancel_lanes([self.lanes.pop(tp) for tp in list(tps) if tp in self.lanes])
-        self._update_paused_gauge()
+    def take_over(self, assigned: Iterable[TopicPartition]) -> None:
+        """Partitions were assigned: a lane for each that has none yet."""
+        for tp in assigned:
+            if tp not in self.lanes:
+                self.lanes.open(tp)
 
-    async def _cancel_lanes(self, lanes: Iterable[Lane]) -> None:
-        lanes = list(lanes)
-        for lane in lanes:
-            if lane.task is not None:
-                lane.task.cancel()
-        for lane in lanes:
-            if lane.task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await lane.task
-
-    def _enqueue(self, lane: Lane, batches: list[Batch]) -> None:
-        for batch in batches:
-            if batch.closed_by is not None:
-                self.metrics.batches_closed.labels(batch.closed_by.value).inc()
-        lane.enqueue(batches)
-
-    async def _run_lane(self, lane: Lane) -> None:
-        try:
-            await self._lane_loop(lane)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            # A bug, not a bad record (those are dead-lettered): stop the worker loudly
-            # rather than stall the partition; its records stay uncommitted.
-            log.exception("partition %d: sink lane failed", lane.tp.partition)
-            self.failure = err
-            if self._stop is not None:
-                self._stop.set()
-
-    async def _lane_loop(self, lane: Lane) -> None:
-        while True:
-            while not lane.queue:
-                lane.wake.clear()
-                await lane.wake.wait()
-            batch = lane.queue[0]
-            await self._finish(lane, batch)
-            lane.queue.popleft()
-            if not lane.queue:
-                lane.idle.set()
-            lane.batcher.finished(batch)
-            self._commit_wanted.set()
+    # -- backpressure ------------------------------------------------------------------
 
     def _apply_backpressure(self) -> None:
         consumer = self._consumer
         assert consumer is not None
         limit = self.settings.max_buffered_records
         for tp, lane in self.lanes.items():
-            want_paused = lane.retrying or lane.queued_records >= limit
+            want_paused = lane.wants_pause(limit)
             if want_paused and not lane.paused:
                 consumer.pause(tp)
                 lane.paused = True
             elif lane.paused and not want_paused:
                 consumer.resume(tp)
                 lane.paused = False
-        self._update_paused_gauge()
-
-    def _update_paused_gauge(self) -> None:
-        self.metrics.paused_partitions.set(sum(1 for lane in self.lanes.values() if lane.paused))
-
-    # -- one batch ---------------------------------------------------------------------
-
-    async def _finish(self, lane: Lane, batch: Batch) -> None:
-        """Deliver, skip or dead-letter one batch; returns only when it is one of those."""
-        count = len(batch.records)
-        if not batch.sendable:
-            reason, detail = _undeliverable(batch, self.settings.limits.max_bytes)
-            await self._dead_letter(lane, batch, reason, detail=detail)
-            return
-        route = batch.route
-        assert route is not None
-        capture_any = self.settings.capture_ignores_auth and isinstance(
-            self.destination, CaptureDestination
-        )
-        decision = admit(route, self.credentials)
-        if isinstance(decision, Skipped) and not capture_any:
-            self._count_skip(decision, count)
-            return
-        key = batch.idempotency_key()
-        body = batch.body()
-
-        async def attempt() -> None:
-            # The credential is resolved again on every attempt: after a 401 the token
-            # may have been rotated (secrets dir, auth.json) while we backed off.
-            current = admit(route, self.credentials)
-            if isinstance(current, Skipped) and not capture_any:
-                raise _GateClosed(current)  # the credential is gone: skip, as upstream
-            headers = request_headers(current, key) if isinstance(current, Admitted) else {}
-            await self._attempt(body, headers)
-
-        started = time.monotonic()
-        try:
-            await self._with_retries(lane, attempt)
-        except PermanentDeliveryError as err:
-            await self._dead_letter(
-                lane,
-                batch,
-                f"http_{err.status}",
-                detail=str(err),
-                extra=[("http.status", str(err.status).encode()), ("http.body", err.body)],
-            )
-            log.warning(
-                "%s: %s; %d events dead-lettered to %s",
-                str(err),
-                err.body[:200].decode("utf-8", "replace"),
-                count,
-                self.settings.topics.events_dlq,
-            )
-            return
-        except _GateClosed as closed:
-            self._count_skip(closed.skipped, count)
-            return
-        except RetryableDeliveryError as err:  # only when a retry deadline is configured
-            await self._dead_letter(lane, batch, "retries_exhausted", detail=str(err))
-            return
-        self.metrics.delivery_seconds.observe(time.monotonic() - started)
-        outcome = "captured" if isinstance(self.destination, CaptureDestination) else "delivered"
-        if outcome == "captured":
-            self.metrics.capture_bytes.inc(len(body) + 1)
-        self.metrics.events.labels(outcome).inc(count)
-        self.metrics.batches.labels(outcome).inc()
-
-    def _count_skip(self, skipped: Skipped, count: int) -> None:
-        self.metrics.gate_skips.labels(skipped.reason.value).inc(count)
-        self.metrics.events.labels("skipped").inc(count)
-        self.metrics.batches.labels("skipped").inc()
-
-    async def _attempt(self, body: bytes, headers: dict[str, str]) -> None:
-        try:
-            status = await self.destination.deliver(body, headers)
-        except CaptureWriteError:
-            self.capture_failing = True
-            self.metrics.attempts.labels("capture_error").inc()
-            raise
-        except DeliveryError as err:
-            failed: int | None = getattr(err, "status", None)
-            self.metrics.attempts.labels(
-                f"{failed // 100}xx" if failed else "transport_error"
-            ).inc()
-            raise
-        self.capture_failing = False
-        self.metrics.attempts.labels(f"{status // 100}xx").inc()
-
-    async def _with_retries(self, lane: Lane, attempt: Any) -> None:
-        async def before_sleep(state: RetryCallState) -> None:
-            lane.retrying = True
-            self._apply_backpressure()
-            self.metrics.retries.inc()
-            error = state.outcome.exception() if state.outcome is not None else None
-            wait = state.upcoming_sleep
-            log.warning(
-                "partition %d: %s; retry %d in %.2f s",
-                lane.tp.partition,
-                error,
-                state.attempt_number,
-                wait,
-            )
-
-        try:
-            async for try_ in self.settings.retry.retrying(
-                sleep=asyncio.sleep, before_sleep=before_sleep
-            ):
-                with try_:
-                    await attempt()
-        finally:
-            if lane.retrying:
-                lane.retrying = False
-                if self.lanes.get(lane.tp) is lane:
-                    self._apply_backpressure()
-
-    async def _dead_letter(
-        self,
-        lane: Lane,
-        batch: Batch,
-        reason: str,
-        *,
-        detail: str = "",
-        extra: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        letters = list(
-            _dead_letters(batch, reason, self.settings.topics.events, detail, extra or [])
-        )
-        producer = self._producer
-        assert producer is not None
-        dlq_topic = self.settings.topics.events_dlq
-
-        async def produce() -> None:
-            try:
-                futures = [
-                    await producer.send(dlq_topic, value=dl.value, key=dl.key, headers=dl.headers)
-                    for dl in letters
-                ]
-                await asyncio.gather(*futures)
-            except KafkaError as err:
-                raise RetryableDeliveryError(f"dead-letter produce failed: {err!r}") from None
-
-        await self._with_retries(lane, produce)
-        self.metrics.events.labels("dead_lettered").inc(len(batch.records))
-        self.metrics.batches.labels("dead_lettered").inc()
-        self.metrics.dead_letters.labels(reason).inc(len(batch.records))
+        self.lanes.report_paused()
 
     # -- commits -----------------------------------------------------------------------
 
@@ -496,9 +219,7 @@ class SinkWorker:
             await self._commit()
             await asyncio.sleep(0.05)  # coalesce the commits of a burst of batches
 
-    async def _commit(
-        self, *, final: bool = False, tps: Iterable[TopicPartition] | None = None
-    ) -> None:
+    async def _commit(self, *, tps: Iterable[TopicPartition] | None = None) -> None:
         consumer = self._consumer
         if consumer is None:
             return
@@ -537,97 +258,28 @@ class SinkWorker:
         return partition_lag(highwaters, positions)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        retrying = sum(1 for lane in self.lanes.values() if lane.retrying)
         details = {
             "mode": self.destination.name,
             "consuming": self.started,
             "partitions": len(self.lanes),
-            "paused_partitions": sum(1 for lane in self.lanes.values() if lane.paused),
-            "retrying_partitions": retrying,
-            "capture_failing": self.capture_failing,
+            "paused_partitions": self.lanes.paused,
+            "retrying_partitions": self.lanes.retrying,
+            "capture_failing": self.destination.failing,
         }
-        return self.started and not self.capture_failing, details
-
-
-class _GateClosed(Exception):
-    """The route's credential disappeared between attempts (not retried)."""
-
-    def __init__(self, skipped: Skipped) -> None:
-        super().__init__(skipped.reason.value)
-        self.skipped = skipped
+        return self.started and not self.destination.failing, details
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka's rebalance callbacks, handed to the worker's public methods."""
+
     def __init__(self, worker: SinkWorker) -> None:
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        worker = self.worker
-        mine = [tp for tp in revoked if tp in worker.lanes]
-        if not mine:
-            return
-        # Deliver what is already closed (briefly), commit, and let the next owner
-        # re-form the open batches from the committed offset.
-        await worker._drain(
-            flush=False, within=min(5.0, worker.settings.shutdown_timeout_s), tps=mine
-        )
-        await worker._commit(tps=mine)
-        await worker._stop_lanes(mine)
-        for tp in mine:
-            worker._committed.pop(tp, None)
+        await self.worker.hand_over(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        for tp in assigned:
-            if tp not in self.worker.lanes:
-                self.worker._open_lane(tp)
-
-
-def _undeliverable(batch: Batch, max_bytes: int) -> tuple[str, str]:
-    record = batch.records[0]
-    if record.error is not None:
-        return record.error.reason.value, record.error.detail
-    return "too_large", (
-        f"an event of {len(record.event_json)} bytes does not fit in a request body of "
-        f"at most {max_bytes} bytes (ANALYTICS_BATCH_MAX_BYTES)"
-    )
-
-
-def _dead_letters(
-    batch: Batch, reason: str, topic: str, detail: str, extra: list[tuple[str, bytes]]
-) -> Iterable[DeadLetter]:
-    stage = "decode" if batch.closed_by is CloseReason.UNDECODABLE else "deliver"
-    batch_headers = [
-        ("batch.idempotency_key", batch.idempotency_key().encode()),
-        ("batch.size", str(len(batch.records)).encode()),
-        *extra,
-    ]
-    for record in batch.records:
-        error = record.error
-        yield dead_letter(
-            record.raw,
-            record.key,
-            reason=reason,
-            stage=stage,
-            topic=topic,
-            partition=batch.partition,
-            offset=record.offset,
-            path=error.path if error is not None else "",
-            detail=detail,
-            extra=batch_headers,
-        )
-
-
-def _destination_for(settings: SinkSettings) -> Destination:
-    if settings.mode == "capture":
-        assert settings.capture_file is not None
-        return CaptureDestination(settings.capture_file, fsync=settings.capture_fsync)
-    assert settings.base_url is not None
-    return HttpDestination(
-        settings.base_url,
-        timeout_s=settings.http_timeout_s,
-        gzip_body=settings.http_gzip,
-        max_connections=settings.http_max_connections,
-    )
+        self.worker.take_over(assigned)
 
 
 def _now_ms() -> int:

@@ -1,0 +1,326 @@
+"""The delivery step's outcomes, how the metrics record them, and the lanes (no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from aiokafka import TopicPartition
+
+from codex_analytics.contract.facts import AuthRoute
+from codex_analytics.contract.records import Origin
+from codex_analytics.runtime.deadletter import DeadLetter
+from sinks.auth import SkipReason
+from sinks.batching import Batch, BatchLimits, PartitionBatcher, SinkRecord
+from sinks.capture import CaptureDestination
+from sinks.credentials import CredentialChain
+from sinks.deadletters import DeadLetterQueue
+from sinks.delivery import BatchDelivery
+from sinks.destinations import destination_for
+from sinks.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from sinks.http import HttpDestination
+from sinks.lanes import Lane, Lanes
+from sinks.metrics import SinkMetrics
+from sinks.outcomes import BatchOutcome, DeadLettered, Delivered, GateSkipped, SuccessOutcome
+from sinks.settings import SinkSettings
+
+ROUTE = AuthRoute(kind="chatgpt", account_id="acct-1", is_fedramp=False)
+FAST_RETRIES = {"ANALYTICS_RETRY_INITIAL_MS": "1", "ANALYTICS_RETRY_MAX_MS": "2"}
+
+
+def settings(**env: str) -> SinkSettings:
+    return SinkSettings.from_env({"ANALYTICS_BASE_URL": "http://h/", **FAST_RETRIES, **env})
+
+
+def with_token() -> CredentialChain:
+    return CredentialChain.from_env(
+        {"ANALYTICS_BEARER_TOKEN": "tok-1", "ANALYTICS_ACCOUNT_ID": "acct-1"}
+    )
+
+
+def record(offset: int, *, size: int = 20) -> SinkRecord:
+    return SinkRecord(
+        offset=offset,
+        timestamp_ms=0,
+        raw=b"raw-%d" % offset,
+        key=b"key",
+        route=ROUTE,
+        route_key=b"a",
+        origin=Origin("inst", offset, 0),
+        event_type="codex_turn_event",
+        event_json=b'"' + b"x" * (size - 2) + b'"',
+    )
+
+
+def batch(*offsets: int, limits: BatchLimits | None = None, size: int = 20) -> Batch:
+    batcher = PartitionBatcher(0, limits or BatchLimits())
+    closed = [b for o in offsets for b in batcher.add(record(o, size=size))]
+    return [*closed, *batcher.flush()][0]
+
+
+class FakeDestination:
+    """Answers each write with the next of ``answers`` (a status or an error), then 200."""
+
+    name = "fake"
+    target = "nowhere"
+    failing = False
+
+    def __init__(
+        self,
+        answers: list[int | DeliveryError] | None = None,
+        *,
+        success_outcome: SuccessOutcome = "delivered",
+        may_ignore_auth: bool = False,
+    ) -> None:
+        self.answers = list(answers or [])
+        self.success_outcome: SuccessOutcome = success_outcome
+        self.may_ignore_auth = may_ignore_auth
+        self.sent: list[tuple[bytes, dict[str, str]]] = []
+
+    def prepare(self) -> None:
+        return None
+
+    async def deliver(self, body: bytes, headers: dict[str, str]) -> int:
+        self.sent.append((body, headers))
+        answer = self.answers.pop(0) if self.answers else 200
+        if isinstance(answer, int):
+            return answer
+        raise answer
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RecordingDeadLetters(DeadLetterQueue):
+    """The events DLQ without a broker: keeps what it was asked to produce."""
+
+    def __init__(self) -> None:
+        super().__init__("unused:9092", settings().topics)
+        self.produced: list[DeadLetter] = []
+
+    async def produce(self, letters: list[DeadLetter]) -> None:
+        self.produced.extend(letters)
+
+
+class FakeLane:
+    partition = 3
+
+    def __init__(self) -> None:
+        self.retrying = False
+        self.marks: list[bool] = []
+
+    def mark_retrying(self, retrying: bool) -> None:
+        self.retrying = retrying
+        self.marks.append(retrying)
+
+
+def delivery(
+    destination: FakeDestination,
+    *,
+    credentials: CredentialChain | None = None,
+    sink_settings: SinkSettings | None = None,
+) -> tuple[BatchDelivery, SinkMetrics, RecordingDeadLetters]:
+    metrics = SinkMetrics()
+    dead_letters = RecordingDeadLetters()
+    step = BatchDelivery(
+        sink_settings or settings(),
+        destination,
+        credentials or with_token(),
+        metrics,
+        dead_letters,
+    )
+    return step, metrics, dead_letters
+
+
+def test_metrics_record_each_outcome_under_the_names_dashboards_read() -> None:
+    metrics = SinkMetrics()
+    metrics.record(Delivered("delivered", events=5, body_bytes=100, seconds=0.2))
+    metrics.record(Delivered("captured", events=2, body_bytes=40, seconds=0.01))
+    metrics.record(GateSkipped(SkipReason.NO_TOKEN, events=3))
+    metrics.record(DeadLettered("http_400", events=4))
+    value = metrics.value
+    assert value("codex_sink_events_total", outcome="delivered") == 5
+    assert value("codex_sink_events_total", outcome="captured") == 2
+    assert value("codex_sink_events_total", outcome="skipped") == 3
+    assert value("codex_sink_events_total", outcome="dead_lettered") == 4
+    for outcome in ("delivered", "captured", "skipped", "dead_lettered"):
+        assert value("codex_sink_batches_total", outcome=outcome) == 1
+    assert value("codex_sink_gate_skipped_events_total", reason="no_token") == 3
+    assert value("codex_sink_dead_letters_total", reason="http_400") == 4
+    assert value("codex_sink_capture_bytes_total") == 41  # the line: body and newline
+    assert value("codex_sink_delivery_seconds_count") == 2
+    assert value("codex_sink_delivery_seconds_sum") == pytest.approx(0.21)
+
+
+async def test_a_delivered_batch_carries_the_route_headers_and_its_body() -> None:
+    destination = FakeDestination([202])
+    step, metrics, _ = delivery(destination)
+    sent = batch(0, 1, 2)
+    lane = FakeLane()
+    outcome = await step(sent, lane)
+    assert isinstance(outcome, Delivered)
+    assert (outcome.outcome, outcome.events, outcome.body_bytes) == (
+        "delivered",
+        3,
+        len(sent.body()),
+    )
+    ((body, headers),) = destination.sent
+    assert body == sent.body()
+    assert headers["Authorization"] == "Bearer tok-1"
+    assert headers["Idempotency-Key"] == sent.idempotency_key()
+    assert metrics.value("codex_sink_delivery_attempts_total", result="2xx") == 1
+    assert lane.marks == []
+
+
+async def test_a_retried_batch_marks_its_lane_retrying_until_it_is_delivered() -> None:
+    destination = FakeDestination([RetryableDeliveryError("busy", status=503), 200])
+    step, metrics, _ = delivery(destination)
+    lane = FakeLane()
+    outcome = await step(batch(0, 1), lane)
+    assert isinstance(outcome, Delivered)
+    assert lane.marks == [True, False]
+    assert len(destination.sent) == 2
+    assert metrics.value("codex_sink_retries_total") == 1
+    assert metrics.value("codex_sink_delivery_attempts_total", result="5xx") == 1
+    assert metrics.value("codex_sink_delivery_attempts_total", result="2xx") == 1
+
+
+async def test_a_refused_batch_is_dead_lettered_with_the_response() -> None:
+    refused = PermanentDeliveryError("events failed with status 400", status=400, body=b"bad")
+    step, metrics, dead_letters = delivery(FakeDestination([refused]))
+    outcome = await step(batch(0, 1), FakeLane())
+    assert outcome == DeadLettered("http_400", 2)
+    assert [dict(dl.headers)["source.offset"] for dl in dead_letters.produced] == [b"0", b"1"]
+    headers = dict(dead_letters.produced[0].headers)
+    assert (headers["http.status"], headers["http.body"]) == (b"400", b"bad")
+    assert metrics.value("codex_sink_delivery_attempts_total", result="4xx") == 1
+
+
+async def test_an_event_larger_than_a_body_is_dead_lettered_unsent() -> None:
+    destination = FakeDestination()
+    step, _, dead_letters = delivery(destination)
+    too_large = batch(0, limits=BatchLimits(max_bytes=64), size=100)
+    assert await step(too_large, FakeLane()) == DeadLettered("too_large", 1)
+    assert destination.sent == []
+    assert dict(dead_letters.produced[0].headers)["error.reason"] == b"too_large"
+
+
+async def test_retries_exhausted_are_dead_lettered() -> None:
+    destination = FakeDestination([RetryableDeliveryError("down", status=500)] * 1000)
+    step, _, _ = delivery(destination, sink_settings=settings(ANALYTICS_RETRY_MAX_ELAPSED_S="0.05"))
+    lane = FakeLane()
+    assert await step(batch(0), lane) == DeadLettered("retries_exhausted", 1)
+    assert lane.marks[-1] is False
+
+
+@pytest.mark.parametrize(
+    ("may_ignore_auth", "expected"),
+    [(True, Delivered), (False, GateSkipped)],
+)
+async def test_capture_ignores_auth_opens_the_gate_only_where_the_destination_allows_it(
+    may_ignore_auth: bool, expected: type[BatchOutcome]
+) -> None:
+    destination = FakeDestination(success_outcome="captured", may_ignore_auth=may_ignore_auth)
+    step, _, _ = delivery(
+        destination,
+        credentials=CredentialChain.from_env({}),
+        sink_settings=settings(ANALYTICS_CAPTURE_IGNORES_AUTH="1"),
+    )
+    outcome = await step(batch(0, 1), FakeLane())
+    assert type(outcome) is expected
+    if isinstance(outcome, GateSkipped):
+        assert outcome == GateSkipped(SkipReason.NO_TOKEN, 2)
+        assert destination.sent == []
+    else:
+        assert outcome.outcome == "captured"
+        assert destination.sent[0][1] == {}  # no credential, no headers
+
+
+def test_destination_for_picks_the_destination_the_mode_names(tmp_path: Path) -> None:
+    http = destination_for(settings())
+    assert type(http) is HttpDestination
+    assert (http.name, http.success_outcome, http.may_ignore_auth, http.failing) == (
+        "http",
+        "delivered",
+        False,
+        False,
+    )
+    assert http.target == "POST http://h/codex/analytics-events/events"
+    path = tmp_path / "capture.jsonl"
+    capture = destination_for(settings(CODEX_ANALYTICS_EVENTS_CAPTURE_FILE=str(path)))
+    assert type(capture) is CaptureDestination
+    assert (capture.name, capture.success_outcome, capture.may_ignore_auth) == (
+        "capture",
+        "captured",
+        True,
+    )
+    assert capture.target == f"capture file {path}"
+
+
+async def test_a_failed_capture_is_failing_until_an_append_succeeds(tmp_path: Path) -> None:
+    capture = CaptureDestination(str(tmp_path / "missing" / "c.jsonl"))
+    capture.prepare()
+    assert capture.failing
+    with pytest.raises(DeliveryError):
+        await capture.deliver(b"{}", {})
+    assert capture.failing
+    (tmp_path / "missing").mkdir()
+    await capture.deliver(b"{}", {})
+    assert not capture.failing
+
+
+async def test_a_lane_delivers_its_batches_in_order_and_records_each_outcome() -> None:
+    seen: list[int] = []
+    done: list[None] = []
+
+    async def deliver(batch: Batch, lane: Lane) -> BatchOutcome:
+        await asyncio.sleep(0)
+        seen.append(batch.first_offset)
+        return GateSkipped(SkipReason.NO_AUTH, len(batch.records))
+
+    metrics = SinkMetrics()
+    lanes = Lanes(
+        BatchLimits(max_events=2),
+        metrics,
+        deliver,
+        batch_done=lambda: done.append(None),
+        pressure_changed=lambda: None,
+        failed=lambda err: pytest.fail(f"lane failed: {err!r}"),
+    )
+    tp = TopicPartition("events", 0)
+    lane = lanes.open(tp)
+    for offset in range(5):
+        lane.enqueue(lane.batcher.add(record(offset)))
+    await lanes.drain(flush=True, within=5)
+    assert seen == [0, 2, 4]
+    assert len(done) == 3
+    assert lane.batcher.commit_point() == 5
+    assert metrics.value("codex_sink_batches_closed_total", reason="count") == 2
+    assert metrics.value("codex_sink_batches_closed_total", reason="flush") == 1
+    assert metrics.value("codex_sink_events_total", outcome="skipped") == 5
+    await lanes.stop([tp])
+    assert len(lanes) == 0
+    assert not lane.assigned
+
+
+async def test_a_lane_that_raises_reports_its_failure() -> None:
+    failures: list[BaseException] = []
+
+    async def deliver(batch: Batch, lane: Lane) -> BatchOutcome:
+        raise RuntimeError("bug")
+
+    lanes = Lanes(
+        BatchLimits(),
+        SinkMetrics(),
+        deliver,
+        batch_done=lambda: None,
+        pressure_changed=lambda: None,
+        failed=failures.append,
+    )
+    lane = lanes.open(TopicPartition("events", 0))
+    lane.enqueue([batch(0)])
+    assert lane.task is not None
+    await lane.task
+    assert [str(f) for f in failures] == ["bug"]
+    assert len(lane.queue) == 1  # not done: its records stay uncommitted
