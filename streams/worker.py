@@ -36,7 +36,7 @@ import orjson
 from codex_analytics.runtime.http import ServiceHttp
 from codex_analytics.runtime.metrics import partition_lag
 
-from . import faust_patches
+from .faust_adapter.transport import SCHEME
 from .handoff import Handoff
 from .metrics import StreamCounts, StreamMetrics
 from .offsets import Continuity, OffsetGuard
@@ -59,12 +59,11 @@ class StreamWorker:
     """Builds the Faust app and owns the batch pipeline of its one agent."""
 
     def __init__(self, settings: StreamSettings, bootstrap: str, partitions: int) -> None:
-        faust_patches.apply()
         self.settings = settings
         topics = settings.topics
         self.app = faust.App(
             settings.app_id,
-            broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
+            broker=[f"{SCHEME}://{server.strip()}" for server in bootstrap.split(",")],
             store="rocksdb://" if settings.store == "rocksdb" else "memory://",
             datadir=settings.data_dir,
             web_enabled=False,
