@@ -7,6 +7,9 @@ the range the adapter is written for (:mod:`.version`), and
 fails at import or in the unit suite, not in a kill -9 test.
 
 * :mod:`.transport`: Faust's aiokafka transport with our consumer (the overrides).
+* :mod:`.app`: the Faust app of the worker (facts topic, state table, agent, run).
+* :mod:`.store`: the state table's local store (get, put, delete, iterate).
+* :mod:`.consumer`: offsets, seeks and assignment of the app's consumer.
 """
 
 from .version import require_supported_faust

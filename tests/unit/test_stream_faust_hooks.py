@@ -11,15 +11,23 @@ from __future__ import annotations
 import inspect
 import re
 import tomllib
+import weakref
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import aiokafka
+import faust.streams
 import pytest
+from faust.app.base import App
+from faust.stores import base as store_base
+from faust.stores import memory, rocksdb
 from faust.transport import by_url
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.app import AppT
 from mode.services import WaitResults
+from mode.threads import QueueServiceThread
 
 from streams.faust_adapter import transport
 from streams.faust_adapter.version import (
@@ -147,3 +155,64 @@ def test_the_consumer_thread_is_built_as_faust_builds_it() -> None:
     assert "AIOKafkaConsumerThread(self,loop=self.loop,beacon=self.beacon)" in source(
         faust_aiokafka.Consumer._new_consumer_thread
     )
+
+
+# -- the state store (streams.faust_adapter.store) --------------------------------------
+
+
+def test_stores_take_their_partition_from_the_current_event() -> None:
+    """The store adapter names a stand-in event with only ``message.partition``."""
+    current: ContextVar[Any] = faust.streams._current_event
+    assert isinstance(current, ContextVar)
+
+    class Stand:
+        message = None
+
+    event = Stand()
+    token = current.set(weakref.ref(event))
+    try:
+        assert faust.streams.current_event() is event
+    finally:
+        current.reset(token)
+    for method in (rocksdb.Store._get, rocksdb.Store._set):
+        assert "event=current_event()" in source(method)
+        uses = set(re.findall(r"\bevent\.[\w.]+", inspect.getsource(method)))
+        assert uses == {"event.message.partition"}, uses
+
+
+def test_the_store_iterates_partitions_as_the_adapter_reads_them() -> None:
+    assert "_dbs" in annotated(rocksdb.Store)
+    assert shape(rocksdb.Store._visible_items) == "(self, db)"
+    assert "self._key_partition" in source(memory.Store.__post_init__)
+    assert "self.data" in source(memory.Store.__post_init__)
+
+
+def test_stores_record_the_changelog_offset_they_reached() -> None:
+    for store in (store_base.Store, rocksdb.Store):
+        assert shape(store.set_persisted_offset) == "(self, tp, offset)"
+    assert "tp.partition" in source(rocksdb.Store.set_persisted_offset)
+
+
+# -- the consumer (streams.faust_adapter.consumer) --------------------------------------
+
+
+def test_the_consumer_keeps_committed_offsets_and_gaps_by_partition() -> None:
+    names = annotated(faust_aiokafka.Consumer)
+    assert {"_committed_offset", "_gap", "_thread"} <= names
+    assert shape(faust_consumer.Consumer.seek) == "(self, partition, offset)"
+    assert shape(faust_aiokafka.Consumer.earliest_offsets) == "(self, *partitions)"
+    assert shape(faust_aiokafka.Consumer.assignment) == "(self)"
+    assert shape(faust_aiokafka.Consumer.highwater) == "(self, tp)"
+
+
+def test_committed_offsets_are_asked_on_the_consumer_thread() -> None:
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    assert issubclass(thread, QueueServiceThread)
+    assert shape(thread._ensure_consumer) == "(self)"
+    assert shape(thread.call_thread) == "(self, fun, *args, **kwargs)"
+    assert shape(aiokafka.AIOKafkaConsumer.committed) == "(self, partition)"
+
+
+def test_the_app_tells_the_generation_and_rebalancing() -> None:
+    assert {"consumer_generation_id", "rebalancing"} <= annotated(AppT)
+    assert issubclass(App, AppT)
