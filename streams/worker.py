@@ -10,7 +10,7 @@ by construction rather than by Faust defaults:
    records, dead letters and the changed instance states.
 4. The batch commit (:mod:`streams.commit`) sends the outputs, then the states, then
    acks the events in order; any delivery failure ends the process.
-5. Between batches, a slice of the idle sweep (:mod:`streams.sweep`).
+5. Between batches, a slice of the idle sweep (:mod:`streams.idle_sweep`).
 
 Faust stays behind :mod:`streams.faust_adapter`.
 """
@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any
 
 import orjson
@@ -33,17 +32,15 @@ from codex_analytics.runtime.metrics import partition_lag
 from .commit import BatchCommit, Output, StateChange, fatal
 from .faust_adapter.app import StreamApp
 from .handoff import Handoff
+from .idle_sweep import IdleSweep
 from .metrics import StreamCounts, StreamMetrics
 from .offsets import Continuity, OffsetGuard
 from .processor import FactProcessor, ProcessedBatch, SourceRecord
 from .reducer import Reducer
 from .settings import StreamSettings
-from .sweep import find_idle, stamp, state_of
+from .sweep import stamp, state_of
 
 log = logging.getLogger("codex_analytics.stream")
-
-#: Stored states the idle sweep looks at between two batches.
-SWEEP_SLICE = 20_000
 
 
 class StreamWorker:
@@ -67,13 +64,17 @@ class StreamWorker:
         self.metrics = StreamMetrics(self.processor.reducer.stats, self.counts, self.lag)
         self.guard = OffsetGuard()
         self.commit = BatchCommit(self.app.send, self.app.store, self.app.store.changelog)
+        self.sweep = IdleSweep(
+            interval_s=settings.sweep_interval_s,
+            retention_ms=settings.state_retention_ms,
+            store=self.app.store,
+            commit=self.commit,
+            assignment=self.consumer,
+            caught_up=self._caught_up,
+            forget=self.processor.forget,
+            counts=self.counts,
+        )
         self._generation: int | None = None
-        # The idle sweep in progress (streams.sweep): stored items still to look at, the
-        # assignment it started under, and what it found so far.
-        self._sweep_items: Iterator[tuple[bytes, bytes, int | None]] | None = None
-        self._sweep_generation: int | None = None
-        self._sweep_kept = self._sweep_deleted = 0
-        self._next_sweep_at = time.monotonic() + settings.sweep_interval_s
         self._last_report = time.monotonic()
         self.app.consume(self._agent)
         if settings.health_addr:
@@ -141,7 +142,7 @@ class StreamWorker:
                     del events, continuity  # held-back records: nothing keeps them unacked
                 for tp, offset in self.guard.due_seeks(time.monotonic()).items():
                     await self._seek_back(tp, offset)
-                await self._sweep_slice()
+                await self.sweep.step()
             except BaseException as exc:
                 fatal(f"stream batch failed, exiting so nothing is committed past it: {exc!r}")
             idle.set()
@@ -149,7 +150,7 @@ class StreamWorker:
     def _wake_in(self) -> float:
         """Seconds the batch loop may wait for records before it has work of its own."""
         now = time.monotonic()
-        sweep = 0.0 if self._sweep_items is not None else self._next_sweep_at - now
+        sweep = self.sweep.due_in(now)
         retry = self.guard.next_retry_in(now)
         return max(0.0, sweep if retry is None else min(sweep, retry))
 
@@ -225,72 +226,6 @@ class StreamWorker:
             f"dead letters {sum(counts.dead_letters.values())}, batches {counts.batches}, "
             f"dedupe hits {stats.drops.get('dedupe_repeat', 0)}, "
             f"duplicates {stats.drops.get('duplicate_seq', 0)}, seeks {counts.seeks}"
-        )
-
-    # -- the idle sweep (streams.sweep) --------------------------------------------------
-
-    async def _sweep_slice(self) -> None:
-        """Look at the next slice of stored states, between two batches, so that a big
-        table never holds a batch up for long; a new assignment abandons the sweep."""
-        consumer = self.consumer
-        if self._sweep_items is None:
-            now = time.monotonic()
-            if now < self._next_sweep_at:
-                return
-            if consumer.rebalancing:
-                self._next_sweep_at = now + 1.0  # try again once the assignment settled
-                return
-            self._next_sweep_at = now + self.settings.sweep_interval_s
-            self._sweep_items = self.app.store.items()
-            self._sweep_generation = consumer.generation
-            self._sweep_kept = self._sweep_deleted = 0
-        if consumer.rebalancing or consumer.generation != self._sweep_generation:
-            self._sweep_items = None
-            return
-        try:
-            chunk = list(itertools.islice(self._sweep_items, SWEEP_SLICE))
-        except Exception as exc:  # a store closed by a rebalance under the iterator
-            log.info("idle sweep abandoned: %r", exc)
-            self._sweep_items = None
-            return
-        now_ms = int(time.time() * 1000)
-        found = find_idle(chunk, now_ms - self.settings.state_retention_ms, self._caught_up())
-        if found.idle:
-            await self._delete_states(found.idle)
-        if found.unstamped:
-            await self._stamp_states(found.unstamped, now_ms)
-        self._sweep_kept += found.kept + len(found.unstamped)
-        self._sweep_deleted += len(found.idle)
-        if len(chunk) < SWEEP_SLICE:
-            self._sweep_items = None
-            self.counts.sweeps += 1
-            if self._sweep_deleted:
-                log.info(
-                    "idle sweep: deleted %d instance states not written for %.4g h, kept %d",
-                    self._sweep_deleted,
-                    self.settings.state_retention_ms / 3_600_000,
-                    self._sweep_kept,
-                )
-
-    async def _delete_states(self, idle: list[tuple[bytes, int]]) -> None:
-        """Tombstones in the changelog first (a restart must not bring the state back),
-        then out of the store and the decoded-state cache."""
-        await self.commit.write_states(
-            [StateChange(key, None, partition) for key, partition in idle]
-        )
-        for key, _ in idle:
-            self.processor.forget(key.decode())
-        self.counts.swept_states += len(idle)
-
-    async def _stamp_states(self, unstamped: list[tuple[bytes, int]], now_ms: int) -> None:
-        """States written before stamps existed get one now; they age from here."""
-        store = self.app.store
-        await self.commit.write_states(
-            [
-                StateChange(key, stamp(value, now_ms, partition), partition)
-                for key, partition in unstamped
-                if (value := store.get(key, partition)) is not None
-            ]
         )
 
     # -- health and lag -------------------------------------------------------------------
