@@ -42,6 +42,9 @@ from .sweep import stamp, state_of
 
 log = logging.getLogger("codex_analytics.stream")
 
+#: Acks one event of the facts topic (Faust then commits the first run of acked offsets).
+Ack = Callable[[Any], Awaitable[Any]]
+
 
 class StreamWorker:
     """The batch pipeline of the worker's one agent, and its health."""
@@ -94,9 +97,7 @@ class StreamWorker:
 
     # -- the agent and the batch loop -----------------------------------------------------
 
-    async def _agent(
-        self, events: AsyncIterator[Any], ack: Callable[[Any], Awaitable[Any]]
-    ) -> None:
+    async def _agent(self, events: AsyncIterator[Any], ack: Ack) -> None:
         """Hands every event to the batch loop, which runs beside it."""
         handoff: Handoff[Any] = Handoff(
             self.settings.batch_max_records, self.settings.batch_max_wait_ms / 1000
@@ -115,9 +116,7 @@ class StreamWorker:
             batches.cancel()
             log.info("stream totals: %s", self._summary())
 
-    async def _batch_loop(
-        self, handoff: Handoff[Any], ack: Callable[[Any], Awaitable[Any]], idle: asyncio.Event
-    ) -> None:
+    async def _batch_loop(self, handoff: Handoff[Any], ack: Ack, idle: asyncio.Event) -> None:
         async def acknowledge(event: Any) -> None:
             await ack(event)
             self.positions[event.message.partition] = event.message.offset + 1
@@ -189,11 +188,12 @@ class StreamWorker:
         topics = self.settings.topics
         outputs = [Output(topics.events, key, value) for key, value in batch.events]
         outputs += [Output(topics.facts_dlq, d.key, d.value, d.headers) for d in batch.dead_letters]
-        now_ms = int(time.time() * 1000)
+        now_ms, partitions = int(time.time() * 1000), batch.partitions
         states = [
-            StateChange(instance_id.encode(), stamp(state, now_ms, partition), partition)
-            for instance_id, state in batch.states.items()
-            for partition in (batch.partitions[instance_id],)
+            StateChange(
+                instance.encode(), stamp(state, now_ms, partitions[instance]), partitions[instance]
+            )
+            for instance, state in batch.states.items()
         ]
         return outputs, states
 

@@ -213,6 +213,12 @@ def test_committed_offsets_are_asked_on_the_consumer_thread() -> None:
     assert shape(aiokafka.AIOKafkaConsumer.committed) == "(self, partition)"
 
 
+def test_records_are_sent_as_the_app_adapter_sends_them() -> None:
+    assert shape(faust_aiokafka.Producer.send) == (
+        "(self, topic, key, value, partition, timestamp, headers, *, transactional_id=None)"
+    )
+
+
 def test_the_app_tells_the_generation_and_rebalancing() -> None:
     assert {"consumer_generation_id", "rebalancing"} <= annotated(AppT)
     assert issubclass(App, AppT)
