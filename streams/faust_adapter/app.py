@@ -28,7 +28,7 @@ class StreamApp:
     def __init__(self, settings: StreamSettings, bootstrap: str, partitions: int) -> None:
         _require_registered_transport()
         topics = settings.topics
-        self.app = faust.App(
+        self._app = faust.App(
             settings.app_id,
             broker=[f"{SCHEME}://{server.strip()}" for server in bootstrap.split(",")],
             store="rocksdb://" if settings.store == "rocksdb" else "memory://",
@@ -47,7 +47,7 @@ class StreamApp:
             topic_partitions=partitions,
             topic_replication_factor=settings.replication_factor,
         )
-        self._facts = self.app.topic(
+        self._facts = self._app.topic(
             topics.facts,
             partitions=partitions,
             key_type=bytes,
@@ -55,12 +55,12 @@ class StreamApp:
             key_serializer="raw",
             value_serializer="raw",
         )
-        table = self.app.Table(
+        table = self._app.Table(
             "reducer-state", partitions=partitions, key_type=bytes, value_type=bytes
         )
         self.facts_topic: str = self._facts.get_topic_name()
         self.store = StateStore(table, partitioned=settings.store == "rocksdb")
-        self.consumer = GroupConsumer(self.app)
+        self.consumer = GroupConsumer(self._app)
 
     def consume(self, handler: EventsHandler) -> None:
         """Run ``handler`` as the app's agent on the facts topic (one at a time)."""
@@ -69,11 +69,11 @@ class StreamApp:
             events = stream.noack()
             await handler(events.events(), events.ack)
 
-        self.app.agent(self._facts, name="reduce-facts", concurrency=1)(agent)
+        self._app.agent(self._facts, name="reduce-facts", concurrency=1)(agent)
 
     def task(self, run: Callable[[], Awaitable[None]]) -> None:
         """Run ``run`` beside the agent while the app runs (cancelled when it stops)."""
-        self.app.task(run)
+        self._app.task(run)
 
     async def send(
         self,
@@ -86,16 +86,16 @@ class StreamApp:
         """Hand one record to the producer; the result resolves to its delivery
         (``partition``, ``offset``) or fails. Faust's ``flush`` may return early and
         hides delivery errors: await these instead."""
-        return await self.app.producer.send(topic, key, value, partition, None, headers)
+        return await self._app.producer.send(topic, key, value, partition, None, headers)
 
     @property
     def running(self) -> bool:
-        return bool(self.app.started) and not self.app.should_stop
+        return bool(self._app.started) and not self._app.should_stop
 
     def run(self, log_level: str, logging_config: dict[str, Any]) -> int:
         """Run the app as a Faust worker until SIGTERM/SIGINT; its exit status."""
         worker = _QuietWorker(
-            self.app,
+            self._app,
             loglevel=log_level,
             logging_config=logging_config,
             redirect_stdouts=False,
