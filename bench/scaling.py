@@ -78,9 +78,9 @@ from codex_analytics.contract import codec
 from codex_analytics.simulator.fact_builder import BASE_MS, FactBuilder, skill
 from streams.processor import FactProcessor, SourceRecord
 from streams.reducer import InstanceState, Reducer
+from streams.runner import tune_gc
 from streams.settings import HOUR_MS, StreamSettings
 from streams.sweep import find_idle, stamp, state_of
-from streams.worker import tune_gc
 
 from .stats import Figure
 

@@ -1,67 +1,248 @@
-"""Run the stream worker: ensure topics, build the Faust app, run until SIGTERM/SIGINT."""
+"""The stream worker: facts topic -> reducer state table -> events topic, at least once,
+by construction rather than by Faust defaults:
+
+1. The agent hands every event (Faust acks none by itself) to the batch loop, which runs
+   beside it (:mod:`streams.handoff`): fetching and delivery go on while a batch is
+   processed and its writes are acknowledged.
+2. Offsets must continue each partition's sequence (:mod:`streams.offsets`); a hole
+   holds the rest of the partition back and asks for a seek back.
+3. The pure :class:`~streams.processor.FactProcessor` turns the batch into event
+   records, dead letters and the changed instance states.
+4. The batch commit (:mod:`streams.commit`) sends the outputs, then the states, then
+   acks the events in order; any delivery failure ends the process.
+5. Between batches, a slice of the idle sweep (:mod:`streams.idle_sweep`).
+
+Faust stays behind :mod:`streams.faust_adapter`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import sys
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from typing import Any
 
-from codex_analytics.runtime.kafka import ensure_topics
-from codex_analytics.runtime.logs import configure_logging, logging_dict_config
+import orjson
 
+from codex_analytics.runtime.http import ServiceHttp
+from codex_analytics.runtime.metrics import partition_lag
+
+from .commit import BatchCommit, Output, StateChange, fatal
+from .faust_adapter.app import StreamApp
+from .handoff import Handoff
+from .idle_sweep import IdleSweep
+from .metrics import StreamCounts, StreamMetrics
+from .offsets import Continuity, OffsetGuard
+from .processor import FactProcessor, ProcessedBatch, SourceRecord
+from .reducer import Reducer
 from .settings import StreamSettings
+from .sweep import stamp, state_of
 
-#: Full collections 10x rarer than Python's default (700, 10, 10).
-GC_THRESHOLDS = (700, 10, 100)
+log = logging.getLogger("codex_analytics.stream")
 
-
-def tune_gc() -> tuple[int, int, int]:
-    """The worker keeps up to ``ANALYTICS_STREAM_STATE_CACHE`` decoded states, and every
-    batch turns thousands of them over: they reach the oldest generation, and full
-    collections then walk the whole cache again and again. The scaling bench measured
-    45% of the time in the collector at 10^5 live instances; with full collections 10x
-    rarer, about 10%. Returns the previous thresholds."""
-    previous = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLDS)
-    return previous
+#: Acks one event of the facts topic (Faust then commits the first run of acked offsets).
+Ack = Callable[[Any], Awaitable[Any]]
 
 
-def run_worker(settings: StreamSettings, bootstrap: str) -> int:
-    import faust
+class StreamWorker:
+    """The batch pipeline of the worker's one agent, and its health."""
 
-    from .app import StreamWorkerApp
+    def __init__(self, settings: StreamSettings, bootstrap: str, partitions: int) -> None:
+        self.settings = settings
+        self.app = StreamApp(settings, bootstrap, partitions)
+        self.consumer = self.app.consumer
+        self.processor = FactProcessor(
+            Reducer(
+                horizon_ms=settings.state_horizon_ms,
+                dedupe_horizon_ms=settings.dedupe_horizon_ms,
+            ),
+            max_record_bytes=settings.max_record_bytes,
+            state_cache_size=settings.state_cache_size,
+        )
+        self.counts = StreamCounts()
+        #: Next offset to process per facts partition (for the lag metric).
+        self.positions: dict[int, int] = {}
+        self.metrics = StreamMetrics(self.processor.reducer.stats, self.counts, self.lag)
+        self.guard = OffsetGuard()
+        self.commit = BatchCommit(self.app.send, self.app.store, self.app.store.changelog)
+        self.sweep = IdleSweep(
+            interval_s=settings.sweep_interval_s,
+            retention_ms=settings.state_retention_ms,
+            store=self.app.store,
+            commit=self.commit,
+            assignment=self.consumer,
+            caught_up=self._caught_up,
+            forget=self.processor.forget,
+            counts=self.counts,
+        )
+        self._generation: int | None = None
+        self._last_report = time.monotonic()
+        self.app.consume(self._agent)
+        if settings.health_addr:
+            self.app.task(self._serve_health)
 
-    topics = settings.topics
-    wanted = {
-        topics.facts: topics.partitions,
-        topics.events: topics.partitions,
-        topics.facts_dlq: topics.partitions,
-    }
-    actual = asyncio.run(ensure_topics(bootstrap, wanted))
-    # The state table is co-partitioned with the facts topic, whatever its count is.
-    partitions = actual[topics.facts]
-    configure_logging(settings.log_level)
-    print(
-        f"stream worker: Kafka {bootstrap}; facts {topics.facts} ({partitions} partitions) -> "
-        f"events {topics.events}; dead letters {topics.facts_dlq}; state store {settings.store}; "
-        f"group {settings.app_id}; batch {settings.batch_max_records} records / {settings.batch_max_wait_ms} ms",
-        file=sys.stderr,
-        flush=True,
-    )
-    tune_gc()
-    worker_app = StreamWorkerApp(settings, bootstrap, partitions)
-    worker = faust.Worker(
-        worker_app.app,
-        loglevel=settings.log_level,
-        logging_config=logging_dict_config(settings.log_level),  # JSON lines, as every service
-        redirect_stdouts=False,
-        quiet=True,
-    )
-    # Faust installs a progress spinner even off a terminal, and to feed it sets the root
-    # logger to DEBUG: every library debug call (aiokafka logs one per record sent) then
-    # builds a LogRecord. The profile showed 7% of the worker's time there. No spinner.
-    worker.spinner = None
-    try:
-        worker.execute_from_commandline()  # runs the loop; always ends in SystemExit
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
+    async def _serve_health(self) -> None:
+        """``/healthz`` and ``/metrics`` on ``ANALYTICS_STREAM_HEALTH_ADDR`` while the
+        worker runs (Faust's own web server stays off: one small side door per service)."""
+        assert self.settings.health_addr is not None
+        side_door = ServiceHttp(self.health, self.metrics.render)
+        port = await side_door.start(self.settings.health_addr)
+        log.info("health and metrics on port %d", port)
+        try:
+            await asyncio.Event().wait()  # until the app stops and cancels its tasks
+        finally:
+            await side_door.stop()
+
+    # -- the agent and the batch loop -----------------------------------------------------
+
+    async def _agent(self, events: AsyncIterator[Any], ack: Ack) -> None:
+        """Hands every event to the batch loop, which runs beside it."""
+        handoff: Handoff[Any] = Handoff(
+            self.settings.batch_max_records, self.settings.batch_max_wait_ms / 1000
+        )
+        idle = asyncio.Event()
+        idle.set()
+        batches = asyncio.ensure_future(self._batch_loop(handoff, ack, idle))
+        try:
+            async for event in events:
+                await handoff.put(event)
+        finally:
+            # Stopping: let the batch in flight finish (its acks make the last commit
+            # exact), then stop the loop where it waits for the next one.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(idle.wait(), 30)
+            batches.cancel()
+            log.info("stream totals: %s", self._summary())
+
+    async def _batch_loop(self, handoff: Handoff[Any], ack: Ack, idle: asyncio.Event) -> None:
+        async def acknowledge(event: Any) -> None:
+            await ack(event)
+            self.positions[event.message.partition] = event.message.offset + 1
+
+        while True:
+            # Wake up without records too: to repeat a seek that was lost (the records
+            # that would prompt it may never come), and for the idle sweep.
+            events = await handoff.take(wait_s=self._wake_in())
+            idle.clear()
+            try:
+                if events:
+                    started = time.monotonic()
+                    continuity = await self._continuity(events)
+                    batch = self._reduce(continuity.process) if continuity.process else None
+                    outputs, states = self._writes(batch)
+                    await self.commit.commit(outputs, states, continuity.ack, acknowledge)
+                    if batch is not None:
+                        self._count(len(continuity.process), batch)
+                    self.metrics.batch_seconds.observe(time.monotonic() - started)
+                    for tp, offset in continuity.seek.items():
+                        await self._seek_back(tp, offset)
+                    del events, continuity  # held-back records: nothing keeps them unacked
+                for tp, offset in self.guard.due_seeks(time.monotonic()).items():
+                    await self._seek_back(tp, offset)
+                await self.sweep.step()
+            except BaseException as exc:
+                fatal(f"stream batch failed, exiting so nothing is committed past it: {exc!r}")
+            idle.set()
+
+    def _wake_in(self) -> float:
+        """Seconds the batch loop may wait for records before it has work of its own."""
+        now = time.monotonic()
+        sweep = self.sweep.due_in(now)
+        retry = self.guard.next_retry_in(now)
+        return max(0.0, sweep if retry is None else min(sweep, retry))
+
+    async def _continuity(self, events: list[Any]) -> Continuity:
+        if self.consumer.generation != self._generation:
+            self._generation = self.consumer.generation
+            self.guard.reset()
+            self.processor.clear_cache()  # another worker may have owned these partitions
+        unknown = self.guard.unknown(events)
+        if unknown:
+            for tp, offset in (await self.consumer.start_offsets(unknown)).items():
+                self.guard.start(tp, offset)
+        return self.guard.check(events, time.monotonic())
+
+    async def _seek_back(self, tp: Hashable, offset: int) -> None:
+        log.warning("offset gap on %s: re-reading from offset %d", tp, offset)
+        self.counts.seeks += 1
+        await self.consumer.seek_back(tp, offset)
+
+    def _reduce(self, events: list[Any]) -> ProcessedBatch:
+        records = [
+            SourceRecord(m.topic, m.partition, m.offset, m.key, m.value)
+            for m in (e.message for e in events)
+        ]
+        store = self.app.store
+
+        def load_state(instance_id: str, partition: int) -> bytes | None:
+            return state_of(store.get(instance_id.encode(), partition))
+
+        return self.processor.process(records, load_state)
+
+    def _writes(self, batch: ProcessedBatch | None) -> tuple[list[Output], list[StateChange]]:
+        """A batch's outputs, and its states stamped for the idle sweep."""
+        if batch is None:
+            return [], []
+        topics = self.settings.topics
+        outputs = [Output(topics.events, key, value) for key, value in batch.events]
+        outputs += [Output(topics.facts_dlq, d.key, d.value, d.headers) for d in batch.dead_letters]
+        now_ms, partitions = int(time.time() * 1000), batch.partitions
+        states = [
+            StateChange(
+                instance.encode(), stamp(state, now_ms, partitions[instance]), partitions[instance]
+            )
+            for instance, state in batch.states.items()
+        ]
+        return outputs, states
+
+    def _count(self, records: int, batch: ProcessedBatch) -> None:
+        counts = self.counts
+        counts.records += records
+        counts.batches += 1
+        counts.misrouted += batch.misrouted
+        counts.corrupt_states += batch.corrupt_states
+        for letter in batch.dead_letters:
+            counts.count_dead_letter(letter.reason)
+        for drop in batch.warnings:
+            log.warning("%s %s", drop.message, orjson.dumps(drop.as_log_fields()).decode())
+        if batch.dead_letters:
+            log.warning(
+                "sent %d invalid facts to %s",
+                len(batch.dead_letters),
+                self.settings.topics.facts_dlq,
+            )
+        now = time.monotonic()
+        if now - self._last_report >= 10:
+            self._last_report = now
+            log.info("stream progress: %s", self._summary())
+
+    def _summary(self) -> str:
+        stats, counts = self.processor.reducer.stats, self.counts
+        return (
+            f"records {counts.records}, facts {sum(stats.facts.values())}, "
+            f"events {sum(stats.events.values())}, "
+            f"dead letters {sum(counts.dead_letters.values())}, batches {counts.batches}, "
+            f"dedupe hits {stats.drops.get('dedupe_repeat', 0)}, "
+            f"duplicates {stats.drops.get('duplicate_seq', 0)}, seeks {counts.seeks}"
+        )
+
+    # -- health and lag -------------------------------------------------------------------
+
+    def lag(self) -> dict[int, int]:
+        """Facts records not yet processed, per assigned partition."""
+        assigned = self.consumer.assigned(self.app.facts_topic)
+        highwaters = {tp.partition: self.consumer.highwater(tp) for tp in assigned}
+        return partition_lag(highwaters, self.positions)
+
+    def _caught_up(self) -> set[int]:
+        """Partitions processed up to their highwater (the idle sweep's)."""
+        return {p for p, lag in self.lag().items() if lag == 0 and p in self.positions}
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        return self.app.running, {
+            "partitions": len(self.consumer.assigned(self.app.facts_topic)),
+            "records": self.counts.records,
+            "lag": sum(self.lag().values()),
+        }

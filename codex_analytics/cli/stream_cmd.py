@@ -25,7 +25,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from streams.runner import run_worker
     from streams.settings import StreamSettings
-    from streams.worker import run_worker
 
     return run_worker_role("stream", StreamSettings.from_env, run_worker)

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from codex_analytics.contract import dumps_kept
-from streams.faust_patches import _resume
+from streams.faust_adapter.transport import _resume
 from streams.handoff import Handoff
 
 

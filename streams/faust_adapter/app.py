@@ -1,0 +1,130 @@
+"""The stream worker's Faust app: the raw-bytes facts topic, the state table, one agent.
+
+The worker gets from it classes of ours (:class:`~.store.StateStore`,
+:class:`~.consumer.GroupConsumer`) and plain callables; Faust objects stay in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import metadata
+from typing import Any
+
+import faust
+
+from ..settings import StreamSettings
+from .consumer import GroupConsumer
+from .store import StateStore
+from .transport import SCHEME
+
+#: What the agent hands the worker: every event of the facts topic (Faust acks none by
+#: itself), and the function that acks one.
+EventsHandler = Callable[[AsyncIterator[Any], Callable[[Any], Awaitable[Any]]], Awaitable[None]]
+
+
+class StreamApp:
+    """The Faust app of one stream worker (one agent, one table)."""
+
+    def __init__(self, settings: StreamSettings, bootstrap: str, partitions: int) -> None:
+        _require_registered_transport()
+        topics = settings.topics
+        self._app = faust.App(
+            settings.app_id,
+            broker=[f"{SCHEME}://{server.strip()}" for server in bootstrap.split(",")],
+            store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+            datadir=settings.data_dir,
+            web_enabled=False,
+            producer_acks=-1,
+            producer_linger=0.005,
+            producer_max_batch_size=512 * 1024,
+            producer_request_timeout=60.0,
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=1.0,
+            broker_commit_interval=1.0,
+            consumer_auto_offset_reset="earliest",
+            stream_wait_empty=True,
+            table_standby_replicas=0,
+            topic_partitions=partitions,
+            topic_replication_factor=settings.replication_factor,
+        )
+        self._facts = self._app.topic(
+            topics.facts,
+            partitions=partitions,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        table = self._app.Table(
+            "reducer-state", partitions=partitions, key_type=bytes, value_type=bytes
+        )
+        self.facts_topic: str = self._facts.get_topic_name()
+        self.store = StateStore(table, partitioned=settings.store == "rocksdb")
+        self.consumer = GroupConsumer(self._app)
+
+    def consume(self, handler: EventsHandler) -> None:
+        """Run ``handler`` as the app's agent on the facts topic (one at a time)."""
+
+        async def agent(stream: Any) -> None:
+            events = stream.noack()
+            await handler(events.events(), events.ack)
+
+        self._app.agent(self._facts, name="reduce-facts", concurrency=1)(agent)
+
+    def task(self, run: Callable[[], Awaitable[None]]) -> None:
+        """Run ``run`` beside the agent while the app runs (cancelled when it stops)."""
+        self._app.task(run)
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Awaitable[Any]:
+        """Hand one record to the producer; the result resolves to its delivery
+        (``partition``, ``offset``) or fails. Faust's ``flush`` may return early and
+        hides delivery errors: await these instead."""
+        return await self._app.producer.send(topic, key, value, partition, None, headers)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._app.started) and not self._app.should_stop
+
+    def run(self, log_level: str, logging_config: dict[str, Any]) -> int:
+        """Run the app as a Faust worker until SIGTERM/SIGINT; its exit status."""
+        worker = _QuietWorker(
+            self._app,
+            loglevel=log_level,
+            logging_config=logging_config,
+            redirect_stdouts=False,
+            quiet=True,
+        )
+        try:
+            worker.execute_from_commandline()  # runs the loop; always ends in SystemExit
+        except SystemExit as exit_:
+            return int(exit_.code or 0)
+
+
+class _QuietWorker(faust.Worker):
+    """Faust's worker without its progress spinner. Faust installs one even off a
+    terminal, and to feed it sets the root logger to DEBUG: every library debug call
+    (aiokafka logs one per record sent) then builds a LogRecord. The profile showed 7%
+    of the worker's time there."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None
+
+
+def _require_registered_transport() -> None:
+    """Faust finds :class:`~.transport.Transport` through the package's entry point: an
+    install that predates it would fail later, with a message naming Faust's own
+    transports only."""
+    if not metadata.entry_points(group="faust.transports", name=SCHEME):
+        raise RuntimeError(
+            f"no Faust transport {SCHEME!r} is registered: reinstall this package "
+            "(./dev does when pyproject.toml changed) so that its faust.transports "
+            "entry point is installed"
+        )

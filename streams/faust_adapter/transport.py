@@ -1,0 +1,158 @@
+"""Faust's aiokafka transport with our consumer: each override fixes a measured fault or
+cost of faust-streaming 0.15.x, and each is a method of a class of ours.
+
+Faust builds its consumer from the transport named by the broker URL's scheme. The
+``faust.transports`` entry point group (pyproject.toml) registers :class:`Transport`
+under :data:`SCHEME`, and :mod:`.app` builds the app with ``codex-kafka://host:port``:
+nothing is replaced process-wide. The overrides are covered by the stream worker's
+integration tests (kill -9, rebalance, replay) and measured by ``python -m bench
+stream``; ``tests/unit/test_stream_faust_hooks.py`` checks that what they override is
+still there, with the signature they expect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import types
+from typing import Any, cast
+
+import aiokafka
+from faust.transport.consumer import RecordMap
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from mode.services import WaitArgT, WaitResults
+from mode.utils.times import Seconds
+
+#: The broker URL scheme of :class:`Transport` (an entry point name in pyproject.toml).
+SCHEME = "codex-kafka"
+#: Faust hard-codes 1500 ms, and brokers hold a fetch open for most of it.
+FETCH_MAX_WAIT_MS = 100
+#: How often a fetcher held back by full stream buffers looks again.
+BACKPRESSURE_POLL_S = 0.01
+
+#: Set while the consumer's fetcher task is inside ``_wait_next_records``.
+_IN_FETCH_WAIT: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "codex_in_fetch_wait", default=False
+)
+
+
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """The thread that owns Faust's aiokafka consumer."""
+
+    def _create_worker_consumer(
+        self, transport: faust_aiokafka.Transport
+    ) -> aiokafka.AIOKafkaConsumer:
+        """100 ms instead of 1500: a p99 near 250 ms instead of seconds end to end."""
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes fetch_max_wait_ms=1500 to the constructor; the consumer hands the
+        # value to its fetcher only in start(), which comes later.
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
+class _NeverRead(dict[TP, int | None]):
+    """Faust's consumer drops every record below the highest offset it has *handed on*,
+    and hands records on (or abandons them during a rebalance) concurrently with its own
+    seeks: records get skipped. Reading every offset as unknown turns that filter, and
+    the "gap" bookkeeping that goes with it, off; the worker's ``OffsetGuard`` decides
+    instead what is new, what is a repeat and where to re-read."""
+
+    def __getitem__(self, key: TP) -> None:
+        return None
+
+
+class Consumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer without its read-offset filter, without four tasks per
+    delivered record, and without one-second pauses under backpressure."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = _NeverRead()
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def wait_first(self, *coros: WaitArgT, timeout: Seconds | None = None) -> WaitResults:  # noqa: ASYNC109 (the signature Faust calls)
+        """Faust hands every consumed record to its streams through
+        ``wait_first(callback(message), suspend_flow.wait())``: four tasks and an
+        ``asyncio.wait`` per record, so that a delivery blocked on a full stream buffer
+        cannot hold up a rebalance. The profile of the worker put 20% of its time there.
+
+        The callback almost never blocks (it puts the event into a buffer with room). So
+        run it inline first; only if it does block, finish it in a task raced against the
+        flow suspension exactly as before. The consumer calls ``wait_first`` nowhere
+        else; any other call shape goes to Faust's."""
+        delivery, suspended = coros if len(coros) == 2 else (None, None)
+        if (
+            timeout is not None
+            or not isinstance(delivery, types.CoroutineType)
+            or not isinstance(suspended, types.CoroutineType)
+            or self.suspend_flow.is_set()
+            or self.should_stop
+        ):
+            # mode's own default is None, which its annotation leaves out.
+            return await super().wait_first(*coros, timeout=cast(Seconds, timeout))
+        suspended.close()  # never awaited on the fast path
+        try:
+            blocked_on = delivery.send(None)
+        except StopIteration as done:
+            return WaitResults([delivery], [done.value], False)
+        # It blocked: let a task finish it, raced against suspension as Faust does.
+        rest = asyncio.ensure_future(_resume(delivery, blocked_on))
+        return await super().wait_first(rest, self.suspend_flow.wait())
+
+    async def _wait_next_records(
+        self,
+        timeout: float,  # noqa: ASYNC109 (the signature Faust calls)
+    ) -> tuple[RecordMap | None, set[TP] | None]:
+        """When every assigned partition's stream buffer is full, Faust's fetcher sleeps
+        a whole second before it looks again, however soon the buffers drain. Under load
+        that happens every couple of seconds: the profile showed the batch loop idle
+        ~0.9 s at a time, a third of the run, and the same pauses as latency spikes.
+        Look again every 10 ms instead; only that sleep, in that task, changes (a context
+        variable marks it: see :meth:`sleep`)."""
+        if self._buffered_partitions:
+            # Some partitions are held back: a fetch of the others alone must not wait a
+            # whole second for them while the held ones drain.
+            timeout = min(timeout, BACKPRESSURE_POLL_S)
+        token = _IN_FETCH_WAIT.set(True)
+        try:
+            return await super()._wait_next_records(timeout)
+        finally:
+            _IN_FETCH_WAIT.reset(token)
+
+    async def sleep(self, n: Seconds) -> None:
+        if _IN_FETCH_WAIT.get() and self._buffered_partitions:
+            n = BACKPRESSURE_POLL_S
+        await super().sleep(n)
+
+
+class Transport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport, building :class:`Consumer`."""
+
+    Consumer = Consumer
+
+
+async def _resume(coro: Any, blocked_on: Any) -> Any:
+    """Drive a coroutine that was started by hand and is suspended on ``blocked_on``
+    (what its first ``send`` yielded) to its end, as a task would."""
+    while True:
+        try:
+            if blocked_on is None:  # a bare yield (``sleep(0)``)
+                await asyncio.sleep(0)
+            else:
+                # As a task does on taking a future over: without this, awaiting it
+                # again raises "await wasn't used with future".
+                blocked_on._asyncio_future_blocking = False
+                await blocked_on
+        except BaseException as exc:  # cancelled, or the awaited future failed
+            try:
+                blocked_on = coro.throw(exc)
+            except StopIteration as done:
+                return done.value
+            continue
+        try:
+            blocked_on = coro.send(None)
+        except StopIteration as done:
+            return done.value

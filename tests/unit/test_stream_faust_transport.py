@@ -1,0 +1,93 @@
+"""The stream worker's Faust consumer (streams.faust_adapter.transport), built the way
+Faust builds it: from the transport the broker URL's scheme names. Nothing is started
+and no broker is needed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP
+
+from streams.faust_adapter.transport import (
+    BACKPRESSURE_POLL_S,
+    FETCH_MAX_WAIT_MS,
+    SCHEME,
+    Consumer,
+    ConsumerThread,
+)
+
+
+@pytest.fixture
+async def consumer() -> Any:
+    # Async: Faust builds the consumer on the running loop.
+    app = faust.App("transport-test", broker=f"{SCHEME}://localhost:1", web_enabled=False)
+    app.topic("facts")
+    return app.consumer
+
+
+def test_the_scheme_names_our_consumer_and_thread(consumer: Any) -> None:
+    assert type(consumer) is Consumer
+    assert type(consumer._thread) is ConsumerThread
+
+
+def test_no_offset_reads_as_already_read(consumer: Any) -> None:
+    tp = TP("facts", 0)
+    consumer._read_offset[tp] = 41  # what Faust's drain loop records
+    assert consumer._read_offset[tp] is None
+
+
+async def test_the_fetch_wait_is_100_ms(consumer: Any) -> None:
+    client = consumer._thread._create_worker_consumer(consumer.transport)
+    try:
+        assert client._fetch_max_wait_ms == FETCH_MAX_WAIT_MS == 100
+    finally:
+        await client.stop()
+
+
+async def test_a_delivery_that_does_not_block_runs_inline(consumer: Any) -> None:
+    ran_in: list[asyncio.Task[Any] | None] = []
+
+    async def deliver() -> str:
+        ran_in.append(asyncio.current_task())
+        return "delivered"
+
+    result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+    assert result.results == ["delivered"]
+    assert not result.stopped
+    assert ran_in == [asyncio.current_task()], "no task of its own"
+
+
+async def test_a_delivery_that_blocks_is_finished_in_a_task(consumer: Any) -> None:
+    gate: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def deliver() -> str:
+        return await gate
+
+    waiting = asyncio.ensure_future(consumer.wait_first(deliver(), consumer.suspend_flow.wait()))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    gate.set_result("delivered")
+    result = await asyncio.wait_for(waiting, 1)
+    assert result.results == ["delivered"]
+
+
+async def test_the_fetcher_looks_again_soon_while_partitions_are_held_back(
+    consumer: Any,
+) -> None:
+    # No active partition: Faust's fetch wait sleeps (1 s); held-back partitions make
+    # that sleep the short poll.
+    consumer._buffered_partitions.add(TP("facts", 0))
+    started = time.monotonic()
+    assert await consumer._wait_next_records(1.0) == ({}, set())
+    assert time.monotonic() - started < 50 * BACKPRESSURE_POLL_S
+
+
+async def test_other_sleeps_are_left_alone(consumer: Any) -> None:
+    consumer._buffered_partitions.add(TP("facts", 0))
+    started = time.monotonic()
+    await consumer.sleep(0.2)
+    assert time.monotonic() - started >= 0.19
