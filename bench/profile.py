@@ -56,7 +56,7 @@ What the profile changed (1 worker, 1 fact/record, 40k facts, same broker):
 - **Faust's per-record delivery**: ``wait_first(callback(message), suspend_flow.wait())``
   made four tasks and an ``asyncio.wait`` per record, 14.6% of all samples. The worker
   now runs the delivery inline and falls back to Faust's race only when it blocks
-  (``streams/faust_patches.py``). Worker CPU for the run went from 6.0 s to 4.1 s.
+  (``Consumer.wait_first`` in ``streams/faust_adapter/transport.py``). Worker CPU for the run went from 6.0 s to 4.1 s.
 - **Faust's progress spinner** set the root logger to DEBUG even off a terminal, so
   every aiokafka ``send`` built a log record (7% of samples). The worker has no spinner.
 - **Batches took turns with delivery**: ``noack_take`` stops filling while a batch is

@@ -1,6 +1,6 @@
 """Scaling: how the stream stage's cost grows with its live state, on one core, no I/O.
 
-The state-holding core of the worker as ``streams/app.py`` drives it, without its Kafka
+The state-holding core of the worker as ``streams/worker.py`` drives it, without its Kafka
 sends: a :class:`~streams.processor.FactProcessor` (worker defaults: batches of 2,000
 records, 20,000 decoded states cached) over a store of ``instance id bytes -> state
 bytes`` (the ``memory://`` Faust table is such a dict); ``load_state`` reads the store,
@@ -187,7 +187,7 @@ def _at(seq: int) -> int:
 
 @dataclass(slots=True)
 class _Core:
-    """The worker's processor and store, fed as ``StreamWorkerApp._process`` feeds them."""
+    """The worker's processor and store, fed as ``StreamWorker`` feeds them (through ``streams.commit.BatchCommit``)."""
 
     processor: FactProcessor
     store: dict[bytes, bytes]
