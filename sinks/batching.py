@@ -33,17 +33,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from codex_analytics.contract import BATCH_BODY_OVERHEAD, join_batch
+from codex_analytics.contract import BATCH_BODY_OVERHEAD, ISOLATED_EVENT_TYPES, join_batch
 from codex_analytics.contract.errors import DecodeError
 from codex_analytics.contract.facts import AuthRoute
 from codex_analytics.contract.records import Origin
 
 #: ``{"events":[`` + ``]}`` (the contract owns the body's byte format)
 BODY_OVERHEAD = BATCH_BODY_OVERHEAD
-
-#: Event types that go in a request of their own (delivery.md §3.4, Profile J). No
-#: Profile S event is isolated; the rule is here so that adding the type is enough.
-ISOLATED_EVENT_TYPES: frozenset[str] = frozenset({"codex_accepted_line_fingerprints"})
 
 
 class CloseReason(StrEnum):

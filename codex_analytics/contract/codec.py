@@ -307,6 +307,10 @@ def encode_batch(events: Iterable[TrackEvent]) -> bytes:
 #: Bytes of a body around its events, ``{"events":[]}``; each event after the first
 #: adds one more (the comma). Batchers size bodies with it before they join them.
 BATCH_BODY_OVERHEAD = len(b'{"events":[]}')
+#: Event types that go in a request body of their own (delivery.md §3.4, Profile J). No
+#: Profile S event is isolated; the rule lives here so that every batcher (the sink's,
+#: replay's) keeps it, and adding the type is enough.
+ISOLATED_EVENT_TYPES: frozenset[str] = frozenset({"codex_accepted_line_fingerprints"})
 
 
 def join_batch(encoded_events: Sequence[bytes]) -> bytes:

@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from codex_analytics.contract import BATCH_BODY_OVERHEAD, join_batch, split_event_record
+from codex_analytics.contract import (
+    BATCH_BODY_OVERHEAD,
+    ISOLATED_EVENT_TYPES,
+    join_batch,
+    split_event_record,
+)
 from streams.processor import FactProcessor, SourceRecord
 from streams.reducer import Reducer
 from streams.settings import StreamSettings
@@ -77,8 +82,14 @@ class CaptureBatcher:
         self.max_bytes = max_bytes
         self._open: dict[bytes, tuple[list[bytes], int]] = {}
 
-    def add(self, route_key: bytes, event_json: bytes) -> list[bytes]:
+    def add(self, route_key: bytes, event_json: bytes, event_type: str = "") -> list[bytes]:
         closed: list[bytes] = []
+        if event_type in ISOLATED_EVENT_TYPES:  # alone in a body, as the sink sends it
+            events, _ = self._open.pop(route_key, ([], 0))
+            if events:
+                closed.append(join_batch(events))
+            closed.append(join_batch([event_json]))
+            return closed
         events, size = self._open.get(route_key, ([], BATCH_BODY_OVERHEAD))
         cost = len(event_json) + (1 if events else 0)
         if events and (len(events) >= self.max_events or size + cost > self.max_bytes):
@@ -125,7 +136,7 @@ class CaptureOutput:
         bodies: list[bytes] = []
         for key, value in events:
             parts = split_event_record(value)
-            bodies.extend(self.batcher.add(key, parts.event_json))
+            bodies.extend(self.batcher.add(key, parts.event_json, parts.event_type))
         return self._write(bodies)
 
     async def partition_done(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from codex_analytics.contract import ISOLATED_EVENT_TYPES, join_batch
 from codex_analytics.ops.group_offsets import GroupPositions, PartitionPosition, plan_reset
 from codex_analytics.ops.replay import CaptureBatcher, StartPoint
 
@@ -63,3 +64,16 @@ def test_reset_plans_are_clamped_to_each_partition() -> None:
     assert group.partitions[1].lag is None
     with pytest.raises(ValueError, match="unknown"):
         plan_reset(group, to="sideways")
+
+
+def test_capture_batcher_puts_isolated_events_in_a_body_of_their_own() -> None:
+    (isolated,) = ISOLATED_EVENT_TYPES
+    batcher = CaptureBatcher(max_events=10)
+    plain = [orjson.dumps({"event_type": "x", "n": n}) for n in range(3)]
+    alone = orjson.dumps({"event_type": isolated})
+    assert batcher.add(b"a", plain[0], "x") == []
+    assert batcher.add(b"b", plain[1], "x") == []
+    # The route's open body closes first (order kept), then the isolated event alone.
+    assert batcher.add(b"a", alone, isolated) == [join_batch([plain[0]]), join_batch([alone])]
+    assert batcher.add(b"a", plain[2], "x") == []
+    assert batcher.flush() == [join_batch([plain[1]]), join_batch([plain[2]])]
