@@ -35,8 +35,7 @@ from compose_spec import PyCompose
 from codex_analytics.devtools.broker import free_port
 from codex_analytics.devtools.verify import compare, received_events, reference_events
 from codex_analytics.runtime.kafka import ensure_topics
-
-from .cli import ROOT, run_cli
+from tests.cli import ROOT, run_cli
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,7 @@ import pytest
 
 from codex_analytics.contract import decode_event
 from codex_analytics.devtools.verify import captured_events, received_events, reference_events
-
-from .cli import run_cli
+from tests.cli import run_cli
 
 pytestmark = pytest.mark.integration
 

@@ -4,9 +4,6 @@ a full queue drops without blocking, close() delivers what is queued."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +16,7 @@ from codex_analytics.runtime.kafka import read_from_start
 from codex_analytics.simulator.fact_builder import FactBuilder
 from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from producers import AnalyticsClient, ClientSettings, ProducerIdentity
+from tests.cli import run_cli_on
 from tests.factories import app, skill, tracking
 
 from .kafka_helpers import create_topic
@@ -223,17 +221,6 @@ async def test_broker_away_at_start_is_retried_in_the_background(
     assert [orjson.loads(r.value)["payload"]["params"]["i"] for r in records] == [0, 1, 2]
 
 
-def run_cli(args: list[str], bootstrap: str, topic: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, ANALYTICS_FACTS_TOPIC=topic)
-    return subprocess.run(
-        [sys.executable, "-m", "codex_analytics.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_produce_command_publishes_valid_lines_and_reports_bad_ones(
     kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
@@ -243,7 +230,7 @@ def test_produce_command_publishes_valid_lines_and_reports_bad_ones(
     ]
     path = tmp_path / "facts.jsonl"
     path.write_bytes(b"\n".join([*good[:100], b'{"kind":"x"}', *good[100:], b"oops"]) + b"\n")
-    done = run_cli(["produce", str(path)], kafka_bootstrap, topic)
+    done = run_cli_on(kafka_bootstrap, topic, "produce", str(path))
     assert done.returncode == 1, done.stderr
     assert "line 101: missing_key at envelope_version" in done.stderr
     assert "line 302: not_json" in done.stderr
@@ -251,7 +238,7 @@ def test_produce_command_publishes_valid_lines_and_reports_bad_ones(
     records = asyncio.run(read_from_start(kafka_bootstrap, topic, want=300, within=20, settle=0.5))
     assert sorted(r.value for r in records) == sorted(good)
     assert (
-        run_cli(["produce", str(tmp_path / "missing.jsonl")], kafka_bootstrap, topic).returncode
+        run_cli_on(kafka_bootstrap, topic, "produce", str(tmp_path / "missing.jsonl")).returncode
         == 2
     )
 
@@ -262,7 +249,7 @@ def test_generate_to_kafka_publishes_the_generator_output_at_a_limited_rate(
     topic = unique_name("facts")
     args = ["generate", "--instances", "9", "--facts", "600", "--seed", "4"]
     started = time.monotonic()
-    done = run_cli([*args, "--to-kafka", "--rate", "1500", "--pack", "50"], kafka_bootstrap, topic)
+    done = run_cli_on(kafka_bootstrap, topic, *args, "--to-kafka", "--rate", "1500", "--pack", "50")
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     assert elapsed >= 0.35  # 600 facts at 1500/s: at least 0.4 s of pacing
@@ -273,5 +260,5 @@ def test_generate_to_kafka_publishes_the_generator_output_at_a_limited_rate(
         doc = orjson.loads(record.value)
         unpacked.extend(orjson.dumps(f) for f in (doc if isinstance(doc, list) else [doc]))
     assert len(records) < 600  # packed
-    expected = run_cli([*args], kafka_bootstrap, topic).stdout.encode().splitlines()
+    expected = run_cli_on(kafka_bootstrap, topic, *args).stdout.encode().splitlines()
     assert sorted(unpacked) == sorted(expected)

@@ -13,17 +13,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from codex_analytics.devtools.verify import captured_events, compare
 from codex_analytics.runtime.kafka import ensure_topics
+from tests.cli import run_cli_on
 
-from .cli import run_cli
 from .stream_helpers import expected_events, generated_facts, produce
 
 pytestmark = pytest.mark.integration
-
-
-def _cli(bootstrap: str, facts_topic: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(
-        *args, env={"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "ANALYTICS_FACTS_TOPIC": facts_topic}
-    )
 
 
 def _publish(bootstrap: str, topic: str, facts: list[bytes]) -> None:
@@ -54,8 +48,8 @@ def test_replay_is_byte_identical_equals_reduce_and_leaves_groups_alone(
     facts = generated_facts(6000, instances=40)
     _publish(kafka_bootstrap, topic, facts)
     # A live group's position, committed before the replays.
-    reset = _cli(kafka_bootstrap, topic, "offsets", "reset", "--group", group, "--topic", topic,
-                 "--to", "0:7,1:3", "--execute")  # fmt: skip
+    reset = run_cli_on(kafka_bootstrap, topic, "offsets", "reset", "--group", group, "--topic", topic,
+                       "--to", "0:7,1:3", "--execute")  # fmt: skip
     assert reset.returncode == 0, reset.stderr
     before = _committed(kafka_bootstrap, group, topic)
     assert before[0] == 7
@@ -63,7 +57,9 @@ def test_replay_is_byte_identical_equals_reduce_and_leaves_groups_alone(
 
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     for out in (first, second):
-        result = _cli(kafka_bootstrap, topic, "replay", "--from", "earliest", "--capture", str(out))
+        result = run_cli_on(
+            kafka_bootstrap, topic, "replay", "--from", "earliest", "--capture", str(out)
+        )
         assert result.returncode == 0, result.stderr
         assert "6,000 facts" in result.stderr
     assert first.read_bytes() == second.read_bytes()  # byte-identical
@@ -74,7 +70,7 @@ def test_replay_is_byte_identical_equals_reduce_and_leaves_groups_alone(
 
     # Into a fresh events topic: the same events, as event records; never into a used one.
     events_topic = unique_name("replay.events")
-    result = _cli(
+    result = run_cli_on(
         kafka_bootstrap, topic, "replay", "--from", "earliest", "--to-topic", events_topic
     )
     assert result.returncode == 0, result.stderr
@@ -82,7 +78,9 @@ def test_replay_is_byte_identical_equals_reduce_and_leaves_groups_alone(
         f"{len(expected_events(facts)):,} events in {len(expected_events(facts)):,} records"
         in result.stderr
     )
-    again = _cli(kafka_bootstrap, topic, "replay", "--from", "earliest", "--to-topic", events_topic)
+    again = run_cli_on(
+        kafka_bootstrap, topic, "replay", "--from", "earliest", "--to-topic", events_topic
+    )
     assert again.returncode == 2
     assert "already holds" in again.stderr
 
@@ -100,17 +98,19 @@ def test_replay_from_offsets_and_from_a_time(
     _publish(kafka_bootstrap, topic, late)
 
     out = tmp_path / "late.jsonl"
-    result = _cli(
+    result = run_cli_on(
         kafka_bootstrap, topic, "replay", "--from", str(boundary_ms), "--capture", str(out)
     )
     assert result.returncode == 0, result.stderr
     assert "900 records (900 facts)" in result.stderr
     assert compare(captured_events(out), expected_events(late)).passed
 
-    result = _cli(kafka_bootstrap, topic, "replay", "--from", "0:99999,1:0", "--capture", str(out))
+    result = run_cli_on(
+        kafka_bootstrap, topic, "replay", "--from", "0:99999,1:0", "--capture", str(out)
+    )
     assert result.returncode == 0, result.stderr
     assert "partitions 0:" in result.stderr  # partition 0 replayed as empty (clamped)
-    bad = _cli(kafka_bootstrap, topic, "replay", "--from", "yesterday", "--capture", str(out))
+    bad = run_cli_on(kafka_bootstrap, topic, "replay", "--from", "yesterday", "--capture", str(out))
     assert bad.returncode == 2
     assert "expected 'earliest'" in bad.stderr
 
@@ -123,14 +123,16 @@ def test_offsets_show_dry_run_execute_and_refuse_a_live_group(
     _publish(kafka_bootstrap, topic, facts)
     base = ("offsets", "reset", "--group", group, "--topic", topic)
 
-    dry = _cli(kafka_bootstrap, topic, *base, "--to", "latest")
+    dry = run_cli_on(kafka_bootstrap, topic, *base, "--to", "latest")
     assert dry.returncode == 0, dry.stderr
     assert "dry run" in dry.stdout
     assert set(_committed(kafka_bootstrap, group, topic).values()) == {None}
 
-    done = _cli(kafka_bootstrap, topic, *base, "--to", "latest", "--execute")
+    done = run_cli_on(kafka_bootstrap, topic, *base, "--to", "latest", "--execute")
     assert done.returncode == 0, done.stderr
-    shown = _cli(kafka_bootstrap, topic, "offsets", "show", "--group", group, "--topic", topic)
+    shown = run_cli_on(
+        kafka_bootstrap, topic, "offsets", "show", "--group", group, "--topic", topic
+    )
     assert shown.returncode == 0, shown.stderr
     assert "total lag 0" in shown.stdout
     committed = _committed(kafka_bootstrap, group, topic)
@@ -148,7 +150,7 @@ def test_offsets_show_dry_run_execute_and_refuse_a_live_group(
         try:
             await member.getmany(timeout_ms=6000)  # until it has joined
             return await asyncio.to_thread(
-                _cli, kafka_bootstrap, topic, *base, "--to", "earliest", "--execute"
+                run_cli_on, kafka_bootstrap, topic, *base, "--to", "earliest", "--execute"
             )
         finally:
             await member.stop()
@@ -164,11 +166,13 @@ def test_an_unreachable_broker_is_a_clear_error_and_writes_nothing(tmp_path: Pat
 
     dead = f"127.0.0.1:{free_port('127.0.0.1')}"
     out = tmp_path / "never.jsonl"
-    result = _cli(dead, "analytics.facts", "replay", "--from", "earliest", "--capture", str(out))
+    result = run_cli_on(
+        dead, "analytics.facts", "replay", "--from", "earliest", "--capture", str(out)
+    )
     assert result.returncode == 1
     assert "cannot reach Kafka" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
-    shown = _cli(dead, "analytics.facts", "offsets", "show")
+    shown = run_cli_on(dead, "analytics.facts", "offsets", "show")
     assert shown.returncode == 1
     assert "Traceback" not in shown.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from .cli import run_cli
+from tests.cli import run_cli
 
 pytestmark = pytest.mark.integration
 

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from tests.cli import run_cli
 from tests.factories import Instance
 from tests.unit.test_contract import VECTORS
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def run_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "codex_analytics.cli.main", *args],
-        input=stdin,
-        capture_output=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+def run_bytes(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return run_cli(*args, stdin=stdin, text=False, timeout=60)
 
 
 def jsonl(objects: list[Any]) -> bytes:
@@ -37,10 +28,10 @@ def test_reduce_gives_each_vectors_events_and_batches_byte_identical(
 ) -> None:
     facts = tmp_path / "facts.jsonl"
     facts.write_bytes(jsonl(vector["facts"]))
-    events = run_cli("reduce", str(facts))
+    events = run_bytes("reduce", str(facts))
     assert events.returncode == 0, events.stderr
     assert events.stdout == jsonl(vector["expected_events"])
-    batches = run_cli("reduce", "--batches", "-", stdin=facts.read_bytes())
+    batches = run_bytes("reduce", "--batches", "-", stdin=facts.read_bytes())
     assert batches.returncode == 0, batches.stderr
     assert batches.stdout == jsonl(vector["expected_batches"])
 
@@ -54,7 +45,7 @@ def test_bad_lines_are_reported_skipped_and_fail_the_run() -> None:
         + b'{"envelope_version":1,"kind":"nope"}\n'
         + jsonl([good[1]])
     )
-    result = run_cli("reduce", stdin=stdin)
+    result = run_bytes("reduce", stdin=stdin)
     assert result.returncode == 1
     assert len(result.stdout.splitlines()) == 2  # both good facts still reduced
     errors = result.stderr.decode().splitlines()
@@ -65,7 +56,7 @@ def test_bad_lines_are_reported_skipped_and_fail_the_run() -> None:
 def test_strict_stops_at_the_first_bad_line() -> None:
     inst = Instance()
     stdin = b"[]\n" + jsonl([inst.hook_run()])
-    result = run_cli("reduce", "--strict", stdin=stdin)
+    result = run_bytes("reduce", "--strict", stdin=stdin)
     assert result.returncode == 1
     assert result.stdout == b""
     assert result.stderr.decode().startswith("line 1: <record>: wrong_type:")
@@ -75,7 +66,7 @@ def test_stats_and_warnings_go_to_stderr() -> None:
     inst = Instance()
     first = inst.hook_run()
     stdin = jsonl([first, first, inst.compaction("nope")])
-    result = run_cli("reduce", "--stats", "--warnings", stdin=stdin)
+    result = run_bytes("reduce", "--stats", "--warnings", stdin=stdin)
     assert result.returncode == 0
     err = result.stderr.decode()
     assert '"reason":"duplicate_seq"' in err
@@ -87,16 +78,16 @@ def test_stats_and_warnings_go_to_stderr() -> None:
 
 
 def test_missing_file_is_a_clear_error() -> None:
-    result = run_cli("reduce", "/nonexistent/facts.jsonl")
+    result = run_bytes("reduce", "/nonexistent/facts.jsonl")
     assert result.returncode == 2
     assert b"cannot open /nonexistent/facts.jsonl" in result.stderr
 
 
 def test_help_lists_every_subcommand() -> None:
-    result = run_cli("--help")
+    result = run_bytes("--help")
     assert result.returncode == 0
     out = result.stdout.decode()
     for name in ("broker", "reduce"):
         assert name in out
-    version = run_cli("--version")
+    version = run_bytes("--version")
     assert version.stdout.decode().startswith("codex-analytics ")

@@ -77,16 +77,20 @@ def test_retry_after_is_honoured_at_least_and_capped() -> None:
     assert wait(_state(BackpressureError("x", retry_after=3600), 1)) <= 61
 
 
-async def test_http_destination_posts_the_body_with_the_headers() -> None:
+def _recording(status: int) -> tuple[list[httpx.Request], httpx.MockTransport]:
+    """A transport that answers every request with ``status`` and keeps the requests."""
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(202)
+        return httpx.Response(status)
 
-    destination = HttpDestination(
-        "https://chatgpt.example/backend-api///", transport=httpx.MockTransport(handler)
-    )
+    return seen, httpx.MockTransport(handler)
+
+
+async def test_http_destination_posts_the_body_with_the_headers() -> None:
+    seen, transport = _recording(202)
+    destination = HttpDestination("https://chatgpt.example/backend-api///", transport=transport)
     status = await destination.deliver(b'{"events":[]}', {"Authorization": "Bearer t", "X-A": "1"})
     await destination.aclose()
     assert status == 202
@@ -97,15 +101,8 @@ async def test_http_destination_posts_the_body_with_the_headers() -> None:
 
 
 async def test_http_destination_gzips_when_asked() -> None:
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200)
-
-    destination = HttpDestination(
-        "http://h/", gzip_body=True, transport=httpx.MockTransport(handler)
-    )
+    seen, transport = _recording(200)
+    destination = HttpDestination("http://h/", gzip_body=True, transport=transport)
     await destination.deliver(b'{"events":[1]}', {})
     assert seen[0].headers["content-encoding"] == "gzip"
     assert gzip.decompress(seen[0].content) == b'{"events":[1]}'

@@ -105,26 +105,25 @@ async def test_resume_finishes_a_coroutine_blocked_on_a_future() -> None:
     assert queue.get_nowait() == 1
 
 
-async def test_resume_passes_failures_and_cancellation_through() -> None:
-    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+def _resumed_on(gate: asyncio.Future[None]) -> asyncio.Future[None]:
+    """A coroutine blocked on ``gate``, started by hand and driven on by ``_resume``."""
 
     async def deliver() -> None:
         await gate
 
     coro = deliver()
-    task = asyncio.ensure_future(_resume(coro, coro.send(None)))
+    return asyncio.ensure_future(_resume(coro, coro.send(None)))
+
+
+async def test_resume_passes_failures_and_cancellation_through() -> None:
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    task = _resumed_on(gate)
     await asyncio.sleep(0)
     gate.set_exception(RuntimeError("broken"))
     with pytest.raises(RuntimeError, match="broken"):
         await task
 
-    other: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    async def wait_other() -> None:
-        await other
-
-    coro2 = wait_other()
-    task2 = asyncio.ensure_future(_resume(coro2, coro2.send(None)))
+    task2 = _resumed_on(asyncio.get_running_loop().create_future())
     await asyncio.sleep(0)
     task2.cancel()
     with pytest.raises(asyncio.CancelledError):
