@@ -40,8 +40,15 @@ repeated delivery counts once, at its first arrival. The stream's part is call -
 event's record timestamp (the stream's producer clock: wall time, same machine).
 
 Caveat: the receiver shares this process's event loop with the clients and the pacing
-loop, so a request is stamped when its handler runs. Logs go to a ``bench-latency-*``
-temp directory, removed after a phase that succeeds, kept after one that fails.
+loop, so a request is stamped when its handler runs.
+
+Logs: the services log at INFO (``extra_env`` may say otherwise) to a ``bench-latency-*``
+temp directory, removed after a phase that succeeds. A phase that fails keeps it, moved
+to ``$BENCH_KEEP_DIR`` (default ``<tempdir>/bench-failed``) under a name with the time
+and the linger, and says where. When a step's events do not all arrive, the bench first
+looks where they stopped while everything still runs (:mod:`bench.diagnose`: facts not
+produced, not reduced, or not delivered; both groups' offsets; the services' ``/metrics``
+and a ``py-spy dump`` of each) and adds that to the logs and the error.
 """
 
 from __future__ import annotations
@@ -66,7 +73,7 @@ import orjson
 
 from codex_analytics.contract import AuthRoute, fact_from_json
 from codex_analytics.contract.records import Origin
-from codex_analytics.devtools.broker import EmbeddedBroker, terminate
+from codex_analytics.devtools.broker import EmbeddedBroker, free_port, terminate
 from codex_analytics.devtools.localstack import create_topics, private_topics, topics_env
 from codex_analytics.devtools.receiver import ReceivedRequest, Receiver
 from codex_analytics.runtime.kafka import read_from_start
@@ -77,11 +84,17 @@ from sinks.batching import Batch, SinkRecord
 from streams.reducer.offline import OfflineReducer
 
 from .common import PARTITIONS, ROOT, spawn
+from .diagnose import ServiceProbe, diagnose
 from .stats import Figure
 
 #: The issue's target: p99 <= linger + this.
 TARGET_MARGIN_MS = 250
 CLI = [sys.executable, "-m", "codex_analytics.cli.main"]
+#: Where a failed phase's directory (logs, diagnosis) is kept; default under the temp dir.
+KEEP_DIR_ENV = "BENCH_KEEP_DIR"
+#: The services' log level unless ``extra_env`` names another: their logs are only read
+#: when a phase fails, and then every line counts.
+SERVICE_LOG_LEVEL = "INFO"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,13 +226,16 @@ class _Driver:
     """The clients, and the ``time.monotonic()`` of every queued call by (client, seq)."""
 
     clients: list[AnalyticsClient]
-    #: stamps[client][seq - 1], steps[client][seq - 1]: when, and in which step.
+    #: stamps[client][seq - 1], steps[client][seq - 1]: when, and in which step;
+    #: events[client][seq - 1]: how many events the plan makes of it.
     stamps: list[list[float]] = field(default_factory=list)
     steps: list[list[str]] = field(default_factory=list)
+    events: list[list[int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.stamps = [[] for _ in self.clients]
         self.steps = [[] for _ in self.clients]
+        self.events = [[] for _ in self.clients]
 
     def call(self, call: _Call, step: str) -> None:
         at = time.monotonic()
@@ -232,6 +248,15 @@ class _Driver:
         if queued:
             self.stamps[call.client].append(at)
             self.steps[call.client].append(step)
+            self.events[call.client].append(call.events)
+
+    def expected(self) -> dict[tuple[str, int], int]:
+        """Every queued fact so far, ``(instance_id, seq)``, with its events."""
+        return {
+            (client.instance_id, seq): events
+            for client, counts in zip(self.clients, self.events, strict=True)
+            for seq, events in enumerate(counts, 1)
+        }
 
     def at_once(self, calls: Sequence[_Call], step: str) -> None:
         for call in calls:
@@ -279,6 +304,11 @@ class _Service:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    health_port: int | None = None
+
+
+class _StepTimeout(RuntimeError):
+    """A step's events did not all arrive in time (the services still run)."""
 
 
 async def _await_events(
@@ -297,7 +327,7 @@ async def _await_events(
                 )
         if time.monotonic() > deadline:
             logs = ", ".join(str(s.log) for s in services)
-            raise RuntimeError(
+            raise _StepTimeout(
                 f"latency bench: {receiver.unique_event_count} of {count} events arrived "
                 f"within {within:.0f} s of the {what}; see {logs}"
             )
@@ -335,6 +365,7 @@ async def _one_phase(
         (secrets / account).write_text(f"bench-token-{account}")
     warmup, burst, steady = _fresh(plan.warmup), _fresh(plan.burst), _fresh(plan.steady)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "CODEX_"))}
+    env["ANALYTICS_LOG_LEVEL"] = SERVICE_LOG_LEVEL
     with EmbeddedBroker(log_path=str(tmp / "broker.log")) as broker:
         bootstrap = broker.bootstrap_servers
         await create_topics(bootstrap, topics)
@@ -354,12 +385,16 @@ async def _one_phase(
             try:
                 for client in driver.clients:
                     await client.start()
+                # Health ports, for the diagnosis of a step that waits in vain.
+                ports = {"stream": free_port("127.0.0.1"), "sink": free_port("127.0.0.1")}
                 stream_env = {
                     "ANALYTICS_STREAM_APP_ID": f"{prefix}-stream",
                     "ANALYTICS_STREAM_DATA_DIR": str(tmp / "stream-data"),
+                    "ANALYTICS_STREAM_HEALTH_ADDR": f"127.0.0.1:{ports['stream']}",
                 }
                 sink_env = {
                     "ANALYTICS_SINK_GROUP": f"{prefix}-sink",
+                    "ANALYTICS_SINK_HEALTH_ADDR": f"127.0.0.1:{ports['sink']}",
                     "ANALYTICS_BASE_URL": receiver.base_url,
                     "ANALYTICS_SECRETS_DIR": str(secrets),
                     "ANALYTICS_BATCH_MAX_WAIT_MS": str(linger_ms),
@@ -370,7 +405,7 @@ async def _one_phase(
                 ):
                     log = tmp / f"{name}.log"
                     process = spawn([*CLI, *command], {**env, **extra}, log)
-                    services.append(_Service(f"{name} worker", process, log))
+                    services.append(_Service(f"{name} worker", process, log, ports[name]))
                 what = f"{{}} (linger {linger_ms} ms)"
 
                 driver.at_once(warmup, "warmup")
@@ -398,6 +433,19 @@ async def _one_phase(
                     receiver, expected, services, config.timeout_s, what.format("steady phase")
                 )
                 driver.check_no_drops()
+            except _StepTimeout as timeout:
+                summary = await diagnose(
+                    bootstrap=bootstrap,
+                    facts_topic=topics.facts,
+                    events_topic=topics.events,
+                    groups={"stream": f"{prefix}-stream", "sink": f"{prefix}-sink"},
+                    expected=driver.expected(),
+                    receiver=receiver,
+                    services=[ServiceProbe(s.name, s.process.pid, s.health_port) for s in services],
+                    out=tmp / "diagnosis.txt",
+                )
+                timeout.add_note(f"diagnosis: {summary}; see {tmp / 'diagnosis.txt'}")
+                raise
             finally:
                 await asyncio.gather(*(_stop(s) for s in services))
                 await asyncio.gather(*(c.close() for c in driver.clients))
@@ -527,6 +575,19 @@ def _latencies(
     return total, stream, repeats
 
 
+def _keep(tmp: Path, name: str) -> Path:
+    """Move a failed phase's directory to ``$BENCH_KEEP_DIR`` (a stable place, unlike
+    the temp directory's random name) and return where it is now."""
+    root = Path(os.environ.get(KEEP_DIR_ENV) or Path(tempfile.gettempdir()) / "bench-failed")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        kept = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{tmp.name.rsplit('-', 1)[-1]}"
+        shutil.move(tmp, kept)
+    except OSError:
+        return tmp  # where it is, then
+    return kept
+
+
 def _percentile(values: Sequence[float], share: float) -> float:
     """Nearest rank: the smallest value with at least ``share`` of them at or below it."""
     ordered = sorted(values)
@@ -542,8 +603,14 @@ def run(config: LatencyBenchConfig) -> list[Figure]:
     for _ in range(config.runs):
         for linger in config.lingers_ms:
             tmp = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-            results[linger].append(asyncio.run(_one_phase(config, plan, linger, tmp)))
-            shutil.rmtree(tmp, ignore_errors=True)  # kept, with its logs, when it fails
+            try:
+                results[linger].append(asyncio.run(_one_phase(config, plan, linger, tmp)))
+            except BaseException as failure:
+                kept = _keep(tmp, f"latency-linger{linger}")
+                failure.add_note(f"latency bench: the failed phase's logs are kept in {kept}")
+                print(f"latency bench: failed; logs kept in {kept}", file=sys.stderr, flush=True)
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
 
     figures: list[Figure] = []
     for linger, phases in results.items():

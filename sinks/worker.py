@@ -30,7 +30,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from codex_analytics.runtime.kafka import consumer_options, ensure_topics
+from codex_analytics.runtime.kafka import consumer_options, ensure_topics, first_offsets
 from codex_analytics.runtime.metrics import partition_lag
 
 from .credentials import CredentialChain, CredentialProvider
@@ -43,6 +43,10 @@ from .metrics import SinkMetrics
 from .settings import SinkSettings
 
 log = logging.getLogger("codex_analytics.sink")
+
+#: The longest a new assignment waits for the committed offsets and the first offsets
+#: of its partitions; past it, the consumer starts where aiokafka would.
+START_LOOKUP_S = 5.0
 
 
 class SinkWorker:
@@ -188,11 +192,50 @@ class SinkWorker:
         for tp in mine:
             self._committed.pop(tp, None)
 
-    def take_over(self, assigned: Iterable[TopicPartition]) -> None:
-        """Partitions were assigned: a lane for each that has none yet."""
-        for tp in assigned:
-            if tp not in self.lanes:
-                self.lanes.open(tp)
+    async def take_over(self, assigned: Iterable[TopicPartition]) -> None:
+        """Partitions were assigned: a lane for each that has none yet, and those never
+        committed start at their first offset."""
+        new = [tp for tp in assigned if tp not in self.lanes]
+        for tp in new:
+            self.lanes.open(tp)
+        consumer = self._consumer
+        if consumer is None or not new:
+            return
+        # Paused while we look (before any await): records fetched from where aiokafka
+        # would start must not reach the lanes first, to come again after the seek.
+        consumer.pause(*new)
+        try:
+            await self._start_never_committed(new)
+        finally:
+            assignment = consumer.assignment()
+            consumer.resume(*(tp for tp in new if tp in assignment))
+
+    async def _start_never_committed(self, tps: list[TopicPartition]) -> None:
+        """Seek each partition the group never committed to the first offset a fetch from
+        0 is served at (:func:`codex_analytics.runtime.kafka.first_offsets`), instead of
+        aiokafka's reset to ListOffsets(earliest): the embedded broker sometimes answers
+        that too high, and the records below it were skipped without a trace (the
+        latency bench's warm-up then waited for events forever)."""
+        consumer = self._consumer
+        if consumer is None or not tps:
+            return
+        try:
+            async with asyncio.timeout(START_LOOKUP_S):
+                committed = {tp: await consumer.committed(tp) for tp in tps}
+                fresh = [tp for tp, offset in committed.items() if offset is None]
+                starts = await first_offsets(self.bootstrap, fresh, within=START_LOOKUP_S)
+        except (TimeoutError, KafkaError) as err:
+            log.warning(
+                "no start offsets for %d new partitions (%r): starting where the consumer "
+                "resets to",
+                len(tps),
+                err,
+            )
+            return
+        assignment = consumer.assignment()
+        for tp, offset in starts.items():
+            if tp in assignment:
+                consumer.seek(tp, offset)
 
     # -- backpressure ------------------------------------------------------------------
 
@@ -279,7 +322,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.worker.hand_over(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.worker.take_over(assigned)
+        await self.worker.take_over(assigned)
 
 
 def _now_ms() -> int:

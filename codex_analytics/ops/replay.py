@@ -27,6 +27,7 @@ from codex_analytics.contract import (
     join_batch,
     split_event_record,
 )
+from codex_analytics.runtime.kafka import first_offsets
 from streams.processor import FactProcessor, SourceRecord
 from streams.reducer import Reducer
 from streams.settings import StreamSettings
@@ -237,7 +238,10 @@ async def replay(
             raise ReplayError(f"topic {topic} does not exist on {bootstrap}")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         ends = await consumer.end_offsets(tps)
-        earliest = await consumer.beginning_offsets(tps)
+        listed = await consumer.beginning_offsets(tps)
+        # The embedded broker can list a partition's earliest too high (see first_offsets).
+        served = await first_offsets(bootstrap, tps)
+        earliest = {tp: served.get(tp, listed[tp]) for tp in tps}
         starts: dict[Any, int | None] = {
             tp: max(earliest[tp], start.offsets.get(tp.partition, earliest[tp])) for tp in tps
         }

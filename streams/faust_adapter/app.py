@@ -60,7 +60,7 @@ class StreamApp:
         )
         self.facts_topic: str = self._facts.get_topic_name()
         self.store = StateStore(table, partitioned=settings.store == "rocksdb")
-        self.consumer = GroupConsumer(self._app)
+        self.consumer = GroupConsumer(self._app, bootstrap)
 
     def consume(self, handler: EventsHandler) -> None:
         """Run ``handler`` as the app's agent on the facts topic (one at a time)."""

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Hashable
+from collections.abc import Awaitable, Callable, Collection, Hashable
 from typing import Any
 
+from codex_analytics.runtime.kafka import first_offsets
+
 log = logging.getLogger("codex_analytics.stream")
+
+#: ``first_offsets(partitions)``: where a partition never committed starts (see
+#: :func:`codex_analytics.runtime.kafka.first_offsets`); partitions left out get the
+#: broker's earliest offset.
+FirstOffsets = Callable[[Collection[Hashable]], Awaitable[dict[Hashable, int]]]
 
 #: The longest the batch loop waits for the broker's committed offsets.
 COMMITTED_LOOKUP_S = 5.0
@@ -17,8 +24,13 @@ COMMITTED_LOOKUP_S = 5.0
 class GroupConsumer:
     """Faust's consumer of the app (built when first used, as Faust does)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, bootstrap: str, *, first: FirstOffsets | None = None) -> None:
         self._app = app
+
+        async def probe(partitions: Collection[Hashable]) -> dict[Hashable, int]:
+            return await first_offsets(bootstrap, partitions, within=COMMITTED_LOOKUP_S)
+
+        self._first_offsets = first or probe
 
     @property
     def generation(self) -> int:
@@ -32,10 +44,15 @@ class GroupConsumer:
 
     async def start_offsets(self, partitions: Collection[Hashable]) -> dict[Hashable, int]:
         """Where the stream of each partition starts after an assignment: at the group's
-        committed offset (the next to read), or at the earliest offset of a partition
-        never committed. Faust's copy of the committed offsets is filled in only once
-        its seek to them has finished, and the first records can be delivered before
-        that: what it lacks is asked of the broker."""
+        committed offset (the next to read), or, for a partition never committed, at the
+        first offset a fetch from 0 is served at. Faust's copy of the committed offsets
+        is filled in only once its seek to them has finished, and the first records can
+        be delivered before that: what it lacks is asked of the broker.
+
+        Not the broker's ListOffsets(earliest), which the consumer's own reset uses:
+        the embedded broker sometimes answers it too high, and a guard starting there
+        would take the records below it for repeats and ack them unreduced. From the
+        right start, the records the consumer skipped are a hole: the guard seeks back."""
         consumer = self._app.consumer
         known = consumer._committed_offset
         committed: dict[Hashable, int | None] = {tp: known.get(tp) for tp in partitions}
@@ -43,11 +60,15 @@ class GroupConsumer:
         if lacking:
             committed.update(await self.committed_offsets(lacking))
         missing = [tp for tp in partitions if committed.get(tp) is None]
-        earliest = await consumer.earliest_offsets(*missing) if missing else {}
+        first = await self._first_offsets(missing) if missing else {}
+        unanswered = [tp for tp in missing if tp not in first]
+        earliest = await consumer.earliest_offsets(*unanswered) if unanswered else {}
         starts: dict[Hashable, int] = {}
         for tp in partitions:
             start = committed.get(tp)
-            starts[tp] = start if start is not None else earliest.get(tp, 0)
+            if start is None:
+                start = first[tp] if tp in first else earliest.get(tp, 0)
+            starts[tp] = start
         return starts
 
     async def committed_offsets(
