@@ -232,7 +232,9 @@ async def replay(
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            await consumer.force_metadata_update()
+            await (
+                consumer.topics()
+            )  # refreshes the metadata (the consumer has no force_metadata_update)
             partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             raise ReplayError(f"topic {topic} does not exist on {bootstrap}")

@@ -176,3 +176,15 @@ def test_an_unreachable_broker_is_a_clear_error_and_writes_nothing(tmp_path: Pat
     shown = run_cli_on(dead, "analytics.facts", "offsets", "show")
     assert shown.returncode == 1
     assert "Traceback" not in shown.stderr
+
+
+async def test_replay_of_a_missing_topic_is_a_clear_error(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    from codex_analytics.ops.replay import CaptureOutput, ReplayError, StartPoint, replay
+    from streams.settings import StreamSettings
+
+    output = CaptureOutput(str(tmp_path / "out.jsonl"))
+    missing = unique_name("missing")
+    with pytest.raises(ReplayError, match=f"topic {missing} does not exist"):
+        await replay(kafka_bootstrap, missing, StartPoint(), output, StreamSettings.from_env({}))
