@@ -6,11 +6,6 @@ stays short."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +15,11 @@ import orjson
 import pytest
 
 from codex_analytics.contract import MAX_ID_CHARS, MAX_NAME_CHARS
-from codex_analytics.devtools.broker import free_port
 from codex_analytics.runtime.kafka import read_from_start
 from codex_analytics.simulator.fact_builder import FactBuilder
 from producers import AnalyticsClient, ClientSettings, DeliveryFailure, ProducerIdentity
-from tests.cli import ROOT, run_cli_on
+from tests.cli import run_cli_on
+from tests.integration.gateway_process import gateway_process
 from tests.integration.kafka_helpers import create_topic
 
 Fact = dict[str, Any]
@@ -95,52 +90,19 @@ async def test_produce_refuses_over_long_lines_and_publishes_the_rest(
 
 
 @pytest.fixture
-def gateway_process(
+def gateway(
     kafka_bootstrap: str, tmp_path: Path, unique_name: Callable[[str], str]
 ) -> Iterator[tuple[str, str]]:
     """``codex-analytics gateway`` on a free port: (base URL, facts topic)."""
-    port = free_port("127.0.0.1")
     topic = unique_name("facts")
-    env = dict(
-        os.environ,
-        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-        ANALYTICS_FACTS_TOPIC=topic,
-        ANALYTICS_GATEWAY_ADDR=f"127.0.0.1:{port}",
-    )
-    log = tmp_path / "gateway.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "codex_analytics.cli.main", "gateway"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+    with gateway_process(kafka_bootstrap, topic, tmp_path / "gateway.log") as (base, _):
         yield base, topic
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 async def test_the_gateway_refuses_over_long_lines_with_short_answers(
-    kafka_bootstrap: str, gateway_process: tuple[str, str]
+    kafka_bootstrap: str, gateway: tuple[str, str]
 ) -> None:
-    base, topic = gateway_process
+    base, topic = gateway
     good = FactBuilder("inst-good").token_usage()
     lines = [long_instance_id(), long_client_name(), huge_subagent_tag(), good]
     body = b"\n".join(orjson.dumps(f) for f in lines)

@@ -32,38 +32,26 @@ def _set(fact: Fact, path: str, value: Any) -> Fact:
     return fact
 
 
-# (fact, dotted path of a bounded string, its limit)
+ID, NAME = MAX_ID_CHARS, MAX_NAME_CHARS
+INIT = "payload.params.clientInfo"
+
+# (case, fact, dotted path of a bounded string, its limit)
 CASES: list[tuple[str, Callable[[FactBuilder], Fact], str, int]] = [
-    ("instance id", lambda b: b.token_usage(), "source.instance_id", MAX_ID_CHARS),
-    ("fact id", lambda b: b.token_usage(), "fact_id", MAX_ID_CHARS),
-    ("originator", lambda b: b.token_usage(), "source.originator", MAX_NAME_CHARS),
-    ("runtime", lambda b: b.token_usage(), "source.runtime.runtime_os_version", MAX_NAME_CHARS),
-    ("turn id", lambda b: b.token_usage(), "payload.turn_id", MAX_ID_CHARS),
-    ("client name", lambda b: b.initialize(), "payload.params.clientInfo.name", MAX_NAME_CHARS),
-    (
-        "client version",
-        lambda b: b.initialize(),
-        "payload.params.clientInfo.version",
-        MAX_NAME_CHARS,
-    ),
-    ("product client id", lambda b: b.initialize(), "payload.product_client_id", MAX_ID_CHARS),
-    (
-        "request id",
-        lambda b: b.turn_start_request(request_id="r"),
-        "payload.request_id",
-        MAX_ID_CHARS,
-    ),
-    ("thread id", lambda b: b.thread_response(), "payload.result.thread.id", MAX_ID_CHARS),
-    ("model", lambda b: b.thread_response(), "payload.result.model", MAX_NAME_CHARS),
-    ("method", lambda b: b.turn_completed("t", "th"), "payload.method", MAX_NAME_CHARS),
-    ("connector id", lambda b: b.app_used(), "payload.app.connector_id", MAX_ID_CHARS),
-    ("app name", lambda b: b.app_used(), "payload.app.app_name", MAX_NAME_CHARS),
-    (
-        "subagent client",
-        lambda b: b.subagent_thread_started(),
-        "payload.client_name",
-        MAX_NAME_CHARS,
-    ),
+    ("instance id", FactBuilder.token_usage, "source.instance_id", ID),
+    ("fact id", FactBuilder.token_usage, "fact_id", ID),
+    ("originator", FactBuilder.token_usage, "source.originator", NAME),
+    ("runtime", FactBuilder.token_usage, "source.runtime.runtime_os_version", NAME),
+    ("turn id", FactBuilder.token_usage, "payload.turn_id", ID),
+    ("client name", FactBuilder.initialize, f"{INIT}.name", NAME),
+    ("client version", FactBuilder.initialize, f"{INIT}.version", NAME),
+    ("product client id", FactBuilder.initialize, "payload.product_client_id", ID),
+    ("request id", lambda b: b.turn_start_request(request_id="r"), "payload.request_id", ID),
+    ("thread id", FactBuilder.thread_response, "payload.result.thread.id", ID),
+    ("model", FactBuilder.thread_response, "payload.result.model", NAME),
+    ("method", FactBuilder.turn_completed, "payload.method", NAME),
+    ("connector id", FactBuilder.app_used, "payload.app.connector_id", ID),
+    ("app name", FactBuilder.app_used, "payload.app.app_name", NAME),
+    ("subagent client", FactBuilder.subagent_thread_started, "payload.client_name", NAME),
 ]
 
 
