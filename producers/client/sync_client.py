@@ -66,9 +66,14 @@ class SyncAnalyticsClient(TrackCalls):
         self._call(self._client.start(), timeout=START_TIMEOUT_S)
 
     def _ensure_running(self) -> None:
-        with self._launch_lock:
-            if self._loop is None and not self._closed:
-                self._launch()
+        """Start the loop if this (forked) client has none. Called from ``track_*``, so
+        it never raises: a failure leaves the facts queued, and close() reports them."""
+        try:
+            with self._launch_lock:
+                if self._loop is None and not self._closed:
+                    self._launch()
+        except Exception:
+            log.exception("analytics client could not start its loop")
 
     def after_fork_in_child(self) -> None:
         """In a forked child: the inner client becomes a new instance, and the parent's
