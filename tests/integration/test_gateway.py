@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -21,6 +18,8 @@ from codex_analytics.runtime.kafka import read_from_start
 from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from producers.gateway.service import Gateway, GatewaySettings
 from producers.publishing.transport import KafkaFactTransport
+
+from .gateway_process import gateway_process
 
 
 def facts(count: int, seed: int = 1) -> list[bytes]:
@@ -242,35 +241,12 @@ async def test_broker_down_means_503_then_accepts_again(
 def test_gateway_command_serves_on_its_address(
     kafka_bootstrap: str, tmp_path: Path, unique_name: Callable[[str], str]
 ) -> None:
-    port = free_port("127.0.0.1")
     topic = unique_name("facts")
-    env = dict(
-        os.environ,
-        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-        ANALYTICS_FACTS_TOPIC=topic,
-        ANALYTICS_GATEWAY_ADDR=f"127.0.0.1:{port}",
-        ANALYTICS_GATEWAY_TOKEN="tok-do-not-log",
-    )
     log = tmp_path / "gateway.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "codex_analytics.cli.main", "gateway"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+    with gateway_process(kafka_bootstrap, topic, log, ANALYTICS_GATEWAY_TOKEN="tok-do-not-log") as (
+        base,
+        proc,
+    ):
         line = facts(1, seed=5)[0]
         answer = httpx.post(
             f"{base}/v1/facts", content=line, headers={"Authorization": "Bearer tok-do-not-log"}
@@ -279,9 +255,6 @@ def test_gateway_command_serves_on_its_address(
         assert "codex_gateway_facts_total" in httpx.get(f"{base}/metrics").text
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     values = asyncio.run(topic_values(kafka_bootstrap, topic, want=1))
     assert values == [line]
     assert "tok-do-not-log" not in log.read_text()
