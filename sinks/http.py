@@ -14,8 +14,17 @@ import httpx
 
 from codex_analytics.contract import EVENTS_PATH
 
-from .errors import RetryableDeliveryError
+from .errors import RetryableDeliveryError, UnsendableRequestError
 from .retry import check_response
+
+#: Transport errors whose text comes from the socket, the clock or the server, and so
+#: cannot quote a request header: their text is kept. Any other error's text may (h11
+#: quotes an illegal header value whole, the token with it), so only its type is kept.
+_TEXT_IS_SAFE: tuple[type[httpx.HTTPError], ...] = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+)
 
 
 def events_url(base_url: str) -> str:
@@ -67,10 +76,15 @@ class HttpDestination:
             headers = {**headers, "Content-Encoding": "gzip"}
         try:
             response = await self._client.post(self.url, content=body, headers=headers)
+        except (httpx.LocalProtocolError, UnicodeEncodeError) as err:
+            # A header the client will not write: the same request can never be sent.
+            raise UnsendableRequestError(
+                f"the events request could not be written: {type(err).__name__} "
+                "(its text is withheld: it may quote a header)"
+            ) from None
         except httpx.HTTPError as err:
-            # httpx's messages name the URL and the failure, never the request headers.
             raise RetryableDeliveryError(
-                f"failed to send events request: {type(err).__name__}: {err}"
+                f"failed to send events request: {describe_http_error(err)}"
             ) from None
         error = check_response(
             response.status_code, response.headers.get("retry-after"), response.content
@@ -84,3 +98,11 @@ class HttpDestination:
 
     def __repr__(self) -> str:
         return f"HttpDestination({self.url!r}, gzip={self._gzip})"
+
+
+def describe_http_error(err: httpx.HTTPError) -> str:
+    """``err`` for a log line or a dead letter: its type, and its text only when that
+    text cannot quote a request header."""
+    if isinstance(err, _TEXT_IS_SAFE):
+        return f"{type(err).__name__}: {err}"
+    return f"{type(err).__name__} (its text is withheld: it may quote a header)"
