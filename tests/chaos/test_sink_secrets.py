@@ -21,6 +21,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -29,10 +30,16 @@ from aiokafka.partitioner import DefaultPartitioner
 from codex_analytics.contract import EventRecord, encode_event_record, route_key
 from codex_analytics.contract.facts import AuthRoute
 from codex_analytics.devtools.receiver import Answer, Receiver
-from tests.integration.sink_helpers import SinkRun, event_json, event_records, with_route
+from tests.integration.sink_helpers import (
+    SinkRun,
+    event_json,
+    event_records,
+    token_for,
+    with_route,
+)
 from tests.integration.stream_helpers import ROOT, cli_process, collect
 
-PARTITIONS = 4
+PARTITIONS = 6  # one per account in the busiest test
 
 
 @pytest.fixture
@@ -195,55 +202,76 @@ async def test_tokens_that_are_not_header_values_are_dead_lettered_and_never_lea
     sink_run: SinkRun, receiver: Receiver
 ) -> None:
     kinds = list(BAD_TOKEN_PARTS)
-    accounts = _accounts(*kinds, "good")
-    bad = dict(zip(kinds, accounts, strict=False))
-    good = accounts[-1]
-    sink_run.add_account(good)
+    *bad_accounts, good, echo = _accounts(*kinds, "good", "echo")
+    bad = dict(zip(kinds, bad_accounts, strict=True))
+    for account in (good, echo):
+        sink_run.add_account(account)
     for kind, account in bad.items():
         (sink_run.secrets_dir / account).write_bytes(_bad_secret_file(kind))
     sink_run.env_overrides.update(ANALYTICS_CREDENTIAL_WAIT_S="1")
+    # An endpoint that refuses one account's uploads and echoes the request's headers,
+    # its token with them, in the body (which the sink logs and dead-letters).
+    receiver.fail_when(
+        lambda body, headers: (
+            Answer(400, orjson.dumps(headers))
+            if headers.get("chatgpt-account-id") == echo
+            else None
+        )
+    )
     bad_records = [r for i, a in enumerate(bad.values()) for r in _events_of(a, 20, seed=i + 3)]
+    echo_records = _events_of(echo, 20, seed=8)
     good_records = _events_of(good, seed=9)
     await sink_run.create_topics()
-    await sink_run.publish(bad_records + good_records)
+    await sink_run.publish(bad_records + echo_records + good_records)
 
     with _sink_process(sink_run) as proc:
         assert await _all_delivered(receiver, good, good_records, within=40), sink_run.log_text()
-        dead = await collect(
-            sink_run.bootstrap, sink_run.dlq, want=len(bad_records), within=30, settle=0.5
-        )
+        want = len(bad_records) + len(echo_records)
+        dead = await collect(sink_run.bootstrap, sink_run.dlq, want=want, within=30, settle=0.5)
         assert proc.poll() is None, sink_run.log_text()  # up all along: no crash, no restart
     assert proc.returncode == 0, sink_run.log_text()
 
     # The bad accounts' events, each once, dead-lettered with the reason...
-    assert sorted(dead.raw) == sorted(encode_event_record(r) for r in bad_records)
-    assert {h["error.reason"] for h in dead.headers} == {b"invalid_credentials"}
+    by_reason: dict[bytes, list[bytes]] = {}
+    for raw, headers in zip(dead.raw, dead.headers, strict=True):
+        by_reason.setdefault(headers["error.reason"], []).append(raw)
+    assert sorted(by_reason.pop(b"invalid_credentials")) == sorted(
+        encode_event_record(r) for r in bad_records
+    )
+    assert sorted(by_reason.pop(b"http_400")) == sorted(
+        encode_event_record(r) for r in echo_records
+    )
+    assert by_reason == {}
     assert all(_received(receiver, account) == [] for account in bad.values())
     # ...a log line names each account and its file...
     log = sink_run.log_text()
     for account in bad.values():
         assert f"account {account}" in log
         assert str(sink_run.secrets_dir / account) in log
-    # ...and no piece of any bad token is anywhere.
+    # ...and no piece of any bad token is anywhere, nor the echoed one in what we keep.
     events = await collect(sink_run.bootstrap, sink_run.events, want=10**9, within=3, settle=0)
-    places: dict[str, bytes] = {
+    kept: dict[str, bytes] = {
         "sink log": log.encode(),
-        "dead letters": b"\n".join(
-            b"%s %s %s" % (r.key or b"", r.value or b"", repr(r.headers).encode())
-            for r in dead.records_raw
-        ),
-        "events topic": b"\n".join(
-            b"%s %s %s" % (r.key or b"", r.value or b"", repr(r.headers).encode())
-            for r in events.records_raw
-        ),
-        "receiver": b"\n".join(
-            repr(r.headers).encode() + r.body + r.path.encode() for r in receiver.requests
-        ),
+        "dead letters": _record_bytes(dead.records_raw),
+        "events topic": _record_bytes(events.records_raw),
     }
+    sent = b"\n".join(
+        repr(r.headers).encode() + r.body + r.path.encode() for r in receiver.requests
+    )
     for parts in BAD_TOKEN_PARTS.values():
         for part in parts:
-            for place, text in places.items():
+            for place, text in {**kept, "receiver": sent}.items():
                 assert part.encode() not in text, f"{part} in the {place}"
+    for place, text in kept.items():
+        assert token_for(echo).encode() not in text, f"the echoed token in the {place}"
+    assert b"[redacted]" in kept["dead letters"]  # the echo was there, and redacted
+
+
+def _record_bytes(records: list[Any]) -> bytes:
+    """Keys, values and headers of Kafka records, as one searchable text."""
+    return b"\n".join(
+        b"%s %s %s" % (r.key or b"", r.value or b"", repr(r.headers).encode()) for r in records
+    )
 
 
 # -- item 9: Retry-After that asks for no wait at all ----------------------------------

@@ -22,7 +22,7 @@ from sinks.errors import (
     SinkConfigError,
     UnsendableRequestError,
 )
-from sinks.http import HttpDestination, events_url
+from sinks.http import HttpDestination, events_url, redact
 from sinks.retry import RetryPolicy, check_response, parse_retry_after
 from sinks.settings import SinkSettings
 
@@ -179,6 +179,22 @@ async def test_an_http_error_whose_text_may_quote_a_header_is_reported_by_type()
         await destination.deliver(b"{}", {"Authorization": "Bearer SECRET"})
     assert "SECRET" not in str(caught.value)
     assert "UnsupportedProtocol (its text is withheld" in str(caught.value)
+
+
+async def test_a_refusal_that_echoes_the_token_is_kept_without_it() -> None:
+    token = "tok-Echo/42"
+    # The token twice, once across the 4 KiB cut, once JSON-escaped.
+    echoed = b"x" * 4085 + b"Bearer " + token.encode() + b' {"auth":"tok-Echo\\/42"}'
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, content=echoed)
+
+    destination = HttpDestination("http://h/", transport=httpx.MockTransport(handler))
+    with pytest.raises(PermanentDeliveryError) as caught:
+        await destination.deliver(b"{}", {"Authorization": f"Bearer {token}"})
+    assert b"tok-" not in caught.value.body
+    assert caught.value.body.endswith(b"Bearer [red")  # redacted, then cut at 4 KiB
+    assert redact(b'{"auth":"tok-Echo\\/42"}', f"Bearer {token}") == b'{"auth":"[redacted]"}'
 
 
 def test_events_url_strips_every_trailing_slash() -> None:
