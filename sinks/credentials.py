@@ -215,7 +215,7 @@ class _FileCache:
             st = os.stat(path)
         except OSError as err:
             if err.errno in _NO_SUCH_FILE:
-                self._forget(key)
+                self._forget(path, parent_searched=os.path.isdir(path.parent))
                 return None
             # The directory failed us (search permission, I/O), whatever the name: its
             # outage, so that names the events make up add no key.
@@ -223,12 +223,13 @@ class _FileCache:
                 str(path.parent), f"account {account}: secret file {path}", err
             ) from None
         if not stat.S_ISREG(st.st_mode):
-            self._forget(key)  # a directory or a device holds no token
+            self._forget(path, parent_searched=True)  # a directory or a device: no token
             return None
         stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
         with self._lock:
             hit = self._entries.get(key)
         if hit is not None and hit[0] == stamp:
+            self._works(path)
             return hit[1]
         try:
             raw = path.read_bytes()
@@ -246,7 +247,7 @@ class _FileCache:
             ) from None
         with self._lock:
             self._entries[key] = (stamp, credential)
-        self.failing.working(key)
+        self._works(path)
         return credential
 
     def unreadable(self, key: str, what: str, err: OSError) -> UnreadableCredentialError:
@@ -255,10 +256,20 @@ class _FileCache:
             since=self.failing.failing(key),
         )
 
-    def _forget(self, key: str) -> None:
+    def _forget(self, path: Path, *, parent_searched: bool) -> None:
+        """``path`` holds no file. Its outage is over, and its directory's too when the
+        directory was there to search (a missing one is the caller's to judge)."""
         with self._lock:
-            self._entries.pop(key, None)
-        self.failing.working(key)
+            self._entries.pop(str(path), None)
+        self.failing.working(str(path))
+        if parent_searched:
+            self.failing.working(str(path.parent))
+
+    def _works(self, path: Path) -> None:
+        """``path`` was read: its outage and its directory's, if any, are over, and the
+        next one starts its own clock."""
+        self.failing.working(str(path))
+        self.failing.working(str(path.parent))
 
 
 class SecretsDirCredentials:

@@ -277,10 +277,17 @@ def test_a_later_outage_starts_its_own_clock(
 
 def test_a_missing_secrets_directory_is_unreadable_not_absent(tmp_path: Path) -> None:
     source = SecretsDirCredentials(tmp_path / "unmounted")
-    with pytest.raises(UnreadableCredentialError, match=r"secrets directory .*unmounted"):
+    with pytest.raises(UnreadableCredentialError, match=r"secrets directory .*unmounted") as a:
         source.lookup("acct-1")
+    with pytest.raises(UnreadableCredentialError) as b:
+        source.lookup("acct-2")
+    assert a.value.since == b.value.since  # one outage: the directory's, whatever the name
     (tmp_path / "unmounted").mkdir()
     assert source.lookup("acct-1") is None  # now a genuinely absent account
+    (tmp_path / "unmounted").rmdir()
+    with pytest.raises(UnreadableCredentialError) as c:
+        source.lookup("acct-1")
+    assert c.value.since > a.value.since  # a new outage, with a clock of its own
 
 
 def test_a_name_too_long_for_a_file_is_an_absent_account(tmp_path: Path) -> None:
