@@ -208,20 +208,34 @@ class _FileCache:
         self.failing = _FailingSince()
 
     def get(
-        self, path: Path, parse: Callable[[bytes], Credential | None], *, account: str
+        self,
+        path: Path,
+        parse: Callable[[bytes], Credential | None],
+        *,
+        account: str,
+        directory: str | None = None,
     ) -> Credential | None:
+        """The credential in ``path`` for ``account`` (for messages). ``directory`` names
+        the folder when its absence is an outage rather than "no credential"."""
         key = str(path)
         try:
             st = os.stat(path)
         except OSError as err:
-            if err.errno in _NO_SUCH_FILE:
-                self._forget(path, parent_searched=os.path.isdir(path.parent))
-                return None
-            # The directory failed us (search permission, I/O), whatever the name: its
-            # outage, so that names the events make up add no key.
-            raise self.unreadable(
-                str(path.parent), f"account {account}: secret file {path}", err
-            ) from None
+            if err.errno not in _NO_SUCH_FILE:
+                # The directory failed us (search permission, I/O), whatever the name:
+                # its outage, so that names the events make up add no key.
+                raise self.unreadable(
+                    str(path.parent), f"account {account}: secret file {path}", err
+                ) from None
+            searched = os.path.isdir(path.parent)
+            if directory is not None and not searched:
+                raise self.unreadable(
+                    str(path.parent),
+                    f"account {account}: {directory} {path.parent}",
+                    FileNotFoundError(errno.ENOENT, "missing or not a directory"),
+                ) from None
+            self._forget(path, parent_searched=searched)
+            return None
         if not stat.S_ISREG(st.st_mode):
             self._forget(path, parent_searched=True)  # a directory or a device: no token
             return None
@@ -288,30 +302,12 @@ class SecretsDirCredentials:
         # and hidden names (a Kubernetes secret volume keeps its ``..data`` there).
         if not account_id or "/" in account_id or "\0" in account_id or account_id[0] == ".":
             return None
-        found = self._cache.get(
+        return self._cache.get(
             self._dir / account_id,
             lambda raw: _parse_secret_file(raw, account_id),
             account=account_id,
+            directory="secrets directory",
         )
-        if found is None:
-            self._check_directory(account_id)
-        return found
-
-    def _check_directory(self, account_id: str) -> None:
-        key = str(self._dir)
-        try:
-            is_dir = stat.S_ISDIR(os.stat(self._dir).st_mode)
-        except OSError as err:
-            raise self._cache.unreadable(
-                key, f"account {account_id}: secrets directory {self._dir}", err
-            ) from None
-        if not is_dir:
-            raise self._cache.unreadable(
-                key,
-                f"account {account_id}: secrets directory {self._dir}",
-                NotADirectoryError(20, "not a directory"),
-            )
-        self._cache.failing.working(key)
 
     def default(self) -> Credential | None:
         return None
