@@ -48,6 +48,7 @@ from producers.publishing.ingest import (
     JSON_VALUES_PER_LINE,
     BodyCost,
     IngestBatch,
+    TooManyElements,
     body_cost,
     body_units,
     validate_unit,
@@ -196,7 +197,10 @@ class Gateway:
         cost = body_cost(body, content_type)
         if cost.over(self.settings.max_lines):
             return self._too_many(cost)
-        batch = await self._validate(body, content_type)
+        try:
+            batch = await self._validate(body, content_type)
+        except TooManyElements as exc:
+            return _json(413, {"error": "too_many_lines", "detail": f"{exc}; split the body"})
         if not batch.seen:
             return _json(400, {"error": "empty", "detail": "the body holds no fact envelope"})
         published = await self._publish(batch)
@@ -231,7 +235,8 @@ class Gateway:
         """Every line validated, :data:`VALIDATE_CHUNK` at a time: the event loop serves
         other requests (and ``/healthz``) between chunks."""
         batch = IngestBatch()
-        for count, unit in enumerate(body_units(body, content_type), start=1):
+        units = body_units(body, content_type, max_elements=self.settings.max_lines)
+        for count, unit in enumerate(units, start=1):
             validate_unit(batch, unit)
             if count % VALIDATE_CHUNK == 0:
                 await asyncio.sleep(0)

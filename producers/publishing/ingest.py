@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from codex_analytics.contract import DecodeError, DecodeReason, fact_from_json, loads
+from codex_analytics.runtime.errors import PermanentError
 from producers.publishing.records import MAX_RECORD_BYTES
 
 #: Largest single envelope accepted (bytes): what any Kafka broker takes with its default
@@ -127,9 +128,21 @@ def body_cost(body: bytes, content_type: str = "") -> BodyCost:
 BodyUnit = tuple[int, bytes | None, Any]
 
 
-def body_units(body: bytes, content_type: str = "") -> Iterator[BodyUnit]:
+class TooManyElements(PermanentError):
+    """A JSON document holds more envelopes than a request may."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"{count} array elements exceeds the limit of {limit}")
+        self.count = count
+
+
+def body_units(
+    body: bytes, content_type: str = "", *, max_elements: int | None = None
+) -> Iterator[BodyUnit]:
     """The lines of a JSON-lines body, one at a time, or the elements of a JSON document
-    (one envelope or an array), for :func:`validate_unit`."""
+    (one envelope or an array), for :func:`validate_unit`. A document with more than
+    ``max_elements`` elements raises :class:`TooManyElements` before any is validated
+    (a JSON-lines body's lines are bounded by :func:`body_cost` already)."""
     if is_json_document(content_type):
         try:
             document = orjson.loads(body)
@@ -137,6 +150,8 @@ def body_units(body: bytes, content_type: str = "") -> Iterator[BodyUnit]:
             pass  # maybe JSON lines sent as application/json: read them so
         else:
             elements = document if isinstance(document, list) else [document]
+            if max_elements is not None and len(elements) > max_elements:
+                raise TooManyElements(len(elements), max_elements)
             for number, element in enumerate(elements, start=1):
                 yield number, None, element
             return

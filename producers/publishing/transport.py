@@ -9,6 +9,7 @@ gateway and the ``produce`` / ``generate --to-kafka`` commands all publish throu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -188,9 +189,12 @@ class KafkaFactTransport:
         )
         try:
             await producer.start()
-        except Exception as exc:
-            await producer.stop()
-            raise classify(exc) from exc
+        except BaseException as exc:  # a cancelled start (a probe's deadline) too: no leak
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 5.0)
+            if isinstance(exc, Exception):
+                raise classify(exc) from exc
+            raise
         self._producer = producer
 
     async def send(self, records: Sequence[Record]) -> None:

@@ -98,6 +98,26 @@ def test_a_body_of_tiny_lines_is_refused_cheaply(
         print(f"gateway VmHWM after one 16 MiB body {peak_one} kB, after four {peak_four} kB")
         assert peak_four < RSS_LIMIT_KB, f"gateway peak RSS {peak_four} kB"
 
+        # The same as one JSON document: refused on its values, before parsing.
+        document = b"[" + b"{}," * (5 * MIB) + b"{}]"
+        answer = httpx.post(
+            f"{gateway.base}/v1/facts",
+            content=document,
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
+        assert answer.status_code == 413, answer.text[:300]
+        assert answer.json()["error"] == "too_many_values"
+        assert gateway.memory_kb() < RSS_LIMIT_KB
+        elements = b"[" + b"{}," * 20_000 + b"{}]"  # few values, more envelopes than allowed
+        answer = httpx.post(
+            f"{gateway.base}/v1/facts",
+            content=elements,
+            headers={"Content-Type": "application/json"},
+        )
+        assert answer.status_code == 413, answer.text[:300]
+        assert answer.json()["error"] == "too_many_lines"
+
         # Still serving: a small good batch goes through.
         good = b"\n".join(facts(5))
         assert httpx.post(f"{gateway.base}/v1/facts", content=good).status_code == 200

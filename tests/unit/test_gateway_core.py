@@ -23,6 +23,7 @@ from producers.publishing.ingest import (
     JSON_VALUES_PER_LINE,
     IngestBatch,
     LineResult,
+    TooManyElements,
     body_cost,
     body_units,
     parse_ingest_body,
@@ -65,6 +66,13 @@ def test_body_units_number_lines_as_split_did() -> None:
     array = b"[" + b",".join(lines) + b"]"
     assert parse_ingest_body(array, "application/json").accepted == 3
     assert parse_ingest_body(b"\n".join(lines), "application/json").accepted == 3
+
+
+def test_a_document_with_too_many_elements_is_refused_before_validation() -> None:
+    units = body_units(b"[" + b"{}," * 10 + b"{}]", "application/json", max_elements=10)
+    with pytest.raises(TooManyElements, match="11 array elements exceeds the limit of 10"):
+        next(units)
+    assert len(list(body_units(b"[{},{}]", "application/json", max_elements=2))) == 2
 
 
 def test_a_batch_lists_the_first_rejections_and_counts_them_all() -> None:
