@@ -32,8 +32,8 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -54,9 +54,15 @@ from producers.publishing.ingest import (
     validate_unit,
 )
 from producers.publishing.records import fact_record_groups
-from producers.publishing.transport import FactTransport, KafkaFactTransport, publish_each
+from producers.publishing.transport import (
+    FactTransport,
+    KafkaFactTransport,
+    RetryablePublishError,
+    publish_each,
+)
 
 log = logging.getLogger("producers.gateway.service")
+T = TypeVar("T")
 
 #: Lines validated between two yields to the event loop (a few ms of work at most).
 VALIDATE_CHUNK = 256
@@ -101,6 +107,7 @@ class Gateway:
         self.ready = False
         self._served: Served | None = None
         self._prober: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
         self._admission = Admission(settings.max_concurrent_requests, settings.max_inflight_bytes)
         self._expected_auth = f"Bearer {settings.token}".encode() if settings.token else None
         self.port: int | None = None
@@ -121,6 +128,9 @@ class Gateway:
         return self.port
 
     async def stop(self) -> None:
+        """Answer the requests in flight (those still waiting for acks get 503 with
+        every line to resend), stop serving, flush the producer."""
+        self._closing.set()
         if self._prober is not None:
             self._prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -224,12 +234,27 @@ class Gateway:
         groups = fact_record_groups(
             batch.facts, max_facts_per_record=self.settings.max_facts_per_record
         )
-        outcomes = await publish_each(
-            self.transport,
-            [record for record, _ in groups],
-            within=self.settings.publish_timeout_s,
+        records = [record for record, _ in groups]
+        outcomes = await self._unless_closing(
+            publish_each(self.transport, records, within=self.settings.publish_timeout_s)
         )
+        if outcomes is None:  # stopping: answer now (503, resend all), not be cut off
+            outcomes = [RetryablePublishError("the gateway is stopping")] * len(groups)
         return settle(batch, [indices for _, indices in groups], outcomes)
+
+    async def _unless_closing(self, work: Coroutine[Any, Any, T]) -> T | None:
+        """``work``'s result, or None (``work`` cancelled) once the gateway stops."""
+        task = asyncio.ensure_future(work)
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait([task, closing], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.wait([task], timeout=1.0)
+        return None
 
     async def _validate(self, body: bytes, content_type: str) -> IngestBatch:
         """Every line validated, :data:`VALIDATE_CHUNK` at a time: the event loop serves
