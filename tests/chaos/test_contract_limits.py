@@ -19,7 +19,7 @@ from codex_analytics.runtime.kafka import read_from_start
 from codex_analytics.simulator.fact_builder import FactBuilder
 from producers import AnalyticsClient, ClientSettings, DeliveryFailure, ProducerIdentity
 from tests.cli import run_cli_on
-from tests.integration.gateway_process import gateway_process
+from tests.integration.gateway_helpers import gateway_process
 from tests.integration.kafka_helpers import create_topic
 
 Fact = dict[str, Any]
@@ -95,8 +95,8 @@ def gateway(
 ) -> Iterator[tuple[str, str]]:
     """``codex-analytics gateway`` on a free port: (base URL, facts topic)."""
     topic = unique_name("facts")
-    with gateway_process(kafka_bootstrap, topic, tmp_path / "gateway.log") as (base, _):
-        yield base, topic
+    with gateway_process(kafka_bootstrap, topic, tmp_path) as running:
+        yield running.base, topic
 
 
 async def test_the_gateway_refuses_over_long_lines_with_short_answers(
