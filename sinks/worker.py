@@ -54,6 +54,10 @@ START_LOOKUP_S = 5.0
 #: drain; these steps add at most three times this.
 CLOSE_STEP_S = 1.0
 
+#: A revocation delivers the closed batches for this long at most (capped by the
+#: shutdown timeout), then commits for this long at most: the group waits meanwhile.
+HAND_OVER_S = 5.0
+
 
 class SinkWorker:
     def __init__(
@@ -142,9 +146,8 @@ class SinkWorker:
     async def _close(self) -> None:
         """Commit what the lanes finished, leave the group, close; each step bounded."""
         await self.lanes.cancel()
-        await _bounded(
-            "shutdown: the final commit", self._commit()
-        )  # before the lanes are forgotten
+        # What the lanes finished, before they are forgotten.
+        await _bounded("shutdown: the final commit", self._commit())
         self.lanes.clear()
         if self._consumer is not None:
             await _bounded("shutdown: leaving the group", self._consumer.stop())
@@ -226,10 +229,10 @@ class SinkWorker:
         if not mine:
             return
         await self.lanes.drain(
-            flush=False, within=min(5.0, self.settings.shutdown_timeout_s), tps=mine
+            flush=False, within=min(HAND_OVER_S, self.settings.shutdown_timeout_s), tps=mine
         )
         await _bounded(
-            "rebalance: the hand-over commit", self._commit(tps=mine), within=START_LOOKUP_S
+            "rebalance: the hand-over commit", self._commit(tps=mine), within=HAND_OVER_S
         )
         await self.lanes.stop(mine)
         for tp in mine:
