@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -29,7 +27,7 @@ from codex_analytics.contract.records import EventRecord
 from codex_analytics.devtools.broker import EmbeddedBroker
 from codex_analytics.devtools.receiver import Answer, Receiver
 from tests.integration.sink_helpers import SinkRun, event_json, event_records, eventually
-from tests.integration.stream_helpers import ROOT, collect, produce
+from tests.integration.stream_helpers import collect, produce
 
 pytestmark = pytest.mark.chaos
 
@@ -64,30 +62,6 @@ def _captured(path: Path) -> list[bytes]:
             raise AssertionError(f"line {number} is not JSON: {line[:80]!r}...") from None
         events.extend(orjson.dumps(e) for e in body["events"])
     return events
-
-
-@contextlib.contextmanager
-def _sink_process(
-    sink_run: SinkRun, *, preexec_fn: Callable[[], None]
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``codex-analytics sink worker`` with ``preexec_fn`` run in the child (limits)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "CODEX_"))}
-    env.update(sink_run.env(), PYTHONPATH=str(ROOT))
-    with open(sink_run.tmp / "sink.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "codex_analytics.cli.main", "sink", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            preexec_fn=preexec_fn,  # the limit must be in place before the child runs
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
 
 
 def _readable(path: Path) -> list[bytes]:
@@ -161,7 +135,7 @@ async def test_capture_append_failing_half_way_leaves_only_whole_lines(
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 
-    with _sink_process(sink_run, preexec_fn=file_size_limit) as proc:
+    with sink_run.process(preexec_fn=file_size_limit) as proc:
         failed = await eventually(
             lambda: "failed to capture" in sink_run.log_text(), within=60, step=0.1
         )
