@@ -1,0 +1,65 @@
+"""kill -9 of one of two stream workers and one of two sink workers mid-run: nothing is
+lost, and whatever is sent twice is an exact repeat."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from codex_analytics.devtools.receiver import Answer, Receiver
+from tests.integration.stream_helpers import (
+    collect,
+    distinct_by_origin,
+    expected_events,
+    generated_facts,
+    produce,
+)
+
+from .system import Pipeline, assert_one_body_per_key, stop_all, wait_delivered
+
+FACTS = 4_000
+
+
+async def test_kill_9_of_a_stream_and_a_sink_worker_loses_nothing(
+    fresh_broker: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    pipeline = Pipeline.on(fresh_broker, tmp_path, receiver)
+    pipeline.sink.env_overrides.update(ANALYTICS_BATCH_MAX_EVENTS="20")
+    facts = generated_facts(FACTS, instances=120, seed=21)
+    expected = expected_events(facts)
+    # A slow endpoint, so that batches are in flight (received, never acknowledged to
+    # the sink) when it dies.
+    receiver.fail_when(lambda body, headers: Answer(200, delay=0.05))
+    await pipeline.create_topics()
+    with (
+        pipeline.stream_worker("stream-1") as stream_1,
+        pipeline.stream_worker("stream-2") as stream_2,
+        pipeline.sink_worker("sink-1") as sink_1,
+        pipeline.sink_worker("sink-2") as sink_2,
+    ):
+        await produce(fresh_broker, pipeline.stream.facts, facts[: FACTS // 2])
+        # Kill them once events flow through both stages: some delivered, not all.
+        await receiver.wait_for_events(len(expected) // 5, within=60)
+        assert receiver.unique_event_count >= len(expected) // 5, pipeline.logs()
+        for victim in (stream_1, sink_1):
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+        await produce(fresh_broker, pipeline.stream.facts, facts[FACTS // 2 :])
+        verdict = await wait_delivered(receiver, expected, within=90)
+        survivors = {"stream-2": stream_2.poll(), "sink-2": sink_2.poll()}
+        receiver.fail_when(None)
+        exits = await stop_all(stream_2, sink_2)
+    if verdict.missing or verdict.unexpected:
+        pytest.fail(f"{verdict.summary()}; logs in {pipeline.keep_logs('kill9')}")
+    assert survivors == {"stream-2": None, "sink-2": None}, pipeline.logs()
+    assert set(exits.values()) == {0}, pipeline.logs()
+    assert_one_body_per_key(receiver)
+    # The stream's own repeats (after its kill) are byte-identical to the first copy.
+    records = await collect(
+        fresh_broker, pipeline.stream.events, want=len(expected), within=30, settle=1
+    )
+    events, stream_repeats = distinct_by_origin(records)  # asserts repeats are exact
+    assert events == expected
+    print(f"kill -9: {verdict.summary()}; {stream_repeats} repeats on the events topic")
