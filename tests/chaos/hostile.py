@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 _RAW = "\x00raw\x00"
 _RAW_ENCODED = orjson.dumps(_RAW)
 
-wrong_value = st.sampled_from([None, True, 0, -1, 1.5, "", "x", [], [1, "a"], {}, {"a": {}}])
+wrong_value: st.SearchStrategy[Any] = st.sampled_from(
+    [None, True, 0, -1, 1.5, "", "x", [], [1, "a"], {}, {"a": {}}]
+)
 huge_number = st.one_of(
     st.integers(19, 5_000).map(lambda digits: b"9" * digits),
     st.integers(19, 5_000).map(lambda digits: b"-1" + b"0" * digits),

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+import pytest
 
 from codex_analytics.devtools.broker import free_port, terminate
 from codex_analytics.devtools.receiver import Receiver
 from codex_analytics.runtime.kafka import ensure_topics
 from tests.integration.sink_helpers import SinkRun
-from tests.integration.stream_helpers import StreamRun
+from tests.integration.stream_helpers import StreamRun, collect, distinct_by_origin
 
 from .proxy import TcpProxy
 
@@ -80,6 +81,22 @@ class Pipeline:
             lines = path.read_text(errors="replace").splitlines()[-15:]
             parts.append(f"--- {path.name}\n" + "\n".join(lines))
         return "\n".join(parts)
+
+    async def assert_delivered(
+        self, receiver: Receiver, verdict: Delivered, expected: list[bytes], scenario: str
+    ) -> int:
+        """Nothing lost or made up at the receiver (else the logs are kept), a re-sent
+        batch is an exact repeat, and the events topic holds the expected events, any
+        repeat byte-identical to its first copy. Returns the events topic's repeats."""
+        if verdict.missing or verdict.unexpected:
+            pytest.fail(f"{verdict.summary()}; logs in {self.keep_logs(scenario)}")
+        assert_one_body_per_key(receiver)
+        records = await collect(
+            self.stream.bootstrap, self.stream.events, want=len(expected), within=30, settle=1
+        )
+        events, repeats = distinct_by_origin(records)  # asserts repeats are exact
+        assert events == expected
+        return repeats
 
     def keep_logs(self, scenario: str) -> Path:
         """Copy every log of the run to ``KEEP_LOGS/<scenario>-<prefix>``."""

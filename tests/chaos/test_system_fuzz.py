@@ -174,7 +174,7 @@ def _records() -> tuple[list[bytes], list[bytes]]:
 def _expected_events(facts: list[bytes]) -> list[bytes]:
     """The offline reducer's events, each fact decoded as a cold decoder would."""
     reducer = OfflineReducer()
-    out = []
+    out: list[bytes] = []
     for fact in facts:
         decoded = _decoded(fact)
         assert decoded is not None
