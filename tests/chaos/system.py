@@ -32,7 +32,8 @@ from .proxy import TcpProxy
 
 #: Where a failed scenario's logs are kept for the report (the tmp dirs are pruned).
 KEEP_LOGS = Path(os.environ.get("CHAOS_KEEP_DIR", "/tmp/chaos-logs"))
-#: The generator's accounts (its default count): ``acct-000`` .. ``acct-009``.
+#: The generator's accounts (its default count): ``acct-000`` .. ``acct-009``. Each
+#: needs a token, or the sink's auth gate skips its events (counted, never sent).
 ACCOUNTS = 10
 
 
@@ -69,6 +70,9 @@ class Pipeline:
     def stream_worker(
         self, name: str
     ) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+        # A data directory of its own, in the test's tmp (the default is the repo's).
+        data_dir = self.stream.log_dir / f"{name}-data"
+        self.stream.extra_env["ANALYTICS_STREAM_DATA_DIR"] = str(data_dir)
         return self.stream.worker(name)
 
     def sink_worker(self, name: str) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:

@@ -50,6 +50,7 @@ class WrongTypeAccepted(AssertionError):
 async def test_10k_hostile_records_crash_nothing_and_every_one_is_accounted_for(
     stream_run: StreamRun,
 ) -> None:
+    stream_run.extra_env["ANALYTICS_STREAM_DATA_DIR"] = str(stream_run.log_dir / "data")
     port = free_port("127.0.0.1")
     gateway_env = stream_run.env() | {"ANALYTICS_GATEWAY_ADDR": f"127.0.0.1:{port}"}
     gateway_log = stream_run.log_dir / "gateway.log"
@@ -117,6 +118,7 @@ async def test_a_wrong_type_is_refused_whatever_came_before(stream_run: StreamRu
         bad["source"]["auth"]["is_fedramp"] = int(bad["source"]["auth"]["is_fedramp"])
         return orjson.dumps(bad)
 
+    stream_run.extra_env["ANALYTICS_STREAM_DATA_DIR"] = str(stream_run.log_dir / "data")
     port = free_port("127.0.0.1")
     gateway_env = stream_run.env() | {"ANALYTICS_GATEWAY_ADDR": f"127.0.0.1:{port}"}
     topics = (stream_run.facts, stream_run.dlq, stream_run.events)
