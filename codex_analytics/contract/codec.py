@@ -146,8 +146,8 @@ def _fact_from_json(obj: Any) -> FactEnvelope:
 
 
 # Every fact of an instance repeats its ``source`` block: remember the last decoded one
-# per instance and reuse it when the raw block is equal (a dict comparison costs a fraction
-# of a validation). Bounded; cleared whole when full, like upstream's dedupe sets.
+# per instance and reuse it when the raw block is the same JSON (a comparison costs a
+# fraction of a validation). Bounded; cleared whole when full, like upstream's dedupe sets.
 _SOURCE_CACHE: dict[Any, tuple[dict[str, Any], Source]] = {}
 _SOURCE_CACHE_MAX = 4096
 
@@ -156,7 +156,7 @@ def _cached_source(raw: Any) -> Source:
     key = raw.get("instance_id") if type(raw) is dict else None
     if type(key) is str:
         hit = _SOURCE_CACHE.get(key)
-        if hit is not None and hit[0] == raw:
+        if hit is not None and _same_json(hit[0], raw):
             return hit[1]
     try:
         source = _decode_source(raw)
@@ -166,6 +166,18 @@ def _cached_source(raw: Any) -> Source:
         _SOURCE_CACHE.clear()
     _SOURCE_CACHE[source.instance_id] = (raw, source)
     return source
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """``a == b`` with types compared too: Python's ``0 == False`` and ``1 == 1.0`` would
+    let a wrong-typed block pass as the valid one decoded before it."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same_json(value, b[key]) for key, value in a.items())
+    if type(a) is list:
+        return len(a) == len(b) and all(map(_same_json, a, b))
+    return bool(a == b)
 
 
 def _u64_error(value: Any, key: str) -> DecodeError:

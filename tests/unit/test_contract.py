@@ -546,3 +546,17 @@ def test_decode_fact_record_never_raises(data: bytes) -> None:
         assert (item.fact is None) != (item.error is None)
         if item.error is not None:
             assert item.error.reason is not DecodeReason.INTERNAL
+
+
+@pytest.mark.parametrize(("fedramp", "wrong"), [(False, 0), (True, 1), (True, 1.0)])
+def test_a_wrong_typed_source_is_refused_after_its_valid_twin(fedramp: bool, wrong: Any) -> None:
+    # The decoder reuses an instance's last decoded source block when the raw block is
+    # the same JSON; Python's ``0 == False`` must not make a wrong type "the same".
+    valid = _valid()
+    valid["source"]["auth"] = {"kind": "chatgpt", "account_id": "acct", "is_fedramp": fedramp}
+    decode_fact(orjson.dumps(valid))
+    twin = copy.deepcopy(valid)
+    twin["source"]["auth"]["is_fedramp"] = wrong
+    with pytest.raises(DecodeError) as caught:
+        decode_fact(orjson.dumps(twin))
+    assert caught.value.path == "source.auth.is_fedramp"
