@@ -27,7 +27,7 @@ from typing import Protocol
 
 from tenacity import RetryCallState
 
-from codex_analytics.runtime.retry import LogThrottle
+from codex_analytics.runtime.log_repeats import LogThrottle
 
 from .auth import Admitted, Skipped, admit, request_headers
 from .batching import Batch

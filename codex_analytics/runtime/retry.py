@@ -17,7 +17,6 @@ cannot remove the backoff (it once let the sink loop at ~730 requests/s per part
 The backoff itself never waits less than ``initial_s`` (full jitter starts there), and
 no wait runs past the deadline.
 
-:class:`LogThrottle` keeps a retry loop from writing a line per attempt.
 """
 
 from __future__ import annotations
@@ -140,28 +139,3 @@ class RetryPolicy:
 
 #: Publishing facts: 50 ms doubling to 2 s, until the caller's deadline.
 PUBLISH_RETRY = RetryPolicy(initial_s=0.05, max_s=2.0, jitter=False)
-
-
-class LogThrottle:
-    """At most one line per ``interval_s`` for each key (a partition, a topic): a retry
-    loop logs its first failure at once, then one line per interval that says how many
-    it held back, instead of a line per attempt. Keys are few (one per partition or
-    loop, never per record) and each holds two numbers."""
-
-    def __init__(
-        self, interval_s: float = 10.0, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.interval_s = interval_s
-        self._clock = clock
-        self._last: dict[object, tuple[float, int]] = {}
-
-    def admit(self, key: object) -> int | None:
-        """``None`` to hold this line back; else the number held back since the last
-        line of ``key`` (log it with the line)."""
-        now = self._clock()
-        last = self._last.get(key)
-        if last is not None and now - last[0] < self.interval_s:
-            self._last[key] = (last[0], last[1] + 1)
-            return None
-        self._last[key] = (now, 0)
-        return last[1] if last is not None else 0

@@ -21,7 +21,8 @@ from codex_analytics.runtime.errors import (
     RetryableError,
 )
 from codex_analytics.runtime.kafka_errors import is_permanent
-from codex_analytics.runtime.retry import PUBLISH_RETRY, LogThrottle, RetryPolicy
+from codex_analytics.runtime.log_repeats import LogThrottle
+from codex_analytics.runtime.retry import PUBLISH_RETRY, RetryPolicy
 from producers.publishing.transport import (
     PermanentPublishError,
     RetryablePublishError,
