@@ -27,6 +27,7 @@ from typing import Protocol
 
 from tenacity import RetryCallState
 
+from codex_analytics.contract.facts import AuthRoute
 from codex_analytics.runtime.log_repeats import LogThrottle
 
 from .auth import Admitted, Skipped, admit, request_headers
@@ -98,7 +99,7 @@ class BatchDelivery:
         except CredentialError:
             decision = None  # there, but unusable now: the attempts below wait for it
         if isinstance(decision, Skipped) and not self.ignore_gate:
-            return GateSkipped(decision.reason, count)
+            return self._skipped(decision, route, count)
         key = batch.idempotency_key()
         body = batch.body()
         # While the credential fails: when its outage (shared by the account's batches)
@@ -147,12 +148,26 @@ class BatchDelivery:
             )
             return outcome
         except _GateClosed as closed:
-            return GateSkipped(closed.skipped.reason, count)
+            return self._skipped(closed.skipped, route, count)
         except RetryableDeliveryError as err:  # only when a retry deadline is configured
             return await self._dead_letter(lane, batch, "retries_exhausted", detail=str(err))
         return Delivered(
             self.destination.success_outcome, count, len(body), time.monotonic() - started
         )
+
+    def _skipped(self, skipped: Skipped, route: AuthRoute, count: int) -> GateSkipped:
+        # Skipping is upstream's rule, but a skip nobody sees is a silent loss when a
+        # token was meant to be there: one line per reason and interval says so.
+        held = self.log_throttle.admit(("gate", skipped.reason))
+        if held is not None:
+            log.warning(
+                "events skipped by the auth gate (%s): %d of account %s%s",
+                skipped.reason.value,
+                count,
+                route.account_id or "(none)",
+                f"; {held} more batches skipped since the last line" if held else "",
+            )
+        return GateSkipped(skipped.reason, count)
 
     async def _attempt(self, body: bytes, headers: dict[str, str]) -> None:
         try:

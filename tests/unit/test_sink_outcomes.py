@@ -421,3 +421,18 @@ async def test_retry_lines_are_rate_limited_per_partition(caplog: pytest.LogCapt
         assert isinstance(await step(batch(0), FakeLane()), Delivered)
     assert metrics.value("codex_sink_retries_total") == 30
     assert len([r for r in caplog.records if "retry" in r.getMessage()]) == 1
+
+
+async def test_gate_skips_are_logged_once_per_reason_and_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A skip is upstream's rule, but a sink whose tokens are missing must say so.
+    step, metrics, _ = delivery(FakeDestination(), credentials=CredentialChain.from_env({}))
+    with caplog.at_level("WARNING", logger="codex_analytics.sink"):
+        for first in range(0, 10, 2):
+            assert await step(batch(first, first + 1), FakeLane()) == GateSkipped(
+                SkipReason.NO_TOKEN, 2
+            )
+    lines = [r.getMessage() for r in caplog.records if "auth gate" in r.getMessage()]
+    assert len(lines) == 1
+    assert "no_token" in lines[0]
