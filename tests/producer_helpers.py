@@ -8,7 +8,12 @@ from collections.abc import Sequence
 
 import orjson
 
-from producers.publishing.transport import PermanentPublishError, RetryablePublishError
+from producers.publishing.transport import (
+    PermanentPublishError,
+    PublishError,
+    RecordTooLargePublishError,
+    RetryablePublishError,
+)
 
 
 class MemoryTransport:
@@ -17,6 +22,9 @@ class MemoryTransport:
         self.calls = 0
         self.fail_retryable = 0
         self.fail_permanent = False
+        #: Records whose value holds these bytes are refused for good, the rest kept
+        #: (as a broker refuses one record over its size limit).
+        self.refuse_containing: bytes | None = None
         self.gate: asyncio.Event | None = None
         self.closed = False
 
@@ -32,7 +40,18 @@ class MemoryTransport:
         if self.fail_retryable:
             self.fail_retryable -= 1
             raise RetryablePublishError("KafkaConnectionError: broker away")
-        self.records.extend(records)
+        marker = self.refuse_containing
+        outcomes: list[PublishError | None] = []
+        for record in records:
+            if marker is not None and marker in record[1]:
+                outcomes.append(RecordTooLargePublishError("MessageSizeTooLargeError: too big"))
+            else:
+                outcomes.append(None)
+                self.records.append(record)
+        if any(outcomes):
+            raised = RecordTooLargePublishError(f"{sum(map(bool, outcomes))} records refused")
+            raised.per_record = tuple(outcomes)
+            raise raised
 
     async def probe(self) -> bool:
         return not self.fail_retryable

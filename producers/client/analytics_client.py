@@ -41,7 +41,7 @@ from producers.client.gates import (
 )
 from producers.client.settings import ClientSettings
 from producers.client.skills import resolve_skill_path
-from producers.publishing.records import MAX_RECORD_BYTES, fact_records
+from producers.publishing.records import MAX_RECORD_BYTES, fact_record_groups
 from producers.publishing.transport import (
     FactTransport,
     KafkaFactTransport,
@@ -559,7 +559,10 @@ class AnalyticsClient(TrackCalls):
             sent.append(fact)
         if not encoded:
             return
-        records = fact_records(encoded, max_facts_per_record=self.settings.max_facts_per_record)
+        groups = fact_record_groups(
+            encoded, max_facts_per_record=self.settings.max_facts_per_record
+        )
+        records = [record for record, _ in groups]
         delivery_deadline = time.monotonic() + self.settings.delivery_timeout_s
 
         def deadline() -> float:  # close() may shorten it while we wait
@@ -572,10 +575,18 @@ class AnalyticsClient(TrackCalls):
 
         try:
             await send_with_retry(self._transport, records, deadline=deadline, on_retry=on_retry)
-        except RetryablePublishError as exc:
-            self._fail(sent, "retries_exhausted", str(exc))
         except PublishError as exc:
-            self._fail(sent, "rejected", str(exc))
+            # Report each record's facts by its own outcome: a record refused for good
+            # does not make its acknowledged batchmates failures.
+            outcomes = exc.per_record or (exc,) * len(groups)
+            for (_, indices), outcome in zip(groups, outcomes, strict=True):
+                facts = [sent[i] for i in indices]
+                if outcome is None:
+                    self._tracker.stats.published += len(facts)
+                elif isinstance(outcome, RetryablePublishError):
+                    self._fail(facts, "retries_exhausted", str(outcome))
+                else:
+                    self._fail(facts, "rejected", str(outcome))
         else:
             self._tracker.stats.published += len(sent)
 

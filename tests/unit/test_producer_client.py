@@ -203,6 +203,18 @@ async def test_permanent_failure_and_exhausted_retries_reach_the_callback() -> N
     assert client.stats.failed == 2
 
 
+async def test_a_refused_record_fails_its_own_facts_only() -> None:
+    client, transport, failures = make_client()
+    transport.refuse_containing = b"refuse-me"
+    async with client:
+        for name in ("a", "refuse-me", "b"):
+            client.track_notification("turn/started", {"name": name})
+    assert [(f.reason, len(f.facts)) for f in failures] == [("rejected", 1)]
+    assert failures[0].facts[0]["payload"]["params"]["name"] == "refuse-me"
+    assert [f["payload"]["params"]["name"] for f in transport.facts()] == ["a", "b"]
+    assert (client.stats.published, client.stats.failed) == (2, 1)
+
+
 async def test_close_reports_what_it_could_not_deliver() -> None:
     client, transport, failures = make_client()
     transport.fail_retryable = 10**6

@@ -427,7 +427,7 @@ async def test_gate_skips_are_logged_once_per_reason_and_interval(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A skip is upstream's rule, but a sink whose tokens are missing must say so.
-    step, metrics, _ = delivery(FakeDestination(), credentials=CredentialChain.from_env({}))
+    step, _, _ = delivery(FakeDestination(), credentials=CredentialChain.from_env({}))
     with caplog.at_level("WARNING", logger="codex_analytics.sink"):
         for first in range(0, 10, 2):
             assert await step(batch(first, first + 1), FakeLane()) == GateSkipped(
