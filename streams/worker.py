@@ -110,9 +110,10 @@ class StreamWorker:
                 await handoff.put(event)
         finally:
             # Stopping: let the batch in flight finish (its acks make the last commit
-            # exact), then stop the loop where it waits for the next one.
+            # exact), then stop the loop where it waits for the next one. Half the
+            # shutdown timeout at most: Faust's own stop (the final commit) needs the rest.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(idle.wait(), 30)
+                await asyncio.wait_for(idle.wait(), self.settings.shutdown_timeout_s / 2)
             batches.cancel()
             log.info("stream totals: %s", self._summary())
 

@@ -226,4 +226,13 @@ FACTS_PER_RECORD = declare(
     used_by=("gateway", "produce", "generate", "client library"),
 )
 
-SETTINGS: tuple[Setting[Any, Any], ...] = (LOG_LEVEL, FACTS_PER_RECORD)
+SHUTDOWN_TIMEOUT_S = declare(
+    "ANALYTICS_SHUTDOWN_TIMEOUT_S",
+    number(minimum=0),
+    10.0,
+    help="SIGTERM: time to finish the work in flight (the sink: flush and deliver open "
+    "batches) before exiting anyway; the stream worker exits at once on a second SIGTERM",
+    used_by=("sink worker", "stream worker"),
+)
+
+SETTINGS: tuple[Setting[Any, Any], ...] = (LOG_LEVEL, FACTS_PER_RECORD, SHUTDOWN_TIMEOUT_S)

@@ -11,9 +11,9 @@ from typing import Any
 
 from streams import idle_sweep
 from streams.commit import BatchCommit, StateChange
+from streams.faust_adapter.store import StateStore
 from streams.idle_sweep import IdleSweep
 from streams.metrics import StreamCounts
-from streams.faust_adapter.store import StateStore
 from streams.sweep import stamp, state_of
 from tests.unit.test_stream_state_store import table
 

@@ -56,4 +56,6 @@ def test_written_before_reads_the_stamp_of_a_live_value() -> None:
     assert not written_before(stamp(b"{}", 11, 0), 11)
     assert not written_before(None, 11), "already gone: nothing to delete"
     assert not written_before(b"{}", 11), "unstamped: stamped, not deleted"
-    assert unstamped(b"{}") and not unstamped(stamp(b"{}", 1, 0)) and not unstamped(None)
+    assert unstamped(b"{}")
+    assert not unstamped(stamp(b"{}", 1, 0))
+    assert not unstamped(None)

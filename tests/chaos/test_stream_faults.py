@@ -1,0 +1,110 @@
+"""The stream worker under broker faults and rebalances (issue #16: items 5, 11, 14 and
+the stream's shutdown deadline), as processes against a real broker."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from codex_analytics.devtools.broker import free_port
+from tests.integration.stream_helpers import StreamRun, generated_facts, produce, run
+
+from .kafka_proxy import KafkaProxy, proxied_broker
+
+
+@pytest.fixture
+def proxied(tmp_path: Path) -> Iterator[tuple[str, KafkaProxy]]:
+    with proxied_broker(tmp_path / "broker.log") as pair:
+        yield pair
+
+
+def stream_behind(
+    bootstrap: str, tmp_path: Path, unique_name: Callable[[str], str], **env: str
+) -> StreamRun:
+    return StreamRun(
+        bootstrap=bootstrap,
+        prefix=unique_name("t"),
+        log_dir=tmp_path,
+        partitions=2,
+        extra_env=env,
+    )
+
+
+def healthz(port: int) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+            return dict(orjson.loads(answer.read()))
+    except OSError:
+        return {}
+
+
+def wait_for(
+    proc: subprocess.Popen[bytes], what: str, done: Callable[[], bool], within_s: float
+) -> None:
+    deadline = time.monotonic() + within_s
+    while not done():
+        assert proc.poll() is None, f"the worker exited with status {proc.returncode}"
+        assert time.monotonic() < deadline, f"{what}: not within {within_s} s"
+        time.sleep(0.2)
+
+
+@contextmanager
+def running_worker(
+    stream: StreamRun, name: str, facts: int = 20
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker that has its partitions and has reduced ``facts`` facts."""
+    port = free_port("127.0.0.1")
+    stream.extra_env["ANALYTICS_STREAM_HEALTH_ADDR"] = f"127.0.0.1:{port}"
+    with stream.worker(name) as proc:
+        run(produce(stream.bootstrap, stream.facts, generated_facts(facts, instances=5)))
+        wait_for(proc, "facts reduced", lambda: healthz(port).get("records") == facts, 60)
+        yield proc
+
+
+def seconds_to_exit(proc: subprocess.Popen[bytes], within_s: float) -> float:
+    started = time.monotonic()
+    try:
+        proc.wait(within_s)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the worker still runs {within_s} s later")
+    return time.monotonic() - started
+
+
+# -- shutdown: every wait has a deadline --------------------------------------------------
+
+
+def test_sigterm_ends_a_worker_whose_broker_went_silent_within_its_timeout(
+    proxied: tuple[str, KafkaProxy], tmp_path: Path, unique_name: Callable[[str], str]
+) -> None:
+    bootstrap, proxy = proxied
+    stream = stream_behind(bootstrap, tmp_path, unique_name, ANALYTICS_SHUTDOWN_TIMEOUT_S="3")
+    with running_worker(stream, "w1") as worker:
+        proxy.pause()  # final commit, consumer stop, producer flush: nothing answers
+        worker.send_signal(signal.SIGTERM)
+        took = seconds_to_exit(worker, 3 + 5)
+        assert worker.returncode != 0, "cut short: not a clean exit"
+    assert "shutdown" in stream.log_text("w1"), stream.log_text("w1")[-3000:]
+    assert took >= 2.5, f"the worker had its {3} s to finish, and took {took:.1f} s"
+
+
+def test_a_second_sigterm_ends_the_worker_at_once(
+    proxied: tuple[str, KafkaProxy], tmp_path: Path, unique_name: Callable[[str], str]
+) -> None:
+    bootstrap, proxy = proxied
+    stream = stream_behind(bootstrap, tmp_path, unique_name, ANALYTICS_SHUTDOWN_TIMEOUT_S="60")
+    with running_worker(stream, "w1") as worker:
+        proxy.pause()
+        worker.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert worker.poll() is None, "the first SIGTERM waits for the shutdown"
+        worker.send_signal(signal.SIGTERM)
+        seconds_to_exit(worker, 2)
