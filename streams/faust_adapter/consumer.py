@@ -8,6 +8,8 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Hashable
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
+
 from codex_analytics.runtime.kafka import first_offsets
 
 log = logging.getLogger("codex_analytics.stream")
@@ -100,21 +102,42 @@ class GroupConsumer:
             return dict.fromkeys(wanted)
         return result
 
-    async def seek_back(self, tp: Hashable, offset: int) -> None:
-        """Read ``tp`` again from ``offset``. Faust records jumps it saw itself as acked
-        "gaps", which a commit may pass: forget them for this partition, the records are
-        about to be read again."""
+    async def seek_back(self, tp: Hashable, offset: int) -> bool:
+        """Read ``tp`` again from ``offset``; False when ``tp`` is not assigned to this
+        worker any more (revoked by a rebalance: its new owner starts from the committed
+        offset). Faust records jumps it saw itself as acked "gaps", which a commit may
+        pass: forget them for this partition, the records are about to be read again."""
         consumer = self._app.consumer
+        if tp not in self._assignment():
+            return False
         consumer._gap.pop(tp, None)
-        await consumer.seek(tp, offset)
+        try:
+            await consumer.seek(tp, offset)
+        except IllegalStateError:  # revoked between the check and the seek
+            return False
+        return True
+
+    def release(self, events: Collection[Any]) -> None:
+        """Events held back behind an offset hole will not be acked in this assignment
+        (they are read again, as new events, after the seek back). Faust's rebalance and
+        stop wait until every event it delivered is acked (``stream_wait_empty``): it
+        must not wait for these, or a revocation waits for ever for a hole that cannot
+        fill while Faust holds the flow. Not acking them keeps the commit below the
+        hole."""
+        unacked = self._app.consumer._unacked_messages
+        for event in events:
+            unacked.discard(event.message)
+
+    def _assignment(self) -> set[Any]:
+        try:
+            return set(self._app.consumer.assignment())
+        except Exception:  # not started, or shutting down
+            return set()
 
     def assigned(self, topic: str) -> list[Any]:
         """The partitions of ``topic`` assigned to this worker (none while the consumer
         is not started, or shutting down)."""
-        try:
-            return [tp for tp in self._app.consumer.assignment() if tp.topic == topic]
-        except Exception:
-            return []
+        return [tp for tp in self._assignment() if tp.topic == topic]
 
     def highwater(self, tp: Any) -> int:
         """The offset after the last record of ``tp`` the consumer has seen."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -16,7 +17,16 @@ import orjson
 import pytest
 
 from codex_analytics.devtools.broker import free_port
-from tests.integration.stream_helpers import StreamRun, generated_facts, produce, run
+from tests.integration.stream_helpers import (
+    ROOT,
+    StreamRun,
+    collect,
+    distinct_by_origin,
+    expected_events,
+    generated_facts,
+    produce,
+    run,
+)
 
 from .kafka_proxy import KafkaProxy, proxied_broker
 
@@ -108,3 +118,48 @@ def test_a_second_sigterm_ends_the_worker_at_once(
         assert worker.poll() is None, "the first SIGTERM waits for the shutdown"
         worker.send_signal(signal.SIGTERM)
         seconds_to_exit(worker, 2)
+
+
+# -- item 5: an offset hole open when its partition is revoked ---------------------------
+
+
+def test_scale_out_while_an_offset_hole_is_open_does_not_crash_the_worker(
+    stream_run: StreamRun,
+) -> None:
+    """Worker 1 holds a hole open on every partition (it never sees offset 1 while its
+    first assignment lasts) and asks for a seek back every 2 s; a second worker joins,
+    and the partitions move. Seeking a partition it no longer owns must not end it."""
+    stream_run.partitions = 4
+    facts = generated_facts(200, instances=8, seed=5)
+    expected = expected_events(facts)
+    with holed_worker(stream_run, "w1") as first:
+        run(produce(stream_run.bootstrap, stream_run.facts, facts))
+        wait_for(first, "a seek back", lambda: "re-reading" in stream_run.log_text("w1"), 60)
+        with stream_run.worker("w2") as second:
+            out = run(
+                collect(stream_run.bootstrap, stream_run.events, want=len(expected), within=45)
+            )
+            assert first.poll() is None, stream_run.log_text("w1")[-3000:]
+            assert second.poll() is None, stream_run.log_text("w2")[-3000:]
+    events, _ = distinct_by_origin(out)
+    assert events == expected, f"{len(events)} distinct events vs {len(expected)} expected"
+
+
+@contextmanager
+def holed_worker(stream: StreamRun, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A stream worker started through :mod:`tests.chaos.stream_with_hole`."""
+    log = open(stream.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.chaos.stream_with_hole"],
+        env=stream.env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        log.close()

@@ -211,7 +211,9 @@ def test_stores_record_the_changelog_offset_they_reached() -> None:
 
 def test_the_consumer_keeps_committed_offsets_and_gaps_by_partition() -> None:
     names = annotated(faust_aiokafka.Consumer)
-    assert {"_committed_offset", "_gap", "_thread"} <= names
+    assert {"_committed_offset", "_gap", "_thread", "_unacked_messages"} <= names
+    # What the rebalance and the stop wait for (GroupConsumer.release takes from it).
+    assert "self._unacked_messages" in source(faust_consumer.Consumer.wait_empty)
     assert shape(faust_consumer.Consumer.seek) == "(self, partition, offset)"
     assert shape(faust_aiokafka.Consumer.earliest_offsets) == "(self, *partitions)"
     assert shape(faust_aiokafka.Consumer.assignment) == "(self)"
