@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Hashable
 from typing import Any
 
 from aiokafka.errors import IllegalStateError
 
+from codex_analytics.runtime.errors import RetryableError
 from codex_analytics.runtime.kafka import first_offsets
 
 log = logging.getLogger("codex_analytics.stream")
@@ -19,8 +21,20 @@ log = logging.getLogger("codex_analytics.stream")
 #: broker's earliest offset.
 FirstOffsets = Callable[[Collection[Hashable]], Awaitable[dict[Hashable, int]]]
 
-#: The longest the batch loop waits for the broker's committed offsets.
+#: The longest the batch loop waits for the first offsets of partitions never committed.
 COMMITTED_LOOKUP_S = 5.0
+#: The longest the batch loop holds an assignment's partitions waiting for the broker's
+#: committed offsets; then the worker exits (a restart asks again).
+COMMITTED_DEADLINE_S = 60.0
+#: While it waits, it says so this often, and looks whether Faust's copy came in.
+COMMITTED_NOTICE_S = 5.0
+#: Pause before asking again after a lookup failed.
+COMMITTED_RETRY_S = 1.0
+
+
+class OffsetLookupError(RetryableError):
+    """The broker did not tell the group's committed offsets in time. Never read as "no
+    committed offset": that would restart the partitions from their first record."""
 
 
 class GroupConsumer:
@@ -74,33 +88,75 @@ class GroupConsumer:
         return starts
 
     async def committed_offsets(
-        self, partitions: Collection[Hashable], *, within_s: float = COMMITTED_LOOKUP_S
+        self, partitions: Collection[Hashable], *, within_s: float = COMMITTED_DEADLINE_S
     ) -> dict[Hashable, int | None]:
-        """The group's committed offset of each partition, from the broker (None: never
-        committed, or no answer within ``within_s``). Runs on the consumer's thread,
-        where Faust keeps the aiokafka client. Bounded because aiokafka retries the
-        lookup for as long as the coordinator answers with a retriable error (as it may
-        mid-rebalance), and the batch loop must not wait on that: a start too early is
-        only a re-read (repeats are dropped), and one too late is a hole the guard seeks
-        back from."""
+        """The group's committed offset of each partition (None: never committed).
+
+        A missing answer is never taken for "never committed": that would restart the
+        partition from its first record, re-reducing all it retains, and the instances
+        the idle sweep removed since would emit their old events again. So the lookup is
+        waited for, and asked again if it fails, for up to ``within_s``; meanwhile the
+        partitions are held (the batch loop waits here), and Faust's own copy is looked
+        at every few seconds (its seek to the committed offsets asks the broker too). No
+        answer by then raises :class:`OffsetLookupError`."""
+        wanted = list(partitions)
+        deadline = time.monotonic() + within_s
+        waited = 0.0
+        while True:
+            lookup = asyncio.ensure_future(self._ask_broker(wanted))
+            try:
+                while not lookup.done():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise OffsetLookupError(
+                            f"no committed offsets of {len(wanted)} partitions from the "
+                            f"broker within {within_s:.0f} s"
+                        )
+                    await asyncio.wait({lookup}, timeout=min(COMMITTED_NOTICE_S, left))
+                    if lookup.done():
+                        break
+                    faust_knows = self._faust_committed(wanted)
+                    if faust_knows is not None:
+                        return faust_knows
+                    waited += min(COMMITTED_NOTICE_S, left)
+                    log.warning(
+                        "no committed offsets of %d partitions from the broker for %.0f s: "
+                        "holding them (not reading them from the start)",
+                        len(wanted),
+                        waited,
+                    )
+                return lookup.result()
+            except OffsetLookupError:
+                raise
+            except Exception as exc:  # the lookup failed: ask again, within the deadline
+                if time.monotonic() + COMMITTED_RETRY_S >= deadline:
+                    raise OffsetLookupError(
+                        f"committed offsets of {len(wanted)} partitions: {type(exc).__name__}"
+                    ) from exc
+                log.warning("committed offsets lookup failed (%r): asking again", exc)
+                await asyncio.sleep(COMMITTED_RETRY_S)
+            finally:
+                lookup.cancel()
+
+    async def _ask_broker(self, partitions: list[Hashable]) -> dict[Hashable, int | None]:
+        """One lookup, on the consumer's thread (where Faust keeps the aiokafka client);
+        aiokafka itself retries it while the coordinator answers with retriable errors."""
         thread = self._app.consumer._thread
         client = thread._ensure_consumer()
-        wanted = list(partitions)
 
         async def lookup() -> dict[Hashable, int | None]:
-            return {tp: await client.committed(tp) for tp in wanted}
+            offsets = await asyncio.gather(*(client.committed(tp) for tp in partitions))
+            return dict(zip(partitions, offsets, strict=True))
 
-        try:
-            result: dict[Hashable, int | None] = await asyncio.wait_for(
-                thread.call_thread(lookup), within_s
-            )
-        except TimeoutError:
-            log.warning(
-                "no committed offsets from the broker within %.0f s: reading from the start",
-                within_s,
-            )
-            return dict.fromkeys(wanted)
+        result: dict[Hashable, int | None] = await thread.call_thread(lookup)
         return result
+
+    def _faust_committed(self, partitions: list[Hashable]) -> dict[Hashable, int | None] | None:
+        """Faust's copy of the committed offsets, if it has them all by now (it holds
+        only partitions that were committed)."""
+        known = self._app.consumer._committed_offset
+        found = {tp: known.get(tp) for tp in partitions}
+        return None if any(offset is None for offset in found.values()) else found
 
     async def seek_back(self, tp: Hashable, offset: int) -> bool:
         """Read ``tp`` again from ``offset``; False when ``tp`` is not assigned to this

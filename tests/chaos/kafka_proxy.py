@@ -164,16 +164,35 @@ class KafkaProxy:
     async def _responses(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, asked: dict[int, int]
     ) -> None:
-        with contextlib.suppress(OSError, ConnectionError, asyncio.IncompleteReadError):
+        """Each held response leaves ``held[api]`` seconds after it arrived (the ones
+        behind it wait their turn), as from a broker that is slow to answer that API."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def read() -> None:
             while True:
                 frame = await _frame(reader)
                 (correlation,) = _SIZE.unpack_from(frame, _SIZE.size)
                 api_key = asked.pop(correlation, -1)
-                delay = self.held.get(api_key)
+                delay = self.held.get(api_key, 0.0)
                 if delay:
                     self.held_count[api_key] = self.held_count.get(api_key, 0) + 1
-                    await asyncio.sleep(delay)
+                ready.put_nowait((loop.time() + delay, frame))
+
+        async def write() -> None:
+            while True:
+                release_at, frame = await ready.get()
+                await asyncio.sleep(max(0.0, release_at - loop.time()))
                 await self._pass(frame, writer)
+
+        with contextlib.suppress(OSError, ConnectionError, asyncio.IncompleteReadError):
+            reading = asyncio.ensure_future(read())
+            writing = asyncio.ensure_future(write())
+            try:
+                await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                reading.cancel()
+                writing.cancel()
         writer.transport.abort()
 
     async def _pass(self, frame: bytes, writer: asyncio.StreamWriter) -> None:

@@ -75,6 +75,7 @@ def running_worker(
     port = free_port("127.0.0.1")
     stream.extra_env["ANALYTICS_STREAM_HEALTH_ADDR"] = f"127.0.0.1:{port}"
     with stream.worker(name) as proc:
+        wait_for(proc, "assigned", lambda: healthz(port).get("partitions", 0) > 0, 60)
         run(produce(stream.bootstrap, stream.facts, generated_facts(facts, instances=5)))
         wait_for(proc, "facts reduced", lambda: healthz(port).get("records") == facts, 60)
         yield proc
@@ -132,7 +133,7 @@ def test_scale_out_while_an_offset_hole_is_open_does_not_crash_the_worker(
     stream_run.partitions = 4
     facts = generated_facts(200, instances=8, seed=5)
     expected = expected_events(facts)
-    with holed_worker(stream_run, "w1") as first:
+    with test_only_worker(stream_run, "w1", "tests.chaos.stream_with_hole") as first:
         run(produce(stream_run.bootstrap, stream_run.facts, facts))
         wait_for(first, "a seek back", lambda: "re-reading" in stream_run.log_text("w1"), 60)
         with stream_run.worker("w2") as second:
@@ -146,11 +147,13 @@ def test_scale_out_while_an_offset_hole_is_open_does_not_crash_the_worker(
 
 
 @contextmanager
-def holed_worker(stream: StreamRun, name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A stream worker started through :mod:`tests.chaos.stream_with_hole`."""
+def test_only_worker(
+    stream: StreamRun, name: str, module: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A stream worker started through a test-only seam, ``python -m module``."""
     log = open(stream.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.chaos.stream_with_hole"],
+        [sys.executable, "-m", module],
         env=stream.env(),
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -163,3 +166,49 @@ def holed_worker(stream: StreamRun, name: str) -> Iterator[subprocess.Popen[byte
             proc.kill()
         proc.wait()
         log.close()
+
+
+# -- item 11: a slow committed-offset lookup ---------------------------------------------
+
+#: States swept 0.36 s after their last write (the shortest horizons allowed).
+FAST_SWEEP = {
+    "ANALYTICS_STATE_HORIZON_HOURS": "0.0001",
+    "ANALYTICS_DEDUPE_HORIZON_HOURS": "0.0001",
+    "ANALYTICS_STATE_RETENTION_HOURS": "0.0001",
+    "ANALYTICS_STREAM_SWEEP_INTERVAL_S": "0.5",
+}
+
+
+def test_a_slow_committed_offset_lookup_does_not_restart_from_the_start(
+    stream_run: StreamRun,
+) -> None:
+    """A worker restarts; its first records arrive before Faust's copy of the committed
+    offsets, and the broker takes 6 s to answer the worker's own lookup (which gave up
+    after 5 s and read from the start). It must go on from the committed offsets:
+    nothing reduced again, no event of a swept instance re-emitted."""
+    stream = stream_run
+    stream.partitions = 2
+    stream.extra_env.update(FAST_SWEEP)
+    bootstrap = stream.bootstrap
+    first_port = free_port("127.0.0.1")
+    stream.extra_env["ANALYTICS_STREAM_HEALTH_ADDR"] = f"127.0.0.1:{first_port}"
+    facts = generated_facts(60, instances=6, seed=3)
+    with stream.worker("w1") as first:
+        wait_for(first, "assigned", lambda: healthz(first_port).get("partitions", 0) > 0, 60)
+        run(produce(bootstrap, stream.facts, facts))
+        wait_for(first, "facts reduced", lambda: healthz(first_port).get("records") == 60, 60)
+        wait_for(first, "states swept", lambda: "idle sweep: deleted" in stream.log_text("w1"), 30)
+        before = run(collect(bootstrap, stream.events, want=10**6, within=3, settle=0))
+        assert before.raw, "the first worker emitted events"
+    second_port = free_port("127.0.0.1")
+    stream.extra_env["ANALYTICS_STREAM_HEALTH_ADDR"] = f"127.0.0.1:{second_port}"
+    with test_only_worker(stream, "w2", "tests.chaos.stream_with_slow_lookup") as second:
+        wait_for(second, "assigned", lambda: healthz(second_port).get("partitions", 0) > 0, 60)
+        run(produce(bootstrap, stream.facts, generated_facts(1, instances=1, seed=77)))
+        wait_for(second, "the new fact", lambda: healthz(second_port).get("records", 0) >= 1, 40)
+        time.sleep(2)  # a restart from the start would go on re-reducing
+        reduced = healthz(second_port).get("records")
+    assert reduced == 1, f"the second worker reduced {reduced} records: it re-read old ones"
+    after = run(collect(bootstrap, stream.events, want=10**6, within=3, settle=0))
+    old = set(before.raw)
+    assert sum(raw in old for raw in after.raw) == len(before.raw), "old events re-emitted"
