@@ -1,4 +1,4 @@
-"""``python -m tests.chaos.stream_with_hole``: ``codex-analytics stream worker`` that
+"""``python -m tests.chaos.stream_with_hole stream worker``: the stream worker that
 never sees offset 1 of any facts partition while its first assignment lasts, as if
 Faust had skipped that record every time.
 
@@ -44,4 +44,4 @@ async def _agent_missing_one_offset(
 
 if __name__ == "__main__":
     StreamWorker._agent = _agent_missing_one_offset  # type: ignore[method-assign]
-    sys.exit(main(["stream", "worker"]))
+    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""``python -m tests.chaos.stream_with_slow_lookup``: ``codex-analytics stream worker``
+"""``python -m tests.chaos.stream_with_slow_lookup stream worker``: the stream worker
 whose own committed-offset lookup gets its answer after ``LOOKUP_DELAY_S``, and whose
 Faust copy of the committed offsets comes in ``FAUST_COPY_DELAY_S`` after Faust's seek.
 
@@ -48,4 +48,4 @@ async def _late_copy(self: Consumer) -> None:
 if __name__ == "__main__":
     aiokafka.AIOKafkaConsumer.committed = _slow_for_the_worker  # type: ignore[method-assign]
     Consumer.perform_seek = _late_copy  # type: ignore[method-assign]
-    sys.exit(main(["stream", "worker"]))
+    sys.exit(main(sys.argv[1:]))

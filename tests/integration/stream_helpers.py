@@ -73,13 +73,18 @@ class StreamRun:
 
 @contextmanager
 def cli_process(
-    args: list[str], env: dict[str, str], log_path: Path
+    args: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    module: str = "codex_analytics.cli.main",
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``codex-analytics ARGS`` as a child process, output appended to ``log_path``;
-    SIGTERM (then SIGKILL after 30 s) when the block ends, unless it already exited."""
+    """``codex-analytics ARGS`` (or ``python -m MODULE ARGS``) as a child process, output
+    appended to ``log_path``; SIGTERM (then SIGKILL after 30 s) when the block ends,
+    unless it already exited."""
     log = open(log_path, "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "codex_analytics.cli.main", *args],
+        [sys.executable, "-m", module, *args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
