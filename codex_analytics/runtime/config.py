@@ -232,7 +232,7 @@ SHUTDOWN_TIMEOUT_S = declare(
     10.0,
     help="SIGTERM: time to finish the work in flight (the sink: flush and deliver open "
     "batches) before exiting anyway; the stream worker exits at once on a second SIGTERM",
-    used_by=("sink worker", "stream worker"),
+    used_by=("sink worker", "stream worker", "replay"),  # replay reads the stream settings
 )
 
 SETTINGS: tuple[Setting[Any, Any], ...] = (LOG_LEVEL, FACTS_PER_RECORD, SHUTDOWN_TIMEOUT_S)
