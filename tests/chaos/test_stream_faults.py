@@ -121,6 +121,7 @@ def test_sigterm_ends_a_worker_whose_broker_went_silent_within_its_timeout(
         assert worker.returncode == EXIT_SHUTDOWN_CUT_SHORT
     assert "shutdown did not finish" in stream.log_text("w1"), stream.log_text("w1")[-3000:]
     assert took >= 2.5, f"the worker had its 3 s to finish, and took {took:.1f} s"
+    print(f"SIGTERM with the broker silent: exited after {took:.1f} s (timeout 3 s)")
 
 
 def test_a_second_sigterm_ends_the_worker_at_once(
@@ -130,7 +131,7 @@ def test_a_second_sigterm_ends_the_worker_at_once(
         time.sleep(1.0)
         assert worker.poll() is None, "the first SIGTERM waits for the shutdown"
         worker.send_signal(signal.SIGTERM)
-        seconds_to_exit(worker, 2)
+        print(f"second SIGTERM: exited after {seconds_to_exit(worker, 2):.2f} s")
 
 
 # -- item 5: an offset hole open when its partition is revoked ---------------------------
