@@ -31,6 +31,7 @@ from codex_analytics.runtime.metrics import partition_lag
 
 from .commit import BatchCommit, Output, StateChange, fatal
 from .faust_adapter.app import StreamApp
+from .faust_adapter.consumer import AssignmentChanged
 from .handoff import Handoff
 from .idle_sweep import IdleSweep
 from .metrics import StreamCounts, StreamMetrics
@@ -167,7 +168,12 @@ class StreamWorker:
         self._follow_assignment()
         unknown = self.guard.unknown(events)
         if unknown:
-            for tp, offset in (await self.consumer.start_offsets(unknown)).items():
+            try:
+                starts = await self.consumer.start_offsets(unknown)
+            except AssignmentChanged:
+                # Neither reduced nor acked: the new assignment reads them again.
+                return Continuity(held=list(events))
+            for tp, offset in starts.items():
                 self.guard.start(tp, offset)
         return self.guard.check(events, time.monotonic())
 

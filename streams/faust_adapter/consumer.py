@@ -26,10 +26,17 @@ COMMITTED_LOOKUP_S = 5.0
 #: The longest the batch loop holds an assignment's partitions waiting for the broker's
 #: committed offsets; then the worker exits (a restart asks again).
 COMMITTED_DEADLINE_S = 60.0
-#: While it waits, it says so this often, and looks whether Faust's copy came in.
+#: While it waits, it looks this often whether Faust's copy came in or a rebalance began,
+COMMITTED_TICK_S = 0.5
+#: and says so this often.
 COMMITTED_NOTICE_S = 5.0
 #: Pause before asking again after a lookup failed.
 COMMITTED_RETRY_S = 1.0
+
+
+class AssignmentChanged(Exception):
+    """A rebalance began while the batch loop waited for committed offsets: the events
+    it holds belong to the old assignment (the new one reads them again)."""
 
 
 class OffsetLookupError(RetryableError):
@@ -101,32 +108,12 @@ class GroupConsumer:
         answer by then raises :class:`OffsetLookupError`."""
         wanted = list(partitions)
         deadline = time.monotonic() + within_s
-        waited = 0.0
+        generation = self.generation
         while True:
             lookup = asyncio.ensure_future(self._ask_broker(wanted))
             try:
-                while not lookup.done():
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise OffsetLookupError(
-                            f"no committed offsets of {len(wanted)} partitions from the "
-                            f"broker within {within_s:.0f} s"
-                        )
-                    await asyncio.wait({lookup}, timeout=min(COMMITTED_NOTICE_S, left))
-                    if lookup.done():
-                        break
-                    faust_knows = self._faust_committed(wanted)
-                    if faust_knows is not None:
-                        return faust_knows
-                    waited += min(COMMITTED_NOTICE_S, left)
-                    log.warning(
-                        "no committed offsets of %d partitions from the broker for %.0f s: "
-                        "holding them (not reading them from the start)",
-                        len(wanted),
-                        waited,
-                    )
-                return lookup.result()
-            except OffsetLookupError:
+                return await self._answer(lookup, wanted, deadline, generation)
+            except (OffsetLookupError, AssignmentChanged):
                 raise
             except Exception as exc:  # the lookup failed: ask again, within the deadline
                 if time.monotonic() + COMMITTED_RETRY_S >= deadline:
@@ -137,6 +124,42 @@ class GroupConsumer:
                 await asyncio.sleep(COMMITTED_RETRY_S)
             finally:
                 lookup.cancel()
+
+    async def _answer(
+        self,
+        lookup: asyncio.Future[dict[Hashable, int | None]],
+        wanted: list[Hashable],
+        deadline: float,
+        generation: int,
+    ) -> dict[Hashable, int | None]:
+        """The lookup's answer, or Faust's copy if it has them all first. A rebalance
+        meanwhile ends the wait (:class:`AssignmentChanged`): Faust's revocation waits
+        for the events the batch loop holds while it waits here."""
+        started = time.monotonic()
+        notice_at = started + COMMITTED_NOTICE_S
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise OffsetLookupError(
+                    f"no committed offsets of {len(wanted)} partitions from the broker "
+                    f"within {now - started:.0f} s"
+                )
+            await asyncio.wait({lookup}, timeout=min(COMMITTED_TICK_S, deadline - now))
+            if lookup.done():
+                return lookup.result()
+            if self.rebalancing or self.generation != generation:
+                raise AssignmentChanged
+            faust_knows = self._faust_committed(wanted)
+            if faust_knows is not None:
+                return faust_knows
+            if time.monotonic() >= notice_at:
+                notice_at += COMMITTED_NOTICE_S
+                log.warning(
+                    "no committed offsets of %d partitions from the broker for %.0f s: "
+                    "holding them (not reading them from the start)",
+                    len(wanted),
+                    time.monotonic() - started,
+                )
 
     async def _ask_broker(self, partitions: list[Hashable]) -> dict[Hashable, int | None]:
         """One lookup, on the consumer's thread (where Faust keeps the aiokafka client);

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from streams.faust_adapter import consumer as consumer_module
-from streams.faust_adapter.consumer import GroupConsumer, OffsetLookupError
+from streams.faust_adapter.consumer import AssignmentChanged, GroupConsumer, OffsetLookupError
 
 
 class _Client:
@@ -48,11 +48,13 @@ def group_of(client: _Client, faust_copy: dict[Hashable, int] | None = None) -> 
     faust_consumer = SimpleNamespace(
         _thread=_Thread(client), _committed_offset=faust_copy if faust_copy is not None else {}
     )
-    return GroupConsumer(SimpleNamespace(consumer=faust_consumer), "unused:9092")
+    app = SimpleNamespace(consumer=faust_consumer, consumer_generation_id=1, rebalancing=False)
+    return GroupConsumer(app, "unused:9092")
 
 
 @pytest.fixture(autouse=True)
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(consumer_module, "COMMITTED_TICK_S", 0.02)
     monkeypatch.setattr(consumer_module, "COMMITTED_NOTICE_S", 0.05)
     monkeypatch.setattr(consumer_module, "COMMITTED_RETRY_S", 0.01)
 
@@ -91,3 +93,11 @@ async def test_faust_copy_arriving_meanwhile_ends_the_wait() -> None:
     group = group_of(client, faust_copy)
     asyncio.get_running_loop().call_later(0.1, faust_copy.update, {"a": 7})
     assert await group.committed_offsets(["a"], within_s=5) == {"a": 7}
+
+
+async def test_a_rebalance_ends_the_wait() -> None:
+    """Faust's revocation waits for the events the batch loop holds while it waits."""
+    group = group_of(_Client({"a": 7}, delay_s=10))
+    asyncio.get_running_loop().call_later(0.1, setattr, group._app, "rebalancing", True)
+    with pytest.raises(AssignmentChanged):
+        await group.committed_offsets(["a"], within_s=5)
