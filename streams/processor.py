@@ -127,6 +127,10 @@ class FactProcessor:
                     continue
                 if reduction.drops:
                     out.warnings.extend(d for d in reduction.drops if d.reason.logged)
+                    refused = next((d for d in reduction.drops if d.reason.dead_letters), None)
+                    if refused is not None:
+                        raw = value if item.index is None else encode_fact(fact)
+                        out.dead_letters.append(_refusal(record, raw, refused, item.index))
                 if reduction.events:
                     _route(fact, reduction.events, out)
         cache, limit = self._cache, self.state_cache_size
@@ -177,5 +181,25 @@ def _dead_letter(
         offset=record.offset,
         path=error.path,
         detail=error.detail,
-        extra=() if index is None else [("source.pack_index", str(index).encode())],
+        extra=_pack_index(index),
     )
+
+
+def _refusal(record: SourceRecord, raw: bytes, drop: Drop, index: int | None) -> DeadLetter:
+    """The dead letter of a fact the reducer refused (``DropReason.dead_letters``)."""
+    ids = ", ".join(f"{name}={value}" for name, value in drop.ids)
+    return dead_letter(
+        raw,
+        record.key,
+        reason=drop.reason.value,
+        stage="reduce",
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        detail=f"{drop.message} ({ids})",
+        extra=_pack_index(index),
+    )
+
+
+def _pack_index(index: int | None) -> list[tuple[str, bytes]]:
+    return [] if index is None else [("source.pack_index", str(index).encode())]

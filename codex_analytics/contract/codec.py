@@ -22,8 +22,9 @@ from .facts import (
     FactEnvelope,
     Source,
 )
+from .limits import MAX_ID_CHARS
 from .records import EventRecord, Origin
-from .schema import _U64_MAX, _check_u64, decoder_for, to_wire, wrong_type
+from .schema import _U64_MAX, _check_u64, decoder_for, to_wire, too_long, wrong_type
 
 #: Largest fact record accepted (bytes). Upstream facts are small; a larger record is
 #: a producer bug or abuse, and it goes to the dead-letter topic.
@@ -105,6 +106,8 @@ def _fact_from_json(obj: Any) -> FactEnvelope:
     fact_id = _field(obj, "fact_id")
     if type(fact_id) is not str:
         raise wrong_type("string", fact_id).within("fact_id")
+    if len(fact_id) > MAX_ID_CHARS:
+        raise too_long(len(fact_id), MAX_ID_CHARS).within("fact_id")
     raw_source = _field(obj, "source")
     source = _cached_source(raw_source)
     seq = _field(obj, "seq")

@@ -231,7 +231,8 @@ SHUTDOWN_TIMEOUT_S = declare(
     number(minimum=0),
     10.0,
     help="SIGTERM: time to finish the work in flight (the sink: flush and deliver open "
-    "batches) before exiting anyway; the stream worker exits at once on a second SIGTERM",
+    "batches; its last commit and leaving the group add at most ~3 s) before exiting "
+    "anyway; a second SIGTERM exits at once",
     used_by=("sink worker", "stream worker", "replay"),  # replay reads the stream settings
 )
 

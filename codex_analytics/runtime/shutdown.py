@@ -7,18 +7,22 @@ does not try to bound each wait: on the first stop signal it arms a timer on a t
 its own (the event loop may be the thing that is stuck), and when the time is up it ends
 the process. Nothing is lost by that: offsets are committed only for work already out,
 so a restart repeats what the stop did not finish. A second signal ends it at once.
+The statuses are the sink's (``sinks/runner.py``): 75 past the deadline, 128 + the
+signal on a second one.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from collections.abc import Callable
 
 log = logging.getLogger("codex_analytics.shutdown")
 
-#: Exit status of a stop cut short (EX_TEMPFAIL): a restart repeats the unfinished work.
+#: Exit status of a stop past its deadline (EX_TEMPFAIL): a restart repeats the
+#: unfinished work.
 EXIT_SHUTDOWN_CUT_SHORT = 75
 
 
@@ -40,14 +44,14 @@ class ShutdownDeadline:
         self._exit_now = exit_now
         self._timer: threading.Timer | None = None
 
-    def signalled(self) -> None:
+    def signalled(self, signum: signal.Signals) -> None:
         if self._timer is None:
             self._timer = threading.Timer(self.timeout_s + self.grace_s, self._expire)
             self._timer.daemon = True
             self._timer.start()
             log.info("stopping: %.4g s to finish, then the process exits", self.timeout_s)
         else:
-            self._end("a second stop signal: exiting now")
+            self._end(f"second {signum.name}: exiting without waiting for the stop", 128 + signum)
 
     def cancel(self) -> None:
         """The stop finished in time."""
@@ -55,10 +59,13 @@ class ShutdownDeadline:
             self._timer.cancel()
 
     def _expire(self) -> None:
-        self._end(f"the shutdown did not finish within {self.timeout_s:.4g} s: exiting now")
+        self._end(
+            f"the shutdown did not finish within {self.timeout_s:.4g} s: exiting now",
+            EXIT_SHUTDOWN_CUT_SHORT,
+        )
 
-    def _end(self, why: str) -> None:
-        log.critical(why)
+    def _end(self, why: str, status: int) -> None:
+        log.critical("%s; what was not committed is read again by the next owner", why)
         for handler in logging.getLogger().handlers:
             handler.flush()  # not logging.shutdown(): it takes locks a stuck thread may hold
-        self._exit_now(EXIT_SHUTDOWN_CUT_SHORT)
+        self._exit_now(status)

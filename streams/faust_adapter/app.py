@@ -6,6 +6,7 @@ The worker gets from it classes of ours (:class:`~.store.StateStore`,
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import metadata
 from typing import Any
@@ -133,11 +134,11 @@ class _QuietWorker(faust.Worker):
         self._deadline = deadline
 
     def _on_sigterm(self) -> None:
-        self._deadline.signalled()
+        self._deadline.signalled(signal.SIGTERM)
         super()._on_sigterm()
 
     def _on_sigint(self) -> None:
-        self._deadline.signalled()
+        self._deadline.signalled(signal.SIGINT)
         super()._on_sigint()
 
 

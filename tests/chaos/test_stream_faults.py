@@ -132,6 +132,7 @@ def test_a_second_sigterm_ends_the_worker_at_once(
         assert worker.poll() is None, "the first SIGTERM waits for the shutdown"
         worker.send_signal(signal.SIGTERM)
         print(f"second SIGTERM: exited after {seconds_to_exit(worker, 2):.2f} s")
+        assert worker.returncode == 128 + signal.SIGTERM
 
 
 # -- item 5: an offset hole open when its partition is revoked ---------------------------

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,10 +78,12 @@ def cli_process(
     log_path: Path,
     *,
     module: str = "codex_analytics.cli.main",
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``codex-analytics ARGS`` (or ``python -m MODULE ARGS``) as a child process, output
     appended to ``log_path``; SIGTERM (then SIGKILL after 30 s) when the block ends,
-    unless it already exited."""
+    unless it already exited. ``preexec_fn`` runs in the child before exec (to drop
+    privileges, say)."""
     log = open(log_path, "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", module, *args],
@@ -89,6 +91,7 @@ def cli_process(
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
+        preexec_fn=preexec_fn,
     )
     try:
         yield proc
