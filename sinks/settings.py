@@ -15,6 +15,7 @@ from typing import Any
 
 from codex_analytics.runtime.config import (
     LOG_LEVEL,
+    SHUTDOWN_TIMEOUT_S,
     Setting,
     address,
     boolean,
@@ -221,14 +222,6 @@ VALIDATE_EVENTS = declare(
     "its bytes, checked to be JSON, pass through",
     used_by=_SINK,
 )
-SHUTDOWN_TIMEOUT_S = declare(
-    "ANALYTICS_SHUTDOWN_TIMEOUT_S",
-    number(minimum=0),
-    10.0,
-    help="SIGTERM: time to flush and deliver open batches before exiting (the last "
-    "commit and leaving the group add at most ~3 s; a second SIGTERM exits at once)",
-    used_by=_SINK,
-)
 SESSION_TIMEOUT_MS = declare(
     "ANALYTICS_KAFKA_SESSION_TIMEOUT_MS",
     integer(minimum=1000),
@@ -271,7 +264,6 @@ SETTINGS: tuple[Setting[Any, Any], ...] = (
     CREDENTIAL_WAIT_S,
     MAX_BUFFERED,
     VALIDATE_EVENTS,
-    SHUTDOWN_TIMEOUT_S,
     SESSION_TIMEOUT_MS,
     HEALTH_ADDR,
     SINK_LOG_LEVEL,

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from .commit import BatchCommit, StateChange
 from .metrics import StreamCounts
-from .sweep import find_idle, stamp
+from .sweep import find_idle, stamp, unstamped, written_before
 
 log = logging.getLogger("codex_analytics.stream")
 
@@ -99,13 +99,13 @@ class IdleSweep:
             self._items = None
             return
         now_ms = int(time.time() * 1000)
-        found = find_idle(chunk, now_ms - self.retention_ms, self._caught_up())
+        cutoff_ms = now_ms - self.retention_ms
+        found = find_idle(chunk, cutoff_ms, self._caught_up())
         if found.idle:
-            await self._delete(found.idle)
+            await self._delete(found.idle, cutoff_ms)
         if found.unstamped:
             await self._stamp(found.unstamped, now_ms)
         self._kept += found.kept + len(found.unstamped)
-        self._deleted += len(found.idle)
         if len(chunk) < SWEEP_SLICE:
             self._items = None
             self._counts.sweeps += 1
@@ -117,21 +117,34 @@ class IdleSweep:
                     self._kept,
                 )
 
-    async def _delete(self, idle: list[tuple[bytes, int]]) -> None:
-        """Tombstones, then out of the store and the decoded-state cache."""
+    async def _delete(self, idle: list[tuple[bytes, int]], cutoff_ms: int) -> None:
+        """Tombstones, then out of the store and the decoded-state cache. What the walk
+        found idle may be a snapshot's (RocksDB): only states whose live value is still
+        idle go; one a batch rewrote since the walk started stays."""
+        store = self._store
+        still_idle = [
+            (key, partition)
+            for key, partition in idle
+            if written_before(store.get(key, partition), cutoff_ms)
+        ]
+        self._kept += len(idle) - len(still_idle)
+        if not still_idle:
+            return
         await self._commit.write_states(
-            [StateChange(key, None, partition) for key, partition in idle]
+            [StateChange(key, None, partition) for key, partition in still_idle]
         )
-        for key, _ in idle:
+        for key, _ in still_idle:
             self._forget(key.decode())
-        self._counts.swept_states += len(idle)
+        self._counts.swept_states += len(still_idle)
+        self._deleted += len(still_idle)
 
-    async def _stamp(self, unstamped: list[tuple[bytes, int]], now_ms: int) -> None:
-        """States written before stamps existed get one now; they age from here."""
-        await self._commit.write_states(
-            [
-                StateChange(key, stamp(value, now_ms, partition), partition)
-                for key, partition in unstamped
-                if (value := self._store.get(key, partition)) is not None
-            ]
-        )
+    async def _stamp(self, found: list[tuple[bytes, int]], now_ms: int) -> None:
+        """States written before stamps existed get one now; they age from here. A
+        batch may have stamped one since the walk's snapshot: that one is left alone."""
+        stamped = [
+            StateChange(key, stamp(value, now_ms, partition), partition)
+            for key, partition in found
+            if unstamped(value := self._store.get(key, partition)) and value is not None
+        ]
+        if stamped:
+            await self._commit.write_states(stamped)

@@ -27,6 +27,9 @@ class Continuity:
     ack: list[Any] = field(default_factory=list)
     #: Partitions with a hole: seek them back to this offset (nothing past it is acked).
     seek: dict[Hashable, int] = field(default_factory=dict)
+    #: Events held back behind a hole: neither reduced nor acked now; they are read
+    #: again, as new events, once the hole is filled.
+    held: list[Any] = field(default_factory=list)
 
 
 class OffsetGuard:
@@ -67,13 +70,22 @@ class OffsetGuard:
                 out.ack.append(event)
             elif offset < want:
                 out.ack.append(event)  # delivered again after a seek: already reduced
-            elif tp not in holes:
-                holes[tp] = now  # a new hole: seek once, hold back what follows it
-                out.seek[tp] = want
-            elif now - holes[tp] >= self.retry_after_s:
-                holes[tp] = now
-                out.seek[tp] = want
+            else:
+                out.held.append(event)
+                if tp not in holes:
+                    holes[tp] = now  # a new hole: seek once, hold back what follows it
+                    out.seek[tp] = want
+                elif now - holes[tp] >= self.retry_after_s:
+                    holes[tp] = now
+                    out.seek[tp] = want
         return out
+
+    def forget(self, tp: Hashable) -> None:
+        """``tp`` is no longer ours (revoked): no hole to fill, no seek to repeat. If it
+        comes back, it starts again from the committed offset, which a hole's records
+        never passed (nothing past a hole is acked)."""
+        self.expected.pop(tp, None)
+        self.holes.pop(tp, None)
 
     def due_seeks(self, now: float) -> dict[Hashable, int]:
         """Seeks to repeat for holes that no record has filled in ``retry_after_s``.

@@ -14,6 +14,7 @@ from typing import Any
 
 from codex_analytics.runtime.config import (
     LOG_LEVEL,
+    SHUTDOWN_TIMEOUT_S,
     Setting,
     address,
     choice,
@@ -179,6 +180,9 @@ class StreamSettings:
     state_cache_size: int = STATE_CACHE.default
     #: ``HOST:PORT`` of ``/healthz`` and ``/metrics`` (off when unset).
     health_addr: str | None = HEALTH_ADDR.default
+    #: SIGTERM: the batch in flight, the last commit and Faust's shutdown have this long
+    #: together; then the process exits anyway (a second SIGTERM: at once).
+    shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S.default
     log_level: str = LOG_LEVEL.default
 
     @classmethod
@@ -213,5 +217,6 @@ class StreamSettings:
             max_record_bytes=MAX_RECORD_BYTES.read(env),
             state_cache_size=STATE_CACHE.read(env),
             health_addr=HEALTH_ADDR.read(env),
+            shutdown_timeout_s=SHUTDOWN_TIMEOUT_S.read(env),
             log_level=LOG_LEVEL.read(env),
         )

@@ -42,6 +42,23 @@ def state_of(value: bytes | None) -> bytes | None:
     return value[STAMP_SIZE:]
 
 
+def written_before(value: bytes | None, cutoff_ms: int) -> bool:
+    """Whether a stored value is a stamped state last written before ``cutoff_ms``.
+
+    The sweep walks a store in slices between batches, and a RocksDB iterator reads the
+    snapshot taken when the walk started: a state a batch rewrote since still shows its
+    old stamp there. Before deleting, the sweep asks this of the live value."""
+    if value is None or value[:1] != b"\x01":
+        return False
+    _, written_ms, _ = _STAMP.unpack_from(value)
+    return bool(written_ms < cutoff_ms)
+
+
+def unstamped(value: bytes | None) -> bool:
+    """Whether a stored value is a state from before stamps (JSON)."""
+    return value is not None and value[:1] == b"{"
+
+
 @dataclass(slots=True)
 class SweepFindings:
     #: (key, partition) of states last written before the cutoff: delete them.
@@ -61,11 +78,10 @@ def find_idle(
     owned, or not fully processed) are left alone."""
     found = SweepFindings()
     for key, value, store_partition in items:
-        head = value[:1]
-        if head != b"\x01":
+        if value[:1] != b"\x01":
             # A state from before stamps (JSON); anything else (the changelog's end
             # markers) is not a state.
-            if head == b"{" and store_partition is not None and store_partition in partitions:
+            if unstamped(value) and store_partition is not None and store_partition in partitions:
                 found.unstamped.append((key, store_partition))
             continue
         _, written_ms, partition = _STAMP.unpack_from(value)

@@ -31,6 +31,7 @@ from codex_analytics.runtime.metrics import partition_lag
 
 from .commit import BatchCommit, Output, StateChange, fatal
 from .faust_adapter.app import StreamApp
+from .faust_adapter.consumer import AssignmentChanged
 from .handoff import Handoff
 from .idle_sweep import IdleSweep
 from .metrics import StreamCounts, StreamMetrics
@@ -110,9 +111,10 @@ class StreamWorker:
                 await handoff.put(event)
         finally:
             # Stopping: let the batch in flight finish (its acks make the last commit
-            # exact), then stop the loop where it waits for the next one.
+            # exact), then stop the loop where it waits for the next one. Half the
+            # shutdown timeout at most: Faust's own stop (the final commit) needs the rest.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(idle.wait(), 30)
+                await asyncio.wait_for(idle.wait(), self.settings.shutdown_timeout_s / 2)
             batches.cancel()
             log.info("stream totals: %s", self._summary())
 
@@ -130,6 +132,7 @@ class StreamWorker:
                 if events:
                     started = time.monotonic()
                     continuity = await self._continuity(events)
+                    self.consumer.release(continuity.held)
                     batch = self._reduce(continuity.process) if continuity.process else None
                     outputs, states = self._writes(batch)
                     await self.commit.commit(outputs, states, continuity.ack, acknowledge)
@@ -139,6 +142,7 @@ class StreamWorker:
                     for tp, offset in continuity.seek.items():
                         await self._seek_back(tp, offset)
                     del events, continuity  # held-back records: nothing keeps them unacked
+                self._follow_assignment()
                 for tp, offset in self.guard.due_seeks(time.monotonic()).items():
                     await self._seek_back(tp, offset)
                 await self.sweep.step()
@@ -153,21 +157,35 @@ class StreamWorker:
         retry = self.guard.next_retry_in(now)
         return max(0.0, sweep if retry is None else min(sweep, retry))
 
-    async def _continuity(self, events: list[Any]) -> Continuity:
+    def _follow_assignment(self) -> None:
+        """A new assignment: the guard's expectations and holes were the old one's."""
         if self.consumer.generation != self._generation:
             self._generation = self.consumer.generation
             self.guard.reset()
             self.processor.clear_cache()  # another worker may have owned these partitions
+
+    async def _continuity(self, events: list[Any]) -> Continuity:
+        self._follow_assignment()
         unknown = self.guard.unknown(events)
         if unknown:
-            for tp, offset in (await self.consumer.start_offsets(unknown)).items():
+            try:
+                starts = await self.consumer.start_offsets(unknown)
+            except AssignmentChanged:
+                # Neither reduced nor acked: the new assignment reads them again.
+                return Continuity(held=list(events))
+            for tp, offset in starts.items():
                 self.guard.start(tp, offset)
         return self.guard.check(events, time.monotonic())
 
     async def _seek_back(self, tp: Hashable, offset: int) -> None:
+        if not await self.consumer.seek_back(tp, offset):
+            # Revoked while its hole was open: its new owner starts from the committed
+            # offset, which is below the hole.
+            log.info("offset gap on %s: no longer assigned here, not re-reading", tp)
+            self.guard.forget(tp)
+            return
         log.warning("offset gap on %s: re-reading from offset %d", tp, offset)
         self.counts.seeks += 1
-        await self.consumer.seek_back(tp, offset)
 
     def _reduce(self, events: list[Any]) -> ProcessedBatch:
         records = [

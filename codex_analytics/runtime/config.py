@@ -226,4 +226,14 @@ FACTS_PER_RECORD = declare(
     used_by=("gateway", "produce", "generate", "client library"),
 )
 
-SETTINGS: tuple[Setting[Any, Any], ...] = (LOG_LEVEL, FACTS_PER_RECORD)
+SHUTDOWN_TIMEOUT_S = declare(
+    "ANALYTICS_SHUTDOWN_TIMEOUT_S",
+    number(minimum=0),
+    10.0,
+    help="SIGTERM: time to finish the work in flight (the sink: flush and deliver open "
+    "batches; its last commit and leaving the group add at most ~3 s) before exiting "
+    "anyway; a second SIGTERM exits at once",
+    used_by=("sink worker", "stream worker", "replay"),  # replay reads the stream settings
+)
+
+SETTINGS: tuple[Setting[Any, Any], ...] = (LOG_LEVEL, FACTS_PER_RECORD, SHUTDOWN_TIMEOUT_S)

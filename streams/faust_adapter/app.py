@@ -6,11 +6,14 @@ The worker gets from it classes of ours (:class:`~.store.StateStore`,
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import metadata
 from typing import Any
 
 import faust
+
+from codex_analytics.runtime.shutdown import ShutdownDeadline
 
 from ..settings import StreamSettings
 from .consumer import GroupConsumer
@@ -28,6 +31,7 @@ class StreamApp:
     def __init__(self, settings: StreamSettings, bootstrap: str, partitions: int) -> None:
         _require_registered_transport()
         topics = settings.topics
+        self._shutdown_timeout_s = settings.shutdown_timeout_s
         self._app = faust.App(
             settings.app_id,
             broker=[f"{SCHEME}://{server.strip()}" for server in bootstrap.split(",")],
@@ -93,9 +97,12 @@ class StreamApp:
         return bool(self._app.started) and not self._app.should_stop
 
     def run(self, log_level: str, logging_config: dict[str, Any]) -> int:
-        """Run the app as a Faust worker until SIGTERM/SIGINT; its exit status."""
+        """Run the app as a Faust worker until SIGTERM/SIGINT; its exit status. The stop
+        has ``ANALYTICS_SHUTDOWN_TIMEOUT_S`` (see :class:`ShutdownDeadline`)."""
+        deadline = ShutdownDeadline(self._shutdown_timeout_s)
         worker = _QuietWorker(
             self._app,
+            deadline,
             loglevel=log_level,
             logging_config=logging_config,
             redirect_stdouts=False,
@@ -105,17 +112,34 @@ class StreamApp:
             worker.execute_from_commandline()  # runs the loop; always ends in SystemExit
         except SystemExit as exit_:
             return int(exit_.code or 0)
+        finally:
+            deadline.cancel()
 
 
 class _QuietWorker(faust.Worker):
-    """Faust's worker without its progress spinner. Faust installs one even off a
-    terminal, and to feed it sets the root logger to DEBUG: every library debug call
-    (aiokafka logs one per record sent) then builds a LogRecord. The profile showed 7%
-    of the worker's time there."""
+    """Faust's worker without its progress spinner, and with a deadline on its stop.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    Faust installs a spinner even off a terminal, and to feed it sets the root logger to
+    DEBUG: every library debug call (aiokafka logs one per record sent) then builds a
+    LogRecord. The profile showed 7% of the worker's time there.
+
+    Faust's stop waits on the broker (the final commit, the consumer leaving its group,
+    the producer's flush), and with the broker silent it waits for ever; a second signal
+    is ignored while the first stop runs. mode calls ``_on_sigterm`` / ``_on_sigint``
+    from the loop's signal handlers: each also tells the deadline."""
+
+    def __init__(self, app: Any, deadline: ShutdownDeadline, *args: Any, **kwargs: Any) -> None:
+        super().__init__(app, *args, **kwargs)
         self.spinner = None
+        self._deadline = deadline
+
+    def _on_sigterm(self) -> None:
+        self._deadline.signalled(signal.SIGTERM)
+        super()._on_sigterm()
+
+    def _on_sigint(self) -> None:
+        self._deadline.signalled(signal.SIGINT)
+        super()._on_sigint()
 
 
 def _require_registered_transport() -> None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Hashable
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
+
+from codex_analytics.runtime.errors import RetryableError
 from codex_analytics.runtime.kafka import first_offsets
 
 log = logging.getLogger("codex_analytics.stream")
@@ -17,8 +21,27 @@ log = logging.getLogger("codex_analytics.stream")
 #: broker's earliest offset.
 FirstOffsets = Callable[[Collection[Hashable]], Awaitable[dict[Hashable, int]]]
 
-#: The longest the batch loop waits for the broker's committed offsets.
+#: The longest the batch loop waits for the first offsets of partitions never committed.
 COMMITTED_LOOKUP_S = 5.0
+#: The longest the batch loop holds an assignment's partitions waiting for the broker's
+#: committed offsets; then the worker exits (a restart asks again).
+COMMITTED_DEADLINE_S = 60.0
+#: While it waits, it looks this often whether Faust's copy came in or a rebalance began,
+COMMITTED_TICK_S = 0.5
+#: and says so this often.
+COMMITTED_NOTICE_S = 5.0
+#: Pause before asking again after a lookup failed.
+COMMITTED_RETRY_S = 1.0
+
+
+class AssignmentChanged(Exception):
+    """A rebalance began while the batch loop waited for committed offsets: the events
+    it holds belong to the old assignment (the new one reads them again)."""
+
+
+class OffsetLookupError(RetryableError):
+    """The broker did not tell the group's committed offsets in time. Never read as "no
+    committed offset": that would restart the partitions from their first record."""
 
 
 class GroupConsumer:
@@ -72,49 +95,128 @@ class GroupConsumer:
         return starts
 
     async def committed_offsets(
-        self, partitions: Collection[Hashable], *, within_s: float = COMMITTED_LOOKUP_S
+        self, partitions: Collection[Hashable], *, within_s: float = COMMITTED_DEADLINE_S
     ) -> dict[Hashable, int | None]:
-        """The group's committed offset of each partition, from the broker (None: never
-        committed, or no answer within ``within_s``). Runs on the consumer's thread,
-        where Faust keeps the aiokafka client. Bounded because aiokafka retries the
-        lookup for as long as the coordinator answers with a retriable error (as it may
-        mid-rebalance), and the batch loop must not wait on that: a start too early is
-        only a re-read (repeats are dropped), and one too late is a hole the guard seeks
-        back from."""
+        """The group's committed offset of each partition (None: never committed).
+
+        A missing answer is never taken for "never committed": that would restart the
+        partition from its first record, re-reducing all it retains, and the instances
+        the idle sweep removed since would emit their old events again. So the lookup is
+        waited for, and asked again if it fails, for up to ``within_s``; meanwhile the
+        partitions are held (the batch loop waits here), and Faust's own copy is looked
+        at every few seconds (its seek to the committed offsets asks the broker too). No
+        answer by then raises :class:`OffsetLookupError`."""
+        wanted = list(partitions)
+        deadline = time.monotonic() + within_s
+        generation = self.generation
+        while True:
+            lookup = asyncio.ensure_future(self._ask_broker(wanted))
+            try:
+                return await self._answer(lookup, wanted, deadline, generation)
+            except (OffsetLookupError, AssignmentChanged):
+                raise
+            except Exception as exc:  # the lookup failed: ask again, within the deadline
+                if time.monotonic() + COMMITTED_RETRY_S >= deadline:
+                    raise OffsetLookupError(
+                        f"committed offsets of {len(wanted)} partitions: {type(exc).__name__}"
+                    ) from exc
+                log.warning("committed offsets lookup failed (%r): asking again", exc)
+                await asyncio.sleep(COMMITTED_RETRY_S)
+            finally:
+                lookup.cancel()
+
+    async def _answer(
+        self,
+        lookup: asyncio.Future[dict[Hashable, int | None]],
+        wanted: list[Hashable],
+        deadline: float,
+        generation: int,
+    ) -> dict[Hashable, int | None]:
+        """The lookup's answer, or Faust's copy if it has them all first. A rebalance
+        meanwhile ends the wait (:class:`AssignmentChanged`): Faust's revocation waits
+        for the events the batch loop holds while it waits here."""
+        started = time.monotonic()
+        notice_at = started + COMMITTED_NOTICE_S
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise OffsetLookupError(
+                    f"no committed offsets of {len(wanted)} partitions from the broker "
+                    f"within {now - started:.0f} s"
+                )
+            await asyncio.wait({lookup}, timeout=min(COMMITTED_TICK_S, deadline - now))
+            if lookup.done():
+                return lookup.result()
+            if self.rebalancing or self.generation != generation:
+                raise AssignmentChanged
+            faust_knows = self._faust_committed(wanted)
+            if faust_knows is not None:
+                return faust_knows
+            if time.monotonic() >= notice_at:
+                notice_at += COMMITTED_NOTICE_S
+                log.warning(
+                    "no committed offsets of %d partitions from the broker for %.0f s: "
+                    "holding them (not reading them from the start)",
+                    len(wanted),
+                    time.monotonic() - started,
+                )
+
+    async def _ask_broker(self, partitions: list[Hashable]) -> dict[Hashable, int | None]:
+        """One lookup, on the consumer's thread (where Faust keeps the aiokafka client);
+        aiokafka itself retries it while the coordinator answers with retriable errors."""
         thread = self._app.consumer._thread
         client = thread._ensure_consumer()
-        wanted = list(partitions)
 
         async def lookup() -> dict[Hashable, int | None]:
-            return {tp: await client.committed(tp) for tp in wanted}
+            offsets = await asyncio.gather(*(client.committed(tp) for tp in partitions))
+            return dict(zip(partitions, offsets, strict=True))
 
-        try:
-            result: dict[Hashable, int | None] = await asyncio.wait_for(
-                thread.call_thread(lookup), within_s
-            )
-        except TimeoutError:
-            log.warning(
-                "no committed offsets from the broker within %.0f s: reading from the start",
-                within_s,
-            )
-            return dict.fromkeys(wanted)
+        result: dict[Hashable, int | None] = await thread.call_thread(lookup)
         return result
 
-    async def seek_back(self, tp: Hashable, offset: int) -> None:
-        """Read ``tp`` again from ``offset``. Faust records jumps it saw itself as acked
-        "gaps", which a commit may pass: forget them for this partition, the records are
-        about to be read again."""
+    def _faust_committed(self, partitions: list[Hashable]) -> dict[Hashable, int | None] | None:
+        """Faust's copy of the committed offsets, if it has them all by now (it holds
+        only partitions that were committed)."""
+        known = self._app.consumer._committed_offset
+        found = {tp: known.get(tp) for tp in partitions}
+        return None if any(offset is None for offset in found.values()) else found
+
+    async def seek_back(self, tp: Hashable, offset: int) -> bool:
+        """Read ``tp`` again from ``offset``; False when ``tp`` is not assigned to this
+        worker any more (revoked by a rebalance: its new owner starts from the committed
+        offset). Faust records jumps it saw itself as acked "gaps", which a commit may
+        pass: forget them for this partition, the records are about to be read again."""
         consumer = self._app.consumer
+        if tp not in self._assignment():
+            return False
         consumer._gap.pop(tp, None)
-        await consumer.seek(tp, offset)
+        try:
+            await consumer.seek(tp, offset)
+        except IllegalStateError:  # revoked between the check and the seek
+            return False
+        return True
+
+    def release(self, events: Collection[Any]) -> None:
+        """Events held back behind an offset hole will not be acked in this assignment
+        (they are read again, as new events, after the seek back). Faust's rebalance and
+        stop wait until every event it delivered is acked (``stream_wait_empty``): it
+        must not wait for these, or a revocation waits for ever for a hole that cannot
+        fill while Faust holds the flow. Not acking them keeps the commit below the
+        hole."""
+        unacked = self._app.consumer._unacked_messages
+        for event in events:
+            unacked.discard(event.message)
+
+    def _assignment(self) -> set[Any]:
+        try:
+            return set(self._app.consumer.assignment())
+        except Exception:  # not started, or shutting down
+            return set()
 
     def assigned(self, topic: str) -> list[Any]:
         """The partitions of ``topic`` assigned to this worker (none while the consumer
         is not started, or shutting down)."""
-        try:
-            return [tp for tp in self._app.consumer.assignment() if tp.topic == topic]
-        except Exception:
-            return []
+        return [tp for tp in self._assignment() if tp.topic == topic]
 
     def highwater(self, tp: Any) -> int:
         """The offset after the last record of ``tp`` the consumer has seen."""

@@ -77,14 +77,16 @@ def cli_process(
     env: dict[str, str],
     log_path: Path,
     *,
+    module: str = "codex_analytics.cli.main",
     preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``codex-analytics ARGS`` as a child process, output appended to ``log_path``;
-    SIGTERM (then SIGKILL after 30 s) when the block ends, unless it already exited.
-    ``preexec_fn`` runs in the child before exec (to drop privileges, say)."""
+    """``codex-analytics ARGS`` (or ``python -m MODULE ARGS``) as a child process, output
+    appended to ``log_path``; SIGTERM (then SIGKILL after 30 s) when the block ends,
+    unless it already exited. ``preexec_fn`` runs in the child before exec (to drop
+    privileges, say)."""
     log = open(log_path, "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "codex_analytics.cli.main", *args],
+        [sys.executable, "-m", module, *args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

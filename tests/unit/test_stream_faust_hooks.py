@@ -28,7 +28,9 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.app import AppT
 from mode.services import WaitResults
 from mode.threads import QueueServiceThread
+from mode.worker import Worker as ModeWorker
 
+from streams.faust_adapter import app as faust_app
 from streams.faust_adapter import transport
 from streams.faust_adapter.version import (
     SUPPORTED_RANGE,
@@ -109,6 +111,8 @@ OVERRIDES = [
         "_create_worker_consumer",
         "(self, transport)",
     ),
+    (faust_app._QuietWorker, ModeWorker, "_on_sigterm", "(self)"),
+    (faust_app._QuietWorker, ModeWorker, "_on_sigint", "(self)"),
 ]
 
 
@@ -123,6 +127,15 @@ def test_each_override_replaces_the_faust_method_it_was_written_for(
     assert shape(getattr(base, name)) == expected
     if name != "__init__":  # ours takes and passes on (*args, **kwargs)
         assert shape(getattr(ours, name)) == expected
+
+
+def test_the_stop_signals_reach_the_worker_through_its_handlers() -> None:
+    """mode installs ``_on_sigterm`` / ``_on_sigint`` as the loop's signal handlers, and
+    ignores a second signal while the first stop runs (the deadline's reason to be)."""
+    install = source(ModeWorker._install_signal_handlers_unix)
+    assert "self._on_sigterm" in install
+    assert "self._on_sigint" in install
+    assert "ifnotself._signal_stop_time" in source(ModeWorker._schedule_shutdown)
 
 
 def test_faust_delivers_each_record_through_wait_first_in_the_shape_we_run_inline() -> None:
@@ -198,7 +211,9 @@ def test_stores_record_the_changelog_offset_they_reached() -> None:
 
 def test_the_consumer_keeps_committed_offsets_and_gaps_by_partition() -> None:
     names = annotated(faust_aiokafka.Consumer)
-    assert {"_committed_offset", "_gap", "_thread"} <= names
+    assert {"_committed_offset", "_gap", "_thread", "_unacked_messages"} <= names
+    # What the rebalance and the stop wait for (GroupConsumer.release takes from it).
+    assert "self._unacked_messages" in source(faust_consumer.Consumer.wait_empty)
     assert shape(faust_consumer.Consumer.seek) == "(self, partition, offset)"
     assert shape(faust_aiokafka.Consumer.earliest_offsets) == "(self, *partitions)"
     assert shape(faust_aiokafka.Consumer.assignment) == "(self)"

@@ -6,13 +6,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from streams import idle_sweep
 from streams.commit import BatchCommit, StateChange
+from streams.faust_adapter.store import StateStore
 from streams.idle_sweep import IdleSweep
 from streams.metrics import StreamCounts
 from streams.sweep import stamp, state_of
+from tests.unit.test_stream_state_store import table
 
 HOUR_MS = 3_600_000
 
@@ -125,3 +128,49 @@ async def test_no_sweep_starts_while_rebalancing() -> None:
     await sweep.step()
     assert commit.written == []
     assert 0 < sweep.due_in(time.monotonic()) <= 1.0, "tried again in a second"
+
+
+async def test_a_state_rewritten_during_a_sweep_is_not_deleted_on_its_stale_stamp(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
+    """RocksDB iterators read a snapshot: a sweep walking the store in slices sees a state
+    as it was when the sweep started, even if a batch between two slices rewrote it. The
+    deletion must go by the live state's stamp."""
+    monkeypatch.setattr(idle_sweep, "SWEEP_SLICE", 1)
+    store = StateStore(table("rocksdb", tmp_path), partitioned=True)
+    now_ms = int(time.time() * 1000)
+    store.put(b"a", stamp(b"{}", now_ms - 2 * HOUR_MS, 0), 0, 1)
+    store.put(b"b", stamp(b"{}", now_ms - 2 * HOUR_MS, 0), 0, 2)
+    commit = Commit()
+    sweep = sweep_of(Store(), Assignment(), commit)
+    sweep._store = store
+    await sweep.step()  # the first slice: "a", idle
+    assert commit.written == [[StateChange(b"a", None, 0)]]
+    store.put(b"b", stamp(b"{}", now_ms, 0), 0, 3)  # a batch between two slices writes "b"
+    await sweep.step()
+    assert commit.written == [[StateChange(b"a", None, 0)]], "the live 'b' is fresh: kept"
+
+
+async def test_a_state_stamped_since_the_snapshot_is_not_stamped_again(tmp_path: Path) -> None:
+    store = StateStore(table("rocksdb", tmp_path), partitioned=True)
+    store.put(b"old", stamp(b'{"v":2}', int(time.time() * 1000), 1), 1, 2)
+    commit = Commit()
+    sweep = sweep_of(Store(), Assignment(), commit)
+    # The sweep's walk still shows "old" as it was before a batch stamped it.
+    sweep._store = SnapshotThenLive(store, [(b"old", b'{"v":1}', 1)])
+    await sweep.step()
+    assert commit.written == [], "already stamped by the batch: nothing to do"
+
+
+@dataclass
+class SnapshotThenLive:
+    """A store whose walk shows what it held before the test's writes."""
+
+    live: StateStore
+    walk: list[tuple[bytes, bytes, int | None]]
+
+    def get(self, key: bytes, partition: int) -> bytes | None:
+        return self.live.get(key, partition)
+
+    def items(self) -> Iterator[tuple[bytes, bytes, int | None]]:
+        return iter(self.walk)

@@ -85,3 +85,17 @@ def test_unknown_partitions_and_reset() -> None:
     guard.reset()
     assert guard.expected == {}
     assert guard.holes == {}
+
+
+def test_what_a_hole_holds_back_is_listed() -> None:
+    guard = started(a=10, b=0)
+    result = guard.check(events(("a", 10), ("a", 12), ("b", 0), ("a", 13)), now=0)
+    assert offsets(result.held) == [("a", 12), ("a", 13)], "neither reduced nor acked"
+
+
+def test_a_revoked_partition_is_forgotten_with_its_hole() -> None:
+    guard = started(a=10, b=0)
+    guard.check(events(("a", 12)), now=0)
+    guard.forget("a")
+    assert guard.due_seeks(now=100) == {}, "no seek of a partition no longer ours"
+    assert guard.unknown(events(("a", 10), ("b", 0))) == {"a"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.settings import HOUR_MS, StreamSettings
-from streams.sweep import STAMP_SIZE, find_idle, stamp, state_of
+from streams.sweep import STAMP_SIZE, find_idle, stamp, state_of, unstamped, written_before
 
 STATE = b'{"last_seq":3}'
 
@@ -49,3 +49,13 @@ def test_retention_defaults_to_twice_the_longer_horizon_and_never_below_it() -> 
     assert StreamSettings.from_env({}).state_retention_ms == 48 * HOUR_MS
     with pytest.raises(ValueError, match="ANALYTICS_STATE_RETENTION_HOURS must be at least"):
         StreamSettings.from_env({"ANALYTICS_STATE_RETENTION_HOURS": "12"})
+
+
+def test_written_before_reads_the_stamp_of_a_live_value() -> None:
+    assert written_before(stamp(b"{}", 10, 0), 11)
+    assert not written_before(stamp(b"{}", 11, 0), 11)
+    assert not written_before(None, 11), "already gone: nothing to delete"
+    assert not written_before(b"{}", 11), "unstamped: stamped, not deleted"
+    assert unstamped(b"{}")
+    assert not unstamped(stamp(b"{}", 1, 0))
+    assert not unstamped(None)
