@@ -230,10 +230,11 @@ SHUTDOWN_TIMEOUT_S = declare(
     "ANALYTICS_SHUTDOWN_TIMEOUT_S",
     number(minimum=0),
     10.0,
-    help="SIGTERM: time to finish the work in flight (the sink: flush and deliver open "
-    "batches; its last commit and leaving the group add at most ~3 s) before exiting "
-    "anyway; a second SIGTERM exits at once",
-    used_by=("sink worker", "stream worker", "replay"),  # replay reads the stream settings
+    help="SIGTERM: time to finish the work in flight (the gateway: answer requests and "
+    "flush its producer; the stream: the batch in flight; the sink: flush and deliver open "
+    "batches, then commit and leave the group) before exiting anyway (status 75); a second "
+    "SIGTERM exits at once",
+    used_by=("gateway", "sink worker", "stream worker", "replay"),  # replay: stream settings
 )
 
 SETTINGS: tuple[Setting[Any, Any], ...] = (LOG_LEVEL, FACTS_PER_RECORD, SHUTDOWN_TIMEOUT_S)

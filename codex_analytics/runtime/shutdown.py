@@ -7,12 +7,12 @@ does not try to bound each wait: on the first stop signal it arms a timer on a t
 its own (the event loop may be the thing that is stuck), and when the time is up it ends
 the process. Nothing is lost by that: offsets are committed only for work already out,
 so a restart repeats what the stop did not finish. A second signal ends it at once.
-The statuses are the sink's (``sinks/runner.py``): 75 past the deadline, 128 + the
-signal on a second one.
+Every service exits the same way: 75 past the deadline, 128 + the signal on a second one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -69,3 +69,17 @@ class ShutdownDeadline:
         for handler in logging.getLogger().handlers:
             handler.flush()  # not logging.shutdown(): it takes locks a stuck thread may hold
         self._exit_now(status)
+
+
+def stop_on_signals(stop: asyncio.Event, deadline: ShutdownDeadline) -> None:
+    """SIGTERM / SIGINT set ``stop`` (a graceful stop) and tell ``deadline``: the first
+    arms it, the second ends the process at once. For services that own their event
+    loop (the gateway, the sink); Faust's signal handlers call the deadline themselves."""
+    loop = asyncio.get_running_loop()
+
+    def signalled(signum: signal.Signals) -> None:
+        stop.set()
+        deadline.signalled(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, signalled, signum)

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import signal
 import sys
 import time
 from collections.abc import Coroutine, Mapping
@@ -41,6 +40,7 @@ from aiohttp import web
 from codex_analytics.runtime.http import Served, metrics_response, parse_addr, serve
 from codex_analytics.runtime.kafka import ensure_topics
 from codex_analytics.runtime.metrics import ServiceMetrics
+from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 from producers.gateway.admission import Admission
 from producers.gateway.answers import Published, ingest_answer, settle, unavailable_answer
 from producers.gateway.settings import GatewaySettings
@@ -66,6 +66,10 @@ T = TypeVar("T")
 
 #: Lines validated between two yields to the event loop (a few ms of work at most).
 VALIDATE_CHUNK = 256
+
+#: :func:`stop_within` gives up at the shutdown timeout and then waits 1 s for the
+#: cancellation; past that plus a margin, the process is ended from a thread (75).
+STOP_GRACE_S = 3.0
 
 
 class GatewayMetrics(ServiceMetrics):
@@ -334,9 +338,7 @@ def run_gateway(settings: GatewaySettings, bootstrap: str) -> int:
 
 async def _main(settings: GatewaySettings, bootstrap: str) -> int:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop, ShutdownDeadline(settings.shutdown_timeout_s, grace_s=STOP_GRACE_S))
     transport = KafkaFactTransport(
         bootstrap, settings.facts_topic, client_id="codex-analytics-gateway"
     )

@@ -16,6 +16,7 @@ from typing import Any
 from codex_analytics.runtime.config import (
     FACTS_PER_RECORD,
     LOG_LEVEL,
+    SHUTDOWN_TIMEOUT_S,
     Setting,
     address,
     declare,
@@ -90,14 +91,6 @@ RETRY_AFTER_S = declare(
     help="`Retry-After` of a 503 or 429",
     used_by=_GATEWAY,
 )
-SHUTDOWN_TIMEOUT_S = declare(
-    "ANALYTICS_GATEWAY_SHUTDOWN_TIMEOUT_S",
-    number(minimum=0),
-    10.0,
-    help="SIGTERM: time for the requests in flight and the producer's last acks before "
-    "the process exits anyway",
-    used_by=_GATEWAY,
-)
 #: The gateway's default level is INFO (the other services': WARNING).
 GATEWAY_LOG_LEVEL = LOG_LEVEL.variant(used_by=_GATEWAY, default="INFO")
 
@@ -110,7 +103,6 @@ SETTINGS: tuple[Setting[Any, Any], ...] = (
     MAX_INFLIGHT_BYTES,
     PUBLISH_TIMEOUT_S,
     RETRY_AFTER_S,
-    SHUTDOWN_TIMEOUT_S,
     GATEWAY_LOG_LEVEL,
 )
 

@@ -224,6 +224,6 @@ def test_admission_bounds_requests_and_bytes() -> None:
 def test_in_flight_bytes_must_hold_one_full_body() -> None:
     with pytest.raises(ConfigError, match="ANALYTICS_GATEWAY_MAX_INFLIGHT_BYTES"):
         GatewaySettings(max_body_bytes=2048, max_inflight_bytes=1024)
-    env = {"ANALYTICS_GATEWAY_MAX_LINES": "50", "ANALYTICS_GATEWAY_SHUTDOWN_TIMEOUT_S": "3"}
+    env = {"ANALYTICS_GATEWAY_MAX_LINES": "50", "ANALYTICS_SHUTDOWN_TIMEOUT_S": "3"}
     settings = GatewaySettings.from_env(env)
     assert (settings.max_lines, settings.shutdown_timeout_s) == (50, 3.0)
