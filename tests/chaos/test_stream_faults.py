@@ -28,7 +28,7 @@ from tests.integration.stream_helpers import (
     run,
 )
 
-from .kafka_proxy import KafkaProxy, proxied_broker
+from .proxy import KafkaProxy, proxied_broker
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The broker unreachable for ~10 s mid-run: every connection of every client cut and
 new ones refused, then the broker back with all its data. The embedded broker keeps its
 data in memory only, so a real restart would be a new, empty cluster; the outage is made
-with a proxy in front of it instead (see ``system.proxied_broker``)."""
+with a proxy in front of it instead (see ``proxy.proxied_broker``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 from codex_analytics.devtools.receiver import Answer, Receiver
 from tests.integration.stream_helpers import expected_events, generated_facts, produce
 
-from .system import Pipeline, proxied_broker, stop_all, wait_delivered
+from .proxy import proxied_broker
+from .system import Pipeline, stop_all, wait_delivered
 
 FACTS = 3_000
 OUTAGE_S = 10.0
