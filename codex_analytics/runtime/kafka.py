@@ -109,7 +109,7 @@ MAX_RECORD_BYTES = declare(
     "records are dead-lettered as `too_large`, an output that would be larger dead-letters "
     "its fact (`state_too_large`, `output_too_large`), a larger dead letter is cut to fit; "
     "producers' `max_request_size` is this plus 1024 (the broker must accept that)",
-    used_by=TOPIC_READERS,
+    used_by=(*TOPIC_READERS, "client library"),
 )
 
 SETTINGS: tuple[Setting[Any, Any], ...] = (

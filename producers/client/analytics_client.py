@@ -372,6 +372,7 @@ class AnalyticsClient(TrackCalls):
             self.settings.topic,
             client_id="codex-analytics-client",
             linger_ms=0,
+            max_record_bytes=self.settings.max_record_bytes,
         )
         self._on_delivery_error = on_delivery_error
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -490,7 +491,11 @@ class AnalyticsClient(TrackCalls):
             sent.append(fact)
         if not encoded:
             return
-        records = fact_records(encoded, max_facts_per_record=self.settings.max_facts_per_record)
+        records = fact_records(
+            encoded,
+            max_facts_per_record=self.settings.max_facts_per_record,
+            max_record_bytes=self.settings.max_record_bytes,
+        )
         delivery_deadline = time.monotonic() + self.settings.delivery_timeout_s
 
         def deadline() -> float:  # close() may shorten it while we wait

@@ -167,14 +167,20 @@ class Gateway:
         except web.HTTPRequestEntityTooLarge:
             return self._too_large(None)
         self.metrics.body_bytes.inc(len(body))
-        batch = parse_ingest_body(body, request.headers.get("Content-Type", ""))
+        batch = parse_ingest_body(
+            body,
+            request.headers.get("Content-Type", ""),
+            max_line_bytes=self.settings.max_record_bytes,
+        )
         for rejection in batch.rejections():
             self.metrics.rejections.labels(rejection.reason or "unknown").inc()
         if not batch.results:
             return _json(400, {"error": "empty", "detail": "the body holds no fact envelope"})
         if batch.facts:
             records = fact_records(
-                batch.facts, max_facts_per_record=self.settings.max_facts_per_record
+                batch.facts,
+                max_facts_per_record=self.settings.max_facts_per_record,
+                max_record_bytes=self.settings.max_record_bytes,
             )
             try:
                 # Retry inside the request's time: a broker that has just come back
@@ -243,7 +249,10 @@ async def _main(settings: GatewaySettings, bootstrap: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     transport = KafkaFactTransport(
-        bootstrap, settings.facts_topic, client_id="codex-analytics-gateway"
+        bootstrap,
+        settings.facts_topic,
+        client_id="codex-analytics-gateway",
+        max_record_bytes=settings.max_record_bytes,
     )
     gateway = Gateway(settings, transport)
     try:

@@ -18,7 +18,7 @@ from codex_analytics.runtime.errors import PermanentError, PipelineError, Retrya
 from codex_analytics.runtime.kafka import producer_options
 from codex_analytics.runtime.kafka_errors import describe, is_permanent
 from codex_analytics.runtime.retry import PUBLISH_RETRY
-from producers.publishing.records import MAX_REQUEST_BYTES, Record
+from producers.publishing.records import MAX_RECORD_BYTES, Record
 
 
 class PublishError(PipelineError):
@@ -96,9 +96,12 @@ class KafkaFactTransport:
         client_id: str = "codex-analytics-producer",
         request_timeout_ms: int = 10_000,
         linger_ms: int = 5,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        #: The one record-size limit; the client's ``max_request_size`` derives from it.
+        self.max_record_bytes = max_record_bytes
         self._client_id = client_id
         self._request_timeout_ms = request_timeout_ms
         self._linger_ms = linger_ms
@@ -113,12 +116,8 @@ class KafkaFactTransport:
 
         if self._producer is not None:
             return
-        options = producer_options()
-        options.update(
-            linger_ms=self._linger_ms,
-            request_timeout_ms=self._request_timeout_ms,
-            max_request_size=MAX_REQUEST_BYTES,
-        )
+        options = producer_options(self.max_record_bytes)
+        options.update(linger_ms=self._linger_ms, request_timeout_ms=self._request_timeout_ms)
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, client_id=self._client_id, **options
         )

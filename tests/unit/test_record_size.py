@@ -16,9 +16,12 @@ from codex_analytics.runtime.record_size import (
     max_request_bytes,
     record_bytes,
 )
+from producers.client.settings import ClientSettings
+from producers.gateway.settings import GatewaySettings
+from producers.publishing.transport import KafkaFactTransport
 from streams.settings import StreamSettings
 
-KAFKA_DEFAULT_MESSAGE_MAX_BYTES = 1_048_588
+_BROKER_DEFAULT_MESSAGE_MAX = 1_048_588
 
 
 def letter(value: bytes, key: bytes | None = b"inst-1", detail: str = "why"):  # type: ignore[no-untyped-def]
@@ -38,12 +41,17 @@ def test_the_defaults_work_together_and_under_kafkas_broker_default() -> None:
     assert TopicSettings().max_record_bytes == DEFAULT_MAX_RECORD_BYTES
     assert DEFAULT_MAX_FACT_BYTES == DEFAULT_MAX_RECORD_BYTES
     assert producer_options()["max_request_size"] == max_request_bytes(DEFAULT_MAX_RECORD_BYTES)
-    assert max_request_bytes(DEFAULT_MAX_RECORD_BYTES) <= KAFKA_DEFAULT_MESSAGE_MAX_BYTES
+    assert max_request_bytes(DEFAULT_MAX_RECORD_BYTES) <= _BROKER_DEFAULT_MESSAGE_MAX
 
 
 def test_one_setting_moves_every_limit() -> None:
-    settings = StreamSettings.from_env({"ANALYTICS_MAX_RECORD_BYTES": "65536"})
+    env = {"ANALYTICS_MAX_RECORD_BYTES": "65536"}
+    settings = StreamSettings.from_env(env)
     assert settings.max_record_bytes == settings.topics.max_record_bytes == 65536
+    assert GatewaySettings.from_env(env).max_record_bytes == 65536
+    assert ClientSettings.from_env(env).max_record_bytes == 65536
+    transport = KafkaFactTransport("127.0.0.1:9", "facts", max_record_bytes=65536)
+    assert transport.max_record_bytes == 65536
     assert producer_options(65536)["max_request_size"] == 65536 + RECORD_FRAMING_BYTES
 
 
