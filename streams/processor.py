@@ -27,7 +27,7 @@ batch are applied once more from its saved state, one at a time, each one sized.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from codex_analytics.contract import (
@@ -250,18 +250,17 @@ class FactProcessor:
             out.states[instance_id] = before
         return state
 
-    def _facts_again(self, applied: list[_Applied]) -> list[tuple[_Applied, FactEnvelope]]:
-        """Each applied fact with the fact itself, decoded again from its record."""
-        decoded: dict[int, list[RecordItem]] = {}
-        pairs = []
+    def _facts_again(self, applied: list[_Applied]) -> Iterator[tuple[_Applied, FactEnvelope]]:
+        """Each applied fact with the fact itself, decoded again from its record (one
+        record's facts at a time: the entries are in record order)."""
+        record: SourceRecord | None = None
+        items: list[RecordItem] = []
         for entry in applied:
-            items = decoded.get(id(entry.record))
-            if items is None:
-                items = decoded[id(entry.record)] = self._decode(entry.record)
+            if entry.record is not record:
+                record, items = entry.record, self._decode(entry.record)
             item = items[0] if entry.index is None else items[entry.index]
             assert item.fact is not None  # it decoded the first time
-            pairs.append((entry, item.fact))
-        return pairs
+            yield entry, item.fact
 
     def _state_fits(self, instance_id: str, state: bytes) -> bool:
         """Whether the changelog record of ``state`` fits: keyed by the instance id, its

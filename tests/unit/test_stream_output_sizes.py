@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import orjson
 
+from codex_analytics.contract import join_fact_pack
 from codex_analytics.runtime.deadletter import ORIGINAL_BYTES, TRUNCATED
 from codex_analytics.runtime.record_size import record_bytes
 from streams.processor import (
@@ -150,4 +151,22 @@ def test_every_dead_letter_fits_and_a_cut_one_says_so() -> None:
     assert len(dict(bad_tag.headers)["error.path"]) <= 512
     assert bad_tag.value == orjson.dumps(unknown_tag)
     assert TRUNCATED not in dict(bad_tag.headers)
+    assert_every_output_fits(batch, LIMIT)
+
+
+def test_a_fact_of_a_pack_is_dead_lettered_alone_with_its_pack_index() -> None:
+    inst = Instance()
+    processor = FactProcessor(max_record_bytes=LIMIT)
+    first = processor.process(
+        [rec(f, i) for i, f in enumerate(connections(inst, 8))], lambda _i, _p: None
+    )
+    saved = first.states["inst-1"]
+    refused = inst.initialize(9, client_name="x" * NAME)
+    pack = join_fact_pack([orjson.dumps(refused), orjson.dumps(inst.thread_response(1))])
+    batch = processor.process([rec(pack, 8)], lambda _i, _p: saved)
+    (letter,) = batch.dead_letters
+    assert letter.reason == STATE_TOO_LARGE
+    assert letter.value == orjson.dumps(refused)  # the fact, not the whole pack
+    assert dict(letter.headers)["source.pack_index"] == b"0"
+    assert len(batch.events) == 1  # the pack's other fact went through
     assert_every_output_fits(batch, LIMIT)
