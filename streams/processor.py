@@ -27,7 +27,7 @@ batch are applied once more from its saved state, one at a time, each one sized.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from codex_analytics.contract import (
@@ -89,29 +89,46 @@ class ProcessedBatch:
 
 
 @dataclass(slots=True)
-class _Applied:
-    """One fact of the batch, applied to its instance's state, and what came of it. The
-    fact itself is not kept (a batch of packs holds many): the slow path decodes it again
-    from its record."""
+class _Outputs:
+    """Outputs of facts, each event and failure with the instance it came from, so that
+    one instance's can be taken back (:meth:`take_back`). (Drop warnings name their
+    instance themselves.)"""
 
-    record: SourceRecord
-    #: Its position in a pack (None: the record is the fact).
-    index: int | None
     events: list[tuple[bytes, bytes]] = field(default_factory=list)
+    event_owners: list[str] = field(default_factory=list)
     warnings: list[Drop] = field(default_factory=list)
-    #: The dead letter of a fact the reducer failed on.
-    failure: DeadLetter | None = None
-    #: The size of its largest event record, when that is over the limit (else 0).
-    oversized_event: int = 0
+    #: Dead letters of facts the reducer failed on, and their instances.
+    failures: list[DeadLetter] = field(default_factory=list)
+    failure_owners: list[str] = field(default_factory=list)
+    #: Instances with an event record over the limit.
+    oversized: set[str] = field(default_factory=set)
+
+    def take_back(self, instances: Container[str]) -> None:
+        """Forget the outputs of ``instances``."""
+        kept = [i for i, owner in enumerate(self.event_owners) if owner not in instances]
+        self.events = [self.events[i] for i in kept]
+        self.event_owners = [self.event_owners[i] for i in kept]
+        self.warnings = [w for w in self.warnings if w.instance_id not in instances]
+        kept = [i for i, owner in enumerate(self.failure_owners) if owner not in instances]
+        self.failures = [self.failures[i] for i in kept]
+        self.failure_owners = [self.failure_owners[i] for i in kept]
+
+    def add(self, other: _Outputs) -> None:
+        self.events += other.events
+        self.event_owners += other.event_owners
+        self.warnings += other.warnings
+        self.failures += other.failures
+        self.failure_owners += other.failure_owners
 
 
 @dataclass(slots=True)
-class _Instance:
-    """One instance's part of the batch."""
+class _Resized:
+    """An instance on the slow path: its state, and that state's bytes before the fact
+    being tried."""
 
     state: InstanceState
-    partition: int
-    applied: list[_Applied] = field(default_factory=list)
+    before: bytes
+    changed: bool = False
 
 
 class FactProcessor:
@@ -145,122 +162,146 @@ class FactProcessor:
         """``load_state(instance_id, partition)`` returns the instance's saved state (or
         None); ``partition`` is the source partition, where a partitioned store keeps it."""
         out = ProcessedBatch()
-        instances: dict[str, _Instance] = {}
-        for record in records:
-            for item in self._decode(record):
-                fact = item.fact
-                if fact is None:
-                    out.dead_letters.append(self._decode_letter(record, item))
-                    continue
-                out.facts += 1
-                instance_id = fact.source.instance_id
-                if record.key is not None and record.key != instance_id.encode():
-                    out.misrouted += 1
-                instance = instances.get(instance_id)
-                if instance is None:
-                    state = self._load(instance_id, record.partition, load_state, out)
-                    instance = instances[instance_id] = _Instance(state, record.partition)
-                    out.partitions[instance_id] = record.partition
-                instance.applied.append(self._apply(instance.state, fact, record, item.index))
-        for instance_id, instance in instances.items():
-            self._finish(instance_id, instance, out, load_state)
+        outputs = _Outputs()
+        states: dict[str, InstanceState] = {}
+        for record, item in self._items(records):
+            fact = item.fact
+            if fact is None:
+                out.dead_letters.append(self._decode_letter(record, item))
+                continue
+            out.facts += 1
+            instance_id = fact.source.instance_id
+            if record.key is not None and record.key != instance_id.encode():
+                out.misrouted += 1
+            state = states.get(instance_id)
+            if state is None:
+                state = states[instance_id] = self._load(
+                    instance_id, record.partition, load_state, out
+                )
+                out.partitions[instance_id] = record.partition
+            self._apply(state, fact, record, item.index, outputs)
+        over: set[str] = set(outputs.oversized)
+        for instance_id, state in states.items():
+            state_bytes = state.to_bytes()
+            if instance_id not in over and self._state_fits(instance_id, state_bytes):
+                out.states[instance_id] = state_bytes
+                self._remember(instance_id, state)
+            else:
+                over.add(instance_id)
+        if over:
+            outputs.take_back(over)
+            self._resize(records, over, outputs, out, load_state)
+        out.events, out.warnings = outputs.events, outputs.warnings
+        out.dead_letters += outputs.failures
         cache, limit = self._cache, self.state_cache_size
         while len(cache) > limit:
             cache.popitem(last=False)
         return out
 
-    # -- one fact ---------------------------------------------------------------------
-
-    def _decode(self, record: SourceRecord) -> list[RecordItem]:
-        value = record.value if record.value is not None else b""
-        return decode_fact_record(value, max_bytes=self.max_record_bytes)
-
-    def _apply(
-        self, state: InstanceState, fact: FactEnvelope, record: SourceRecord, index: int | None
-    ) -> _Applied:
-        applied = _Applied(record, index)
-        try:
-            reduction = self.reducer.apply(state, fact)
-        except Exception as exc:  # a reducer bug must not stop the partition
-            reason, detail = DecodeReason.INTERNAL.value, f"reducer failure: {exc!r}"
-            applied.failure = self._letter(record, index, fact, reason, "", detail)
-            return applied
-        if reduction.drops:
-            applied.warnings = [d for d in reduction.drops if d.reason.logged]
-        if reduction.events:
-            applied.events = _event_records(fact, reduction.events)
-            largest = max(record_bytes(key, value) for key, value in applied.events)
-            if largest > self.max_record_bytes:
-                applied.oversized_event = largest
-        return applied
-
-    # -- one instance -----------------------------------------------------------------
-
-    def _finish(
-        self, instance_id: str, instance: _Instance, out: ProcessedBatch, load_state: StateLoader
-    ) -> None:
-        """The instance's outputs and state, when all of them fit; else the slow path."""
-        state = instance.state
-        state_bytes = state.to_bytes()
-        fits = self._state_fits(instance_id, state_bytes) and not any(
-            a.oversized_event for a in instance.applied
-        )
-        if fits:
-            for applied in instance.applied:
-                _keep(applied, out)
-            out.states[instance_id] = state_bytes
-        else:
-            state = self._resize(instance_id, instance, out, load_state)
+    def _remember(self, instance_id: str, state: InstanceState) -> None:
         if self.state_cache_size:
             self._cache[instance_id] = state
             self._cache.move_to_end(instance_id)
 
-    def _resize(
-        self, instance_id: str, instance: _Instance, out: ProcessedBatch, load_state: StateLoader
-    ) -> InstanceState:
-        """The slow path: the instance's facts of the batch once more, from its saved
-        state, one at a time. A fact whose events or resulting state do not fit is
-        dead-lettered and undone (the state goes back to its bytes before the fact);
-        the others are kept. Returns the state the instance is left with.
+    # -- one fact ---------------------------------------------------------------------
 
-        The reducer's counters counted these facts in the first pass: the second one
-        counts into a scratch copy."""
-        state = self._saved_state(instance_id, instance.partition, load_state)
-        before = state.to_bytes()
-        changed = False
+    def _items(self, records: Sequence[SourceRecord]) -> Iterator[tuple[SourceRecord, RecordItem]]:
+        max_bytes = self.max_record_bytes
+        for record in records:
+            value = record.value if record.value is not None else b""
+            for item in decode_fact_record(value, max_bytes=max_bytes):
+                yield record, item
+
+    def _apply(
+        self,
+        state: InstanceState,
+        fact: FactEnvelope,
+        record: SourceRecord,
+        index: int | None,
+        outputs: _Outputs,
+    ) -> None:
+        owner = fact.source.instance_id
+        try:
+            reduction = self.reducer.apply(state, fact)
+        except Exception as exc:  # a reducer bug must not stop the partition
+            reason, detail = DecodeReason.INTERNAL.value, f"reducer failure: {exc!r}"
+            outputs.failures.append(self._letter(record, index, fact, reason, "", detail))
+            outputs.failure_owners.append(owner)
+            return
+        if reduction.drops:
+            outputs.warnings.extend(d for d in reduction.drops if d.reason.logged)
+        if reduction.events:
+            events = _event_records(fact, reduction.events)
+            limit = self.max_record_bytes
+            for key, value in events:  # no headers: key and value are the record
+                if len(key) + len(value) > limit:
+                    outputs.oversized.add(owner)
+            outputs.events += events
+            outputs.event_owners += [owner] * len(events)
+
+    # -- the slow path ----------------------------------------------------------------
+
+    def _resize(
+        self,
+        records: Sequence[SourceRecord],
+        instances: set[str],
+        outputs: _Outputs,
+        out: ProcessedBatch,
+        load_state: StateLoader,
+    ) -> None:
+        """For ``instances``, whose state or events do not all fit: their facts of the
+        batch once more (decoded again: the batch does not keep them), from their saved
+        states, one at a time. A fact whose events or resulting state do not fit is
+        dead-lettered and undone (the state goes back to its bytes before the fact); the
+        others are kept, their outputs added to ``outputs``.
+
+        The reducer's counters counted these facts in the first pass: this one counts
+        into a scratch copy."""
+        resized: dict[str, _Resized] = {}
         counters, self.reducer.stats = self.reducer.stats, ReducerStats()
         try:
-            for applied, fact in self._facts_again(instance.applied):
-                again = self._apply(state, fact, applied.record, applied.index)
-                after = before
-                if again.failure is None and not again.oversized_event:
-                    after = state.to_bytes()
-                    if self._state_fits(instance_id, after):
-                        _keep(again, out)
-                        before, changed = after, True
-                        continue
-                if again.failure is not None:
-                    out.dead_letters.append(again.failure)
-                else:
-                    out.dead_letters.append(self._too_large_letter(again, fact, instance_id, after))
-                state = InstanceState.from_bytes(before)  # undo the fact
+            for record, item in self._items(records):
+                fact = item.fact
+                if fact is None or fact.source.instance_id not in instances:
+                    continue
+                instance_id = fact.source.instance_id
+                tried = resized.get(instance_id)
+                if tried is None:
+                    state = self._saved_state(instance_id, record.partition, load_state)
+                    tried = resized[instance_id] = _Resized(state, state.to_bytes())
+                self._try(tried, instance_id, fact, record, item.index, outputs, out)
         finally:
             self.reducer.stats = counters
-        if changed:  # else the saved state stands: it may be over a lowered limit
-            out.states[instance_id] = before
-        return state
+        for instance_id, tried in resized.items():
+            if tried.changed:  # else the saved state stands: it may be over a lowered limit
+                out.states[instance_id] = tried.before
+            self._remember(instance_id, tried.state)
 
-    def _facts_again(self, applied: list[_Applied]) -> Iterator[tuple[_Applied, FactEnvelope]]:
-        """Each applied fact with the fact itself, decoded again from its record (one
-        record's facts at a time: the entries are in record order)."""
-        record: SourceRecord | None = None
-        items: list[RecordItem] = []
-        for entry in applied:
-            if entry.record is not record:
-                record, items = entry.record, self._decode(entry.record)
-            item = items[0] if entry.index is None else items[entry.index]
-            assert item.fact is not None  # it decoded the first time
-            yield entry, item.fact
+    def _try(
+        self,
+        tried: _Resized,
+        instance_id: str,
+        fact: FactEnvelope,
+        record: SourceRecord,
+        index: int | None,
+        outputs: _Outputs,
+        out: ProcessedBatch,
+    ) -> None:
+        """One fact of the slow path: kept if all its outputs fit, else undone."""
+        again = _Outputs()
+        self._apply(tried.state, fact, record, index, again)
+        if again.failures:
+            out.dead_letters += again.failures
+        elif again.oversized:
+            out.dead_letters.append(self._output_too_large(record, index, fact, again))
+        else:
+            after = tried.state.to_bytes()
+            if self._state_fits(instance_id, after):
+                outputs.add(again)
+                tried.before, tried.changed = after, True
+                return
+            out.dead_letters.append(self._state_too_large(record, index, fact, instance_id, after))
+        tried.state = InstanceState.from_bytes(tried.before)  # undo the fact
 
     def _state_fits(self, instance_id: str, state: bytes) -> bool:
         """Whether the changelog record of ``state`` fits: keyed by the instance id, its
@@ -304,25 +345,32 @@ class FactProcessor:
             )
         )
 
-    def _too_large_letter(
-        self, applied: _Applied, fact: FactEnvelope, instance_id: str, state: bytes
+    def _output_too_large(
+        self, record: SourceRecord, index: int | None, fact: FactEnvelope, outputs: _Outputs
     ) -> DeadLetter:
-        limit = self.max_record_bytes
-        if applied.oversized_event:
-            reason = OUTPUT_TOO_LARGE
-            detail = (
-                f"an event record of {applied.oversized_event} bytes is over the record limit "
-                f"of {limit} (ANALYTICS_MAX_RECORD_BYTES); none of the fact's events was sent "
-                "and the instance state is as it was before the fact"
-            )
-        else:
-            reason = STATE_TOO_LARGE
-            size = record_bytes(instance_id.encode(), None) + STAMP_SIZE + len(state)
-            detail = (
-                f"the instance state would be a record of {size} bytes, over the record limit "
-                f"of {limit} (ANALYTICS_MAX_RECORD_BYTES); it is kept as it was before the fact"
-            )
-        return self._letter(applied.record, applied.index, fact, reason, "", detail)
+        largest = max(len(key) + len(value) for key, value in outputs.events)
+        detail = (
+            f"an event record of {largest} bytes is over the record limit of "
+            f"{self.max_record_bytes} (ANALYTICS_MAX_RECORD_BYTES); none of the fact's "
+            "events was sent and the instance state is as it was before the fact"
+        )
+        return self._letter(record, index, fact, OUTPUT_TOO_LARGE, "", detail)
+
+    def _state_too_large(
+        self,
+        record: SourceRecord,
+        index: int | None,
+        fact: FactEnvelope,
+        instance_id: str,
+        state: bytes,
+    ) -> DeadLetter:
+        size = record_bytes(instance_id.encode(), None) + STAMP_SIZE + len(state)
+        detail = (
+            f"the instance state would be a record of {size} bytes, over the record limit "
+            f"of {self.max_record_bytes} (ANALYTICS_MAX_RECORD_BYTES); it is kept as it was "
+            "before the fact"
+        )
+        return self._letter(record, index, fact, STATE_TOO_LARGE, "", detail)
 
     def _letter(
         self,
@@ -339,13 +387,6 @@ class FactProcessor:
 
     def _fitted(self, letter: DeadLetter) -> DeadLetter:
         return fit(letter, self.max_record_bytes)
-
-
-def _keep(applied: _Applied, out: ProcessedBatch) -> None:
-    out.events.extend(applied.events)
-    out.warnings.extend(applied.warnings)
-    if applied.failure is not None:
-        out.dead_letters.append(applied.failure)
 
 
 def _event_records(fact: FactEnvelope, events: Sequence[TrackEvent]) -> list[tuple[bytes, bytes]]:
