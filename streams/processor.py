@@ -293,21 +293,22 @@ class FactProcessor:
         if again.failures:
             out.dead_letters += again.failures
         elif again.oversized:
-            out.dead_letters.append(self._output_too_large(record, index, fact, again))
+            largest = max(len(key) + len(value) for key, value in again.events)
+            what = f"an event record of {largest} bytes (none of the fact's events was sent)"
+            out.dead_letters.append(self._too_large(record, index, fact, OUTPUT_TOO_LARGE, what))
         else:
             after = tried.state.to_bytes()
             if self._state_fits(instance_id, after):
                 outputs.add(again)
                 tried.before, tried.changed = after, True
                 return
-            out.dead_letters.append(self._state_too_large(record, index, fact, instance_id, after))
+            size = _state_record_bytes(instance_id, after)
+            what = f"the instance state would be a record of {size} bytes"
+            out.dead_letters.append(self._too_large(record, index, fact, STATE_TOO_LARGE, what))
         tried.state = InstanceState.from_bytes(tried.before)  # undo the fact
 
     def _state_fits(self, instance_id: str, state: bytes) -> bool:
-        """Whether the changelog record of ``state`` fits: keyed by the instance id, its
-        value stamped by the worker (``streams.sweep.stamp``)."""
-        size = record_bytes(instance_id.encode(), None) + STAMP_SIZE + len(state)
-        return size <= self.max_record_bytes
+        return _state_record_bytes(instance_id, state) <= self.max_record_bytes
 
     def _load(
         self, instance_id: str, partition: int, load_state: StateLoader, out: ProcessedBatch
@@ -345,32 +346,15 @@ class FactProcessor:
             )
         )
 
-    def _output_too_large(
-        self, record: SourceRecord, index: int | None, fact: FactEnvelope, outputs: _Outputs
+    def _too_large(
+        self, record: SourceRecord, index: int | None, fact: FactEnvelope, reason: str, what: str
     ) -> DeadLetter:
-        largest = max(len(key) + len(value) for key, value in outputs.events)
+        """The dead letter of a fact whose output (``what``) does not fit."""
         detail = (
-            f"an event record of {largest} bytes is over the record limit of "
-            f"{self.max_record_bytes} (ANALYTICS_MAX_RECORD_BYTES); none of the fact's "
-            "events was sent and the instance state is as it was before the fact"
+            f"{what}, over the record limit of {self.max_record_bytes} "
+            "(ANALYTICS_MAX_RECORD_BYTES); the instance state is kept as it was before the fact"
         )
-        return self._letter(record, index, fact, OUTPUT_TOO_LARGE, "", detail)
-
-    def _state_too_large(
-        self,
-        record: SourceRecord,
-        index: int | None,
-        fact: FactEnvelope,
-        instance_id: str,
-        state: bytes,
-    ) -> DeadLetter:
-        size = record_bytes(instance_id.encode(), None) + STAMP_SIZE + len(state)
-        detail = (
-            f"the instance state would be a record of {size} bytes, over the record limit "
-            f"of {self.max_record_bytes} (ANALYTICS_MAX_RECORD_BYTES); it is kept as it was "
-            "before the fact"
-        )
-        return self._letter(record, index, fact, STATE_TOO_LARGE, "", detail)
+        return self._letter(record, index, fact, reason, "", detail)
 
     def _letter(
         self,
@@ -387,6 +371,12 @@ class FactProcessor:
 
     def _fitted(self, letter: DeadLetter) -> DeadLetter:
         return fit(letter, self.max_record_bytes)
+
+
+def _state_record_bytes(instance_id: str, state: bytes) -> int:
+    """The size of the changelog record of ``state``: keyed by the instance id, its value
+    stamped by the worker (``streams.sweep.stamp``)."""
+    return record_bytes(instance_id.encode(), None) + STAMP_SIZE + len(state)
 
 
 def _event_records(fact: FactEnvelope, events: Sequence[TrackEvent]) -> list[tuple[bytes, bytes]]:
