@@ -3,6 +3,11 @@
 Profile S rule: send nothing, and log nothing, when there is no auth, the auth is not
 a ChatGPT login, no access token can be obtained, or there is no account id. The sink
 counts each skip by reason (never by account) and commits past it.
+
+"No token" means the account genuinely has none (no secret file, no matching login). A
+credential that exists but cannot be used now (its file unreadable, its token not a
+header value) is not a skip: the lookup raises ``CredentialError`` through
+:func:`admit`, and the delivery step retries and, if it lasts, dead-letters the batch.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ class Skipped:
 
 
 def admit(route: AuthRoute, credentials: CredentialProvider) -> Admitted | Skipped:
-    """Apply the gate to one route.
+    """Apply the gate to one route (``CredentialError`` from the lookup passes through).
 
     A route that names no account (its fact carried no ``source.auth``, or an
     anonymous one) takes the default credential when there is one: single-tenant mode,

@@ -15,15 +15,30 @@ in order:
    it changes. It holds one login; its account is read from ``tokens.account_id``
    or the ID token's claims.
 
-``Credential`` hides its token from ``repr`` and ``str``; nothing in this package logs
-one.
+What a lookup can answer (issue #16): a credential; ``None`` when the source genuinely
+has none for the account (no file, an API-key login), which the auth gate skips as
+upstream does; or a :class:`~sinks.errors.CredentialError` when the credential is
+there but cannot be used now: the file could not be read (EACCES, EIO, EMFILE during a
+rotation...) or holds no token that can travel in a header. Those are retried by the
+delivery step, re-read every time, and dead-lettered if they last; nothing here caches
+a failure (an earlier version cached a failed read as "no token" until the file
+changed, and every batch of the account was skipped and committed).
+
+``Credential`` checks its token and account id when it is built (visible ASCII only:
+a control or non-ASCII character once leaked through the HTTP client's error text, or
+crashed the sink); it hides its token from ``repr`` and ``str``, and no message here
+quotes a secret, not even in part.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import os
+import re
+import stat
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +46,37 @@ from typing import Any, Protocol
 
 import orjson
 
+from .errors import InvalidCredentialError, UnreadableCredentialError
+
 #: The auth kinds upstream counts as a ChatGPT login (delivery.md §3.2, Profile S).
 CHATGPT_KINDS: frozenset[str] = frozenset({"chatgpt", "chatgpt_tokens"})
 _ID_TOKEN_CLAIMS = "https://api.openai.com/auth"
+#: What a token or an account id may hold to travel in a header: visible ASCII, no
+#: space (RFC 9110 field-vchar without obs-text; RFC 6750's b64token is a subset).
+_HEADER_SAFE = re.compile(r"[!-~]+")
+
+
+class CredentialProblem(ValueError):
+    """Why a secret cannot be a credential, in words that never quote it."""
+
+
+def header_value_problem(value: str) -> str | None:
+    """What keeps ``value`` out of an HTTP header (without quoting it), or ``None``."""
+    if _HEADER_SAFE.fullmatch(value):
+        return None
+    if not value:
+        return "is empty"
+    if not value.isascii():
+        return "holds a non-ASCII character"
+    return "holds a control character or a space"
 
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """What the sink needs to send one account's events. ``access_token`` is secret."""
+    """What the sink needs to send one account's events. ``access_token`` is secret.
+
+    Built only from values that can go in a header as they are: otherwise
+    :class:`CredentialProblem`, whose text names the field, never its value."""
 
     auth_kind: str
     account_id: str | None
@@ -46,23 +84,62 @@ class Credential:
     is_fedramp: bool = False
     source: str = ""
 
+    def __post_init__(self) -> None:
+        problem = header_value_problem(self.access_token)
+        if problem is not None:
+            raise CredentialProblem(f"its access token {problem}")
+        if self.account_id is not None:
+            problem = header_value_problem(self.account_id)
+            if problem is not None:
+                raise CredentialProblem(f"its account id {problem}")
+
     def __str__(self) -> str:
         return repr(self)
 
 
 class CredentialProvider(Protocol):
     def lookup(self, account_id: str) -> Credential | None:
-        """The credential of ``account_id``, or ``None`` when this source has none."""
+        """The credential of ``account_id``, or ``None`` when this source has none.
+        Raises ``CredentialError`` when it has one that cannot be used now."""
 
     def default(self) -> Credential | None:
         """The credential for events whose route names no account (single-tenant)."""
 
 
-class EnvCredentials:
-    """A single account from the environment: the single-tenant default."""
+class _FailingSince:
+    """When each failing source (a file, the secrets directory) began to fail, until it
+    works again: the start of an outage, shared by every batch that meets it. Not a
+    cache: the source is tried again every time. Keys are files that exist and the
+    directories that hold them, never a name an event made up, and they are capped all
+    the same (past the cap an outage starts with each batch: slower, never unbounded)."""
 
-    def __init__(self, credential: Credential | None) -> None:
+    MAX_KEYS = 4096
+
+    def __init__(self) -> None:
+        self._since: dict[str, float] = {}
+
+    def failing(self, key: str) -> float:
+        since = self._since.get(key)
+        if since is None:
+            since = time.monotonic()
+            if len(self._since) < self.MAX_KEYS:
+                self._since[key] = since
+        return since
+
+    def working(self, key: str) -> None:
+        self._since.pop(key, None)
+
+
+class EnvCredentials:
+    """A single account from the environment: the single-tenant default. A token or an
+    account id that cannot go in a header is that account's configuration error: its
+    lookups raise ``InvalidCredentialError`` (the process keeps serving the others)."""
+
+    def __init__(self, credential: Credential | None, *, problem: str | None = None) -> None:
         self._credential = credential
+        self._problem = problem
+        self._account_id: str | None = None
+        self._since = time.monotonic()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> EnvCredentials:
@@ -71,72 +148,165 @@ class EnvCredentials:
         token = env_str(env, "ANALYTICS_BEARER_TOKEN")
         if token is None:
             return cls(None)
-        return cls(
-            Credential(
+        account_id = env_str(env, "ANALYTICS_ACCOUNT_ID")
+        try:
+            credential = Credential(
                 auth_kind="chatgpt",
-                account_id=env_str(env, "ANALYTICS_ACCOUNT_ID"),
+                account_id=account_id,
                 access_token=token,
                 is_fedramp=env_bool(env, "ANALYTICS_FEDRAMP"),
                 source="environment",
             )
+        except CredentialProblem as problem:
+            invalid = cls(None, problem=str(problem))
+            invalid._account_id = account_id
+            return invalid
+        return cls(credential)
+
+    def _invalid(self) -> InvalidCredentialError:
+        return InvalidCredentialError(
+            f"account {self._account_id or '(single-tenant default)'}: the credential in "
+            f"ANALYTICS_BEARER_TOKEN / ANALYTICS_ACCOUNT_ID cannot be sent: {self._problem}",
+            since=self._since,
         )
 
     def lookup(self, account_id: str) -> Credential | None:
+        if self._problem is not None and account_id == self._account_id:
+            raise self._invalid()
         cred = self._credential
         return cred if cred is not None and cred.account_id == account_id else None
 
     def default(self) -> Credential | None:
+        if self._problem is not None:
+            raise self._invalid()
         return self._credential
 
     def __repr__(self) -> str:
+        if self._problem is not None:
+            return "EnvCredentials(configured=True, invalid=True)"
         return f"EnvCredentials(configured={self._credential is not None})"
 
 
-class _FileCache:
-    """Parsed file contents, re-parsed when the file's (mtime, size, inode) changes.
+#: ``stat`` errors that mean the file is not there (a name too long for a file cannot
+#: be one either): no credential, as upstream.
+_NO_SUCH_FILE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG})
 
-    ``os.stat`` follows symlinks, so the atomic ``..data`` swap of a Kubernetes secret
-    volume is seen as a change.
+
+class _FileCache:
+    """Secret files, read and parsed again when their (mtime, ctime, size, inode)
+    changes; only a file that parsed is kept. ``os.stat`` follows symlinks, so the
+    atomic ``..data`` swap of a Kubernetes secret volume is seen as a change.
+
+    A missing file is ``None`` (no credential); a file that cannot be read raises
+    ``UnreadableCredentialError`` and one that holds no usable token
+    ``InvalidCredentialError``, every time until it is fixed: no failure is cached.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[tuple[int, int, int], Credential | None]] = {}
+        self._entries: dict[str, tuple[tuple[int, int, int, int], Credential | None]] = {}
+        self.failing = _FailingSince()
 
-    def get(self, path: Path, parse: Callable[[bytes], Credential | None]) -> Credential | None:
+    def get(
+        self,
+        path: Path,
+        parse: Callable[[bytes], Credential | None],
+        *,
+        account: str,
+        directory: str | None = None,
+    ) -> Credential | None:
+        """The credential in ``path`` for ``account`` (for messages). ``directory`` names
+        the folder when its absence is an outage rather than "no credential"."""
+        key = str(path)
         try:
             st = os.stat(path)
-        except OSError:
-            with self._lock:
-                self._entries.pop(str(path), None)
+        except OSError as err:
+            if err.errno not in _NO_SUCH_FILE:
+                # The directory failed us (search permission, I/O), whatever the name:
+                # its outage, so that names the events make up add no key.
+                raise self.unreadable(
+                    str(path.parent), f"account {account}: secret file {path}", err
+                ) from None
+            searched = os.path.isdir(path.parent)
+            if directory is not None and not searched:
+                raise self.unreadable(
+                    str(path.parent),
+                    f"account {account}: {directory} {path.parent}",
+                    FileNotFoundError(errno.ENOENT, "missing or not a directory"),
+                ) from None
+            self._forget(path, parent_searched=searched)
             return None
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if not stat.S_ISREG(st.st_mode):
+            self._forget(path, parent_searched=True)  # a directory or a device: no token
+            return None
+        stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
         with self._lock:
-            hit = self._entries.get(str(path))
+            hit = self._entries.get(key)
         if hit is not None and hit[0] == stamp:
+            self._works(path)
             return hit[1]
         try:
-            credential = parse(path.read_bytes())
-        except (OSError, ValueError):
-            credential = None  # unreadable or malformed: no credential (counted by the gate)
+            raw = path.read_bytes()
+        except OSError as err:
+            raise self.unreadable(key, f"account {account}: secret file {path}", err) from None
+        try:
+            credential = parse(raw)
+        except ValueError as err:
+            # Our parsers raise CredentialProblem, whose words never quote the secret;
+            # any other ValueError's text might, so only its type is kept.
+            why = str(err) if isinstance(err, CredentialProblem) else type(err).__name__
+            raise InvalidCredentialError(
+                f"account {account}: secret file {path} holds no token that can be sent: {why}",
+                since=self.failing.failing(key),
+            ) from None
         with self._lock:
-            self._entries[str(path)] = (stamp, credential)
+            self._entries[key] = (stamp, credential)
+        self._works(path)
         return credential
+
+    def unreadable(self, key: str, what: str, err: OSError) -> UnreadableCredentialError:
+        return UnreadableCredentialError(
+            f"{what} could not be read ({type(err).__name__}: {err.strerror or 'error'})",
+            since=self.failing.failing(key),
+        )
+
+    def _forget(self, path: Path, *, parent_searched: bool) -> None:
+        """``path`` holds no file. Its outage is over, and its directory's too when the
+        directory was there to search (a missing one is the caller's to judge)."""
+        with self._lock:
+            self._entries.pop(str(path), None)
+        self.failing.working(str(path))
+        if parent_searched:
+            self.failing.working(str(path.parent))
+
+    def _works(self, path: Path) -> None:
+        """``path`` was read: its outage and its directory's, if any, are over, and the
+        next one starts its own clock."""
+        self.failing.working(str(path))
+        self.failing.working(str(path.parent))
 
 
 class SecretsDirCredentials:
-    """One file per account in a directory; re-read when a file changes."""
+    """One file per account in a directory; re-read when a file changes.
+
+    A missing file means no credential, but a missing secrets directory does not: it is
+    a mount gone wrong, so every lookup raises ``UnreadableCredentialError`` until it is
+    back (an unmounted secret must not turn every account's events into skips)."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self._dir = Path(directory)
         self._cache = _FileCache()
 
     def lookup(self, account_id: str) -> Credential | None:
-        # An account id is a file name here: refuse anything that could leave the dir.
-        if not account_id or "/" in account_id or "\0" in account_id or account_id in (".", ".."):
+        # An account id is a file name here: refuse anything that could leave the dir,
+        # and hidden names (a Kubernetes secret volume keeps its ``..data`` there).
+        if not account_id or "/" in account_id or "\0" in account_id or account_id[0] == ".":
             return None
         return self._cache.get(
-            self._dir / account_id, lambda raw: _parse_secret_file(raw, account_id)
+            self._dir / account_id,
+            lambda raw: _parse_secret_file(raw, account_id),
+            account=account_id,
+            directory="secrets directory",
         )
 
     def default(self) -> Credential | None:
@@ -146,15 +316,15 @@ class SecretsDirCredentials:
         return f"SecretsDirCredentials({str(self._dir)!r})"
 
 
-def _parse_secret_file(raw: bytes, account_id: str) -> Credential | None:
+def _parse_secret_file(raw: bytes, account_id: str) -> Credential:
     text = raw.strip()
     if not text:
-        return None
+        raise CredentialProblem("it is empty")
     if text.startswith(b"{"):
-        obj = orjson.loads(text)
+        obj = _json(text)
         token = obj.get("access_token") if isinstance(obj, dict) else None
-        if not isinstance(token, str) or not token:
-            return None
+        if not isinstance(token, str):
+            raise CredentialProblem("its JSON has no access_token string")
         kind = obj.get("auth_kind") or "chatgpt"
         return Credential(
             auth_kind=str(kind),
@@ -163,12 +333,20 @@ def _parse_secret_file(raw: bytes, account_id: str) -> Credential | None:
             is_fedramp=obj.get("is_fedramp") is True,
             source="secrets-dir",
         )
+    try:
+        token = text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CredentialProblem("it is not UTF-8 text") from None
     return Credential(
-        auth_kind="chatgpt",
-        account_id=account_id,
-        access_token=text.decode("utf-8"),
-        source="secrets-dir",
+        auth_kind="chatgpt", account_id=account_id, access_token=token, source="secrets-dir"
     )
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise CredentialProblem("it is not valid JSON") from None
 
 
 class AuthJsonCredentials:
@@ -178,11 +356,10 @@ class AuthJsonCredentials:
         self._path = Path(codex_home) / "auth.json"
         self._cache = _FileCache()
 
-    def _current(self) -> Credential | None:
-        return self._cache.get(self._path, _parse_auth_json)
-
     def lookup(self, account_id: str) -> Credential | None:
-        cred = self._current()
+        # One login for whichever account it is: while the file cannot be read or
+        # parsed, no account can be told absent from it.
+        cred = self._cache.get(self._path, _parse_auth_json, account=account_id)
         return cred if cred is not None and cred.account_id == account_id else None
 
     def default(self) -> Credential | None:
@@ -193,9 +370,9 @@ class AuthJsonCredentials:
 
 
 def _parse_auth_json(raw: bytes) -> Credential | None:
-    obj = orjson.loads(raw)
+    obj = _json(raw)
     if not isinstance(obj, dict):
-        return None
+        raise CredentialProblem("it is not a JSON object")
     tokens = obj.get("tokens")
     if not isinstance(tokens, dict) or not isinstance(tokens.get("access_token"), str):
         # An API-key login (``OPENAI_API_KEY`` only) is not a ChatGPT login: the gate
@@ -230,7 +407,8 @@ def _jwt_claims(token: object) -> dict[str, Any]:
 
 class CredentialChain:
     """The first source that knows an account wins; the default comes from the first
-    source that has one."""
+    source that has one. A source that cannot tell (its file unreadable or invalid)
+    raises, rather than let a later source or the gate answer in its place."""
 
     def __init__(self, sources: Sequence[CredentialProvider]) -> None:
         self._sources = tuple(sources)

@@ -4,24 +4,30 @@
 
     not sendable (too large, undecodable) ─────────────────────▶ events DLQ ─▶ DeadLettered
     gate ─skip─▶ GateSkipped
+         ─credential unreadable or invalid─▶ retry (re-read each time); past
+                                  credential_wait_s ─▶ events DLQ ─▶ DeadLettered
     deliver ─2xx─▶ Delivered (delivered, or captured)
             ─429/5xx/transport/file error─▶ retry, the lane marked retrying (partition paused)
-            ─other 4xx, or retries exhausted─▶ events DLQ ─▶ DeadLettered
+            ─other 4xx, unsendable, or retries exhausted─▶ events DLQ ─▶ DeadLettered
 
 ``BatchDelivery`` returns only when the batch has one of those outcomes; the lane then
 records it (``SinkMetrics.record``) and marks the batch done. Attempts and retries are
-counted as they happen.
+counted as they happen; the retry lines are rate-limited per partition (one per
+``RETRY_LOG_INTERVAL_S``, saying how many were held back).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from tenacity import RetryCallState
+
+from codex_analytics.runtime.retry import LogThrottle
 
 from .auth import Admitted, Skipped, admit, request_headers
 from .batching import Batch
@@ -30,15 +36,21 @@ from .deadletters import DeadLetterQueue, undeliverable
 from .destinations import Destination
 from .errors import (
     CaptureWriteError,
+    CredentialError,
     DeliveryError,
     PermanentDeliveryError,
     RetryableDeliveryError,
+    UnsendableRequestError,
 )
 from .metrics import SinkMetrics
 from .outcomes import BatchOutcome, DeadLettered, Delivered, GateSkipped
 from .settings import SinkSettings
 
 log = logging.getLogger("codex_analytics.sink")
+
+#: At most one retry line per partition this often (and one per partition and reason
+#: for dead letters of a lasting credential problem).
+RETRY_LOG_INTERVAL_S = 10.0
 
 
 class RetryingLane(Protocol):
@@ -72,6 +84,7 @@ class BatchDelivery:
         self.dead_letters = dead_letters
         #: The test switch that captures what the gate would skip; never for HTTP.
         self.ignore_gate = settings.capture_ignores_auth and destination.may_ignore_auth
+        self.log_throttle = LogThrottle(RETRY_LOG_INTERVAL_S)
 
     async def __call__(self, batch: Batch, lane: RetryingLane) -> BatchOutcome:
         count = len(batch.records)
@@ -80,16 +93,31 @@ class BatchDelivery:
             return await self._dead_letter(lane, batch, reason, detail=detail)
         route = batch.route
         assert route is not None
-        decision = admit(route, self.credentials)
+        try:
+            decision: Admitted | Skipped | None = admit(route, self.credentials)
+        except CredentialError:
+            decision = None  # there, but unusable now: the attempts below wait for it
         if isinstance(decision, Skipped) and not self.ignore_gate:
             return GateSkipped(decision.reason, count)
         key = batch.idempotency_key()
         body = batch.body()
+        # While the credential fails: when its outage (shared by the account's batches)
+        # will have lasted ``credential_wait_s``. Endpoint failures keep the policy's limits.
+        give_up_at = math.inf
 
         async def attempt() -> None:
+            nonlocal give_up_at
             # The credential is resolved again on every attempt: after a 401 the token
-            # may have been rotated (secrets dir, auth.json) while we backed off.
-            current = admit(route, self.credentials)
+            # may have been rotated (secrets dir, auth.json) while we backed off, and a
+            # file that could not be read may be readable again.
+            try:
+                current: Admitted | Skipped | None = admit(route, self.credentials)
+            except CredentialError as err:
+                if not self.ignore_gate:
+                    give_up_at = err.since + self.settings.credential_wait_s
+                    raise
+                current = None
+            give_up_at = math.inf
             if isinstance(current, Skipped) and not self.ignore_gate:
                 raise _GateClosed(current)  # the credential is gone: skip, as upstream
             headers = request_headers(current, key) if isinstance(current, Admitted) else {}
@@ -97,7 +125,11 @@ class BatchDelivery:
 
         started = time.monotonic()
         try:
-            await self._with_retries(lane, attempt)
+            await self._with_retries(lane, attempt, deadline=lambda: give_up_at)
+        except CredentialError as err:
+            return await self._dead_letter_noted(lane, batch, err.reason, str(err))
+        except UnsendableRequestError as err:
+            return await self._dead_letter_noted(lane, batch, err.reason, str(err))
         except PermanentDeliveryError as err:
             outcome = await self._dead_letter(
                 lane,
@@ -137,30 +169,57 @@ class BatchDelivery:
         self.metrics.attempts.labels(f"{status // 100}xx").inc()
 
     async def _with_retries(
-        self, lane: RetryingLane, attempt: Callable[[], Awaitable[None]]
+        self,
+        lane: RetryingLane,
+        attempt: Callable[[], Awaitable[None]],
+        *,
+        deadline: Callable[[], float] | None = None,
     ) -> None:
         async def before_sleep(state: RetryCallState) -> None:
             lane.mark_retrying(True)
             self.metrics.retries.inc()
+            held_back = self.log_throttle.admit(lane.partition)
+            if held_back is None:
+                return
             error = state.outcome.exception() if state.outcome is not None else None
-            wait = state.upcoming_sleep
             log.warning(
-                "partition %d: %s; retry %d in %.2f s",
+                "partition %d: %s; retry %d in %.2f s%s",
                 lane.partition,
                 error,
                 state.attempt_number,
-                wait,
+                state.upcoming_sleep,
+                f" ({held_back} more retries since the last line)" if held_back else "",
             )
 
         try:
             async for try_ in self.settings.retry.retrying(
-                sleep=asyncio.sleep, before_sleep=before_sleep
+                sleep=asyncio.sleep, before_sleep=before_sleep, deadline=deadline
             ):
                 with try_:
                     await attempt()
         finally:
             if lane.retrying:
                 lane.mark_retrying(False)
+
+    async def _dead_letter_noted(
+        self, lane: RetryingLane, batch: Batch, reason: str, detail: str
+    ) -> DeadLettered:
+        """Dead-letter ``batch`` for a problem of ours (a credential, a request that
+        cannot be written) and say so, once per interval per partition and reason:
+        ``detail`` names the account and the file, never a secret."""
+        outcome = await self._dead_letter(lane, batch, reason, detail=detail)
+        held_back = self.log_throttle.admit((lane.partition, reason))
+        if held_back is not None:
+            log.error(
+                "partition %d: %s; %d events dead-lettered to %s as %s%s",
+                lane.partition,
+                detail,
+                len(batch.records),
+                self.dead_letters.topic,
+                reason,
+                f" ({held_back} more batches since the last line)" if held_back else "",
+            )
+        return outcome
 
     async def _dead_letter(
         self,

@@ -3,6 +3,9 @@
 One ``httpx.AsyncClient`` per sink process, so connections are pooled and reused.
 ``transport`` is the seam for tests that want an in-process endpoint; the integration
 tests use a real server on 127.0.0.1. It implements ``sinks.destinations.Destination``.
+
+No error it raises carries the token: transport errors whose text could quote a header
+are reported by type, and a refusal's body is redacted of the token before it is kept.
 """
 
 from __future__ import annotations
@@ -11,11 +14,23 @@ import gzip
 from typing import Literal
 
 import httpx
+import orjson
 
 from codex_analytics.contract import EVENTS_PATH
 
-from .errors import RetryableDeliveryError
+from .errors import RetryableDeliveryError, UnsendableRequestError
 from .retry import check_response
+
+#: What stands for a token that an endpoint echoed back.
+REDACTED = b"[redacted]"
+#: Transport errors whose text comes from the socket, the clock or the server, and so
+#: cannot quote a request header: their text is kept. Any other error's text may (h11
+#: quotes an illegal header value whole, the token with it), so only its type is kept.
+_TEXT_IS_SAFE: tuple[type[httpx.HTTPError], ...] = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+)
 
 
 def events_url(base_url: str) -> str:
@@ -67,13 +82,22 @@ class HttpDestination:
             headers = {**headers, "Content-Encoding": "gzip"}
         try:
             response = await self._client.post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as err:
-            # httpx's messages name the URL and the failure, never the request headers.
-            raise RetryableDeliveryError(
-                f"failed to send events request: {type(err).__name__}: {err}"
+        except (httpx.LocalProtocolError, UnicodeEncodeError) as err:
+            # A header the client will not write: the same request can never be sent.
+            raise UnsendableRequestError(
+                f"the events request could not be written: {type(err).__name__} "
+                "(its text is withheld: it may quote a header)"
             ) from None
+        except httpx.HTTPError as err:
+            raise RetryableDeliveryError(
+                f"failed to send events request: {describe_http_error(err)}"
+            ) from None
+        # The whole body is redacted before anything is cut from it: a token that
+        # straddled the cut would leave a piece behind.
         error = check_response(
-            response.status_code, response.headers.get("retry-after"), response.content
+            response.status_code,
+            response.headers.get("retry-after"),
+            redact(response.content, headers.get("Authorization")),
         )
         if error is not None:
             raise error
@@ -84,3 +108,26 @@ class HttpDestination:
 
     def __repr__(self) -> str:
         return f"HttpDestination({self.url!r}, gzip={self._gzip})"
+
+
+def redact(body: bytes, authorization: str | None) -> bytes:
+    """``body`` without the token of ``authorization``: an endpoint or a proxy may echo
+    the request's headers in an error body, which the sink logs (200 bytes) and
+    dead-letters (4 KiB). The token as sent and as JSON escapes it (with ``/`` as
+    ``\\/`` too, as some encoders write it) go; other encodings of it (base64,
+    percent-encoding) are not looked for."""
+    if not authorization or not body:
+        return body
+    token = authorization.partition(" ")[2] or authorization
+    escaped = orjson.dumps(token)[1:-1]
+    for form in {token.encode(), escaped, escaped.replace(b"/", b"\\/")}:
+        body = body.replace(form, REDACTED)
+    return body
+
+
+def describe_http_error(err: httpx.HTTPError) -> str:
+    """``err`` for a log line or a dead letter: its type, and its text only when that
+    text cannot quote a request header."""
+    if isinstance(err, _TEXT_IS_SAFE):
+        return f"{type(err).__name__}: {err}"
+    return f"{type(err).__name__} (its text is withheld: it may quote a header)"

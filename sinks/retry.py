@@ -2,7 +2,8 @@
 
 The schedule is the pipeline's one retry policy (:class:`RetryPolicy`, from
 :mod:`codex_analytics.runtime.retry`) in its jittered shape; a ``Retry-After`` header,
-parsed here, wins over the backoff when the endpoint gave one.
+parsed here, lengthens the wait when it asks for more than the backoff, and never
+shortens it: ``Retry-After: 0`` or a date in the past leaves the backoff as it is.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ BODY_EXCERPT_BYTES = 4096
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date
+    (0 for a date in the past; the policy's backoff still applies)."""
     if value is None:
         return None
     value = value.strip()

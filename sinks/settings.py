@@ -166,7 +166,8 @@ RETRY_INITIAL_MS = declare(
     number(minimum=1),
     500,
     help="first delay of the full-jitter exponential backoff for transport errors, "
-    "timeouts, 401 (credentials re-read), 408, 429 and 5xx",
+    "timeouts, 401 (credentials re-read), 408, 429 and 5xx, and the shortest wait between "
+    "two tries of a batch, whatever `Retry-After` says",
     used_by=_SINK,
 )
 RETRY_MAX_MS = declare(
@@ -180,7 +181,7 @@ RETRY_AFTER_MAX_S = declare(
     "ANALYTICS_RETRY_AFTER_MAX_S",
     number(minimum=0),
     300,
-    help="cap on an honoured `Retry-After`",
+    help="cap on an honoured `Retry-After` (one shorter than the backoff leaves the backoff)",
     used_by=_SINK,
 )
 RETRY_MAX_ELAPSED_S = declare(
@@ -190,6 +191,15 @@ RETRY_MAX_ELAPSED_S = declare(
     help="give up on a batch after this long and dead-letter it as `retries_exhausted`",
     used_by=_SINK,
     default_note="for ever",
+)
+CREDENTIAL_WAIT_S = declare(
+    "ANALYTICS_CREDENTIAL_WAIT_S",
+    number(minimum=0),
+    60.0,
+    help="how long an account's batches wait, retried, for a credential that exists but "
+    "cannot be used (unreadable secret file, token that is not a header value) before "
+    "they are dead-lettered as `credentials_unreadable` / `invalid_credentials`",
+    used_by=_SINK,
 )
 # 8 batches of 500: at 1000 the lanes paused their partition after every second batch,
 # and aiokafka drops what it prefetched for a paused partition (the sink waited on Kafka
@@ -208,14 +218,15 @@ VALIDATE_EVENTS = declare(
     boolean(),
     False,
     help="decode every event through its model; by default only its type is checked and "
-    "its bytes pass through",
+    "its bytes, checked to be JSON, pass through",
     used_by=_SINK,
 )
 SHUTDOWN_TIMEOUT_S = declare(
     "ANALYTICS_SHUTDOWN_TIMEOUT_S",
     number(minimum=0),
     10.0,
-    help="SIGTERM: time to flush and deliver open batches before exiting",
+    help="SIGTERM: time to flush and deliver open batches before exiting (the last "
+    "commit and leaving the group add at most ~3 s; a second SIGTERM exits at once)",
     used_by=_SINK,
 )
 SESSION_TIMEOUT_MS = declare(
@@ -257,6 +268,7 @@ SETTINGS: tuple[Setting[Any, Any], ...] = (
     RETRY_MAX_MS,
     RETRY_AFTER_MAX_S,
     RETRY_MAX_ELAPSED_S,
+    CREDENTIAL_WAIT_S,
     MAX_BUFFERED,
     VALIDATE_EVENTS,
     SHUTDOWN_TIMEOUT_S,
@@ -286,6 +298,9 @@ class SinkSettings:
     #: pauses while closed batches hold this many (memory <= 2x this per partition).
     max_buffered_records: int = MAX_BUFFERED.default
     shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S.default
+    #: How long from the start of an account's credential outage (unreadable or
+    #: invalid) its batches are retried before they are dead-lettered.
+    credential_wait_s: float = CREDENTIAL_WAIT_S.default
     #: Decode every event through its model (every field checked) instead of checking
     #: its type and passing its bytes through.
     validate_events: bool = VALIDATE_EVENTS.default
@@ -344,6 +359,7 @@ class SinkSettings:
             capture_ignores_auth=CAPTURE_IGNORES_AUTH.read(env),
             max_buffered_records=max_buffered,
             shutdown_timeout_s=SHUTDOWN_TIMEOUT_S.read(env),
+            credential_wait_s=CREDENTIAL_WAIT_S.read(env),
             session_timeout_ms=SESSION_TIMEOUT_MS.read(env),
             health_addr=HEALTH_ADDR.read(env),
             log_level=SINK_LOG_LEVEL.read(env).upper(),

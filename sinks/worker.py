@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -47,6 +47,16 @@ log = logging.getLogger("codex_analytics.sink")
 #: The longest a new assignment waits for the committed offsets and the first offsets
 #: of its partitions; past it, the consumer starts where aiokafka would.
 START_LOOKUP_S = 5.0
+
+#: Each step of closing down after the lanes drained (the final commit, leaving the
+#: group, flushing the dead-letter producer) gets this long at most: with the broker
+#: gone, aiokafka retries them for ever. ``ANALYTICS_SHUTDOWN_TIMEOUT_S`` bounds the
+#: drain; these steps add at most three times this.
+CLOSE_STEP_S = 1.0
+
+#: A revocation delivers the closed batches for this long at most (capped by the
+#: shutdown timeout), then commits for this long at most: the group waits meanwhile.
+HAND_OVER_S = 5.0
 
 
 class SinkWorker:
@@ -88,8 +98,29 @@ class SinkWorker:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set; then flush, deliver, commit and return."""
+        """Consume until ``stop`` is set; then flush, deliver, commit and return.
+
+        ``stop`` also ends the start (topics, group join) at once, and every step of
+        closing down has a deadline, so that the process ends in time however the
+        broker behaves."""
         self._stop = stop
+        try:
+            if not await _unless_stopped(stop, self._start()):
+                return
+            self.started = True
+            committer = asyncio.create_task(self._committer(), name="sink-committer")
+            try:
+                await self._consume(stop)
+                await self.lanes.drain(flush=True, within=self.settings.shutdown_timeout_s)
+            finally:
+                committer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await committer
+        finally:
+            self.started = False
+            await self._close()
+
+    async def _start(self) -> None:
         topics = self.settings.topics
         await ensure_topics(
             self.bootstrap, {topics.events: topics.partitions, topics.events_dlq: topics.partitions}
@@ -109,26 +140,19 @@ class SinkWorker:
             },
         )
         await self.dead_letters.start()
-        try:
-            self._consumer.subscribe([topics.events], listener=_Rebalance(self))
-            await self._consumer.start()
-            self.started = True
-            committer = asyncio.create_task(self._committer(), name="sink-committer")
-            try:
-                await self._consume(stop)
-                await self.lanes.drain(flush=True, within=self.settings.shutdown_timeout_s)
-            finally:
-                committer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await committer
-                await self.lanes.cancel()
-                await self._commit()  # what the lanes finished, before they are forgotten
-                self.lanes.clear()
-                await self._consumer.stop()
-        finally:
-            self.started = False
-            await self.dead_letters.stop()
-            await self.destination.aclose()
+        self._consumer.subscribe([topics.events], listener=_Rebalance(self))
+        await self._consumer.start()  # joins the group: assigned partitions get lanes
+
+    async def _close(self) -> None:
+        """Commit what the lanes finished, leave the group, close; each step bounded."""
+        await self.lanes.cancel()
+        # What the lanes finished, before they are forgotten.
+        await _bounded("shutdown: the final commit", self._commit())
+        self.lanes.clear()
+        if self._consumer is not None:
+            await _bounded("shutdown: leaving the group", self._consumer.stop())
+        await _bounded("shutdown: closing the dead-letter producer", self.dead_letters.stop())
+        await self.destination.aclose()
 
     async def _consume(self, stop: asyncio.Event) -> None:
         consumer = self._consumer
@@ -149,18 +173,26 @@ class SinkWorker:
                         await fetch
                     break
                 for tp, records in fetch.result().items():
-                    lane = lanes.get(tp) or lanes.open(tp)
-                    for index, rec in enumerate(records, 1):
+                    lane = lanes.get(tp)
+                    for index, rec in enumerate(records):
+                        if lanes.get(tp) is not lane or lane is None:
+                            # Handed over since the fetch: not this lane's records.
+                            self._set_aside(tp, rec.offset)
+                            break
                         ts = rec.timestamp if rec.timestamp and rec.timestamp > 0 else _now_ms()
                         sink_record = to_sink_record(
                             rec.offset, ts, rec.key, rec.value, validate_events=validate
                         )
                         lane.enqueue(lane.batcher.add(sink_record))
-                        if index % 256 == 0:
-                            # Decoding is CPU work: let the lanes send what is closed.
+                        if index % 256 == 255:
+                            # Decoding is CPU work: let the lanes send what is closed. (A
+                            # rebalance may run meanwhile, hence the check above.)
                             await asyncio.sleep(0)
                 now = _now_ms()
+                assignment = consumer.assignment()
                 for tp, lane in lanes.items():
+                    if tp not in assignment:
+                        continue  # being handed over
                     highwater = consumer.highwater(tp)
                     next_offset = lane.batcher.progress.next_offset
                     caught_up = highwater is None or (
@@ -170,6 +202,18 @@ class SinkWorker:
                 self._apply_backpressure()
         finally:
             stopping.cancel()
+
+    def _set_aside(self, tp: TopicPartition, offset: int) -> None:
+        """Records from ``offset`` on were fetched for ``tp`` but their lane is gone: the
+        partition was handed over while they waited. They are dropped, never given a
+        new lane (that would bring back a revoked partition: its highwater and pause
+        fail, and its offsets make every commit fail). Whoever owns the partition next,
+        this worker included, reads them again from the committed offset; while the
+        partition is still nominally assigned, the consumer is also moved back to them.
+        """
+        consumer = self._consumer
+        if consumer is not None and tp not in self.lanes and tp in consumer.assignment():
+            consumer.seek(tp, offset)
 
     def _lane_failed(self, error: BaseException) -> None:
         self.failure = error
@@ -185,9 +229,11 @@ class SinkWorker:
         if not mine:
             return
         await self.lanes.drain(
-            flush=False, within=min(5.0, self.settings.shutdown_timeout_s), tps=mine
+            flush=False, within=min(HAND_OVER_S, self.settings.shutdown_timeout_s), tps=mine
         )
-        await self._commit(tps=mine)
+        await _bounded(
+            "rebalance: the hand-over commit", self._commit(tps=mine), within=HAND_OVER_S
+        )
         await self.lanes.stop(mine)
         for tp in mine:
             self._committed.pop(tp, None)
@@ -195,6 +241,10 @@ class SinkWorker:
     async def take_over(self, assigned: Iterable[TopicPartition]) -> None:
         """Partitions were assigned: a lane for each that has none yet, and those never
         committed start at their first offset."""
+        assigned = set(assigned)
+        # Lanes of partitions not assigned any more (a hand-over that failed half-way)
+        # would deliver and commit what is no longer ours.
+        await self.lanes.stop([tp for tp in self.lanes if tp not in assigned])
         new = [tp for tp in assigned if tp not in self.lanes]
         for tp in new:
             self.lanes.open(tp)
@@ -243,7 +293,10 @@ class SinkWorker:
         consumer = self._consumer
         assert consumer is not None
         limit = self.settings.max_buffered_records
+        assignment = consumer.assignment()
         for tp, lane in self.lanes.items():
+            if tp not in assignment:
+                continue  # being handed over: nothing to pause
             want_paused = lane.wants_pause(limit)
             if want_paused and not lane.paused:
                 consumer.pause(tp)
@@ -267,7 +320,10 @@ class SinkWorker:
         if consumer is None:
             return
         offsets: dict[TopicPartition, int] = {}
+        assignment = consumer.assignment()
         for tp in tps if tps is not None else list(self.lanes):
+            if tp not in assignment:
+                continue  # committing a partition we lost would fail the whole commit
             lane = self.lanes.get(tp)
             point = lane.batcher.commit_point() if lane is not None else None
             if point is not None and point > self._committed.get(tp, -1):
@@ -292,7 +348,10 @@ class SinkWorker:
             return {}
         highwaters: dict[int, int | None] = {}
         positions: dict[int, int | None] = {}
+        assignment = consumer.assignment()
         for tp, lane in list(self.lanes.items()):
+            if tp not in assignment:
+                continue
             highwaters[tp.partition] = consumer.highwater(tp)
             committed = self._committed.get(tp)
             positions[tp.partition] = (
@@ -323,6 +382,42 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.worker.take_over(assigned)
+
+
+async def _unless_stopped(stop: asyncio.Event, step: Awaitable[None]) -> bool:
+    """Run ``step`` until it ends or ``stop`` is set; False (``step`` cancelled) when
+    ``stop`` came first. A start that waits on a broker must not outlive a SIGTERM."""
+    task = asyncio.ensure_future(step)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=CLOSE_STEP_S)
+    if not task.done() or task.cancelled():
+        return False
+    task.result()  # its error, if it failed
+    return True
+
+
+async def _bounded(what: str, step: Awaitable[None], *, within: float = CLOSE_STEP_S) -> None:
+    """Await one step of closing down (or handing over) for at most ``within`` seconds."""
+    try:
+        async with asyncio.timeout(within):
+            await step
+    except TimeoutError:
+        log.warning("%s did not finish within %.1f s; going on", what, within)
+    except KafkaError as err:
+        log.warning("%s failed (%s); going on", what, type(err).__name__)
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # this task is being cancelled: let it end
+        # A task inside the step was cancelled and its CancelledError leaked out (aiokafka
+        # 0.14's Fetcher.close awaits the fetch tasks it cancelled): the step is over.
+        log.warning("%s ended cancelled; going on", what)
 
 
 def _now_ms() -> int:

@@ -99,11 +99,13 @@ class _Outputs:
     events: list[tuple[bytes, bytes]] = field(default_factory=list)
     event_owners: list[str] = field(default_factory=list)
     warnings: list[Drop] = field(default_factory=list)
-    #: Dead letters of facts the reducer failed on, and their instances.
+    #: Dead letters of facts the reducer failed on or refused, and their instances.
     failures: list[DeadLetter] = field(default_factory=list)
     failure_owners: list[str] = field(default_factory=list)
     #: Instances with an event record over the limit.
     oversized: set[str] = field(default_factory=set)
+    #: The reducer raised (on the slow path's one fact: that fact is undone).
+    crashed: bool = False
 
     def take_back(self, instances: Container[str]) -> None:
         """Forget the outputs of ``instances``."""
@@ -229,9 +231,14 @@ class FactProcessor:
             reason, detail = DecodeReason.INTERNAL.value, f"reducer failure: {exc!r}"
             outputs.failures.append(self._letter(record, index, fact, reason, "", detail))
             outputs.failure_owners.append(owner)
+            outputs.crashed = True
             return
         if reduction.drops:
             outputs.warnings.extend(d for d in reduction.drops if d.reason.logged)
+            refused = next((d for d in reduction.drops if d.reason.dead_letters), None)
+            if refused is not None:
+                outputs.failures.append(self._refusal(record, index, fact, refused))
+                outputs.failure_owners.append(owner)
         if reduction.events:
             events = _event_records(fact, reduction.events)
             limit = self.max_record_bytes
@@ -292,7 +299,7 @@ class FactProcessor:
         """One fact of the slow path: kept if all its outputs fit, else undone."""
         again = _Outputs()
         self._apply(tried.state, fact, record, index, again)
-        if again.failures:
+        if again.crashed:
             out.dead_letters += again.failures
         elif again.oversized:
             largest = max(len(key) + len(value) for key, value in again.events)
@@ -357,6 +364,13 @@ class FactProcessor:
             "(ANALYTICS_MAX_RECORD_BYTES); the instance state is kept as it was before the fact"
         )
         return self._letter(record, index, fact, reason, "", detail)
+
+    def _refusal(
+        self, record: SourceRecord, index: int | None, fact: FactEnvelope, drop: Drop
+    ) -> DeadLetter:
+        """The dead letter of a fact the reducer refused (``DropReason.dead_letters``)."""
+        ids = ", ".join(f"{name}={value}" for name, value in drop.ids)
+        return self._letter(record, index, fact, drop.reason.value, "", f"{drop.message} ({ids})")
 
     def _letter(
         self,

@@ -9,15 +9,19 @@ The HTTP ingest gateway, for producers in other languages (the Rust app-server, 
 one). POST /v1/facts takes one fact envelope or a JSON-lines batch (a JSON array with
 Content-Type: application/json works too), validates every line with the contract,
 publishes the valid ones to the facts topic keyed by instance id and answers, after the
-broker acknowledged them, with a result per line:
+broker acknowledged them, with counts and the first 100 rejected lines:
 
   200 all accepted    207 some lines rejected    400 all rejected or empty
   401 bad bearer token (when ANALYTICS_GATEWAY_TOKEN is set)
-  413 body over ANALYTICS_GATEWAY_MAX_BODY_BYTES
-  503 + Retry-After   the broker did not acknowledge in time: nothing of the request
-                      was accepted; send it again
+  413 body over ANALYTICS_GATEWAY_MAX_BODY_BYTES, more lines than
+      ANALYTICS_GATEWAY_MAX_LINES, or every record refused by the broker for its size
+  422 every record refused by the broker for good (another reason)
+  429 + Retry-After   too many requests or body bytes in flight; send it again later
+  503 + Retry-After   the broker did not acknowledge in time: send the lines named in
+                      "resend" again
 
-A rejected line names its line number, field path and reason. GET /healthz, /readyz
+A rejected line names its line number, field path and reason; a record the broker
+refuses is a rejection of its lines (record_too_large, refused_by_broker), never a 503. GET /healthz, /readyz
 (the broker is reachable) and /metrics (Prometheus) are on the same address.
 
 Send one instance's batches one after another (wait for the answer): the stream drops a

@@ -46,6 +46,7 @@ from .facts import (
     RuntimeMetadata,
     Source,
 )
+from .limits import MAX_ID_CHARS, MAX_NAME_CHARS
 from .records import EventRecord, Origin
 from .topics import EVENTS_DLQ_TOPIC, EVENTS_PATH, EVENTS_TOPIC, FACTS_DLQ_TOPIC, FACTS_TOPIC
 
@@ -65,6 +66,8 @@ __all__ = [
     "FACT_KINDS",
     "ISOLATED_EVENT_TYPES",
     "MAX_FACTS_PER_PACK",
+    "MAX_ID_CHARS",
+    "MAX_NAME_CHARS",
     "PAYLOAD_TYPES",
     "AuthRoute",
     "ContractError",

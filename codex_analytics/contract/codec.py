@@ -22,8 +22,9 @@ from .facts import (
     FactEnvelope,
     Source,
 )
+from .limits import MAX_ID_CHARS
 from .records import EventRecord, Origin
-from .schema import _U64_MAX, _check_u64, decoder_for, to_wire, wrong_type
+from .schema import _U64_MAX, _check_u64, decoder_for, to_wire, too_long, wrong_type
 
 #: The one record-size limit's default (bytes): the largest record (key, value and
 #: headers) any service writes to a topic or accepts from one. ``ANALYTICS_MAX_RECORD_BYTES``
@@ -112,6 +113,8 @@ def _fact_from_json(obj: Any) -> FactEnvelope:
     fact_id = _field(obj, "fact_id")
     if type(fact_id) is not str:
         raise wrong_type("string", fact_id).within("fact_id")
+    if len(fact_id) > MAX_ID_CHARS:
+        raise too_long(len(fact_id), MAX_ID_CHARS).within("fact_id")
     raw_source = _field(obj, "source")
     source = _cached_source(raw_source)
     seq = _field(obj, "seq")

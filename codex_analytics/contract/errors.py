@@ -15,6 +15,8 @@ class DecodeReason(StrEnum):
     """Why a record was rejected. The values are stable: they go into DLQ headers."""
 
     TOO_LARGE = "too_large"
+    #: A string longer than its contract limit (``docs/contract.md``, "Limits").
+    TOO_LONG = "too_long"
     NOT_UTF8 = "not_utf8"
     NOT_JSON = "not_json"
     WRONG_TYPE = "wrong_type"
@@ -25,6 +27,18 @@ class DecodeReason(StrEnum):
     INVALID_VALUE = "invalid_value"
     #: A bug in the decoder itself; kept so that decoding still never raises anything else.
     INTERNAL = "internal"
+
+
+#: Longest ``detail`` and longest path segment kept in a :class:`DecodeError`. Both can
+#: quote the caller's own text (an unknown tag, an unexpected key): clipped, an error is
+#: always small enough for a log line, a gateway answer or a dead-letter header.
+MAX_DETAIL_CHARS = 512
+MAX_PATH_SEGMENT_CHARS = 128
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 class ContractError(Exception):
@@ -39,6 +53,8 @@ class DecodeError(ContractError):
     """
 
     def __init__(self, reason: DecodeReason, path: str, detail: str) -> None:
+        path = clip(path, MAX_PATH_SEGMENT_CHARS)
+        detail = clip(detail, MAX_DETAIL_CHARS)
         super().__init__(reason, path, detail)
         self.reason = reason
         self.path = path
@@ -53,7 +69,7 @@ class DecodeError(ContractError):
 
     def within(self, key: str | int) -> DecodeError:
         """Prefix the path with the key (or list index) of the enclosing container."""
-        head = f"[{key}]" if isinstance(key, int) else key
+        head = f"[{key}]" if isinstance(key, int) else clip(key, MAX_PATH_SEGMENT_CHARS)
         if not self.path:
             self.path = head
         elif self.path.startswith("["):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from .errors import DecodeError, DecodeReason
+from .limits import MAX_NAME_CHARS, Id, Name
 from .schema import (
     U64,
     JsonObject,
@@ -21,6 +22,7 @@ from .schema import (
     absent_ok,
     decoder_for,
     derived,
+    too_long,
     wire_key,
     wrong_type,
 )
@@ -117,10 +119,10 @@ THREAD_LIFECYCLE_METHODS = {
 
 @dataclass(slots=True)
 class RuntimeMetadata:
-    codex_rs_version: str
-    runtime_os: str
-    runtime_os_version: str
-    runtime_arch: str
+    codex_rs_version: Name
+    runtime_os: Name
+    runtime_os_version: Name
+    runtime_arch: Name
 
 
 @dataclass(slots=True)
@@ -128,14 +130,14 @@ class AuthRoute:
     """Non-secret delivery route (design.md §6). Absent keys mean unknown."""
 
     kind: AuthKind | None = absent_ok(None)
-    account_id: str | None = absent_ok(None)
+    account_id: Id | None = absent_ok(None)
     is_fedramp: bool = absent_ok(False)
 
 
 @dataclass(slots=True)
 class Source:
-    instance_id: str
-    originator: str
+    instance_id: Id
+    originator: Name
     runtime: RuntimeMetadata
     auth: AuthRoute | None = absent_ok(None)
 
@@ -147,15 +149,15 @@ class Source:
 
 @dataclass(slots=True)
 class TrackingContext:
-    model_slug: str
-    thread_id: str
-    turn_id: str
+    model_slug: Name
+    thread_id: Id
+    turn_id: Id
 
 
 @dataclass(slots=True)
 class AppInvocation:
-    connector_id: str | None
-    app_name: str | None
+    connector_id: Id | None
+    app_name: Name | None
     invocation_type: InvocationType | None
 
 
@@ -163,28 +165,28 @@ class AppInvocation:
 class ResolvedSkillPath:
     """PROPOSAL (facts.md §2.4): filesystem facts the producer resolves on its machine."""
 
-    canonical_skill_path: str
-    repo_root: str | None
-    repo_url: str | None
+    canonical_skill_path: Name
+    repo_root: Name | None
+    repo_url: Name | None
 
 
 @dataclass(slots=True)
 class SkillInvocation:
-    skill_name: str
+    skill_name: Name
     skill_scope: SkillScope
-    skill_path: str
+    skill_path: Name
     invocation_type: InvocationType
     resolved: ResolvedSkillPath
 
 
 @dataclass(slots=True)
 class PluginCapabilitySummary:
-    config_name: str
-    display_name: str
+    config_name: Name
+    display_name: Name
     description: str | None
     has_skills: bool
-    mcp_server_names: list[str]
-    app_connector_ids: list[str]
+    mcp_server_names: list[Name]
+    app_connector_ids: list[Id]
 
 
 def split_plugin_key(key: str) -> tuple[str, str] | None:
@@ -197,8 +199,8 @@ def split_plugin_key(key: str) -> tuple[str, str] | None:
 
 @dataclass(slots=True)
 class PluginTelemetryMetadata:
-    plugin_id: str
-    remote_plugin_id: str | None
+    plugin_id: Id
+    remote_plugin_id: Id | None
     capability_summary: PluginCapabilitySummary | None
     plugin_name: str = derived("")
     marketplace_name: str = derived("")
@@ -264,9 +266,12 @@ def parse_subagent_source(value: JsonValue) -> tuple[str, str | None]:
         if tag == "other":
             if type(inner) is not str:
                 raise wrong_type("string", inner).within(tag)
+            if len(inner) > MAX_NAME_CHARS:  # it becomes the events' subagent_source
+                raise too_long(len(inner), MAX_NAME_CHARS).within(tag)
             return inner, None
+        # The tag is the caller's text: quoted short in the detail, never the path.
         raise DecodeError(
-            DecodeReason.UNKNOWN_ENUM_VALUE, tag, "expected 'thread_spawn' or 'other'"
+            DecodeReason.UNKNOWN_ENUM_VALUE, "", f"{tag[:64]!r} is not 'thread_spawn' or 'other'"
         )
     raise wrong_type("SubAgentSource (string or single-key object)", value)
 
@@ -278,8 +283,8 @@ def parse_subagent_source(value: JsonValue) -> tuple[str, str | None]:
 class ClientInfo:
     __protocol_object__ = True
     raw: JsonObject
-    name: str
-    version: str
+    name: Name
+    version: Name
 
 
 @dataclass(slots=True)
@@ -312,7 +317,7 @@ class UserInput:
 class TurnStartParams:
     __protocol_object__ = True
     raw: JsonObject
-    thread_id: str = wire_key("threadId")
+    thread_id: Id = wire_key("threadId")
     input: list[UserInput] = wire_key("input")
 
 
@@ -320,8 +325,8 @@ class TurnStartParams:
 class TurnSteerParams:
     __protocol_object__ = True
     raw: JsonObject
-    thread_id: str = wire_key("threadId")
-    expected_turn_id: str = wire_key("expectedTurnId")
+    thread_id: Id = wire_key("threadId")
+    expected_turn_id: Id = wire_key("expectedTurnId")
     input: list[UserInput] = wire_key("input")
 
 
@@ -329,7 +334,7 @@ class TurnSteerParams:
 class Thread:
     __protocol_object__ = True
     raw: JsonObject
-    id: str
+    id: Id
     ephemeral: bool
     created_at: int = wire_key("createdAt")
     source: JsonValue = absent_ok(None)
@@ -360,14 +365,14 @@ class ThreadLifecycleResult:
     __protocol_object__ = True
     raw: JsonObject
     thread: Thread
-    model: str
+    model: Name
 
 
 @dataclass(slots=True)
 class ResultTurn:
     __protocol_object__ = True
     raw: JsonObject
-    id: str
+    id: Id
 
 
 @dataclass(slots=True)
@@ -381,14 +386,14 @@ class TurnStartResult:
 class TurnSteerResult:
     __protocol_object__ = True
     raw: JsonObject
-    turn_id: str = wire_key("turnId")
+    turn_id: Id = wire_key("turnId")
 
 
 @dataclass(slots=True)
 class StartedTurn:
     __protocol_object__ = True
     raw: JsonObject
-    id: str
+    id: Id
     started_at: int | None = absent_ok(None, key="startedAt")
 
 
@@ -410,7 +415,7 @@ class TurnErrorInfo:
 class CompletedTurn:
     __protocol_object__ = True
     raw: JsonObject
-    id: str
+    id: Id
     status: TurnStatus
     error: TurnErrorInfo | None = absent_ok(None)
     completed_at: int | None = absent_ok(None, key="completedAt")
@@ -437,9 +442,9 @@ class GuardianReviewPayload:
 
     __protocol_object__ = True
     raw: JsonObject
-    thread_id: str
-    turn_id: str
-    review_id: str
+    thread_id: Id
+    turn_id: Id
+    review_id: Id
 
 
 # -- payloads of the 16 kinds -------------------------------------------------------------
@@ -448,7 +453,7 @@ class GuardianReviewPayload:
 @dataclass(slots=True)
 class InitializePayload:
     params: InitializeParams
-    product_client_id: str
+    product_client_id: Id
     runtime: RuntimeMetadata
     rpc_transport: RpcTransport
 
@@ -462,8 +467,8 @@ def _decode_method_view(cls: type[Any], value: Any, key: str) -> Any:
 
 @dataclass(slots=True)
 class ClientRequestPayload:
-    request_id: int | str
-    method: str
+    request_id: int | Id
+    method: Name
     params: JsonObject
     #: Set for ``turn/start`` and ``turn/steer``, the only requests the reducer reads.
     turn_start: TurnStartParams | None = derived()
@@ -478,8 +483,8 @@ class ClientRequestPayload:
 
 @dataclass(slots=True)
 class ClientResponsePayload:
-    request_id: int | str
-    method: str
+    request_id: int | Id
+    method: Name
     result: JsonObject
     #: Set for ``thread/start``, ``thread/resume`` and ``thread/fork``.
     thread_lifecycle: ThreadLifecycleResult | None = derived()
@@ -513,7 +518,7 @@ _INPUT_ERRORS: tuple[str, ...] = get_args(InputError)
 
 @dataclass(slots=True)
 class ErrorResponsePayload:
-    request_id: int | str
+    request_id: int | Id
     error: JsonRpcError
     #: null, ``{"turn_steer": R}`` or ``{"input": I}`` (PROPOSAL encoding, facts.md §3.4).
     error_type: JsonValue
@@ -554,7 +559,7 @@ class ErrorResponsePayload:
 
 @dataclass(slots=True)
 class ServerNotificationPayload:
-    method: str
+    method: Name
     params: JsonObject
     turn_started: TurnStartedParams | None = derived()
     turn_completed: TurnCompletedParams | None = derived()
@@ -568,12 +573,12 @@ class ServerNotificationPayload:
 
 @dataclass(slots=True)
 class SubagentThreadStartedPayload:
-    thread_id: str
-    parent_thread_id: str | None
-    product_client_id: str
-    client_name: str
-    client_version: str
-    model: str
+    thread_id: Id
+    parent_thread_id: Id | None
+    product_client_id: Id
+    client_name: Name
+    client_version: Name
+    model: Name
     ephemeral: bool
     subagent_source: JsonValue
     created_at: U64
@@ -591,8 +596,8 @@ class SubagentThreadStartedPayload:
 
 @dataclass(slots=True)
 class CompactionPayload:
-    thread_id: str
-    turn_id: str
+    thread_id: Id
+    turn_id: Id
     trigger: CompactionTrigger
     reason: CompactionReason
     implementation: CompactionImplementation
@@ -609,30 +614,30 @@ class CompactionPayload:
 
 @dataclass(slots=True)
 class TurnResolvedConfigPayload:
-    turn_id: str
-    thread_id: str
+    turn_id: Id
+    thread_id: Id
     num_input_images: U64
     submission_type: SubmissionType | None
     ephemeral: bool
     session_source: JsonValue
-    model: str
-    model_provider: str
+    model: Name
+    model_provider: Name
     sandbox_policy: SandboxPolicy
-    reasoning_effort: str | None
-    reasoning_summary: str | None
-    service_tier: str | None
+    reasoning_effort: Name | None
+    reasoning_summary: Name | None
+    service_tier: Name | None
     approval_policy: ApprovalPolicy
     approvals_reviewer: ApprovalsReviewer
     sandbox_network_access: bool
     collaboration_mode: CollaborationMode
-    personality: str | None
+    personality: Name | None
     is_first_turn: bool
 
 
 @dataclass(slots=True)
 class TurnTokenUsagePayload:
-    turn_id: str
-    thread_id: str
+    turn_id: Id
+    thread_id: Id
     token_usage: TokenUsage
 
 
@@ -727,7 +732,7 @@ class FactEnvelope:
     """One fact as published on ``analytics.facts`` (PROPOSAL envelope, facts.md §1)."""
 
     envelope_version: int
-    fact_id: str
+    fact_id: Id
     source: Source
     seq: U64
     observed_at_ms: U64

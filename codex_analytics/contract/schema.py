@@ -3,6 +3,7 @@
 Models are plain ``@dataclass(slots=True)`` classes. Their type hints *are* the schema:
 
 * ``str``, ``bool``, ``int`` (signed 64-bit), :data:`U64`, ``float``;
+* ``Annotated[str, MaxLength(n)]`` for a string of at most ``n`` characters (``too_long``);
 * ``Literal["a", "b"]`` for closed enums (an unknown string is ``unknown_enum_value``);
 * ``X | None`` for nullable values, ``list[X]``, nested model classes;
 * :data:`JsonObject` (any object, kept as is) and :data:`JsonValue` (anything).
@@ -43,6 +44,20 @@ class Unsigned:
 U64 = Annotated[int, Unsigned]
 """Unsigned 64-bit integer (upstream ``u64``)."""
 
+
+class MaxLength:
+    """Marker of a bounded string: ``Annotated[str, MaxLength(n)]`` accepts at most ``n``
+    characters (``len``, so at most ``4 n`` UTF-8 bytes). Longer is ``too_long``."""
+
+    __slots__ = ("chars",)
+
+    def __init__(self, chars: int) -> None:
+        self.chars = chars
+
+    def __repr__(self) -> str:
+        return f"MaxLength({self.chars})"
+
+
 _I64_MIN, _I64_MAX, _U64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
 Checker = Callable[[Any], Any]
@@ -77,6 +92,30 @@ def _check_str(value: Any) -> str:
     if type(value) is str:
         return value
     raise wrong_type("string", value)
+
+
+def too_long(length: int, limit: int) -> DecodeError:
+    return DecodeError(
+        DecodeReason.TOO_LONG, "", f"{length} characters exceeds the limit of {limit}"
+    )
+
+
+def _bounded_str_checker(limit: int) -> Checker:
+    def check(value: Any) -> str:
+        if type(value) is not str:
+            raise wrong_type("string", value)
+        if len(value) > limit:
+            raise too_long(len(value), limit)
+        return value
+
+    return check
+
+
+def _max_length(markers: list[Any]) -> int | None:
+    for marker in markers:
+        if isinstance(marker, MaxLength):
+            return marker.chars
+    return None
 
 
 def _check_bool(value: Any) -> bool:
@@ -199,6 +238,9 @@ def _checker_for(tp: Any) -> Checker:
         base, *markers = get_args(tp)
         if base is int and Unsigned in markers:
             return _check_u64
+        limit = _max_length(markers)
+        if base is str and limit is not None:
+            return _bounded_str_checker(limit)
         return _checker_for(base)
     if origin is Literal:
         return _literal_checker(get_args(tp))
@@ -267,6 +309,9 @@ def _inline_invalid(tp: Any, var: str, names: dict[str, Any], tag: str) -> str |
         base, *markers = get_args(tp)
         if base is int and Unsigned in markers:
             return f"(type({var}) is not int or not 0 <= {var} <= {_U64_MAX})"
+        limit = _max_length(markers)
+        if base is str and limit is not None:
+            return f"(type({var}) is not str or len({var}) > {limit})"
         return _inline_invalid(base, var, names, tag)
     if origin is Literal and all(type(a) is str for a in get_args(tp)):
         names[f"L_{tag}"] = frozenset(get_args(tp))

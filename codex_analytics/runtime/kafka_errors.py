@@ -35,6 +35,14 @@ PERMANENT_KAFKA_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+#: Permanent refusals of a record for its size (the producer's own check or the broker's).
+SIZE_KAFKA_ERRORS: tuple[type[BaseException], ...] = (MessageSizeTooLargeError, RecordTooLargeError)
+
+
+def is_too_large(exc: BaseException) -> bool:
+    return isinstance(exc, SIZE_KAFKA_ERRORS)
+
+
 def is_permanent(exc: BaseException) -> bool:
     """True for a refusal that waiting cannot change (and for anything that is not an
     ``Exception``, such as a cancellation: never retried)."""

@@ -10,9 +10,14 @@ Two shapes of the same policy:
   deadline the caller may move while it waits (a client's delivery timeout restarts
   when new facts arrive).
 
-Either way a ``Retry-After`` the other side gave wins: the next attempt waits at least
-that long (plus up to 10% jitter), capped by ``max_retry_after_s``; and no wait runs
-past the deadline.
+Either way a ``Retry-After`` the other side gave is honoured: the next attempt waits at
+least that long (plus up to 10% jitter), capped by ``max_retry_after_s``, and never
+less than the backoff would have waited: ``Retry-After: 0`` or a date in the past
+cannot remove the backoff (it once let the sink loop at ~730 requests/s per partition).
+The backoff itself never waits less than ``initial_s`` (full jitter starts there), and
+no wait runs past the deadline.
+
+:class:`LogThrottle` keeps a retry loop from writing a line per attempt.
 """
 
 from __future__ import annotations
@@ -43,20 +48,22 @@ Deadline = Callable[[], float]
 
 
 class wait_retry_after(wait_base):
-    """``Retry-After`` when the last failure carried one, else ``fallback``."""
+    """``fallback``, or longer when the last failure carried a ``Retry-After`` that
+    asks for more: the other side may ask us to slow down, never to stop backing off."""
 
     def __init__(self, fallback: wait_base, max_retry_after_s: float) -> None:
         self.fallback = fallback
         self.max_retry_after_s = max_retry_after_s
 
     def __call__(self, retry_state: RetryCallState) -> float:
+        backoff = float(self.fallback(retry_state))
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
         retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            base = min(float(retry_after), self.max_retry_after_s)
-            return base + random.uniform(0, min(base * 0.1, 1.0))
-        return float(self.fallback(retry_state))
+        if retry_after is None:
+            return backoff
+        base = min(max(0.0, float(retry_after)), self.max_retry_after_s)
+        return max(backoff, base + random.uniform(0, min(base * 0.1, 1.0)))
 
 
 class wait_within(wait_base):
@@ -92,8 +99,10 @@ class RetryPolicy:
     jitter: bool = True
 
     def wait(self) -> wait_base:
+        # Both shapes wait at least ``initial_s``: full jitter drawn from 0 let a retry
+        # follow its failure at once.
         backoff: wait_base = (
-            wait_random_exponential(multiplier=self.initial_s, max=self.max_s)
+            wait_random_exponential(multiplier=self.initial_s, min=self.initial_s, max=self.max_s)
             if self.jitter
             else wait_exponential(multiplier=self.initial_s, min=self.initial_s, max=self.max_s)
         )
@@ -131,3 +140,28 @@ class RetryPolicy:
 
 #: Publishing facts: 50 ms doubling to 2 s, until the caller's deadline.
 PUBLISH_RETRY = RetryPolicy(initial_s=0.05, max_s=2.0, jitter=False)
+
+
+class LogThrottle:
+    """At most one line per ``interval_s`` for each key (a partition, a topic): a retry
+    loop logs its first failure at once, then one line per interval that says how many
+    it held back, instead of a line per attempt. Keys are few (one per partition or
+    loop, never per record) and each holds two numbers."""
+
+    def __init__(
+        self, interval_s: float = 10.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: dict[object, tuple[float, int]] = {}
+
+    def admit(self, key: object) -> int | None:
+        """``None`` to hold this line back; else the number held back since the last
+        line of ``key`` (log it with the line)."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self.interval_s:
+            self._last[key] = (last[0], last[1] + 1)
+            return None
+        self._last[key] = (now, 0)
+        return last[1] if last is not None else 0

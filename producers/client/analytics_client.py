@@ -29,8 +29,10 @@ from typing import Any
 
 import orjson
 
+from codex_analytics.contract import DecodeError, DecodeReason, decode_fact
 from codex_analytics.contract.schema import to_wire
 from producers.client.envelope import ProducerIdentity, build_envelope
+from producers.client.forks import follow_forks, forked_instance_id
 from producers.client.gates import (
     RELEVANT_NOTIFICATIONS,
     RELEVANT_REQUESTS,
@@ -39,7 +41,7 @@ from producers.client.gates import (
 )
 from producers.client.settings import ClientSettings
 from producers.client.skills import resolve_skill_path
-from producers.publishing.records import fact_records
+from producers.publishing.records import MAX_RECORD_BYTES, fact_records
 from producers.publishing.transport import (
     FactTransport,
     KafkaFactTransport,
@@ -77,7 +79,9 @@ class ClientStats:
 class DeliveryFailure:
     """Facts the client gave up on: ``reason`` is ``rejected`` (the broker refused them
     for good), ``retries_exhausted`` (unreachable for ``delivery_timeout_s``),
-    ``closed`` (still queued when ``close()`` ran out of time) or ``unencodable``."""
+    ``closed`` (still queued when ``close()`` ran out of time), ``unencodable`` or
+    ``over_limit`` (a string over the contract's limits, or a fact over the record size:
+    the stream could not carry it; ``error`` names the field)."""
 
     reason: str
     error: str
@@ -85,6 +89,19 @@ class DeliveryFailure:
 
     def __repr__(self) -> str:  # facts may carry user content: counts only
         return f"DeliveryFailure(reason={self.reason!r}, error={self.error!r}, facts={len(self.facts)})"
+
+
+#: Decode failures the client refuses a fact for: what the stream could not carry. Other
+#: malformed facts are sent, as upstream's client sends them: the stream dead-letters them.
+_REFUSED = frozenset({DecodeReason.TOO_LONG, DecodeReason.TOO_LARGE})
+
+
+def _over_limit(value: bytes) -> DecodeError | None:
+    try:
+        decode_fact(value, max_bytes=MAX_RECORD_BYTES)
+    except DecodeError as err:
+        return err if err.reason in _REFUSED else None
+    return None
 
 
 def _wire(value: Obj) -> Any:
@@ -102,19 +119,30 @@ class _Tracker:
         self.settings = settings
         self.enabled = settings.is_enabled
         self.forward_all = settings.forward_all_protocol_messages
+        self._capacity = settings.queue_capacity
+        self._closed = False
+        self._begin_instance(identity)
+
+    def _begin_instance(self, identity: ProducerIdentity) -> None:
+        """Everything that belongs to one instance: identity, ``seq``, queue, dedupe,
+        counters, and a lock no other thread holds."""
         self.instance_id = identity.instance_id
+        self._source = identity.source()
         self.app_used = TurnKeyDedupe()
         self.plugin_used = TurnKeyDedupe()
         self.stats = ClientStats()
         self.wake: Callable[[], None] = lambda: None
-        self._source = identity.source()
-        self._capacity = settings.queue_capacity
         self._queue: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()
         self._seq = 0
-        self._closed = False
         self._drops_unreported = 0
         self._last_drop_warning = float("-inf")
+
+    def reset_after_fork(self, identity: ProducerIdentity) -> None:
+        """A new instance in a forked child. The parent's queued facts are dropped from
+        this copy (the parent sends them), and the copied lock is replaced: a thread of
+        the parent may have held it, and that thread does not exist here."""
+        self._begin_instance(identity)
 
     def record(self, kind: str, connection_id: int | None, payload: Any) -> bool:
         now_ms = time.time_ns() // 1_000_000
@@ -366,15 +394,18 @@ class AnalyticsClient(TrackCalls):
     ) -> None:
         self.settings = settings or ClientSettings()
         self.identity = identity or ProducerIdentity()
+        self._built_instance_id = self.identity.instance_id
         self._tracker = _Tracker(self.settings, self.identity)
-        self._transport: FactTransport = transport or KafkaFactTransport(
-            self.settings.bootstrap,
-            self.settings.topic,
-            client_id="codex-analytics-client",
-            linger_ms=0,
-            max_record_bytes=self.settings.max_record_bytes,
+        # A transport the client builds is rebuilt in a forked child; one passed in is the
+        # caller's to make fork-safe.
+        self._new_transport: Callable[[], FactTransport] | None = (
+            None if transport is not None else self._kafka_transport
         )
+        self._transport: FactTransport = transport or self._kafka_transport()
         self._on_delivery_error = on_delivery_error
+        #: What a forked child inherited from its parent (loop, task, connections): kept
+        #: referenced, never used or finalized here.
+        self._inherited: list[object] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._wakeup: asyncio.Event | None = None
@@ -382,6 +413,35 @@ class AnalyticsClient(TrackCalls):
         self._sender: asyncio.Task[None] | None = None
         self._in_flight = 0
         self._close_deadline: float | None = None
+        follow_forks(self)
+
+    def _kafka_transport(self) -> FactTransport:
+        return KafkaFactTransport(
+            self.settings.bootstrap,
+            self.settings.topic,
+            client_id="codex-analytics-client",
+            linger_ms=0,
+            max_record_bytes=self.settings.max_record_bytes,
+        )
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a new instance id, ``seq`` from 1, an empty queue, and back
+        to the not-started state with a transport of its own. Call :meth:`start` in the
+        child's event loop."""
+        self._inherited.append((self._transport, self._loop, self._sender, self._wakeup))
+        self.identity = dataclasses.replace(
+            self.identity, instance_id=forked_instance_id(self._built_instance_id)
+        )
+        self._tracker.reset_after_fork(self.identity)
+        if self._new_transport is not None:
+            self._transport = self._new_transport()
+        self._loop = None
+        self._loop_thread = 0
+        self._wakeup = None
+        self._idle = False
+        self._sender = None
+        self._in_flight = 0
+        self._close_deadline = None
 
     async def __aenter__(self) -> AnalyticsClient:
         await self.start()
@@ -428,12 +488,9 @@ class AnalyticsClient(TrackCalls):
         """Stop taking facts, deliver what is queued within ``timeout``, then release the
         producer. Facts still undelivered are reported through ``on_delivery_error``
         (reason ``closed``). Returns True when everything was published."""
-        self._tracker.close()
         if self._sender is None:
-            leftover = self._tracker.take()
-            if leftover:
-                self._fail(leftover, "closed", "the client was closed before it started")
-            return not leftover
+            return self.close_unstarted()
+        self._tracker.close()
         self._close_deadline = time.monotonic() + timeout
         delivered = await self.flush(timeout)
         self._sender.cancel()
@@ -444,6 +501,14 @@ class AnalyticsClient(TrackCalls):
             self._fail(leftover, "closed", "still queued when close() timed out")
         await self._transport.close()
         return delivered and not leftover
+
+    def close_unstarted(self) -> bool:
+        """:meth:`close` for a client that never started (nothing to wait for)."""
+        self._tracker.close()
+        leftover = self._tracker.take()
+        if leftover:
+            self._fail(leftover, "closed", "the client was closed before it started")
+        return not leftover
 
     # -- sender -------------------------------------------------------------------------
 
@@ -486,6 +551,10 @@ class AnalyticsClient(TrackCalls):
                 value = orjson.dumps(fact)
             except TypeError as exc:
                 self._fail([fact], "unencodable", str(exc))
+                continue
+            refusal = _over_limit(value)
+            if refusal is not None:
+                self._fail([fact], "over_limit", str(refusal))
                 continue
             encoded.append((fact["source"]["instance_id"], value))
             sent.append(fact)

@@ -15,8 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from codex_analytics.contract import ENVELOPE_VERSION, AuthRoute, RuntimeMetadata
-from codex_analytics.contract.schema import to_wire
+from codex_analytics.contract import (
+    ENVELOPE_VERSION,
+    AuthRoute,
+    DecodeError,
+    RuntimeMetadata,
+    Source,
+)
+from codex_analytics.contract.schema import decoder_for, to_wire
 
 #: Upstream ``DEFAULT_ORIGINATOR``.
 DEFAULT_ORIGINATOR = "codex_cli_rs"
@@ -53,6 +59,9 @@ def new_instance_id() -> str:
     return f"{socket.gethostname()}/pid-{os.getpid()}/boot-{uuid.uuid4().hex[:12]}"
 
 
+_decode_source = decoder_for(Source)
+
+
 @dataclass(frozen=True, slots=True)
 class ProducerIdentity:
     """The ``source`` block: which Codex process facts come from and how to route them."""
@@ -64,8 +73,12 @@ class ProducerIdentity:
     auth: AuthRoute | None = None
 
     def __post_init__(self) -> None:
-        if not self.instance_id:
-            raise ValueError("instance_id must not be empty")
+        # The codec's own check (empty or over-long ids, names over the contract's
+        # limits): an identity the stream would refuse fails here, not fact by fact.
+        try:
+            _decode_source(self.source())
+        except DecodeError as err:
+            raise ValueError(f"invalid producer identity: source.{err}") from None
 
     def source(self) -> dict[str, Any]:
         source: dict[str, Any] = {

@@ -2,18 +2,25 @@
 
 ``POST /v1/facts`` takes one envelope or a JSON-lines batch, validates every line with
 the contract codec, publishes the valid ones (keyed by instance id, acknowledged by the
-broker) and answers with a result per line:
+broker) and answers with counts and the first rejected lines (``answers.py``):
 
 * 200 every line accepted; 207 some rejected; 400 all rejected (or an empty body);
+  413 / 422 nothing published because the broker refused the records (too large /
+  otherwise): permanent, never "retry";
 * 401 a missing or wrong bearer token, when ``ANALYTICS_GATEWAY_TOKEN`` is set;
-* 413 a body over ``ANALYTICS_GATEWAY_MAX_BODY_BYTES``;
-* 503 with ``Retry-After`` when the broker did not acknowledge the facts in time:
-  nothing of the request counts as accepted; send it again (facts repeated by a retry
-  are dropped by the stream on their ``(instance_id, seq)``).
+* 413 a body over ``ANALYTICS_GATEWAY_MAX_BODY_BYTES``, or with more lines than
+  ``ANALYTICS_GATEWAY_MAX_LINES`` (counted before any line is parsed);
+* 429 with ``Retry-After`` when the gateway already handles as many requests or body
+  bytes as it may (``admission.py``);
+* 503 with ``Retry-After`` when the broker did not acknowledge facts in time: ``resend``
+  names their lines (facts repeated by a retry are dropped by the stream on their
+  ``(instance_id, seq)``).
 
 A 2xx is sent only after the broker acknowledged every accepted fact of the request.
-``GET /healthz`` (the process serves), ``GET /readyz`` (the broker is reachable) and
-``GET /metrics`` (Prometheus) complete it.
+Memory is bounded per request (body size, line count, the rejections listed) and per
+process (requests and body bytes in flight); lines are validated in chunks, between
+which the event loop serves other requests. ``GET /healthz`` (the process serves),
+``GET /readyz`` (the broker is reachable) and ``GET /metrics`` (Prometheus) complete it.
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -34,17 +41,31 @@ from aiohttp import web
 from codex_analytics.runtime.http import Served, metrics_response, parse_addr, serve
 from codex_analytics.runtime.kafka import ensure_topics
 from codex_analytics.runtime.metrics import ServiceMetrics
+from producers.gateway.admission import Admission
+from producers.gateway.answers import Published, ingest_answer, settle, unavailable_answer
 from producers.gateway.settings import GatewaySettings
-from producers.publishing.ingest import parse_ingest_body
-from producers.publishing.records import fact_records
+from producers.publishing.ingest import (
+    JSON_VALUES_PER_LINE,
+    BodyCost,
+    IngestBatch,
+    TooManyElements,
+    body_cost,
+    body_units,
+    validate_unit,
+)
+from producers.publishing.records import fact_record_groups
 from producers.publishing.transport import (
     FactTransport,
     KafkaFactTransport,
-    PublishError,
-    send_with_retry,
+    RetryablePublishError,
+    publish_each,
 )
 
 log = logging.getLogger("producers.gateway.service")
+T = TypeVar("T")
+
+#: Lines validated between two yields to the event loop (a few ms of work at most).
+VALIDATE_CHUNK = 256
 
 
 class GatewayMetrics(ServiceMetrics):
@@ -86,6 +107,8 @@ class Gateway:
         self.ready = False
         self._served: Served | None = None
         self._prober: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+        self._admission = Admission(settings.max_concurrent_requests, settings.max_inflight_bytes)
         self._expected_auth = f"Bearer {settings.token}".encode() if settings.token else None
         self.port: int | None = None
 
@@ -105,6 +128,9 @@ class Gateway:
         return self.port
 
     async def stop(self) -> None:
+        """Answer the requests in flight (those still waiting for acks get 503 with
+        every line to resend), stop serving, flush the producer."""
+        self._closing.set()
         if self._prober is not None:
             self._prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -162,59 +188,101 @@ class Gateway:
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             return self._too_large(request.content_length)
+        # Admitted before the body is read: its bytes count until the answer is sent.
+        reserved = limit if request.content_length is None else request.content_length
+        if not self._admission.admit(reserved):
+            return self._busy()
+        try:
+            return await self._ingest_admitted(request)
+        finally:
+            self._admission.release(reserved)
+
+    async def _ingest_admitted(self, request: web.Request) -> web.Response:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._too_large(None)
         self.metrics.body_bytes.inc(len(body))
-        batch = parse_ingest_body(
-            body,
-            request.headers.get("Content-Type", ""),
-            max_line_bytes=self.settings.max_record_bytes,
-        )
-        for rejection in batch.rejections():
-            self.metrics.rejections.labels(rejection.reason or "unknown").inc()
-        if not batch.results:
+        content_type = request.headers.get("Content-Type", "")
+        cost = body_cost(body, content_type)
+        if cost.over(self.settings.max_lines):
+            return self._too_many(cost)
+        try:
+            batch = await self._validate(body, content_type)
+        except TooManyElements as exc:
+            return _json(413, {"error": "too_many_lines", "detail": f"{exc}; split the body"})
+        if not batch.seen:
             return _json(400, {"error": "empty", "detail": "the body holds no fact envelope"})
-        if batch.facts:
-            records = fact_records(
-                batch.facts,
-                max_facts_per_record=self.settings.max_facts_per_record,
-                max_record_bytes=self.settings.max_record_bytes,
-            )
-            try:
-                # Retry inside the request's time: a broker that has just come back
-                # often fails the first produce. wait_for bounds a send that hangs.
-                timeout = self.settings.publish_timeout_s
-                until = time.monotonic() + timeout
-                await asyncio.wait_for(
-                    send_with_retry(self.transport, records, deadline=lambda: until), timeout
-                )
-            except (TimeoutError, PublishError) as exc:
-                self._set_ready(False)
-                self.metrics.publish_failures.inc()
-                self.metrics.facts.labels("unavailable").inc(batch.accepted)
-                log.warning("facts not acknowledged by the broker: %s", exc or "timeout")
-                return _json(
-                    503,
-                    {
-                        "error": "unavailable",
-                        "detail": "the broker did not acknowledge the facts; nothing of "
-                        "this request was accepted, send it again",
-                    },
-                    {"Retry-After": str(self.settings.retry_after_s)},
-                )
-            self._set_ready(True)
-        self.metrics.facts.labels("accepted").inc(batch.accepted)
+        published = await self._publish(batch)
+        for reason, count in batch.reasons.items():
+            self.metrics.rejections.labels(reason).inc(count)
+        self.metrics.facts.labels("accepted").inc(published.published)
         self.metrics.facts.labels("rejected").inc(batch.rejected)
-        status = 200 if not batch.rejected else (207 if batch.accepted else 400)
+        if published.unacknowledged:
+            return self._unavailable(batch, published)
+        if published.published:
+            self._set_ready(True)  # a refused record says nothing about readiness
+        status, doc = ingest_answer(batch, published)
+        return _json(status, doc)
+
+    async def _publish(self, batch: IngestBatch) -> Published:
+        """Publish the batch's facts: retried inside the request's time (a broker that
+        has just come back often fails the first produce); a record the broker refuses
+        fails its own lines only."""
+        if not batch.facts:
+            return Published()
+        groups = fact_record_groups(
+            batch.facts,
+            max_facts_per_record=self.settings.max_facts_per_record,
+            max_record_bytes=self.settings.max_record_bytes,
+        )
+        records = [record for record, _ in groups]
+        outcomes = await self._unless_closing(
+            publish_each(self.transport, records, within=self.settings.publish_timeout_s)
+        )
+        if outcomes is None:  # stopping: answer now (503, resend all), not be cut off
+            outcomes = [RetryablePublishError("the gateway is stopping")] * len(groups)
+        return settle(batch, [indices for _, indices in groups], outcomes)
+
+    async def _unless_closing(self, work: Coroutine[Any, Any, T]) -> T | None:
+        """``work``'s result, or None (``work`` cancelled) once the gateway stops."""
+        task = asyncio.ensure_future(work)
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait([task, closing], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.wait([task], timeout=1.0)
+        return None
+
+    async def _validate(self, body: bytes, content_type: str) -> IngestBatch:
+        """Every line validated, :data:`VALIDATE_CHUNK` at a time: the event loop serves
+        other requests (and ``/healthz``) between chunks."""
+        batch = IngestBatch()
+        units = body_units(body, content_type, max_elements=self.settings.max_lines)
+        for count, unit in enumerate(units, start=1):
+            validate_unit(batch, unit, self.settings.max_record_bytes)
+            if count % VALIDATE_CHUNK == 0:
+                await asyncio.sleep(0)
+        return batch
+
+    def _unavailable(self, batch: IngestBatch, published: Published) -> web.Response:
+        # The broker did not answer in time: a fault that waiting may mend.
+        self._set_ready(False)
+        self.metrics.publish_failures.inc()
+        self.metrics.facts.labels("unavailable").inc(len(published.unacknowledged))
+        log.warning(
+            "%d facts not acknowledged by the broker in time (%d published)",
+            len(published.unacknowledged),
+            published.published,
+        )
         return _json(
-            status,
-            {
-                "accepted": batch.accepted,
-                "rejected": batch.rejected,
-                "results": [r.to_json() for r in batch.results],
-            },
+            503,
+            unavailable_answer(batch, published),
+            {"Retry-After": str(self.settings.retry_after_s)},
         )
 
     def _too_large(self, size: int | None) -> web.Response:
@@ -223,6 +291,29 @@ class Gateway:
         if size is not None:
             detail = f"{size} bytes exceeds the limit of {limit} bytes"
         return _json(413, {"error": "too_large", "detail": detail})
+
+    def _too_many(self, cost: BodyCost) -> web.Response:
+        limit = self.settings.max_lines
+        if cost.unit == "lines":
+            error, detail = "too_many_lines", f"{cost.count} lines exceeds the limit of {limit}"
+        else:
+            error = "too_many_values"
+            detail = (
+                f"about {cost.count} JSON values exceeds the limit of "
+                f"{limit * JSON_VALUES_PER_LINE} ({limit} envelopes)"
+            )
+        return _json(413, {"error": error, "detail": f"{detail}; split the body"})
+
+    def _busy(self) -> web.Response:
+        return _json(
+            429,
+            {
+                "error": "busy",
+                "detail": "the gateway is handling as many requests or body bytes as it "
+                "may; send this one again later",
+            },
+            {"Retry-After": str(self.settings.retry_after_s)},
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         return _json(200, {"status": "ok", "ready": self.ready})
@@ -270,5 +361,18 @@ async def _main(settings: GatewaySettings, bootstrap: str) -> int:
     try:
         await stop.wait()
     finally:
-        await gateway.stop()
+        await stop_within(gateway, settings.shutdown_timeout_s)
     return 0
+
+
+async def stop_within(gateway: Gateway, within: float) -> None:
+    """Stop the gateway (answer the requests in flight, flush the producer) within
+    ``within`` s, then give up: an unreachable broker must not hold the process. Facts
+    still unacknowledged then belong to requests that were not answered 2xx, so their
+    senders send them again."""
+    stopping = asyncio.ensure_future(gateway.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=within)
+    if not done:
+        log.warning("gave up stopping cleanly after %g s (broker unreachable?)", within)
+        stopping.cancel()
+        await asyncio.wait({stopping}, timeout=1.0)

@@ -23,6 +23,7 @@ from codex_analytics.runtime.config import (
     number,
     text,
 )
+from codex_analytics.runtime.errors import ConfigError
 from codex_analytics.runtime.http import parse_addr
 from codex_analytics.runtime.kafka import (
     FACTS_TOPIC,
@@ -56,6 +57,30 @@ MAX_BODY_BYTES = declare(
     help="larger bodies get 413",
     used_by=_GATEWAY,
 )
+MAX_LINES = declare(
+    "ANALYTICS_GATEWAY_MAX_LINES",
+    integer(minimum=1),
+    10_000,
+    help="lines (blank ones included) or JSON array elements per request; more get 413, "
+    "counted before any line is parsed",
+    used_by=_GATEWAY,
+)
+MAX_CONCURRENT_REQUESTS = declare(
+    "ANALYTICS_GATEWAY_MAX_CONCURRENT_REQUESTS",
+    integer(minimum=1),
+    4,
+    help="ingest requests handled at once; more get 429 + `Retry-After`",
+    used_by=_GATEWAY,
+)
+MAX_INFLIGHT_BYTES = declare(
+    "ANALYTICS_GATEWAY_MAX_INFLIGHT_BYTES",
+    integer(minimum=1024),
+    32 * 1024 * 1024,
+    help="body bytes of the ingest requests handled at once (a body without "
+    "`Content-Length` counts as the largest body); more get 429 + `Retry-After`; at "
+    "least `ANALYTICS_GATEWAY_MAX_BODY_BYTES`",
+    used_by=_GATEWAY,
+)
 PUBLISH_TIMEOUT_S = declare(
     "ANALYTICS_GATEWAY_PUBLISH_TIMEOUT_S",
     number(minimum=0.1),
@@ -67,7 +92,15 @@ RETRY_AFTER_S = declare(
     "ANALYTICS_GATEWAY_RETRY_AFTER_S",
     integer(minimum=1),
     2,
-    help="`Retry-After` of a 503",
+    help="`Retry-After` of a 503 or 429",
+    used_by=_GATEWAY,
+)
+SHUTDOWN_TIMEOUT_S = declare(
+    "ANALYTICS_GATEWAY_SHUTDOWN_TIMEOUT_S",
+    number(minimum=0),
+    10.0,
+    help="SIGTERM: time for the requests in flight and the producer's last acks before "
+    "the process exits anyway",
     used_by=_GATEWAY,
 )
 #: The gateway's default level is INFO (the other services': WARNING).
@@ -77,8 +110,12 @@ SETTINGS: tuple[Setting[Any, Any], ...] = (
     ADDR,
     TOKEN,
     MAX_BODY_BYTES,
+    MAX_LINES,
+    MAX_CONCURRENT_REQUESTS,
+    MAX_INFLIGHT_BYTES,
     PUBLISH_TIMEOUT_S,
     RETRY_AFTER_S,
+    SHUTDOWN_TIMEOUT_S,
     GATEWAY_LOG_LEVEL,
 )
 
@@ -91,8 +128,12 @@ class GatewaySettings:
     facts_topic: str = FACTS_TOPIC.default
     partitions: int = PARTITIONS.default
     max_body_bytes: int = MAX_BODY_BYTES.default
+    max_lines: int = MAX_LINES.default
+    max_concurrent_requests: int = MAX_CONCURRENT_REQUESTS.default
+    max_inflight_bytes: int = MAX_INFLIGHT_BYTES.default
     publish_timeout_s: float = PUBLISH_TIMEOUT_S.default
     retry_after_s: int = RETRY_AFTER_S.default
+    shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S.default
     max_facts_per_record: int = FACTS_PER_RECORD.default
     #: The one record-size limit (``ANALYTICS_MAX_RECORD_BYTES``): the largest line
     #: accepted, where packs are cut, and the producer's ``max_request_size``.
@@ -103,6 +144,11 @@ class GatewaySettings:
 
     def __post_init__(self) -> None:
         parse_addr(self.addr)
+        if self.max_inflight_bytes < self.max_body_bytes:  # else a full body never runs
+            raise ConfigError(
+                f"{MAX_INFLIGHT_BYTES.name} ({self.max_inflight_bytes}) must be at least "
+                f"{MAX_BODY_BYTES.name} ({self.max_body_bytes})"
+            )
 
     def __repr__(self) -> str:
         auth = "bearer" if self.token else "none"
@@ -117,8 +163,12 @@ class GatewaySettings:
             facts_topic=topic_settings.facts,
             partitions=topic_settings.partitions,
             max_body_bytes=MAX_BODY_BYTES.read(env),
+            max_lines=MAX_LINES.read(env),
+            max_concurrent_requests=MAX_CONCURRENT_REQUESTS.read(env),
+            max_inflight_bytes=MAX_INFLIGHT_BYTES.read(env),
             publish_timeout_s=PUBLISH_TIMEOUT_S.read(env),
             retry_after_s=RETRY_AFTER_S.read(env),
+            shutdown_timeout_s=SHUTDOWN_TIMEOUT_S.read(env),
             max_facts_per_record=FACTS_PER_RECORD.read(env),
             max_record_bytes=topic_settings.max_record_bytes,
             token=TOKEN.read(env),

@@ -60,17 +60,16 @@ async def publish_lines(
     summary = BulkSummary()
     started = time.monotonic()
     chunk_lines = 2000 if rate is None else max(1, min(2000, int(rate / 20)))
-    batch = IngestBatch()
+    batch = IngestBatch(keep_rejections=None)  # a chunk: every rejection, for the callback
 
     async def flush() -> None:
         nonlocal batch
-        for result in batch.results:
-            if not result.accepted:
-                summary.rejected += 1
-                if len(summary.rejections) < KEPT_REJECTIONS:
-                    summary.rejections.append(result)
-                if on_rejection is not None:
-                    on_rejection(result)
+        for result in batch.rejections():
+            summary.rejected += 1
+            if len(summary.rejections) < KEPT_REJECTIONS:
+                summary.rejections.append(result)
+            if on_rejection is not None:
+                on_rejection(result)
         if batch.facts:
             records = fact_records(
                 batch.facts,
@@ -80,7 +79,7 @@ async def publish_lines(
             await _send(transport, records, retry_for_s, summary)
             summary.records += len(records)
             summary.accepted += len(batch.facts)
-        batch = IngestBatch()
+        batch = IngestBatch(keep_rejections=None)
         summary.elapsed_s = time.monotonic() - started
         if rate is not None:
             ahead = summary.accepted / rate - summary.elapsed_s
@@ -95,7 +94,7 @@ async def publish_lines(
     for number, raw in enumerate(lines, start=1):
         summary.lines = number
         validate_line(batch, number, raw, max_record_bytes)
-        if len(batch.results) >= chunk_lines:
+        if batch.seen >= chunk_lines:
             await flush()
     await flush()
     summary.elapsed_s = time.monotonic() - started

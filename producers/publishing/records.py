@@ -8,7 +8,7 @@ the stream to handle. One envelope per record (the default) is the spec's plain 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from codex_analytics.contract import DEFAULT_MAX_RECORD_BYTES, MAX_FACTS_PER_PACK, join_fact_pack
 
@@ -36,23 +36,46 @@ def fact_records(
     """
     if max_facts_per_record <= 1:
         return [(instance.encode(), value) for instance, value in facts]
+    groups = fact_record_groups(
+        list(facts), max_facts_per_record=max_facts_per_record, max_record_bytes=max_record_bytes
+    )
+    return [record for record, _ in groups]
+
+
+def fact_record_groups(
+    facts: Sequence[tuple[str, bytes]],
+    *,
+    max_facts_per_record: int = 1,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+) -> list[tuple[Record, list[int]]]:
+    """:func:`fact_records`, each record with the indices (in ``facts``) of the facts it
+    carries: what a caller that answers per fact needs when a record is refused."""
+    if max_facts_per_record <= 1:
+        return [((instance.encode(), value), [i]) for i, (instance, value) in enumerate(facts)]
     limit = min(max_facts_per_record, MAX_FACTS_PER_PACK)
-    by_instance: dict[str, list[bytes]] = {}
-    for instance, value in facts:
-        by_instance.setdefault(instance, []).append(value)
-    records: list[Record] = []
-    for instance, values in by_instance.items():
+    by_instance: dict[str, list[int]] = {}
+    for index, (instance, _) in enumerate(facts):
+        by_instance.setdefault(instance, []).append(index)
+    groups: list[tuple[Record, list[int]]] = []
+    for instance, indices in by_instance.items():
         key = instance.encode()
         start, size = 0, 1
-        for index, value in enumerate(values):
-            if index > start and (
-                index - start >= limit or size + len(value) + 1 > max_record_bytes
+        for position, index in enumerate(indices):
+            value = facts[index][1]
+            if position > start and (
+                position - start >= limit or size + len(value) + 1 > max_record_bytes
             ):
-                records.append((key, _pack(values[start:index])))
-                start, size = index, 1
+                groups.append(_group(key, facts, indices[start:position]))
+                start, size = position, 1
             size += len(value) + 1
-        records.append((key, _pack(values[start:])))
-    return records
+        groups.append(_group(key, facts, indices[start:]))
+    return groups
+
+
+def _group(
+    key: bytes, facts: Sequence[tuple[str, bytes]], indices: list[int]
+) -> tuple[Record, list[int]]:
+    return (key, _pack([facts[i][1] for i in indices])), indices
 
 
 def _pack(values: list[bytes]) -> bytes:

@@ -9,6 +9,8 @@ gateway and the ``produce`` / ``generate --to-kafka`` commands all publish throu
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -16,13 +18,19 @@ from tenacity import RetryCallState
 
 from codex_analytics.runtime.errors import PermanentError, PipelineError, RetryableError
 from codex_analytics.runtime.kafka import producer_options
-from codex_analytics.runtime.kafka_errors import describe, is_permanent
+from codex_analytics.runtime.kafka_errors import describe, is_permanent, is_too_large
 from codex_analytics.runtime.retry import PUBLISH_RETRY
 from producers.publishing.records import MAX_RECORD_BYTES, Record
 
 
 class PublishError(PipelineError):
-    """Records were not (all) acknowledged by the broker."""
+    """Records were not (all) acknowledged by the broker.
+
+    ``per_record``, when the transport knows it, is the outcome of each record sent, in
+    order: ``None`` for an acknowledged one, else the error that stopped it (a record
+    refused for its size is permanent while the others of the call may be acked)."""
+
+    per_record: tuple[PublishError | None, ...] | None = None
 
 
 class RetryablePublishError(PublishError, RetryableError):
@@ -31,6 +39,10 @@ class RetryablePublishError(PublishError, RetryableError):
 
 class PermanentPublishError(PublishError, PermanentError):
     """Trying again cannot help (e.g. a record over the broker's size limit)."""
+
+
+class RecordTooLargePublishError(PermanentPublishError):
+    """A record over the producer's or the broker's size limit."""
 
 
 class FactTransport(Protocol):
@@ -54,6 +66,8 @@ def classify(exc: BaseException) -> PublishError:
     only; :mod:`codex_analytics.runtime.kafka_errors` says which are permanent)."""
     if isinstance(exc, PublishError):
         return exc
+    if is_too_large(exc):
+        return RecordTooLargePublishError(describe(exc))
     if is_permanent(exc):
         return PermanentPublishError(describe(exc))
     return RetryablePublishError(describe(exc))
@@ -84,6 +98,53 @@ async def send_with_retry(
             await transport.send(records)
 
 
+#: One record's outcome: ``None`` once acknowledged, else why it is not.
+Outcome = PublishError | None
+
+
+async def publish_each(
+    transport: FactTransport, records: Sequence[Record], *, within: float
+) -> list[Outcome]:
+    """Send ``records`` and return each one's outcome instead of raising: retryable
+    failures are retried (records already acknowledged are not sent again) for
+    ``within`` seconds, a permanent refusal ends that record's attempts at once. What is
+    still unacknowledged at the end carries a :class:`RetryablePublishError`. For the
+    gateway, which answers per line."""
+    outcomes: list[Outcome] = [None] * len(records)
+    pending = list(range(len(records)))
+    until = time.monotonic() + within
+
+    async def attempt() -> None:
+        nonlocal pending
+        try:
+            await transport.send([records[i] for i in pending])
+        except PublishError as exc:
+            each = exc.per_record or (exc,) * len(pending)
+            for index, outcome in zip(pending, each, strict=True):
+                outcomes[index] = outcome
+            pending = [i for i in pending if isinstance(outcomes[i], RetryablePublishError)]
+            if pending:
+                raise RetryablePublishError(str(exc)) from exc
+        else:
+            for index in pending:
+                outcomes[index] = None
+            pending = []
+
+    try:
+        async with asyncio.timeout(within):  # a send that hangs ends with the deadline
+            async for retry in PUBLISH_RETRY.retrying(
+                deadline=lambda: until, retry_on=RetryablePublishError
+            ):
+                with retry:
+                    await attempt()
+    except (TimeoutError, RetryablePublishError):
+        unacknowledged = RetryablePublishError(f"not acknowledged within {within:g} s")
+        for index in pending:
+            if not isinstance(outcomes[index], RetryablePublishError):
+                outcomes[index] = unacknowledged
+    return outcomes
+
+
 class KafkaFactTransport:
     """aiokafka producer with the project's defaults (``acks=all``, no idempotence: the
     embedded broker cannot do it; the stream's seq check makes repeats harmless)."""
@@ -100,7 +161,9 @@ class KafkaFactTransport:
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
-        #: The one record-size limit; the client's ``max_request_size`` derives from it.
+        #: The one record-size limit; the client's ``max_request_size`` (its own size
+        #: check) derives from it. Tests lower it to get a real refusal from a broker
+        #: that takes any size.
         self.max_record_bytes = max_record_bytes
         self._client_id = client_id
         self._request_timeout_ms = request_timeout_ms
@@ -123,23 +186,47 @@ class KafkaFactTransport:
         )
         try:
             await producer.start()
-        except Exception as exc:
-            await producer.stop()
-            raise classify(exc) from exc
+        except BaseException as exc:  # a cancelled start (a probe's deadline) too: no leak
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 5.0)
+            if isinstance(exc, Exception):
+                raise classify(exc) from exc
+            raise
         self._producer = producer
 
     async def send(self, records: Sequence[Record]) -> None:
+        """Queue every record, then wait for all acks. A record the producer refuses
+        outright (over its ``max_request_size``) is skipped and the rest still sent; a
+        retryable failure to queue stops the queueing (what follows would overtake it).
+        On any failure the error raised says each record's outcome (``per_record``)."""
         if self._producer is None:
             await self.start()
         producer = self._producer
-        try:
-            pending = [
-                await producer.send(self.topic, value=value, key=key) for key, value in records
-            ]
-            if pending:
-                await asyncio.gather(*pending)
-        except Exception as exc:
-            raise classify(exc) from exc
+        outcomes: list[PublishError | None] = [None] * len(records)
+        futures: dict[int, asyncio.Future[Any]] = {}
+        for index, (key, value) in enumerate(records):
+            try:
+                futures[index] = await producer.send(self.topic, value=value, key=key)
+            except Exception as exc:
+                outcomes[index] = error = classify(exc)
+                if isinstance(error, RetryablePublishError):
+                    for rest in range(index + 1, len(records)):
+                        outcomes[rest] = RetryablePublishError(f"not sent after {error}")
+                    break
+        if futures:
+            acked = await asyncio.gather(*futures.values(), return_exceptions=True)
+            for index, result in zip(futures, acked, strict=True):
+                if isinstance(result, asyncio.CancelledError):  # the producer stopped
+                    outcomes[index] = RetryablePublishError("cancelled before its ack")
+                elif isinstance(result, BaseException):
+                    outcomes[index] = classify(result)
+        failures = [outcome for outcome in outcomes if outcome is not None]
+        if failures:
+            retryable = [f for f in failures if isinstance(f, RetryablePublishError)]
+            first = (retryable or failures)[0]
+            raised = type(first)(f"{len(failures)} of {len(records)} records failed: {first}")
+            raised.per_record = tuple(outcomes)
+            raise raised
 
     async def probe(self) -> bool:
         if self._producer is None:

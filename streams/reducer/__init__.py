@@ -5,7 +5,7 @@ from __future__ import annotations
 from .core import DEFAULT_HORIZON_MS, Reducer, Reduction
 from .derive import normalize_skill_path, skill_id
 from .drops import Drop, DropReason, ReducerStats
-from .state import InstanceState
+from .state import InstanceState, StateLimits
 
 __all__ = [
     "DEFAULT_HORIZON_MS",
@@ -15,6 +15,7 @@ __all__ = [
     "Reducer",
     "ReducerStats",
     "Reduction",
+    "StateLimits",
     "normalize_skill_path",
     "skill_id",
 ]

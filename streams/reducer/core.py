@@ -67,6 +67,7 @@ from .state import (
     Connection,
     InstanceState,
     PendingRequest,
+    StateLimits,
     ThreadMetadata,
     TurnState,
 )
@@ -115,6 +116,9 @@ class Reducer:
     this window of event time; the key is the connector id, or the plugin's *local* key
     even when a remote id is set, as upstream's client dedupe. ``dedupe=False`` turns it
     off (then the output is upstream's reducer alone, which never dedupes).
+
+    ``limits``: most entries per table of an instance's state (:class:`StateLimits`); a
+    fact that needs one more is dropped as ``instance_state_full`` (PROPOSAL).
     """
 
     def __init__(
@@ -123,6 +127,7 @@ class Reducer:
         horizon_ms: int = DEFAULT_HORIZON_MS,
         dedupe: bool = True,
         dedupe_horizon_ms: int = DEFAULT_HORIZON_MS,
+        limits: StateLimits | None = None,
         stats: ReducerStats | None = None,
     ) -> None:
         if horizon_ms <= 0 or dedupe_horizon_ms <= 0:
@@ -130,6 +135,7 @@ class Reducer:
         self.horizon_ms = horizon_ms
         self.dedupe = dedupe
         self.dedupe_horizon_ms = dedupe_horizon_ms
+        self.limits = limits if limits is not None else StateLimits()
         # Sweep a few times per horizon: bounded memory for an O(state) pass now and then.
         self.sweep_interval_ms = max(1, min(horizon_ms, dedupe_horizon_ms) // 8)
         self.stats = stats if stats is not None else ReducerStats()
@@ -208,12 +214,19 @@ class Reducer:
         if seen is not None and ctx.now_ms - seen < self.dedupe_horizon_ms:
             ctx.drop(DropReason.DEDUPE_REPEAT, turn_id=turn_id, use=use, key=key)
             return False
+        if not _has_room(ctx, "dedupe_keys", dedupe, entry, self.limits.dedupe_keys):
+            return False
         dedupe[entry] = ctx.now_ms
         return True
 
     # -- connection-scoped facts -------------------------------------------------------------
 
     def _initialize(self, ctx: _Context, p: InitializePayload) -> None:
+        conn = ctx.fact.connection_id
+        assert conn is not None  # the codec guarantees it for connection-scoped kinds
+        connections = ctx.state.connections
+        if not _has_room(ctx, "connections", connections, conn, self.limits.connections):
+            return
         caps = p.params.capabilities
         client = AppServerClientMetadata(
             product_client_id=p.product_client_id,
@@ -222,9 +235,7 @@ class Reducer:
             rpc_transport=p.rpc_transport,
             experimental_api_enabled=None if caps is None else caps.experimental_api,
         )
-        ctx.state.connections[ctx.fact.connection_id] = Connection(  # type: ignore[index]
-            client, p.runtime, ctx.now_ms
-        )
+        connections[conn] = Connection(client, p.runtime, ctx.now_ms)
 
     def _client_request(self, ctx: _Context, p: ClientRequestPayload) -> None:
         conn = ctx.fact.connection_id
@@ -247,7 +258,9 @@ class Reducer:
             )
         else:
             return
-        ctx.state.requests[(conn, p.request_id)] = pending
+        key = (conn, p.request_id)
+        if _has_room(ctx, "requests", ctx.state.requests, key, self.limits.requests):
+            ctx.state.requests[key] = pending
 
     def _client_response(self, ctx: _Context, p: ClientResponsePayload) -> None:
         conn = ctx.fact.connection_id
@@ -262,8 +275,10 @@ class Reducer:
                     thread_id=p.thread_lifecycle.thread.id,
                 )
                 return
-            connection.touched_ms = ctx.now_ms
             thread = p.thread_lifecycle.thread
+            if not _has_room(ctx, "threads", state.threads, thread.id, self.limits.threads):
+                return
+            connection.touched_ms = ctx.now_ms
             mode = THREAD_LIFECYCLE_METHODS[p.method]
             state.threads[thread.id] = ThreadMetadata(
                 conn,
@@ -292,9 +307,12 @@ class Reducer:
             return
         if p.turn_id is None:  # a method the reducer does not read
             return
+        wanted_steer = p.method == "turn/steer"
+        # Checked before anything changes: a dropped fact leaves the state as it was.
+        if not wanted_steer and not self._room_for_turn(ctx, p.turn_id):
+            return
         # The pending entry is removed whatever its kind: a mismatched one is discarded.
         pending = state.requests.pop((conn, p.request_id), None)
-        wanted_steer = p.method == "turn/steer"
         if pending is None or pending.is_steer is not wanted_steer:
             ctx.drop(
                 DropReason.RESPONSE_WITHOUT_PENDING_REQUEST,
@@ -305,6 +323,7 @@ class Reducer:
             return
         if not wanted_steer:
             turn = self._turn(ctx, p.turn_id)
+            assert turn is not None  # room was checked above
             turn.connection_id = conn
             turn.thread_id = pending.thread_id
             turn.num_input_images = pending.num_input_images
@@ -379,9 +398,16 @@ class Reducer:
 
     # -- turn lifecycle ------------------------------------------------------------------------
 
-    def _turn(self, ctx: _Context, turn_id: str) -> TurnState:
+    def _room_for_turn(self, ctx: _Context, turn_id: str) -> bool:
+        return _has_room(ctx, "turns", ctx.state.turns, turn_id, self.limits.turns)
+
+    def _turn(self, ctx: _Context, turn_id: str) -> TurnState | None:
+        """The turn's state, created if new; None (and the fact dropped) when the turns
+        table is full."""
         turn = ctx.state.turns.get(turn_id)
         if turn is None:
+            if not self._room_for_turn(ctx, turn_id):
+                return None
             turn = ctx.state.turns[turn_id] = TurnState(ctx.now_ms)
         else:
             turn.touched_ms = ctx.now_ms
@@ -391,12 +417,16 @@ class Reducer:
         if p.turn_started is not None:
             started = p.turn_started.turn
             turn = self._turn(ctx, started.id)
+            if turn is None:
+                return
             value = started.started_at
             turn.started_at = value if value is not None and value >= 0 else None
             return  # turn/started never triggers emission
         if p.turn_completed is not None:
             done = p.turn_completed.turn
             turn = self._turn(ctx, done.id)
+            if turn is None:
+                return
             completed_at, duration = done.completed_at, done.duration_ms
             turn.completed = Completion(
                 status=None if done.status == "inProgress" else done.status,
@@ -408,6 +438,8 @@ class Reducer:
 
     def _turn_resolved_config(self, ctx: _Context, p: TurnResolvedConfigPayload) -> None:
         turn = self._turn(ctx, p.turn_id)
+        if turn is None:
+            return
         turn.thread_id = p.thread_id
         turn.num_input_images = p.num_input_images
         turn.resolved_config = turn_config(p)
@@ -415,6 +447,8 @@ class Reducer:
 
     def _turn_token_usage(self, ctx: _Context, p: TurnTokenUsagePayload) -> None:
         turn = self._turn(ctx, p.turn_id)
+        if turn is None:
+            return
         turn.thread_id = p.thread_id
         turn.token_usage = p.token_usage
         self._maybe_emit_turn(ctx, p.turn_id)
@@ -702,6 +736,17 @@ class Reducer:
 
 class _Touched(Protocol):
     touched_ms: int
+
+
+def _has_room(
+    ctx: _Context, table_name: str, table: Mapping[Any, Any], key: Any, limit: int
+) -> bool:
+    """True when ``key`` is in ``table`` or one more entry fits; else the fact is dropped
+    as ``instance_state_full`` (naming the table and its limit)."""
+    if key in table or len(table) < limit:
+        return True
+    ctx.drop(DropReason.INSTANCE_STATE_FULL, table=table_name, limit=limit)
+    return False
 
 
 def _expire(table: Mapping[Any, _Touched], cutoff_ms: int) -> int:

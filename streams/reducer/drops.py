@@ -27,14 +27,24 @@ class DropReason(StrEnum):
     COMPACTION_MISSING_THREAD_CONNECTION = "compaction_missing_thread_connection"
     COMPACTION_MISSING_CONNECTION = "compaction_missing_connection"
     COMPACTION_MISSING_THREAD_METADATA = "compaction_missing_thread_metadata"
+    #: Ours (PROPOSAL): the fact needs a new entry in a table of the instance's state that
+    #: is at its limit (``StateLimits``). The fact changes nothing and is dead-lettered.
+    INSTANCE_STATE_FULL = "instance_state_full"
 
     @property
     def message(self) -> str:
         return _MESSAGES[self]
 
     @property
+    def dead_letters(self) -> bool:
+        """Whether the fact itself goes to the dead-letter topic: it was refused, not
+        merely without an event (the upstream drops are by design and only counted)."""
+        return self is DropReason.INSTANCE_STATE_FULL
+
+    @property
     def logged(self) -> bool:
-        """Whether upstream logs a warning for this case (the rest are silent there)."""
+        """Whether a warning is logged: upstream's warnings, and ours (the rest are silent
+        upstream)."""
         return self in _LOGGED
 
 
@@ -53,6 +63,7 @@ _MESSAGES = {
     DropReason.COMPACTION_MISSING_THREAD_CONNECTION: "dropping compaction analytics event: missing thread connection metadata",
     DropReason.COMPACTION_MISSING_CONNECTION: "dropping compaction analytics event: missing connection metadata",
     DropReason.COMPACTION_MISSING_THREAD_METADATA: "dropping compaction analytics event: missing thread lifecycle metadata",
+    DropReason.INSTANCE_STATE_FULL: "dropping analytics fact: a table of the instance's state is full",
 }
 _LOGGED = frozenset(
     {
@@ -64,6 +75,7 @@ _LOGGED = frozenset(
         DropReason.COMPACTION_MISSING_THREAD_CONNECTION,
         DropReason.COMPACTION_MISSING_CONNECTION,
         DropReason.COMPACTION_MISSING_THREAD_METADATA,
+        DropReason.INSTANCE_STATE_FULL,
     }
 )
 

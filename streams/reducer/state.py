@@ -79,6 +79,32 @@ class TurnState:
 RequestKey = tuple[int, int | str]
 
 
+@dataclass(frozen=True, slots=True)
+class StateLimits:
+    """Most entries one instance's state holds, per table (PROPOSAL, docs/contract.md).
+
+    Expiry bounds the state in time (24 h of event time); these bound it in size within
+    that time, whatever a producer sends. A fact that would add an entry to a full table
+    is dropped as ``instance_state_full`` and dead-lettered; entries already there are
+    never evicted (that would change later events silently). Each is far above what one
+    Codex process holds, and each table alone at its limit, with entries of ordinary
+    size, stays well under the 1 MiB a state record may take (measured per entry:
+    connection ~265 B, pending request ~80 B, thread ~80 B, open turn ~345 B, dedupe
+    key ~90 B: at most ~720 KB, for the dedupe keys).
+    """
+
+    #: Connections (``initialize``): a process has a handful.
+    connections: int = 1024
+    #: ``turn/start`` / ``turn/steer`` requests awaiting their answer (answered in seconds).
+    requests: int = 1024
+    #: Threads started, resumed or forked within the horizon.
+    threads: int = 4096
+    #: Turns not emitted yet (a turn is emitted, and forgotten, once complete).
+    turns: int = 1024
+    #: Windowed dedupe keys (one per turn and app or plugin used within the horizon).
+    dedupe_keys: int = 8192
+
+
 class InstanceState:
     """Everything the reducer remembers about one source instance."""
 

@@ -124,17 +124,18 @@ def test_poison_pills_at_the_defaults(stream_run: StreamRun) -> None:
     ]
     normal = generated_facts(_NORMAL_FACTS, instances=60, seed=31)
 
-    _, letters = _run_worker_through(stream_run, poison, normal, dead=3)
+    _, letters = _run_worker_through(stream_run, poison, normal, dead=5)
 
     reasons = _by_reason(letters)
-    # (a) the third connection would grow the state over the limit: only it is refused,
-    # and the state keeps the first two. (A client-name length limit upstream would
-    # refuse all three at decode instead: then this part of the test needs updating.)
-    (a,) = reasons[b"state_too_large"]
-    assert letters.raw[a] == connections[2]
+    # (a) the contract's length limit on client names now refuses each of these facts
+    # at decode (without it, the record-size check refused the third one as
+    # ``state_too_large``: the next test shows that check on its own).
+    a = [i for i, r in enumerate(letters.records_raw) if r.key == b"poison-a"]
+    assert sorted(letters.raw[i] for i in a) == sorted(connections)
+    assert all(letters.headers[i]["error.stage"] == b"decode" for i in a)
     (b,) = reasons[b"unknown_enum_value"]
     (c,) = reasons[b"too_large"]
-    for index in (a, b, c):
+    for index in (*a, b, c):
         assert _record_bytes(letters, index) <= DEFAULT_MAX_RECORD_BYTES
     # (b) fits once its path is cut: the fact is kept whole.
     assert letters.raw[b] == unknown_tag

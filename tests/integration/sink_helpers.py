@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import os
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,11 +140,15 @@ class SinkRun:
             await asyncio.wait_for(task, 30)
 
     @contextlib.contextmanager
-    def process(self, name: str = "sink") -> Iterator[subprocess.Popen[bytes]]:
-        """``codex-analytics sink worker`` as a child process (logs in ``tmp/name.log``)."""
+    def process(
+        self, name: str = "sink", *, preexec_fn: Callable[[], None] | None = None
+    ) -> Iterator[subprocess.Popen[bytes]]:
+        """``codex-analytics sink worker`` as a child process (logs in ``tmp/name.log``);
+        ``preexec_fn`` runs in the child before exec (a resource limit, say)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "CODEX_"))}
         env.update(self.env(), PYTHONPATH=str(ROOT))
-        with cli_process(["sink", "worker"], env, self.tmp / f"{name}.log") as proc:
+        log = self.tmp / f"{name}.log"
+        with cli_process(["sink", "worker"], env, log, preexec_fn=preexec_fn) as proc:
             yield proc
 
     def log_text(self, name: str = "sink") -> str:

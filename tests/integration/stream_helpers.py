@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,10 +73,15 @@ class StreamRun:
 
 @contextmanager
 def cli_process(
-    args: list[str], env: dict[str, str], log_path: Path
+    args: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``codex-analytics ARGS`` as a child process, output appended to ``log_path``;
-    SIGTERM (then SIGKILL after 30 s) when the block ends, unless it already exited."""
+    SIGTERM (then SIGKILL after 30 s) when the block ends, unless it already exited.
+    ``preexec_fn`` runs in the child before exec (to drop privileges, say)."""
     log = open(log_path, "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "codex_analytics.cli.main", *args],
@@ -84,6 +89,7 @@ def cli_process(
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
+        preexec_fn=preexec_fn,
     )
     try:
         yield proc

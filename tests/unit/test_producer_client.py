@@ -338,3 +338,42 @@ async def test_track_fact_replays_every_generated_kind_through_the_client() -> N
     kept = [f for f, q in zip(source, queued, strict=True) if q]
     assert [(f["kind"], f["payload"]) for f in out] == [(f["kind"], f["payload"]) for f in kept]
     assert len(kept) == len(source) - client.stats.deduplicated
+
+
+def test_an_identity_the_stream_would_refuse_fails_at_construction() -> None:
+    with pytest.raises(ValueError, match=r"source\.instance_id: too_long: 600000 characters") as e:
+        ProducerIdentity(instance_id="i" * 600_000)
+    assert len(str(e.value)) < 200
+    with pytest.raises(ValueError, match=r"source\.instance_id: invalid_value"):
+        ProducerIdentity(instance_id="")
+    with pytest.raises(ValueError, match=r"source\.originator: too_long"):
+        ProducerIdentity(originator="o" * 5000)
+
+
+async def test_a_fact_over_the_contract_limits_is_refused_and_reported_not_sent() -> None:
+    client, transport, failures = make_client()
+    async with client:
+        assert client.track_initialize(
+            7, {"clientInfo": {"name": "n" * 400_000, "version": "1"}}, "tui"
+        )
+        assert client.track_hook_run(
+            tracking(), {"event_name": "Stop", "hook_source": "user", "status": "completed"}
+        )
+        assert not await client.flush()  # one of them failed
+    (failure,) = failures
+    assert failure.reason == "over_limit"
+    assert failure.error == (
+        "payload.params.clientInfo.name: too_long: 400000 characters exceeds the limit of 4096"
+    )
+    assert [f["kind"] for f in failure.facts] == ["initialize"]
+    assert [f["kind"] for f in transport.facts()] == ["hook_run"]
+    assert (client.stats.failed, client.stats.published) == (1, 1)
+
+
+async def test_an_otherwise_malformed_fact_is_still_sent_for_the_stream_to_dead_letter() -> None:
+    client, transport, failures = make_client()
+    async with client:
+        client.track_notification("turn/started", {"turn": "not an object"})
+        assert await client.flush()
+    assert failures == []
+    assert len(transport.facts()) == 1

@@ -21,7 +21,7 @@ from codex_analytics.runtime.errors import (
     RetryableError,
 )
 from codex_analytics.runtime.kafka_errors import is_permanent
-from codex_analytics.runtime.retry import PUBLISH_RETRY, RetryPolicy
+from codex_analytics.runtime.retry import PUBLISH_RETRY, LogThrottle, RetryPolicy
 from producers.publishing.transport import (
     PermanentPublishError,
     RetryablePublishError,
@@ -203,3 +203,30 @@ async def test_policy_does_not_retry_other_errors() -> None:
     with pytest.raises(PermanentDeliveryError):
         await run()
     assert attempts == 1
+
+
+def test_a_log_throttle_lets_one_line_per_interval_and_counts_the_rest() -> None:
+    now = [100.0]
+    throttle = LogThrottle(10.0, clock=lambda: now[0])
+    assert throttle.admit(3) == 0  # the first failure is news
+    assert [throttle.admit(3) for _ in range(5)] == [None] * 5
+    assert throttle.admit(4) == 0  # another key has its own interval
+    now[0] += 10.0
+    assert throttle.admit(3) == 5  # one line, saying how many were held back
+    assert throttle.admit(3) is None
+
+
+def test_a_retry_after_never_shortens_the_steady_backoff() -> None:
+    async def run() -> list[float]:
+        sleeps: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        async for attempt in PUBLISH_RETRY.retrying(sleep=sleep):
+            with attempt:
+                if len(sleeps) < 4:
+                    raise RetryablePublishError("busy", retry_after=0.0)
+        return sleeps
+
+    assert asyncio.run(run()) == pytest.approx([0.05, 0.1, 0.2, 0.4])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import stat
@@ -19,8 +20,9 @@ from sinks.errors import (
     PermanentDeliveryError,
     RetryableDeliveryError,
     SinkConfigError,
+    UnsendableRequestError,
 )
-from sinks.http import HttpDestination, events_url
+from sinks.http import HttpDestination, events_url, redact
 from sinks.retry import RetryPolicy, check_response, parse_retry_after
 from sinks.settings import SinkSettings
 
@@ -77,6 +79,28 @@ def test_retry_after_is_honoured_at_least_and_capped() -> None:
     assert wait(_state(BackpressureError("x", retry_after=3600), 1)) <= 61
 
 
+@pytest.mark.parametrize("retry_after", [0.0, parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT")])
+def test_a_retry_after_of_no_wait_keeps_the_backoff(retry_after: float | None) -> None:
+    """Issue #16: ``Retry-After: 0`` or a past date once made every wait 0 (~730
+    requests/s per partition); the policy's backoff, from ``initial_s`` up, still holds."""
+    assert retry_after == 0.0
+    wait = RetryPolicy(initial_s=0.2, max_s=5.0).wait()
+    for attempt in range(1, 10):
+        backoff_cap = min(5.0, 0.2 * 2 ** (attempt - 1))
+        delays = [
+            wait(_state(BackpressureError("x", retry_after=retry_after), attempt))
+            for _ in range(50)
+        ]
+        assert all(0.2 <= d <= backoff_cap + 1e-9 for d in delays), (attempt, min(delays))
+
+
+def test_full_jitter_never_waits_less_than_the_initial_backoff() -> None:
+    wait = RetryPolicy(initial_s=0.3, max_s=2.0).wait()
+    delays = [wait(_state(RetryableDeliveryError("x"), a)) for a in range(1, 8) for _ in range(200)]
+    assert min(delays) >= 0.3
+    assert max(delays) <= 2.0
+
+
 def _recording(status: int) -> tuple[list[httpx.Request], httpx.MockTransport]:
     """A transport that answers every request with ``status`` and keeps the requests."""
     seen: list[httpx.Request] = []
@@ -117,6 +141,60 @@ async def test_http_transport_errors_are_retryable_and_name_no_header() -> None:
         await destination.deliver(b"{}", {"Authorization": "Bearer SECRET"})
     assert "SECRET" not in str(caught.value)
     assert "ConnectError" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "token", ["tok-LEFT\ntok-RIGHT", "tok-LEFT\x00tok-RIGHT", "tok-LEFT\u00fctok-RIGHT"]
+)
+async def test_a_header_the_client_cannot_write_is_unsendable_and_never_quoted(token: str) -> None:
+    """A safety net behind the credential checks: h11 quotes an illegal header value
+    whole in its error, and httpx cannot encode a non-ASCII one (it crashed the sink)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        writer.close()
+
+    # A socket, not a mock transport: h11, which writes the request, is what refuses it.
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    destination = HttpDestination(f"http://127.0.0.1:{port}/")
+    try:
+        with pytest.raises(UnsendableRequestError) as caught:
+            await destination.deliver(b"{}", {"Authorization": f"Bearer {token}"})
+    finally:
+        await destination.aclose()
+        server.close()
+    assert "tok-LEFT" not in str(caught.value)
+    assert "tok-RIGHT" not in str(caught.value)
+    assert caught.value.reason == "unsendable_request"
+
+
+async def test_an_http_error_whose_text_may_quote_a_header_is_reported_by_type() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.UnsupportedProtocol(f"bad {request.headers['authorization']}", request=request)
+
+    destination = HttpDestination("http://h/", transport=httpx.MockTransport(handler))
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await destination.deliver(b"{}", {"Authorization": "Bearer SECRET"})
+    assert "SECRET" not in str(caught.value)
+    assert "UnsupportedProtocol (its text is withheld" in str(caught.value)
+
+
+async def test_a_refusal_that_echoes_the_token_is_kept_without_it() -> None:
+    token = "tok-Echo/42"
+    # The token twice, once across the 4 KiB cut, once JSON-escaped.
+    echoed = b"x" * 4085 + b"Bearer " + token.encode() + b' {"auth":"tok-Echo\\/42"}'
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, content=echoed)
+
+    destination = HttpDestination("http://h/", transport=httpx.MockTransport(handler))
+    with pytest.raises(PermanentDeliveryError) as caught:
+        await destination.deliver(b"{}", {"Authorization": f"Bearer {token}"})
+    assert b"tok-" not in caught.value.body
+    assert caught.value.body.endswith(b"Bearer [red")  # redacted, then cut at 4 KiB
+    assert redact(b'{"auth":"tok-Echo\\/42"}', f"Bearer {token}") == b'{"auth":"[redacted]"}'
 
 
 def test_events_url_strips_every_trailing_slash() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,18 @@ from codex_analytics.runtime.deadletter import DeadLetter
 from sinks.auth import SkipReason
 from sinks.batching import Batch, BatchLimits, PartitionBatcher, SinkRecord
 from sinks.capture import CaptureDestination
-from sinks.credentials import CredentialChain
+from sinks.credentials import Credential, CredentialChain, CredentialProvider
 from sinks.deadletters import DeadLetterQueue
 from sinks.delivery import BatchDelivery
 from sinks.destinations import destination_for
-from sinks.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from sinks.errors import (
+    DeliveryError,
+    InvalidCredentialError,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    UnreadableCredentialError,
+    UnsendableRequestError,
+)
 from sinks.http import HttpDestination
 from sinks.lanes import Lane, Lanes
 from sinks.metrics import SinkMetrics
@@ -118,7 +126,7 @@ class FakeLane:
 def delivery(
     destination: FakeDestination,
     *,
-    credentials: CredentialChain | None = None,
+    credentials: CredentialProvider | None = None,
     sink_settings: SinkSettings | None = None,
 ) -> tuple[BatchDelivery, SinkMetrics, RecordingDeadLetters]:
     metrics = SinkMetrics()
@@ -324,3 +332,92 @@ async def test_a_lane_that_raises_reports_its_failure() -> None:
     await lane.task
     assert [str(f) for f in failures] == ["bug"]
     assert len(lane.queue) == 1  # not done: its records stay uncommitted
+
+
+# -- issue #16: credentials that exist but cannot be used -------------------------------
+
+
+class FlakyCredentials:
+    """A credential source whose lookups raise ``failures`` first, then find the token."""
+
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+        self.lookups = 0
+        self.found = CredentialChain.from_env(
+            {"ANALYTICS_BEARER_TOKEN": "tok-1", "ANALYTICS_ACCOUNT_ID": "acct-1"}
+        )
+
+    def lookup(self, account_id: str) -> Credential | None:
+        self.lookups += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return self.found.lookup(account_id)
+
+    def default(self) -> None:
+        return None
+
+
+async def test_an_unreadable_credential_is_retried_until_it_reads_never_skipped() -> None:
+    since = time.monotonic()
+    failures: list[Exception] = [
+        UnreadableCredentialError("account acct-1: secret file f could not be read", since=since)
+        for _ in range(3)
+    ]
+    credentials = FlakyCredentials(failures)
+    destination = FakeDestination()
+    step, metrics, dead_letters = delivery(destination, credentials=credentials)
+    lane = FakeLane()
+    outcome = await step(batch(0, 1), lane)
+    assert isinstance(outcome, Delivered)
+    assert len(destination.sent) == 1
+    assert destination.sent[0][1]["Authorization"] == "Bearer tok-1"
+    assert dead_letters.produced == []
+    assert (lane.marks[0], lane.marks[-1]) == (True, False)  # paused while it waited
+    assert metrics.value("codex_sink_retries_total") >= 2
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (UnreadableCredentialError, "credentials_unreadable"),
+        (InvalidCredentialError, "invalid_credentials"),
+    ],
+)
+async def test_a_lasting_credential_problem_is_dead_lettered_with_its_reason(
+    error: type[UnreadableCredentialError], reason: str
+) -> None:
+    since = time.monotonic()
+    credentials = FlakyCredentials([error("account acct-1: secret file f", since=since)] * 10_000)
+    destination = FakeDestination()
+    step, _, dead_letters = delivery(
+        destination,
+        credentials=credentials,
+        sink_settings=settings(ANALYTICS_CREDENTIAL_WAIT_S="0.05"),
+    )
+    assert await step(batch(0, 1), FakeLane()) == DeadLettered(reason, 2)
+    assert destination.sent == []
+    headers = dict(dead_letters.produced[0].headers)
+    assert headers["error.reason"] == reason.encode()
+    assert b"account acct-1: secret file f" in headers["error.detail"]
+    # The outage is the account's, not the batch's: the next batch waits no longer.
+    lookups = credentials.lookups
+    started = time.monotonic()
+    assert await step(batch(2), FakeLane()) == DeadLettered(reason, 1)
+    assert time.monotonic() - started < 0.05
+    assert credentials.lookups - lookups <= 2
+
+
+async def test_an_unsendable_request_is_dead_lettered_not_retried() -> None:
+    unsendable = UnsendableRequestError("the events request could not be written")
+    step, _, dead_letters = delivery(FakeDestination([unsendable]))
+    assert await step(batch(0), FakeLane()) == DeadLettered("unsendable_request", 1)
+    assert dict(dead_letters.produced[0].headers)["error.reason"] == b"unsendable_request"
+
+
+async def test_retry_lines_are_rate_limited_per_partition(caplog: pytest.LogCaptureFixture) -> None:
+    destination = FakeDestination([RetryableDeliveryError("busy", status=503)] * 30)
+    step, metrics, _ = delivery(destination)
+    with caplog.at_level("WARNING", logger="codex_analytics.sink"):
+        assert isinstance(await step(batch(0), FakeLane()), Delivered)
+    assert metrics.value("codex_sink_retries_total") == 30
+    assert len([r for r in caplog.records if "retry" in r.getMessage()]) == 1

@@ -1,0 +1,242 @@
+"""The sink's lifecycle pieces without a broker: the capture file's whole lines, the
+event check of the decode fast path, the repeat limit on client logs, and the decode
+loop when a rebalance hands its partition over mid-fetch (a fake consumer)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+
+from codex_analytics.contract import encode_event_record
+from codex_analytics.runtime.log_repeats import RepeatLimit
+from sinks.capture import CaptureDestination
+from sinks.decoding import to_sink_record
+from sinks.errors import CaptureWriteError
+from sinks.settings import SinkSettings
+from sinks.worker import SinkWorker
+from tests.integration.sink_helpers import event_records
+
+# -- capture: whole lines only -------------------------------------------------------------
+
+
+async def test_an_append_failing_half_way_is_cut_back_and_the_retry_is_a_whole_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "events.jsonl"
+    capture = CaptureDestination(str(path))
+    capture.prepare()
+    await capture.deliver(b'{"events":[1]}', {})
+    real_write = os.write
+
+    def half_then_full(fd: int, data: Any) -> int:
+        if len(data) > 4:  # the first call writes part of the line...
+            return real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")  # ...then the disk is full
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(CaptureWriteError):
+        await capture.deliver(b'{"events":[2,3,4,5,6,7]}', {})
+    assert capture.failing
+    assert path.read_bytes() == b'{"events":[1]}\n'  # cut back to the last whole line
+    monkeypatch.setattr(os, "write", real_write)
+    await capture.deliver(b'{"events":[2,3,4,5,6,7]}', {})
+    assert path.read_bytes() == b'{"events":[1]}\n{"events":[2,3,4,5,6,7]}\n'
+    assert not capture.failing
+
+
+async def test_a_torn_tail_left_by_another_process_is_cut_before_the_next_append(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"events":[1]}\n{"events":[2,')  # e.g. killed mid-write
+    await CaptureDestination(str(path)).deliver(b'{"events":[3]}', {})
+    assert path.read_bytes() == b'{"events":[1]}\n{"events":[3]}\n'
+    path.write_bytes(b'{"events":[')  # no whole line at all
+    await CaptureDestination(str(path)).deliver(b'{"events":[4]}', {})
+    assert path.read_bytes() == b'{"events":[4]}\n'
+
+
+# -- decoding: the fast path checks the event is JSON ---------------------------------------
+
+
+def test_a_compact_record_whose_event_is_not_json_is_rejected_alone() -> None:
+    record = event_records(40, accounts=1)[0]
+    good = encode_event_record(record)
+    at = good.index(b',"event":') + len(b',"event":')
+    event = good[at:-1]
+    type_end = event.index(b'"', len(b'{"event_type":"'))
+    bad = good[:at] + event[: type_end + 1] + b",oops}}"
+    assert to_sink_record(1, 0, None, good).error is None
+    rejected = to_sink_record(2, 0, None, bad)
+    assert rejected.error is not None
+    assert rejected.error.reason.value == "not_json"
+    assert rejected.event_json == b""  # it never joins a body
+
+
+# -- repeated client errors are rate-limited ------------------------------------------------
+
+
+def _record(name: str, msg: str, *args: object, level: int = logging.ERROR) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, msg, args, None)
+
+
+def test_repeats_of_a_client_error_pass_once_per_interval_with_a_count() -> None:
+    now = [0.0]
+    limit = RepeatLimit(["aiokafka"], interval_s=10, clock=lambda: now[0])
+    template = "Unable connect to node with id %s: %s"
+    passed = [limit.filter(_record("aiokafka", template, 1, "refused")) for _ in range(40)]
+    assert passed.count(True) == 1
+    assert limit.filter(_record("aiokafka.conn", template, 1, "refused"))  # another logger
+    assert limit.filter(_record("codex_analytics.sink", template, 1, "x"))  # ours: never
+    assert limit.filter(_record("aiokafka", "Joined group %s", 1, level=logging.INFO))
+    assert limit.filter(_record("aiokafka", "Joined group %s", 2, level=logging.INFO))
+    now[0] = 11.0
+    record = _record("aiokafka", template, 1, "refused")
+    assert limit.filter(record)
+    assert record.getMessage() == (
+        "Unable connect to node with id 1: refused [39 like this in the last 11 s not logged]"
+    )
+
+
+def test_one_record_is_decided_once_for_every_handler() -> None:
+    limit = RepeatLimit(["aiokafka"], interval_s=10)
+    record = _record("aiokafka", "boom")
+    assert limit.filter(record)
+    assert limit.filter(record)
+
+
+# -- a rebalance while fetched records wait in the decode loop -------------------------------
+
+
+@dataclass
+class _Rec:
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes
+
+
+class _Consumer:
+    """Just what the decode loop uses of aiokafka's consumer, with its checks: a
+    partition that is not assigned has no highwater and cannot be paused or committed."""
+
+    def __init__(self, fetched: dict[TopicPartition, list[_Rec]], on_fetch: Any) -> None:
+        self.assigned = set(fetched)
+        self.fetches = [fetched]
+        self.on_fetch = on_fetch
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
+        if not self.fetches:
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        self.on_fetch()
+        return self.fetches.pop(0)
+
+    async def committed(self, tp: TopicPartition) -> int:
+        return 0
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def highwater(self, tp: TopicPartition) -> int:
+        assert tp in self.assigned, "Partition is not assigned"
+        return 10**6
+
+    def _check(self, tp: TopicPartition) -> None:
+        if tp not in self.assigned:
+            raise AssertionError(f"No current assignment for partition {tp}")
+
+    def pause(self, *tps: TopicPartition) -> None:
+        for tp in tps:
+            self._check(tp)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        for tp in tps:
+            self._check(tp)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._check(tp)
+        self.seeks.append((tp, offset))
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        for tp in offsets:
+            self._check(tp)
+        self.commits.append(offsets)
+
+
+@pytest.mark.parametrize("still_assigned", [False, True])
+async def test_records_fetched_before_a_hand_over_never_reopen_its_lane(
+    tmp_path: Path, still_assigned: bool
+) -> None:
+    settings = SinkSettings.from_env(
+        {
+            "CODEX_ANALYTICS_EVENTS_CAPTURE_FILE": str(tmp_path / "c.jsonl"),
+            "ANALYTICS_BATCH_MAX_EVENTS": "100000",
+            "ANALYTICS_SINK_MAX_BUFFERED": "100000",
+        }
+    )
+    worker = SinkWorker(settings, "127.0.0.1:1")
+    tps = [TopicPartition(settings.topics.events, p) for p in (0, 1)]
+    values = [encode_event_record(r) for r in event_records(300, accounts=1)]
+    records = [_Rec(i, 1_000 + i, None, values[i % len(values)]) for i in range(2000)]
+    stop = asyncio.Event()
+    handed_over: list[asyncio.Task[None]] = []
+
+    async def rebalance() -> None:
+        # The revocation runs in aiokafka's coordinator task, here while the worker is
+        # between two chunks of the fetch it decodes; the partitions then go elsewhere.
+        await worker.hand_over(tps)
+        if not still_assigned:
+            consumer.assigned.clear()
+
+    def on_fetch() -> None:
+        handed_over.append(asyncio.get_running_loop().create_task(rebalance()))
+
+    consumer = _Consumer(dict.fromkeys(tps, records), on_fetch)
+    worker._consumer = consumer  # type: ignore[assignment]
+    await worker.take_over(tps)
+    consuming = asyncio.create_task(worker._consume(stop))
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.wait_for(consuming, 5)  # raised AssertionError before the fix
+    await handed_over[0]
+    assert len(worker.lanes) == 0  # no revoked partition came back
+    if still_assigned:  # what was set aside is fetched again, from where it was left
+        assert (tps[1], 0) in consumer.seeks
+    await worker._commit()
+    await worker.lanes.cancel()
+
+
+# -- the start gives way to a stop ------------------------------------------------------------
+
+
+async def test_a_start_that_waits_for_ever_ends_when_stop_is_set() -> None:
+    from sinks.worker import _unless_stopped
+
+    stop = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def join_for_ever() -> None:  # a group join with the broker gone
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+
+    asyncio.get_running_loop().call_later(0.05, stop.set)
+    assert await asyncio.wait_for(_unless_stopped(stop, join_for_ever()), 2) is False
+    assert cancelled.is_set()
+
+    async def quick() -> None:
+        return None
+
+    assert await _unless_stopped(asyncio.Event(), quick()) is True
