@@ -244,7 +244,6 @@ class _GcClock:
 def _processor(config: ScalingBenchConfig) -> FactProcessor:
     return FactProcessor(
         Reducer(horizon_ms=config.horizon_ms, dedupe_horizon_ms=config.horizon_ms),
-        max_record_bytes=int(_WORKER["max_record_bytes"]),
         state_cache_size=config.state_cache_size,
     )
 

@@ -30,10 +30,12 @@ class DeadLetterQueue:
         self.bootstrap = bootstrap
         self.source_topic = topics.events
         self.topic = topics.events_dlq
+        self.max_record_bytes = topics.max_record_bytes
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **producer_options())
+        options = producer_options(self.max_record_bytes)
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **options)
         await self._producer.start()
 
     async def stop(self) -> None:

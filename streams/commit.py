@@ -13,7 +13,10 @@ A crash anywhere repeats work, never loses it: a state in the changelog implies 
 outputs were delivered, and facts already in a state are skipped by their ``seq``.
 Anything that would break that (a delivery not acknowledged) ends the process at once
 (:data:`EXIT_DELIVERY_FAILED`) instead of raising into Faust, which would ack the batch
-and let it be committed. The idle sweep's tombstones and re-stamps are state writes
+and let it be committed. A record the broker can never take would make that a loop, so
+nothing reaches this module unsized: ``streams.processor`` measures every output
+against the one record-size limit first, and the producer's ``max_request_size`` is
+derived from that limit. The idle sweep's tombstones and re-stamps are state writes
 too, and go through steps 2 and 3.
 """
 

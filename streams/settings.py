@@ -103,13 +103,6 @@ REPLICATION_FACTOR = declare(
     help="replication of the topics the stream worker creates (its changelog)",
     used_by=_READERS,
 )
-MAX_RECORD_BYTES = declare(
-    "ANALYTICS_MAX_RECORD_BYTES",
-    truncated_integer(minimum=1024),
-    1024 * 1024,  # Kafka's default message.max.bytes
-    help="larger fact records are dead-lettered as `too_large`",
-    used_by=_READERS,
-)
 STATE_CACHE = declare(
     "ANALYTICS_STREAM_STATE_CACHE",
     truncated_integer(minimum=0),
@@ -136,7 +129,6 @@ SETTINGS: tuple[Setting[Any, Any], ...] = (
     BATCH_MAX_RECORDS,
     BATCH_MAX_WAIT_MS,
     REPLICATION_FACTOR,
-    MAX_RECORD_BYTES,
     STATE_CACHE,
     HEALTH_ADDR,
 )
@@ -173,9 +165,6 @@ class StreamSettings:
     batch_max_records: int = BATCH_MAX_RECORDS.default
     batch_max_wait_ms: int = BATCH_MAX_WAIT_MS.default
     replication_factor: int = REPLICATION_FACTOR.default
-    #: Largest facts record accepted; larger ones are dead-lettered as ``too_large``.
-    #: Default: Kafka's default ``message.max.bytes``.
-    max_record_bytes: int = MAX_RECORD_BYTES.default
     #: Decoded instance states kept between batches (0: decode from the store each time).
     state_cache_size: int = STATE_CACHE.default
     #: ``HOST:PORT`` of ``/healthz`` and ``/metrics`` (off when unset).
@@ -184,6 +173,13 @@ class StreamSettings:
     #: together; then the process exits anyway (a second SIGTERM: at once).
     shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S.default
     log_level: str = LOG_LEVEL.default
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The one record-size limit (``ANALYTICS_MAX_RECORD_BYTES``, read with the topic
+        settings): facts records over it are dead-lettered as ``too_large``, and no
+        output over it is produced (``streams.processor``)."""
+        return self.topics.max_record_bytes
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StreamSettings:
@@ -214,7 +210,6 @@ class StreamSettings:
             batch_max_records=BATCH_MAX_RECORDS.read(env),
             batch_max_wait_ms=BATCH_MAX_WAIT_MS.read(env),
             replication_factor=REPLICATION_FACTOR.read(env),
-            max_record_bytes=MAX_RECORD_BYTES.read(env),
             state_cache_size=STATE_CACHE.read(env),
             health_addr=HEALTH_ADDR.read(env),
             shutdown_timeout_s=SHUTDOWN_TIMEOUT_S.read(env),

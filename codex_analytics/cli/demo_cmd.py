@@ -161,7 +161,8 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
         interrupts_raise(),
         kafka_bootstrap(log_path=str(out_dir / "logs" / "broker.log")) as bootstrap,
     ):
-        topics = private_topics(run_id, TopicSettings.from_env().partitions)
+        configured = TopicSettings.from_env()
+        topics = private_topics(run_id, configured.partitions, configured.max_record_bytes)
         partitions = asyncio.run(create_topics(bootstrap, topics))
         print(
             f"demo: Kafka at {bootstrap}; topics {run_id}.* ({partitions} partitions); "
@@ -268,11 +269,17 @@ async def _publish_and_follow(
         stack.base_env["KAFKA_BOOTSTRAP_SERVERS"],
         stack.topics.facts,
         client_id="codex-analytics-demo",
+        max_record_bytes=stack.topics.max_record_bytes,
     )
 
     async def publish() -> None:
         try:
-            summary = await publish_lines(facts, transport, max_facts_per_record=args.pack)
+            summary = await publish_lines(
+                facts,
+                transport,
+                max_facts_per_record=args.pack,
+                max_record_bytes=stack.topics.max_record_bytes,
+            )
         finally:
             await transport.close()
         published.facts, published.records, published.rate = (

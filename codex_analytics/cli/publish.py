@@ -63,13 +63,17 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
     async def main(bootstrap: str) -> int:
         await ensure_topics(bootstrap, {topics.facts: topics.partitions})
         transport = KafkaFactTransport(
-            bootstrap, topics.facts, client_id=f"codex-analytics-{command}"
+            bootstrap,
+            topics.facts,
+            client_id=f"codex-analytics-{command}",
+            max_record_bytes=topics.max_record_bytes,
         )
         try:
             summary = await publish_lines(
                 lines,
                 transport,
                 max_facts_per_record=pack,
+                max_record_bytes=topics.max_record_bytes,
                 rate=args.rate,
                 retry_for_s=args.retry_for,
                 progress=Progress(),

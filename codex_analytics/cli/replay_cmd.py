@@ -148,7 +148,9 @@ async def _main(
 
         from codex_analytics.runtime.kafka import producer_options
 
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options())
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, **producer_options(settings.max_record_bytes)
+        )
         await producer.start()
         output = TopicOutput(producer, args.to_topic)
         where = f"topic {args.to_topic}"

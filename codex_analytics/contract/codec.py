@@ -26,9 +26,16 @@ from .limits import MAX_ID_CHARS
 from .records import EventRecord, Origin
 from .schema import _U64_MAX, _check_u64, decoder_for, to_wire, too_long, wrong_type
 
-#: Largest fact record accepted (bytes). Upstream facts are small; a larger record is
-#: a producer bug or abuse, and it goes to the dead-letter topic.
-DEFAULT_MAX_FACT_BYTES = 1024 * 1024
+#: The one record-size limit's default (bytes): the largest record (key, value and
+#: headers) any service writes to a topic or accepts from one. ``ANALYTICS_MAX_RECORD_BYTES``
+#: (``codex_analytics.runtime.kafka``) overrides it, and every producer's
+#: ``max_request_size`` and every "too large" check derive from that one value. Below
+#: Kafka's default ``message.max.bytes`` (1,048,588) with room for a record's framing.
+DEFAULT_MAX_RECORD_BYTES = 1_000_000
+#: Largest fact accepted (bytes): a fact is never larger than the record that carries it.
+#: Upstream facts are small; a larger one is a producer bug or abuse, and it goes to the
+#: dead-letter topic.
+DEFAULT_MAX_FACT_BYTES = DEFAULT_MAX_RECORD_BYTES
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -193,8 +200,6 @@ def decode_fact(data: BytesLike | str, *, max_bytes: int = DEFAULT_MAX_FACT_BYTE
     return fact_from_json(loads(data, max_bytes=max_bytes))
 
 
-#: Largest facts-topic record accepted: a pack of facts (bytes).
-DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
 #: Most facts in one pack.
 MAX_FACTS_PER_PACK = 4096
 

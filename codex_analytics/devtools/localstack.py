@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from codex_analytics.contract import topics as topic_names
 from codex_analytics.devtools.broker import free_port, terminate
-from codex_analytics.runtime.kafka import PARTITIONS_ENV, TopicSettings
+from codex_analytics.runtime.kafka import MAX_RECORD_BYTES, PARTITIONS_ENV, TopicSettings
 
 CLI = [sys.executable, "-m", "codex_analytics.cli.main"]
 #: The one access token of the local stack's accounts: a placeholder, never a secret.
@@ -41,6 +41,7 @@ def topics_env(topics: TopicSettings) -> dict[str, str]:
         topic_names.EVENTS_TOPIC_ENV: topics.events,
         topic_names.EVENTS_DLQ_TOPIC_ENV: topics.events_dlq,
         PARTITIONS_ENV: str(topics.partitions),
+        MAX_RECORD_BYTES.name: str(topics.max_record_bytes),
     }
 
 
@@ -53,7 +54,9 @@ async def create_topics(bootstrap: str, topics: TopicSettings) -> int:
     return actual[topics.facts]
 
 
-def private_topics(prefix: str, partitions: int) -> TopicSettings:
+def private_topics(
+    prefix: str, partitions: int, max_record_bytes: int = MAX_RECORD_BYTES.default
+) -> TopicSettings:
     """Topics of one run, so that a run on a shared cluster never mixes with live data."""
     return TopicSettings(
         facts=f"{prefix}.facts",
@@ -61,6 +64,7 @@ def private_topics(prefix: str, partitions: int) -> TopicSettings:
         events=f"{prefix}.events",
         events_dlq=f"{prefix}.events.dlq",
         partitions=partitions,
+        max_record_bytes=max_record_bytes,
     )
 
 

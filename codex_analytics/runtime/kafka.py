@@ -16,8 +16,15 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from codex_analytics.contract import topics
-from codex_analytics.runtime.config import Setting, declare, integer_literal, text
+from codex_analytics.contract import DEFAULT_MAX_RECORD_BYTES, topics
+from codex_analytics.runtime.config import (
+    Setting,
+    declare,
+    integer_literal,
+    text,
+    truncated_integer,
+)
+from codex_analytics.runtime.record_size import max_request_bytes
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 PARTITIONS_ENV = "ANALYTICS_TOPIC_PARTITIONS"
@@ -93,6 +100,17 @@ PARTITIONS = declare(
     used_by=TOPIC_READERS,
 )
 DEFAULT_PARTITIONS = PARTITIONS.default
+#: The one record-size limit (:mod:`codex_analytics.runtime.record_size`).
+MAX_RECORD_BYTES = declare(
+    "ANALYTICS_MAX_RECORD_BYTES",
+    truncated_integer(minimum=1024),
+    DEFAULT_MAX_RECORD_BYTES,
+    help="largest record (key, value, headers) any service writes or accepts: larger fact "
+    "records are dead-lettered as `too_large`, an output that would be larger dead-letters "
+    "its fact (`state_too_large`, `output_too_large`), a larger dead letter is cut to fit; "
+    "producers' `max_request_size` is this plus 1024 (the broker must accept that)",
+    used_by=(*TOPIC_READERS, "client library"),
+)
 
 SETTINGS: tuple[Setting[Any, Any], ...] = (
     BOOTSTRAP,
@@ -102,6 +120,7 @@ SETTINGS: tuple[Setting[Any, Any], ...] = (
     EVENTS_TOPIC,
     EVENTS_DLQ_TOPIC,
     PARTITIONS,
+    MAX_RECORD_BYTES,
 )
 
 
@@ -112,6 +131,9 @@ class TopicSettings:
     events: str = EVENTS_TOPIC.default
     events_dlq: str = EVENTS_DLQ_TOPIC.default
     partitions: int = PARTITIONS.default
+    #: The one record-size limit: the largest record written to or accepted from these
+    #: topics (key, value, headers).
+    max_record_bytes: int = MAX_RECORD_BYTES.default
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TopicSettings:
@@ -122,16 +144,20 @@ class TopicSettings:
             events=EVENTS_TOPIC.read(env),
             events_dlq=EVENTS_DLQ_TOPIC.read(env),
             partitions=PARTITIONS.read(env),
+            max_record_bytes=MAX_RECORD_BYTES.read(env),
         )
 
 
-def producer_options() -> dict[str, Any]:
+def producer_options(max_record_bytes: int = MAX_RECORD_BYTES.default) -> dict[str, Any]:
+    """aiokafka producer options; pass the service's ``TopicSettings.max_record_bytes``
+    so that the client's limit is derived from the one record-size setting."""
     return {
         "enable_idempotence": False,
         "acks": "all",
         "linger_ms": 10,
         "max_batch_size": 256 * 1024,
         "request_timeout_ms": 30_000,
+        "max_request_size": max_request_bytes(max_record_bytes),
     }
 
 

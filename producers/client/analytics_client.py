@@ -421,6 +421,7 @@ class AnalyticsClient(TrackCalls):
             self.settings.topic,
             client_id="codex-analytics-client",
             linger_ms=0,
+            max_record_bytes=self.settings.max_record_bytes,
         )
 
     def after_fork_in_child(self) -> None:
@@ -560,7 +561,9 @@ class AnalyticsClient(TrackCalls):
         if not encoded:
             return
         groups = fact_record_groups(
-            encoded, max_facts_per_record=self.settings.max_facts_per_record
+            encoded,
+            max_facts_per_record=self.settings.max_facts_per_record,
+            max_record_bytes=self.settings.max_record_bytes,
         )
         records = [record for record, _ in groups]
         delivery_deadline = time.monotonic() + self.settings.delivery_timeout_s

@@ -21,7 +21,7 @@ from codex_analytics.runtime.config import (
     integer,
     number,
 )
-from codex_analytics.runtime.kafka import CLIENT_BOOTSTRAP, FACTS_TOPIC
+from codex_analytics.runtime.kafka import CLIENT_BOOTSTRAP, FACTS_TOPIC, MAX_RECORD_BYTES
 
 _CLIENT = ("client library",)
 
@@ -83,6 +83,9 @@ class ClientSettings:
     #: Forward every request, response and notification (the seed client) instead of
     #: the ones the reducer reads (the June client). Events are the same either way.
     forward_all_protocol_messages: bool = FORWARD_ALL.default
+    #: The one record-size limit: packs are cut at it, and the producer's
+    #: ``max_request_size`` derives from it.
+    max_record_bytes: int = MAX_RECORD_BYTES.default
 
     def __post_init__(self) -> None:
         if self.queue_capacity < 1:
@@ -107,4 +110,5 @@ class ClientSettings:
             max_facts_per_record=FACTS_PER_RECORD.read(env),
             delivery_timeout_s=DELIVERY_TIMEOUT_S.read(env),
             forward_all_protocol_messages=FORWARD_ALL.read(env),
+            max_record_bytes=MAX_RECORD_BYTES.read(env),
         )

@@ -236,7 +236,9 @@ class Gateway:
         if not batch.facts:
             return Published()
         groups = fact_record_groups(
-            batch.facts, max_facts_per_record=self.settings.max_facts_per_record
+            batch.facts,
+            max_facts_per_record=self.settings.max_facts_per_record,
+            max_record_bytes=self.settings.max_record_bytes,
         )
         records = [record for record, _ in groups]
         outcomes = await self._unless_closing(
@@ -266,7 +268,7 @@ class Gateway:
         batch = IngestBatch()
         units = body_units(body, content_type, max_elements=self.settings.max_lines)
         for count, unit in enumerate(units, start=1):
-            validate_unit(batch, unit)
+            validate_unit(batch, unit, self.settings.max_record_bytes)
             if count % VALIDATE_CHUNK == 0:
                 await asyncio.sleep(0)
         return batch
@@ -340,7 +342,10 @@ async def _main(settings: GatewaySettings, bootstrap: str) -> int:
     stop = asyncio.Event()
     stop_on_signals(stop, ShutdownDeadline(settings.shutdown_timeout_s, grace_s=STOP_GRACE_S))
     transport = KafkaFactTransport(
-        bootstrap, settings.facts_topic, client_id="codex-analytics-gateway"
+        bootstrap,
+        settings.facts_topic,
+        client_id="codex-analytics-gateway",
+        max_record_bytes=settings.max_record_bytes,
     )
     gateway = Gateway(settings, transport)
     try:

@@ -26,7 +26,12 @@ from codex_analytics.runtime.config import (
 )
 from codex_analytics.runtime.errors import ConfigError
 from codex_analytics.runtime.http import parse_addr
-from codex_analytics.runtime.kafka import FACTS_TOPIC, PARTITIONS, TopicSettings
+from codex_analytics.runtime.kafka import (
+    FACTS_TOPIC,
+    MAX_RECORD_BYTES,
+    PARTITIONS,
+    TopicSettings,
+)
 
 _GATEWAY = ("gateway",)
 
@@ -122,6 +127,9 @@ class GatewaySettings:
     retry_after_s: int = RETRY_AFTER_S.default
     shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S.default
     max_facts_per_record: int = FACTS_PER_RECORD.default
+    #: The one record-size limit (``ANALYTICS_MAX_RECORD_BYTES``): the largest line
+    #: accepted, where packs are cut, and the producer's ``max_request_size``.
+    max_record_bytes: int = MAX_RECORD_BYTES.default
     #: Shared secret for ``Authorization: Bearer``; None leaves ingest open (local stack).
     token: str | None = field(default=TOKEN.default, repr=False)
     log_level: str = GATEWAY_LOG_LEVEL.default
@@ -154,6 +162,7 @@ class GatewaySettings:
             retry_after_s=RETRY_AFTER_S.read(env),
             shutdown_timeout_s=SHUTDOWN_TIMEOUT_S.read(env),
             max_facts_per_record=FACTS_PER_RECORD.read(env),
+            max_record_bytes=topic_settings.max_record_bytes,
             token=TOKEN.read(env),
             log_level=GATEWAY_LOG_LEVEL.read(env),
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from codex_analytics.runtime.progress import Progress
 from producers.publishing.ingest import IngestBatch, LineResult, validate_line
-from producers.publishing.records import fact_records
+from producers.publishing.records import MAX_RECORD_BYTES, fact_records
 from producers.publishing.transport import (
     FactTransport,
     PublishError,
@@ -51,6 +51,7 @@ async def publish_lines(
     transport: FactTransport,
     *,
     max_facts_per_record: int = 1,
+    max_record_bytes: int = MAX_RECORD_BYTES,
     rate: float | None = None,
     retry_for_s: float = 60.0,
     progress: Progress | None = None,
@@ -70,7 +71,11 @@ async def publish_lines(
             if on_rejection is not None:
                 on_rejection(result)
         if batch.facts:
-            records = fact_records(batch.facts, max_facts_per_record=max_facts_per_record)
+            records = fact_records(
+                batch.facts,
+                max_facts_per_record=max_facts_per_record,
+                max_record_bytes=max_record_bytes,
+            )
             await _send(transport, records, retry_for_s, summary)
             summary.records += len(records)
             summary.accepted += len(batch.facts)
@@ -88,7 +93,7 @@ async def publish_lines(
 
     for number, raw in enumerate(lines, start=1):
         summary.lines = number
-        validate_line(batch, number, raw)
+        validate_line(batch, number, raw, max_record_bytes)
         if batch.seen >= chunk_lines:
             await flush()
     await flush()

@@ -26,8 +26,8 @@ from codex_analytics.contract import DecodeError, DecodeReason, fact_from_json, 
 from codex_analytics.runtime.errors import PermanentError
 from producers.publishing.records import MAX_RECORD_BYTES
 
-#: Largest single envelope accepted (bytes): what any Kafka broker takes with its default
-#: ``message.max.bytes``, so an accepted line can always be published.
+#: Largest single envelope accepted (bytes): the one record-size limit's default, so an
+#: accepted line can always be published (and the stream accepts it).
 MAX_LINE_BYTES = MAX_RECORD_BYTES
 #: Rejected lines an answer lists one by one; the others are counted only.
 REPORTED_REJECTIONS = 100

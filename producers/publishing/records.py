@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from codex_analytics.contract import MAX_FACTS_PER_PACK, join_fact_pack
+from codex_analytics.contract import DEFAULT_MAX_RECORD_BYTES, MAX_FACTS_PER_PACK, join_fact_pack
 
-#: Below Kafka's default ``message.max.bytes`` (about 1 MB) with room for the headers.
-MAX_RECORD_BYTES = 900 * 1024
-#: The producers' ``max_request_size``: a record over it fails in the client, permanently.
-MAX_REQUEST_BYTES = MAX_RECORD_BYTES + 64 * 1024
+#: Packs are cut at the one record-size limit (``ANALYTICS_MAX_RECORD_BYTES``, see
+#: ``codex_analytics.runtime.record_size``): the stream accepts any record up to it.
+MAX_RECORD_BYTES = DEFAULT_MAX_RECORD_BYTES
 
 Record = tuple[bytes, bytes]
 

@@ -20,7 +20,7 @@ from codex_analytics.runtime.errors import PermanentError, PipelineError, Retrya
 from codex_analytics.runtime.kafka import producer_options
 from codex_analytics.runtime.kafka_errors import describe, is_permanent, is_too_large
 from codex_analytics.runtime.retry import PUBLISH_RETRY
-from producers.publishing.records import MAX_REQUEST_BYTES, Record
+from producers.publishing.records import MAX_RECORD_BYTES, Record
 
 
 class PublishError(PipelineError):
@@ -157,16 +157,17 @@ class KafkaFactTransport:
         client_id: str = "codex-analytics-producer",
         request_timeout_ms: int = 10_000,
         linger_ms: int = 5,
-        max_request_bytes: int = MAX_REQUEST_BYTES,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        #: The one record-size limit; the client's ``max_request_size`` (its own size
+        #: check) derives from it. Tests lower it to get a real refusal from a broker
+        #: that takes any size.
+        self.max_record_bytes = max_record_bytes
         self._client_id = client_id
         self._request_timeout_ms = request_timeout_ms
         self._linger_ms = linger_ms
-        #: The producer's own size check (``max_request_size``): tests lower it to get
-        #: a real refusal from a broker that takes any size.
-        self._max_request_bytes = max_request_bytes
         self._producer: Any = None
 
     @property
@@ -178,12 +179,8 @@ class KafkaFactTransport:
 
         if self._producer is not None:
             return
-        options = producer_options()
-        options.update(
-            linger_ms=self._linger_ms,
-            request_timeout_ms=self._request_timeout_ms,
-            max_request_size=self._max_request_bytes,
-        )
+        options = producer_options(self.max_record_bytes)
+        options.update(linger_ms=self._linger_ms, request_timeout_ms=self._request_timeout_ms)
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, client_id=self._client_id, **options
         )
@@ -199,7 +196,7 @@ class KafkaFactTransport:
 
     async def send(self, records: Sequence[Record]) -> None:
         """Queue every record, then wait for all acks. A record the producer refuses
-        outright (over ``max_request_bytes``) is skipped and the rest still sent; a
+        outright (over its ``max_request_size``) is skipped and the rest still sent; a
         retryable failure to queue stops the queueing (what follows would overtake it).
         On any failure the error raised says each record's outcome (``per_record``)."""
         if self._producer is None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 
+from codex_analytics.runtime.record_size import max_request_bytes
 from codex_analytics.runtime.shutdown import ShutdownDeadline
 
 from ..settings import StreamSettings
@@ -41,6 +42,10 @@ class StreamApp:
             producer_acks=-1,
             producer_linger=0.005,
             producer_max_batch_size=512 * 1024,
+            # Derived from the one record-size limit, which every output is sized against
+            # first (streams.processor): the client never refuses a record of ours. Faust's
+            # own default (1,000,000) was a second, unrelated limit.
+            producer_max_request_size=max_request_bytes(settings.max_record_bytes),
             producer_request_timeout=60.0,
             broker_session_timeout=10.0,
             broker_heartbeat_interval=1.0,

@@ -160,11 +160,12 @@ async def test_a_broker_refusal_names_its_lines_and_leaves_readiness_alone(
     kafka_bootstrap: str, unique_name: Callable[[str], str]
 ) -> None:
     """Item 12 without relying on a long instance id (which the contract may refuse
-    one day): a real refusal by the producer's size check, lowered to 64 KiB, of a
+    one day): a real refusal by the producer's size check, lowered to 65 KiB (the
+    transport's record limit of 64 KiB plus framing), of a
     fact that passes the codec with a large payload field. Nothing published: 413."""
     topic = unique_name("facts")
     settings = GatewaySettings(addr="127.0.0.1:0", facts_topic=topic, publish_timeout_s=5.0)
-    transport = KafkaFactTransport(kafka_bootstrap, topic, max_request_bytes=64 * 1024)
+    transport = KafkaFactTransport(kafka_bootstrap, topic, max_record_bytes=64 * 1024)
     gateway = Gateway(settings, transport)
     await gateway.start()
     try:

@@ -10,6 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from codex_analytics.contract import DEFAULT_MAX_RECORD_BYTES
+from codex_analytics.runtime.deadletter import ORIGINAL_BYTES, TRUNCATED
+
 from .stream_helpers import (
     StreamRun,
     collect,
@@ -99,7 +102,8 @@ def _bad_records(n: int) -> list[bytes]:
         elif variant == 3:
             kinds.append(
                 b'{"envelope_version":1,"pad":"'
-                + b"x" * 70_000  # over the 64 KiB limit set below + b'"}'
+                + b"x" * DEFAULT_MAX_RECORD_BYTES  # over the record limit (the default)
+                + b'"}'
                 if i % 100 == 3
                 else orjson.dumps(good)[: 40 + i % 50]
             )
@@ -122,7 +126,8 @@ def test_invalid_records_go_to_the_dlq_and_valid_ones_through(stream_run: Stream
     values += bad
     keys += [b"bad"] * len(bad)
     stream_run.extra_env["ANALYTICS_STREAM_BATCH_MAX_RECORDS"] = "500"
-    stream_run.extra_env["ANALYTICS_MAX_RECORD_BYTES"] = "65536"
+    # ANALYTICS_MAX_RECORD_BYTES at its default: the too_large dead letters (as large as
+    # their records) used to be refused by the producer, and the worker exited.
     with stream_run.worker() as worker:
         pid = worker.pid
         run(produce(stream_run.bootstrap, stream_run.facts, values, keys))
@@ -133,7 +138,18 @@ def test_invalid_records_go_to_the_dlq_and_valid_ones_through(stream_run: Stream
     assert event_bytes(out) == expected
     assert len(dead.raw) == 1_000
     sent_bad = sorted(_bad_records(1_000))
-    assert sorted(dead.raw) == sent_bad  # the original bytes, unchanged
+    kept = sorted(v for v, h in zip(dead.raw, dead.headers, strict=True) if TRUNCATED not in h)
+    assert kept == [v for v in sent_bad if len(v) <= DEFAULT_MAX_RECORD_BYTES]  # unchanged
+    # A record over the limit cannot be dead-lettered whole: its head, and its size.
+    cut = [(v, h) for v, h in zip(dead.raw, dead.headers, strict=True) if TRUNCATED in h]
+    assert len(cut) == 10
+    for value, headers in cut:
+        assert headers["error.reason"] == b"too_large"
+        assert int(headers[ORIGINAL_BYTES]) > DEFAULT_MAX_RECORD_BYTES
+        assert value.startswith(b'{"envelope_version":1,"pad":"xxx')
+        assert len(value) + sum(len(k) + len(v) for k, v in headers.items()) <= (
+            DEFAULT_MAX_RECORD_BYTES
+        )
     reasons = {h["error.reason"] for h in dead.headers}
     assert {b"not_json", b"wrong_type", b"unknown_kind", b"too_large"} <= reasons
     for headers in dead.headers:
