@@ -8,7 +8,6 @@ import logging
 import sys
 
 from codex_analytics.runtime.http import ServiceHttp
-from codex_analytics.runtime.log_repeats import limit_repeats
 from codex_analytics.runtime.logs import configure_logging
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 
@@ -24,9 +23,6 @@ EXIT_FAILURE = 70
 #: past that plus this, the process exits whatever it was waiting for (status 75).
 OVERDUE_AFTER_S = 4.5
 
-#: Kafka client loggers, whose errors repeat many times a second while a broker is gone.
-RATE_LIMITED_LOGGERS = ("aiokafka",)
-
 #: The sink allocates a few objects per event (records, batches, request bodies) and
 #: they form no reference cycles, so the cyclic collector has almost nothing to find.
 #: At Python's default (700, 10, 10) it ran 10-12% of the time, with 50-68 ms pauses;
@@ -36,7 +32,6 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 def run_sink(settings: SinkSettings, bootstrap: str, credentials: CredentialChain) -> int:
     configure_logging(settings.log_level)
-    limit_repeats(RATE_LIMITED_LOGGERS)
     gc.collect()
     gc.freeze()  # what start-up built (modules, settings) is never scanned again
     gc.set_threshold(*GC_THRESHOLDS)

@@ -93,11 +93,3 @@ class RepeatLimit(logging.Filter):
             # Appended as an argument-free suffix: the template's own %-arguments stay.
             record.msg = f"{record.msg} [{held} like this in the last {elapsed:.0f} s not logged]"
         return True
-
-
-def limit_repeats(prefixes: Iterable[str], *, interval_s: float = 10.0) -> RepeatLimit:
-    """Install a ``RepeatLimit`` on every handler of the root logger; returns it."""
-    limit = RepeatLimit(prefixes, interval_s=interval_s)
-    for handler in logging.root.handlers:
-        handler.addFilter(limit)
-    return limit

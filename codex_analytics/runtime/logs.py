@@ -3,6 +3,10 @@
 
 Nothing secret is ever passed to a logger in this code base; the JSON formatter does
 not try to redact, it only serializes.
+
+The handler throttles the Kafka client's repeated warnings and errors
+(:class:`~codex_analytics.runtime.log_repeats.RepeatLimit`): with its broker gone,
+aiokafka logs the same failure tens of times a second in every service.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ class JsonFormatter(logging.Formatter):
 
 _PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+#: Loggers whose repeated warnings and errors are throttled (one per message per 10 s).
+THROTTLED_LOGGERS = ("aiokafka",)
+
 
 def logging_dict_config(level: str = "WARNING", *, json: bool | None = None) -> dict[str, Any]:
     """The same configuration as a ``logging.config.dictConfig`` mapping, for frameworks
@@ -49,10 +56,17 @@ def logging_dict_config(level: str = "WARNING", *, json: bool | None = None) -> 
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
+        "filters": {
+            "repeats": {
+                "()": "codex_analytics.runtime.log_repeats.RepeatLimit",
+                "prefixes": THROTTLED_LOGGERS,
+            }
+        },
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
+                "filters": ["repeats"],
                 "stream": "ext://sys.stderr",
             }
         },
