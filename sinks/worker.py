@@ -169,9 +169,10 @@ class SinkWorker:
             while not stop.is_set():
                 timeout_ms = 50 if lanes.buffering else 200
                 wanted = self._wanted_partitions()
-                if not wanted:
+                if wanted is None:
                     # Every lane is full: their records wait in Kafka and in aiokafka's
-                    # prefetch until a batch is delivered.
+                    # prefetch until a batch is delivered (one request's time at most:
+                    # a lane that retries is paused, and polled again).
                     await lanes.wait_taken(within=timeout_ms / 1000)
                     continue
                 fetch = asyncio.ensure_future(
@@ -302,9 +303,13 @@ class SinkWorker:
 
     # -- backpressure ------------------------------------------------------------------
 
-    def _wanted_partitions(self) -> list[TopicPartition]:
-        """The assigned partitions whose lanes take records now: a full lane's partition
-        is left out of ``getmany``. Its records are not fetched again and again: the one
+    def _wanted_partitions(self) -> tuple[TopicPartition, ...] | None:
+        """The assigned partitions whose lanes take records now, for ``getmany``; None
+        when every assigned partition's lane is full, and () when none is assigned
+        (``getmany()`` then polls them all: the consumer must poll at least every
+        ``max_poll_interval_ms``, or it leaves the group for good).
+
+        A full lane's partition is left out of ``getmany``. Its records are not fetched again and again: the one
         record set aiokafka prefetched for it stays there, and no more is fetched for it
         until its lane takes that. (Pausing the partition instead made aiokafka drop
         that record set, fetch it again on resume, and leave the dropped one in a
@@ -315,13 +320,16 @@ class SinkWorker:
         assert consumer is not None
         limit = self.settings.max_buffered_records
         assignment = consumer.assignment()
-        wanted = []
+        wanted, full = [], 0
         for tp, lane in self.lanes.items():
             lane.full = lane.queued_records >= limit
-            if tp in assignment and not lane.full:
-                wanted.append(tp)
+            if tp in assignment:
+                if lane.full:
+                    full += 1
+                else:
+                    wanted.append(tp)
         self.lanes.report_paused()
-        return wanted
+        return None if full and not wanted else tuple(wanted)
 
     def _apply_backpressure(self) -> None:
         """Pause the partition of a lane that retries (its records then wait in Kafka,

@@ -270,6 +270,22 @@ async def test_a_full_lane_is_left_out_of_getmany_and_a_retrying_one_is_paused(
     worker.lanes.clear()
 
 
+async def test_a_worker_without_partitions_keeps_polling(tmp_path: Path) -> None:
+    # aiokafka leaves the group for good when getmany is not called for
+    # max_poll_interval_ms: a worker with no partition (more workers than partitions)
+    # must keep calling it, to be given partitions when another worker goes.
+    worker = SinkWorker(_capture_settings(tmp_path, max_events=10, max_buffered=20), "127.0.0.1:1")
+    consumer = _Consumer({}, on_fetch=lambda: None)
+    worker._consumer = consumer  # type: ignore[assignment]
+    stop = asyncio.Event()
+    consuming = asyncio.create_task(worker._consume(stop))
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.wait_for(consuming, 2)
+    assert consumer.asked
+    assert all(asked == set() for asked in consumer.asked)  # getmany(): every partition
+
+
 # -- the start gives way to a stop ------------------------------------------------------------
 
 
