@@ -258,11 +258,7 @@ async def test_a_full_lane_is_left_out_of_getmany_and_a_retrying_one_is_paused(
     assert full_lane.queued_records == 20
     retrying_lane.mark_retrying(True)
 
-    stop = asyncio.Event()
-    consuming = asyncio.create_task(worker._consume(stop))
-    await asyncio.sleep(0.1)
-    stop.set()
-    await asyncio.wait_for(consuming, 2)
+    await _consume_for(worker, 0.1)
     assert consumer.asked
     assert all(asked == {retrying, free} for asked in consumer.asked)
     assert consumer.paused == {retrying}  # only the retrying lane's partition
@@ -277,13 +273,18 @@ async def test_a_worker_without_partitions_keeps_polling(tmp_path: Path) -> None
     worker = SinkWorker(_capture_settings(tmp_path, max_events=10, max_buffered=20), "127.0.0.1:1")
     consumer = _Consumer({}, on_fetch=lambda: None)
     worker._consumer = consumer  # type: ignore[assignment]
-    stop = asyncio.Event()
-    consuming = asyncio.create_task(worker._consume(stop))
-    await asyncio.sleep(0.3)
-    stop.set()
-    await asyncio.wait_for(consuming, 2)
+    await _consume_for(worker, 0.3)
     assert consumer.asked
     assert all(asked == set() for asked in consumer.asked)  # getmany(): every partition
+
+
+async def _consume_for(worker: SinkWorker, seconds: float) -> None:
+    """Run the worker's consume loop for ``seconds``, then stop it."""
+    stop = asyncio.Event()
+    consuming = asyncio.create_task(worker._consume(stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.wait_for(consuming, 2)
 
 
 # -- the start gives way to a stop ------------------------------------------------------------
