@@ -172,7 +172,7 @@ class SinkWorker:
                 if wanted is None:
                     # Every lane is full: their records wait in Kafka and in aiokafka's
                     # prefetch until a batch is delivered (one request's time at most:
-                    # a lane that retries is paused, and polled again).
+                    # a lane that retries is paused, and paused ones are polled).
                     await lanes.wait_taken(within=timeout_ms / 1000)
                     continue
                 fetch = asyncio.ensure_future(
@@ -309,13 +309,14 @@ class SinkWorker:
         (``getmany()`` then polls them all: the consumer must poll at least every
         ``max_poll_interval_ms``, or it leaves the group for good).
 
-        A full lane's partition is left out of ``getmany``. Its records are not fetched again and again: the one
-        record set aiokafka prefetched for it stays there, and no more is fetched for it
-        until its lane takes that. (Pausing the partition instead made aiokafka drop
-        that record set, fetch it again on resume, and leave the dropped one in a
-        reference cycle until the garbage collector came: the sink's memory grew with
-        the backlog it drained.) Paused partitions stay in: ``getmany`` then returns
-        nothing for them, but keeps the consumer polling, so the group keeps it."""
+        A full lane's partition is left out of ``getmany``: the one record set aiokafka
+        prefetched for it stays there, and no more is fetched for it until its lane
+        takes that. (Pausing the partition instead made aiokafka drop that record set,
+        fetch it again on resume, and leave the dropped one in a reference cycle until
+        the garbage collector came: the sink's memory grew with the backlog it
+        drained.) Paused partitions (their lanes retry), full or not, stay in:
+        ``getmany`` returns nothing for them but keeps the consumer polling through an
+        endpoint outage of any length."""
         consumer = self._consumer
         assert consumer is not None
         limit = self.settings.max_buffered_records
@@ -324,7 +325,7 @@ class SinkWorker:
         for tp, lane in self.lanes.items():
             lane.full = lane.queued_records >= limit
             if tp in assignment:
-                if lane.full:
+                if lane.full and not lane.paused:
                     full += 1
                 else:
                     wanted.append(tp)
