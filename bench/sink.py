@@ -74,7 +74,45 @@ def event_records(facts: int) -> tuple[list[bytes], list[bytes], list[str]]:
     return values, keys, sorted(accounts)
 
 
-def _peak_rss_mb(pid: int) -> float:
+def clean_env() -> dict[str, str]:
+    """This process's environment for a child: no ``ANALYTICS_*`` or ``CODEX_*``
+    setting of its own, the project on ``PYTHONPATH``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "CODEX_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def sink_worker_env(
+    bootstrap: str,
+    topic: str,
+    base_url: str,
+    secrets: Path,
+    extra_env: tuple[tuple[str, str], ...] = (),
+) -> dict[str, str]:
+    """A sink worker's environment: it reads ``topic`` and posts to ``base_url``."""
+    return {
+        **clean_env(),
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "ANALYTICS_EVENTS_TOPIC": topic,
+        "ANALYTICS_EVENTS_DLQ_TOPIC": f"{topic}.dlq",
+        "ANALYTICS_TOPIC_PARTITIONS": str(PARTITIONS),
+        "ANALYTICS_SINK_GROUP": f"{topic}-sink",
+        "ANALYTICS_BASE_URL": base_url,
+        "ANALYTICS_SECRETS_DIR": str(secrets),
+        **dict(extra_env),
+    }
+
+
+def write_secrets(tmp: Path, accounts: list[str]) -> Path:
+    """A secrets directory in ``tmp`` with a token for each of ``accounts``."""
+    secrets = tmp / "secrets"
+    secrets.mkdir(exist_ok=True)
+    for account in accounts:
+        (secrets / account).write_text(f"bench-token-{account}")
+    return secrets
+
+
+def peak_rss_mb(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/status", encoding="utf-8") as status:
             for line in status:
@@ -96,13 +134,13 @@ async def _measure(
     async def sample() -> None:  # VmHWM is the process's own high-water mark
         nonlocal peak
         while proc.poll() is None:
-            peak = max(peak, _peak_rss_mb(proc.pid))
+            peak = max(peak, peak_rss_mb(proc.pid))
             await asyncio.sleep(0.1)
 
     sampler = asyncio.create_task(sample())
     try:
         got = await receiver.wait_for_events(events, within=600)
-        peak = max(peak, _peak_rss_mb(proc.pid))
+        peak = max(peak, peak_rss_mb(proc.pid))
         sampler.cancel()
     finally:
         if proc.poll() is None:
@@ -121,20 +159,14 @@ async def _one_run(
     tmp: Path,
     extra_env: tuple[tuple[str, str], ...] = (),
 ) -> tuple[float, float, float, float, float]:
-    secrets = tmp / "secrets"
-    secrets.mkdir(exist_ok=True)
-    for account in accounts:
-        (secrets / account).write_text(f"bench-token-{account}")
+    secrets = write_secrets(tmp, accounts)
     with EmbeddedBroker(log_path=str(tmp / "broker.log")) as broker:
         bootstrap = broker.bootstrap_servers
         topic = f"bench-events-{uuid.uuid4().hex[:8]}"
         await produce_records(bootstrap, topic, values, keys)
         async with Receiver() as receiver:
             url = receiver.base_url.rstrip("/") + "/codex/analytics-events/events"
-            base_env = {
-                k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "CODEX_"))
-            }
-            base_env["PYTHONPATH"] = str(ROOT)
+            base_env = clean_env()
             ceiling, ceiling_rss = await _measure(
                 [
                     sys.executable,
@@ -151,17 +183,7 @@ async def _one_run(
                 len(values),
                 tmp / "ceiling.log",
             )
-            sink_env = {
-                **base_env,
-                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "ANALYTICS_EVENTS_TOPIC": topic,
-                "ANALYTICS_EVENTS_DLQ_TOPIC": f"{topic}.dlq",
-                "ANALYTICS_TOPIC_PARTITIONS": str(PARTITIONS),
-                "ANALYTICS_SINK_GROUP": f"{topic}-sink",
-                "ANALYTICS_BASE_URL": receiver.base_url,
-                "ANALYTICS_SECRETS_DIR": str(secrets),
-                **dict(extra_env),
-            }
+            sink_env = sink_worker_env(bootstrap, topic, receiver.base_url, secrets, extra_env)
             sink, sink_rss = await _measure(
                 [sys.executable, "-m", "codex_analytics.cli.main", "sink", "worker"],
                 sink_env,

@@ -82,6 +82,7 @@ class HttpDestination:
             headers = {**headers, "Content-Encoding": "gzip"}
         try:
             response = await self._client.post(self.url, content=body, headers=headers)
+            _release(response)
         except (httpx.LocalProtocolError, UnicodeEncodeError) as err:
             # A header the client will not write: the same request can never be sent.
             raise UnsendableRequestError(
@@ -108,6 +109,17 @@ class HttpDestination:
 
     def __repr__(self) -> str:
         return f"HttpDestination({self.url!r}, gzip={self._gzip})"
+
+
+def _release(response: httpx.Response) -> None:
+    """Break the reference cycle httpx 0.28 leaves between a read response and its
+    stream (``response.stream`` is a ``BoundAsyncStream`` that refers back to the
+    response: encode/httpx#3733). Through ``response.request`` the cycle holds the
+    request body, a whole batch, until the cyclic garbage collector runs, which the sink
+    makes rare (``sinks.runner.GC_THRESHOLDS``): bodies piled up by the hundred while a
+    backlog drained. The response is read and closed by then (``post`` reads it
+    whole); its content, status and headers stay."""
+    response.stream = httpx.ByteStream(b"")
 
 
 def redact(body: bytes, authorization: str | None) -> bytes:

@@ -45,6 +45,9 @@ class Lane:
         self.idle.set()
         self.retrying = False
         self.paused = False  # the worker paused the partition's consumption
+        #: Its closed batches hold ``max_buffered_records``: the worker fetches nothing
+        #: for it until a batch is delivered.
+        self.full = False
         self.assigned = True  # until the partition is handed over
         self.task: asyncio.Task[None] | None = None
         self._batches_closed = metrics.batches_closed
@@ -65,11 +68,6 @@ class Lane:
         """Records in closed batches waiting for delivery (open ones are bounded by the
         batcher's ``max_open_records``)."""
         return sum(len(b.records) for b in self.queue)
-
-    def wants_pause(self, max_buffered_records: int) -> bool:
-        """While the lane retries, or its closed batches hold ``max_buffered_records``:
-        the backlog then stays in Kafka, not in memory."""
-        return self.retrying or self.queued_records >= max_buffered_records
 
     def mark_retrying(self, retrying: bool) -> None:
         """The head batch is retried (or no longer): the worker pauses (or resumes) the
@@ -122,6 +120,7 @@ class Lanes:
         self._pressure_changed = pressure_changed
         self._failed = failed
         self._lanes: dict[TopicPartition, Lane] = {}
+        self._taken = asyncio.Event()  # set when a lane finished a batch
 
     def __len__(self) -> int:
         return len(self._lanes)
@@ -148,7 +147,15 @@ class Lanes:
 
     @property
     def paused(self) -> int:
-        return sum(1 for lane in self._lanes.values() if lane.paused)
+        """Lanes whose partition is not consumed now: paused (retrying) or full."""
+        return sum(1 for lane in self._lanes.values() if lane.paused or lane.full)
+
+    async def wait_taken(self, *, within: float) -> None:
+        """Wait until a lane delivered a batch (room to fetch again), ``within`` at most."""
+        self._taken.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._taken.wait()
 
     @property
     def retrying(self) -> int:
@@ -212,6 +219,7 @@ class Lanes:
                 batch = await lane.next_batch()
                 self.metrics.record(await self._deliver(batch, lane))
                 lane.done(batch)
+                self._taken.set()
                 self._batch_done()
         except asyncio.CancelledError:
             raise

@@ -205,13 +205,13 @@ CREDENTIAL_WAIT_S = declare(
 # 8 batches of 500: at 1000 the lanes paused their partition after every second batch,
 # and aiokafka drops what it prefetched for a paused partition (the sink waited on Kafka
 # a fifth of the time, and routes sharing a partition closed at 400-499 events by
-# pressure). Memory: <= 2x this many records per partition.
+# pressure). Memory: <= 2x this many records per partition (sinks/memory.py).
 MAX_BUFFERED = declare(
     "ANALYTICS_SINK_MAX_BUFFERED",
     integer(minimum=1),
     4000,
-    help="per partition: open batches close early past this many records, and consumption "
-    "pauses while this many wait for delivery",
+    help="per partition: open batches close early past this many records, and nothing more "
+    "is fetched while this many wait for delivery (memory: see docs/sink.md)",
     used_by=_SINK,
 )
 VALIDATE_EVENTS = declare(

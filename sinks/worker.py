@@ -13,9 +13,11 @@
                            committer: commit each partition's commit point
 
 A lane delivers its partition's batches one after another, so one route's batches
-keep their order (a route lives in one partition). While a lane retries, or while a
-partition holds more than ``max_buffered_records`` undelivered records, its
-consumption is paused: the backlog stays in Kafka, not in memory.
+keep their order (a route lives in one partition). While a partition holds
+``max_buffered_records`` undelivered records, it is left out of ``getmany`` (what
+aiokafka prefetched for it waits there, and nothing more is fetched for it); while its
+lane retries, it is paused. The backlog stays in Kafka, not in memory
+(``sinks.memory`` gives the bound).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .decoding import to_sink_record
 from .delivery import BatchDelivery
 from .destinations import Destination, destination_for
 from .lanes import Lanes
+from .memory import FETCH_MAX_BYTES, GETMANY_MAX_RECORDS
 from .metrics import SinkMetrics
 from .settings import SinkSettings
 
@@ -131,8 +134,10 @@ class SinkWorker:
             group_id=self.settings.group_id,
             **{
                 **consumer_options(session_timeout_ms=self.settings.session_timeout_ms),
-                # Fetches ahead of a paused or busy lane sit in memory: keep them small.
-                "max_partition_fetch_bytes": 1024 * 1024,
+                # What aiokafka prefetched for a partition sits in memory until its lane
+                # takes it: at most one record set per partition, and one response.
+                "max_partition_fetch_bytes": FETCH_MAX_BYTES,
+                "fetch_max_bytes": FETCH_MAX_BYTES,
                 # The embedded broker holds a fetch for most of this wait even when data is
                 # there, and a batch's time cut waits for the next fetch: 100 ms (the
                 # default here) left the loop waiting on Kafka 19% of the time, 20 ms ~4%.
@@ -163,8 +168,17 @@ class SinkWorker:
         try:
             while not stop.is_set():
                 timeout_ms = 50 if lanes.buffering else 200
+                wanted = self._wanted_partitions()
+                if wanted is None:
+                    # Every lane is full: their records wait in Kafka and in aiokafka's
+                    # prefetch until a batch is delivered (one request's time at most:
+                    # a lane that retries is paused, and paused ones are polled).
+                    await lanes.wait_taken(within=timeout_ms / 1000)
+                    continue
                 fetch = asyncio.ensure_future(
-                    consumer.getmany(timeout_ms=timeout_ms, max_records=1000)
+                    consumer.getmany(
+                        *wanted, timeout_ms=timeout_ms, max_records=GETMANY_MAX_RECORDS
+                    )
                 )
                 await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetch.done():
@@ -289,15 +303,45 @@ class SinkWorker:
 
     # -- backpressure ------------------------------------------------------------------
 
-    def _apply_backpressure(self) -> None:
+    def _wanted_partitions(self) -> tuple[TopicPartition, ...] | None:
+        """The assigned partitions whose lanes take records now, for ``getmany``; None
+        when every assigned partition's lane is full, and () when none is assigned
+        (``getmany()`` then polls them all: the consumer must poll at least every
+        ``max_poll_interval_ms``, or it leaves the group for good).
+
+        A full lane's partition is left out of ``getmany``: the one record set aiokafka
+        prefetched for it stays there, and no more is fetched for it until its lane
+        takes that. (Pausing the partition instead made aiokafka drop that record set,
+        fetch it again on resume, and leave the dropped one in a reference cycle until
+        the garbage collector came: the sink's memory grew with the backlog it
+        drained.) Paused partitions (their lanes retry), full or not, stay in:
+        ``getmany`` returns nothing for them but keeps the consumer polling through an
+        endpoint outage of any length."""
         consumer = self._consumer
         assert consumer is not None
         limit = self.settings.max_buffered_records
         assignment = consumer.assignment()
+        wanted, full = [], 0
+        for tp, lane in self.lanes.items():
+            lane.full = lane.queued_records >= limit
+            if tp in assignment:
+                if lane.full and not lane.paused:
+                    full += 1
+                else:
+                    wanted.append(tp)
+        self.lanes.report_paused()
+        return None if full and not wanted else tuple(wanted)
+
+    def _apply_backpressure(self) -> None:
+        """Pause the partition of a lane that retries (its records then wait in Kafka,
+        however long the endpoint is down); resume it when the lane delivered."""
+        consumer = self._consumer
+        assert consumer is not None
+        assignment = consumer.assignment()
         for tp, lane in self.lanes.items():
             if tp not in assignment:
                 continue  # being handed over: nothing to pause
-            want_paused = lane.wants_pause(limit)
+            want_paused = lane.retrying
             if want_paused and not lane.paused:
                 consumer.pause(tp)
                 lane.paused = True

@@ -273,6 +273,11 @@ async def first_offsets(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=50,
+        # Only the position a fetch is served at matters, never the records: a broker
+        # answers at least one batch whatever the limit, and no more than that is read
+        # (aiokafka's default, 50 MB, made this probe's answer several MiB per
+        # partition on a large backlog).
+        fetch_max_bytes=1,
     )
     await consumer.start()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import os
 import stat
@@ -254,3 +255,20 @@ def test_settings_defaults_and_capture_mode() -> None:
         {"CODEX_ANALYTICS_EVENTS_CAPTURE_FILE": "", "ANALYTICS_BASE_URL": "http://h"}
     )
     assert empty.mode == "http"  # an empty value counts as unset, as upstream
+
+
+async def test_a_delivered_request_leaves_no_cycle_that_holds_its_body() -> None:
+    # httpx 0.28 binds each response's stream back to the response; the request, body
+    # and all, then waited for the cyclic collector, which the sink runs rarely.
+    destination = HttpDestination(
+        "http://endpoint.test/", transport=httpx.MockTransport(lambda _: httpx.Response(200))
+    )
+    gc.collect()
+    gc.disable()
+    try:
+        assert await destination.deliver(b'{"events":[1]}', {}) == 200
+        left = [o for o in gc.get_objects() if isinstance(o, httpx.Response | httpx.Request)]
+    finally:
+        gc.enable()
+        await destination.aclose()
+    assert left == []

@@ -134,13 +134,19 @@ class _Consumer:
         self.on_fetch = on_fetch
         self.seeks: list[tuple[TopicPartition, int]] = []
         self.commits: list[dict[TopicPartition, int]] = []
+        self.asked: list[set[TopicPartition]] = []  # the partitions of each getmany
+        self.paused: set[TopicPartition] = set()
 
-    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int, max_records: int
+    ) -> dict[TopicPartition, Any]:
+        self.asked.append(set(partitions))
         if not self.fetches:
             await asyncio.sleep(timeout_ms / 1000)
             return {}
         self.on_fetch()
-        return self.fetches.pop(0)
+        fetched = self.fetches.pop(0)
+        return {tp: records for tp, records in fetched.items() if tp in partitions}
 
     async def committed(self, tp: TopicPartition) -> int:
         return 0
@@ -159,10 +165,12 @@ class _Consumer:
     def pause(self, *tps: TopicPartition) -> None:
         for tp in tps:
             self._check(tp)
+        self.paused.update(tps)
 
     def resume(self, *tps: TopicPartition) -> None:
         for tp in tps:
             self._check(tp)
+        self.paused.difference_update(tps)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self._check(tp)
@@ -174,17 +182,21 @@ class _Consumer:
         self.commits.append(offsets)
 
 
+def _capture_settings(tmp_path: Path, *, max_events: int, max_buffered: int) -> SinkSettings:
+    return SinkSettings.from_env(
+        {
+            "CODEX_ANALYTICS_EVENTS_CAPTURE_FILE": str(tmp_path / "c.jsonl"),
+            "ANALYTICS_BATCH_MAX_EVENTS": str(max_events),
+            "ANALYTICS_SINK_MAX_BUFFERED": str(max_buffered),
+        }
+    )
+
+
 @pytest.mark.parametrize("still_assigned", [False, True])
 async def test_records_fetched_before_a_hand_over_never_reopen_its_lane(
     tmp_path: Path, still_assigned: bool
 ) -> None:
-    settings = SinkSettings.from_env(
-        {
-            "CODEX_ANALYTICS_EVENTS_CAPTURE_FILE": str(tmp_path / "c.jsonl"),
-            "ANALYTICS_BATCH_MAX_EVENTS": "100000",
-            "ANALYTICS_SINK_MAX_BUFFERED": "100000",
-        }
-    )
+    settings = _capture_settings(tmp_path, max_events=100_000, max_buffered=100_000)
     worker = SinkWorker(settings, "127.0.0.1:1")
     tps = [TopicPartition(settings.topics.events, p) for p in (0, 1)]
     values = [encode_event_record(r) for r in event_records(300, accounts=1)]
@@ -215,6 +227,67 @@ async def test_records_fetched_before_a_hand_over_never_reopen_its_lane(
         assert (tps[1], 0) in consumer.seeks
     await worker._commit()
     await worker.lanes.cancel()
+
+
+# -- backpressure: a full lane is not fetched, a retrying one is paused ----------------------
+
+
+async def test_a_full_lane_is_left_out_of_getmany_and_a_retrying_one_is_paused(
+    tmp_path: Path,
+) -> None:
+    # Pausing a full lane's partition made aiokafka drop what it had prefetched for it
+    # (fetched again on resume, and left in a reference cycle meanwhile): the sink's
+    # memory grew with the backlog. A full lane's records now wait where they are.
+    settings = _capture_settings(tmp_path, max_events=10, max_buffered=20)
+    worker = SinkWorker(settings, "127.0.0.1:1")
+    full, retrying, free = (TopicPartition(settings.topics.events, p) for p in (0, 1, 2))
+    consumer = _Consumer({full: [], retrying: [], free: []}, on_fetch=lambda: None)
+    consumer.fetches.clear()
+    worker._consumer = consumer  # type: ignore[assignment]
+    for tp in (full, retrying, free):
+        worker.lanes.open(tp)
+    await worker.lanes.cancel()  # nothing is delivered: the queues stay as set here
+    full_lane, retrying_lane = worker.lanes.get(full), worker.lanes.get(retrying)
+    assert full_lane is not None
+    assert retrying_lane is not None
+    values = [encode_event_record(r) for r in event_records(100, accounts=1)]
+    for lane in (full_lane, retrying_lane):
+        for offset in range(20):
+            record = to_sink_record(offset, 1_000 + offset, None, values[offset % len(values)])
+            lane.enqueue(lane.batcher.add(record))
+        lane.enqueue(lane.batcher.flush())
+        assert lane.queued_records == 20
+    # Full too, but paused: it stays in getmany, which then returns nothing for it but
+    # keeps the consumer in its group however long the endpoint is down.
+    retrying_lane.mark_retrying(True)
+
+    await _consume_for(worker, 0.1)
+    assert consumer.asked
+    assert all(asked == {retrying, free} for asked in consumer.asked)
+    assert consumer.paused == {retrying}  # only the retrying lane's partition
+    assert worker.lanes.paused == 2  # both count as not consumed
+    worker.lanes.clear()
+
+
+async def test_a_worker_without_partitions_keeps_polling(tmp_path: Path) -> None:
+    # aiokafka leaves the group for good when getmany is not called for
+    # max_poll_interval_ms: a worker with no partition (more workers than partitions)
+    # must keep calling it, to be given partitions when another worker goes.
+    worker = SinkWorker(_capture_settings(tmp_path, max_events=10, max_buffered=20), "127.0.0.1:1")
+    consumer = _Consumer({}, on_fetch=lambda: None)
+    worker._consumer = consumer  # type: ignore[assignment]
+    await _consume_for(worker, 0.3)
+    assert consumer.asked
+    assert all(asked == set() for asked in consumer.asked)  # getmany(): every partition
+
+
+async def _consume_for(worker: SinkWorker, seconds: float) -> None:
+    """Run the worker's consume loop for ``seconds``, then stop it."""
+    stop = asyncio.Event()
+    consuming = asyncio.create_task(worker._consume(stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.wait_for(consuming, 2)
 
 
 # -- the start gives way to a stop ------------------------------------------------------------
