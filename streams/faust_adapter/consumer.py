@@ -218,6 +218,38 @@ class GroupConsumer:
         is not started, or shutting down)."""
         return [tp for tp in self._assignment() if tp.topic == topic]
 
+    def partition_report(self, topic: str) -> dict[int, dict[str, Any]]:
+        """Where each assigned partition of ``topic`` stands in Faust and in aiokafka,
+        for the worker's periodic report: the fetch position, the committed offset,
+        whether Faust fetches it (active), has paused it or holds it as buffered, and
+        whether aiokafka holds fetched records the worker has not taken (``buffered``:
+        aiokafka fetches a partition again only once they are taken). Read from the
+        main thread without locks: a snapshot for logs, never for decisions."""
+        faust = self._app.consumer
+        active = faust._active_partitions or set()
+        report: dict[int, dict[str, Any]] = {}
+        try:
+            client = faust._thread._ensure_consumer()
+            assignment = client._subscription.subscription.assignment
+            fetched = client._fetcher._records
+        except Exception:  # not started, or between assignments
+            assignment, fetched = None, {}
+        for tp in self.assigned(topic):
+            row: dict[str, Any] = {
+                "hw": faust.highwater(tp),
+                "committed": faust._committed_offset.get(tp),
+                "active": tp in active,
+                "paused": tp in faust._paused_partitions,
+                "buffer_full": tp in faust._buffered_partitions,
+                "prefetched": tp in fetched,
+            }
+            state = assignment.state_value(tp) if assignment is not None else None
+            if state is not None:
+                row["position"] = state._position
+                row["kafka_paused"] = state.paused
+            report[tp.partition] = row
+        return report
+
     def highwater(self, tp: Any) -> int:
         """The offset after the last record of ``tp`` the consumer has seen."""
         highwater: int = self._app.consumer.highwater(tp)
