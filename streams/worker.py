@@ -32,6 +32,7 @@ from codex_analytics.runtime.metrics import partition_lag
 from .commit import BatchCommit, Output, StateChange, fatal
 from .faust_adapter.app import StreamApp
 from .faust_adapter.consumer import AssignmentChanged
+from .faust_adapter.stacks import task_chains
 from .handoff import Handoff
 from .idle_sweep import IdleSweep
 from .metrics import StreamCounts, StreamMetrics
@@ -264,6 +265,9 @@ class StreamWorker:
                     time.monotonic() - self._stage_since,
                     orjson.dumps(partitions).decode(),
                 )
+                if log.isEnabledFor(logging.DEBUG):
+                    for chain in task_chains(("_drain_messages", "_resume", "wait_first")):
+                        log.debug("stream task: %s", chain)
 
     def _partition_report(self) -> dict[str, dict[str, Any]]:
         """Per assigned facts partition: records delivered to the batch loop, the next
