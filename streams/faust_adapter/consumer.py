@@ -243,7 +243,10 @@ class GroupConsumer:
                 "buffer_full": tp in faust._buffered_partitions,
                 "prefetched": tp in fetched,
             }
-            state = assignment.state_value(tp) if assignment is not None else None
+            try:
+                state = assignment.state_value(tp) if assignment is not None else None
+            except Exception:  # reassigned meanwhile
+                state = None
             if state is not None:
                 row["position"] = state._position
                 row["kafka_paused"] = state.paused
