@@ -138,6 +138,7 @@ class StreamWorker:
             # that would prompt it may never come), and for the idle sweep.
             self._enter("waiting for records")
             events = await handoff.take(wait_s=self._wake_in())
+            took = bool(events)
             idle.clear()
             try:
                 if events:
@@ -159,11 +160,30 @@ class StreamWorker:
                 self._follow_assignment()
                 for tp, offset in self.guard.due_seeks(time.monotonic()).items():
                     await self._seek_back(tp, offset)
+                if not took and not len(handoff):
+                    await self._unstall()
                 self._enter("sweeping")
                 await self.sweep.step()
             except BaseException as exc:
                 fatal(f"stream batch failed, exiting so nothing is committed past it: {exc!r}")
             idle.set()
+
+    async def _unstall(self) -> None:
+        """Idle, with nothing buffered: a partition fetched past the offset the guard
+        expects, with nothing of it arriving, lost those records before delivery (see
+        :meth:`OffsetGuard.stalled`); read them again rather than idle with a lag."""
+        positions = self.consumer.positions(self.app.facts_topic)
+        for tp, offset in self.guard.stalled(positions, time.monotonic()).items():
+            log.warning(
+                "stalled on %s: fetched up to offset %d, but nothing from offset %d "
+                "arrived for %.0f s",
+                tp,
+                positions[tp],
+                offset,
+                self.guard.retry_after_s,
+            )
+            self.counts.stalls += 1
+            await self._seek_back(tp, offset)
 
     def _enter(self, stage: str) -> None:
         self.stage, self._stage_since = stage, time.monotonic()
@@ -173,6 +193,8 @@ class StreamWorker:
         now = time.monotonic()
         sweep = self.sweep.due_in(now)
         retry = self.guard.next_retry_in(now)
+        if retry is None and self.guard.expected:
+            retry = self.guard.retry_after_s  # to look for a stalled partition
         return max(0.0, sweep if retry is None else min(sweep, retry))
 
     def _follow_assignment(self) -> None:
@@ -290,7 +312,8 @@ class StreamWorker:
             f"events {sum(stats.events.values())}, "
             f"dead letters {sum(counts.dead_letters.values())}, batches {counts.batches}, "
             f"dedupe hits {stats.drops.get('dedupe_repeat', 0)}, "
-            f"duplicates {stats.drops.get('duplicate_seq', 0)}, seeks {counts.seeks}"
+            f"duplicates {stats.drops.get('duplicate_seq', 0)}, seeks {counts.seeks}, "
+            f"stalls {counts.stalls}"
         )
 
     # -- health and lag -------------------------------------------------------------------

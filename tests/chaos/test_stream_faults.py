@@ -190,6 +190,26 @@ def test_records_fetched_between_the_seek_and_the_flow_resume_are_not_lost(
     )
 
 
+def test_records_lost_at_the_end_of_a_partition_are_read_again(stream_run: StreamRun) -> None:
+    """Whatever loses records between the fetch and the worker (above: Faust clearing
+    its buffers), records lost at the end of a partition leave no later record to show
+    the hole, and the worker idled with a lag (before: for ever). The seam loses the
+    first delivery of each partition's last record; the worker must notice that the
+    fetch position passed what arrived, and read it again."""
+    stream_run.partitions = 2
+    facts = generated_facts(40, instances=4, seed=9)
+    expected = expected_events(facts)
+    run(produce(stream_run.bootstrap, stream_run.facts, facts))
+    with seam_worker(stream_run, "w1", "tests.chaos.stream_losing_tail") as worker:
+        events = distinct_events(stream_run, expected, within_s=30)
+        assert worker.poll() is None, stream_run.log_text("w1")[-3000:]
+    assert events == expected, (
+        f"{len(events)} distinct events vs {len(expected)} expected; the worker's last lines:\n"
+        + log_tail(stream_run, "w1")
+    )
+    assert "stalled on" in stream_run.log_text("w1")
+
+
 def revocations(stream: StreamRun) -> str:
     """Worker 1's "Revoking previously assigned partitions ..." lines."""
     lines = stream.log_text("w1").splitlines()
