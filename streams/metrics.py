@@ -23,6 +23,8 @@ class StreamCounts:
     batches: int = 0
     misrouted: int = 0
     seeks: int = 0
+    #: Partitions found fetched past what arrived, and read again (OffsetGuard.stalled).
+    stalls: int = 0
     corrupt_states: int = 0
     #: States deleted by the idle sweep (streams.sweep), and sweeps finished.
     swept_states: int = 0
@@ -75,7 +77,8 @@ class StreamMetrics(ServiceMetrics):
             )
             yield self.counts(
                 "worker",
-                "Worker counts: records, batches, misrouted facts, offset seeks, corrupt states,"
+                "Worker counts: records, batches, misrouted facts, offset seeks, stalled partitions"
+                " read again, corrupt states,"
                 " idle states swept, sweeps finished.",
                 "what",
                 {
@@ -83,6 +86,7 @@ class StreamMetrics(ServiceMetrics):
                     "batches": counts.batches,
                     "misrouted": counts.misrouted,
                     "seeks": counts.seeks,
+                    "stalls": counts.stalls,
                     "corrupt_states": counts.corrupt_states,
                     "swept_states": counts.swept_states,
                     "sweeps": counts.sweeps,

@@ -6,11 +6,16 @@ are filtered as already read). Processing a later fact of an instance first woul
 the reducer treat the missing one as a replay (its ``seq`` is lower), so it would be
 lost for good. The guard checks each partition's offsets against the next expected one
 and, on a jump, holds back the rest of that partition's batch and asks for a seek back.
+
+A jump shows only when a later record arrives. Records lost between the fetch and the
+agent at the *end* of what a partition holds leave no later record to show it: the
+guard also compares each partition's fetch position with the offset it expects, and a
+position that has passed it with nothing of the partition arriving is a hole too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,12 +48,15 @@ class OffsetGuard:
         self.expected: dict[Hashable, int] = {}
         #: Partitions waiting for a re-read, with when their seek was asked for.
         self.holes: dict[Hashable, float] = {}
+        #: When a record of each partition last arrived.
+        self.arrived: dict[Hashable, float] = {}
         self.retry_after_s = retry_after_s
 
     def reset(self) -> None:
         """A new assignment: expectations restart from the committed offsets."""
         self.expected.clear()
         self.holes.clear()
+        self.arrived.clear()
 
     def unknown(self, events: Sequence[_Event]) -> set[Hashable]:
         """Partitions of ``events`` whose starting offset must be looked up first."""
@@ -62,6 +70,7 @@ class OffsetGuard:
         expected, holes = self.expected, self.holes
         for event in events:
             tp, offset = event.message.tp, event.message.offset
+            self.arrived[tp] = now
             want = expected[tp]
             if offset == want:
                 expected[tp] = offset + 1
@@ -86,6 +95,7 @@ class OffsetGuard:
         never passed (nothing past a hole is acked)."""
         self.expected.pop(tp, None)
         self.holes.pop(tp, None)
+        self.arrived.pop(tp, None)
 
     def due_seeks(self, now: float) -> dict[Hashable, int]:
         """Seeks to repeat for holes that no record has filled in ``retry_after_s``.
@@ -99,6 +109,27 @@ class OffsetGuard:
                 self.holes[tp] = now
                 due[tp] = self.expected[tp]
         return due
+
+    def stalled(self, positions: Mapping[Hashable, int], now: float) -> dict[Hashable, int]:
+        """Seeks for partitions whose fetch position (``positions``: the next offset the
+        consumer fetches) has passed the expected offset while no record of theirs
+        arrived for ``retry_after_s``: the records in between were fetched and lost
+        before they reached the worker (Faust clearing its stream buffers did that),
+        and none after them will come to show the hole. Each becomes a hole: sought
+        back now, and again by ``due_seeks`` until its expected offset arrives.
+
+        The caller asks only while it has nothing buffered: records on their way from
+        the fetch would look the same for a moment, hence the wait. A seek asked for
+        records that were only late costs a re-read (repeats are acked, not reduced)."""
+        seeks: dict[Hashable, int] = {}
+        for tp, position in positions.items():
+            want = self.expected.get(tp)
+            if want is None or tp in self.holes or position <= want:
+                continue
+            if now - self.arrived.get(tp, now) >= self.retry_after_s:
+                self.holes[tp] = now
+                seeks[tp] = want
+        return seeks
 
     def next_retry_in(self, now: float) -> float | None:
         """Seconds until the oldest hole is due for another seek (None: no hole)."""

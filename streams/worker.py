@@ -32,6 +32,7 @@ from codex_analytics.runtime.metrics import partition_lag
 from .commit import BatchCommit, Output, StateChange, fatal
 from .faust_adapter.app import StreamApp
 from .faust_adapter.consumer import AssignmentChanged
+from .faust_adapter.stacks import task_chains
 from .handoff import Handoff
 from .idle_sweep import IdleSweep
 from .metrics import StreamCounts, StreamMetrics
@@ -42,6 +43,9 @@ from .settings import StreamSettings
 from .sweep import stamp, state_of
 
 log = logging.getLogger("codex_analytics.stream")
+
+#: How often the worker logs its progress, and where each partition's records are.
+REPORT_EVERY_S = 10.0
 
 #: Acks one event of the facts topic (Faust then commits the first run of acked offsets).
 Ack = Callable[[Any], Awaitable[Any]]
@@ -79,8 +83,12 @@ class StreamWorker:
             counts=self.counts,
         )
         self._generation: int | None = None
-        self._last_report = time.monotonic()
+        #: Facts records handed to the batch loop, per partition (for the report).
+        self.delivered: dict[int, int] = {}
+        #: What the batch loop is doing, and since when (for the report).
+        self.stage, self._stage_since = "starting", time.monotonic()
         self.app.consume(self._agent)
+        self.app.task(self._report_progress)
         if settings.health_addr:
             self.app.task(self._serve_health)
 
@@ -108,6 +116,8 @@ class StreamWorker:
         batches = asyncio.ensure_future(self._batch_loop(handoff, ack, idle))
         try:
             async for event in events:
+                partition = event.message.partition
+                self.delivered[partition] = self.delivered.get(partition, 0) + 1
                 await handoff.put(event)
         finally:
             # Stopping: let the batch in flight finish (its acks make the last commit
@@ -126,35 +136,65 @@ class StreamWorker:
         while True:
             # Wake up without records too: to repeat a seek that was lost (the records
             # that would prompt it may never come), and for the idle sweep.
+            self._enter("waiting for records")
             events = await handoff.take(wait_s=self._wake_in())
+            took = bool(events)
             idle.clear()
             try:
                 if events:
                     started = time.monotonic()
+                    self._enter(f"looking up where {len(events)} records start")
                     continuity = await self._continuity(events)
                     self.consumer.release(continuity.held)
                     batch = self._reduce(continuity.process) if continuity.process else None
                     outputs, states = self._writes(batch)
+                    self._enter(f"committing a batch of {len(continuity.ack)} records")
                     await self.commit.commit(outputs, states, continuity.ack, acknowledge)
                     if batch is not None:
                         self._count(len(continuity.process), batch)
                     self.metrics.batch_seconds.observe(time.monotonic() - started)
+                    self._enter("seeking back")
                     for tp, offset in continuity.seek.items():
                         await self._seek_back(tp, offset)
                     del events, continuity  # held-back records: nothing keeps them unacked
                 self._follow_assignment()
                 for tp, offset in self.guard.due_seeks(time.monotonic()).items():
                     await self._seek_back(tp, offset)
+                if not took and not len(handoff):
+                    await self._unstall()
+                self._enter("sweeping")
                 await self.sweep.step()
             except BaseException as exc:
                 fatal(f"stream batch failed, exiting so nothing is committed past it: {exc!r}")
             idle.set()
+
+    async def _unstall(self) -> None:
+        """Idle, with nothing buffered: a partition fetched past the offset the guard
+        expects, with nothing of it arriving, lost those records before delivery (see
+        :meth:`OffsetGuard.stalled`); read them again rather than idle with a lag."""
+        positions = self.consumer.positions(self.app.facts_topic)
+        for tp, offset in self.guard.stalled(positions, time.monotonic()).items():
+            log.warning(
+                "stalled on %s: fetched up to offset %d, but nothing from offset %d "
+                "arrived for %.0f s",
+                tp,
+                positions[tp],
+                offset,
+                self.guard.retry_after_s,
+            )
+            self.counts.stalls += 1
+            await self._seek_back(tp, offset)
+
+    def _enter(self, stage: str) -> None:
+        self.stage, self._stage_since = stage, time.monotonic()
 
     def _wake_in(self) -> float:
         """Seconds the batch loop may wait for records before it has work of its own."""
         now = time.monotonic()
         sweep = self.sweep.due_in(now)
         retry = self.guard.next_retry_in(now)
+        if retry is None and self.guard.expected:
+            retry = self.guard.retry_after_s  # to look for a stalled partition
         return max(0.0, sweep if retry is None else min(sweep, retry))
 
     def _follow_assignment(self) -> None:
@@ -231,10 +271,39 @@ class StreamWorker:
                 len(batch.dead_letters),
                 self.settings.topics.facts_dlq,
             )
-        now = time.monotonic()
-        if now - self._last_report >= 10:
-            self._last_report = now
+
+    async def _report_progress(self) -> None:
+        """Every ``REPORT_EVERY_S``, whether batches come or not (a stalled worker must
+        say where its records are): the totals, what the batch loop is doing, and per
+        assigned partition where its records are."""
+        while True:
+            await asyncio.sleep(REPORT_EVERY_S)
             log.info("stream progress: %s", self._summary())
+            partitions = self._partition_report()
+            if partitions:
+                log.info(
+                    "stream partitions: batch loop %s for %.1f s; %s",
+                    self.stage,
+                    time.monotonic() - self._stage_since,
+                    orjson.dumps(partitions).decode(),
+                )
+                if log.isEnabledFor(logging.DEBUG):
+                    for chain in task_chains(("_drain_messages", "_resume", "wait_first")):
+                        log.debug("stream task: %s", chain)
+
+    def _partition_report(self) -> dict[str, dict[str, Any]]:
+        """Per assigned facts partition: records delivered to the batch loop, the next
+        offset processed, the guard's expected offset and open hole, and the consumer's
+        own view (fetch position, committed, highwater, active/paused/buffered)."""
+        report = self.consumer.partition_report(self.app.facts_topic)
+        expected = {getattr(tp, "partition", tp): o for tp, o in self.guard.expected.items()}
+        holes = {getattr(tp, "partition", tp) for tp in self.guard.holes}
+        for partition, row in report.items():
+            row["delivered"] = self.delivered.get(partition, 0)
+            row["processed_to"] = self.positions.get(partition)
+            row["expected"] = expected.get(partition)
+            row["hole"] = partition in holes
+        return {str(p): row for p, row in sorted(report.items())}
 
     def _summary(self) -> str:
         stats, counts = self.processor.reducer.stats, self.counts
@@ -243,7 +312,8 @@ class StreamWorker:
             f"events {sum(stats.events.values())}, "
             f"dead letters {sum(counts.dead_letters.values())}, batches {counts.batches}, "
             f"dedupe hits {stats.drops.get('dedupe_repeat', 0)}, "
-            f"duplicates {stats.drops.get('duplicate_seq', 0)}, seeks {counts.seeks}"
+            f"duplicates {stats.drops.get('duplicate_seq', 0)}, seeks {counts.seeks}, "
+            f"stalls {counts.stalls}"
         )
 
     # -- health and lag -------------------------------------------------------------------

@@ -218,6 +218,57 @@ class GroupConsumer:
         is not started, or shutting down)."""
         return [tp for tp in self._assignment() if tp.topic == topic]
 
+    def positions(self, topic: str) -> dict[Any, int]:
+        """The next offset the consumer fetches, per assigned partition of ``topic``
+        whose position is known. Read from the main thread without a lock (the consumer
+        runs on its own thread): a moment's view, good for noticing a partition that
+        stopped, never for deciding what to commit."""
+        states = self._fetch_states(topic)
+        return {tp: state._position for tp, state in states.items() if state._position is not None}
+
+    def partition_report(self, topic: str) -> dict[int, dict[str, Any]]:
+        """Where each assigned partition of ``topic`` stands in Faust and in aiokafka,
+        for the worker's periodic report: the fetch position, the committed offset,
+        whether Faust fetches it (active), has paused it or holds it as buffered, and
+        whether aiokafka holds fetched records the worker has not taken (``prefetched``:
+        aiokafka fetches a partition again only once they are taken). A snapshot for
+        logs, read as :meth:`positions` is."""
+        faust = self._app.consumer
+        active = faust._active_partitions or set()
+        states = self._fetch_states(topic)
+        try:
+            fetched = faust._thread._ensure_consumer()._fetcher._records
+        except Exception:  # not started, or shutting down
+            fetched = {}
+        report: dict[int, dict[str, Any]] = {}
+        for tp in self.assigned(topic):
+            row: dict[str, Any] = {
+                "hw": faust.highwater(tp),
+                "committed": faust._committed_offset.get(tp),
+                "active": tp in active,
+                "paused": tp in faust._paused_partitions,
+                "buffer_full": tp in faust._buffered_partitions,
+                "prefetched": tp in fetched,
+            }
+            state = states.get(tp)
+            if state is not None:
+                row["position"] = state._position
+                row["kafka_paused"] = state.paused
+            report[tp.partition] = row
+        return report
+
+    def _fetch_states(self, topic: str) -> dict[Any, Any]:
+        """aiokafka's fetch state (position, paused) of each assigned partition of
+        ``topic``; none while the consumer is not started or between assignments."""
+        try:
+            client = self._app.consumer._thread._ensure_consumer()
+            assignment = client._subscription.subscription.assignment
+            if assignment is None:
+                return {}
+            return {tp: assignment.state_value(tp) for tp in self.assigned(topic)}
+        except Exception:  # not started, between assignments, or reassigned meanwhile
+            return {}
+
     def highwater(self, tp: Any) -> int:
         """The offset after the last record of ``tp`` the consumer has seen."""
         highwater: int = self._app.consumer.highwater(tp)

@@ -102,6 +102,23 @@ class Consumer(faust_aiokafka.Consumer):
         rest = asyncio.ensure_future(_resume(delivery, blocked_on))
         return await super().wait_first(rest, self.suspend_flow.wait())
 
+    async def perform_seek(self) -> None:
+        """Faust seeks the stream partitions to their committed offsets at the end of
+        every recovery, then resumes the app's flow control, which *clears every stream
+        buffer*. But the consumer's own flow is already running by then (a recovery
+        that reads changelogs resumes it early), so records fetched after the seek and
+        delivered before the resume are dropped while the fetch position has passed
+        them: nothing fetches them again, and with no later record to reveal the hole
+        the worker idles with a positive lag for ever (the chaos suite's scale-out
+        stall; the worker's report showed the position at the highwater and the
+        records never delivered). Stopping the consumer's flow before the seek closes
+        that window: Faust resumes it right after the buffers are cleared (every
+        caller of ``perform_seek`` does, or runs with the flow already stopped), and
+        a fetch that returns while the flow is stopped is discarded and sought back by
+        Faust itself."""
+        self.stop_flow()
+        await super().perform_seek()
+
     async def _wait_next_records(
         self,
         timeout: float,  # noqa: ASYNC109 (the signature Faust calls)

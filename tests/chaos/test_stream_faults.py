@@ -162,6 +162,60 @@ def test_scale_out_while_an_offset_hole_is_open_does_not_crash_the_worker(
     )
 
 
+def test_records_fetched_between_the_seek_and_the_flow_resume_are_not_lost(
+    stream_run: StreamRun,
+) -> None:
+    """Faust ends a recovery by seeking the stream partitions to their committed offsets
+    and then resuming its flow control, which clears the stream buffers; after a
+    rebalance the consumer's own flow was already running, so records fetched and
+    delivered in between were cleared while the fetch position had passed them: never
+    fetched again, and no later record to reveal the hole (before: the workers idled
+    with the facts unread, the scale-out test's stall under load). Here that window
+    lasts 1 s (a test seam), and the facts arrive while the workers rebalance."""
+    stream_run.partitions = 2
+    facts = generated_facts(60, instances=6, seed=7)
+    expected = expected_events(facts)
+    seam = "tests.chaos.stream_slow_resume"
+    with seam_worker(stream_run, "w1", seam) as first:
+        wait_for(first, "ready", lambda: "Worker ready" in stream_run.log_text("w1"), 60)
+        with seam_worker(stream_run, "w2", seam) as second:
+            wait_for(first, "a rebalance", lambda: "frozenset" in revocations(stream_run), 60)
+            run(produce(stream_run.bootstrap, stream_run.facts, facts))
+            events = distinct_events(stream_run, expected, within_s=30)
+            assert first.poll() is None, stream_run.log_text("w1")[-3000:]
+            assert second.poll() is None, stream_run.log_text("w2")[-3000:]
+    assert events == expected, (
+        f"{len(events)} distinct events vs {len(expected)} expected; the workers' last lines:\n"
+        + "\n".join(log_tail(stream_run, name) for name in ("w1", "w2"))
+    )
+
+
+def test_records_lost_at_the_end_of_a_partition_are_read_again(stream_run: StreamRun) -> None:
+    """Whatever loses records between the fetch and the worker (above: Faust clearing
+    its buffers), records lost at the end of a partition leave no later record to show
+    the hole, and the worker idled with a lag (before: for ever). The seam loses the
+    first delivery of each partition's last record; the worker must notice that the
+    fetch position passed what arrived, and read it again."""
+    stream_run.partitions = 2
+    facts = generated_facts(40, instances=4, seed=9)
+    expected = expected_events(facts)
+    run(produce(stream_run.bootstrap, stream_run.facts, facts))
+    with seam_worker(stream_run, "w1", "tests.chaos.stream_losing_tail") as worker:
+        events = distinct_events(stream_run, expected, within_s=30)
+        assert worker.poll() is None, stream_run.log_text("w1")[-3000:]
+    assert events == expected, (
+        f"{len(events)} distinct events vs {len(expected)} expected; the worker's last lines:\n"
+        + log_tail(stream_run, "w1")
+    )
+    assert "stalled on" in stream_run.log_text("w1")
+
+
+def revocations(stream: StreamRun) -> str:
+    """Worker 1's "Revoking previously assigned partitions ..." lines."""
+    lines = stream.log_text("w1").splitlines()
+    return "\n".join(line for line in lines if "Revoking previously assigned" in line)
+
+
 def log_tail(stream: StreamRun, name: str, lines: int = 40) -> str:
     """What a worker logged last, without the heartbeat chatter of a rebalance."""
     kept = [line for line in stream.log_text(name).splitlines() if "Heartbeat" not in line]

@@ -19,15 +19,18 @@ from typing import Any
 import aiokafka
 import faust.streams
 import pytest
+from aiokafka.consumer.fetcher import Fetcher
 from faust.app.base import App
 from faust.stores import base as store_base
 from faust.stores import memory, rocksdb
+from faust.tables.recovery import Recovery
 from faust.transport import by_url
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.app import AppT
 from mode.services import WaitResults
 from mode.threads import QueueServiceThread
+from mode.utils.queues import FlowControlEvent
 from mode.worker import Worker as ModeWorker
 
 from streams.faust_adapter import app as faust_app
@@ -105,6 +108,7 @@ OVERRIDES = [
     (transport.Consumer, faust_consumer.Consumer, "wait_first", "(self, *coros, timeout=None)"),
     (transport.Consumer, faust_consumer.Consumer, "_wait_next_records", "(self, timeout)"),
     (transport.Consumer, faust_consumer.Consumer, "sleep", "(self, n)"),
+    (transport.Consumer, faust_consumer.Consumer, "perform_seek", "(self)"),
     (
         transport.ConsumerThread,
         faust_aiokafka.AIOKafkaConsumerThread,
@@ -150,6 +154,29 @@ def test_the_read_offset_filter_reads_the_mapping_we_replace() -> None:
     drain = source(faust_consumer.Consumer._drain_messages)
     assert "get_read_offset=self._read_offset.__getitem__" in drain
     assert "ifr_offsetisNoneoroffset>=r_offset:" in drain
+
+
+def test_faust_clears_the_stream_buffers_on_resume_after_its_seek() -> None:
+    """What ``Consumer.perform_seek`` stops the flow for: every recovery ends with the
+    seek, then the resume of the flow control (which clears the stream buffers), then
+    the consumer's own flow; and a fetch that returns with the flow stopped is sought
+    back to the committed offsets rather than delivered."""
+    assert "self.clear()" in source(FlowControlEvent.resume)
+    for ending in (Recovery.on_recovery_completed, Recovery._resume_streams):
+        code = source(ending)
+        seek = code.index("consumer.perform_seek()")
+        assert seek < code.index("flow_control.resume()") < code.index("consumer.resume_flow()")
+    getmany = source(faust_consumer.Consumer.getmany)
+    assert "ifself.flow_active:" in getmany
+    assert "awaitself.perform_seek()" in getmany
+    assert "self.flow_active=False" in source(faust_consumer.Consumer.stop_flow)
+
+
+def test_the_partition_report_reads_what_faust_and_aiokafka_keep() -> None:
+    names = annotated(faust_consumer.Consumer)
+    assert {"_active_partitions", "_paused_partitions", "_buffered_partitions"} <= names
+    assert "self._records" in source(Fetcher.__init__)
+    assert "self._subscription" in source(aiokafka.AIOKafkaConsumer.__init__)
 
 
 def test_the_fetch_wait_sleeps_through_consumer_sleep() -> None:

@@ -91,3 +91,26 @@ async def test_other_sleeps_are_left_alone(consumer: Any) -> None:
     started = time.monotonic()
     await consumer.sleep(0.2)
     assert time.monotonic() - started >= 0.19
+
+
+async def test_the_seek_to_committed_offsets_stops_the_flow_first(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records fetched after the seek must not reach the stream buffers that Faust's
+    resume clears next: the flow is stopped before the seek, and stays stopped until
+    Faust resumes it."""
+    flow_at_seek: list[bool] = []
+
+    async def seek_to_committed() -> dict[Any, int]:
+        flow_at_seek.append(consumer.flow_active)
+        return {TP("facts", 0): 5}
+
+    monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
+    consumer.resume_flow()
+    await consumer.perform_seek()
+    assert flow_at_seek == [False]
+    assert not consumer.flow_active
+    assert consumer.suspend_flow.is_set()
+    assert consumer._committed_offset[TP("facts", 0)] == 5
+    consumer.resume_flow()  # what Faust does once the buffers are cleared
+    assert consumer.flow_active

@@ -99,3 +99,29 @@ def test_a_revoked_partition_is_forgotten_with_its_hole() -> None:
     guard.forget("a")
     assert guard.due_seeks(now=100) == {}, "no seek of a partition no longer ours"
     assert guard.unknown(events(("a", 10), ("b", 0))) == {"a"}
+
+
+def test_a_partition_fetched_past_what_arrived_is_sought_back() -> None:
+    """Records lost between the fetch and the worker at the end of a partition: no later
+    record shows the hole, the fetch position does."""
+    guard = started(a=10, b=0)
+    guard.check(events(("a", 10), ("b", 0)), now=0)  # expects a 11, b 1
+    positions = {"a": 40, "b": 1}
+    assert guard.stalled(positions, now=1.9) == {}  # records may still be on their way
+    assert guard.stalled(positions, now=2.0) == {"a": 11}
+    assert guard.stalled(positions, now=2.5) == {}  # now a hole: due_seeks repeats it
+    assert guard.due_seeks(now=4.0) == {"a": 11}
+    result = guard.check(events(("a", 11)), now=4.1)  # the re-read fills it
+    assert offsets(result.process) == [("a", 11)]
+    assert guard.holes == {}
+
+
+def test_a_partition_whose_records_keep_arriving_is_not_stalled() -> None:
+    guard = started(a=0)
+    guard.check(events(("a", 0)), now=0)
+    guard.check(events(("a", 1)), now=1.5)
+    assert guard.stalled({"a": 50}, now=3.0) == {}
+    assert guard.stalled({"a": 2}, now=9.0) == {}  # fetched no further than expected
+    assert guard.stalled({"b": 7}, now=9.0) == {}  # not started: nothing expected yet
+    guard.reset()
+    assert guard.stalled({"a": 50}, now=20.0) == {}
