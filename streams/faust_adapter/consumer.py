@@ -109,13 +109,19 @@ class GroupConsumer:
         wanted = list(partitions)
         deadline = time.monotonic() + within_s
         generation = self.generation
+        failure: Exception | None = None  # the last failed lookup, named if time runs out
         while True:
             lookup = asyncio.ensure_future(self._ask_broker(wanted))
             try:
                 return await self._answer(lookup, wanted, deadline, generation)
-            except (OffsetLookupError, AssignmentChanged):
+            except OffsetLookupError as exc:
+                if failure is None:
+                    raise
+                raise OffsetLookupError(f"{exc}; it last failed: {type(failure).__name__}") from exc
+            except AssignmentChanged:
                 raise
             except Exception as exc:  # the lookup failed: ask again, within the deadline
+                failure = exc
                 if time.monotonic() + COMMITTED_RETRY_S >= deadline:
                     raise OffsetLookupError(
                         f"committed offsets of {len(wanted)} partitions: {type(exc).__name__}"
