@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
+from codex_analytics.devtools.localstack import child_env
 from codex_analytics.runtime.kafka import ensure_topics, producer_options
 
 PARTITIONS = 8
@@ -40,7 +40,7 @@ def spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
 def stream_worker_env(bootstrap: str, facts_topic: str, prefix: str) -> dict[str, str]:
     """A stream worker's environment: this one's, minus any ANALYTICS_* setting, reading
     ``facts_topic`` with topics and group of its own named after ``prefix``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
+    env = child_env()
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         ANALYTICS_FACTS_TOPIC=facts_topic,

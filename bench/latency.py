@@ -74,7 +74,7 @@ import orjson
 from codex_analytics.contract import AuthRoute, fact_from_json
 from codex_analytics.contract.records import Origin
 from codex_analytics.devtools.broker import EmbeddedBroker, free_port, terminate
-from codex_analytics.devtools.localstack import create_topics, private_topics, topics_env
+from codex_analytics.devtools.localstack import child_env, create_topics, private_topics, topics_env
 from codex_analytics.devtools.receiver import ReceivedRequest, Receiver
 from codex_analytics.runtime.kafka import read_from_start
 from codex_analytics.simulator.drive import track_fact
@@ -364,7 +364,7 @@ async def _one_phase(
     for account in plan.accounts:
         (secrets / account).write_text(f"bench-token-{account}")
     warmup, burst, steady = _fresh(plan.warmup), _fresh(plan.burst), _fresh(plan.steady)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "CODEX_"))}
+    env = child_env()
     env["ANALYTICS_LOG_LEVEL"] = SERVICE_LOG_LEVEL
     with EmbeddedBroker(log_path=str(tmp / "broker.log")) as broker:
         bootstrap = broker.bootstrap_servers

@@ -17,7 +17,6 @@ its own, and is timed from its first fact to the broker's last acknowledgement:
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from codex_analytics.devtools.broker import EmbeddedBroker, free_port
+from codex_analytics.devtools.localstack import child_env
 from codex_analytics.runtime.kafka import ensure_topics, producer_options
 from codex_analytics.simulator.drive import track_fact
 from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
@@ -104,7 +104,7 @@ async def _client(bootstrap: str, facts: list[dict[str, Any]], pack: int) -> tup
 async def _gateway(bootstrap: str, lines: list[bytes], log: Path) -> float:
     topic = await _topic(bootstrap)
     port = free_port("127.0.0.1")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
+    env = child_env()
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         ANALYTICS_FACTS_TOPIC=topic,

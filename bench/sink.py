@@ -15,7 +15,6 @@ group joins are not counted. events/s = events / that span.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from codex_analytics.contract import (
     route_key,
 )
 from codex_analytics.devtools.broker import EmbeddedBroker
+from codex_analytics.devtools.localstack import child_env
 from codex_analytics.devtools.receiver import Receiver
 from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from streams.reducer.offline import OfflineReducer
@@ -77,9 +77,7 @@ def event_records(facts: int) -> tuple[list[bytes], list[bytes], list[str]]:
 def clean_env() -> dict[str, str]:
     """This process's environment for a child: no ``ANALYTICS_*`` or ``CODEX_*``
     setting of its own, the project on ``PYTHONPATH``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "CODEX_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    return env
+    return child_env(PYTHONPATH=str(ROOT))
 
 
 def sink_worker_env(

@@ -179,6 +179,19 @@ class PipelineCounts:
         )
 
 
+#: Our settings' prefixes: a child service takes none of them from its parent.
+OWN_SETTINGS = ("ANALYTICS_", "CODEX_")
+
+
+def child_env(*, drop: tuple[str, ...] = OWN_SETTINGS, **settings: str) -> dict[str, str]:
+    """This process's environment for a service it starts, minus every variable under
+    ``drop`` (a stray ``ANALYTICS_BASE_URL`` must never turn a demo or a test into real
+    uploads), plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(settings)
+    return env
+
+
 class LocalStack:
     """Stream worker(s) + sink worker (+ receiver) against one Kafka bootstrap."""
 
@@ -203,10 +216,7 @@ class LocalStack:
         self.receiver_store = receiver_store
         self.logs_dir = out_dir / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        # The services read only their own variables: drop the caller's ANALYTICS_*
-        # (a stray ANALYTICS_BASE_URL must never turn a demo into real uploads).
-        self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
-        self.base_env.pop("CODEX_ANALYTICS_EVENTS_CAPTURE_FILE", None)
+        self.base_env = child_env(drop=("ANALYTICS_", "CODEX_ANALYTICS_"))
         self.base_env.update(
             KAFKA_BOOTSTRAP_SERVERS=bootstrap,
             ANALYTICS_LOG_LEVEL="INFO",

@@ -15,12 +15,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import os
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -37,7 +35,7 @@ from tests.integration.sink_helpers import (
     token_for,
     with_route,
 )
-from tests.integration.stream_helpers import ROOT, cli_process, collect
+from tests.integration.stream_helpers import collect
 
 PARTITIONS = 6  # one per account in the busiest test
 
@@ -104,22 +102,9 @@ def _without_file_permission_override() -> None:  # pragma: no cover - runs in t
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
-@contextlib.contextmanager
-def _sink_process(
-    run: SinkRun, *, obey_file_modes: bool = False
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``codex-analytics sink worker``, output in ``run.tmp/sink.log``; SIGTERM at the end.
-    With ``obey_file_modes``, a root sink loses the right to read unreadable files."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "CODEX_"))}
-    env.update(run.env(), PYTHONPATH=str(ROOT))
-    drop = obey_file_modes and os.geteuid() == 0
-    with cli_process(
-        ["sink", "worker"],
-        env,
-        run.tmp / "sink.log",
-        preexec_fn=_without_file_permission_override if drop else None,
-    ) as proc:
-        yield proc
+def _obeying_file_modes() -> Callable[[], None] | None:
+    """A ``preexec_fn`` by which a root sink loses the right to read unreadable files."""
+    return _without_file_permission_override if os.geteuid() == 0 else None
 
 
 def _with_secrets(run: SinkRun, *names: str) -> list[str]:
@@ -158,7 +143,7 @@ async def test_a_secret_file_unreadable_for_a_while_loses_no_event(
     flaky_records, steady_records = _events_of(flaky, seed=1), _events_of(steady, seed=2)
     await sink_run.create_topics()
     secret = sink_run.secrets_dir / flaky
-    with _sink_process(sink_run, obey_file_modes=True) as proc:
+    with sink_run.process(preexec_fn=_obeying_file_modes()) as proc:
         secret.chmod(0)  # a rotation gone wrong: the file is there, and unreadable
         try:
             await sink_run.publish(flaky_records + steady_records)
@@ -224,7 +209,7 @@ async def test_tokens_that_are_not_header_values_are_dead_lettered_and_never_lea
     await sink_run.create_topics()
     await sink_run.publish(bad_records + echo_records + good_records)
 
-    with _sink_process(sink_run) as proc:
+    with sink_run.process() as proc:
         assert await _all_delivered(receiver, good, good_records, within=40), sink_run.log_text()
         want = len(bad_records) + len(echo_records)
         dead = await collect(sink_run.bootstrap, sink_run.dlq, want=want, within=30, settle=0.5)
@@ -306,7 +291,7 @@ async def test_retry_after_zero_or_in_the_past_keeps_the_minimum_backoff(
             if r.headers.get("chatgpt-account-id") == account and since <= r.at < until
         )
 
-    with _sink_process(sink_run) as proc:
+    with sink_run.process() as proc:
         assert await _wait_until(
             lambda: all(requests_of(a, 0, float("inf")) for a in (zero, past)), within=40
         ), sink_run.log_text()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from codex_analytics.devtools.broker import free_port
+from codex_analytics.devtools.localstack import child_env
 from tests.cli import ROOT
 
 
@@ -36,8 +36,7 @@ def gateway_process(
     bootstrap: str, topic: str, tmp_path: Path, wait_ready: bool = True, **env: str
 ) -> Iterator[GatewayProcess]:
     port = free_port("127.0.0.1")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
-    environ.update(
+    environ = child_env(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         ANALYTICS_FACTS_TOPIC=topic,
         ANALYTICS_GATEWAY_ADDR=f"127.0.0.1:{port}",

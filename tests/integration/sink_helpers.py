@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from codex_analytics.contract import EventRecord, Origin, encode_event_record, route_key
 from codex_analytics.contract.facts import AuthRoute
+from codex_analytics.devtools.localstack import child_env
 from codex_analytics.runtime.kafka import ensure_topics
 from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from sinks.credentials import CredentialChain
@@ -145,8 +145,7 @@ class SinkRun:
     ) -> Iterator[subprocess.Popen[bytes]]:
         """``codex-analytics sink worker`` as a child process (logs in ``tmp/name.log``);
         ``preexec_fn`` runs in the child before exec (a resource limit, say)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "CODEX_"))}
-        env.update(self.env(), PYTHONPATH=str(ROOT))
+        env = child_env(**self.env(), PYTHONPATH=str(ROOT))
         log = self.tmp / f"{name}.log"
         with cli_process(["sink", "worker"], env, log, preexec_fn=preexec_fn) as proc:
             yield proc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from codex_analytics.contract import decode_fact, encode_event
+from codex_analytics.devtools.localstack import child_env
 from codex_analytics.runtime.kafka import read_from_start
 from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from streams.reducer.offline import OfflineReducer
@@ -48,7 +48,7 @@ class StreamRun:
         return f"{self.prefix}.facts.dlq"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ANALYTICS_")}
+        env = child_env()
         env.update(
             KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
             ANALYTICS_FACTS_TOPIC=self.facts,
