@@ -1,15 +1,18 @@
-"""Run one stream worker as a process: topics, logging, GC, the worker until SIGTERM/SIGINT."""
+"""Run one stream worker as a process: the health side door first, then topics,
+logging, GC, the worker until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
+import logging
 import sys
 
+from codex_analytics.runtime.http import ListenError
 from codex_analytics.runtime.kafka import ensure_topics
 from codex_analytics.runtime.logs import configure_logging, logging_dict_config
 
-from .settings import StreamSettings
+from .health import StreamHealth
+from .settings import HEALTH_ADDR, StreamSettings
 
 #: Full collections 10x rarer than Python's default (700, 10, 10).
 GC_THRESHOLDS = (700, 10, 100)
@@ -27,6 +30,24 @@ def tune_gc() -> tuple[int, int, int]:
 
 
 def run_worker(settings: StreamSettings, bootstrap: str) -> int:
+    """The worker's exit status; 2 when its health address cannot be served."""
+    health = StreamHealth(stall_after_s=settings.health_stall_s)
+    port: int | None = None
+    if settings.health_addr:
+        # Before anything that waits: a probe must get an answer while the topics are
+        # created, Faust is imported, the group joined and the changelogs read back.
+        try:
+            port = health.open(settings.health_addr, HEALTH_ADDR.name)
+        except ListenError as exc:
+            print(f"stream worker: {exc}", file=sys.stderr, flush=True)
+            return 2
+    try:
+        return _run(settings, bootstrap, health, port)
+    finally:
+        health.close()
+
+
+def _run(settings: StreamSettings, bootstrap: str, health: StreamHealth, port: int | None) -> int:
     from .worker import StreamWorker  # imports Faust: only when a worker runs
 
     topics = settings.topics
@@ -35,10 +56,14 @@ def run_worker(settings: StreamSettings, bootstrap: str) -> int:
         topics.events: topics.partitions,
         topics.facts_dlq: topics.partitions,
     }
-    actual = asyncio.run(ensure_topics(bootstrap, wanted))
+    actual = health.connecting(ensure_topics(bootstrap, wanted))
     # The state table is co-partitioned with the facts topic, whatever its count is.
     partitions = actual[topics.facts]
     configure_logging(settings.log_level)
+    if port is not None:
+        logging.getLogger("codex_analytics.stream").info(
+            "/livez, /readyz and /metrics on port %d", port
+        )
     print(
         f"stream worker: Kafka {bootstrap}; facts {topics.facts} ({partitions} partitions) -> "
         f"events {topics.events}; dead letters {topics.facts_dlq}; state store {settings.store}; "
@@ -48,4 +73,8 @@ def run_worker(settings: StreamSettings, bootstrap: str) -> int:
     )
     tune_gc()
     worker = StreamWorker(settings, bootstrap, partitions)
-    return worker.app.run(settings.log_level, logging_dict_config(settings.log_level))
+    return worker.app.run(
+        settings.log_level,
+        logging_dict_config(settings.log_level),
+        beside=health.follow(worker.readiness, worker.metrics.render),
+    )
