@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import sys
 
-from codex_analytics.runtime.http import ServiceHttp
+from codex_analytics.runtime.health import Heartbeat
+from codex_analytics.runtime.http import HealthEndpoints, ListenError, ServiceHttp
 from codex_analytics.runtime.logs import configure_logging
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 
 from .credentials import CredentialChain
-from .settings import SinkSettings
+from .settings import HEALTH_ADDR, SinkSettings
 from .worker import SinkWorker
 
 #: Exit status when the worker stopped on an internal failure (BSD EX_SOFTWARE).
@@ -43,6 +45,28 @@ async def _main(settings: SinkSettings, bootstrap: str, credentials: CredentialC
     deadline = ShutdownDeadline(settings.shutdown_timeout_s, grace_s=OVERDUE_AFTER_S)
     stop_on_signals(stop, deadline)
     worker = SinkWorker(settings, bootstrap, credentials=credentials)
+    heartbeat = Heartbeat()
+    side_door: ServiceHttp | None = None
+    if settings.health_addr:
+        # Served on the worker's loop from before the broker is reached: a blocked loop
+        # then fails /livez by not answering at all.
+        side_door = ServiceHttp(
+            HealthEndpoints(
+                "sink",
+                readiness=worker.readiness,
+                heartbeat=heartbeat,
+                stall_after_s=settings.health_stall_s,
+                metrics=worker.metrics.render,
+            )
+        )
+        try:
+            port = await side_door.start(settings.health_addr, setting=HEALTH_ADDR.name)
+        except ListenError as exc:
+            print(f"sink worker: {exc}", file=sys.stderr, flush=True)
+            return 2
+        logging.getLogger("codex_analytics.sink").info(
+            "/livez, /readyz and /metrics on port %d", port
+        )
     limits = settings.limits
     print(
         f"sink worker: Kafka {bootstrap}; events {settings.topics.events} -> {worker.destination.target}; "
@@ -52,14 +76,13 @@ async def _main(settings: SinkSettings, bootstrap: str, credentials: CredentialC
         file=sys.stderr,
         flush=True,
     )
-    side_door: ServiceHttp | None = None
-    if settings.health_addr:
-        side_door = ServiceHttp(worker.health, worker.metrics.render)
-        port = await side_door.start(settings.health_addr)
-        logging.getLogger("codex_analytics.sink").info("health and metrics on port %d", port)
+    beating = asyncio.create_task(heartbeat.run(), name="sink-heartbeat")
     try:
         await worker.run(stop)
     finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
         if side_door is not None:
             await side_door.stop()
     return EXIT_FAILURE if worker.failure is not None else 0
