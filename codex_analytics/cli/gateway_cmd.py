@@ -21,8 +21,10 @@ broker acknowledged them, with counts and the first 100 rejected lines:
                       "resend" again
 
 A rejected line names its line number, field path and reason; a record the broker
-refuses is a rejection of its lines (record_too_large, refused_by_broker), never a 503. GET /healthz, /readyz
-(the broker is reachable) and /metrics (Prometheus) are on the same address.
+refuses is a rejection of its lines (record_too_large, refused_by_broker), never a 503.
+GET /livez (the process runs), /readyz (the broker is reachable and knows the facts
+topic), /metrics (Prometheus) and /healthz (deprecated alias of /readyz) are on the
+same address.
 
 Send one instance's batches one after another (wait for the answer): the stream drops a
 fact whose seq is not newer than the last one it applied for the instance.
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from codex_analytics.devtools.broker import kafka_bootstrap
     from producers.gateway.service import run_gateway
-    from producers.gateway.settings import GatewaySettings
+    from producers.gateway.settings import ADDR, GatewaySettings
 
     try:
         settings = GatewaySettings.from_env()
@@ -51,4 +53,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     with kafka_bootstrap() as bootstrap:
-        return run_gateway(settings, bootstrap)
+        return run_gateway(settings, bootstrap, addr_from="--addr" if args.addr else ADDR.name)
