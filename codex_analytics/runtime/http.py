@@ -21,6 +21,7 @@ starts only after the topics are created and Faust is built).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
@@ -268,14 +269,23 @@ class OwnerLoop:
         if loop is None or loop.is_closed() or not loop.is_running():
             raise MetricsUnavailable("the worker's event loop is not running (yet)")
 
-        async def on_owner() -> bytes:
-            return read()
+        answer: concurrent.futures.Future[bytes] = concurrent.futures.Future()
 
-        future = asyncio.run_coroutine_threadsafe(on_owner(), loop)
+        def on_owner() -> None:
+            if not answer.set_running_or_notify_cancel():
+                return  # the caller gave up meanwhile
+            try:
+                answer.set_result(read())
+            except BaseException as exc:  # handed to the caller
+                answer.set_exception(exc)
+
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
+            loop.call_soon_threadsafe(on_owner)
+        except RuntimeError:  # closed since the check above
+            raise MetricsUnavailable("the worker's event loop is not running") from None
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(answer), self.timeout_s)
         except TimeoutError:
-            future.cancel()
             raise MetricsUnavailable(
                 f"the worker's event loop did not answer within {self.timeout_s:g} s"
             ) from None

@@ -138,7 +138,10 @@ class GatewaySettings:
     log_level: str = GATEWAY_LOG_LEVEL.default
 
     def __post_init__(self) -> None:
-        parse_addr(self.addr)
+        try:
+            parse_addr(self.addr)
+        except ValueError as exc:
+            raise ConfigError(f"{ADDR.name}: {exc}") from None
         if self.max_inflight_bytes < self.max_body_bytes:  # else a full body never runs
             raise ConfigError(
                 f"{MAX_INFLIGHT_BYTES.name} ({self.max_inflight_bytes}) must be at least "

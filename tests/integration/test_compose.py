@@ -268,7 +268,7 @@ def test_compose_services_run_as_local_processes(stack: ComposeAsProcesses, tmp_
             assert httpx.get(url, timeout=5).status_code == 200
     stream_facts = 0
     for service in stack.services["stream"]:
-        text = httpx.get(stack.health_url(service).replace("/healthz", "/metrics")).text
+        text = httpx.get(stack.health_url(service).rsplit("/", 1)[0] + "/metrics").text
         stream_facts += sum(
             float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()
