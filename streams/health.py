@@ -7,8 +7,9 @@ door (``ANALYTICS_STREAM_HEALTH_ADDR``) is served on a thread of its own
 (:class:`~codex_analytics.runtime.http.ThreadedServiceHttp`), opened before anything
 else, and it never touches the worker's objects:
 
-* readiness is what the process posted last: its phase before Faust's loop runs, then
-  what the worker's loop publishes with every heartbeat (``StreamWorker.readiness``);
+* readiness is asked of the worker's loop (``StreamWorker.readiness`` runs there) with
+  a short deadline; before that loop runs, or when it does not answer in time, it is
+  what the process posted last: its phase, or what the heartbeat last published;
 * liveness is the heartbeat's age; whichever loop the process is running stamps it;
 * ``/metrics`` is rendered on the worker's loop (its callbacks read dicts that loop
   mutates), within a deadline; before that loop runs it answers 503.
@@ -17,6 +18,7 @@ else, and it never touches the worker's objects:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -31,13 +33,17 @@ from codex_analytics.runtime.health import (
     not_ready,
 )
 from codex_analytics.runtime.http import (
+    AnswerUnavailable,
     HealthEndpoints,
-    MetricsUnavailable,
     OwnerLoop,
     ThreadedServiceHttp,
 )
 
 T = TypeVar("T")
+
+#: How long ``/readyz`` waits for the worker's loop before it answers with the state
+#: last published (well inside a Kubernetes probe's default 1 s timeout).
+ASK_LOOP_S = 0.5
 
 
 class StreamHealth:
@@ -46,9 +52,10 @@ class StreamHealth:
         self.board = ReadinessBoard(not_ready(STARTING, "the process is starting"))
         self._owner = OwnerLoop()
         self._render: Callable[[], bytes] | None = None
+        self._readiness: Callable[[], Readiness] | None = None
         self.endpoints = HealthEndpoints(
             "stream",
-            readiness=self.board.read,
+            readiness=self._current,
             heartbeat=self.heartbeat,
             stall_after_s=stall_after_s,
             metrics=self._metrics,
@@ -86,24 +93,32 @@ class StreamHealth:
         self, readiness: Callable[[], Readiness], render: Callable[[], bytes]
     ) -> Callable[[], Awaitable[None]]:
         """The coroutine to run on the worker's loop from its first moment: it stamps
-        the heartbeat and publishes ``readiness()``, and lets ``/metrics`` ``render``
-        there."""
+        the heartbeat and publishes ``readiness()``, and lets ``/readyz`` and
+        ``/metrics`` ask that loop."""
 
-        def publish() -> None:
+        def checked() -> Readiness:
             try:
-                self.board.post(readiness())
+                return readiness()
             except Exception as exc:  # a bug here must not stop the heartbeat
-                self.board.post(not_ready(UNAVAILABLE, f"readiness check failed: {exc!r}"))
+                return not_ready(UNAVAILABLE, f"readiness check failed: {exc!r}")
 
         async def run() -> None:
             self._owner.attach()
-            self._render = render
-            await self.heartbeat.run(publish)
+            self._readiness, self._render = checked, render
+            await self.heartbeat.run(lambda: self.board.post(checked()))
 
         return run
+
+    async def _current(self) -> Readiness:
+        check = self._readiness
+        if check is not None:
+            # Not running any more, or busy: what it published last.
+            with contextlib.suppress(AnswerUnavailable):
+                self.board.post(await self._owner.call(check, timeout_s=ASK_LOOP_S))
+        return self.board.read()
 
     async def _metrics(self) -> bytes:
         render = self._render
         if render is None:
-            raise MetricsUnavailable("the stream worker is starting: no metrics yet")
+            raise AnswerUnavailable("the stream worker is starting: no metrics yet")
         return await self._owner.call(render)

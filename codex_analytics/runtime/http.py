@@ -25,7 +25,7 @@ import concurrent.futures
 import inspect
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -36,6 +36,10 @@ from codex_analytics.runtime.metrics import CONTENT_TYPE
 
 #: ``/metrics``: the Prometheus text, or an awaitable of it.
 MetricsSource = Callable[[], bytes | Awaitable[bytes]]
+#: ``/readyz``: the service's readiness, or an awaitable of it.
+ReadinessSource = Callable[[], Readiness | Awaitable[Readiness]]
+
+T = TypeVar("T")
 
 #: How long a threaded side door waits for its thread to bind, or to close.
 THREAD_START_S = 10.0
@@ -112,15 +116,14 @@ class HealthEndpoints:
     """``/livez``, ``/readyz``, ``/healthz`` and ``/metrics`` of one service.
 
     ``readiness`` is called per request on the serving loop: it must be cheap, and safe
-    to call there (a threaded side door reads a
-    :class:`~codex_analytics.runtime.health.ReadinessBoard`, never the service's
-    objects)."""
+    to call there (a threaded side door asks the service's loop through an
+    :class:`OwnerLoop`, never touches the service's objects itself)."""
 
     def __init__(
         self,
         service: str,
         *,
-        readiness: Callable[[], Readiness],
+        readiness: ReadinessSource,
         heartbeat: Heartbeat,
         stall_after_s: float,
         metrics: MetricsSource,
@@ -146,6 +149,9 @@ class HealthEndpoints:
 
     async def readyz(self, request: web.Request) -> web.Response:
         readiness = self.readiness()
+        if inspect.isawaitable(readiness):
+            readiness = await readiness
+        assert isinstance(readiness, Readiness)
         return self._answer(readiness.ready, readiness.status, readiness.details)
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -160,7 +166,7 @@ class HealthEndpoints:
             body = self._metrics()
             if inspect.isawaitable(body):
                 body = await body
-        except MetricsUnavailable as exc:
+        except AnswerUnavailable as exc:
             return web.Response(status=503, text=f"{exc}\n")
         assert isinstance(body, bytes)
         return metrics_response(body)
@@ -170,9 +176,9 @@ class HealthEndpoints:
         return web.Response(body=body, status=200 if ok else 503, content_type="application/json")
 
 
-class MetricsUnavailable(Exception):
-    """``/metrics`` cannot be rendered yet (or the loop that owns the series did not
-    answer in time): the scrape gets a 503."""
+class AnswerUnavailable(Exception):
+    """What a side door asked of the service's loop cannot be answered now: that loop
+    is not running (yet), or did not answer in time. ``/metrics`` answers 503."""
 
 
 class ServiceHttp:
@@ -253,8 +259,9 @@ class ThreadedServiceHttp:
 
 class OwnerLoop:
     """The event loop that owns a service's objects, for a side door on another thread
-    that must read them (``/metrics`` callbacks walk dicts the loop mutates): the read
-    runs on that loop, within a deadline."""
+    that must read them (``/metrics`` callbacks walk dicts the loop mutates; Faust
+    builds some objects lazily, on first use): the read runs on that loop, within a
+    deadline."""
 
     def __init__(self, *, timeout_s: float = 5.0) -> None:
         self.timeout_s = timeout_s
@@ -264,12 +271,15 @@ class OwnerLoop:
         """Called on the owning loop, once it runs."""
         self._loop = asyncio.get_running_loop()
 
-    async def call(self, read: Callable[[], bytes]) -> bytes:
+    async def call(self, read: Callable[[], T], *, timeout_s: float | None = None) -> T:
+        """``read()``, run on the owning loop; :class:`AnswerUnavailable` when that loop
+        does not run or does not get to it within ``timeout_s`` (default: the owner's)."""
+        within = self.timeout_s if timeout_s is None else timeout_s
         loop = self._loop
         if loop is None or loop.is_closed() or not loop.is_running():
-            raise MetricsUnavailable("the worker's event loop is not running (yet)")
+            raise AnswerUnavailable("the worker's event loop is not running (yet)")
 
-        answer: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+        answer: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def on_owner() -> None:
             if not answer.set_running_or_notify_cancel():
@@ -282,10 +292,10 @@ class OwnerLoop:
         try:
             loop.call_soon_threadsafe(on_owner)
         except RuntimeError:  # closed since the check above
-            raise MetricsUnavailable("the worker's event loop is not running") from None
+            raise AnswerUnavailable("the worker's event loop is not running") from None
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(answer), self.timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(answer), within)
         except TimeoutError:
-            raise MetricsUnavailable(
-                f"the worker's event loop did not answer within {self.timeout_s:g} s"
+            raise AnswerUnavailable(
+                f"the worker's event loop did not answer within {within:g} s"
             ) from None

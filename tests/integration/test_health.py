@@ -44,9 +44,12 @@ SERVICES: dict[str, tuple[list[str], str, dict[str, str]]] = {
     "gateway": (["gateway"], "ANALYTICS_GATEWAY_ADDR", {}),
 }
 
-#: How soon after the process starts both probes must answer (Python's start-up and
-#: imports on a loaded 2-core machine take most of it).
-ANSWERS_WITHIN_S = 4.0
+#: How soon after the process starts both probes must answer. Python's start-up and
+#: imports are all of it: 0.4-1.0 s on an idle 2-core machine, but 4-5 s when the
+#: machine runs 16 processes per core (a CI run with -n 4 and brokers) - a bound a
+#: loaded machine can meet. That nothing waits before the door opens is shown by the
+#: status: with the broker silent, it answers "starting" or "connecting".
+ANSWERS_WITHIN_S = 10.0
 
 
 @pytest.fixture(scope="module")

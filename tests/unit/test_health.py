@@ -29,9 +29,9 @@ from codex_analytics.runtime.health import (
     not_ready,
 )
 from codex_analytics.runtime.http import (
+    AnswerUnavailable,
     HealthEndpoints,
     ListenError,
-    MetricsUnavailable,
     OwnerLoop,
     ServiceHttp,
     ThreadedServiceHttp,
@@ -175,7 +175,7 @@ async def test_readyz_and_its_deprecated_alias_answer_the_same_shape() -> None:
 
 async def test_metrics_that_cannot_be_rendered_yet_are_a_503() -> None:
     def not_yet() -> bytes:
-        raise MetricsUnavailable("starting: no metrics yet")
+        raise AnswerUnavailable("starting: no metrics yet")
 
     door = ServiceHttp(endpoints(Readiness(READY), metrics=not_yet))
     port = await door.start("127.0.0.1:0", setting="X_ADDR")
@@ -242,7 +242,7 @@ def test_metrics_are_read_on_the_loop_that_owns_them_within_a_deadline() -> None
         on.append(threading.current_thread().name)
         return b"x 1\n"
 
-    with pytest.raises(MetricsUnavailable, match="not running"):
+    with pytest.raises(AnswerUnavailable, match="not running"):
         asyncio.run(owner.call(read))
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="own")
@@ -255,7 +255,7 @@ def test_metrics_are_read_on_the_loop_that_owns_them_within_a_deadline() -> None
         assert on == ["own"]
         loop.call_soon_threadsafe(time.sleep, 0.6)  # the owner is blocked: give up, not wait
         started = time.monotonic()
-        with pytest.raises(MetricsUnavailable, match=r"did not answer within 0\.3 s"):
+        with pytest.raises(AnswerUnavailable, match=r"did not answer within 0\.3 s"):
             asyncio.run(owner.call(read))
         assert time.monotonic() - started < 0.55
     finally:
