@@ -447,11 +447,11 @@ class SinkWorker:
             "broker_reachable": self.broker.reachable,
         }
         if self._stop is not None and self._stop.is_set():
-            return not_ready(STOPPING, "a stop signal came", **details)
+            return not_ready(STOPPING, **details)
         if not self.started:
-            return not_ready(self.phase, _START_REASONS[self.phase], **details)
+            return not_ready(self.phase, **details)
         if not self._assigned:
-            return not_ready(JOINING, _START_REASONS[JOINING], **details)
+            return not_ready(JOINING, **details)
         if self.destination.failing:
             return not_ready(UNAVAILABLE, "the capture file cannot be written", **details)
         if self.broker.reachable is False:
@@ -459,13 +459,6 @@ class SinkWorker:
                 UNAVAILABLE, f"the broker does not answer: {self.broker.error}", **details
             )
         return Readiness(READY, details)
-
-
-_START_REASONS = {
-    STARTING: "the process is starting",
-    CONNECTING: "reaching the broker and creating the topics",
-    JOINING: "joining the consumer group (or in a rebalance)",
-}
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -49,7 +49,7 @@ ASK_LOOP_S = 0.5
 class StreamHealth:
     def __init__(self, *, stall_after_s: float) -> None:
         self.heartbeat = Heartbeat()
-        self.board = ReadinessBoard(not_ready(STARTING, "the process is starting"))
+        self.board = ReadinessBoard(not_ready(STARTING))
         self._owner = OwnerLoop()
         self._render: Callable[[], bytes] | None = None
         self._readiness: Callable[[], Readiness] | None = None
@@ -75,7 +75,7 @@ class StreamHealth:
     def connecting(self, step: Awaitable[T]) -> T:
         """Run ``step`` (topic creation) on a loop of its own, posted as ``connecting``,
         with the heartbeat stamped beside it."""
-        self.board.post(not_ready(CONNECTING, "reaching the broker and creating the topics"))
+        self.board.post(not_ready(CONNECTING))
 
         async def beating() -> T:
             beat = asyncio.ensure_future(self.heartbeat.run())

@@ -26,7 +26,12 @@ from typing import Any
 
 import orjson
 
-from codex_analytics.runtime.health import READY, RECOVERING, Readiness, not_ready
+from codex_analytics.runtime.health import (
+    READY,
+    RECOVERING,
+    Readiness,
+    not_ready,
+)
 from codex_analytics.runtime.metrics import partition_lag
 
 from .commit import BatchCommit, Output, StateChange, fatal
@@ -332,12 +337,7 @@ class StreamWorker:
         if phase == RECOVERING:
             return not_ready(
                 RECOVERING,
-                "reading the state changelog back",
                 changelog_remaining=self.app.recovery_remaining(),
                 records=self.counts.records,
             )
-        reasons = {
-            "joining": "joining the consumer group (or in a rebalance)",
-            "stopping": "a stop signal came",
-        }
-        return not_ready(phase, reasons.get(phase, phase), records=self.counts.records)
+        return not_ready(phase, records=self.counts.records)

@@ -66,9 +66,20 @@ class Readiness:
         return Readiness(self.status, {**self.details, **details})
 
 
-def not_ready(status: str, reason: str, **details: Any) -> Readiness:
-    """A readiness that is not ``ready``, saying why in words an operator reads."""
-    return Readiness(status, {"reason": reason, **details})
+#: What a status says when its caller has nothing more precise.
+REASONS: Final = {
+    STARTING: "the process is starting",
+    CONNECTING: "reaching the broker and creating the topics",
+    JOINING: "joining the consumer group (or in a rebalance)",
+    RECOVERING: "reading the state changelog back",
+    STOPPING: "a stop signal came",
+}
+
+
+def not_ready(status: str, reason: str | None = None, **details: Any) -> Readiness:
+    """A readiness that is not ``ready``, saying why in words an operator reads (by
+    default the status's :data:`REASONS`)."""
+    return Readiness(status, {"reason": reason or REASONS[status], **details})
 
 
 class Heartbeat:
@@ -132,7 +143,7 @@ class ReadinessBoard:
 
     def __init__(self, initial: Readiness | None = None) -> None:
         self._lock = threading.Lock()
-        self._current = initial or Readiness(STARTING)
+        self._current = initial or not_ready(STARTING)
         self._since = time.monotonic()
 
     def post(self, readiness: Readiness) -> None:

@@ -349,7 +349,7 @@ class Gateway:
         second, and by every publish)."""
         details = {"facts_topic": self.settings.facts_topic}
         if self._closing.is_set():
-            return not_ready(STOPPING, "a stop signal came", **details)
+            return not_ready(STOPPING, **details)
         if self.ready:
             return Readiness(READY, details)
         if not self._probed:

@@ -67,6 +67,7 @@ def test_readiness_is_ready_only_when_ready_and_refuses_unknown_statuses() -> No
     assert Readiness(READY).ready
     assert not not_ready(RECOVERING, "reading the changelog").ready
     assert not_ready(JOINING, "why", partitions=0).details == {"reason": "why", "partitions": 0}
+    assert not_ready(STOPPING).details == {"reason": "a stop signal came"}
     with pytest.raises(ValueError, match="unknown readiness status 'ok'"):
         Readiness("ok")
 
