@@ -15,13 +15,16 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from aiokafka import TopicPartition
 
 from codex_analytics.runtime.health import (
     CONNECTING,
     JOINING,
     READY,
     RECOVERING,
+    STARTING,
     STOPPING,
+    UNAVAILABLE,
     BrokerWatch,
     Heartbeat,
     Readiness,
@@ -37,6 +40,8 @@ from codex_analytics.runtime.http import (
     ThreadedServiceHttp,
 )
 from sinks.capture import CaptureDestination
+from sinks.settings import SinkSettings
+from sinks.worker import SinkWorker
 from streams.faust_adapter.app import StreamApp
 
 
@@ -321,3 +326,68 @@ def test_handlers_are_plain_aiohttp_routes() -> None:
         route.resource.canonical for route in app.router.routes() if route.method == "GET"
     )  # type: ignore[union-attr]
     assert paths == ["/healthz", "/livez", "/metrics", "/readyz"]
+
+
+def _sink(tmp_path: Path, **env: str) -> SinkWorker:
+    settings = SinkSettings.from_env(
+        {"CODEX_ANALYTICS_EVENTS_CAPTURE_FILE": str(tmp_path / "c.jsonl"), **env}
+    )
+    return SinkWorker(settings, "127.0.0.1:1")
+
+
+async def test_the_sink_is_ready_once_consuming_its_assignment(tmp_path: Path) -> None:
+    sink = _sink(tmp_path)
+    assert sink.readiness().status == STARTING
+    sink.phase = CONNECTING
+    assert sink.readiness().status == CONNECTING
+    sink.started = True
+    assert sink.readiness().status == JOINING  # no assignment yet
+    await sink.take_over([])  # an empty assignment: more sinks than partitions
+    assert sink.readiness().ready
+    await sink.hand_over([])  # a rebalance began
+    assert sink.readiness().status == JOINING
+    await sink.take_over([])
+    sink._stop = asyncio.Event()
+    sink._stop.set()
+    assert sink.readiness().status == STOPPING
+
+
+async def test_the_sink_is_not_ready_while_the_broker_is_silent_or_capture_fails(
+    tmp_path: Path,
+) -> None:
+    sink = _sink(tmp_path)
+    sink.started = True
+    await sink.take_over([])
+
+    async def silent() -> bool:
+        return False
+
+    sink.broker = BrokerWatch(silent)
+    await sink.broker.check()
+    readiness = sink.readiness()
+    assert readiness.status == UNAVAILABLE
+    assert readiness.details["reason"] == (
+        "the broker does not answer: the broker does not know the topic"
+    )
+    assert readiness.details["broker_reachable"] is False
+    sink.broker.reachable = True
+    sink.destination.failing = True  # type: ignore[misc]
+    readiness = sink.readiness()
+    assert readiness.status == UNAVAILABLE
+    assert readiness.details["reason"] == "the capture file cannot be written"
+
+
+async def test_a_failing_endpoint_leaves_the_sink_ready(tmp_path: Path) -> None:
+    sink = SinkWorker(
+        SinkSettings.from_env({"ANALYTICS_BASE_URL": "http://127.0.0.1:9/"}), "127.0.0.1:1"
+    )
+    sink.started = True
+    await sink.take_over([TopicPartition("events", 0)])
+    lane = sink.lanes.get(TopicPartition("events", 0))
+    assert lane is not None
+    lane.retrying = True  # its batch is being retried: the endpoint fails
+    readiness = sink.readiness()
+    assert readiness.ready
+    assert readiness.details["retrying_partitions"] == 1
+    assert readiness.details["mode"] == "http"
+    await sink.lanes.cancel()
