@@ -1,8 +1,14 @@
 """Logging for every service: one JSON object per line when stderr is not a terminal
 (for log shippers), a short human format when it is.
 
-Nothing secret is ever passed to a logger in this code base; the JSON formatter does
-not try to redact, it only serializes.
+Structured details are fields, never text inside ``message``: pass them as
+``extra={...}``; the JSON formatter makes each a top-level key of the line, the terminal
+format appends them as ``key=value``. Nothing secret is ever passed to a logger in this
+code base; the formatters do not try to redact, they only serialize.
+
+The start banner (:mod:`codex_analytics.runtime.banner`) is logged on
+:data:`BANNER_LOGGER`, which logs at INFO whatever the level: one line that says what
+the process runs with is wanted at ``WARNING`` too.
 
 The handler throttles the Kafka client's repeated warnings and errors
 (:class:`~codex_analytics.runtime.log_repeats.RepeatLimit`): with its broker gone,
@@ -19,7 +25,27 @@ from typing import Any
 
 import orjson
 
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+#: A record's own attributes (and those formatting adds): the rest are its fields.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
+#: Logs the start banner at INFO whatever the level of the root logger.
+BANNER_LOGGER = "codex_analytics.start"
+
+#: A record attribute: names of fields the terminal format leaves out (the banner's
+#: full settings, which only a log shipper wants on one line).
+HIDDEN_ON_TERMINAL = "_hidden_on_terminal"
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields of ``record``: what the call passed as ``extra``."""
+    return {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _STANDARD and not key.startswith("_")
+    }
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,15 +57,34 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        entry.update(record_fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
 
 
 _PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class PlainFormatter(logging.Formatter):
+    """The terminal format: ``time level logger: message key=value ...``."""
+
+    def __init__(self) -> None:
+        super().__init__(_PLAIN_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        hidden = getattr(record, HIDDEN_ON_TERMINAL, ())
+        shown = (f"{k}={_plain(v)}" for k, v in record_fields(record).items() if k not in hidden)
+        return " ".join((line, *shown))
+
+
+def _plain(value: object) -> str:
+    """A field's value on a terminal: text as is unless it needs quotes, else JSON."""
+    if isinstance(value, str) and value and not any(c.isspace() or c in '="' for c in value):
+        return value
+    return orjson.dumps(value, default=str).decode()
+
 
 #: Loggers whose repeated warnings and errors are throttled (one per message per 10 s).
 THROTTLED_LOGGERS = ("aiokafka",)
@@ -49,9 +94,7 @@ def logging_dict_config(level: str = "WARNING", *, json: bool | None = None) -> 
     """The same configuration as a ``logging.config.dictConfig`` mapping, for frameworks
     that install their own (Faust's worker takes it as ``logging_config``)."""
     use_json = (not sys.stderr.isatty()) if json is None else json
-    formatter: dict[str, Any] = (
-        {"()": f"{__name__}.JsonFormatter"} if use_json else {"format": _PLAIN_FORMAT}
-    )
+    formatter = {"()": f"{__name__}.{'JsonFormatter' if use_json else 'PlainFormatter'}"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -71,6 +114,8 @@ def logging_dict_config(level: str = "WARNING", *, json: bool | None = None) -> 
             }
         },
         "root": {"level": level.upper(), "handlers": ["default"]},
+        # Propagates to the root's handler, whose own level is not checked again.
+        "loggers": {BANNER_LOGGER: {"level": "INFO"}},
     }
 
 

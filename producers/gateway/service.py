@@ -37,10 +37,12 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from codex_analytics.runtime.banner import log_banner
 from codex_analytics.runtime.http import Served, metrics_response, parse_addr, serve
 from codex_analytics.runtime.kafka import ensure_topics
 from codex_analytics.runtime.metrics import ServiceMetrics
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
+from producers.gateway import settings as declared
 from producers.gateway.admission import Admission
 from producers.gateway.answers import Published, ingest_answer, settle, unavailable_answer
 from producers.gateway.settings import GatewaySettings
@@ -353,18 +355,27 @@ async def _main(settings: GatewaySettings, bootstrap: str) -> int:
     except OSError as exc:
         print(f"gateway: cannot listen on {settings.addr}: {exc}", file=sys.stderr)
         return 2
-    print(
-        f"gateway: POST http://{parse_addr(settings.addr)[0]}:{port}/v1/facts -> Kafka "
-        f"{bootstrap} topic {settings.facts_topic}; auth "
-        f"{'bearer token' if settings.token else 'off'}",
-        file=sys.stderr,
-        flush=True,
-    )
+    _banner(settings, bootstrap, port)
     try:
         await stop.wait()
     finally:
         await stop_within(gateway, settings.shutdown_timeout_s)
     return 0
+
+
+def _banner(settings: GatewaySettings, bootstrap: str, port: int) -> None:
+    host = parse_addr(settings.addr)[0]
+    auth = "bearer token" if settings.token else "off"
+    log_banner(
+        "gateway",
+        f"gateway: POST http://{host}:{port}/v1/facts -> Kafka {bootstrap} topic "
+        f"{settings.facts_topic}; auth {auth}",
+        declared.SETTINGS,
+        kafka=bootstrap,
+        facts_topic=settings.facts_topic,
+        addr=f"{host}:{port}",
+        auth=auth,
+    )
 
 
 async def stop_within(gateway: Gateway, within: float) -> None:
