@@ -7,8 +7,9 @@ format appends them as ``key=value``. Nothing secret is ever passed to a logger 
 code base; the formatters do not try to redact, they only serialize.
 
 The start banner (:mod:`codex_analytics.runtime.banner`) is logged on
-:data:`BANNER_LOGGER`, which logs at INFO whatever the level: one line that says what
-the process runs with is wanted at ``WARNING`` too.
+:data:`BANNER_LOGGER`, and a one-shot command's progress and result on
+:data:`REPORT_LOGGER`; both log at INFO whatever the level: what a process runs with,
+and what a job did, are wanted at ``WARNING`` too.
 
 The handler throttles the Kafka client's repeated warnings and errors
 (:class:`~codex_analytics.runtime.log_repeats.RepeatLimit`): with its broker gone,
@@ -33,6 +34,8 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 #: Logs the start banner at INFO whatever the level of the root logger.
 BANNER_LOGGER = "codex_analytics.start"
+#: Logs what a one-shot command (``replay``) reports, at INFO whatever the level.
+REPORT_LOGGER = "codex_analytics.report"
 
 #: A record attribute: names of fields the terminal format leaves out (the banner's
 #: full settings, which only a log shipper wants on one line).
@@ -115,7 +118,7 @@ def logging_dict_config(level: str = "WARNING", *, json: bool | None = None) -> 
         },
         "root": {"level": level.upper(), "handlers": ["default"]},
         # Propagates to the root's handler, whose own level is not checked again.
-        "loggers": {BANNER_LOGGER: {"level": "INFO"}},
+        "loggers": {name: {"level": "INFO"} for name in (BANNER_LOGGER, REPORT_LOGGER)},
     }
 
 

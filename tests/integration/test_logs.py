@@ -19,6 +19,7 @@ from codex_analytics.contract.facts import AuthRoute
 from codex_analytics.runtime.banner import SET
 from codex_analytics.runtime.kafka import ensure_topics
 from codex_analytics.simulator.fact_builder import FactBuilder
+from tests.cli import run_cli
 
 from .gateway_helpers import gateway_process
 from .sink_helpers import SinkRun, event_records, with_route
@@ -144,6 +145,21 @@ async def test_gateway_and_stream_log_json_banners_and_a_thousand_drops_in_a_few
     assert not [line for line in ours if "{" in line["message"]]
     (totals,) = [line for line in lines if line["message"] == "stream totals"]
     assert totals["records"] == len(drops) + len(bad)
+
+    # A one-shot job too: replay's banner and result are JSON lines off a terminal.
+    replay = await asyncio.to_thread(
+        run_cli,
+        "replay", "--from", "earliest", "--capture", str(tmp_path / "replay.jsonl"),
+        env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "ANALYTICS_FACTS_TOPIC": run.facts,
+             "KAFKA_SASL_PASSWORD": KAFKA_PASSWORD},
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    assert KAFKA_PASSWORD not in replay.stderr
+    lines = json_lines(replay.stderr)
+    assert banner_of(lines)["service"] == "replay"
+    report = [line for line in lines if line["logger"] == "codex_analytics.report"]
+    result = report[-1]  # after its progress lines
+    assert (result["records"], result["dead_letters"]) == (len(drops) + len(bad), {"not_json": 20})
 
 
 async def test_sink_banners_hide_tokens_and_a_capture_sink_without_credentials_says_so(
