@@ -8,6 +8,7 @@ import logging
 
 from codex_analytics.runtime.banner import log_banner, without_userinfo
 from codex_analytics.runtime.http import ServiceHttp
+from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.logs import configure_logging
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 
@@ -33,20 +34,20 @@ OVERDUE_AFTER_S = 4.5
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def run_sink(settings: SinkSettings, bootstrap: str, credentials: CredentialChain) -> int:
+def run_sink(settings: SinkSettings, cluster: KafkaCluster, credentials: CredentialChain) -> int:
     configure_logging(settings.log_level)
     gc.collect()
     gc.freeze()  # what start-up built (modules, settings) is never scanned again
     gc.set_threshold(*GC_THRESHOLDS)
-    return asyncio.run(_main(settings, bootstrap, credentials))
+    return asyncio.run(_main(settings, cluster, credentials))
 
 
-async def _main(settings: SinkSettings, bootstrap: str, credentials: CredentialChain) -> int:
+async def _main(settings: SinkSettings, cluster: KafkaCluster, credentials: CredentialChain) -> int:
     stop = asyncio.Event()
     deadline = ShutdownDeadline(settings.shutdown_timeout_s, grace_s=OVERDUE_AFTER_S)
     stop_on_signals(stop, deadline)
-    worker = SinkWorker(settings, bootstrap, credentials=credentials)
-    _banner(settings, bootstrap, worker, credentials)
+    worker = SinkWorker(settings, cluster, credentials=credentials)
+    _banner(settings, cluster, worker, credentials)
     side_door: ServiceHttp | None = None
     if settings.health_addr:
         side_door = ServiceHttp(worker.health, worker.metrics.render)
@@ -61,18 +62,19 @@ async def _main(settings: SinkSettings, bootstrap: str, credentials: CredentialC
 
 
 def _banner(
-    settings: SinkSettings, bootstrap: str, worker: SinkWorker, credentials: CredentialChain
+    settings: SinkSettings, cluster: KafkaCluster, worker: SinkWorker, credentials: CredentialChain
 ) -> None:
     limits, topics = settings.limits, settings.topics
     target = without_userinfo(worker.destination.target)
     log_banner(
         "sink worker",
-        f"sink worker: Kafka {bootstrap}; events {topics.events} -> {target}; "
+        f"sink worker: Kafka {cluster.bootstrap}; events {topics.events} -> {target}; "
         f"dead letters {topics.events_dlq}; group {settings.group_id}; batches of "
         f"{limits.max_events} events / {limits.max_bytes} bytes / {limits.max_wait_ms} ms; "
         f"credentials {credentials!r}",
         declared.SETTINGS,
-        kafka=bootstrap,
+        kafka=cluster.bootstrap,
+        kafka_protocol=cluster.security.protocol,
         events_topic=topics.events,
         events_dlq_topic=topics.events_dlq,
         group=settings.group_id,

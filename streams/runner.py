@@ -6,7 +6,7 @@ import asyncio
 import gc
 
 from codex_analytics.runtime.banner import log_banner
-from codex_analytics.runtime.kafka import ensure_topics
+from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
 from codex_analytics.runtime.logs import configure_logging, logging_dict_config
 
 from . import settings as declared
@@ -27,7 +27,7 @@ def tune_gc() -> tuple[int, int, int]:
     return previous
 
 
-def run_worker(settings: StreamSettings, bootstrap: str) -> int:
+def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
     from .worker import StreamWorker  # imports Faust: only when a worker runs
 
     # Before the first Kafka call: the client's lines are JSON lines too.
@@ -38,16 +38,17 @@ def run_worker(settings: StreamSettings, bootstrap: str) -> int:
         topics.events: topics.partitions,
         topics.facts_dlq: topics.partitions,
     }
-    actual = asyncio.run(ensure_topics(bootstrap, wanted))
+    actual = asyncio.run(ensure_topics(cluster, wanted))
     # The state table is co-partitioned with the facts topic, whatever its count is.
     partitions = actual[topics.facts]
     log_banner(
         "stream worker",
-        f"stream worker: Kafka {bootstrap}; facts {topics.facts} ({partitions} partitions) -> "
+        f"stream worker: Kafka {cluster.bootstrap}; facts {topics.facts} ({partitions} partitions) -> "
         f"events {topics.events}; dead letters {topics.facts_dlq}; state store {settings.store}; "
         f"group {settings.app_id}; batch {settings.batch_max_records} records / {settings.batch_max_wait_ms} ms",
         declared.SETTINGS,
-        kafka=bootstrap,
+        kafka=cluster.bootstrap,
+        kafka_protocol=cluster.security.protocol,
         facts_topic=topics.facts,
         events_topic=topics.events,
         facts_dlq_topic=topics.facts_dlq,
@@ -57,5 +58,5 @@ def run_worker(settings: StreamSettings, bootstrap: str) -> int:
         health_addr=settings.health_addr,
     )
     tune_gc()
-    worker = StreamWorker(settings, bootstrap, partitions)
+    worker = StreamWorker(settings, cluster, partitions)
     return worker.app.run(settings.log_level, logging_dict_config(settings.log_level))

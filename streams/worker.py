@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any
 
 from codex_analytics.runtime.http import ServiceHttp
+from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.log_repeats import RepeatedLines
 from codex_analytics.runtime.metrics import partition_lag
 
@@ -56,9 +57,9 @@ Ack = Callable[[Any], Awaitable[Any]]
 class StreamWorker:
     """The batch pipeline of the worker's one agent, and its health."""
 
-    def __init__(self, settings: StreamSettings, bootstrap: str, partitions: int) -> None:
+    def __init__(self, settings: StreamSettings, cluster: KafkaCluster, partitions: int) -> None:
         self.settings = settings
-        self.app = StreamApp(settings, bootstrap, partitions)
+        self.app = StreamApp(settings, cluster, partitions)
         self.consumer = self.app.consumer
         self.processor = FactProcessor(
             Reducer(

@@ -17,12 +17,15 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from codex_analytics import __version__
-from codex_analytics.runtime import config, kafka
+from codex_analytics.runtime import config, kafka, kafka_security
 from codex_analytics.runtime.config import Setting, reads
 from codex_analytics.runtime.logs import BANNER_LOGGER, HIDDEN_ON_TERMINAL
 
 #: What a secret that is set shows as.
 SET = "<set>"
+
+#: The kernel's declarations every service may read (Kafka, security, shared settings).
+KERNEL_SETTINGS = (kafka.SETTINGS, kafka_security.SETTINGS, config.SETTINGS)
 
 
 def readings_for(command: str, *declared: Iterable[Setting[Any, Any]]) -> list[Setting[Any, Any]]:
@@ -79,7 +82,7 @@ def log_banner(
     ``summary`` is the message (one readable line), ``fields`` what it connects to;
     ``settings`` are the variables it reads among the kernel's and ``declared`` (its
     service's ``SETTINGS``), from ``env`` (the process environment by default)."""
-    readings = readings_for(command, kafka.SETTINGS, config.SETTINGS, declared)
+    readings = readings_for(command, *KERNEL_SETTINGS, declared)
     logging.getLogger(BANNER_LOGGER).info(
         summary,
         extra={

@@ -39,7 +39,7 @@ from aiohttp import web
 
 from codex_analytics.runtime.banner import log_banner
 from codex_analytics.runtime.http import Served, metrics_response, parse_addr, serve
-from codex_analytics.runtime.kafka import ensure_topics
+from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
 from codex_analytics.runtime.metrics import ServiceMetrics
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 from producers.gateway import settings as declared
@@ -163,7 +163,7 @@ class Gateway:
                 if not ready and isinstance(self.transport, KafkaFactTransport):
                     await asyncio.wait_for(
                         ensure_topics(
-                            self.transport.bootstrap,
+                            self.transport.cluster,
                             {self.settings.facts_topic: self.settings.partitions},
                         ),
                         timeout,
@@ -333,18 +333,18 @@ class Gateway:
         return metrics_response(self.metrics.render())
 
 
-def run_gateway(settings: GatewaySettings, bootstrap: str) -> int:
+def run_gateway(settings: GatewaySettings, cluster: KafkaCluster) -> int:
     from codex_analytics.runtime.logs import configure_logging
 
     configure_logging(settings.log_level)
-    return asyncio.run(_main(settings, bootstrap))
+    return asyncio.run(_main(settings, cluster))
 
 
-async def _main(settings: GatewaySettings, bootstrap: str) -> int:
+async def _main(settings: GatewaySettings, cluster: KafkaCluster) -> int:
     stop = asyncio.Event()
     stop_on_signals(stop, ShutdownDeadline(settings.shutdown_timeout_s, grace_s=STOP_GRACE_S))
     transport = KafkaFactTransport(
-        bootstrap,
+        cluster,
         settings.facts_topic,
         client_id="codex-analytics-gateway",
         max_record_bytes=settings.max_record_bytes,
@@ -355,7 +355,7 @@ async def _main(settings: GatewaySettings, bootstrap: str) -> int:
     except OSError as exc:
         print(f"gateway: cannot listen on {settings.addr}: {exc}", file=sys.stderr)
         return 2
-    _banner(settings, bootstrap, port)
+    _banner(settings, cluster, port)
     try:
         await stop.wait()
     finally:
@@ -363,15 +363,16 @@ async def _main(settings: GatewaySettings, bootstrap: str) -> int:
     return 0
 
 
-def _banner(settings: GatewaySettings, bootstrap: str, port: int) -> None:
+def _banner(settings: GatewaySettings, cluster: KafkaCluster, port: int) -> None:
     host = parse_addr(settings.addr)[0]
     auth = "bearer token" if settings.token else "off"
     log_banner(
         "gateway",
-        f"gateway: POST http://{host}:{port}/v1/facts -> Kafka {bootstrap} topic "
+        f"gateway: POST http://{host}:{port}/v1/facts -> Kafka {cluster.bootstrap} topic "
         f"{settings.facts_topic}; auth {auth}",
         declared.SETTINGS,
-        kafka=bootstrap,
+        kafka=cluster.bootstrap,
+        kafka_protocol=cluster.security.protocol,
         facts_topic=settings.facts_topic,
         addr=f"{host}:{port}",
         auth=auth,
