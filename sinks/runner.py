@@ -73,8 +73,7 @@ def _banner(
         f"{limits.max_events} events / {limits.max_bytes} bytes / {limits.max_wait_ms} ms; "
         f"credentials {credentials!r}",
         declared.SETTINGS,
-        kafka=cluster.bootstrap,
-        kafka_protocol=cluster.security.protocol,
+        cluster=cluster,
         events_topic=topics.events,
         events_dlq_topic=topics.events_dlq,
         group=settings.group_id,

@@ -47,8 +47,7 @@ def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
         f"events {topics.events}; dead letters {topics.facts_dlq}; state store {settings.store}; "
         f"group {settings.app_id}; batch {settings.batch_max_records} records / {settings.batch_max_wait_ms} ms",
         declared.SETTINGS,
-        kafka=cluster.bootstrap,
-        kafka_protocol=cluster.security.protocol,
+        cluster=cluster,
         facts_topic=topics.facts,
         events_topic=topics.events,
         facts_dlq_topic=topics.facts_dlq,

@@ -212,8 +212,7 @@ def _banner(cluster: KafkaCluster, topic: str, start: StartPoint, where: str) ->
         "replay",
         f"replay: {topic} on {cluster.bootstrap} from {start.describe()} -> {where}",
         (*stream_settings.SETTINGS, *sink_settings.SETTINGS),  # batches as the sink's
-        kafka=cluster.bootstrap,
-        kafka_protocol=cluster.security.protocol,
+        cluster=cluster,
         facts_topic=topic,
         start=start.describe(),
         output=where,

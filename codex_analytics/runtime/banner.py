@@ -75,19 +75,27 @@ def log_banner(
     summary: str,
     declared: Iterable[Setting[Any, Any]],
     *,
+    cluster: kafka.KafkaCluster | None = None,
     env: Mapping[str, str] | None = None,
     **fields: Any,
 ) -> None:
     """Log the banner of ``command`` (``"sink worker"``; its first word is the service):
-    ``summary`` is the message (one readable line), ``fields`` what it connects to;
-    ``settings`` are the variables it reads among the kernel's and ``declared`` (its
-    service's ``SETTINGS``), from ``env`` (the process environment by default)."""
+    ``summary`` is the message (one readable line), ``cluster`` and ``fields`` what it
+    connects to; ``settings`` are the variables it reads among the kernel's and
+    ``declared`` (its service's ``SETTINGS``), from ``env`` (the process environment by
+    default)."""
     readings = readings_for(command, *KERNEL_SETTINGS, declared)
+    where = (
+        {"kafka": cluster.bootstrap, "kafka_protocol": cluster.security.protocol}
+        if cluster is not None
+        else {}
+    )
     logging.getLogger(BANNER_LOGGER).info(
         summary,
         extra={
             "service": command.split()[0],
             "version": __version__,
+            **where,
             **fields,
             "settings": settings_in_effect(readings, os.environ if env is None else env),
             HIDDEN_ON_TERMINAL: ("settings",),

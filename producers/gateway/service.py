@@ -375,8 +375,7 @@ def _banner(settings: GatewaySettings, cluster: KafkaCluster, port: int) -> None
         f"gateway: POST http://{host}:{port}/v1/facts -> Kafka {cluster.bootstrap} topic "
         f"{settings.facts_topic}; auth {auth}",
         declared.SETTINGS,
-        kafka=cluster.bootstrap,
-        kafka_protocol=cluster.security.protocol,
+        cluster=cluster,
         facts_topic=settings.facts_topic,
         addr=f"{host}:{port}",
         auth=auth,
