@@ -21,7 +21,9 @@ from __future__ import annotations
 import logging
 import logging.config
 import sys
+import threading
 import time
+from types import TracebackType
 from typing import Any
 
 import orjson
@@ -123,6 +125,38 @@ def logging_dict_config(level: str = "WARNING", *, json: bool | None = None) -> 
 
 
 def configure_logging(level: str = "WARNING", *, json: bool | None = None) -> None:
-    """Configure the root logger once per process (replaces earlier handlers)."""
+    """Configure the root logger once per process (replaces earlier handlers).
+
+    What Python itself would write to stderr goes through it too, so that a log shipper
+    reads one JSON object per line whatever happens: warnings (``py.warnings``), and an
+    exception nothing caught, in the main thread or another (one ``critical`` line with
+    its traceback in ``exception``)."""
     logging.root.handlers.clear()
     logging.config.dictConfig(logging_dict_config(level, json=json))
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):  # Ctrl-C: Python's own way
+        sys.__excepthook__(kind, error, trace)
+        return
+    logging.getLogger("codex_analytics").critical(
+        "uncaught %s: %s", kind.__name__, error, exc_info=(kind, error, trace)
+    )
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+        return  # a thread that exits: not an error (as Python's own hook)
+    thread = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("codex_analytics").critical(
+        "uncaught %s in thread %s: %s",
+        args.exc_type.__name__,
+        thread,
+        args.exc_value,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )

@@ -4,6 +4,8 @@ a count that adds up; one start banner that never shows a secret."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -299,3 +301,38 @@ def test_on_a_terminal_the_banner_is_one_readable_line(capsys: pytest.CaptureFix
     log_banner("gateway", "gateway: POST ...", (), env={}, addr="127.0.0.1:1")
     (line,) = capsys.readouterr().err.splitlines()
     assert line.endswith("gateway: POST ... service=gateway version=0.1.0 addr=127.0.0.1:1")
+
+
+#: A process that configures logging as a service does, then lets Python report a
+#: warning, an exception in a thread and one that ends the process.
+_UNCAUGHT = """
+import threading, warnings
+from codex_analytics.runtime.logs import configure_logging
+configure_logging("WARNING", json=True)
+warnings.warn("old api", DeprecationWarning, stacklevel=1)
+thread = threading.Thread(target=lambda: 1 / 0, name="worker-x")
+thread.start()
+thread.join()
+raise RuntimeError("boom")
+"""
+
+
+def test_what_python_itself_would_print_is_a_json_line_too() -> None:
+    done = subprocess.run(
+        [sys.executable, "-W", "always", "-c", _UNCAUGHT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    lines = [orjson.loads(line) for line in done.stderr.splitlines()]
+    assert [(line["level"], line["logger"]) for line in lines] == [
+        ("warning", "py.warnings"),
+        ("critical", "codex_analytics"),
+        ("critical", "codex_analytics"),
+    ]
+    assert "old api" in lines[0]["message"]
+    assert lines[1]["message"] == "uncaught ZeroDivisionError in thread worker-x: division by zero"
+    assert lines[2]["message"] == "uncaught RuntimeError: boom"
+    assert "Traceback" in lines[2]["exception"]
