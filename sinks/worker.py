@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from codex_analytics.runtime.kafka import consumer_options, ensure_topics, first_offsets
-from codex_analytics.runtime.metrics import partition_lag
+from codex_analytics.runtime.metrics import Backlog, backlogs
 
 from .credentials import CredentialChain, CredentialProvider
 from .deadletters import DeadLetterQueue
@@ -75,7 +75,7 @@ class SinkWorker:
         self.settings = settings
         self.bootstrap = bootstrap
         self.metrics = metrics or SinkMetrics()
-        self.metrics.watch_lag(self.lag)
+        self.metrics.watch_lag("Events records", self.backlog)
         self.credentials = credentials or CredentialChain.from_env({})
         self.destination: Destination = destination or destination_for(settings)
         self.dead_letters = DeadLetterQueue(bootstrap, settings.topics)
@@ -385,23 +385,25 @@ class SinkWorker:
 
     # -- health and lag ----------------------------------------------------------------
 
-    def lag(self) -> dict[int, int]:
-        """Records past the last commit (or, before one, past the consumed position)."""
+    def backlog(self) -> dict[int, Backlog | None]:
+        """Per assigned partition: records past the last commit (or, before one, past the
+        consumed position), and the timestamp of the oldest record not delivered yet."""
         consumer = self._consumer
         if consumer is None or not self.started:
             return {}
         highwaters: dict[int, int | None] = {}
         positions: dict[int, int | None] = {}
+        oldest: dict[int, int | None] = {}
         assignment = consumer.assignment()
         for tp, lane in list(self.lanes.items()):
             if tp not in assignment:
                 continue
             highwaters[tp.partition] = consumer.highwater(tp)
             committed = self._committed.get(tp)
-            positions[tp.partition] = (
-                committed if committed is not None else lane.batcher.progress.next_offset
-            )
-        return partition_lag(highwaters, positions)
+            progress = lane.batcher.progress
+            positions[tp.partition] = committed if committed is not None else progress.next_offset
+            oldest[tp.partition] = progress.oldest_timestamp_ms()
+        return backlogs(highwaters, positions, oldest.get)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         details = {
