@@ -387,7 +387,8 @@ class SinkWorker:
 
     def backlog(self) -> dict[int, Backlog | None]:
         """Per assigned partition: records past the last commit (or, before one, past the
-        consumed position), and the timestamp of the oldest record not delivered yet."""
+        first record not delivered yet), and the timestamp of the oldest record not
+        delivered yet."""
         consumer = self._consumer
         if consumer is None or not self.started:
             return {}
@@ -401,7 +402,11 @@ class SinkWorker:
             highwaters[tp.partition] = consumer.highwater(tp)
             committed = self._committed.get(tp)
             progress = lane.batcher.progress
-            positions[tp.partition] = committed if committed is not None else progress.next_offset
+            # Before the first commit, what a commit would keep: the first record not
+            # delivered yet (the consumed position would hide a batch being retried).
+            positions[tp.partition] = (
+                committed if committed is not None else progress.commit_point()
+            )
             oldest[tp.partition] = progress.oldest_timestamp_ms()
         return backlogs(highwaters, positions, oldest.get)
 
