@@ -33,6 +33,7 @@ import yaml
 from compose_spec import PyCompose
 
 from codex_analytics.devtools.broker import free_port
+from codex_analytics.devtools.localstack import MetricsSnapshot
 from codex_analytics.devtools.verify import compare, received_events, reference_events
 from codex_analytics.runtime.kafka import ensure_topics
 from tests.cli import ROOT, run_cli
@@ -281,13 +282,22 @@ def test_compose_services_run_as_local_processes(stack: ComposeAsProcesses, tmp_
             exported |= exported_names(scraped.text)
     assert not names_used() - exported - SCRAPE_SERIES
     stream_facts = 0
+    stream_partitions = 0
+    lags: dict[str, float] = {}
     for service in stack.services["stream"]:
-        text = httpx.get(stack.health_url(service).replace("/healthz", "/metrics")).text
-        stream_facts += sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("codex_stream_facts_total{")
-        )
+        snapshot = MetricsSnapshot()
+        snapshot.add_text(httpx.get(stack.health_url(service).replace("/healthz", "/metrics")).text)
+        stream_facts += snapshot.total("codex_stream_facts_total")
+        stream_partitions += snapshot.total("codex_stream_assigned_partitions")
+        lags |= {
+            f"{name}{dict(labels)}": value
+            for (name, labels), value in snapshot.samples.items()
+            if name.startswith("codex_stream_consumer_lag_")
+        }
+    assert stream_partitions == partitions  # the two replicas share every partition
+    # Everything delivered: every partition caught up, in records and in seconds.
+    assert len(lags) == 2 * partitions
+    assert not any(lags.values()), lags
     assert stream_facts >= len(load_facts) + len(gateway_facts)  # at least once
     accounts = {orjson.loads(line)["account_id"] for line in store.read_bytes().splitlines()}
     assert accounts == {p.name for p in (ROOT / "deploy" / "local-secrets").iterdir()}
