@@ -6,6 +6,7 @@ failure, never a skip."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from tests.cli import ROOT
-from tests.deploy_metrics import ALERTS
+from tests.deploy_metrics import ALERTS, DASHBOARD, dashboard_expressions
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 RULE_TESTS = PROMETHEUS / "alerts.test.yml"
@@ -86,3 +87,38 @@ def test_every_runbook_points_at_a_heading_of_the_operations_guide() -> None:
         page, _, anchor = rule["annotations"]["runbook"].partition("#")
         assert page == "docs/operations.md", rule["alert"]
         assert anchor in anchors, f"{rule['alert']}: no heading for #{anchor}"
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """Each dashboard query, Grafana's ``$__rate_interval`` made 5m, checked by promtool
+    as a recording rule (promtool parses the PromQL; a typo fails)."""
+    expressions = [e.replace("$__rate_interval", "5m") for e in dashboard_expressions()]
+    rules = [{"record": f"codex:dashboard_query_{i}", "expr": e} for i, e in enumerate(expressions)]
+    (tmp_path / "queries.yml").write_text(
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]})
+    )
+    result = _promtool("check", "rules", "queries.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+    rules[0]["expr"] = "sum(rate(codex_sink_retries_total[5m])"  # one parenthesis short
+    (tmp_path / "queries.yml").write_text(
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]})
+    )
+    assert _promtool("check", "rules", "queries.yml", cwd=tmp_path).returncode != 0
+
+
+def test_dashboard_uses_the_provisioned_datasource() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    provisioned = yaml.safe_load(
+        (
+            ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+        ).read_text()
+    )["datasources"]
+    uids = {source["uid"] for source in provisioned}
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    for panel in panels:
+        assert panel["datasource"]["uid"] in uids, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] in uids, panel["title"]
