@@ -209,6 +209,7 @@ class StreamWorker:
             self._generation = self.consumer.generation
             self.guard.reset()
             self.processor.clear_cache()  # another worker may have owned these partitions
+            # Revoked partitions: their pending records are another worker's now.
             self.pending.keep_only(
                 tp.partition for tp in self.consumer.assigned(self.app.facts_topic)
             )
@@ -335,11 +336,18 @@ class StreamWorker:
         return partition_lag(highwaters, self.positions)
 
     def backlog(self) -> dict[int, Backlog | None]:
-        """Per assigned facts partition, its backlog (``None`` until it is known): the
-        lag metrics'."""
-        assigned = self.consumer.assigned(self.app.facts_topic)
-        highwaters = {tp.partition: self.consumer.highwater(tp) for tp in assigned}
-        return backlogs(highwaters, self.positions, self.pending.oldest_ms)
+        """Per assigned facts partition, its backlog (``None`` while neither a position
+        nor a committed offset is known): the lag metrics'."""
+        consumer = self.consumer
+        assigned = consumer.assigned(self.app.facts_topic)
+        highwaters = {tp.partition: consumer.highwater(tp) for tp in assigned}
+        # Nothing processed here yet: behind from the group's committed offset, so a
+        # worker stuck before its first batch still reports its lag.
+        positions = {
+            tp.partition: self.positions.get(tp.partition, consumer.committed(tp))
+            for tp in assigned
+        }
+        return backlogs(highwaters, positions, self.pending.oldest_ms)
 
     def _caught_up(self) -> set[int]:
         """Partitions processed up to their highwater (the idle sweep's)."""
