@@ -227,6 +227,8 @@ def _apply_patch(directory: Path, entry: Obj, objects: list[Obj]) -> None:
         matched = [obj for obj in objects if _selected(obj, patch, target)]
         if not matched:
             raise KustomizeError(f"{where}: the patch matches no object ({target or _id(patch)})")
+        if target is not None and patch["kind"] != target.get("kind", patch["kind"]):
+            raise KustomizeError(f"{where}: a {patch['kind']} patch for {target}")
         body = {k: v for k, v in patch.items() if k not in ("apiVersion", "kind")}
         if target is not None:
             # Kustomize ignores the patch's own name when a target selects the objects.
