@@ -283,9 +283,13 @@ def _merge_list(original: list[Any], patch: list[Any], merge_key: str) -> list[A
             (i for i, old in enumerate(merged) if old.get(merge_key) == item.get(merge_key)),
             None,
         )
-        if item.get("$patch") == "delete":
+        directive = item.get("$patch")
+        item = {k: v for k, v in item.items() if k != "$patch"}
+        if directive == "delete":
             if index is not None:
                 del merged[index]
+        elif directive not in (None, "merge"):
+            raise KustomizeError(f"$patch: {directive} not implemented")
         elif index is None:
             merged.append(copy.deepcopy(item))
         else:
