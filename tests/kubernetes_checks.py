@@ -77,11 +77,7 @@ class Container:
         return " ".join(words)
 
     def port_number(self, port: int | str) -> int | None:
-        """A probe's or a Service's port (a number or a name) as a containerPort."""
-        ports = {p.get("name"): p["containerPort"] for p in self.spec.get("ports", [])}
-        if isinstance(port, int):
-            return port if port in ports.values() else None
-        return ports.get(port)
+        return port_number(self.spec, port)
 
     def bound_ports(self) -> set[int]:
         """The ports of the addresses (declared ``HOST:PORT`` settings) it listens on."""
@@ -136,6 +132,16 @@ class Manifests:
     def workloads(self) -> list[Obj]:
         return [o for o in self.objects if pod_spec(o) is not None]
 
+    def selected(self, selector: dict[str, str]) -> list[Obj]:
+        """The long-running workloads whose pods carry every label of ``selector``."""
+        return [
+            w
+            for w in self.workloads()
+            if w["kind"] != "Job"
+            and selector
+            and selector.items() <= w["spec"]["template"]["metadata"].get("labels", {}).items()
+        ]
+
     def config_map(self, name: str) -> dict[str, str] | None:
         found = self.by_id.get(f"ConfigMap/{name}")
         return None if found is None else dict(found.get("data", {}))
@@ -156,6 +162,15 @@ class Manifests:
 
 def object_id(obj: Obj) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def port_number(container: Obj, port: int | str) -> int | None:
+    """A probe's, a Service's or a policy's port (a number or a name) as one of the
+    container's ports; None when it has no such port."""
+    ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+    if isinstance(port, int):
+        return port if port in ports.values() else None
+    return ports.get(port)
 
 
 @cache
@@ -285,40 +300,45 @@ def selector_findings(manifests: Manifests) -> list[str]:
     PodDisruptionBudget select the pods of exactly one workload, and a Service's
     target ports are ports of those pods."""
     found = []
-    workloads = [w for w in manifests.workloads() if w["kind"] != "Job"]
-
-    def selected(selector: dict[str, str]) -> list[Obj]:
-        return [
-            w
-            for w in workloads
-            if selector
-            and selector.items() <= w["spec"]["template"]["metadata"].get("labels", {}).items()
-        ]
-
-    for workload in workloads:
-        matched = selected(workload["spec"]["selector"].get("matchLabels", {}))
+    for workload in manifests.workloads():
+        if workload["kind"] == "Job":
+            continue  # its selector is generated
+        matched = manifests.selected(workload["spec"]["selector"].get("matchLabels", {}))
         if workload not in matched:
             found.append(f"{object_id(workload)}: its selector does not match its pods")
         if len(matched) > 1:
             found.append(f"{object_id(workload)}: its selector matches {len(matched)} workloads")
     for obj in manifests.objects:
         if obj["kind"] == "Service":
-            matched = selected(obj["spec"].get("selector", {}))
+            matched = manifests.selected(obj["spec"].get("selector", {}))
         elif obj["kind"] == "PodDisruptionBudget":
-            matched = selected(obj["spec"]["selector"].get("matchLabels", {}))
+            matched = manifests.selected(obj["spec"]["selector"].get("matchLabels", {}))
         else:
             continue
         if len(matched) != 1:
             found.append(f"{object_id(obj)}: selects {len(matched)} workloads, not 1")
             continue
-        pods = Container(
-            matched[0], matched[0]["spec"]["template"]["spec"]["containers"][0], {}, ()
-        )
+        container = matched[0]["spec"]["template"]["spec"]["containers"][0]
         for port in obj["spec"].get("ports", []):
-            if pods.port_number(port.get("targetPort", port["port"])) is None:
+            if port_number(container, port.get("targetPort", port["port"])) is None:
                 found.append(
                     f"{object_id(obj)}: targetPort {port.get('targetPort')} is no pod port"
                 )
+    return found
+
+
+def network_policy_findings(manifests: Manifests) -> list[str]:
+    """A NetworkPolicy selects pods, and each port it opens is a port of one of them."""
+    found = []
+    for policy in (o for o in manifests.objects if o["kind"] == "NetworkPolicy"):
+        pods = manifests.selected(policy["spec"]["podSelector"].get("matchLabels", {}))
+        containers = [c for w in pods for c in w["spec"]["template"]["spec"]["containers"]]
+        if not containers:
+            found.append(f"{object_id(policy)}: selects no pods")
+        for rule in policy["spec"].get("ingress", []):
+            for port in rule.get("ports", []):
+                if not any(port_number(c, port["port"]) for c in containers):
+                    found.append(f"{object_id(policy)}: port {port['port']} is no port of its pods")
     return found
 
 
@@ -430,6 +450,7 @@ CROSS_CHECKS: tuple[Callable[[Manifests], list[str]], ...] = (
     address_findings,
     shutdown_findings,
     selector_findings,
+    network_policy_findings,
     reference_findings,
     pod_security_findings,
     capacity_findings,

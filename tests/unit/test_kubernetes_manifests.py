@@ -271,6 +271,11 @@ BROKEN: dict[str, tuple[str, Callable[[Path], None], str]] = {
         _edit("component: sink\n", "component: sinks\n", "base/disruption-budgets.yaml"),
         "PodDisruptionBudget/sink: selects 0 workloads",
     ),
+    "a policy opening a port nobody has": (
+        "overlays/production",
+        _edit("port: health", "port: metrics", "overlays/production/network-policy.yaml"),
+        "NetworkPolicy/codex-analytics: port metrics is no port of its pods",
+    ),
     "a missing ConfigMap": (
         "base",
         _edit("name: codex-analytics-sink\n", "name: codex-analytics-sinks\n", "base/sink.yaml"),
