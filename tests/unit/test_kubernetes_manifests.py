@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from tests.cli import ROOT
 from tests.kubernetes_checks import Manifests, declared_elsewhere, findings, object_id, variables
@@ -35,6 +37,8 @@ from tests.kustomize import KustomizeError, Obj, render, strategic_merge
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 KUSTOMIZATIONS = ("base", "overlays/production", "overlays/local")
+#: kubectl (1.27 or newer: kustomize v5), where the machine has one.
+KUBECTL = shutil.which("kubectl")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -166,6 +170,23 @@ def test_strategic_merge_merges_lists_by_their_keys() -> None:
         ],
         "tolerations": [{"key": "t2"}],
     }
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="no kubectl here to compare the renderer with")
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_the_renderer_renders_what_kubectl_kustomize_renders(kustomization: str) -> None:
+    """Object for object, hash suffixes and list order included (kustomize prints the
+    objects sorted by kind)."""
+    assert KUBECTL is not None
+    printed = subprocess.run(
+        [KUBECTL, "kustomize", str(KUBERNETES / kustomization)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    real = [obj for obj in yaml.safe_load_all(printed) if obj]
+    assert sorted(render(KUBERNETES / kustomization), key=object_id) == sorted(real, key=object_id)
 
 
 def test_the_renderer_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
