@@ -31,8 +31,16 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from codex_analytics.cli.main import SUBCOMMANDS
 from tests.cli import ROOT
-from tests.kubernetes_checks import Manifests, declared_elsewhere, findings, object_id, variables
+from tests.kubernetes_checks import (
+    COMMANDS_ADDED_ELSEWHERE,
+    Manifests,
+    declared_elsewhere,
+    findings,
+    object_id,
+    variables,
+)
 from tests.kustomize import KustomizeError, Obj, render, strategic_merge
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -119,10 +127,12 @@ def test_the_setup_phase_holds_what_the_topics_job_needs() -> None:
     assert setup == needs
 
 
-def test_the_allow_list_holds_only_undeclared_names() -> None:
-    """Names the other branch has declared leave the allow-list, so it only shrinks."""
+def test_the_allow_lists_hold_only_what_is_not_here_yet() -> None:
+    """Settings and commands the other branches have added leave the allow-lists, so
+    the lists only shrink."""
     assert declared_elsewhere()
     assert not declared_elsewhere() & set(variables())
+    assert not COMMANDS_ADDED_ELSEWHERE & {name for name, _, _ in SUBCOMMANDS}
 
 
 def test_a_changed_setting_renames_its_config_map_and_the_references(tmp_path: Path) -> None:
@@ -220,6 +230,11 @@ BROKEN: dict[str, tuple[str, Callable[[Path], None], str]] = {
         "base",
         _edit("replicas: 2", 'replicas: "two"', "base/stream.yaml"),
         "is not of type 'integer'",
+    ),
+    "a command that does not exist": (
+        "base",
+        _edit('args: ["stream", "worker"]', 'args: ["stream", "wroker"]', "base/stream.yaml"),
+        "codex-analytics refuses the arguments ['stream', 'wroker']",
     ),
     "a misspelt setting": (
         "base",
