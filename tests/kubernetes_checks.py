@@ -41,6 +41,11 @@ WORKERS = ("stream worker", "sink worker")
 WRITTEN_DIRECTORIES = ("ANALYTICS_STREAM_DATA_DIR",)
 WRITTEN_FILES = ("CODEX_ANALYTICS_EVENTS_CAPTURE_FILE",)
 WRITABLE_VOLUMES = {"emptyDir", "persistentVolumeClaim", "ephemeral"}
+#: The volume types the "restricted" Pod Security Standard allows.
+RESTRICTED_VOLUME_TYPES = {
+    *WRITABLE_VOLUMES,
+    *("configMap", "csi", "downwardAPI", "projected", "secret"),
+}
 SHUTDOWN_TIMEOUT = "ANALYTICS_SHUTDOWN_TIMEOUT_S"
 PARTITIONS = "ANALYTICS_TOPIC_PARTITIONS"
 BOOTSTRAP = "KAFKA_BOOTSTRAP_SERVERS"
@@ -420,8 +425,9 @@ def pod_security_findings(manifests: Manifests) -> list[str]:
             found.append(f"{object_id(workload)}: runAsNonRoot is not true")
         if context.get("seccompProfile", {}).get("type") != "RuntimeDefault":
             found.append(f"{object_id(workload)}: no RuntimeDefault seccomp profile")
-        if any("hostPath" in volume for volume in pod.get("volumes", [])):
-            found.append(f"{object_id(workload)}: a hostPath volume")
+        for volume in pod.get("volumes", []):
+            if not set(volume) - {"name"} <= RESTRICTED_VOLUME_TYPES:
+                found.append(f"{object_id(workload)}: volume {volume['name']} is not allowed")
         for spec in pod["containers"]:
             own = spec.get("securityContext", {})
             if own.get("allowPrivilegeEscalation") is not False:

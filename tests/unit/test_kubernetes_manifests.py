@@ -345,6 +345,15 @@ BROKEN: dict[str, tuple[str, Callable[[Path], None], str]] = {
         ),
         "is on no writable volume",
     ),
+    "a hostPath volume": (
+        "base",
+        _edit(
+            "emptyDir:\n            sizeLimit: 4Gi",
+            "hostPath:\n            path: /var/lib/x",
+            "base/stream.yaml",
+        ),
+        "Deployment/stream: volume state is not allowed",
+    ),
     "privilege escalation": (
         "base",
         _edit(
