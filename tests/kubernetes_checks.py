@@ -415,11 +415,15 @@ def reference_findings(manifests: Manifests) -> list[str]:
 
 
 def pod_security_findings(manifests: Manifests) -> list[str]:
-    """The "restricted" Pod Security Standard for every pod; our containers also have a
-    read-only root file system, with what they write on a writable volume."""
+    """The "restricted" Pod Security Standard and no Service links for every pod; our
+    containers also have a read-only root file system, with what they write on a
+    writable volume."""
     found = []
     for workload in manifests.workloads():
         pod = workload["spec"]["template"]["spec"]
+        if pod.get("enableServiceLinks") is not False:
+            # Services' addresses as variables: KAFKA_PORT... from a Service named kafka.
+            found.append(f"{object_id(workload)}: enableServiceLinks is not false")
         context = pod.get("securityContext", {})
         if context.get("runAsNonRoot") is not True:
             found.append(f"{object_id(workload)}: runAsNonRoot is not true")

@@ -354,6 +354,11 @@ BROKEN: dict[str, tuple[str, Callable[[Path], None], str]] = {
         ),
         "Deployment/stream: volume state is not allowed",
     ),
+    "Service links": (
+        "overlays/local",
+        _edit("      enableServiceLinks: false\n", "", "overlays/local/kafka.yaml"),
+        "Deployment/kafka: enableServiceLinks is not false",
+    ),
     "privilege escalation": (
         "base",
         _edit(
