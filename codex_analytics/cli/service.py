@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from codex_analytics.runtime.kafka import KafkaCluster
+
 S = TypeVar("S")
 
 
@@ -22,16 +24,17 @@ def add_worker_role(parser: argparse.ArgumentParser, service: str, description: 
 
 
 def run_worker_role(
-    service: str, load_settings: Callable[[], S], start: Callable[[S, str], int]
+    service: str, load_settings: Callable[[], S], start: Callable[[S, KafkaCluster], int]
 ) -> int:
     """Load the settings (a ``ValueError`` is a usage error: exit 2), then start the
     worker against ``KAFKA_BOOTSTRAP_SERVERS`` or an embedded broker."""
-    from codex_analytics.devtools.broker import kafka_bootstrap
+    from codex_analytics.devtools.broker import kafka_cluster
 
     try:
         settings = load_settings()
+        configured = KafkaCluster.configured()
     except ValueError as exc:
         print(f"{service} worker: {exc}", file=sys.stderr)
         return 2
-    with kafka_bootstrap() as bootstrap:
-        return start(settings, bootstrap)
+    with kafka_cluster(configured) as cluster:
+        return start(settings, cluster)
