@@ -248,17 +248,26 @@ def command_findings(manifests: Manifests) -> list[str]:
 
 
 def settings_findings(manifests: Manifests) -> list[str]:
-    """Every variable is a declared setting, read by the command that gets it (by one
-    of the commands importing it, for a shared ConfigMap); and no command of ours needs
-    Kafka without KAFKA_BOOTSTRAP_SERVERS (unset, it would start a private broker)."""
+    """Every variable is a declared setting with a value it accepts, read by the
+    command that gets it (by one of the commands importing it, for a shared ConfigMap);
+    and no command of ours needs Kafka without KAFKA_BOOTSTRAP_SERVERS (unset, it would
+    start a private broker)."""
     found = []
     importers: dict[str, list[Container]] = {}
     for container in manifests.containers:
         for name in container.config_maps:
             importers.setdefault(name, []).append(container)
-        for name in container.env:
-            if name not in variables() and name not in declared_elsewhere():
-                found.append(f"{container.name}: {name} is not a declared setting")
+        for name, value in container.env.items():
+            variable = variables().get(name)
+            if variable is None:
+                if name not in declared_elsewhere():
+                    found.append(f"{container.name}: {name} is not a declared setting")
+                continue
+            reading = variable.reading_for(container.command) or variable.declaration
+            try:
+                reading.read({} if value is None else {name: value})
+            except ValueError as exc:
+                found.append(f"{container.name}: {exc}")
         for var in container.spec.get("env", []):
             if container.reads(var["name"]) is False:
                 found.append(f"{container.name}: {var['name']} is not read by {container.command}")
@@ -422,7 +431,8 @@ def pod_security_findings(manifests: Manifests) -> list[str]:
     for workload in manifests.workloads():
         pod = workload["spec"]["template"]["spec"]
         if pod.get("enableServiceLinks") is not False:
-            # Services' addresses as variables: KAFKA_PORT... from a Service named kafka.
+            # Services' addresses as variables: a Service named kafka adds KAFKA_-prefixed
+            # ones, which read as misspelt settings.
             found.append(f"{object_id(workload)}: enableServiceLinks is not false")
         context = pod.get("securityContext", {})
         if context.get("runAsNonRoot") is not True:

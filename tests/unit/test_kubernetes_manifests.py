@@ -94,7 +94,7 @@ def test_overlays_set_their_namespace_image_and_cluster() -> None:
     containers = list(Manifests(production).containers)
     assert {c.spec["image"] for c in containers} == {"registry.example.com/codex-analytics:0.1.0"}
     for container in containers:
-        assert "SASL_SSL" in container.env.values()  # the security protocol
+        assert container.env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
         volume = next(v for v in container.pod["volumes"] if v["name"] == "kafka-credentials")
         assert volume["secret"]["optional"] is False  # the targeted patch reached every workload
     local = render(KUBERNETES / "overlays" / "local")
@@ -240,6 +240,13 @@ BROKEN: dict[str, tuple[str, Callable[[Path], None], str]] = {
         "base",
         _edit("ANALYTICS_STREAM_STORE=", f"{MISSPELT}=", "base/stream.env"),
         f"{MISSPELT} is not a declared setting",
+    ),
+    "a value the setting refuses": (
+        "overlays/production",
+        _edit(
+            "KAFKA_COMPRESSION=zstd", "KAFKA_COMPRESSION=snappy", "overlays/production/common.env"
+        ),
+        "Deployment/sink: KAFKA_COMPRESSION must be one of none, gzip, lz4, zstd",
     ),
     "a setting another service reads": (
         "base",
