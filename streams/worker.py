@@ -27,7 +27,7 @@ from typing import Any
 from codex_analytics.runtime.http import ServiceHttp
 from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.log_repeats import RepeatedLines
-from codex_analytics.runtime.metrics import partition_lag
+from codex_analytics.runtime.metrics import Backlog, backlogs, partition_lag
 
 from .commit import BatchCommit, Output, StateChange, fatal
 from .faust_adapter.app import StreamApp
@@ -35,7 +35,7 @@ from .faust_adapter.consumer import AssignmentChanged
 from .faust_adapter.stacks import task_chains
 from .handoff import Handoff
 from .idle_sweep import IdleSweep
-from .metrics import StreamCounts, StreamMetrics
+from .metrics import PendingTimestamps, StreamCounts, StreamMetrics
 from .offsets import Continuity, OffsetGuard
 from .processor import FactProcessor, ProcessedBatch, SourceRecord
 from .reducer import Reducer
@@ -74,7 +74,9 @@ class StreamWorker:
         self.repeats = RepeatedLines(log, REPEATS_EVERY_S)
         #: Next offset to process per facts partition (for the lag metric).
         self.positions: dict[int, int] = {}
-        self.metrics = StreamMetrics(self.processor.reducer.stats, self.counts, self.lag)
+        #: Timestamps of the records handed over and not processed yet (lag in seconds).
+        self.pending = PendingTimestamps()
+        self.metrics = StreamMetrics(self.processor.reducer.stats, self.counts, self.backlog)
         self.guard = OffsetGuard()
         self.commit = BatchCommit(self.app.send, self.app.store, self.app.store.changelog)
         self.sweep = IdleSweep(
@@ -121,8 +123,10 @@ class StreamWorker:
         batches = asyncio.ensure_future(self._batch_loop(handoff, ack, idle))
         try:
             async for event in events:
-                partition = event.message.partition
+                message = event.message
+                partition = message.partition
                 self.delivered[partition] = self.delivered.get(partition, 0) + 1
+                self.pending.handed(partition, message.offset, _timestamp_ms(message))
                 await handoff.put(event)
         finally:
             # Stopping: let the batch in flight finish (its acks make the last commit
@@ -137,7 +141,9 @@ class StreamWorker:
     async def _batch_loop(self, handoff: Handoff[Any], ack: Ack, idle: asyncio.Event) -> None:
         async def acknowledge(event: Any) -> None:
             await ack(event)
-            self.positions[event.message.partition] = event.message.offset + 1
+            partition, position = event.message.partition, event.message.offset + 1
+            self.positions[partition] = position
+            self.pending.processed(partition, position)
 
         while True:
             # Wake up without records too: to repeat a seek that was lost (the records
@@ -209,6 +215,10 @@ class StreamWorker:
             self._generation = self.consumer.generation
             self.guard.reset()
             self.processor.clear_cache()  # another worker may have owned these partitions
+            # Revoked partitions: their pending records are another worker's now.
+            self.pending.keep_only(
+                tp.partition for tp in self.consumer.assigned(self.app.facts_topic)
+            )
 
     async def _continuity(self, events: list[Any]) -> Continuity:
         self._follow_assignment()
@@ -232,6 +242,7 @@ class StreamWorker:
             return
         log.warning("offset gap on %s: re-reading from offset %d", tp, offset)
         self.counts.seeks += 1
+        self.pending.forget(getattr(tp, "partition", -1))  # handed over again from offset
 
     def _reduce(self, events: list[Any]) -> ProcessedBatch:
         records = [
@@ -340,6 +351,20 @@ class StreamWorker:
         highwaters = {tp.partition: self.consumer.highwater(tp) for tp in assigned}
         return partition_lag(highwaters, self.positions)
 
+    def backlog(self) -> dict[int, Backlog | None]:
+        """Per assigned facts partition, its backlog (``None`` while neither a position
+        nor a committed offset is known): the lag metrics'."""
+        consumer = self.consumer
+        assigned = consumer.assigned(self.app.facts_topic)
+        highwaters = {tp.partition: consumer.highwater(tp) for tp in assigned}
+        # Nothing processed here yet: behind from the group's committed offset, so a
+        # worker stuck before its first batch still reports its lag.
+        positions = {
+            tp.partition: self.positions.get(tp.partition, consumer.committed(tp))
+            for tp in assigned
+        }
+        return backlogs(highwaters, positions, self.pending.oldest_ms)
+
     def _caught_up(self) -> set[int]:
         """Partitions processed up to their highwater (the idle sweep's)."""
         return {p for p, lag in self.lag().items() if lag == 0 and p in self.positions}
@@ -350,3 +375,9 @@ class StreamWorker:
             "records": self.counts.records,
             "lag": sum(self.lag().values()),
         }
+
+
+def _timestamp_ms(message: Any) -> int:
+    """A record's timestamp in epoch ms (Faust gives seconds); now when it has none."""
+    timestamp = getattr(message, "timestamp", None)
+    return int(timestamp * 1000) if timestamp and timestamp > 0 else int(time.time() * 1000)
