@@ -181,10 +181,15 @@ class EnvCredentials:
             raise self._invalid()
         return self._credential
 
+    @property
+    def configured(self) -> bool:
+        """Whether ``ANALYTICS_BEARER_TOKEN`` was set (valid or not)."""
+        return self._credential is not None or self._problem is not None
+
     def __repr__(self) -> str:
         if self._problem is not None:
             return "EnvCredentials(configured=True, invalid=True)"
-        return f"EnvCredentials(configured={self._credential is not None})"
+        return f"EnvCredentials(configured={self.configured})"
 
 
 #: ``stat`` errors that mean the file is not there (a name too long for a file cannot
@@ -439,6 +444,15 @@ class CredentialChain:
             if found is not None:
                 return found
         return None
+
+    @property
+    def sources(self) -> list[str]:
+        """The configured sources, described (never a token): for the start banner."""
+        return [
+            repr(source)
+            for source in self._sources
+            if not isinstance(source, EnvCredentials) or source.configured
+        ]
 
     def __repr__(self) -> str:
         return f"CredentialChain({list(self._sources)!r})"

@@ -121,6 +121,7 @@ class SinkWorker:
                     await committer
         finally:
             self.started = False
+            self.delivery.flush_logs()
             await self._close()
 
     async def _start(self) -> None:

@@ -24,10 +24,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any
 
-import orjson
-
 from codex_analytics.runtime.http import ServiceHttp
 from codex_analytics.runtime.kafka import KafkaCluster
+from codex_analytics.runtime.log_repeats import RepeatedLines
 from codex_analytics.runtime.metrics import Backlog, backlogs, partition_lag
 
 from .commit import BatchCommit, Output, StateChange, fatal
@@ -47,6 +46,9 @@ log = logging.getLogger("codex_analytics.stream")
 
 #: How often the worker logs its progress, and where each partition's records are.
 REPORT_EVERY_S = 10.0
+
+#: Per-fact lines (drops, dead letters): at most one per kind and reason this often.
+REPEATS_EVERY_S = 10.0
 
 #: Acks one event of the facts topic (Faust then commits the first run of acked offsets).
 Ack = Callable[[Any], Awaitable[Any]]
@@ -68,6 +70,8 @@ class StreamWorker:
             state_cache_size=settings.state_cache_size,
         )
         self.counts = StreamCounts()
+        #: A producer that sends bad facts sends many: one line per reason and interval.
+        self.repeats = RepeatedLines(log, REPEATS_EVERY_S)
         #: Next offset to process per facts partition (for the lag metric).
         self.positions: dict[int, int] = {}
         #: Timestamps of the records handed over and not processed yet (lag in seconds).
@@ -131,7 +135,8 @@ class StreamWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(idle.wait(), self.settings.shutdown_timeout_s / 2)
             batches.cancel()
-            log.info("stream totals: %s", self._summary())
+            self.repeats.flush()
+            log.info("stream totals", extra=self._totals())
 
     async def _batch_loop(self, handoff: Handoff[Any], ack: Ack, idle: asyncio.Event) -> None:
         async def acknowledge(event: Any) -> None:
@@ -276,12 +281,16 @@ class StreamWorker:
         for letter in batch.dead_letters:
             counts.count_dead_letter(letter.reason)
         for drop in batch.warnings:
-            log.warning("%s %s", drop.message, orjson.dumps(drop.as_log_fields()).decode())
-        if batch.dead_letters:
-            log.warning(
-                "sent %d invalid facts to %s",
-                len(batch.dead_letters),
-                self.settings.topics.facts_dlq,
+            self.repeats.warning(drop.message, **drop.fields())
+        for letter in batch.dead_letters:
+            self.repeats.warning(
+                "fact sent to the dead-letter topic",
+                reason=letter.reason,
+                path=letter.header("error.path"),
+                detail=letter.header("error.detail"),
+                partition=int(letter.header("source.partition") or -1),
+                offset=int(letter.header("source.offset") or -1),
+                dead_letter_topic=self.settings.topics.facts_dlq,
             )
 
     async def _report_progress(self) -> None:
@@ -290,14 +299,16 @@ class StreamWorker:
         assigned partition where its records are."""
         while True:
             await asyncio.sleep(REPORT_EVERY_S)
-            log.info("stream progress: %s", self._summary())
+            log.info("stream progress", extra=self._totals())
             partitions = self._partition_report()
             if partitions:
                 log.info(
-                    "stream partitions: batch loop %s for %.1f s; %s",
-                    self.stage,
-                    time.monotonic() - self._stage_since,
-                    orjson.dumps(partitions).decode(),
+                    "stream partitions",
+                    extra={
+                        "stage": self.stage,
+                        "stage_s": round(time.monotonic() - self._stage_since, 1),
+                        "partitions": partitions,
+                    },
                 )
                 if log.isEnabledFor(logging.DEBUG):
                     for chain in task_chains(("_drain_messages", "_resume", "wait_first")):
@@ -317,16 +328,20 @@ class StreamWorker:
             row["hole"] = partition in holes
         return {str(p): row for p, row in sorted(report.items())}
 
-    def _summary(self) -> str:
+    def _totals(self) -> dict[str, int]:
+        """The worker's totals since it started (the progress and exit lines' fields)."""
         stats, counts = self.processor.reducer.stats, self.counts
-        return (
-            f"records {counts.records}, facts {sum(stats.facts.values())}, "
-            f"events {sum(stats.events.values())}, "
-            f"dead letters {sum(counts.dead_letters.values())}, batches {counts.batches}, "
-            f"dedupe hits {stats.drops.get('dedupe_repeat', 0)}, "
-            f"duplicates {stats.drops.get('duplicate_seq', 0)}, seeks {counts.seeks}, "
-            f"stalls {counts.stalls}"
-        )
+        return {
+            "records": counts.records,
+            "facts": sum(stats.facts.values()),
+            "events": sum(stats.events.values()),
+            "dead_letters": sum(counts.dead_letters.values()),
+            "batches": counts.batches,
+            "dedupe_hits": stats.drops.get("dedupe_repeat", 0),
+            "duplicates": stats.drops.get("duplicate_seq", 0),
+            "seeks": counts.seeks,
+            "stalls": counts.stalls,
+        }
 
     # -- health and lag -------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from codex_analytics.runtime.config import Setting, declare, text
+from codex_analytics.runtime.config import Setting, declare, reads, text
 from codex_analytics.runtime.kafka import EMBEDDED_BROKER_USERS
 
 #: The modules that declare variables (each has a ``SETTINGS`` tuple), in table order.
@@ -78,12 +78,6 @@ class Variable:
             if any(reads(reader, command) for reader in setting.used_by):
                 return setting
         return None
-
-
-def reads(reader: str, command: str) -> bool:
-    """Whether ``reader`` (a ``used_by`` entry) is ``command`` or one of its parents:
-    ``offsets show`` reads what ``offsets`` reads."""
-    return command == reader or command.startswith(reader + " ")
 
 
 def catalog() -> tuple[Variable, ...]:

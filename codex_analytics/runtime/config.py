@@ -200,6 +200,12 @@ def declare(
     )
 
 
+def reads(reader: str, command: str) -> bool:
+    """Whether ``reader`` (a ``used_by`` entry) is ``command`` or one of its parents:
+    ``offsets show`` reads what ``offsets`` reads."""
+    return command == reader or command.startswith(reader + " ")
+
+
 def _format(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
