@@ -19,6 +19,7 @@ from codex_analytics.runtime.config import (
     address,
     choice,
     declare,
+    directory_path,
     number,
     text,
     truncated_integer,
@@ -47,7 +48,7 @@ STORE = declare(
 )
 DATA_DIR = declare(
     "ANALYTICS_STREAM_DATA_DIR",
-    text("path"),
+    directory_path(),
     "stream-data",
     help="where the RocksDB store keeps its files",
     used_by=_READERS,

@@ -244,10 +244,13 @@ def kafka_bootstrap(
 ) -> Iterator[str]:
     """Yield ``KAFKA_BOOTSTRAP_SERVERS`` if set, else an embedded broker's address.
 
-    An embedded broker is stopped when the block exits, however it exits.
+    An embedded broker is stopped when the block exits, however it exits. A malformed
+    ``KAFKA_BOOTSTRAP_SERVERS`` is a ``ConfigError`` (naming it) before anything starts.
     """
-    configured = (os.environ if environ is None else environ).get(BOOTSTRAP_ENV, "")
-    if configured.strip():
+    from codex_analytics.runtime.kafka import BOOTSTRAP
+
+    configured = BOOTSTRAP.read(os.environ if environ is None else environ)
+    if configured is not None:
         yield configured
         return
     with EmbeddedBroker(log_path=log_path) as broker:

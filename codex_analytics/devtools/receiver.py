@@ -25,6 +25,7 @@ from codex_analytics.runtime.config import (
     Setting,
     address,
     declare,
+    file_path,
     integer,
     number,
     text,
@@ -78,7 +79,7 @@ ADDR = declare(
 )
 STORE = declare(
     "ANALYTICS_RECEIVER_STORE",
-    text("path"),
+    file_path(),
     None,
     help="JSON-lines file of accepted batches (`--store` wins)",
     used_by=_RECEIVER,

@@ -19,6 +19,7 @@ from typing import Any
 from codex_analytics.contract import DEFAULT_MAX_RECORD_BYTES, topics
 from codex_analytics.runtime.config import (
     Setting,
+    broker_list,
     declare,
     integer_literal,
     text,
@@ -53,7 +54,7 @@ EMBEDDED_BROKER_USERS = (
 
 BOOTSTRAP = declare(
     BOOTSTRAP_ENV,
-    text("HOST:PORT,..."),
+    broker_list(),
     None,
     help="Kafka bootstrap servers, used as is; `replay` and `offsets` need it, `broker` "
     "ignores it (it always starts a broker)",
