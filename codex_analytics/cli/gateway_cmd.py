@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
+    from codex_analytics.cli.service import start_service
     from codex_analytics.devtools.broker import kafka_bootstrap
     from producers.gateway.service import run_gateway
     from producers.gateway.settings import GatewaySettings
@@ -50,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+    start_service("gateway", settings.log_level)
     with kafka_bootstrap() as bootstrap:
         return run_gateway(settings, bootstrap)

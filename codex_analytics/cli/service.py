@@ -1,9 +1,11 @@
 """What every ``codex-analytics <service> worker`` command shares: the ``worker`` role,
-settings errors as exit status 2, and the Kafka bootstrap (embedded when unset)."""
+settings errors as exit status 2, the start (logging, unknown variables) and the Kafka
+bootstrap (embedded when unset)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -22,10 +24,15 @@ def add_worker_role(parser: argparse.ArgumentParser, service: str, description: 
 
 
 def run_worker_role(
-    service: str, load_settings: Callable[[], S], start: Callable[[S, str], int]
+    service: str,
+    load_settings: Callable[[], S],
+    start: Callable[[S, str], int],
+    *,
+    log_level: Callable[[S], str],
 ) -> int:
-    """Load the settings (a ``ValueError`` is a usage error: exit 2), then start the
-    worker against ``KAFKA_BOOTSTRAP_SERVERS`` or an embedded broker."""
+    """Load the settings (a ``ValueError`` is a usage error: exit 2), start the service
+    (:func:`start_service`), then run the worker against ``KAFKA_BOOTSTRAP_SERVERS`` or an
+    embedded broker."""
     from codex_analytics.devtools.broker import kafka_bootstrap
 
     try:
@@ -33,5 +40,19 @@ def run_worker_role(
     except ValueError as exc:
         print(f"{service} worker: {exc}", file=sys.stderr)
         return 2
+    start_service(f"{service} worker", log_level(settings))
     with kafka_bootstrap() as bootstrap:
         return start(settings, bootstrap)
+
+
+def start_service(command: str, log_level: str) -> None:
+    """What a long-running service does once its settings are read: set up logging at
+    its level (its runner may set it up again, identically), then log one warning per
+    unknown ``ANALYTICS_*`` / ``KAFKA_*`` variable, so that a misspelled variable does
+    not pass silently in production."""
+    from codex_analytics.cli.settings_catalog import declared_names
+    from codex_analytics.runtime.env_names import warn_unknown_variables
+    from codex_analytics.runtime.logs import configure_logging
+
+    configure_logging(log_level)
+    warn_unknown_variables(os.environ, declared_names(), service=command)
