@@ -14,10 +14,30 @@ S = TypeVar("S")
 
 
 def add_worker_role(parser: argparse.ArgumentParser, service: str, description: str) -> None:
-    roles = parser.add_subparsers(dest="role", metavar="ROLE", required=True)
-    roles.add_parser(
+    add_only_action(
+        parser,
+        ("role", "ROLE"),
         "worker",
         help=f"run one {service} worker until SIGTERM / Ctrl-C",
+        description=description,
+    )
+
+
+def add_only_action(
+    parser: argparse.ArgumentParser,
+    dest_metavar: tuple[str, str],
+    name: str,
+    *,
+    help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    """The one (required) second word of a command (``stream worker``, ``config check``,
+    ``smoke plugin``), its help laid out as written; returns its parser."""
+    dest, metavar = dest_metavar
+    actions = parser.add_subparsers(dest=dest, metavar=metavar, required=True)
+    return actions.add_parser(
+        name,
+        help=help,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
