@@ -108,17 +108,16 @@ def check_environment(env: Mapping[str, str], services: Sequence[str]) -> list[F
     variables = catalog()
     findings = list(_unknown(env))
     readings = _readings(variables, services)
-    failed: set[str] = set()  # services with a variable in error
     for reading in readings:
-        for finding in _check_value(env, reading):
-            findings.append(finding)
-            if finding.level == "error":
-                failed.update(reading.services)
+        findings += _check_value(env, reading)
     findings += _secrets(env, services)
     findings += _bootstrap(env, services)
+    # The rules between variables, with the bad ones at their defaults: a missing
+    # endpoint is said now, not after the log level is fixed.
+    bad = {name for r in readings if not _parses(env, r.setting) for name in r.setting.names}
+    rest = {name: value for name, value in env.items() if name not in bad}
     for service in services:
-        if service not in failed:
-            findings += _service_rules(env, service)
+        findings += _service_rules(rest, service)
     findings += _not_read(env, variables, services)
     return _merged(findings)
 
@@ -178,6 +177,14 @@ def _check_value(env: Mapping[str, str], reading: _Reading) -> Iterable[Finding]
             yield Finding("error", setting.name, f"{setting.name}: {problem}", services)
 
 
+def _parses(env: Mapping[str, str], setting: Setting[Any, Any]) -> bool:
+    try:
+        setting.read(env)
+    except ValueError:
+        return False
+    return True
+
+
 def _set_name(setting: Setting[Any, Any], env: Mapping[str, str]) -> str:
     """The name the value was read from (an alias, maybe)."""
     return next((n for n in setting.names if env.get(n, "").strip()), setting.name)
@@ -215,7 +222,7 @@ def _service_rules(env: Mapping[str, str], service: str) -> Iterable[Finding]:
     try:
         load(env)
     except ValueError as exc:
-        yield Finding("error", service, f"{service}: {exc}", (service,))
+        yield Finding("error", service, str(exc), (service,))
 
 
 def probed_values(
