@@ -21,7 +21,7 @@ from codex_analytics.runtime.config import (
     declare,
     directory_path,
     number,
-    text,
+    topic_name,
     truncated_integer,
 )
 from codex_analytics.runtime.kafka import TopicSettings
@@ -33,7 +33,7 @@ _READERS = ("stream worker", "replay")
 
 APP_ID = declare(
     "ANALYTICS_STREAM_APP_ID",
-    text(),
+    topic_name("name"),  # it prefixes the changelog topic's name
     "codex-analytics-stream",
     help="Faust app id: consumer group and changelog prefix; workers sharing it share the "
     "partitions",

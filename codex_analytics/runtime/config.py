@@ -92,6 +92,11 @@ def text(label: str = "text") -> Kind[str]:
     return Kind(label, lambda name, raw: raw)
 
 
+def topic_name(label: str = "topic") -> Kind[str]:
+    """A Kafka topic name, or a name that prefixes topics (``label`` says which)."""
+    return Kind(label, _env.parse_topic)
+
+
 def address() -> Kind[str]:
     """A listen address, ``HOST:PORT`` with a port in 0-65535 (0: any free port)."""
     return Kind("HOST:PORT", _env.parse_address, probe="listen")

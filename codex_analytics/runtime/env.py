@@ -231,3 +231,18 @@ def _creatable(name: str, raw: str, *, want_dir: bool) -> None:
     blocker = nearest_existing(raw)
     if not os.path.isdir(blocker):
         raise ValueError(f"{name}: {raw!r} cannot be created: {blocker!r} is not a directory")
+
+
+#: What Kafka allows in a topic name (and so in a prefix of one).
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def parse_topic(name: str, raw: str) -> str:
+    """A name Kafka accepts for a topic: ASCII letters, digits, ``.``, ``_`` and ``-``,
+    at most 249 of them, not ``.`` or ``..``."""
+    if not _TOPIC.fullmatch(raw) or raw in (".", ".."):
+        raise ValueError(
+            f"{name} must be a Kafka topic name (letters, digits, '.', '_', '-'; at most "
+            f"249), got {raw!r}"
+        )
+    return raw

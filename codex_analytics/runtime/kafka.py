@@ -22,7 +22,7 @@ from codex_analytics.runtime.config import (
     broker_list,
     declare,
     integer_literal,
-    text,
+    topic_name,
     truncated_integer,
 )
 from codex_analytics.runtime.record_size import max_request_bytes
@@ -66,28 +66,28 @@ BOOTSTRAP = declare(
 CLIENT_BOOTSTRAP = BOOTSTRAP.variant(used_by=("client library",), default="127.0.0.1:9092")
 FACTS_TOPIC = declare(
     topics.FACTS_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.FACTS_TOPIC,
     help="topic of fact envelopes, keyed by `source.instance_id`",
     used_by=(*TOPIC_READERS, "client library"),
 )
 FACTS_DLQ_TOPIC = declare(
     topics.FACTS_DLQ_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.FACTS_DLQ_TOPIC,
     help="facts that failed to decode, with the reason in headers",
     used_by=TOPIC_READERS,
 )
 EVENTS_TOPIC = declare(
     topics.EVENTS_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.EVENTS_TOPIC,
     help="one record per track event, keyed by delivery route",
     used_by=TOPIC_READERS,
 )
 EVENTS_DLQ_TOPIC = declare(
     topics.EVENTS_DLQ_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.EVENTS_DLQ_TOPIC,
     help="events the sink gave up on (refused by the endpoint, too large, unreadable), "
     "with the reason in headers",

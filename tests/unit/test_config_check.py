@@ -30,6 +30,7 @@ from codex_analytics.runtime.config import (
     http_url,
     integer,
     log_level,
+    topic_name,
 )
 from codex_analytics.runtime.env_names import (
     is_service_link,
@@ -129,6 +130,13 @@ def test_paths_must_exist_or_be_creatable(tmp_path: Path) -> None:
         read(file_path(), str(a_file / "events.jsonl"))
     with pytest.raises(ConfigError, match="must be a file, not a directory"):
         read(file_path(), str(tmp_path))
+
+
+def test_a_topic_name_is_one_kafka_accepts() -> None:
+    assert read(topic_name(), "analytics.facts_v2-eu") == "analytics.facts_v2-eu"
+    for bad in ("facts topic", "facts/dlq", "..", "t" * 250, "événements"):
+        with pytest.raises(ConfigError, match=r"^X_VALUE must be a Kafka topic name"):
+            read(topic_name(), bad)
 
 
 @pytest.mark.parametrize("raw", ["inf", "nan", "-inf"])
