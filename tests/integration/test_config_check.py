@@ -99,19 +99,6 @@ def test_every_mistake_is_a_line_and_exit_2(tmp_path: Path) -> None:
     assert lines[-1].endswith(": 6 error(s), 1 warning(s)"), out  # the sink's log level too
     assert TOKEN not in out
 
-    status, out, _ = check("sink", "--format", "json", env=env)
-    assert status == 2
-    document = orjson.loads(out)
-    assert document["services"] == ["sink worker"]
-    assert (document["ok"], document["errors"], document["warnings"]) == (False, 4, 1)
-    assert {f["subject"] for f in document["findings"] if f["level"] == "error"} == {
-        MISSPELT,
-        LOG_LEVEL.name,
-        SECRETS_DIR.name,
-        BATCH_MAX_EVENTS.name,
-    }
-    assert TOKEN not in out
-
 
 @pytest.fixture
 async def endpoint() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:

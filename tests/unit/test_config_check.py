@@ -9,8 +9,10 @@ declared variables (every ``ANALYTICS_*`` written in the code is declared) stays
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
+import orjson
 import pytest
 
 from codex_analytics.cli.config_checks import (
@@ -19,6 +21,7 @@ from codex_analytics.cli.config_checks import (
     check_environment,
     resolve_commands,
 )
+from codex_analytics.cli.main import main
 from codex_analytics.runtime.config import (
     LOG_LEVEL,
     address,
@@ -303,6 +306,31 @@ def test_variables_the_checked_services_do_not_read_are_noted() -> None:
         )
         for m in notes
     ), notes
+
+
+def test_the_json_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [n for n in os.environ if n.startswith(("ANALYTICS_", "KAFKA_", "CODEX_"))]:
+        monkeypatch.delenv(name)
+    env = {**CLEAN, LOG_LEVEL.name: "LOUD", MISSPELT: "1", BEARER_TOKEN.name: TOKEN}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["config", "check", "sink", "--format", "json"]) == 2
+    out = capsys.readouterr().out
+    document = orjson.loads(out)
+    assert document["services"] == ["sink worker"]
+    assert (document["ok"], document["errors"], document["warnings"]) == (False, 2, 0)
+    errors_ = [f for f in document["findings"] if f["level"] == "error"]
+    assert [(f["subject"], f["services"]) for f in errors_] == [
+        (MISSPELT, []),
+        (LOG_LEVEL.name, ["sink worker"]),
+    ]
+    assert TOKEN not in out
+    monkeypatch.delenv(LOG_LEVEL.name)
+    monkeypatch.delenv(MISSPELT)
+    assert main(["config", "check", "sink", "--format", "json"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["ok"] is True
 
 
 def test_service_names_as_typed() -> None:
