@@ -8,6 +8,7 @@ import logging
 import sys
 
 from codex_analytics.runtime.http import ServiceHttp
+from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.logs import configure_logging
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 
@@ -30,22 +31,22 @@ OVERDUE_AFTER_S = 4.5
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def run_sink(settings: SinkSettings, bootstrap: str, credentials: CredentialChain) -> int:
+def run_sink(settings: SinkSettings, cluster: KafkaCluster, credentials: CredentialChain) -> int:
     configure_logging(settings.log_level)
     gc.collect()
     gc.freeze()  # what start-up built (modules, settings) is never scanned again
     gc.set_threshold(*GC_THRESHOLDS)
-    return asyncio.run(_main(settings, bootstrap, credentials))
+    return asyncio.run(_main(settings, cluster, credentials))
 
 
-async def _main(settings: SinkSettings, bootstrap: str, credentials: CredentialChain) -> int:
+async def _main(settings: SinkSettings, cluster: KafkaCluster, credentials: CredentialChain) -> int:
     stop = asyncio.Event()
     deadline = ShutdownDeadline(settings.shutdown_timeout_s, grace_s=OVERDUE_AFTER_S)
     stop_on_signals(stop, deadline)
-    worker = SinkWorker(settings, bootstrap, credentials=credentials)
+    worker = SinkWorker(settings, cluster, credentials=credentials)
     limits = settings.limits
     print(
-        f"sink worker: Kafka {bootstrap}; events {settings.topics.events} -> {worker.destination.target}; "
+        f"sink worker: Kafka {cluster.bootstrap}; events {settings.topics.events} -> {worker.destination.target}; "
         f"dead letters {settings.topics.events_dlq}; group {settings.group_id}; batches of "
         f"{limits.max_events} events / {limits.max_bytes} bytes / {limits.max_wait_ms} ms; "
         f"credentials {credentials!r}",

@@ -32,7 +32,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from codex_analytics.runtime.kafka import consumer_options, ensure_topics, first_offsets
+from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget, ensure_topics, first_offsets
 from codex_analytics.runtime.metrics import partition_lag
 
 from .credentials import CredentialChain, CredentialProvider
@@ -66,19 +66,19 @@ class SinkWorker:
     def __init__(
         self,
         settings: SinkSettings,
-        bootstrap: str,
+        cluster: KafkaTarget,
         *,
         destination: Destination | None = None,
         credentials: CredentialProvider | None = None,
         metrics: SinkMetrics | None = None,
     ) -> None:
         self.settings = settings
-        self.bootstrap = bootstrap
+        self.cluster = KafkaCluster.of(cluster)
         self.metrics = metrics or SinkMetrics()
         self.metrics.watch_lag(self.lag)
         self.credentials = credentials or CredentialChain.from_env({})
         self.destination: Destination = destination or destination_for(settings)
-        self.dead_letters = DeadLetterQueue(bootstrap, settings.topics)
+        self.dead_letters = DeadLetterQueue(self.cluster, settings.topics)
         self.delivery = BatchDelivery(
             settings, self.destination, self.credentials, self.metrics, self.dead_letters
         )
@@ -126,14 +126,15 @@ class SinkWorker:
     async def _start(self) -> None:
         topics = self.settings.topics
         await ensure_topics(
-            self.bootstrap, {topics.events: topics.partitions, topics.events_dlq: topics.partitions}
+            self.cluster, {topics.events: topics.partitions, topics.events_dlq: topics.partitions}
         )
         self.destination.prepare()  # logs a failure itself; batches are retried meanwhile
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
             group_id=self.settings.group_id,
             **{
-                **consumer_options(session_timeout_ms=self.settings.session_timeout_ms),
+                **self.cluster.consumer_options(
+                    session_timeout_ms=self.settings.session_timeout_ms
+                ),
                 # What aiokafka prefetched for a partition sits in memory until its lane
                 # takes it: at most one record set per partition, and one response.
                 "max_partition_fetch_bytes": FETCH_MAX_BYTES,
@@ -287,7 +288,7 @@ class SinkWorker:
             async with asyncio.timeout(START_LOOKUP_S):
                 committed = {tp: await consumer.committed(tp) for tp in tps}
                 fresh = [tp for tp, offset in committed.items() if offset is None]
-                starts = await first_offsets(self.bootstrap, fresh, within=START_LOOKUP_S)
+                starts = await first_offsets(self.cluster, fresh, within=START_LOOKUP_S)
         except (TimeoutError, KafkaError) as err:
             log.warning(
                 "no start offsets for %d new partitions (%r): starting where the consumer "

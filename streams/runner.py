@@ -6,7 +6,7 @@ import asyncio
 import gc
 import sys
 
-from codex_analytics.runtime.kafka import ensure_topics
+from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
 from codex_analytics.runtime.logs import configure_logging, logging_dict_config
 
 from .settings import StreamSettings
@@ -26,7 +26,7 @@ def tune_gc() -> tuple[int, int, int]:
     return previous
 
 
-def run_worker(settings: StreamSettings, bootstrap: str) -> int:
+def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
     from .worker import StreamWorker  # imports Faust: only when a worker runs
 
     topics = settings.topics
@@ -35,17 +35,17 @@ def run_worker(settings: StreamSettings, bootstrap: str) -> int:
         topics.events: topics.partitions,
         topics.facts_dlq: topics.partitions,
     }
-    actual = asyncio.run(ensure_topics(bootstrap, wanted))
+    actual = asyncio.run(ensure_topics(cluster, wanted))
     # The state table is co-partitioned with the facts topic, whatever its count is.
     partitions = actual[topics.facts]
     configure_logging(settings.log_level)
     print(
-        f"stream worker: Kafka {bootstrap}; facts {topics.facts} ({partitions} partitions) -> "
+        f"stream worker: Kafka {cluster.bootstrap}; facts {topics.facts} ({partitions} partitions) -> "
         f"events {topics.events}; dead letters {topics.facts_dlq}; state store {settings.store}; "
         f"group {settings.app_id}; batch {settings.batch_max_records} records / {settings.batch_max_wait_ms} ms",
         file=sys.stderr,
         flush=True,
     )
     tune_gc()
-    worker = StreamWorker(settings, bootstrap, partitions)
+    worker = StreamWorker(settings, cluster, partitions)
     return worker.app.run(settings.log_level, logging_dict_config(settings.log_level))

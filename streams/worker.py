@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from codex_analytics.runtime.http import ServiceHttp
+from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.metrics import partition_lag
 
 from .commit import BatchCommit, Output, StateChange, fatal
@@ -54,9 +55,9 @@ Ack = Callable[[Any], Awaitable[Any]]
 class StreamWorker:
     """The batch pipeline of the worker's one agent, and its health."""
 
-    def __init__(self, settings: StreamSettings, bootstrap: str, partitions: int) -> None:
+    def __init__(self, settings: StreamSettings, cluster: KafkaCluster, partitions: int) -> None:
         self.settings = settings
-        self.app = StreamApp(settings, bootstrap, partitions)
+        self.app = StreamApp(settings, cluster, partitions)
         self.consumer = self.app.consumer
         self.processor = FactProcessor(
             Reducer(

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from codex_analytics.cli.service import start_service
-    from codex_analytics.devtools.broker import kafka_bootstrap
+    from codex_analytics.devtools.broker import kafka_cluster
+    from codex_analytics.runtime.kafka import KafkaCluster
     from producers.gateway.service import run_gateway
     from producers.gateway.settings import GatewaySettings
 
@@ -48,9 +49,10 @@ def run(args: argparse.Namespace) -> int:
         settings = GatewaySettings.from_env()
         if args.addr:
             settings = dataclasses.replace(settings, addr=args.addr)
+        configured = KafkaCluster.configured()
     except ValueError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     start_service("gateway", settings.log_level)
-    with kafka_bootstrap() as bootstrap:
-        return run_gateway(settings, bootstrap)
+    with kafka_cluster(configured) as cluster:
+        return run_gateway(settings, cluster)

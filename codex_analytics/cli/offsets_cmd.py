@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from codex_analytics.ops.group_offsets import GroupPositions
+    from codex_analytics.runtime.kafka import KafkaCluster
 
 DESCRIPTION = """\
 Show or reset the committed positions of the pipeline's consumer groups.
@@ -73,13 +74,13 @@ def _targets(args: argparse.Namespace, env: Mapping[str, str]) -> list[tuple[str
 
 
 def run(args: argparse.Namespace) -> int:
-    from codex_analytics.runtime.kafka import BOOTSTRAP
+    from codex_analytics.runtime.kafka import KafkaCluster
 
-    bootstrap = BOOTSTRAP.read(os.environ)
-    if not bootstrap:
-        print("offsets: KAFKA_BOOTSTRAP_SERVERS is not set", file=sys.stderr)
-        return 2
     try:
+        cluster = KafkaCluster.configured()
+        if cluster is None:
+            print("offsets: KAFKA_BOOTSTRAP_SERVERS is not set", file=sys.stderr)
+            return 2
         targets = _targets(args, os.environ)
     except ValueError as exc:
         print(f"offsets: {exc}", file=sys.stderr)
@@ -87,24 +88,26 @@ def run(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
 
     try:
-        return asyncio.run(_main(args, bootstrap, targets))
+        return asyncio.run(_main(args, cluster, targets))
     except KafkaError as exc:
-        print(f"offsets: Kafka at {bootstrap}: {exc}", file=sys.stderr)
+        print(f"offsets: Kafka at {cluster.bootstrap}: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"offsets: {exc}", file=sys.stderr)
         return 2
 
 
-async def _main(args: argparse.Namespace, bootstrap: str, targets: list[tuple[str, str]]) -> int:
+async def _main(
+    args: argparse.Namespace, cluster: KafkaCluster, targets: list[tuple[str, str]]
+) -> int:
     from codex_analytics.ops.group_offsets import GroupOffsetsError, read_positions
 
     status = 0
     for group, topic in targets:
         try:
-            positions = await read_positions(bootstrap, group, topic)
+            positions = await read_positions(cluster, group, topic)
             if args.action == "reset":
-                return await _reset(args, bootstrap, positions)
+                return await _reset(args, cluster, positions)
             _print_positions(positions)
         except GroupOffsetsError as exc:
             print(f"offsets: group {group}: {exc}", file=sys.stderr)
@@ -124,7 +127,7 @@ def _print_positions(group: GroupPositions) -> None:
         print(f"  {p.partition:>9}  {p.earliest:>10,}  {committed:>10}  {p.end:>10,}  {lag:>8}")
 
 
-async def _reset(args: argparse.Namespace, bootstrap: str, group: GroupPositions) -> int:
+async def _reset(args: argparse.Namespace, cluster: KafkaCluster, group: GroupPositions) -> int:
     from codex_analytics.ops.group_offsets import commit_plan, offsets_for_time, plan_reset
     from codex_analytics.ops.replay import StartPoint
 
@@ -133,7 +136,7 @@ async def _reset(args: argparse.Namespace, bootstrap: str, group: GroupPositions
     else:
         point = StartPoint.parse(args.to)  # ValueError -> usage error
         if point.timestamp_ms is not None:
-            times = await offsets_for_time(bootstrap, group.topic, point.timestamp_ms)
+            times = await offsets_for_time(cluster, group.topic, point.timestamp_ms)
             plan = plan_reset(group, to="timestamp", times=times)
         else:
             plan = plan_reset(group, to="offsets", offsets=point.offsets)
@@ -146,6 +149,6 @@ async def _reset(args: argparse.Namespace, bootstrap: str, group: GroupPositions
     if not args.execute:
         print("nothing changed; add --execute to commit this plan")
         return 0
-    await commit_plan(bootstrap, group.group, group.topic, plan)
+    await commit_plan(cluster, group.group, group.topic, plan)
     print(f"committed {len(plan)} partition(s)")
     return 0

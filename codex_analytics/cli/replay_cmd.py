@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from codex_analytics.ops.replay import StartPoint
+    from codex_analytics.runtime.kafka import KafkaCluster
     from streams.settings import StreamSettings
 
 DESCRIPTION = """\
@@ -65,7 +66,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from codex_analytics.ops.replay import StartPoint
-    from codex_analytics.runtime.kafka import BOOTSTRAP
+    from codex_analytics.runtime.kafka import KafkaCluster
     from streams.settings import StreamSettings
 
     try:
@@ -75,8 +76,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
-    bootstrap = BOOTSTRAP.read(os.environ)
-    if not bootstrap:
+    try:
+        cluster = KafkaCluster.configured()
+    except ValueError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
+    if cluster is None:
         print(
             "replay: KAFKA_BOOTSTRAP_SERVERS is not set: replay reads an existing facts topic",
             file=sys.stderr,
@@ -89,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
 
     try:
-        return asyncio.run(_main(args, bootstrap, topic, start, settings, limits))
+        return asyncio.run(_main(args, cluster, topic, start, settings, limits))
     except KafkaError as exc:
-        print(f"replay: Kafka at {bootstrap}: {exc}; nothing was written", file=sys.stderr)
+        print(f"replay: Kafka at {cluster.bootstrap}: {exc}; nothing was written", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nreplay: interrupted; nothing was written", file=sys.stderr)
@@ -107,7 +112,7 @@ def _batch_limits(env: Mapping[str, str]) -> tuple[int, int]:
 
 async def _main(
     args: argparse.Namespace,
-    bootstrap: str,
+    cluster: KafkaCluster,
     topic: str,
     start: StartPoint,
     settings: StreamSettings,
@@ -140,23 +145,22 @@ async def _main(
         output = capture
         where = f"capture file {args.capture}"
     else:
-        problem = await _fresh_topic(bootstrap, args.to_topic, settings.topics.partitions)
+        problem = await _fresh_topic(cluster, args.to_topic, settings.topics.partitions)
         if problem:
             print(f"replay: {problem}", file=sys.stderr)
             return 2
         from aiokafka import AIOKafkaProducer
 
-        from codex_analytics.runtime.kafka import producer_options
-
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, **producer_options(settings.max_record_bytes)
-        )
+        producer = AIOKafkaProducer(**cluster.producer_options(settings.max_record_bytes))
         await producer.start()
         output = TopicOutput(producer, args.to_topic)
         where = f"topic {args.to_topic}"
-    print(f"replay: {topic} on {bootstrap} from {start.describe()} -> {where}", file=sys.stderr)
+    print(
+        f"replay: {topic} on {cluster.bootstrap} from {start.describe()} -> {where}",
+        file=sys.stderr,
+    )
     try:
-        stats = await replay(bootstrap, topic, start, output, settings, on_progress=show)
+        stats = await replay(cluster, topic, start, output, settings, on_progress=show)
     except ReplayError as exc:
         progress.done()
         if capture is not None:
@@ -186,14 +190,14 @@ async def _main(
     return 0
 
 
-async def _fresh_topic(bootstrap: str, topic: str, partitions: int) -> str:
+async def _fresh_topic(cluster: KafkaCluster, topic: str, partitions: int) -> str:
     """Create ``topic`` when missing; a problem message when it already holds records."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from codex_analytics.runtime.kafka import ensure_topics
 
-    await ensure_topics(bootstrap, {topic: partitions})
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await ensure_topics(cluster, {topic: partitions})
+    consumer = AIOKafkaConsumer(**cluster.client_options(), group_id=None)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]

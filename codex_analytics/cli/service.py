@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from codex_analytics.runtime.kafka import KafkaCluster
+
 S = TypeVar("S")
 
 
@@ -46,23 +48,24 @@ def add_only_action(
 def run_worker_role(
     service: str,
     load_settings: Callable[[], S],
-    start: Callable[[S, str], int],
+    start: Callable[[S, KafkaCluster], int],
     *,
     log_level: Callable[[S], str],
 ) -> int:
     """Load the settings (a ``ValueError`` is a usage error: exit 2), start the service
     (:func:`start_service`), then run the worker against ``KAFKA_BOOTSTRAP_SERVERS`` or an
     embedded broker."""
-    from codex_analytics.devtools.broker import kafka_bootstrap
+    from codex_analytics.devtools.broker import kafka_cluster
 
     try:
         settings = load_settings()
+        configured = KafkaCluster.configured()
     except ValueError as exc:
         print(f"{service} worker: {exc}", file=sys.stderr)
         return 2
     start_service(f"{service} worker", log_level(settings))
-    with kafka_bootstrap() as bootstrap:
-        return start(settings, bootstrap)
+    with kafka_cluster(configured) as cluster:
+        return start(settings, cluster)
 
 
 def start_service(command: str, log_level: str) -> None:

@@ -24,6 +24,7 @@ from codex_analytics.runtime.kafka import EMBEDDED_BROKER_USERS
 #: The modules that declare variables (each has a ``SETTINGS`` tuple), in table order.
 SETTINGS_MODULES = (
     "codex_analytics.runtime.kafka",
+    "codex_analytics.runtime.kafka_security",
     "codex_analytics.runtime.config",
     "streams.settings",
     "sinks.settings",

@@ -169,7 +169,7 @@ def _verdict(checks: list[Check], capture: Path) -> int:
 
 def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
     """Run the workflow through the pipeline; an error message, or "" when it ran."""
-    from codex_analytics.devtools.broker import kafka_bootstrap
+    from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.devtools.localstack import (
         LocalStack,
         StackError,
@@ -177,6 +177,7 @@ def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
         interrupts_raise,
         private_topics,
     )
+    from codex_analytics.runtime.kafka import KafkaCluster
 
     work = Path(tempfile.mkdtemp(prefix="codex-plugin-analytics-"))
     run_id = f"smoke-{uuid.uuid4().hex[:8]}"
@@ -186,10 +187,12 @@ def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
         (work / "logs").mkdir()
         with (
             interrupts_raise(),
-            kafka_bootstrap(log_path=str(work / "logs" / "broker.log")) as bootstrap,
+            kafka_cluster(
+                KafkaCluster.configured(), log_path=str(work / "logs" / "broker.log")
+            ) as cluster,
         ):
-            asyncio.run(create_topics(bootstrap, topics))
-            stack = LocalStack(bootstrap, work, topics, run_id=run_id, capture_path=capture)
+            asyncio.run(create_topics(cluster, topics))
+            stack = LocalStack(cluster, work, topics, run_id=run_id, capture_path=capture)
             stack.start()
             try:
                 stack.wait_ready(60)
@@ -252,9 +255,7 @@ async def _workflow(stack: LocalStack, args: argparse.Namespace, pid: PluginId, 
     root = _plugin_root(work, pid.plugin_name)
     manager = PluginsManager({pid.as_key(): root})
     client = AnalyticsClient(
-        ClientSettings(
-            bootstrap=stack.base_env["KAFKA_BOOTSTRAP_SERVERS"], topic=stack.topics.facts
-        ),
+        ClientSettings(kafka=stack.cluster, topic=stack.topics.facts),
         identity=ProducerIdentity(auth=AuthRoute(kind="chatgpt", account_id="smoke-account")),
     )
     wanted: set[str] = set()

@@ -14,6 +14,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
+from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionPosition:
@@ -44,14 +46,16 @@ class GroupOffsetsError(RuntimeError):
     """The positions cannot be read or the reset cannot be applied."""
 
 
-async def read_positions(bootstrap: str, group: str, topic: str) -> GroupPositions:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def read_positions(cluster: KafkaTarget, group: str, topic: str) -> GroupPositions:
+    admin = AIOKafkaAdminClient(**KafkaCluster.of(cluster).client_options())
     await admin.start()
     try:
         if topic not in await admin.list_topics():
             # Checked first: a consumer stopped without partitions fails in aiokafka.
-            raise GroupOffsetsError(f"topic {topic} does not exist on {bootstrap}")
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+            raise GroupOffsetsError(
+                f"topic {topic} does not exist on {KafkaCluster.of(cluster).bootstrap}"
+            )
+        consumer = AIOKafkaConsumer(**KafkaCluster.of(cluster).client_options(), group_id=None)
         await consumer.start()
         try:
             tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
@@ -123,8 +127,10 @@ def plan_reset(
     return plan
 
 
-async def offsets_for_time(bootstrap: str, topic: str, timestamp_ms: int) -> dict[int, int | None]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+async def offsets_for_time(
+    cluster: KafkaTarget, topic: str, timestamp_ms: int
+) -> dict[int, int | None]:
+    consumer = AIOKafkaConsumer(**KafkaCluster.of(cluster).client_options(), group_id=None)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
@@ -139,9 +145,11 @@ async def offsets_for_time(bootstrap: str, topic: str, timestamp_ms: int) -> dic
     }
 
 
-async def commit_plan(bootstrap: str, group: str, topic: str, plan: Mapping[int, int]) -> None:
+async def commit_plan(
+    cluster: KafkaTarget, group: str, topic: str, plan: Mapping[int, int]
+) -> None:
     """Commit ``plan`` for ``group``; refuses while the group has live members."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**KafkaCluster.of(cluster).client_options())
     await admin.start()
     try:
         members, state = await _membership(admin, group)
@@ -153,7 +161,7 @@ async def commit_plan(bootstrap: str, group: str, topic: str, plan: Mapping[int,
             "first, or they would overwrite the reset with their own commits"
         )
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        **KafkaCluster.of(cluster).client_options(), group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:

@@ -27,7 +27,7 @@ from codex_analytics.contract import (
     join_batch,
     split_event_record,
 )
-from codex_analytics.runtime.kafka import first_offsets
+from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget, first_offsets
 from streams.processor import FactProcessor, SourceRecord
 from streams.reducer import Reducer
 from streams.settings import StreamSettings
@@ -204,7 +204,7 @@ ProgressCallback = Callable[[ReplayStats, int], None]
 
 
 async def replay(
-    bootstrap: str,
+    cluster: KafkaTarget,
     topic: str,
     start: StartPoint,
     output: ReplayOutput,
@@ -219,15 +219,14 @@ async def replay(
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaError
 
-    from codex_analytics.runtime.kafka import consumer_options
-
-    options = {k: v for k, v in consumer_options().items() if k != "enable_auto_commit"}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **options)
+    kafka = KafkaCluster.of(cluster)
+    options = {k: v for k, v in kafka.consumer_options().items() if k != "enable_auto_commit"}
+    consumer = AIOKafkaConsumer(group_id=None, **options)
     try:
         await consumer.start()
     except KafkaError as exc:
         await consumer.stop()
-        raise ReplayError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+        raise ReplayError(f"cannot reach Kafka at {kafka.bootstrap}: {exc}") from None
     stats = ReplayStats()
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -237,12 +236,12 @@ async def replay(
             )  # refreshes the metadata (the consumer has no force_metadata_update)
             partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            raise ReplayError(f"topic {topic} does not exist on {bootstrap}")
+            raise ReplayError(f"topic {topic} does not exist on {kafka.bootstrap}")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         ends = await consumer.end_offsets(tps)
         listed = await consumer.beginning_offsets(tps)
         # The embedded broker can list a partition's earliest too high (see first_offsets).
-        served = await first_offsets(bootstrap, tps)
+        served = await first_offsets(kafka, tps)
         earliest = {tp: served.get(tp, listed[tp]) for tp in tps}
         starts: dict[Any, int | None] = {
             tp: max(earliest[tp], start.offsets.get(tp.partition, earliest[tp])) for tp in tps

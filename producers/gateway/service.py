@@ -38,7 +38,7 @@ import orjson
 from aiohttp import web
 
 from codex_analytics.runtime.http import Served, metrics_response, parse_addr, serve
-from codex_analytics.runtime.kafka import ensure_topics
+from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
 from codex_analytics.runtime.metrics import ServiceMetrics
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 from producers.gateway.admission import Admission
@@ -161,7 +161,7 @@ class Gateway:
                 if not ready and isinstance(self.transport, KafkaFactTransport):
                     await asyncio.wait_for(
                         ensure_topics(
-                            self.transport.bootstrap,
+                            self.transport.cluster,
                             {self.settings.facts_topic: self.settings.partitions},
                         ),
                         timeout,
@@ -331,18 +331,18 @@ class Gateway:
         return metrics_response(self.metrics.render())
 
 
-def run_gateway(settings: GatewaySettings, bootstrap: str) -> int:
+def run_gateway(settings: GatewaySettings, cluster: KafkaCluster) -> int:
     from codex_analytics.runtime.logs import configure_logging
 
     configure_logging(settings.log_level)
-    return asyncio.run(_main(settings, bootstrap))
+    return asyncio.run(_main(settings, cluster))
 
 
-async def _main(settings: GatewaySettings, bootstrap: str) -> int:
+async def _main(settings: GatewaySettings, cluster: KafkaCluster) -> int:
     stop = asyncio.Event()
     stop_on_signals(stop, ShutdownDeadline(settings.shutdown_timeout_s, grace_s=STOP_GRACE_S))
     transport = KafkaFactTransport(
-        bootstrap,
+        cluster,
         settings.facts_topic,
         client_id="codex-analytics-gateway",
         max_record_bytes=settings.max_record_bytes,
@@ -355,7 +355,7 @@ async def _main(settings: GatewaySettings, bootstrap: str) -> int:
         return 2
     print(
         f"gateway: POST http://{parse_addr(settings.addr)[0]}:{port}/v1/facts -> Kafka "
-        f"{bootstrap} topic {settings.facts_topic}; auth "
+        f"{cluster.bootstrap} topic {settings.facts_topic}; auth "
         f"{'bearer token' if settings.token else 'off'}",
         file=sys.stderr,
         flush=True,
