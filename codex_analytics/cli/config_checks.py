@@ -25,7 +25,8 @@ from codex_analytics.cli.settings_catalog import Variable, catalog, declared_nam
 from codex_analytics.runtime.config import Setting
 from codex_analytics.runtime.env import nearest_existing, shown_url
 from codex_analytics.runtime.env_names import is_service_link, unknown_variables, watched
-from codex_analytics.runtime.kafka import BOOTSTRAP, EMBEDDED_BROKER_USERS
+from codex_analytics.runtime.kafka import BOOTSTRAP, EMBEDDED_BROKER_USERS, KafkaCluster
+from codex_analytics.runtime.kafka_security import CLUSTER_READERS
 
 Level = Literal["error", "warning", "info", "ok"]
 LEVELS: tuple[Level, ...] = ("error", "warning", "info", "ok")
@@ -215,14 +216,18 @@ def _bootstrap(env: Mapping[str, str], services: Sequence[str]) -> Iterable[Find
 
 
 def _service_rules(env: Mapping[str, str], service: str) -> Iterable[Finding]:
-    """The service's own settings reader: the rules between variables."""
-    load = SERVICE_READERS.get(service)
-    if load is None:
-        return
-    try:
-        load(env)
-    except ValueError as exc:
-        yield Finding("error", service, str(exc), (service,))
+    """The service's own settings readers: the rules between variables (its settings',
+    and the Kafka connection's for a command that talks to Kafka)."""
+    loaders = [SERVICE_READERS.get(service)]
+    if any(reads(reader, service) for reader in CLUSTER_READERS):
+        loaders.append(_cluster)
+    for load in loaders:
+        if load is None:
+            continue
+        try:
+            load(env)
+        except ValueError as exc:
+            yield Finding("error", service, str(exc), (service,))
 
 
 def probed_values(
@@ -301,6 +306,11 @@ PATH_PROBES: dict[str, Callable[[str], str]] = {
 
 
 # -- The services' own readers ---------------------------------------------------------
+
+
+def _cluster(env: Mapping[str, str]) -> object:
+    """The Kafka connection's settings (security...), whether or not a bootstrap is set."""
+    return KafkaCluster.configured(env)
 
 
 def _stream(env: Mapping[str, str]) -> object:

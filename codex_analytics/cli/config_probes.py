@@ -14,7 +14,7 @@ from codex_analytics.cli.config_checks import Finding, probed_values
 from codex_analytics.runtime.broker_probe import BrokerUnreachable, probe_brokers
 from codex_analytics.runtime.config import Setting
 from codex_analytics.runtime.env import shown_url, split_host_port
-from codex_analytics.runtime.kafka import TopicSettings
+from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings
 
 Probed = tuple[Setting[Any, Any], str, tuple[str, ...]]
 
@@ -29,9 +29,14 @@ async def connect_findings(
 
 
 async def _broker(env: Mapping[str, str], probed: Probed, within: float) -> Finding:
+    """The brokers, reached as the services reach them: with the security settings."""
     setting, bootstrap, services = probed
     try:
-        answer = await probe_brokers(bootstrap, within=within)
+        cluster = KafkaCluster.from_env(env, bootstrap=bootstrap)
+    except ValueError:
+        cluster = KafkaCluster(bootstrap)  # its settings are reported: try the address
+    try:
+        answer = await probe_brokers(cluster, within=within)
     except BrokerUnreachable as exc:
         return Finding("error", setting.name, f"{setting.name}: {exc}", services)
     try:

@@ -1,8 +1,8 @@
 """Can the brokers be reached, now, within a deadline? For ``config check --connect``.
 
-One small function on purpose: it must connect exactly as the services do (the same
-client options: security, timeouts), so when those options change it is rewired here,
-and only here.
+One small function on purpose: it connects exactly as the services do, with the client
+options of :class:`~codex_analytics.runtime.kafka.KafkaCluster` (where, security), so a
+wrong CA or password fails here as it would in the service.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 from dataclasses import dataclass
 
 from codex_analytics.runtime.errors import RetryableError
+from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget
 
 #: What closing a half-open admin client may take before it is left to the loop.
 _CLOSE_S = 1.0
@@ -30,23 +31,25 @@ class BrokerAnswer:
     topics: frozenset[str]
 
 
-async def probe_brokers(bootstrap: str, *, within: float) -> BrokerAnswer:
-    """Bootstrap from ``bootstrap`` and read the cluster's metadata, all within ``within``
-    seconds; :class:`BrokerUnreachable` otherwise. Nothing is created or changed."""
+async def probe_brokers(target: KafkaTarget, *, within: float) -> BrokerAnswer:
+    """Bootstrap from the cluster and read its metadata, all within ``within`` seconds;
+    :class:`BrokerUnreachable` otherwise. Nothing is created or changed."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
     from codex_analytics.runtime.kafka_errors import describe
 
+    cluster = KafkaCluster.of(target)
+    bootstrap = cluster.bootstrap
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
+        **cluster.client_options(),
         client_id="codex-analytics-config-check",
         request_timeout_ms=max(1, int(within * 1000)),
     )
     try:
         async with asyncio.timeout(within):
             await admin.start()
-            cluster = await admin.describe_cluster()
+            metadata = await admin.describe_cluster()
             topics = await admin.list_topics()
     except TimeoutError:
         raise BrokerUnreachable(
@@ -64,4 +67,4 @@ async def probe_brokers(bootstrap: str, *, within: float) -> BrokerAnswer:
         # A client that never connected has nothing worth waiting for.
         with contextlib.suppress(TimeoutError, KafkaError, OSError):
             await asyncio.wait_for(admin.close(), _CLOSE_S)
-    return BrokerAnswer(brokers=len(cluster.get("brokers", ())), topics=frozenset(topics))
+    return BrokerAnswer(brokers=len(metadata.get("brokers", ())), topics=frozenset(topics))
