@@ -77,8 +77,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"config check: {exc}", file=sys.stderr)
         return 2
-    # The Kafka client logs each failed connection; the findings say it once.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    # The Kafka client logs each failed connection; the findings say it once (the broker
+    # probe reads those lines for their cause).
+    client_log = logging.getLogger("aiokafka")
+    client_log.addHandler(logging.NullHandler())
+    client_log.propagate = False
     env = dict(os.environ)
     findings = check_environment(env, services)
     if args.bind:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
 
 from codex_analytics.runtime.errors import RetryableError
@@ -31,6 +32,17 @@ class BrokerAnswer:
     topics: frozenset[str]
 
 
+class _LastClientError(logging.Handler):
+    """The last warning or error the Kafka client logged: the cause it does not raise."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.message = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.message = record.getMessage()
+
+
 async def probe_brokers(target: KafkaTarget, *, within: float) -> BrokerAnswer:
     """Bootstrap from the cluster and read its metadata, all within ``within`` seconds;
     :class:`BrokerUnreachable` otherwise. Nothing is created or changed."""
@@ -41,6 +53,9 @@ async def probe_brokers(target: KafkaTarget, *, within: float) -> BrokerAnswer:
 
     cluster = KafkaCluster.of(target)
     bootstrap = cluster.bootstrap
+    cause = _LastClientError()
+    client_log = logging.getLogger("aiokafka")
+    client_log.addHandler(cause)
     admin = AIOKafkaAdminClient(
         **cluster.client_options(),
         client_id="codex-analytics-config-check",
@@ -56,14 +71,14 @@ async def probe_brokers(target: KafkaTarget, *, within: float) -> BrokerAnswer:
             f"Kafka at {bootstrap} did not answer within {within:g} s"
         ) from None
     except KafkaConnectionError:
-        # aiokafka's text lists resolved addresses and repeats its class name: say it.
-        raise BrokerUnreachable(
-            f"Kafka at {bootstrap}: no bootstrap server accepted a connection "
-            "(refused, closed or not resolvable)"
-        ) from None
+        # "Unable to bootstrap from [...]" drops the cause (refused, unresolvable, a TLS
+        # handshake refused...): aiokafka logged it, per server, just before.
+        why = cause.message or "no bootstrap server accepted a connection"
+        raise BrokerUnreachable(f"Kafka at {bootstrap}: {why}") from None
     except (KafkaError, OSError) as exc:
         raise BrokerUnreachable(f"Kafka at {bootstrap}: {describe(exc)}") from None
     finally:
+        client_log.removeHandler(cause)
         # A client that never connected has nothing worth waiting for.
         with contextlib.suppress(TimeoutError, KafkaError, OSError):
             await asyncio.wait_for(admin.close(), _CLOSE_S)
