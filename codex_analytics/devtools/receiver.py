@@ -26,6 +26,7 @@ from codex_analytics.runtime.config import (
     Setting,
     address,
     declare,
+    file_path,
     integer,
     number,
     text,
@@ -102,7 +103,7 @@ ADDR = declare(
 )
 STORE = declare(
     "ANALYTICS_RECEIVER_STORE",
-    text("path"),
+    file_path(),
     None,
     help="JSON-lines file of accepted batches (`--store` wins)",
     used_by=_RECEIVER,

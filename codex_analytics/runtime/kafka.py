@@ -20,10 +20,11 @@ from codex_analytics.contract import DEFAULT_MAX_RECORD_BYTES, topics
 from codex_analytics.runtime.config import (
     Setting,
     boolean,
+    broker_list,
     choice,
     declare,
     integer_literal,
-    text,
+    topic_name,
     truncated_integer,
 )
 from codex_analytics.runtime.kafka_security import CLUSTER_READERS, PLAINTEXT, KafkaSecurity
@@ -56,7 +57,7 @@ EMBEDDED_BROKER_USERS = (
 
 BOOTSTRAP = declare(
     BOOTSTRAP_ENV,
-    text("HOST:PORT,..."),
+    broker_list(),
     None,
     help="Kafka bootstrap servers, used as is; `replay` and `offsets` need it, `broker` "
     "ignores it (it always starts a broker)",
@@ -68,28 +69,28 @@ BOOTSTRAP = declare(
 CLIENT_BOOTSTRAP = BOOTSTRAP.variant(used_by=("client library",), default="127.0.0.1:9092")
 FACTS_TOPIC = declare(
     topics.FACTS_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.FACTS_TOPIC,
     help="topic of fact envelopes, keyed by `source.instance_id`",
     used_by=(*TOPIC_READERS, "client library"),
 )
 FACTS_DLQ_TOPIC = declare(
     topics.FACTS_DLQ_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.FACTS_DLQ_TOPIC,
     help="facts that failed to decode, with the reason in headers",
     used_by=TOPIC_READERS,
 )
 EVENTS_TOPIC = declare(
     topics.EVENTS_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.EVENTS_TOPIC,
     help="one record per track event, keyed by delivery route",
     used_by=TOPIC_READERS,
 )
 EVENTS_DLQ_TOPIC = declare(
     topics.EVENTS_DLQ_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.EVENTS_DLQ_TOPIC,
     help="events the sink gave up on (refused by the endpoint, too large, unreadable), "
     "with the reason in headers",

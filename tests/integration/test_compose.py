@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -32,6 +33,7 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
+from codex_analytics.cli.config_checks import check_environment, resolve_commands
 from codex_analytics.devtools.broker import free_port
 from codex_analytics.devtools.localstack import MetricsSnapshot
 from codex_analytics.devtools.verify import compare, received_events, reference_events
@@ -206,6 +208,22 @@ class ComposeAsProcesses:
                     process.kill()
                     codes[f"{name}-{service.replica}"] = process.wait()
         return codes
+
+
+def test_every_service_environment_passes_config_check(tmp_path: Path) -> None:
+    """What ``codex-analytics config check`` would say in each container: no error (a
+    misspelled or malformed variable in the file fails here), paths mapped as above."""
+    local = ComposeAsProcesses("127.0.0.1:9092", tmp_path)
+    for name in ("receiver", "gateway", "stream", "sink", "load"):
+        local.plan(name)
+    for name in ("receiver", "gateway", "stream", "sink", "load"):
+        service = local.services[name][0]
+        argv, env = local.argv_env(service)
+        words = list(itertools.takewhile(lambda arg: not arg.startswith("-"), argv[3:]))
+        commands = resolve_commands(words)
+        ours = {k: v for k, v in env.items() if k.startswith(("ANALYTICS_", "KAFKA_", "CODEX_"))}
+        problems = [f.line() for f in check_environment(ours, commands) if f.level == "error"]
+        assert not problems, f"{name}: {problems}"
 
 
 @pytest.fixture
