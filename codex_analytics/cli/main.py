@@ -53,6 +53,11 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
         "show or reset the consumer group positions of the stream and sink (dry run first)",
     ),
     (
+        "dlq",
+        "codex_analytics.cli.dlq_cmd",
+        "inspect the dead-letter topics by reason; send letters back after a fix (dry run first)",
+    ),
+    (
         "smoke",
         "codex_analytics.cli.smoke_cmd",
         "smoke workflows through the running pipeline (plugin: upstream's plugin analytics smoke)",
