@@ -226,6 +226,7 @@ def _run_json(run: RunRecord) -> dict[str, object]:
         "target": run.target,
         "claimed": run.claimed,
         "done": run.done,
+        "cancelled": run.cancelled,
     }
 
 
@@ -253,10 +254,9 @@ def _print_text(
         last = iso_ms(count.last_ms) if count.last_ms is not None else "-"
         print(f"  {_cell(reason):<28} {count.count:>8,}  {first:<24}  {last:<24}  {partitions}")
     for run in survey.ledger.runs():
-        state = "done" if run.done else "NOT FINISHED"
         print(
             f"  redrive {run.run} at {iso_ms(run.at_ms)} -> {run.target}: "
-            f"{run.claimed:,} letter(s), {state}"
+            f"{run.claimed:,} letter(s), {run.state}"
         )
     for reason, count in reasons:
         if count.samples:
@@ -309,7 +309,7 @@ async def _redrive(
         at_ms=at_ms,
         within=args.timeout,
     )
-    sent = await redrive.execute(plan)
+    sent = await redrive.execute(plan, {p: end for p, (_, end) in read.ranges.items()})
     skipped = sum(plan.skipped.values())
     print(
         f"redrive {redrive.run}: sent {sent:,} record(s) to {settings.target}, skipped "

@@ -29,6 +29,7 @@ from .dead_letters import (
     RedrivePlan,
     markers_for,
     redrive_headers,
+    rival_run,
 )
 
 #: Records acknowledged at a time while sending back (bounds the futures held).
@@ -191,10 +192,12 @@ class Redrive:
     at_ms: int
     within: float
 
-    async def execute(self, plan: RedrivePlan) -> int:
-        """Claim the plan's letters (``started`` markers), send each back with its
-        original key and value and the redrive headers, wait for every acknowledgement,
-        then mark the run ``done``. Returns how many were sent."""
+    async def execute(self, plan: RedrivePlan, read_ends: Mapping[int, int]) -> int:
+        """Claim the plan's letters (``started`` markers); stop, sending nothing, if
+        another redrive claimed some of them since ``read_ends`` (partition -> where the
+        plan's read ended) and first; else send each back with its original key and
+        value and the redrive headers, wait for every acknowledgement, and mark the run
+        ``done``. Returns how many were sent."""
         producer = AIOKafkaProducer(**self.cluster.producer_options(self.max_record_bytes))
         try:
             await asyncio.wait_for(producer.start(), self.within)
@@ -204,7 +207,14 @@ class Redrive:
                 f"cannot reach Kafka at {self.cluster.bootstrap}: {exc!r}"
             ) from None
         try:
-            await self._mark(producer, plan, MarkerState.STARTED)
+            own = await self._mark(producer, plan, MarkerState.STARTED)
+            rival = await self._rival(plan, own, read_ends)
+            if rival is not None:
+                await self._mark(producer, plan, MarkerState.CANCELLED)
+                raise DeadLetterToolError(
+                    f"another redrive ({rival}) claimed some of these letters at the same time; "
+                    f"this run ({self.run}) sent nothing: run it again to see what is left"
+                )
             sent = await self._send(producer, plan)
             await self._mark(producer, plan, MarkerState.DONE)
         finally:
@@ -213,9 +223,28 @@ class Redrive:
 
     async def _mark(
         self, producer: AIOKafkaProducer, plan: RedrivePlan, state: MarkerState
-    ) -> None:
+    ) -> dict[int, int]:
+        """Write the run's markers of ``state``; returns where each partition's first
+        one landed."""
         markers = markers_for(self.run, state, self.at_ms, self.target, plan.send)
-        await self._acked([await self._marker(producer, m) for m in markers])
+        written = await self._acked([await self._marker(producer, m) for m in markers])
+        landed: dict[int, int] = {}
+        for metadata in written:
+            landed.setdefault(metadata.partition, metadata.offset)
+        return landed
+
+    async def _rival(
+        self, plan: RedrivePlan, own: Mapping[int, int], read_ends: Mapping[int, int]
+    ) -> str | None:
+        """The run that claimed some of the plan's letters first, between the plan's
+        read and this run's own markers."""
+        between = {p: (read_ends.get(p, 0), offset + 1) for p, offset in own.items()}
+        seen = read_letters(
+            self.cluster, self.dlq_topic, ReadRange(), within=self.within, only=between
+        )
+        async with aclosing(seen):
+            letters = [letter async for letter in seen if letter.is_marker]
+        return rival_run(self.run, plan.send, own, letters)
 
     async def _marker(self, producer: AIOKafkaProducer, marker: RedriveMarker) -> Any:
         value, headers = marker.encode()
@@ -249,9 +278,10 @@ class Redrive:
         await self._acked(deliveries)
         return sent
 
-    async def _acked(self, deliveries: list[Any]) -> None:
+    async def _acked(self, deliveries: list[Any]) -> list[Any]:
+        """The record metadata of ``deliveries``, once the broker acknowledged each."""
         try:
-            await asyncio.wait_for(asyncio.gather(*deliveries), self.within)
+            return list(await asyncio.wait_for(asyncio.gather(*deliveries), self.within))
         except (KafkaError, TimeoutError) as exc:
             raise DeadLetterToolError(
                 f"the broker at {self.cluster.bootstrap} did not acknowledge: {exc!r}"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -29,7 +29,7 @@ from typing import Protocol
 import orjson
 
 from codex_analytics.contract import BATCH_BODY_OVERHEAD, decode_fact_record
-from codex_analytics.runtime.deadletter import ORIGINAL_BYTES, ORIGINAL_KEY_BYTES, TRUNCATED
+from codex_analytics.runtime.deadletter import ORIGINAL_KEY_BYTES, TRUNCATED
 from codex_analytics.runtime.record_size import record_bytes
 from sinks.decoding import to_sink_record
 
@@ -255,6 +255,9 @@ def sample_lines(letter: Letter) -> list[str]:
 class MarkerState(StrEnum):
     STARTED = "started"
     DONE = "done"
+    #: The run stopped before sending anything (another run claimed the same letters
+    #: first): its claims are void.
+    CANCELLED = "cancelled"
 
 
 Ranges = list[tuple[int, int]]  # inclusive offset ranges, ascending
@@ -344,6 +347,11 @@ class RunRecord:
     target: str
     claimed: int
     done: bool
+    cancelled: bool = False
+
+    @property
+    def state(self) -> str:
+        return "cancelled" if self.cancelled else "done" if self.done else "NOT FINISHED"
 
 
 @dataclass(slots=True)
@@ -353,6 +361,7 @@ class RedriveLedger:
     _claims: dict[int, list[tuple[int, int, str]]] = field(default_factory=dict)
     _runs: dict[str, RunRecord] = field(default_factory=dict)
     _done: set[str] = field(default_factory=set)
+    _cancelled: set[str] = field(default_factory=set)
 
     def take(self, letter: Letter) -> bool:
         """Record ``letter`` if it is a marker (an unreadable one is ignored): True then."""
@@ -366,6 +375,8 @@ class RedriveLedger:
     def add(self, marker: RedriveMarker) -> None:
         if marker.state is MarkerState.DONE:
             self._done.add(marker.run)
+        elif marker.state is MarkerState.CANCELLED:
+            self._cancelled.add(marker.run)
         else:
             claims = self._claims.setdefault(marker.partition, [])
             claims += [(a, b, marker.run) for a, b in marker.ranges]
@@ -379,16 +390,49 @@ class RedriveLedger:
         """The run that claimed the letter at ``partition:offset``, if any (the latest)."""
         found = None
         for first, last, run in self._claims.get(partition, ()):
-            if first <= offset <= last:
+            if first <= offset <= last and run not in self._cancelled:
                 found = run
         return None if found is None else self.run(found)
 
     def run(self, run: str) -> RunRecord:
         record = self._runs[run]
-        return RunRecord(record.run, record.at_ms, record.target, record.claimed, run in self._done)
+        done, cancelled = run in self._done, run in self._cancelled
+        return RunRecord(record.run, record.at_ms, record.target, record.claimed, done, cancelled)
 
     def runs(self) -> list[RunRecord]:
         return sorted((self.run(r) for r in self._runs), key=lambda r: r.at_ms)
+
+
+def rival_run(
+    run: str,
+    claims: Mapping[int, list[int]],
+    own_markers: Mapping[int, int],
+    seen: Iterable[Letter],
+) -> str | None:
+    """Another redrive that claimed some of ``claims`` (partition -> offsets) at the same
+    time as ``run``, and first: a ``started`` marker of another run, not cancelled,
+    below ``run``'s own (``own_markers``: partition -> the offset of its first marker)
+    in ``seen``, the partitions' records after what ``run`` had read. Two runs that
+    overlap each see the other's marker once their own is acknowledged; only the one
+    whose marker came second in a shared partition stops (both stop, never both go on,
+    if each came first somewhere)."""
+    ledger = RedriveLedger()
+    rivals: list[tuple[int, RedriveMarker]] = []
+    for letter in seen:
+        marker = RedriveMarker.decode(letter) if letter.is_marker else None
+        if marker is None or marker.run == run:
+            continue
+        ledger.add(marker)
+        if marker.state is MarkerState.STARTED:
+            rivals.append((letter.offset, marker))
+    for offset, marker in rivals:
+        own = own_markers.get(marker.partition)
+        if own is None or offset > own or ledger.run(marker.run).cancelled:
+            continue
+        wanted = claims.get(marker.partition, [])
+        if any(a <= o <= b for a, b in marker.ranges for o in wanted):
+            return marker.run
+    return None
 
 
 # -- what may be sent back --------------------------------------------------------------
@@ -460,9 +504,8 @@ class Judge:
     def content(self, letter: Letter) -> tuple[Skip, str] | None:
         """None when what ``letter`` holds may be sent, else why not."""
         if letter.truncated:
-            size = letter.header(ORIGINAL_BYTES) or "?"
             what = "value and key" if letter.header(ORIGINAL_KEY_BYTES) else "value"
-            return Skip.TRUNCATED, f"its {what} was cut to fit (original {size} bytes)"
+            return Skip.TRUNCATED, f"{what} cut to fit"
         source_topic = letter.header("source.topic")
         if source_topic and source_topic != self.target:
             return Skip.OTHER_SOURCE, source_topic
@@ -578,6 +621,7 @@ class RedrivePlanner:
             verdict = verdict or self.judge.claimed(partition, offset)
             if verdict is None and self.limit is not None and plan.to_send >= self.limit:
                 plan.left_over += 1
+                plan.considered += 1
                 continue
             plan.add(partition, offset, reason, verdict)
         return plan

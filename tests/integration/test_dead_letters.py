@@ -13,7 +13,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from codex_analytics.cli.main import main
-from codex_analytics.runtime.deadletter import DeadLetter
+from codex_analytics.runtime.deadletter import DeadLetter, dead_letter
 from codex_analytics.runtime.http import serve
 from codex_analytics.runtime.kafka import ensure_topics
 from sinks.batching import BatchLimits, PartitionBatcher
@@ -248,3 +248,63 @@ def test_bad_arguments_a_missing_topic_and_no_broker_are_one_line(
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")
     assert main(["dlq", "show", "--topic", "facts"]) == 2
     assert "KAFKA_BOOTSTRAP_SERVERS is not set" in capsys.readouterr().err
+
+
+async def test_a_redrive_racing_another_on_the_same_letters_stops_and_sends_nothing(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    """Two redrives planned from the same read: the one whose claim lands second sees
+    the other's and cancels, sending nothing; the next plan shows who sent what."""
+    from codex_analytics.ops.dead_letter_topic import (
+        DeadLetterToolError,
+        ReadRange,
+        Redrive,
+        read_letters,
+    )
+    from codex_analytics.ops.dead_letters import (
+        FactsCheck,
+        Judge,
+        LetterFilter,
+        RedriveLedger,
+        RedrivePlan,
+        RedrivePlanner,
+        Skip,
+    )
+    from codex_analytics.runtime.kafka import KafkaCluster
+
+    dlq_topic, target = unique_name("race.facts.dlq"), unique_name("race.facts")
+    await ensure_topics(kafka_bootstrap, {dlq_topic: 1, target: 1})
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for i, fact in enumerate(FACTS[:3]):
+            letter = dead_letter(
+                fact, b"k", reason="output_too_large", stage="reduce", topic=target,
+                partition=0, offset=i,
+            )  # fmt: skip
+            await producer.send(dlq_topic, letter.value, key=letter.key, headers=letter.headers)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    cluster = KafkaCluster(kafka_bootstrap)
+
+    async def planned() -> tuple[RedrivePlan, dict[int, int]]:
+        judge = Judge(FactsCheck(1_000_000), RedriveLedger(), dlq_topic, target, 1_000_000)
+        planner, read = RedrivePlanner(judge, LetterFilter()), ReadRange()
+        async for letter in read_letters(cluster, dlq_topic, read, within=20):
+            planner.feed(letter)
+        return planner.plan(), {p: end for p, (_, end) in read.ranges.items()}
+
+    (plan, ends), (same_plan, same_ends) = await planned(), await planned()
+    assert plan.to_send == same_plan.to_send == 3
+
+    def redrive(run: str) -> Redrive:
+        return Redrive(cluster, dlq_topic, target, 1_000_000, run, int(time.time() * 1000), 20)
+
+    assert await redrive("first").execute(plan, ends) == 3
+    with pytest.raises(DeadLetterToolError, match=r"another redrive \(first\) claimed"):
+        await redrive("second").execute(same_plan, same_ends)
+    sent = await collect(kafka_bootstrap, target, want=3, within=10, settle=0.3)
+    assert len(sent.raw) == 3  # the second run sent nothing
+    after, _ = await planned()
+    assert after.skipped == {(Skip.ALREADY_SENT, "first"): 3}
