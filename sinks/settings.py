@@ -127,7 +127,7 @@ BATCH_MAX_BYTES = declare(
     integer(minimum=64),
     1024 * 1024,
     help="...or before its body would pass this size; a larger single event is dead-lettered",
-    used_by=(*_SINK, "replay"),
+    used_by=(*_SINK, "replay", "dlq"),
 )
 BATCH_MAX_WAIT_MS = declare(
     "ANALYTICS_BATCH_MAX_WAIT_MS",

@@ -54,6 +54,11 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
         "show or reset the consumer group positions of the stream and sink (dry run first)",
     ),
     (
+        "dlq",
+        "codex_analytics.cli.dlq_cmd",
+        "inspect the dead-letter topics by reason; send letters back after a fix (dry run first)",
+    ),
+    (
         "config",
         "codex_analytics.cli.config_cmd",
         "check the environment of services before they run: every bad or unknown variable",

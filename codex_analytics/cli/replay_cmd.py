@@ -36,6 +36,7 @@ Start points (--from):
   0:1200,3:40                   an offset per partition; the others from earliest
   2026-11-22T08:00:00Z          the first record at or after a time (ISO 8601)
   1763798400000                 the same, in epoch milliseconds
+  2h                            the same, for the time 2 hours ago (30m, 1d, 1h30m)
 
 Needs KAFKA_BOOTSTRAP_SERVERS (an embedded broker would be empty).
 """
@@ -47,7 +48,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         dest="start",
         required=True,
         metavar="POINT",
-        help="earliest | PARTITION:OFFSET[,...] | ISO 8601 time | epoch ms",
+        help="earliest | PARTITION:OFFSET[,...] | ISO 8601 time | epoch ms | 2h (ago)",
     )
     out = parser.add_mutually_exclusive_group(required=True)
     out.add_argument(

@@ -43,6 +43,7 @@ TOPIC_READERS = (
     "demo",
     "replay",
     "offsets",
+    "dlq",
 )
 #: The commands that start an embedded broker when ``KAFKA_BOOTSTRAP_SERVERS`` is unset.
 EMBEDDED_BROKER_USERS = (
@@ -59,9 +60,9 @@ BOOTSTRAP = declare(
     BOOTSTRAP_ENV,
     broker_list(),
     None,
-    help="Kafka bootstrap servers, used as is; `replay` and `offsets` need it, `broker` "
-    "ignores it (it always starts a broker)",
-    used_by=(*EMBEDDED_BROKER_USERS, "replay", "offsets", "broker"),
+    help="Kafka bootstrap servers, used as is; `replay`, `offsets` and `dlq` need it, "
+    "`broker` ignores it (it always starts a broker)",
+    used_by=(*EMBEDDED_BROKER_USERS, "replay", "offsets", "dlq", "broker"),
     default_note="an embedded, memory-only broker",
 )
 #: The client library's broker when ``KAFKA_BOOTSTRAP_SERVERS`` is unset (a library
