@@ -372,7 +372,7 @@ async def _one_phase(
         env.update(PYTHONPATH=str(ROOT), KAFKA_BOOTSTRAP_SERVERS=bootstrap, **topics_env(topics))
         env.update(dict(config.extra_env))
         async with Receiver() as receiver:
-            settings = ClientSettings(bootstrap=bootstrap, topic=topics.facts)
+            settings = ClientSettings(kafka=bootstrap, topic=topics.facts)
             driver = _Driver(
                 [
                     AnalyticsClient(

@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 
 from codex_analytics.runtime.deadletter import DeadLetter, dead_letter
 from codex_analytics.runtime.health import topic_known
-from codex_analytics.runtime.kafka import TopicSettings, producer_options
+from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget, TopicSettings
 
 from .batching import Batch, CloseReason
 from .errors import RetryableDeliveryError
@@ -27,16 +27,15 @@ from .errors import RetryableDeliveryError
 class DeadLetterQueue:
     """The producer of the events DLQ, started and stopped with the worker."""
 
-    def __init__(self, bootstrap: str, topics: TopicSettings) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, cluster: KafkaTarget, topics: TopicSettings) -> None:
+        self.cluster = KafkaCluster.of(cluster)
         self.source_topic = topics.events
         self.topic = topics.events_dlq
         self.max_record_bytes = topics.max_record_bytes
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
-        options = producer_options(self.max_record_bytes)
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, **options)
+        self._producer = AIOKafkaProducer(**self.cluster.producer_options(self.max_record_bytes))
         await self._producer.start()
 
     async def stop(self) -> None:

@@ -8,14 +8,19 @@ import gc
 import logging
 import sys
 
+from codex_analytics.runtime.banner import log_banner, without_userinfo
 from codex_analytics.runtime.health import Heartbeat
 from codex_analytics.runtime.http import HealthEndpoints, ListenError, ServiceHttp
+from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.logs import configure_logging
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 
+from . import settings as declared
 from .credentials import CredentialChain
-from .settings import HEALTH_ADDR, SinkSettings
+from .settings import CAPTURE_IGNORES_AUTH, HEALTH_ADDR, SinkSettings
 from .worker import SinkWorker
+
+log = logging.getLogger("codex_analytics.sink")
 
 #: Exit status when the worker stopped on an internal failure (BSD EX_SOFTWARE).
 EXIT_FAILURE = 70
@@ -32,21 +37,22 @@ OVERDUE_AFTER_S = 4.5
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def run_sink(settings: SinkSettings, bootstrap: str, credentials: CredentialChain) -> int:
+def run_sink(settings: SinkSettings, cluster: KafkaCluster, credentials: CredentialChain) -> int:
     configure_logging(settings.log_level)
     gc.collect()
     gc.freeze()  # what start-up built (modules, settings) is never scanned again
     gc.set_threshold(*GC_THRESHOLDS)
-    return asyncio.run(_main(settings, bootstrap, credentials))
+    return asyncio.run(_main(settings, cluster, credentials))
 
 
-async def _main(settings: SinkSettings, bootstrap: str, credentials: CredentialChain) -> int:
+async def _main(settings: SinkSettings, cluster: KafkaCluster, credentials: CredentialChain) -> int:
     stop = asyncio.Event()
     deadline = ShutdownDeadline(settings.shutdown_timeout_s, grace_s=OVERDUE_AFTER_S)
     stop_on_signals(stop, deadline)
-    worker = SinkWorker(settings, bootstrap, credentials=credentials)
+    worker = SinkWorker(settings, cluster, credentials=credentials)
     heartbeat = Heartbeat()
     side_door: ServiceHttp | None = None
+    port: int | None = None
     if settings.health_addr:
         # Served on the worker's loop from before the broker is reached: a blocked loop
         # then fails /livez by not answering at all.
@@ -64,18 +70,9 @@ async def _main(settings: SinkSettings, bootstrap: str, credentials: CredentialC
         except ListenError as exc:
             print(f"sink worker: {exc}", file=sys.stderr, flush=True)
             return 2
-        logging.getLogger("codex_analytics.sink").info(
-            "/livez, /readyz and /metrics on port %d", port
-        )
-    limits = settings.limits
-    print(
-        f"sink worker: Kafka {bootstrap}; events {settings.topics.events} -> {worker.destination.target}; "
-        f"dead letters {settings.topics.events_dlq}; group {settings.group_id}; batches of "
-        f"{limits.max_events} events / {limits.max_bytes} bytes / {limits.max_wait_ms} ms; "
-        f"credentials {credentials!r}",
-        file=sys.stderr,
-        flush=True,
-    )
+    _banner(settings, cluster, worker, credentials)
+    if port is not None:
+        log.info("/livez, /readyz and /metrics on port %d", port)
     beating = asyncio.create_task(heartbeat.run(), name="sink-heartbeat")
     try:
         await worker.run(stop)
@@ -86,3 +83,37 @@ async def _main(settings: SinkSettings, bootstrap: str, credentials: CredentialC
         if side_door is not None:
             await side_door.stop()
     return EXIT_FAILURE if worker.failure is not None else 0
+
+
+def _banner(
+    settings: SinkSettings, cluster: KafkaCluster, worker: SinkWorker, credentials: CredentialChain
+) -> None:
+    limits, topics = settings.limits, settings.topics
+    target = without_userinfo(worker.destination.target)
+    log_banner(
+        "sink worker",
+        f"sink worker: Kafka {cluster.bootstrap}; events {topics.events} -> {target}; "
+        f"dead letters {topics.events_dlq}; group {settings.group_id}; batches of "
+        f"{limits.max_events} events / {limits.max_bytes} bytes / {limits.max_wait_ms} ms; "
+        f"credentials {credentials!r}",
+        declared.SETTINGS,
+        cluster=cluster,
+        events_topic=topics.events,
+        events_dlq_topic=topics.events_dlq,
+        group=settings.group_id,
+        mode=settings.mode,
+        target=target,
+        credentials=credentials.sources,
+        health_addr=settings.health_addr,
+    )
+    if settings.mode == "capture" and not settings.capture_ignores_auth and not credentials.sources:
+        # Upstream's gate skips every event it cannot authenticate, in capture mode too:
+        # without a credential, that is every event of a ChatGPT login.
+        log.warning(
+            "capture mode without credentials: events the auth gate cannot authenticate are "
+            "skipped, not captured (counted per reason every minute); configure "
+            "ANALYTICS_SECRETS_DIR, ANALYTICS_BEARER_TOKEN or CODEX_HOME, or set %s=true "
+            "to capture them anyway (tests only)",
+            CAPTURE_IGNORES_AUTH.name,
+            extra={"mode": settings.mode, "credentials": []},
+        )

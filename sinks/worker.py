@@ -43,8 +43,8 @@ from codex_analytics.runtime.health import (
     Readiness,
     not_ready,
 )
-from codex_analytics.runtime.kafka import consumer_options, ensure_topics, first_offsets
-from codex_analytics.runtime.metrics import partition_lag
+from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget, ensure_topics, first_offsets
+from codex_analytics.runtime.metrics import Backlog, backlogs
 
 from .credentials import CredentialChain, CredentialProvider
 from .deadletters import DeadLetterQueue
@@ -77,19 +77,19 @@ class SinkWorker:
     def __init__(
         self,
         settings: SinkSettings,
-        bootstrap: str,
+        cluster: KafkaTarget,
         *,
         destination: Destination | None = None,
         credentials: CredentialProvider | None = None,
         metrics: SinkMetrics | None = None,
     ) -> None:
         self.settings = settings
-        self.bootstrap = bootstrap
+        self.cluster = KafkaCluster.of(cluster)
         self.metrics = metrics or SinkMetrics()
-        self.metrics.watch_lag(self.lag)
+        self.metrics.watch_lag("Events records", self.backlog)
         self.credentials = credentials or CredentialChain.from_env({})
         self.destination: Destination = destination or destination_for(settings)
-        self.dead_letters = DeadLetterQueue(bootstrap, settings.topics)
+        self.dead_letters = DeadLetterQueue(self.cluster, settings.topics)
         self.delivery = BatchDelivery(
             settings, self.destination, self.credentials, self.metrics, self.dead_letters
         )
@@ -140,6 +140,7 @@ class SinkWorker:
                         await task
         finally:
             self.started = False
+            self.delivery.flush_logs()
             await self._close()
 
     async def _start(self) -> None:
@@ -149,13 +150,14 @@ class SinkWorker:
         self.destination.prepare()
         self.phase = CONNECTING
         await ensure_topics(
-            self.bootstrap, {topics.events: topics.partitions, topics.events_dlq: topics.partitions}
+            self.cluster, {topics.events: topics.partitions, topics.events_dlq: topics.partitions}
         )
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
             group_id=self.settings.group_id,
             **{
-                **consumer_options(session_timeout_ms=self.settings.session_timeout_ms),
+                **self.cluster.consumer_options(
+                    session_timeout_ms=self.settings.session_timeout_ms
+                ),
                 # What aiokafka prefetched for a partition sits in memory until its lane
                 # takes it: at most one record set per partition, and one response.
                 "max_partition_fetch_bytes": FETCH_MAX_BYTES,
@@ -312,7 +314,7 @@ class SinkWorker:
             async with asyncio.timeout(START_LOOKUP_S):
                 committed = {tp: await consumer.committed(tp) for tp in tps}
                 fresh = [tp for tp, offset in committed.items() if offset is None]
-                starts = await first_offsets(self.bootstrap, fresh, within=START_LOOKUP_S)
+                starts = await first_offsets(self.cluster, fresh, within=START_LOOKUP_S)
         except (TimeoutError, KafkaError) as err:
             log.warning(
                 "no start offsets for %d new partitions (%r): starting where the consumer "
@@ -410,23 +412,30 @@ class SinkWorker:
 
     # -- health and lag ----------------------------------------------------------------
 
-    def lag(self) -> dict[int, int]:
-        """Records past the last commit (or, before one, past the consumed position)."""
+    def backlog(self) -> dict[int, Backlog | None]:
+        """Per assigned partition: records past the last commit (or, before one, past the
+        first record not delivered yet), and the timestamp of the oldest record not
+        delivered yet."""
         consumer = self._consumer
         if consumer is None or not self.started:
             return {}
         highwaters: dict[int, int | None] = {}
         positions: dict[int, int | None] = {}
+        oldest: dict[int, int | None] = {}
         assignment = consumer.assignment()
         for tp, lane in list(self.lanes.items()):
             if tp not in assignment:
                 continue
             highwaters[tp.partition] = consumer.highwater(tp)
             committed = self._committed.get(tp)
+            progress = lane.batcher.progress
+            # Before the first commit, what a commit would keep: the first record not
+            # delivered yet (the consumed position would hide a batch being retried).
             positions[tp.partition] = (
-                committed if committed is not None else lane.batcher.progress.next_offset
+                committed if committed is not None else progress.commit_point()
             )
-        return partition_lag(highwaters, positions)
+            oldest[tp.partition] = progress.oldest_timestamp_ms()
+        return backlogs(highwaters, positions, oldest.get)
 
     def readiness(self) -> Readiness:
         """Ready while consuming its assignment (an empty one too), with the broker

@@ -7,10 +7,12 @@ import gc
 import logging
 import sys
 
+from codex_analytics.runtime.banner import log_banner
 from codex_analytics.runtime.http import ListenError
-from codex_analytics.runtime.kafka import ensure_topics
+from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
 from codex_analytics.runtime.logs import configure_logging, logging_dict_config
 
+from . import settings as declared
 from .health import StreamHealth
 from .settings import HEALTH_ADDR, StreamSettings
 
@@ -29,7 +31,7 @@ def tune_gc() -> tuple[int, int, int]:
     return previous
 
 
-def run_worker(settings: StreamSettings, bootstrap: str) -> int:
+def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
     """The worker's exit status; 2 when its health address cannot be served."""
     health = StreamHealth(stall_after_s=settings.health_stall_s)
     port: int | None = None
@@ -42,37 +44,48 @@ def run_worker(settings: StreamSettings, bootstrap: str) -> int:
             print(f"stream worker: {exc}", file=sys.stderr, flush=True)
             return 2
     try:
-        return _run(settings, bootstrap, health, port)
+        return _run(settings, cluster, health, port)
     finally:
         health.close()
 
 
-def _run(settings: StreamSettings, bootstrap: str, health: StreamHealth, port: int | None) -> int:
+def _run(
+    settings: StreamSettings, cluster: KafkaCluster, health: StreamHealth, port: int | None
+) -> int:
     from .worker import StreamWorker  # imports Faust: only when a worker runs
 
+    # Before the first Kafka call: the client's lines are JSON lines too.
+    configure_logging(settings.log_level)
+    if port is not None:
+        logging.getLogger("codex_analytics.stream").info(
+            "/livez, /readyz and /metrics on port %d", port
+        )
     topics = settings.topics
     wanted = {
         topics.facts: topics.partitions,
         topics.events: topics.partitions,
         topics.facts_dlq: topics.partitions,
     }
-    actual = health.connecting(ensure_topics(bootstrap, wanted))
+    actual = health.connecting(ensure_topics(cluster, wanted))
     # The state table is co-partitioned with the facts topic, whatever its count is.
     partitions = actual[topics.facts]
-    configure_logging(settings.log_level)
-    if port is not None:
-        logging.getLogger("codex_analytics.stream").info(
-            "/livez, /readyz and /metrics on port %d", port
-        )
-    print(
-        f"stream worker: Kafka {bootstrap}; facts {topics.facts} ({partitions} partitions) -> "
+    log_banner(
+        "stream worker",
+        f"stream worker: Kafka {cluster.bootstrap}; facts {topics.facts} ({partitions} partitions) -> "
         f"events {topics.events}; dead letters {topics.facts_dlq}; state store {settings.store}; "
         f"group {settings.app_id}; batch {settings.batch_max_records} records / {settings.batch_max_wait_ms} ms",
-        file=sys.stderr,
-        flush=True,
+        declared.SETTINGS,
+        cluster=cluster,
+        facts_topic=topics.facts,
+        events_topic=topics.events,
+        facts_dlq_topic=topics.facts_dlq,
+        partitions=partitions,
+        group=settings.app_id,
+        store=settings.store,
+        health_addr=settings.health_addr,
     )
     tune_gc()
-    worker = StreamWorker(settings, bootstrap, partitions)
+    worker = StreamWorker(settings, cluster, partitions)
     return worker.app.run(
         settings.log_level,
         logging_dict_config(settings.log_level),

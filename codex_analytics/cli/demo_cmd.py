@@ -122,7 +122,7 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
     import orjson
 
     from codex_analytics.contract import dumps_kept
-    from codex_analytics.devtools.broker import kafka_bootstrap
+    from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.devtools.localstack import (
         LocalStack,
         StackError,
@@ -136,9 +136,10 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
         received_events,
         reference_events,
     )
-    from codex_analytics.runtime.kafka import TopicSettings
+    from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings
     from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
+    configured = TopicSettings.from_env()  # a bad value: one line, exit 2, nothing started
     started = time.monotonic()
     config = GeneratorConfig(instances=args.instances, seed=args.seed)
     facts = [dumps_kept(f) for f in SessionGenerator(config).facts(args.facts)]
@@ -159,20 +160,21 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
     (out_dir / "logs").mkdir(exist_ok=True)
     with (
         interrupts_raise(),
-        kafka_bootstrap(log_path=str(out_dir / "logs" / "broker.log")) as bootstrap,
+        kafka_cluster(
+            KafkaCluster.configured(), log_path=str(out_dir / "logs" / "broker.log")
+        ) as cluster,
     ):
-        configured = TopicSettings.from_env()
         topics = private_topics(run_id, configured.partitions, configured.max_record_bytes)
-        partitions = asyncio.run(create_topics(bootstrap, topics))
+        partitions = asyncio.run(create_topics(cluster, topics))
         print(
-            f"demo: Kafka at {bootstrap}; topics {run_id}.* ({partitions} partitions); "
+            f"demo: Kafka at {cluster.bootstrap}; topics {run_id}.* ({partitions} partitions); "
             f"{len(facts):,} facts from {args.instances} instances -> "
             f"{args.stream_workers} stream worker(s) -> sink -> "
             + (f"receiver ({store})" if args.receiver else f"capture file {capture}"),
             file=sys.stderr,
         )
         stack = LocalStack(
-            bootstrap,
+            cluster,
             out_dir,
             topics,
             run_id=run_id,

@@ -41,22 +41,24 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
-    from codex_analytics.devtools.broker import kafka_bootstrap
-    from codex_analytics.runtime.http import parse_addr
+    from codex_analytics.cli.service import start_service
+    from codex_analytics.devtools.broker import kafka_cluster
+    from codex_analytics.runtime.kafka import KafkaCluster
     from producers.gateway.service import run_gateway
     from producers.gateway.settings import ADDR, GatewaySettings
 
     try:
         settings = GatewaySettings.from_env()
+        configured = KafkaCluster.configured()
     except ValueError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     if args.addr:
         try:
-            parse_addr(args.addr)
+            settings = dataclasses.replace(settings, addr=args.addr)
         except ValueError as exc:
             print(f"gateway: --addr: {exc}", file=sys.stderr)
             return 2
-        settings = dataclasses.replace(settings, addr=args.addr)
-    with kafka_bootstrap() as bootstrap:
-        return run_gateway(settings, bootstrap, addr_from="--addr" if args.addr else ADDR.name)
+    start_service("gateway", settings.log_level)
+    with kafka_cluster(configured) as cluster:
+        return run_gateway(settings, cluster, addr_from="--addr" if args.addr else ADDR.name)

@@ -35,9 +35,9 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
     import asyncio
     import os
 
-    from codex_analytics.devtools.broker import kafka_bootstrap
+    from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.runtime.config import FACTS_PER_RECORD
-    from codex_analytics.runtime.kafka import TopicSettings, ensure_topics
+    from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings, ensure_topics
     from codex_analytics.runtime.progress import Progress
     from producers.publishing.bulk import BulkPublishError, publish_lines
     from producers.publishing.ingest import LineResult
@@ -46,6 +46,7 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
     try:
         topics = TopicSettings.from_env()
         pack = args.pack or FACTS_PER_RECORD.read(os.environ)
+        configured = KafkaCluster.configured()
     except ValueError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return 2
@@ -60,10 +61,10 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
             file=sys.stderr,
         )
 
-    async def main(bootstrap: str) -> int:
-        await ensure_topics(bootstrap, {topics.facts: topics.partitions})
+    async def main(cluster: KafkaCluster) -> int:
+        await ensure_topics(cluster, {topics.facts: topics.partitions})
         transport = KafkaFactTransport(
-            bootstrap,
+            cluster,
             topics.facts,
             client_id=f"codex-analytics-{command}",
             max_record_bytes=topics.max_record_bytes,
@@ -89,11 +90,11 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
             await transport.close()
         print(
             f"{command}: published {summary.accepted:,} facts in {summary.records:,} records "
-            f"to {topics.facts} on {bootstrap} ({summary.rate:,.0f} facts/s); "
+            f"to {topics.facts} on {cluster.bootstrap} ({summary.rate:,.0f} facts/s); "
             f"rejected {summary.rejected:,} lines",
             file=sys.stderr,
         )
         return 1 if summary.rejected else 0
 
-    with kafka_bootstrap() as bootstrap:
-        return asyncio.run(main(bootstrap))
+    with kafka_cluster(configured) as cluster:
+        return asyncio.run(main(cluster))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from codex_analytics.ops.replay import StartPoint
+    from codex_analytics.runtime.kafka import KafkaCluster
     from streams.settings import StreamSettings
 
 DESCRIPTION = """\
@@ -34,6 +36,7 @@ Start points (--from):
   0:1200,3:40                   an offset per partition; the others from earliest
   2026-11-22T08:00:00Z          the first record at or after a time (ISO 8601)
   1763798400000                 the same, in epoch milliseconds
+  2h                            the same, for the time 2 hours ago (30m, 1d, 1h30m)
 
 Needs KAFKA_BOOTSTRAP_SERVERS (an embedded broker would be empty).
 """
@@ -45,7 +48,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         dest="start",
         required=True,
         metavar="POINT",
-        help="earliest | PARTITION:OFFSET[,...] | ISO 8601 time | epoch ms",
+        help="earliest | PARTITION:OFFSET[,...] | ISO 8601 time | epoch ms | 2h (ago)",
     )
     out = parser.add_mutually_exclusive_group(required=True)
     out.add_argument(
@@ -65,7 +68,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from codex_analytics.ops.replay import StartPoint
-    from codex_analytics.runtime.kafka import BOOTSTRAP
+    from codex_analytics.runtime.kafka import KafkaCluster
     from streams.settings import StreamSettings
 
     try:
@@ -75,8 +78,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
-    bootstrap = BOOTSTRAP.read(os.environ)
-    if not bootstrap:
+    try:
+        cluster = KafkaCluster.configured()
+    except ValueError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
+    if cluster is None:
         print(
             "replay: KAFKA_BOOTSTRAP_SERVERS is not set: replay reads an existing facts topic",
             file=sys.stderr,
@@ -88,10 +95,16 @@ def run(args: argparse.Namespace) -> int:
     topic = args.topic or settings.topics.facts
     from aiokafka.errors import KafkaError
 
+    from codex_analytics.runtime.logs import configure_logging
+
+    # Before the first Kafka call: the client's lines and the job's own report are
+    # log lines (JSON when stderr is not a terminal).
+    configure_logging(settings.log_level)
+
     try:
-        return asyncio.run(_main(args, bootstrap, topic, start, settings, limits))
+        return asyncio.run(_main(args, cluster, topic, start, settings, limits))
     except KafkaError as exc:
-        print(f"replay: Kafka at {bootstrap}: {exc}; nothing was written", file=sys.stderr)
+        print(f"replay: Kafka at {cluster.bootstrap}: {exc}; nothing was written", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nreplay: interrupted; nothing was written", file=sys.stderr)
@@ -107,7 +120,7 @@ def _batch_limits(env: Mapping[str, str]) -> tuple[int, int]:
 
 async def _main(
     args: argparse.Namespace,
-    bootstrap: str,
+    cluster: KafkaCluster,
     topic: str,
     start: StartPoint,
     settings: StreamSettings,
@@ -121,9 +134,11 @@ async def _main(
         TopicOutput,
         replay,
     )
+    from codex_analytics.runtime.logs import REPORT_LOGGER
     from codex_analytics.runtime.progress import Progress
 
-    progress = Progress(plain_every_s=10.0)
+    report = logging.getLogger(REPORT_LOGGER)
+    progress = Progress(plain_every_s=10.0, log=report.info)
 
     def show(stats: ReplayStats, total: int) -> None:
         share = 100 * stats.records / total if total else 100.0
@@ -140,23 +155,19 @@ async def _main(
         output = capture
         where = f"capture file {args.capture}"
     else:
-        problem = await _fresh_topic(bootstrap, args.to_topic, settings.topics.partitions)
+        problem = await _fresh_topic(cluster, args.to_topic, settings.topics.partitions)
         if problem:
             print(f"replay: {problem}", file=sys.stderr)
             return 2
         from aiokafka import AIOKafkaProducer
 
-        from codex_analytics.runtime.kafka import producer_options
-
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, **producer_options(settings.max_record_bytes)
-        )
+        producer = AIOKafkaProducer(**cluster.producer_options(settings.max_record_bytes))
         await producer.start()
         output = TopicOutput(producer, args.to_topic)
         where = f"topic {args.to_topic}"
-    print(f"replay: {topic} on {bootstrap} from {start.describe()} -> {where}", file=sys.stderr)
+    _banner(cluster, topic, start, where)
     try:
-        stats = await replay(bootstrap, topic, start, output, settings, on_progress=show)
+        stats = await replay(cluster, topic, start, output, settings, on_progress=show)
     except ReplayError as exc:
         progress.done()
         if capture is not None:
@@ -177,23 +188,46 @@ async def _main(
     ranges = ", ".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(stats.ranges.items()))
     letters = ", ".join(f"{k} {v}" for k, v in sorted(stats.dead_letters.items())) or "none"
     unit = "lines" if capture is not None else "records"
-    print(
+    report.info(
         f"replay: {stats.records:,} records ({stats.facts:,} facts) from partitions {ranges}; "
         f"{stats.events:,} events in {stats.outputs:,} {unit} to {where}; "
         f"undecodable facts: {letters}",
-        file=sys.stderr,
+        extra={
+            "records": stats.records,
+            "facts": stats.facts,
+            "events": stats.events,
+            "outputs": stats.outputs,
+            "dead_letters": dict(stats.dead_letters),
+            "ranges": {str(p): [a, b] for p, (a, b) in sorted(stats.ranges.items())},
+        },
     )
     return 0
 
 
-async def _fresh_topic(bootstrap: str, topic: str, partitions: int) -> str:
+def _banner(cluster: KafkaCluster, topic: str, start: StartPoint, where: str) -> None:
+    from codex_analytics.runtime.banner import log_banner
+    from sinks import settings as sink_settings
+    from streams import settings as stream_settings
+
+    log_banner(
+        "replay",
+        f"replay: {topic} on {cluster.bootstrap} from {start.describe()} -> {where}",
+        (*stream_settings.SETTINGS, *sink_settings.SETTINGS),  # batches as the sink's
+        cluster=cluster,
+        facts_topic=topic,
+        start=start.describe(),
+        output=where,
+    )
+
+
+async def _fresh_topic(cluster: KafkaCluster, topic: str, partitions: int) -> str:
     """Create ``topic`` when missing; a problem message when it already holds records."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from codex_analytics.runtime.kafka import ensure_topics
 
-    await ensure_topics(bootstrap, {topic: partitions})
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await ensure_topics(cluster, {topic: partitions})
+    consumer = AIOKafkaConsumer(**cluster.client_options(), group_id=None)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]

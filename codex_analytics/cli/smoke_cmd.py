@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from codex_analytics.cli.service import add_only_action
+
 if TYPE_CHECKING:
     from codex_analytics.devtools.localstack import LocalStack
     from codex_analytics.devtools.smoke import Check
@@ -52,12 +54,12 @@ DEFAULT_REMOTE_ID = "plugins~Plugin_smoke_sample"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    workflows = parser.add_subparsers(dest="workflow", metavar="WORKFLOW", required=True)
-    plugin = workflows.add_parser(
+    plugin = add_only_action(
+        parser,
+        ("workflow", "WORKFLOW"),
         "plugin",
         help="the plugin analytics smoke (delivery.md §7.1, §7.2)",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plugin.add_argument(
         "--plugin-id",
@@ -167,7 +169,7 @@ def _verdict(checks: list[Check], capture: Path) -> int:
 
 def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
     """Run the workflow through the pipeline; an error message, or "" when it ran."""
-    from codex_analytics.devtools.broker import kafka_bootstrap
+    from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.devtools.localstack import (
         LocalStack,
         StackError,
@@ -175,6 +177,7 @@ def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
         interrupts_raise,
         private_topics,
     )
+    from codex_analytics.runtime.kafka import KafkaCluster
 
     work = Path(tempfile.mkdtemp(prefix="codex-plugin-analytics-"))
     run_id = f"smoke-{uuid.uuid4().hex[:8]}"
@@ -184,10 +187,12 @@ def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
         (work / "logs").mkdir()
         with (
             interrupts_raise(),
-            kafka_bootstrap(log_path=str(work / "logs" / "broker.log")) as bootstrap,
+            kafka_cluster(
+                KafkaCluster.configured(), log_path=str(work / "logs" / "broker.log")
+            ) as cluster,
         ):
-            asyncio.run(create_topics(bootstrap, topics))
-            stack = LocalStack(bootstrap, work, topics, run_id=run_id, capture_path=capture)
+            asyncio.run(create_topics(cluster, topics))
+            stack = LocalStack(cluster, work, topics, run_id=run_id, capture_path=capture)
             stack.start()
             try:
                 stack.wait_ready(60)
@@ -250,9 +255,7 @@ async def _workflow(stack: LocalStack, args: argparse.Namespace, pid: PluginId, 
     root = _plugin_root(work, pid.plugin_name)
     manager = PluginsManager({pid.as_key(): root})
     client = AnalyticsClient(
-        ClientSettings(
-            bootstrap=stack.base_env["KAFKA_BOOTSTRAP_SERVERS"], topic=stack.topics.facts
-        ),
+        ClientSettings(kafka=stack.cluster, topic=stack.topics.facts),
         identity=ProducerIdentity(auth=AuthRoute(kind="chatgpt", account_id="smoke-account")),
     )
     wanted: set[str] = set()

@@ -23,11 +23,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import IO
 
-__all__ = ["BOOTSTRAP_ENV", "EmbeddedBroker", "EmbeddedBrokerError", "kafka_bootstrap"]
+from codex_analytics.runtime.kafka import KafkaCluster
+
+__all__ = ["BOOTSTRAP_ENV", "EmbeddedBroker", "EmbeddedBrokerError", "kafka_cluster"]
 
 #: The environment variable naming an external broker; when set, nothing is embedded.
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
@@ -239,19 +241,21 @@ class EmbeddedBroker:
 
 
 @contextlib.contextmanager
-def kafka_bootstrap(
-    environ: Mapping[str, str] | None = None, *, log_path: str | None = None
-) -> Iterator[str]:
-    """Yield ``KAFKA_BOOTSTRAP_SERVERS`` if set, else an embedded broker's address.
+def kafka_cluster(
+    configured: KafkaCluster | None, *, log_path: str | None = None
+) -> Iterator[KafkaCluster]:
+    """Yield ``configured`` (:meth:`KafkaCluster.configured`: the cluster of
+    ``KAFKA_BOOTSTRAP_SERVERS``) if there is one, else an embedded broker: ``PLAINTEXT``,
+    no idempotence, no compression, whatever the environment says (it can do nothing
+    else).
 
     An embedded broker is stopped when the block exits, however it exits.
     """
-    configured = (os.environ if environ is None else environ).get(BOOTSTRAP_ENV, "")
-    if configured.strip():
+    if configured is not None:
         yield configured
         return
     with EmbeddedBroker(log_path=log_path) as broker:
-        yield broker.bootstrap_servers
+        yield KafkaCluster(broker.bootstrap_servers)
 
 
 # Brokers started and not yet stopped; the atexit hook stops them. A forked

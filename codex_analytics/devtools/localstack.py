@@ -23,7 +23,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from codex_analytics.contract import topics as topic_names
 from codex_analytics.devtools.broker import free_port, terminate
-from codex_analytics.runtime.kafka import MAX_RECORD_BYTES, PARTITIONS_ENV, TopicSettings
+from codex_analytics.runtime.kafka import (
+    MAX_RECORD_BYTES,
+    PARTITIONS_ENV,
+    KafkaCluster,
+    KafkaTarget,
+    TopicSettings,
+)
 
 CLI = [sys.executable, "-m", "codex_analytics.cli.main"]
 #: The one access token of the local stack's accounts: a placeholder, never a secret.
@@ -45,12 +51,12 @@ def topics_env(topics: TopicSettings) -> dict[str, str]:
     }
 
 
-async def create_topics(bootstrap: str, topics: TopicSettings) -> int:
+async def create_topics(cluster: KafkaTarget, topics: TopicSettings) -> int:
     """Create the run's four topics (missing ones only); the facts topic's partitions."""
     from codex_analytics.runtime.kafka import ensure_topics
 
     names = (topics.facts, topics.facts_dlq, topics.events, topics.events_dlq)
-    actual = await ensure_topics(bootstrap, dict.fromkeys(names, topics.partitions))
+    actual = await ensure_topics(cluster, dict.fromkeys(names, topics.partitions))
     return actual[topics.facts]
 
 
@@ -164,12 +170,12 @@ class PipelineCounts:
     @classmethod
     def of(cls, stream: MetricsSnapshot, sink: MetricsSnapshot) -> PipelineCounts:
         return cls(
-            records=stream.total("codex_stream_worker_total", what="records"),
+            records=stream.total("codex_stream_records_total"),
             facts=stream.total("codex_stream_facts_total"),
             events=stream.total("codex_stream_events_total"),
             handled=sum(sink.total("codex_sink_events_total", outcome=o) for o in SINK_OUTCOMES),
-            stream_lag=stream.total("codex_stream_consumer_lag"),
-            sink_lag=sink.total("codex_sink_consumer_lag"),
+            stream_lag=stream.total("codex_stream_consumer_lag_records"),
+            sink_lag=sink.total("codex_sink_consumer_lag_records"),
         )
 
     def settled(self, published_records: int) -> bool:
@@ -199,7 +205,7 @@ class LocalStack:
 
     def __init__(
         self,
-        bootstrap: str,
+        cluster: KafkaTarget,
         out_dir: Path,
         topics: TopicSettings,
         *,
@@ -213,6 +219,9 @@ class LocalStack:
         if (capture_path is None) == (receiver_store is None):
             raise ValueError("exactly one of capture_path and receiver_store")
         self.out_dir = out_dir
+        #: The services read the rest of the cluster's settings (security) from the
+        #: environment they inherit, as this process did.
+        self.cluster = KafkaCluster.of(cluster)
         self.topics = topics
         self.capture_path = capture_path
         self.receiver_store = receiver_store
@@ -220,7 +229,7 @@ class LocalStack:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.base_env = child_env(drop=("ANALYTICS_", "CODEX_ANALYTICS_"))
         self.base_env.update(
-            KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+            KAFKA_BOOTSTRAP_SERVERS=self.cluster.bootstrap,
             ANALYTICS_LOG_LEVEL="INFO",
             **topics_env(topics),
         )

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from codex_analytics.runtime.env import split_host_port
 from codex_analytics.runtime.errors import ConfigError
 from codex_analytics.runtime.health import Heartbeat, Liveness, Readiness
 from codex_analytics.runtime.metrics import CONTENT_TYPE
@@ -60,16 +61,9 @@ def metrics_response(body: bytes) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def parse_addr(addr: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """``host:port``, ``:port`` or ``port`` -> (host, port)."""
-    host, _, port = addr.rpartition(":")
-    try:
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"expected HOST:PORT, got {addr!r}") from None
-    if not 0 <= number <= 65535:
-        raise ValueError(f"port out of range in {addr!r}")
-    return (host.strip("[]") or default_host), number
+#: ``host:port``, ``:port`` or ``port`` -> (host, port); the settings' address kind
+#: checks with the same function.
+parse_addr = split_host_port
 
 
 class Served:

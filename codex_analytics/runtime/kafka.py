@@ -19,11 +19,15 @@ from typing import Any
 from codex_analytics.contract import DEFAULT_MAX_RECORD_BYTES, topics
 from codex_analytics.runtime.config import (
     Setting,
+    boolean,
+    broker_list,
+    choice,
     declare,
     integer_literal,
-    text,
+    topic_name,
     truncated_integer,
 )
+from codex_analytics.runtime.kafka_security import CLUSTER_READERS, PLAINTEXT, KafkaSecurity
 from codex_analytics.runtime.record_size import max_request_bytes
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
@@ -39,6 +43,7 @@ TOPIC_READERS = (
     "demo",
     "replay",
     "offsets",
+    "dlq",
 )
 #: The commands that start an embedded broker when ``KAFKA_BOOTSTRAP_SERVERS`` is unset.
 EMBEDDED_BROKER_USERS = (
@@ -53,11 +58,11 @@ EMBEDDED_BROKER_USERS = (
 
 BOOTSTRAP = declare(
     BOOTSTRAP_ENV,
-    text("HOST:PORT,..."),
+    broker_list(),
     None,
-    help="Kafka bootstrap servers, used as is; `replay` and `offsets` need it, `broker` "
-    "ignores it (it always starts a broker)",
-    used_by=(*EMBEDDED_BROKER_USERS, "replay", "offsets", "broker"),
+    help="Kafka bootstrap servers, used as is; `replay`, `offsets` and `dlq` need it, "
+    "`broker` ignores it (it always starts a broker)",
+    used_by=(*EMBEDDED_BROKER_USERS, "replay", "offsets", "dlq", "broker"),
     default_note="an embedded, memory-only broker",
 )
 #: The client library's broker when ``KAFKA_BOOTSTRAP_SERVERS`` is unset (a library
@@ -65,28 +70,28 @@ BOOTSTRAP = declare(
 CLIENT_BOOTSTRAP = BOOTSTRAP.variant(used_by=("client library",), default="127.0.0.1:9092")
 FACTS_TOPIC = declare(
     topics.FACTS_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.FACTS_TOPIC,
     help="topic of fact envelopes, keyed by `source.instance_id`",
     used_by=(*TOPIC_READERS, "client library"),
 )
 FACTS_DLQ_TOPIC = declare(
     topics.FACTS_DLQ_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.FACTS_DLQ_TOPIC,
     help="facts that failed to decode, with the reason in headers",
     used_by=TOPIC_READERS,
 )
 EVENTS_TOPIC = declare(
     topics.EVENTS_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.EVENTS_TOPIC,
     help="one record per track event, keyed by delivery route",
     used_by=TOPIC_READERS,
 )
 EVENTS_DLQ_TOPIC = declare(
     topics.EVENTS_DLQ_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.EVENTS_DLQ_TOPIC,
     help="events the sink gave up on (refused by the endpoint, too large, unreadable), "
     "with the reason in headers",
@@ -112,9 +117,27 @@ MAX_RECORD_BYTES = declare(
     used_by=(*TOPIC_READERS, "client library"),
 )
 
+IDEMPOTENCE = declare(
+    "KAFKA_PRODUCER_IDEMPOTENCE",
+    boolean(),
+    False,
+    help="idempotent producers (no duplicate from a producer's own retries); turn it on "
+    "for a real cluster, the embedded broker cannot do it",
+    used_by=CLUSTER_READERS,
+)
+COMPRESSION = declare(
+    "KAFKA_COMPRESSION",
+    choice("none", "gzip", "lz4", "zstd"),
+    "none",
+    help="compression of every producer's batches",
+    used_by=CLUSTER_READERS,
+)
+
 SETTINGS: tuple[Setting[Any, Any], ...] = (
     BOOTSTRAP,
     CLIENT_BOOTSTRAP,
+    IDEMPOTENCE,
+    COMPRESSION,
     FACTS_TOPIC,
     FACTS_DLQ_TOPIC,
     EVENTS_TOPIC,
@@ -148,9 +171,84 @@ class TopicSettings:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class KafkaCluster:
+    """Where the brokers are and how every client of this process talks to them: the
+    one builder of aiokafka client options (producers, consumers, admin clients, and
+    Faust's through the stream's transport).
+
+    Anything that takes a cluster also takes a bare bootstrap string
+    (:data:`KafkaTarget`): that is a ``PLAINTEXT`` cluster with the default producer
+    settings, as the embedded broker and the tests use it. Services read theirs with
+    :meth:`from_env`."""
+
+    bootstrap: str
+    security: KafkaSecurity = PLAINTEXT
+    #: ``KAFKA_PRODUCER_IDEMPOTENCE``.
+    idempotence: bool = IDEMPOTENCE.default
+    #: ``KAFKA_COMPRESSION``: ``none``, ``gzip``, ``lz4`` or ``zstd``.
+    compression: str = COMPRESSION.default
+
+    @classmethod
+    def of(cls, target: KafkaTarget) -> KafkaCluster:
+        return target if isinstance(target, KafkaCluster) else cls(target)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, bootstrap: str | None = None
+    ) -> KafkaCluster:
+        """The cluster of ``KAFKA_BOOTSTRAP_SERVERS`` (or ``bootstrap``, e.g. an embedded
+        broker's address) with the security and producer settings of the environment."""
+        env = os.environ if environ is None else environ
+        servers = bootstrap if bootstrap is not None else BOOTSTRAP.read(env)
+        if not servers:
+            raise ValueError(f"{BOOTSTRAP_ENV} is not set")
+        return cls(
+            servers,
+            security=KafkaSecurity.from_env(env),
+            idempotence=IDEMPOTENCE.read(env),
+            compression=COMPRESSION.read(env),
+        )
+
+    @classmethod
+    def configured(cls, environ: Mapping[str, str] | None = None) -> KafkaCluster | None:
+        """The cluster of ``KAFKA_BOOTSTRAP_SERVERS``, or None when it is unset (the
+        commands then start an embedded broker). A bad setting raises ``ValueError``
+        naming the variable, whether or not the bootstrap is set."""
+        env = os.environ if environ is None else environ
+        cluster = cls.from_env(env, bootstrap=BOOTSTRAP.read(env) or "unset")
+        return cluster if BOOTSTRAP.read(env) else None
+
+    @property
+    def hosts(self) -> list[str]:
+        return [server.strip() for server in self.bootstrap.split(",") if server.strip()]
+
+    def client_options(self) -> dict[str, Any]:
+        """Where and how to connect: the options every aiokafka client takes."""
+        return {"bootstrap_servers": self.bootstrap, **self.security.client_options()}
+
+    def producer_options(self, max_record_bytes: int = MAX_RECORD_BYTES.default) -> dict[str, Any]:
+        """A producer's options (:func:`producer_options` plus where, how, idempotence
+        and compression)."""
+        options = {**self.client_options(), **producer_options(max_record_bytes)}
+        options["enable_idempotence"] = self.idempotence
+        if self.compression != "none":
+            options["compression_type"] = self.compression
+        return options
+
+    def consumer_options(self, **tuning: Any) -> dict[str, Any]:
+        """A group consumer's options (:func:`consumer_options` plus where and how)."""
+        return {**self.client_options(), **consumer_options(**tuning)}
+
+
+#: A cluster, or a bare ``PLAINTEXT`` bootstrap string (see :class:`KafkaCluster`).
+KafkaTarget = KafkaCluster | str
+
+
 def producer_options(max_record_bytes: int = MAX_RECORD_BYTES.default) -> dict[str, Any]:
-    """aiokafka producer options; pass the service's ``TopicSettings.max_record_bytes``
-    so that the client's limit is derived from the one record-size setting."""
+    """aiokafka producer tuning (no address, no security: :meth:`KafkaCluster.producer_options`
+    adds those); pass the service's ``TopicSettings.max_record_bytes`` so that the
+    client's limit is derived from the one record-size setting."""
     return {
         "enable_idempotence": False,
         "acks": "all",
@@ -172,13 +270,13 @@ def consumer_options(*, session_timeout_ms: int = 10_000) -> dict[str, Any]:
     }
 
 
-async def ensure_topics(bootstrap: str, wanted: Mapping[str, int]) -> dict[str, int]:
+async def ensure_topics(cluster: KafkaTarget, wanted: Mapping[str, int]) -> dict[str, int]:
     """Create the missing topics of ``{name: partitions}``; return every topic's partition
     count as the cluster has it (an existing topic keeps its own count)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**KafkaCluster.of(cluster).client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -197,7 +295,7 @@ async def ensure_topics(bootstrap: str, wanted: Mapping[str, int]) -> dict[str, 
 
 
 async def read_from_start(
-    bootstrap: str, topic: str, *, want: int, within: float, settle: float = 0.0
+    cluster: KafkaTarget, topic: str, *, want: int, within: float, settle: float = 0.0
 ) -> list[Any]:
     """Every record of ``topic`` from its first offset, without a consumer group, until
     ``want`` arrived (then ``settle`` seconds more, to catch extra ones) or ``within``
@@ -213,7 +311,7 @@ async def read_from_start(
 
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **KafkaCluster.of(cluster).client_options(),
         group_id=None,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,
@@ -243,7 +341,7 @@ async def read_from_start(
 
 
 async def first_offsets(
-    bootstrap: str, partitions: Collection[Any], *, within: float = 5.0
+    cluster: KafkaTarget, partitions: Collection[Any], *, within: float = 5.0
 ) -> dict[Any, int]:
     """Where a reader of each partition starts that has no committed offset: the first
     offset a fetch from offset 0 is served at, by the given partitions (anything with
@@ -268,7 +366,7 @@ async def first_offsets(
     if not wanted:
         return {}
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **KafkaCluster.of(cluster).client_options(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

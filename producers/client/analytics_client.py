@@ -417,7 +417,7 @@ class AnalyticsClient(TrackCalls):
 
     def _kafka_transport(self) -> FactTransport:
         return KafkaFactTransport(
-            self.settings.bootstrap,
+            self.settings.kafka,
             self.settings.topic,
             client_id="codex-analytics-client",
             linger_ms=0,

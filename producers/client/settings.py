@@ -21,7 +21,13 @@ from codex_analytics.runtime.config import (
     integer,
     number,
 )
-from codex_analytics.runtime.kafka import CLIENT_BOOTSTRAP, FACTS_TOPIC, MAX_RECORD_BYTES
+from codex_analytics.runtime.kafka import (
+    CLIENT_BOOTSTRAP,
+    FACTS_TOPIC,
+    MAX_RECORD_BYTES,
+    KafkaCluster,
+    KafkaTarget,
+)
 
 _CLIENT = ("client library",)
 
@@ -69,7 +75,9 @@ DEFAULT_BOOTSTRAP = CLIENT_BOOTSTRAP.default
 
 @dataclass(frozen=True, slots=True)
 class ClientSettings:
-    bootstrap: str = DEFAULT_BOOTSTRAP
+    #: The brokers: a bootstrap string (``PLAINTEXT``) or a :class:`KafkaCluster` with
+    #: its security and producer settings (what :meth:`from_env` reads).
+    kafka: KafkaTarget = DEFAULT_BOOTSTRAP
     topic: str = FACTS_TOPIC.default
     #: Upstream ``analytics.enabled``: None and True mean enabled; only False disables.
     enabled: bool | None = ENABLED.default
@@ -103,7 +111,7 @@ class ClientSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientSettings:
         env = os.environ if environ is None else environ
         return cls(
-            bootstrap=CLIENT_BOOTSTRAP.read(env),
+            kafka=KafkaCluster.from_env(env, bootstrap=CLIENT_BOOTSTRAP.read(env)),
             topic=FACTS_TOPIC.read(env),
             enabled=ENABLED.read(env),
             queue_capacity=QUEUE_CAPACITY.read(env),

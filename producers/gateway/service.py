@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from codex_analytics.runtime.banner import log_banner
 from codex_analytics.runtime.health import (
     CONNECTING,
     READY,
@@ -49,9 +50,11 @@ from codex_analytics.runtime.health import (
     not_ready,
 )
 from codex_analytics.runtime.http import HealthEndpoints, ListenError, Served, parse_addr, serve
-from codex_analytics.runtime.kafka import ensure_topics
+from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
+from codex_analytics.runtime.log_repeats import RepeatedLines
 from codex_analytics.runtime.metrics import ServiceMetrics
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
+from producers.gateway import settings as declared
 from producers.gateway.admission import Admission
 from producers.gateway.answers import Published, ingest_answer, settle, unavailable_answer
 from producers.gateway.settings import ADDR, GatewaySettings
@@ -137,6 +140,8 @@ class Gateway:
         self._admission = Admission(settings.max_concurrent_requests, settings.max_inflight_bytes)
         self._expected_auth = f"Bearer {settings.token}".encode() if settings.token else None
         self.port: int | None = None
+        #: While the broker is gone every request fails alike: a line per 10 s, counted.
+        self._unacknowledged = RepeatedLines(log, 10.0, summed=("facts", "published"))
 
     def app(self) -> web.Application:
         # One byte over the limit is enough to answer 413 without reading the rest.
@@ -166,6 +171,7 @@ class Gateway:
         if self._served is not None:
             await self._served.close()
             self._served = None
+        self._unacknowledged.flush()
         await self.transport.close()
 
     def _set_ready(self, ready: bool) -> None:
@@ -186,7 +192,7 @@ class Gateway:
                 if not ready and isinstance(self.transport, KafkaFactTransport):
                     await asyncio.wait_for(
                         ensure_topics(
-                            self.transport.bootstrap,
+                            self.transport.cluster,
                             {self.settings.facts_topic: self.settings.partitions},
                         ),
                         timeout,
@@ -289,7 +295,7 @@ class Gateway:
 
     async def _validate(self, body: bytes, content_type: str) -> IngestBatch:
         """Every line validated, :data:`VALIDATE_CHUNK` at a time: the event loop serves
-        other requests (and ``/healthz``) between chunks."""
+        other requests (and ``/livez``) between chunks."""
         batch = IngestBatch()
         units = body_units(body, content_type, max_elements=self.settings.max_lines)
         for count, unit in enumerate(units, start=1):
@@ -303,10 +309,10 @@ class Gateway:
         self._set_ready(False)
         self.metrics.publish_failures.inc()
         self.metrics.facts.labels("unavailable").inc(len(published.unacknowledged))
-        log.warning(
-            "%d facts not acknowledged by the broker in time (%d published)",
-            len(published.unacknowledged),
-            published.published,
+        self._unacknowledged.warning(
+            "facts not acknowledged by the broker in time: answered 503",
+            facts=len(published.unacknowledged),
+            published=published.published,
         )
         return _json(
             503,
@@ -359,20 +365,22 @@ class Gateway:
         )
 
 
-def run_gateway(settings: GatewaySettings, bootstrap: str, *, addr_from: str = ADDR.name) -> int:
+def run_gateway(
+    settings: GatewaySettings, cluster: KafkaCluster, *, addr_from: str = ADDR.name
+) -> int:
     """The gateway's exit status; ``addr_from`` names where ``settings.addr`` came from
     (the variable, or ``--addr``) in the one line an unusable address gives (exit 2)."""
     from codex_analytics.runtime.logs import configure_logging
 
     configure_logging(settings.log_level)
-    return asyncio.run(_main(settings, bootstrap, addr_from))
+    return asyncio.run(_main(settings, cluster, addr_from))
 
 
-async def _main(settings: GatewaySettings, bootstrap: str, addr_from: str) -> int:
+async def _main(settings: GatewaySettings, cluster: KafkaCluster, addr_from: str) -> int:
     stop = asyncio.Event()
     stop_on_signals(stop, ShutdownDeadline(settings.shutdown_timeout_s, grace_s=STOP_GRACE_S))
     transport = KafkaFactTransport(
-        bootstrap,
+        cluster,
         settings.facts_topic,
         client_id="codex-analytics-gateway",
         max_record_bytes=settings.max_record_bytes,
@@ -384,18 +392,27 @@ async def _main(settings: GatewaySettings, bootstrap: str, addr_from: str) -> in
         print(f"gateway: {exc}", file=sys.stderr, flush=True)
         await transport.close()
         return 2
-    print(
-        f"gateway: POST http://{parse_addr(settings.addr)[0]}:{port}/v1/facts -> Kafka "
-        f"{bootstrap} topic {settings.facts_topic}; auth "
-        f"{'bearer token' if settings.token else 'off'}",
-        file=sys.stderr,
-        flush=True,
-    )
+    _banner(settings, cluster, port)
     try:
         await stop.wait()
     finally:
         await stop_within(gateway, settings.shutdown_timeout_s)
     return 0
+
+
+def _banner(settings: GatewaySettings, cluster: KafkaCluster, port: int) -> None:
+    host = parse_addr(settings.addr)[0]
+    auth = "bearer token" if settings.token else "off"
+    log_banner(
+        "gateway",
+        f"gateway: POST http://{host}:{port}/v1/facts -> Kafka {cluster.bootstrap} topic "
+        f"{settings.facts_topic}; auth {auth}",
+        declared.SETTINGS,
+        cluster=cluster,
+        facts_topic=settings.facts_topic,
+        addr=f"{host}:{port}",
+        auth=auth,
+    )
 
 
 async def stop_within(gateway: Gateway, within: float) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from tenacity import RetryCallState
 
 from codex_analytics.runtime.errors import PermanentError, PipelineError, RetryableError
-from codex_analytics.runtime.kafka import producer_options
+from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget
 from codex_analytics.runtime.kafka_errors import describe, is_permanent, is_too_large
 from codex_analytics.runtime.retry import PUBLISH_RETRY
 from producers.publishing.records import MAX_RECORD_BYTES, Record
@@ -151,7 +151,7 @@ class KafkaFactTransport:
 
     def __init__(
         self,
-        bootstrap: str,
+        cluster: KafkaTarget,
         topic: str,
         *,
         client_id: str = "codex-analytics-producer",
@@ -159,7 +159,7 @@ class KafkaFactTransport:
         linger_ms: int = 5,
         max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.cluster = KafkaCluster.of(cluster)
         self.topic = topic
         #: The one record-size limit; the client's ``max_request_size`` (its own size
         #: check) derives from it. Tests lower it to get a real refusal from a broker
@@ -179,11 +179,9 @@ class KafkaFactTransport:
 
         if self._producer is not None:
             return
-        options = producer_options(self.max_record_bytes)
+        options = self.cluster.producer_options(self.max_record_bytes)
         options.update(linger_ms=self._linger_ms, request_timeout_ms=self._request_timeout_ms)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, client_id=self._client_id, **options
-        )
+        producer = AIOKafkaProducer(client_id=self._client_id, **options)
         try:
             await producer.start()
         except BaseException as exc:  # a cancelled start (a probe's deadline) too: no leak

@@ -15,6 +15,7 @@ from typing import Any
 import faust
 
 from codex_analytics.runtime.health import JOINING, READY, RECOVERING, STOPPING
+from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.record_size import max_request_bytes
 from codex_analytics.runtime.shutdown import ShutdownDeadline
 
@@ -31,13 +32,13 @@ EventsHandler = Callable[[AsyncIterator[Any], Callable[[Any], Awaitable[Any]]], 
 class StreamApp:
     """The Faust app of one stream worker (one agent, one table)."""
 
-    def __init__(self, settings: StreamSettings, bootstrap: str, partitions: int) -> None:
+    def __init__(self, settings: StreamSettings, cluster: KafkaCluster, partitions: int) -> None:
         _require_registered_transport()
         topics = settings.topics
         self._shutdown_timeout_s = settings.shutdown_timeout_s
         self._app = faust.App(
             settings.app_id,
-            broker=[f"{SCHEME}://{server.strip()}" for server in bootstrap.split(",")],
+            broker=[f"{SCHEME}://{server}" for server in cluster.hosts],
             store="rocksdb://" if settings.store == "rocksdb" else "memory://",
             datadir=settings.data_dir,
             web_enabled=False,
@@ -71,7 +72,7 @@ class StreamApp:
         )
         self.facts_topic: str = self._facts.get_topic_name()
         self.store = StateStore(table, partitioned=settings.store == "rocksdb")
-        self.consumer = GroupConsumer(self._app, bootstrap)
+        self.consumer = GroupConsumer(self._app, cluster)
 
     def consume(self, handler: EventsHandler) -> None:
         """Run ``handler`` as the app's agent on the facts topic (one at a time)."""

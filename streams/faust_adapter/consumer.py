@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka.errors import IllegalStateError
 
 from codex_analytics.runtime.errors import RetryableError
-from codex_analytics.runtime.kafka import first_offsets
+from codex_analytics.runtime.kafka import KafkaTarget, first_offsets
 
 log = logging.getLogger("codex_analytics.stream")
 
@@ -47,11 +47,13 @@ class OffsetLookupError(RetryableError):
 class GroupConsumer:
     """Faust's consumer of the app (built when first used, as Faust does)."""
 
-    def __init__(self, app: Any, bootstrap: str, *, first: FirstOffsets | None = None) -> None:
+    def __init__(
+        self, app: Any, cluster: KafkaTarget, *, first: FirstOffsets | None = None
+    ) -> None:
         self._app = app
 
         async def probe(partitions: Collection[Hashable]) -> dict[Hashable, int]:
-            return await first_offsets(bootstrap, partitions, within=COMMITTED_LOOKUP_S)
+            return await first_offsets(cluster, partitions, within=COMMITTED_LOOKUP_S)
 
         self._first_offsets = first or probe
 
@@ -274,6 +276,12 @@ class GroupConsumer:
             return {tp: assignment.state_value(tp) for tp in self.assigned(topic)}
         except Exception:  # not started, between assignments, or reassigned meanwhile
             return {}
+
+    def committed(self, tp: Any) -> int | None:
+        """Faust's copy of the group's committed offset of ``tp`` (the next to read);
+        ``None`` until it has one (see :meth:`start_offsets`)."""
+        offset: int | None = self._app.consumer._committed_offset.get(tp)
+        return offset
 
     def highwater(self, tp: Any) -> int:
         """The offset after the last record of ``tp`` the consumer has seen."""

@@ -16,8 +16,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from codex_analytics.contract import decode_fact, encode_fact
-from codex_analytics.devtools.broker import EmbeddedBroker, EmbeddedBrokerError
-from codex_analytics.devtools.broker import kafka_bootstrap as bootstrap_from_env
+from codex_analytics.devtools.broker import EmbeddedBroker, EmbeddedBrokerError, kafka_cluster
+from codex_analytics.runtime.kafka import KafkaCluster
 from tests.factories import Instance
 
 from .kafka_helpers import create_topic
@@ -76,18 +76,21 @@ def test_env_bootstrap_is_used_as_is_and_nothing_starts(monkeypatch: pytest.Monk
     monkeypatch.setattr(EmbeddedBroker, "start", must_not_start)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "from-os-environ:9092")
 
-    with bootstrap_from_env({"KAFKA_BOOTSTRAP_SERVERS": "kafka.example:9092"}) as bootstrap:
-        assert bootstrap == "kafka.example:9092"
-    with bootstrap_from_env() as bootstrap:
-        assert bootstrap == "from-os-environ:9092"
+    configured = KafkaCluster.configured({"KAFKA_BOOTSTRAP_SERVERS": "kafka.example:9092"})
+    with kafka_cluster(configured) as cluster:
+        assert cluster.bootstrap == "kafka.example:9092"
+    with kafka_cluster(KafkaCluster.configured()) as cluster:
+        assert cluster.bootstrap == "from-os-environ:9092"
 
 
 def test_kafka_bootstrap_without_env_starts_and_stops_a_broker() -> None:
     seen: list[tuple[str, int]] = []
 
     def interrupted_inside() -> None:
-        with bootstrap_from_env({"KAFKA_BOOTSTRAP_SERVERS": " "}) as bootstrap:
-            host, port = bootstrap.rsplit(":", 1)
+        configured = KafkaCluster.configured({"KAFKA_BOOTSTRAP_SERVERS": " "})
+        assert configured is None
+        with kafka_cluster(configured) as cluster:
+            host, port = cluster.bootstrap.rsplit(":", 1)
             seen.append((host, int(port)))
             assert accepts_connections(host, int(port))
             raise KeyboardInterrupt

@@ -18,8 +18,8 @@ from codex_analytics.runtime.config import (
     number,
     text,
 )
-from codex_analytics.runtime.kafka import TopicSettings
-from producers.client.settings import ClientSettings
+from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings
+from producers.client.settings import DEFAULT_BOOTSTRAP, ClientSettings
 from producers.gateway.settings import GatewaySettings
 from sinks.settings import SinkSettings
 from streams.settings import StreamSettings
@@ -107,7 +107,7 @@ def test_each_setting_has_one_default() -> None:
     assert TopicSettings.from_env({}) == TopicSettings()
     assert StreamSettings.from_env({}) == StreamSettings(topics=TopicSettings())
     assert GatewaySettings.from_env({}) == GatewaySettings()
-    assert ClientSettings.from_env({}) == ClientSettings()
+    assert ClientSettings.from_env({}) == ClientSettings(kafka=KafkaCluster(DEFAULT_BOOTSTRAP))
     sink = SinkSettings.from_env({"ANALYTICS_BASE_URL": "http://h"})
     built = SinkSettings(
         topics=TopicSettings(),

@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 
-from codex_analytics.cli import offsets_cmd, receiver_cmd, replay_cmd
+from codex_analytics.cli import dlq_cmd, offsets_cmd, receiver_cmd, replay_cmd
 from codex_analytics.cli.main import build_parser
 from codex_analytics.cli.settings_catalog import catalog
-from codex_analytics.devtools.broker import kafka_bootstrap
 from codex_analytics.runtime.config import FACTS_PER_RECORD
-from codex_analytics.runtime.kafka import BOOTSTRAP, TopicSettings
+from codex_analytics.runtime.kafka import BOOTSTRAP, KafkaCluster, TopicSettings
 from producers.gateway.settings import GatewaySettings
 from sinks.credentials import CredentialChain
 from sinks.settings import SinkSettings
@@ -55,11 +54,6 @@ class RecordingEnv(dict[str, str]):
         return super().__contains__(key)
 
 
-def _bootstrap(env: Mapping[str, str]) -> None:
-    with kafka_bootstrap(env):  # set in the environment: no broker is started
-        pass
-
-
 def _receiver(env: Mapping[str, str]) -> None:
     flags = dict.fromkeys(
         ("addr", "store", "fail_status", "fail_first", "fail_every", "retry_after", "delay")
@@ -76,19 +70,20 @@ Loader = Callable[[Mapping[str, str]], object]
 _PUBLISH: list[Loader] = [
     TopicSettings.from_env,
     FACTS_PER_RECORD.read,  # codex_analytics/cli/publish.py reads it by name
-    _bootstrap,
+    KafkaCluster.configured,
 ]
 #: What each command's run() reads, through the same functions.
 READS: dict[str, list[Loader]] = {
-    "stream worker": [StreamSettings.from_env, _bootstrap],
-    "sink worker": [SinkSettings.from_env, CredentialChain.from_env, _bootstrap],
-    "gateway": [GatewaySettings.from_env, _bootstrap],
+    "stream worker": [StreamSettings.from_env, KafkaCluster.configured],
+    "sink worker": [SinkSettings.from_env, CredentialChain.from_env, KafkaCluster.configured],
+    "gateway": [GatewaySettings.from_env, KafkaCluster.configured],
     "produce": _PUBLISH,
     "generate": _PUBLISH,
-    "demo": [TopicSettings.from_env, _bootstrap],
-    "smoke plugin": [_bootstrap],
-    "replay": [StreamSettings.from_env, replay_cmd._batch_limits, BOOTSTRAP.read],
-    "offsets": [_offsets, BOOTSTRAP.read],
+    "demo": [TopicSettings.from_env, KafkaCluster.configured],
+    "smoke plugin": [KafkaCluster.configured],
+    "replay": [StreamSettings.from_env, replay_cmd._batch_limits, KafkaCluster.configured],
+    "offsets": [_offsets, KafkaCluster.configured],
+    "dlq": [lambda env: dlq_cmd.read_settings("facts", env), KafkaCluster.configured],
     "receiver": [_receiver],
     "broker": [BOOTSTRAP.read],  # only to say that it starts a broker anyway
 }
