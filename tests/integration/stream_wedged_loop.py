@@ -1,6 +1,7 @@
 """``python -m tests.integration.stream_wedged_loop stream worker``: the stream worker
 whose event loop gets stuck in a blocking call (a wedged store, a hung file system)
-for :data:`WEDGED_S` once the file named by ``CODEX_TEST_WEDGE_FILE`` appears.
+for :data:`WEDGED_S` once a file appears next to its data directory: the path of
+``ANALYTICS_STREAM_DATA_DIR`` plus :data:`MARKER_SUFFIX`.
 
 A test-only seam (it lives in tests/ and is a separate entry point: nothing in the
 package can turn it on). The block happens in the readiness check, which the heartbeat
@@ -19,12 +20,14 @@ from streams.worker import StreamWorker
 
 #: How long the loop stays blocked.
 WEDGED_S = 3.0
+#: The marker's path is the data directory's with this appended.
+MARKER_SUFFIX = ".wedge"
 
 _readiness = StreamWorker.readiness
 
 
 def _readiness_that_may_wedge(self: StreamWorker) -> Readiness:
-    marker = os.environ["CODEX_TEST_WEDGE_FILE"]
+    marker = self.settings.data_dir + MARKER_SUFFIX
     if os.path.exists(marker):
         os.remove(marker)
         time.sleep(WEDGED_S)  # blocks the event loop, on purpose

@@ -32,6 +32,7 @@ from codex_analytics.devtools.localstack import child_env
 from codex_analytics.runtime.kafka import ensure_topics
 
 from .stream_helpers import ROOT, StreamRun, cli_process
+from .stream_wedged_loop import MARKER_SUFFIX
 
 pytestmark = pytest.mark.integration
 
@@ -233,11 +234,12 @@ def test_a_stream_worker_whose_loop_is_blocked_fails_livez_until_it_runs_again(
     run = StreamRun(bootstrap=kafka_bootstrap, prefix=unique_name("hw"), log_dir=tmp_path)
     run.partitions = 1
     port = free_port("127.0.0.1")
-    marker = tmp_path / "wedge"
+    data_dir = tmp_path / "stream-data"
+    marker = Path(f"{data_dir}{MARKER_SUFFIX}")
     run.extra_env.update(
         ANALYTICS_STREAM_HEALTH_ADDR=f"127.0.0.1:{port}",
         ANALYTICS_HEALTH_STALL_S="1",
-        CODEX_TEST_WEDGE_FILE=str(marker),
+        ANALYTICS_STREAM_DATA_DIR=str(data_dir),
     )
     log = tmp_path / "stream.log"
     wedged = "tests.integration.stream_wedged_loop"

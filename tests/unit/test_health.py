@@ -197,7 +197,7 @@ async def test_metrics_that_cannot_be_rendered_yet_are_a_503() -> None:
 @pytest.mark.parametrize(
     ("addr", "reason"),
     [
-        ("bad", "expected HOST:PORT, got 'bad'"),
+        ("bad", "no port number in 'bad'"),
         ("127.0.0.1:70000", "port out of range"),
         ("no-such-host.invalid:80", ""),
     ],
