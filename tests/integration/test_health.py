@@ -7,7 +7,8 @@
   then ``ready`` (the changelog is written beforehand, as a previous worker left it).
 * A stream worker whose event loop is blocked answers ``/livez`` 503 ``stalled`` once
   the heartbeat is older than ``ANALYTICS_HEALTH_STALL_S``, and 200 again after.
-* A capture-mode sink whose capture file cannot be created is live and not ready.
+* A capture-mode sink whose capture directory is missing is live and not ready, and
+  ready once the directory is there (no event needed).
 * A health address that cannot be served is one line naming the variable, exit 2.
 """
 
@@ -266,13 +267,14 @@ def test_a_stream_worker_whose_loop_is_blocked_fails_livez_until_it_runs_again(
         assert proc.poll() is None, log.read_text()
 
 
-def test_a_capture_sink_that_cannot_create_its_file_is_live_and_not_ready(
+def test_a_capture_sink_whose_volume_is_missing_is_live_and_not_ready_until_it_is_there(
     kafka_bootstrap: str, tmp_path: Path, unique_name: Callable[[str], str]
 ) -> None:
-    """Restarting cannot free a disk or fix a mount: liveness must not fail for it."""
-    not_a_dir = tmp_path / "a-file"
-    not_a_dir.write_text("")
-    capture = not_a_dir / "events.jsonl"  # ENOTDIR, whoever the test runs as
+    """Restarting cannot free a disk or mount a volume: liveness must not fail for it.
+    (A capture path that can never be a file is refused at start, exit 2; a directory
+    not there yet is a volume not mounted yet: the sink waits for it.)"""
+    volume = tmp_path / "not-mounted-yet"
+    capture = volume / "events.jsonl"  # ENOENT, whoever the test runs as
     prefix = unique_name("hs")
     port = free_port("127.0.0.1")
     env = child_env(
@@ -294,7 +296,7 @@ def test_a_capture_sink_that_cannot_create_its_file_is_live_and_not_ready(
         while True:  # past the start (topics, group join): the capture file decides
             ready = probe(port, "/readyz")
             assert ready[0] == 503, ready
-            if ready[1]["status"] == "unavailable":
+            if ready[1]["status"] == "unavailable" and ready[1]["broker_reachable"] is not None:
                 break
             assert time.monotonic() < deadline, (ready, log.read_text())
             time.sleep(0.1)
@@ -304,8 +306,7 @@ def test_a_capture_sink_that_cannot_create_its_file_is_live_and_not_ready(
         assert ready[1]["capture_failing"] is True
         assert ready[1]["mode"] == "capture"
         assert ready[1]["broker_reachable"] is True
-        not_a_dir.unlink()
-        not_a_dir.mkdir()  # fixed, with no event to append: the probe itself rechecks
+        volume.mkdir()  # mounted, with no event to append: the probe itself rechecks
         deadline = time.monotonic() + 5
         while (ready := probe(port, "/readyz"))[0] != 200:
             assert time.monotonic() < deadline, (ready, log.read_text())
