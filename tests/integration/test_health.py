@@ -74,6 +74,13 @@ def probe(port: int, path: str) -> tuple[int, dict[str, Any]]:
     return answer.status_code, answer.json()
 
 
+def stop_now(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL: what these tests look at is over, and how a service stops is tested
+    elsewhere (a graceful stop with a silent broker takes its whole timeout)."""
+    proc.kill()
+    proc.wait(10)
+
+
 def wait_answers(
     proc: subprocess.Popen[bytes], port: int, log: Path, within: float
 ) -> tuple[float, tuple[int, dict[str, Any]], tuple[int, dict[str, Any]]]:
@@ -115,6 +122,7 @@ def test_with_a_silent_broker_a_service_is_live_and_not_ready_from_its_start(
         assert still_live[0] == 200, still_live
         assert later[0] == 503, later
         assert proc.poll() is None, log.read_text()
+        stop_now(proc)
     print(f"{service}: /livez and /readyz answered {took:.2f} s after the process started")
 
 
@@ -210,6 +218,7 @@ def test_a_stream_worker_reading_its_changelog_back_is_recovering_then_ready(
             assert proc.poll() is None, run.log_text()
             time.sleep(0.05)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        stop_now(proc)
     statuses = [status for _, _, status, _ in seen]
     assert "recovering" in statuses, (seen, run.log_text())
     assert statuses[-1] == "ready", (seen, run.log_text())
@@ -265,6 +274,7 @@ def test_a_stream_worker_whose_loop_is_blocked_fails_livez_until_it_runs_again(
             time.sleep(0.05)
         assert not marker.exists()
         assert proc.poll() is None, log.read_text()
+        stop_now(proc)
 
 
 def test_a_capture_sink_whose_volume_is_missing_is_live_and_not_ready_until_it_is_there(
@@ -312,3 +322,4 @@ def test_a_capture_sink_whose_volume_is_missing_is_live_and_not_ready_until_it_i
             assert time.monotonic() < deadline, (ready, log.read_text())
             time.sleep(0.1)
         assert capture.exists()
+        stop_now(proc)
