@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
+    from codex_analytics.cli.kafka_check import connection_refused
     from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.runtime.kafka import KafkaCluster
     from producers.gateway.service import run_gateway
@@ -52,5 +53,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+    refused = connection_refused("gateway", configured)
+    if refused is not None:
+        return refused
     with kafka_cluster(configured) as cluster:
         return run_gateway(settings, cluster)

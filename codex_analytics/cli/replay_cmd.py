@@ -93,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     topic = args.topic or settings.topics.facts
     from aiokafka.errors import KafkaError
 
+    from codex_analytics.cli.kafka_check import connection_refused
+
+    refused = connection_refused("replay", cluster)
+    if refused is not None:
+        return refused
     try:
         return asyncio.run(_main(args, cluster, topic, start, settings, limits))
     except KafkaError as exc:

@@ -28,6 +28,7 @@ def run_worker_role(
 ) -> int:
     """Load the settings (a ``ValueError`` is a usage error: exit 2), then start the
     worker against ``KAFKA_BOOTSTRAP_SERVERS`` or an embedded broker."""
+    from codex_analytics.cli.kafka_check import connection_refused
     from codex_analytics.devtools.broker import kafka_cluster
 
     try:
@@ -36,5 +37,8 @@ def run_worker_role(
     except ValueError as exc:
         print(f"{service} worker: {exc}", file=sys.stderr)
         return 2
+    refused = connection_refused(f"{service} worker", configured)
+    if refused is not None:
+        return refused
     with kafka_cluster(configured) as cluster:
         return start(settings, cluster)

@@ -217,17 +217,17 @@ class LocalStack:
         if (capture_path is None) == (receiver_store is None):
             raise ValueError("exactly one of capture_path and receiver_store")
         self.out_dir = out_dir
-        #: The services read the rest of the cluster's settings (security) from the
-        #: environment they inherit, as this process did.
         self.cluster = KafkaCluster.of(cluster)
         self.topics = topics
         self.capture_path = capture_path
         self.receiver_store = receiver_store
         self.logs_dir = out_dir / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.base_env = child_env(drop=("ANALYTICS_", "CODEX_ANALYTICS_"))
+        # The services reach the cluster exactly as this process does, and only so: an
+        # embedded broker is PLAINTEXT whatever KAFKA_* this process inherited.
+        self.base_env = child_env(drop=("ANALYTICS_", "CODEX_ANALYTICS_", "KAFKA_"))
         self.base_env.update(
-            KAFKA_BOOTSTRAP_SERVERS=self.cluster.bootstrap,
+            self.cluster.environment(),
             ANALYTICS_LOG_LEVEL="INFO",
             **topics_env(topics),
         )

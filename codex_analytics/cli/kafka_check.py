@@ -1,0 +1,26 @@
+"""Every command's first contact with a configured Kafka cluster: when the cluster
+refuses this client as configured (TLS, protocol, SASL) or cannot be reached, one line
+naming the host and what failed, and exit status 1, before any client starts (aiokafka
+would hide the cause, or, a TLS client on a plaintext port, wait out its request
+timeout). See :mod:`codex_analytics.runtime.kafka_connection`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from codex_analytics.runtime.kafka import KafkaCluster
+from codex_analytics.runtime.kafka_connection import DIAGNOSE_TIMEOUT_S, diagnose
+
+
+def connection_refused(command: str, cluster: KafkaCluster | None) -> int | None:
+    """None when ``cluster`` answers as configured (or is None: the command starts an
+    embedded broker); else print ``<command>: Kafka at host:port: what failed`` and
+    return the exit status, 1."""
+    if cluster is None:
+        return None
+    failure = asyncio.run(diagnose(cluster, within=DIAGNOSE_TIMEOUT_S))
+    if failure is None:
+        return None
+    print(f"{command}: {failure.line}", file=sys.stderr)
+    return 1
