@@ -45,7 +45,8 @@ from codex_analytics.runtime.kafka_security import (
 #: How long :func:`diagnose` gives one host by default (connect, TLS, ApiVersions, SASL).
 DIAGNOSE_TIMEOUT_S = 5.0
 _X509_HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
-_API_VERSIONS_V0 = struct.pack(">ihhih", 10 + 2, 18, 0, 1, 0)  # size, key, version, id, ""
+# size, then the header: api key 18 (ApiVersions), version 0, correlation id 1, client id ""
+_API_VERSIONS_V0 = struct.pack(">ihhih", 10, 18, 0, 1, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +193,15 @@ def _second_look(
         alert = _answers(name, port, security.ssl_context(), timeout)
         if isinstance(alert, ssl.SSLError):
             return ConnectionFailure(host, _tls_failed(security, alert), permanent=True)
+        if alert is False and not security.ssl_cert_file:
+            # A broker that wants a client certificate says so with a TLS alert; some
+            # TLS front ends just close the connection after the handshake.
+            return ConnectionFailure(
+                host,
+                "TLS refused: the connection was closed after the handshake (the broker may "
+                f"require a client certificate: set {SSL_CERT_FILE.name})",
+                permanent=True,
+            )
     elif closed and _answers(name, port, _any_tls(), timeout) is True:
         return ConnectionFailure(
             host,
@@ -208,7 +218,8 @@ def _answers(
     host: str, port: int, context: ssl.SSLContext | None, timeout: float
 ) -> bool | BaseException:
     """True when ``host:port`` answers an ApiVersions request over plaintext (no
-    ``context``) or TLS; else the exception that stopped it."""
+    ``context``) or TLS, False when it closes the connection without an answer, else
+    the exception that stopped it."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
             sock = context.wrap_socket(raw, server_hostname=host) if context else raw
@@ -245,16 +256,17 @@ def _verify_failed(security: KafkaSecurity, exc: ssl.SSLCertVerificationError) -
 
 def _tls_failed(security: KafkaSecurity, exc: ssl.SSLError) -> str:
     reason = _ssl_reason(exc)
-    if "CERTIFICATE_REQUIRED" in reason.upper() or "HANDSHAKE_FAILURE" in reason.upper():
+    code = reason.upper().replace(" ", "_")
+    if "CERTIFICATE_REQUIRED" in code or "HANDSHAKE_FAILURE" in code:
         if not security.ssl_cert_file:
             return (
-                f"TLS refused: {reason.lower()} (the broker requires a client certificate: "
+                f"TLS refused: {reason} (the broker requires a client certificate: "
                 f"set {SSL_CERT_FILE.name})"
             )
-        return f"TLS refused: {reason.lower()} ({SSL_CERT_FILE.name}={security.ssl_cert_file})"
-    if "UNKNOWN_CA" in reason.upper() or "BAD_CERTIFICATE" in reason.upper():
+        return f"TLS refused: {reason} ({SSL_CERT_FILE.name}={security.ssl_cert_file})"
+    if "UNKNOWN_CA" in code or "BAD_CERTIFICATE" in code:
         return (
-            f"TLS refused: {reason.lower()} (the broker does not trust "
+            f"TLS refused: {reason} (the broker does not trust "
             f"{SSL_CERT_FILE.name}={security.ssl_cert_file})"
         )
     return f"TLS handshake failed: {reason}"
@@ -288,7 +300,7 @@ def _message(exc: BaseException) -> str:
 
 
 def _ssl_reason(exc: ssl.SSLError) -> str:
-    return str(exc.reason or exc.strerror or exc)
+    return str(getattr(exc, "reason", None) or exc.strerror or exc)
 
 
 def _split(host: str) -> tuple[str, int]:

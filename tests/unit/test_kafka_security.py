@@ -413,3 +413,27 @@ def test_the_environment_never_holds_a_files_content(pki: Pki, password_file: Pa
     values = "\n".join(cluster.environment().values())
     assert PASSWORD not in values
     assert os.fspath(password_file) in values
+
+
+@pytest.mark.parametrize(
+    ("exc", "what", "permanent"),
+    [
+        (
+            ssl.SSLError(
+                1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required"
+            ),
+            "TLS refused: [SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate "
+            "required (the broker requires a client certificate: set KAFKA_SSL_CERT_FILE)",
+            True,
+        ),
+        (ConnectionRefusedError(111, "refused"), "unreachable (connection refused)", False),
+        (TimeoutError(), "no answer in time", False),
+        (KeyError("v"), "SASL authentication failed for user alice (SCRAM-SHA-512)", True),
+    ],
+)
+def test_classify(exc: BaseException, what: str, permanent: bool) -> None:
+    security = KafkaSecurity(
+        "SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username="alice", sasl_password=Secret("x")
+    )
+    failure = classify(KafkaCluster("b:9093", security=security), exc, "b:9093")
+    assert (failure.line, failure.permanent) == (f"Kafka at b:9093: {what}", permanent)
