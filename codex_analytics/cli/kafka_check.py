@@ -13,14 +13,20 @@ from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.kafka_connection import DIAGNOSE_TIMEOUT_S, diagnose
 
 
-def connection_refused(command: str, cluster: KafkaCluster | None) -> int | None:
+def connection_failure(cluster: KafkaCluster | None) -> str | None:
     """None when ``cluster`` answers as configured (or is None: the command starts an
-    embedded broker); else print ``<command>: Kafka at host:port: what failed`` and
-    return the exit status, 1."""
+    embedded broker); else ``Kafka at host:port: what failed``."""
     if cluster is None:
         return None
     failure = asyncio.run(diagnose(cluster, within=DIAGNOSE_TIMEOUT_S))
-    if failure is None:
+    return None if failure is None else failure.line
+
+
+def connection_refused(command: str, cluster: KafkaCluster | None) -> int | None:
+    """:func:`connection_failure` for a command: None, or the line printed as
+    ``<command>: Kafka at ...`` and the exit status, 1."""
+    line = connection_failure(cluster)
+    if line is None:
         return None
-    print(f"{command}: {failure.line}", file=sys.stderr)
+    print(f"{command}: {line}", file=sys.stderr)
     return 1

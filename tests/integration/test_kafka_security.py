@@ -207,7 +207,6 @@ def _kafka_env(bootstrap: str, ca: Path) -> dict[str, str]:
         ("gateway", "--addr", "127.0.0.1:0"),
         ("offsets", "show"),
         ("replay", "--from", "earliest", "--capture", "{tmp}/replayed.jsonl"),
-        ("demo", "--facts", "10"),
     ],
     ids=lambda command: " ".join(command[:2]),
 )
