@@ -22,6 +22,7 @@ import asyncio
 import socket
 import ssl
 import struct
+import time
 from dataclasses import dataclass
 
 from aiokafka.errors import (
@@ -134,16 +135,24 @@ def is_permanent(cluster: KafkaTarget, exc: BaseException) -> bool:
 async def diagnose(
     cluster: KafkaTarget, *, within: float = DIAGNOSE_TIMEOUT_S
 ) -> ConnectionFailure | None:
-    """Connect to each bootstrap host as every client does, within ``within`` seconds
-    a host; None as soon as one answers (ApiVersions, then SASL if configured), else the
-    first host's failure (a permanent one first: it is the one to fix)."""
+    """Connect to every bootstrap host at once as every client does, all within
+    ``within`` seconds; None as soon as one answers (ApiVersions, then SASL if
+    configured), else a host's failure (a permanent one first: it is the one to fix)."""
     kafka = KafkaCluster.of(cluster)
-    failures = []
-    for host in kafka.hosts:
-        failure = await _connect(kafka, host, within)
-        if failure is None:
-            return None
-        failures.append(failure)
+    deadline = time.monotonic() + within
+    pending = {asyncio.ensure_future(_connect(kafka, host, deadline)) for host in kafka.hosts}
+    failures: list[ConnectionFailure] = []
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                failure = task.result()
+                if failure is None:
+                    return None
+                failures.append(failure)
+    finally:
+        for task in pending:
+            task.cancel()
     return next((f for f in failures if f.permanent), failures[0] if failures else None)
 
 
@@ -155,20 +164,22 @@ async def require_connection(cluster: KafkaTarget, *, within: float = DIAGNOSE_T
         raise failure.error()
 
 
-async def _connect(cluster: KafkaCluster, host: str, within: float) -> ConnectionFailure | None:
+async def _connect(cluster: KafkaCluster, host: str, deadline: float) -> ConnectionFailure | None:
     from aiokafka.conn import create_conn
 
     name, port = _split(host)
     options = cluster.client_options()
     options.pop("bootstrap_servers")
+    # Most of the time for aiokafka's attempt, the rest for a second look.
+    attempt = max(0.1, (deadline - time.monotonic()) * 0.6)
     try:
         connection = await asyncio.wait_for(
-            create_conn(name, port, request_timeout_ms=int(within * 1000), **options),
-            within + 1.0,
+            create_conn(name, port, request_timeout_ms=int(attempt * 1000), **options),
+            attempt + 0.5,
         )
     except Exception as exc:  # classified below; nothing here is unexpected
         failure = classify(cluster, exc, host)
-        return await asyncio.to_thread(_second_look, cluster.security, host, exc, failure, within)
+        return await asyncio.to_thread(_second_look, cluster.security, host, exc, failure, deadline)
     connection.close()
     return None
 
@@ -178,19 +189,24 @@ def _second_look(
     host: str,
     exc: BaseException,
     failure: ConnectionFailure,
-    timeout: float,
+    deadline: float,
 ) -> ConnectionFailure:
-    """Where aiokafka's answer is ambiguous, ask the port with a bare socket once."""
+    """Where aiokafka's answer is ambiguous, ask the port with a bare socket once (each
+    question within what is left until ``deadline``)."""
     name, port = _split(host)
+
+    def answers(context: ssl.SSLContext | None) -> bool | BaseException:
+        return _answers(name, port, context, max(0.1, deadline - time.monotonic()))
+
     protocol = f"{SECURITY_PROTOCOL.name}={security.protocol}"
     silent = isinstance(exc, TimeoutError | asyncio.TimeoutError)
     closed = isinstance(exc, KafkaConnectionError)
     if security.uses_tls and (silent or closed):
-        if _answers(name, port, None, timeout) is True:
+        if answers(None) is True:
             return ConnectionFailure(
                 host, f"the port speaks plaintext Kafka, not TLS ({protocol})", permanent=True
             )
-        alert = _answers(name, port, security.ssl_context(), timeout)
+        alert = answers(security.ssl_context())
         if isinstance(alert, ssl.SSLError):
             return ConnectionFailure(host, _tls_failed(security, alert), permanent=True)
         if alert is False and not security.ssl_cert_file:
@@ -202,13 +218,13 @@ def _second_look(
                 f"require a client certificate: set {SSL_CERT_FILE.name})",
                 permanent=True,
             )
-    elif closed and _answers(name, port, _any_tls(), timeout) is True:
+    elif closed and answers(_any_tls()) is True:
         return ConnectionFailure(
             host,
             f"the port speaks TLS ({protocol}: use SSL or SASL_SSL)",
             permanent=True,
         )
-    if closed and security.uses_sasl and _answers(name, port, _tls_of(security), timeout) is True:
+    if closed and security.uses_sasl and answers(_tls_of(security)) is True:
         # ApiVersions is answered: the broker closed the connection during SASL.
         return ConnectionFailure(host, _sasl_failed(security, None), permanent=True)
     return failure
