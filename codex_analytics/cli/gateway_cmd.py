@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
-    refused = connection_refused("gateway", configured)
+    refused = connection_refused("gateway", configured, permanent_only=True)
     if refused is not None:
         return refused
     with kafka_cluster(configured) as cluster:

@@ -247,3 +247,19 @@ def test_the_demo_passes_through_tls(tls: TlsBroker, tmp_path: Path) -> None:
     assert f"Kafka at {tls.bootstrap} (SSL)" in result.stderr
     logs = tmp_path / "out" / "logs"
     assert f"stream worker: Kafka {tls.bootstrap}" in (logs / "stream-1.log").read_text()
+
+
+def test_a_service_that_serves_without_the_broker_stops_only_on_a_permanent_failure(
+    tls: TlsBroker,
+) -> None:
+    """The gateway starts while the broker is away (its /readyz says so), but not with
+    a configuration the broker refuses."""
+    from codex_analytics.cli.kafka_check import connection_failure
+
+    dead = KafkaCluster(f"127.0.0.1:{free_port('127.0.0.1')}")
+    assert (
+        connection_failure(dead) == f"Kafka at {dead.bootstrap}: unreachable (connection refused)"
+    )
+    assert connection_failure(dead, permanent_only=True) is None
+    wrong_ca = _ssl(tls.bootstrap, tls.pki.other_ca)
+    assert connection_failure(wrong_ca, permanent_only=True) is not None
