@@ -185,8 +185,11 @@ class PipelineCounts:
         )
 
 
-#: Our settings' prefixes: a child service takes none of them from its parent.
-OWN_SETTINGS = ("ANALYTICS_", "CODEX_")
+#: Our settings' prefixes: a child service takes none of them from its parent. Kafka's
+#: included: a child is told its cluster (a bare bootstrap is PLAINTEXT, or
+#: ``KafkaCluster.environment()``), so that a parent's ``KAFKA_SECURITY_PROTOCOL=SSL``
+#: never reaches a child of an embedded broker.
+OWN_SETTINGS = ("ANALYTICS_", "CODEX_", "KAFKA_")
 
 
 def child_env(*, drop: tuple[str, ...] = OWN_SETTINGS, **settings: str) -> dict[str, str]:

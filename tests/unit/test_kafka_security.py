@@ -287,6 +287,17 @@ def test_a_local_stack_passes_its_cluster_not_the_parents_kafka_settings(
         assert kafka == KafkaCluster("127.0.0.1:1").environment()
 
 
+def test_a_child_process_inherits_no_kafka_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from codex_analytics.devtools.localstack import child_env
+
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", PASSWORD)
+    env = child_env(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
+    assert {k: v for k, v in env.items() if k.startswith("KAFKA_")} == {
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"
+    }
+
+
 @pytest.mark.parametrize(
     ("compression", "idempotence"),
     [("none", False), ("gzip", True), ("lz4", False), ("zstd", True)],
