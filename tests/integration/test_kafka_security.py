@@ -145,24 +145,40 @@ async def test_a_failed_connection_is_one_line_naming_the_host_and_the_cause(
     assert time.monotonic() - started < 4.0  # never a hang: a TLS client on a plaintext port
 
 
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"])
+@pytest.mark.parametrize(
+    ("protocol", "mechanism"),
+    [
+        ("SASL_PLAINTEXT", "SCRAM-SHA-512"),
+        ("SASL_PLAINTEXT", "SCRAM-SHA-256"),
+        ("SASL_PLAINTEXT", "PLAIN"),
+        ("SASL_SSL", "SCRAM-SHA-512"),
+    ],
+)
 async def test_sasl_refused_by_the_broker_is_one_line_without_the_password(
-    mechanism: str, sasl_broker: str, caplog: pytest.LogCaptureFixture
+    protocol: str,
+    mechanism: str,
+    sasl_broker: str,
+    sasl_tls: TlsBroker,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The embedded broker serves SCRAM but, memory-only, holds no user: every login is
-    refused (a right password cannot be tested here; PLAIN it does not offer at all)."""
+    refused (a right password cannot be tested here; PLAIN it does not offer at all).
+    SASL_SSL: the same exchange inside TLS."""
     caplog.set_level(logging.DEBUG)
+    tls = protocol == "SASL_SSL"
+    bootstrap = sasl_tls.bootstrap if tls else sasl_broker
     security = KafkaSecurity(
-        "SASL_PLAINTEXT",
+        protocol,
+        ssl_ca_file=str(sasl_tls.pki.ca) if tls else None,
         sasl_mechanism=mechanism,
         sasl_username="alice",
         sasl_password=Secret("wrong-Pa55word"),
     )
     security.check()
-    failure = await diagnose(KafkaCluster(sasl_broker, security=security), within=2.0)
+    failure = await diagnose(KafkaCluster(bootstrap, security=security), within=2.0)
     assert failure is not None
     assert failure.line == (
-        f"Kafka at {sasl_broker}: SASL authentication failed for user alice ({mechanism})"
+        f"Kafka at {bootstrap}: SASL authentication failed for user alice ({mechanism})"
     )
     assert failure.permanent
     assert not any("wrong-Pa55word" in r.getMessage() for r in caplog.records)
@@ -173,6 +189,12 @@ def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("sasl") / "broker.log"
     with EmbeddedBroker(log_path=str(log), authentication=True) as broker:
         yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="module")
+def sasl_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
+    with tls_broker(tmp_path_factory.mktemp("sasl-tls"), authentication=True) as broker:
+        yield broker
 
 
 @pytest.mark.parametrize("codec", ["gzip", "lz4", "zstd"])

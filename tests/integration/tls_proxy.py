@@ -117,10 +117,18 @@ class TlsBroker:
 
 
 @contextlib.contextmanager
-def tls_broker(directory: Path, *, require_client_cert: bool = False) -> Iterator[TlsBroker]:
+def tls_broker(
+    directory: Path, *, require_client_cert: bool = False, authentication: bool = False
+) -> Iterator[TlsBroker]:
+    """``authentication``: the broker behind requires SASL (and, having no users,
+    refuses every login: see :class:`EmbeddedBroker`)."""
     pki = make_pki(directory / "pki")
     endpoint = TlsEndpoint(server_context(pki, require_client_cert=require_client_cert))
-    broker = EmbeddedBroker(log_path=str(directory / "broker.log"), advertised_port=endpoint.port)
+    broker = EmbeddedBroker(
+        log_path=str(directory / "broker.log"),
+        advertised_port=endpoint.port,
+        authentication=authentication,
+    )
     with broker:
         endpoint.target_port = broker.port
         endpoint.start()

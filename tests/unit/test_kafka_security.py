@@ -426,6 +426,12 @@ def test_the_environment_never_holds_a_files_content(pki: Pki, password_file: Pa
     assert os.fspath(password_file) in values
 
 
+def _verify_error(code: int, message: str) -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(1, f"certificate verify failed: {message}")
+    error.verify_code, error.verify_message = code, message
+    return error
+
+
 @pytest.mark.parametrize(
     ("exc", "what", "permanent"),
     [
@@ -435,6 +441,12 @@ def test_the_environment_never_holds_a_files_content(pki: Pki, password_file: Pa
             ),
             "TLS refused: [SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate "
             "required (the broker requires a client certificate: set KAFKA_SSL_CERT_FILE)",
+            True,
+        ),
+        (
+            _verify_error(62, "Hostname mismatch, certificate is not valid for 'b'."),
+            "TLS handshake failed: certificate verify failed: Hostname mismatch, certificate "
+            "is not valid for 'b'. (KAFKA_SSL_CHECK_HOSTNAME=false skips this check)",
             True,
         ),
         (ConnectionRefusedError(111, "refused"), "unreachable (connection refused)", False),
