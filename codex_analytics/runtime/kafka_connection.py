@@ -201,15 +201,24 @@ def _second_look(
     protocol = f"{SECURITY_PROTOCOL.name}={security.protocol}"
     silent = isinstance(exc, TimeoutError | asyncio.TimeoutError)
     closed = isinstance(exc, KafkaConnectionError)
-    if security.uses_tls and (silent or closed):
-        if answers(None) is True:
-            return ConnectionFailure(
-                host, f"the port speaks plaintext Kafka, not TLS ({protocol})", permanent=True
-            )
-        alert = answers(security.ssl_context())
-        if isinstance(alert, ssl.SSLError):
-            return ConnectionFailure(host, _tls_failed(security, alert), permanent=True)
-        if alert is False and not security.ssl_cert_file:
+    if not (silent or closed):
+        return failure
+    plaintext = f"the port speaks plaintext Kafka, not TLS ({protocol})"
+    if security.uses_tls and silent and answers(None) is True:
+        # A plaintext broker waits for the rest of what it read as a huge request.
+        return ConnectionFailure(host, plaintext, permanent=True)
+    # The question this client asked, without SASL: is ApiVersions answered?
+    answered = answers(security.ssl_context() if security.uses_tls else None)
+    if answered is True:
+        if closed and security.uses_sasl:  # so the broker closed it during SASL
+            return ConnectionFailure(host, _sasl_failed(security, None), permanent=True)
+        return failure
+    if security.uses_tls:
+        if isinstance(answered, ssl.SSLError):
+            return ConnectionFailure(host, _tls_failed(security, answered), permanent=True)
+        if closed and answers(None) is True:
+            return ConnectionFailure(host, plaintext, permanent=True)
+        if answered is False and not security.ssl_cert_file:
             # A broker that wants a client certificate says so with a TLS alert; some
             # TLS front ends just close the connection after the handshake.
             return ConnectionFailure(
@@ -220,13 +229,8 @@ def _second_look(
             )
     elif closed and answers(_any_tls()) is True:
         return ConnectionFailure(
-            host,
-            f"the port speaks TLS ({protocol}: use SSL or SASL_SSL)",
-            permanent=True,
+            host, f"the port speaks TLS ({protocol}: use SSL or SASL_SSL)", permanent=True
         )
-    if closed and security.uses_sasl and answers(_tls_of(security)) is True:
-        # ApiVersions is answered: the broker closed the connection during SASL.
-        return ConnectionFailure(host, _sasl_failed(security, None), permanent=True)
     return failure
 
 
@@ -253,10 +257,6 @@ def _any_tls() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def _tls_of(security: KafkaSecurity) -> ssl.SSLContext | None:
-    return security.ssl_context() if security.uses_tls else None
 
 
 def _verify_failed(security: KafkaSecurity, exc: ssl.SSLCertVerificationError) -> str:
