@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import sys
 
+from codex_analytics.runtime.banner import log_banner
 from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
 from codex_analytics.runtime.logs import configure_logging, logging_dict_config
 
+from . import settings as declared
 from .settings import StreamSettings
 
 #: Full collections 10x rarer than Python's default (700, 10, 10).
@@ -29,6 +30,8 @@ def tune_gc() -> tuple[int, int, int]:
 def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
     from .worker import StreamWorker  # imports Faust: only when a worker runs
 
+    # Before the first Kafka call: the client's lines are JSON lines too.
+    configure_logging(settings.log_level)
     topics = settings.topics
     wanted = {
         topics.facts: topics.partitions,
@@ -38,13 +41,20 @@ def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
     actual = asyncio.run(ensure_topics(cluster, wanted))
     # The state table is co-partitioned with the facts topic, whatever its count is.
     partitions = actual[topics.facts]
-    configure_logging(settings.log_level)
-    print(
+    log_banner(
+        "stream worker",
         f"stream worker: Kafka {cluster.bootstrap}; facts {topics.facts} ({partitions} partitions) -> "
         f"events {topics.events}; dead letters {topics.facts_dlq}; state store {settings.store}; "
         f"group {settings.app_id}; batch {settings.batch_max_records} records / {settings.batch_max_wait_ms} ms",
-        file=sys.stderr,
-        flush=True,
+        declared.SETTINGS,
+        cluster=cluster,
+        facts_topic=topics.facts,
+        events_topic=topics.events,
+        facts_dlq_topic=topics.facts_dlq,
+        partitions=partitions,
+        group=settings.app_id,
+        store=settings.store,
+        health_addr=settings.health_addr,
     )
     tune_gc()
     worker = StreamWorker(settings, cluster, partitions)

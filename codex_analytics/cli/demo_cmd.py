@@ -154,6 +154,7 @@ def _run(
     from codex_analytics.runtime.kafka import TopicSettings
     from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
+    settings = TopicSettings.from_env()  # a bad value: one line, exit 2, nothing started
     started = time.monotonic()
     config = GeneratorConfig(instances=args.instances, seed=args.seed)
     facts = [dumps_kept(f) for f in SessionGenerator(config).facts(args.facts)]
@@ -176,7 +177,6 @@ def _run(
         interrupts_raise(),
         kafka_cluster(configured, log_path=str(out_dir / "logs" / "broker.log")) as cluster,
     ):
-        settings = TopicSettings.from_env()
         topics = private_topics(run_id, settings.partitions, settings.max_record_bytes)
         partitions = asyncio.run(create_topics(cluster, topics))
         print(

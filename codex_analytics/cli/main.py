@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from codex_analytics import __version__
+from codex_analytics.runtime.errors import ConfigError
 
 #: (subcommand, module, one-line summary shown in ``--help``). Order is the help order.
 SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
@@ -51,6 +52,16 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
         "offsets",
         "codex_analytics.cli.offsets_cmd",
         "show or reset the consumer group positions of the stream and sink (dry run first)",
+    ),
+    (
+        "dlq",
+        "codex_analytics.cli.dlq_cmd",
+        "inspect the dead-letter topics by reason; send letters back after a fix (dry run first)",
+    ),
+    (
+        "config",
+        "codex_analytics.cli.config_cmd",
+        "check the environment of services before they run: every bad or unknown variable",
     ),
     (
         "smoke",
@@ -147,6 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(module.run(args))
+    except ConfigError as exc:
+        # A setting a command reads past its own checks (KAFKA_BOOTSTRAP_SERVERS where
+        # a broker is started, say) is still one line naming it, and exit status 2.
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

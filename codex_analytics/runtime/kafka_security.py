@@ -37,6 +37,7 @@ CLUSTER_READERS = (
     "smoke plugin",
     "replay",
     "offsets",
+    "dlq",
     "client library",
 )
 
