@@ -128,6 +128,10 @@ class Container:
         return reading.read({} if raw is None else {name: raw})
 
 
+#: Kinds whose reading checks the file system: of the pod, which the test cannot see.
+POD_PATHS = frozenset({"read_dir", "read_file", "write_dir", "write_file"})
+
+
 @dataclass
 class Manifests:
     """The objects one kustomization renders, indexed for the checks."""
@@ -264,6 +268,11 @@ def settings_findings(manifests: Manifests) -> list[str]:
                     found.append(f"{container.name}: {name} is not a declared setting")
                 continue
             reading = variable.reading_for(container.command) or variable.declaration
+            if reading.kind.probe in POD_PATHS:
+                # The path exists in the pod (a mounted volume), not on this machine.
+                if value is not None and not value.startswith("/"):
+                    found.append(f"{container.name}: {name} is not an absolute path: {value!r}")
+                continue
             try:
                 reading.read({} if value is None else {name: value})
             except ValueError as exc:
