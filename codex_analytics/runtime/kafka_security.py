@@ -23,7 +23,7 @@ from typing import Any
 
 from aiokafka.abc import AbstractTokenProvider
 
-from codex_analytics.runtime.config import Setting, boolean, choice, declare, text
+from codex_analytics.runtime.config import Setting, boolean, choice, declare, existing_file, text
 from codex_analytics.runtime.errors import ConfigError
 
 #: Every command that talks to Kafka (the same readers as ``KAFKA_BOOTSTRAP_SERVERS``).
@@ -56,7 +56,7 @@ SECURITY_PROTOCOL = declare(
 )
 SSL_CA_FILE = declare(
     "KAFKA_SSL_CA_FILE",
-    text("path"),
+    existing_file(),
     None,
     help="PEM file of the CA(s) that signed the brokers' certificates (`SSL`, `SASL_SSL`)",
     used_by=CLUSTER_READERS,
@@ -64,7 +64,7 @@ SSL_CA_FILE = declare(
 )
 SSL_CERT_FILE = declare(
     "KAFKA_SSL_CERT_FILE",
-    text("path"),
+    existing_file(),
     None,
     help="PEM client certificate (chain) for brokers that require one (mTLS); needs "
     "`KAFKA_SSL_KEY_FILE` unless the file holds the key too",
@@ -73,7 +73,7 @@ SSL_CERT_FILE = declare(
 )
 SSL_KEY_FILE = declare(
     "KAFKA_SSL_KEY_FILE",
-    text("path"),
+    existing_file(),
     None,
     help="PEM private key of `KAFKA_SSL_CERT_FILE`",
     used_by=CLUSTER_READERS,
@@ -81,7 +81,7 @@ SSL_KEY_FILE = declare(
 )
 SSL_KEY_PASSWORD_FILE = declare(
     "KAFKA_SSL_KEY_PASSWORD_FILE",
-    text("path"),
+    existing_file(),
     None,
     help="file holding the password of an encrypted `KAFKA_SSL_KEY_FILE` (one line)",
     used_by=CLUSTER_READERS,
@@ -123,7 +123,7 @@ SASL_PASSWORD = declare(
 )
 SASL_PASSWORD_FILE = declare(
     "KAFKA_SASL_PASSWORD_FILE",
-    text("path"),
+    existing_file(),
     None,
     help="file holding the SASL password (one line), read when a client is built",
     used_by=CLUSTER_READERS,
@@ -131,7 +131,7 @@ SASL_PASSWORD_FILE = declare(
 )
 SASL_OAUTH_TOKEN_FILE = declare(
     "KAFKA_SASL_OAUTH_TOKEN_FILE",
-    text("path"),
+    existing_file(),
     None,
     help="file holding the OAUTHBEARER token (for example written by an MSK IAM or OIDC "
     "sidecar); read again whenever it changes",

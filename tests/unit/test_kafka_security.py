@@ -176,7 +176,7 @@ async def test_the_oauth_token_file_is_read_again_when_it_changes(tmp_path: Path
         ),
         (
             {"security_protocol": "SSL", "ssl_ca_file": "/no/such/ca.pem"},
-            "KAFKA_SSL_CA_FILE=/no/such/ca.pem: the file does not exist",
+            "KAFKA_SSL_CA_FILE must be an existing file: '/no/such/ca.pem' does not exist",
         ),
         (
             {"security_protocol": "SSL", "ssl_ca_file": "/etc/hostname"},
@@ -189,7 +189,7 @@ async def test_the_oauth_token_file_is_read_again_when_it_changes(tmp_path: Path
                 "sasl_username": "a",
                 "sasl_password_file": "/no/such/password",
             },
-            "KAFKA_SASL_PASSWORD_FILE=/no/such/password: cannot read it (No such file",
+            "KAFKA_SASL_PASSWORD_FILE must be an existing file: '/no/such/password' does not exist",
         ),
         ({"security_protocol": "TLS"}, "KAFKA_SECURITY_PROTOCOL must be one of plaintext, ssl"),
     ],
@@ -197,7 +197,7 @@ async def test_the_oauth_token_file_is_read_again_when_it_changes(tmp_path: Path
 def test_incomplete_or_contradictory_settings_name_the_variable(
     variables: dict[str, str], expected: str
 ) -> None:
-    with pytest.raises(ConfigError if "must be one of" not in expected else ValueError) as raised:
+    with pytest.raises(ValueError) as raised:
         KafkaSecurity.from_env(_env(**variables))
     assert expected in str(raised.value)
     assert PASSWORD not in str(raised.value)
