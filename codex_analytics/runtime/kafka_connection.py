@@ -33,7 +33,7 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from codex_analytics.runtime.errors import PermanentError, RetryableError
+from codex_analytics.runtime.errors import ConfigError, PermanentError, RetryableError
 from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget
 from codex_analytics.runtime.kafka_security import (
     SECURITY_PROTOCOL,
@@ -115,6 +115,10 @@ def classify(
         return ConnectionFailure(where, f"unreachable ({exc.strerror or exc})", permanent=False)
     if isinstance(exc, KafkaError):
         return ConnectionFailure(where, _kafka_error(exc), permanent=False)
+    if isinstance(exc, ConfigError):
+        # A secret file unreadable when a connection was made (a token file a sidecar
+        # is rewriting): it names the variable and the path; it may be back soon.
+        return ConnectionFailure(where, str(exc), permanent=False)
     if security.uses_sasl and isinstance(exc, KeyError | ValueError):
         # aiokafka's SCRAM client cannot read a server's "e=..." refusal (a KeyError):
         # the exchange failed before the client could tell why.

@@ -452,6 +452,11 @@ def _verify_error(code: int, message: str) -> ssl.SSLCertVerificationError:
         (ConnectionRefusedError(111, "refused"), "unreachable (connection refused)", False),
         (TimeoutError(), "no answer in time", False),
         (KeyError("v"), "SASL authentication failed for user alice (SCRAM-SHA-512)", True),
+        (
+            ConfigError("KAFKA_SASL_OAUTH_TOKEN_FILE=/t: cannot read it (No such file)"),
+            "KAFKA_SASL_OAUTH_TOKEN_FILE=/t: cannot read it (No such file)",
+            False,
+        ),
     ],
 )
 def test_classify(exc: BaseException, what: str, permanent: bool) -> None:
