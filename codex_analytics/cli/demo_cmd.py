@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from codex_analytics.devtools.localstack import LocalStack, MetricsSnapshot
+    from codex_analytics.runtime.kafka import KafkaCluster
 
 DESCRIPTION = """\
 Run the whole pipeline as users deploy it and check its output.
@@ -98,6 +99,18 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from codex_analytics.cli.kafka_check import connection_refused
+    from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings
+
+    try:
+        configured = KafkaCluster.configured()
+        TopicSettings.from_env()
+    except ValueError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+    refused = connection_refused("demo", configured)
+    if refused is not None:
+        return refused
     capture = Path(args.capture)
     out_dir = capture.parent
     try:
@@ -112,13 +125,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"demo: cannot prepare {out_dir}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        return _run(args, capture, out_dir)
+        return _run(args, configured, capture, out_dir)
     except KeyboardInterrupt:
         print("\ndemo: interrupted; every service was stopped", file=sys.stderr)
         return 130
 
 
-def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
+def _run(
+    args: argparse.Namespace, configured: KafkaCluster | None, capture: Path, out_dir: Path
+) -> int:
     import orjson
 
     from codex_analytics.contract import dumps_kept
@@ -136,10 +151,10 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
         received_events,
         reference_events,
     )
-    from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings
+    from codex_analytics.runtime.kafka import TopicSettings
     from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
-    configured = TopicSettings.from_env()  # a bad value: one line, exit 2, nothing started
+    settings = TopicSettings.from_env()  # a bad value: one line, exit 2, nothing started
     started = time.monotonic()
     config = GeneratorConfig(instances=args.instances, seed=args.seed)
     facts = [dumps_kept(f) for f in SessionGenerator(config).facts(args.facts)]
@@ -160,14 +175,12 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
     (out_dir / "logs").mkdir(exist_ok=True)
     with (
         interrupts_raise(),
-        kafka_cluster(
-            KafkaCluster.configured(), log_path=str(out_dir / "logs" / "broker.log")
-        ) as cluster,
+        kafka_cluster(configured, log_path=str(out_dir / "logs" / "broker.log")) as cluster,
     ):
-        topics = private_topics(run_id, configured.partitions, configured.max_record_bytes)
+        topics = private_topics(run_id, settings.partitions, settings.max_record_bytes)
         partitions = asyncio.run(create_topics(cluster, topics))
         print(
-            f"demo: Kafka at {cluster.bootstrap}; topics {run_id}.* ({partitions} partitions); "
+            f"demo: Kafka at {cluster.describe()}; topics {run_id}.* ({partitions} partitions); "
             f"{len(facts):,} facts from {args.instances} instances -> "
             f"{args.stream_workers} stream worker(s) -> sink -> "
             + (f"receiver ({store})" if args.receiver else f"capture file {capture}"),
@@ -268,7 +281,7 @@ async def _publish_and_follow(
 
     published = _Published()
     transport = KafkaFactTransport(
-        stack.base_env["KAFKA_BOOTSTRAP_SERVERS"],
+        stack.cluster,
         stack.topics.facts,
         client_id="codex-analytics-demo",
         max_record_bytes=stack.topics.max_record_bytes,

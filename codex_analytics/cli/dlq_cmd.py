@@ -152,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from aiokafka.errors import KafkaError
 
+    from codex_analytics.cli.kafka_check import connection_refused
+
+    refused = connection_refused("dlq", cluster)
+    if refused is not None:
+        return refused
     main = _show if args.action == "show" else _redrive
     try:
         return asyncio.run(main(args, cluster, settings, letters))

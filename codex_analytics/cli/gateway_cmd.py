@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
+    from codex_analytics.cli.kafka_check import connection_refused
     from codex_analytics.cli.service import start_service
     from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.runtime.kafka import KafkaCluster
@@ -60,5 +61,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"gateway: --addr: {exc}", file=sys.stderr)
             return 2
     start_service("gateway", settings.log_level)
+    refused = connection_refused("gateway", configured, permanent_only=True)
+    if refused is not None:
+        return refused
     with kafka_cluster(configured) as cluster:
         return run_gateway(settings, cluster, addr_from="--addr" if args.addr else ADDR.name)

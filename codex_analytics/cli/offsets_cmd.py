@@ -106,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from aiokafka.errors import KafkaError
 
+    from codex_analytics.cli.kafka_check import connection_refused
+
+    refused = connection_refused("offsets", cluster)
+    if refused is not None:
+        return refused
     try:
         return asyncio.run(_main(args, cluster, targets))
     except KafkaError as exc:

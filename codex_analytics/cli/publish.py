@@ -35,6 +35,7 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
     import asyncio
     import os
 
+    from codex_analytics.cli.kafka_check import connection_refused
     from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.runtime.config import FACTS_PER_RECORD
     from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings, ensure_topics
@@ -53,6 +54,9 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
     if args.rate is not None and args.rate <= 0:
         print(f"{command}: --rate must be positive", file=sys.stderr)
         return 2
+    refused = connection_refused(command, configured)
+    if refused is not None:
+        return refused
 
     def report(rejection: LineResult) -> None:
         print(

@@ -101,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
     # log lines (JSON when stderr is not a terminal).
     configure_logging(settings.log_level)
 
+    from codex_analytics.cli.kafka_check import connection_refused
+
+    refused = connection_refused("replay", cluster)
+    if refused is not None:
+        return refused
     try:
         return asyncio.run(_main(args, cluster, topic, start, settings, limits))
     except KafkaError as exc:

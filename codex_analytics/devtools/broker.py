@@ -67,10 +67,22 @@ class EmbeddedBroker:
     """
 
     def __init__(
-        self, *, host: str = "127.0.0.1", port: int | None = None, log_path: str | None = None
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        log_path: str | None = None,
+        advertised_port: int | None = None,
+        authentication: bool = False,
     ) -> None:
         self._host = host
         self._requested_port = port
+        #: The port the broker tells clients to connect to (Metadata), when something in
+        #: front of it listens there (a test's TLS endpoint); else its own.
+        self._advertised_port = advertised_port
+        #: Clients must authenticate (SASL SCRAM). A memory-only broker has no users and
+        #: refuses every login: for tests of that refusal.
+        self._authentication = authentication
         self._log_path = log_path
         self._port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -86,6 +98,13 @@ class EmbeddedBroker:
         if self._proc is None or self._port is None:
             raise EmbeddedBrokerError("the embedded broker is not running")
         return _host_port(self._host, self._port)
+
+    @property
+    def port(self) -> int:
+        """The port the broker listens on (not the advertised one)."""
+        if self._proc is None or self._port is None:
+            raise EmbeddedBrokerError("the embedded broker is not running")
+        return self._port
 
     @property
     def running(self) -> bool:
@@ -157,12 +176,14 @@ class EmbeddedBroker:
         # from whatever else might be listening on the port.
         self._cluster_id = f"codex-analytics-{uuid.uuid4().hex[:12]}"
         url = f"tcp://{_host_port(self._host, port)}"
+        advertised = f"tcp://{_host_port(self._host, self._advertised_port or port)}"
         cmd = [
             binary, "broker",
             "--cluster-id", self._cluster_id,
             "--listener-url", url,
-            "--advertised-listener-url", url,
+            "--advertised-listener-url", advertised,
             "--storage-engine", "memory://tansu/",
+            *(["--authentication"] if self._authentication else []),
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
         env["NO_COLOR"] = "1"  # plain log lines, readable in error messages
@@ -204,7 +225,14 @@ class EmbeddedBroker:
                 # Tansu exits with 0 even when it cannot bind, so any exit is a failure.
                 return f"the broker exited with status {code} during startup ({last_error})"
             try:
-                _probe_kafka(self._host, port, self._cluster_id)
+                _probe_kafka(
+                    self._host,
+                    port,
+                    self._cluster_id,
+                    self._advertised_port or port,
+                    # Metadata needs a login on such a broker: ApiVersions must do.
+                    metadata=not self._authentication,
+                )
             except (OSError, ValueError, struct.error, _NotReady) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
             else:
@@ -335,8 +363,11 @@ def free_port(host: str) -> int:
 # --- a minimal Kafka client: just enough to know the broker serves requests ---
 
 
-def _probe_kafka(host: str, port: int, cluster_id: str) -> None:
-    """Raise unless ``host:port`` answers ApiVersions and Metadata as our broker."""
+def _probe_kafka(
+    host: str, port: int, cluster_id: str, advertised_port: int, *, metadata: bool = True
+) -> None:
+    """Raise unless ``host:port`` answers ApiVersions and (``metadata``) Metadata as our
+    broker (one that advertises ``advertised_port``)."""
     with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT) as sock:
         body = _request(sock, _API_VERSIONS, 0, 1, b"")
         (error_code, count), offset = struct.unpack_from(">hi", body), 6
@@ -350,6 +381,8 @@ def _probe_kafka(host: str, port: int, cluster_id: str) -> None:
                 metadata_max = max_version
         if metadata_max < 0:
             raise _NotReady("ApiVersions does not list Metadata")
+        if not metadata:
+            return
         # v2 is the first version with the cluster id; v1+ reads an empty topic
         # list as "no topics", v0 as "all topics" (harmless on a new broker).
         version = min(metadata_max, 2)
@@ -357,8 +390,8 @@ def _probe_kafka(host: str, port: int, cluster_id: str) -> None:
         brokers, cluster = _parse_metadata(body, version)
     if not brokers:
         raise _NotReady("Metadata lists no brokers")
-    if all(advertised != port for _, advertised in brokers):
-        raise _NotReady(f"Metadata advertises {brokers}, not port {port}")
+    if all(advertised != advertised_port for _, advertised in brokers):
+        raise _NotReady(f"Metadata advertises {brokers}, not port {advertised_port}")
     if version >= 2 and cluster != cluster_id:
         raise _NotReady(f"cluster id {cluster!r} is not ours ({cluster_id!r})")
 

@@ -187,8 +187,11 @@ class PipelineCounts:
         )
 
 
-#: Our settings' prefixes: a child service takes none of them from its parent.
-OWN_SETTINGS = ("ANALYTICS_", "CODEX_")
+#: Our settings' prefixes: a child service takes none of them from its parent. Kafka's
+#: included: a child is told its cluster (a bare bootstrap is PLAINTEXT, or
+#: ``KafkaCluster.environment()``), so that a parent's ``KAFKA_SECURITY_PROTOCOL=SSL``
+#: never reaches a child of an embedded broker.
+OWN_SETTINGS = ("ANALYTICS_", "CODEX_", "KAFKA_")
 
 
 def child_env(*, drop: tuple[str, ...] = OWN_SETTINGS, **settings: str) -> dict[str, str]:
@@ -219,17 +222,17 @@ class LocalStack:
         if (capture_path is None) == (receiver_store is None):
             raise ValueError("exactly one of capture_path and receiver_store")
         self.out_dir = out_dir
-        #: The services read the rest of the cluster's settings (security) from the
-        #: environment they inherit, as this process did.
         self.cluster = KafkaCluster.of(cluster)
         self.topics = topics
         self.capture_path = capture_path
         self.receiver_store = receiver_store
         self.logs_dir = out_dir / "logs"
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.base_env = child_env(drop=("ANALYTICS_", "CODEX_ANALYTICS_"))
+        # The services reach the cluster exactly as this process does, and only so: an
+        # embedded broker is PLAINTEXT whatever KAFKA_* this process inherited.
+        self.base_env = child_env(drop=("ANALYTICS_", "CODEX_ANALYTICS_", "KAFKA_"))
         self.base_env.update(
-            KAFKA_BOOTSTRAP_SERVERS=self.cluster.bootstrap,
+            self.cluster.environment(),
             ANALYTICS_LOG_LEVEL="INFO",
             **topics_env(topics),
         )

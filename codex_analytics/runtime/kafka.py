@@ -27,6 +27,7 @@ from codex_analytics.runtime.config import (
     topic_name,
     truncated_integer,
 )
+from codex_analytics.runtime.errors import ConfigError
 from codex_analytics.runtime.kafka_security import CLUSTER_READERS, PLAINTEXT, KafkaSecurity
 from codex_analytics.runtime.record_size import max_request_bytes
 
@@ -203,11 +204,13 @@ class KafkaCluster:
         servers = bootstrap if bootstrap is not None else BOOTSTRAP.read(env)
         if not servers:
             raise ValueError(f"{BOOTSTRAP_ENV} is not set")
+        compression = COMPRESSION.read(env)
+        _require_codec(compression)
         return cls(
             servers,
             security=KafkaSecurity.from_env(env),
             idempotence=IDEMPOTENCE.read(env),
-            compression=COMPRESSION.read(env),
+            compression=compression,
         )
 
     @classmethod
@@ -240,9 +243,38 @@ class KafkaCluster:
         """A group consumer's options (:func:`consumer_options` plus where and how)."""
         return {**self.client_options(), **consumer_options(**tuning)}
 
+    def environment(self) -> dict[str, str]:
+        """The variables that describe this cluster, the inverse of :meth:`from_env`:
+        what a process this one starts must be given to reach the same cluster the same
+        way (and nothing else: an embedded broker's cluster says ``PLAINTEXT``, whatever
+        this process's own environment says). Files are passed as paths."""
+        return {
+            BOOTSTRAP_ENV: self.bootstrap,
+            **self.security.environment(),
+            IDEMPOTENCE.name: "true" if self.idempotence else "false",
+            COMPRESSION.name: self.compression,
+        }
+
+    def describe(self) -> str:
+        """Where and how, for a start line: ``broker:9093 (SASL_SSL SCRAM-SHA-512 as app)``."""
+        return f"{self.bootstrap} ({self.security.describe()})"
+
 
 #: A cluster, or a bare ``PLAINTEXT`` bootstrap string (see :class:`KafkaCluster`).
 KafkaTarget = KafkaCluster | str
+
+
+def _require_codec(compression: str) -> None:
+    """aiokafka compresses lz4 and zstd with ``cramjam`` (a dependency of this package);
+    an install without it fails here, at start, rather than at the first send."""
+    from aiokafka import codec
+
+    available = {"none": True, "gzip": True, "lz4": codec.has_lz4(), "zstd": codec.has_zstd()}
+    if not available[compression]:
+        raise ConfigError(
+            f"{COMPRESSION.name}={compression} needs the cramjam package "
+            "(pip install 'aiokafka[lz4,zstd]')"
+        )
 
 
 def producer_options(max_record_bytes: int = MAX_RECORD_BYTES.default) -> dict[str, Any]:

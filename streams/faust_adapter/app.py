@@ -21,8 +21,9 @@ from codex_analytics.runtime.shutdown import ShutdownDeadline
 
 from ..settings import StreamSettings
 from .consumer import GroupConsumer
+from .credentials import broker_credentials
 from .store import StateStore
-from .transport import SCHEME
+from .transport import SCHEME, ClusterApp
 
 #: What the agent hands the worker: every event of the facts topic (Faust acks none by
 #: itself), and the function that acks one.
@@ -36,9 +37,16 @@ class StreamApp:
         _require_registered_transport()
         topics = settings.topics
         self._shutdown_timeout_s = settings.shutdown_timeout_s
-        self._app = faust.App(
+        self._app = ClusterApp(
             settings.app_id,
             broker=[f"{SCHEME}://{server}" for server in cluster.hosts],
+            # Every client Faust opens (consumer, producer, topic creation) connects as
+            # the cluster's other clients do; the producer's idempotence comes from
+            # the cluster too (:class:`~.transport.Producer`).
+            broker_credentials=broker_credentials(cluster),
+            producer_compression_type=None
+            if cluster.compression == "none"
+            else cluster.compression,
             store="rocksdb://" if settings.store == "rocksdb" else "memory://",
             datadir=settings.data_dir,
             web_enabled=False,
@@ -59,6 +67,7 @@ class StreamApp:
             topic_partitions=partitions,
             topic_replication_factor=settings.replication_factor,
         )
+        self._app.kafka_cluster = cluster
         self._facts = self._app.topic(
             topics.facts,
             partitions=partitions,

@@ -15,14 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import types
+from collections.abc import Mapping
 from typing import Any, cast
 
 import aiokafka
+import faust
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode.services import WaitArgT, WaitResults
 from mode.utils.times import Seconds
+
+from codex_analytics.runtime.kafka import KafkaCluster
 
 #: The broker URL scheme of :class:`Transport` (an entry point name in pyproject.toml).
 SCHEME = "codex-kafka"
@@ -145,10 +149,31 @@ class Consumer(faust_aiokafka.Consumer):
         await super().sleep(n)
 
 
+class ClusterApp(faust.App):
+    """Faust's app with the cluster it runs against, for :class:`Producer` (Faust's
+    settings have no idempotence of their own)."""
+
+    kafka_cluster: KafkaCluster | None = None
+
+
+class Producer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer, idempotent when the cluster says so
+    (``KAFKA_PRODUCER_IDEMPOTENCE``): Faust enables idempotence only inside its
+    transactions, which the pipeline does not use."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        extra = dict(super()._settings_extra())
+        cluster = getattr(self.app, "kafka_cluster", None)
+        if cluster is not None and cluster.idempotence:
+            extra["enable_idempotence"] = True
+        return extra
+
+
 class Transport(faust_aiokafka.Transport):
-    """Faust's aiokafka transport, building :class:`Consumer`."""
+    """Faust's aiokafka transport, building :class:`Consumer` and :class:`Producer`."""
 
     Consumer = Consumer
+    Producer = Producer
 
 
 async def _resume(coro: Any, blocked_on: Any) -> Any:
