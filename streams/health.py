@@ -72,6 +72,13 @@ class StreamHealth:
             self._door.stop()
             self._door = None
 
+    def connecting_with(self, check: Callable[[], T]) -> T:
+        """Run ``check`` (the Kafka connection's) posted as ``connecting``."""
+        self.board.post(not_ready(CONNECTING))
+        result = check()
+        self.heartbeat.stamp()
+        return result
+
     def connecting(self, step: Awaitable[T]) -> T:
         """Run ``step`` (topic creation) on a loop of its own, posted as ``connecting``,
         with the heartbeat stamped beside it."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+from collections.abc import Callable
 
 from codex_analytics.runtime.banner import log_banner
 from codex_analytics.runtime.http import ListenError
@@ -31,8 +32,14 @@ def tune_gc() -> tuple[int, int, int]:
     return previous
 
 
-def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
-    """The worker's exit status; 2 when its health address cannot be served."""
+def run_worker(
+    settings: StreamSettings,
+    cluster: KafkaCluster,
+    refused: Callable[[], int | None] = lambda: None,
+) -> int:
+    """The worker's exit status; 2 when its health address cannot be served; what
+    ``refused`` returns (it checks the Kafka connection: 1, the line printed) when the
+    cluster cannot be used. That check runs once the health endpoints answer."""
     health = StreamHealth(stall_after_s=settings.health_stall_s)
     port: int | None = None
     if settings.health_addr:
@@ -44,14 +51,21 @@ def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
             print(f"stream worker: {exc}", file=sys.stderr, flush=True)
             return 2
     try:
-        return _run(settings, cluster, health, port)
+        return _run(settings, cluster, health, port, refused)
     finally:
         health.close()
 
 
 def _run(
-    settings: StreamSettings, cluster: KafkaCluster, health: StreamHealth, port: int | None
+    settings: StreamSettings,
+    cluster: KafkaCluster,
+    health: StreamHealth,
+    port: int | None,
+    refused: Callable[[], int | None],
 ) -> int:
+    status = health.connecting_with(refused)
+    if status is not None:
+        return status
     from .worker import StreamWorker  # imports Faust: only when a worker runs
 
     # Before the first Kafka call: the client's lines are JSON lines too.

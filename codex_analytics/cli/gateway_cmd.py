@@ -61,8 +61,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"gateway: --addr: {exc}", file=sys.stderr)
             return 2
     start_service("gateway", settings.log_level)
-    refused = connection_refused("gateway", configured, permanent_only=True)
-    if refused is not None:
-        return refused
+
+    def refused() -> int | None:
+        # Run by the gateway once it serves (/readyz: "connecting" meanwhile).
+        return connection_refused("gateway", configured, permanent_only=True)
+
     with kafka_cluster(configured) as cluster:
-        return run_gateway(settings, cluster, addr_from="--addr" if args.addr else ADDR.name)
+        return run_gateway(
+            settings, cluster, addr_from="--addr" if args.addr else ADDR.name, refused=refused
+        )

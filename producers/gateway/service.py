@@ -33,7 +33,7 @@ import hmac
 import logging
 import sys
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -366,17 +366,28 @@ class Gateway:
 
 
 def run_gateway(
-    settings: GatewaySettings, cluster: KafkaCluster, *, addr_from: str = ADDR.name
+    settings: GatewaySettings,
+    cluster: KafkaCluster,
+    *,
+    addr_from: str = ADDR.name,
+    refused: Callable[[], int | None] = lambda: None,
 ) -> int:
     """The gateway's exit status; ``addr_from`` names where ``settings.addr`` came from
-    (the variable, or ``--addr``) in the one line an unusable address gives (exit 2)."""
+    (the variable, or ``--addr``) in the one line an unusable address gives (exit 2).
+    ``refused`` checks the Kafka connection once the gateway serves (its exit status,
+    the line printed, when the cluster refuses this client)."""
     from codex_analytics.runtime.logs import configure_logging
 
     configure_logging(settings.log_level)
-    return asyncio.run(_main(settings, cluster, addr_from))
+    return asyncio.run(_main(settings, cluster, addr_from, refused))
 
 
-async def _main(settings: GatewaySettings, cluster: KafkaCluster, addr_from: str) -> int:
+async def _main(
+    settings: GatewaySettings,
+    cluster: KafkaCluster,
+    addr_from: str,
+    refused: Callable[[], int | None],
+) -> int:
     stop = asyncio.Event()
     stop_on_signals(stop, ShutdownDeadline(settings.shutdown_timeout_s, grace_s=STOP_GRACE_S))
     transport = KafkaFactTransport(
@@ -392,6 +403,11 @@ async def _main(settings: GatewaySettings, cluster: KafkaCluster, addr_from: str
         print(f"gateway: {exc}", file=sys.stderr, flush=True)
         await transport.close()
         return 2
+    # On a thread: the check runs a loop of its own; this one serves /livez and /readyz.
+    status = await asyncio.to_thread(refused)
+    if status is not None:
+        await stop_within(gateway, settings.shutdown_timeout_s)
+        return status
     _banner(settings, cluster, port)
     try:
         await stop.wait()
