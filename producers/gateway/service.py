@@ -150,14 +150,23 @@ class Gateway:
         self.endpoints.add_routes(app)
         return app
 
-    async def start(self, addr: str | None = None, *, setting: str | None = None) -> int:
+    async def start(
+        self, addr: str | None = None, *, setting: str | None = None, probe: bool = True
+    ) -> int:
         """Serve on ``addr`` (default ``ANALYTICS_GATEWAY_ADDR``); with ``setting``, an
-        address that cannot be served raises ``ListenError`` naming it."""
+        address that cannot be served raises ``ListenError`` naming it. ``probe=False``
+        leaves the broker probe to :meth:`start_probing` (``/readyz``: ``connecting``)."""
         self._served = await serve(self.app(), addr or self.settings.addr, setting=setting)
         self.port = self._served.port
         self._beating = asyncio.create_task(self.heartbeat.run(), name="gateway-heartbeat")
-        self._prober = asyncio.create_task(self._probe_forever(), name="gateway-probe")
+        if probe:
+            self.start_probing()
         return self.port
+
+    def start_probing(self) -> None:
+        """Probe the broker every second from now on (readiness)."""
+        if self._prober is None:
+            self._prober = asyncio.create_task(self._probe_forever(), name="gateway-probe")
 
     async def stop(self) -> None:
         """Answer the requests in flight (those still waiting for acks get 503 with
@@ -398,16 +407,18 @@ async def _main(
     )
     gateway = Gateway(settings, transport)
     try:
-        port = await gateway.start(setting=addr_from)
+        port = await gateway.start(setting=addr_from, probe=False)
     except ListenError as exc:
         print(f"gateway: {exc}", file=sys.stderr, flush=True)
         await transport.close()
         return 2
-    # On a thread: the check runs a loop of its own; this one serves /livez and /readyz.
+    # On a thread: the check runs a loop of its own; this one serves /livez and /readyz
+    # (connecting). The probe starts after it: its client would log its own failure.
     status = await asyncio.to_thread(refused)
     if status is not None:
         await stop_within(gateway, settings.shutdown_timeout_s)
         return status
+    gateway.start_probing()
     _banner(settings, cluster, port)
     try:
         await stop.wait()
