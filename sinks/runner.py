@@ -9,6 +9,7 @@ import sys
 
 from codex_analytics.runtime.http import ServiceHttp
 from codex_analytics.runtime.kafka import KafkaCluster
+from codex_analytics.runtime.kafka_start import KafkaStartError
 from codex_analytics.runtime.logs import configure_logging
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 
@@ -60,6 +61,9 @@ async def _main(settings: SinkSettings, cluster: KafkaCluster, credentials: Cred
         logging.getLogger("codex_analytics.sink").info("health and metrics on port %d", port)
     try:
         await worker.run(stop)
+    except KafkaStartError as exc:
+        print(f"sink worker: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
         if side_door is not None:
             await side_door.stop()

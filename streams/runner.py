@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import sys
 
-from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
+from codex_analytics.runtime.kafka import KafkaCluster
+from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics
 from codex_analytics.runtime.logs import configure_logging, logging_dict_config
+from codex_analytics.runtime.shutdown import run_unless_signalled
 
 from .settings import StreamSettings
 
@@ -30,15 +31,21 @@ def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
     from .worker import StreamWorker  # imports Faust: only when a worker runs
 
     topics = settings.topics
-    wanted = {
-        topics.facts: topics.partitions,
-        topics.events: topics.partitions,
-        topics.facts_dlq: topics.partitions,
-    }
-    actual = asyncio.run(ensure_topics(cluster, wanted))
-    # The state table is co-partitioned with the facts topic, whatever its count is.
-    partitions = actual[topics.facts]
     configure_logging(settings.log_level)
+    # Start-up, before Faust: wait for the cluster (ANALYTICS_KAFKA_WAIT_S), then create
+    # the topic plan's missing topics, the state changelog included. SIGTERM ends it.
+    try:
+        started, existing = run_unless_signalled(
+            prepare_topics(cluster, settings.topic_plan, within=cluster.start_wait_s),
+            settings.shutdown_timeout_s,
+        )
+    except KafkaStartError as exc:
+        print(f"stream worker: {exc}", file=sys.stderr, flush=True)
+        return 1
+    if not started or existing is None:
+        return 0  # stopped before it started: nothing to finish
+    # The state table is co-partitioned with the facts topic, whatever its count is.
+    partitions = existing[topics.facts].partitions
     print(
         f"stream worker: Kafka {cluster.bootstrap}; facts {topics.facts} ({partitions} partitions) -> "
         f"events {topics.events}; dead letters {topics.facts_dlq}; state store {settings.store}; "

@@ -137,6 +137,7 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
         reference_events,
     )
     from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings
+    from codex_analytics.runtime.kafka_start import KafkaStartError
     from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
     started = time.monotonic()
@@ -164,8 +165,14 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
         ) as cluster,
     ):
         configured = TopicSettings.from_env()
-        topics = private_topics(run_id, configured.partitions, configured.max_record_bytes)
-        partitions = asyncio.run(create_topics(cluster, topics))
+        topics = private_topics(
+            run_id, configured.partitions, configured.max_record_bytes, policy=configured
+        )
+        try:
+            partitions = asyncio.run(create_topics(cluster, topics))
+        except KafkaStartError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 1
         print(
             f"demo: Kafka at {cluster.bootstrap}; topics {run_id}.* ({partitions} partitions); "
             f"{len(facts):,} facts from {args.instances} instances -> "

@@ -53,6 +53,11 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
         "show or reset the consumer group positions of the stream and sink (dry run first)",
     ),
     (
+        "topics",
+        "codex_analytics.cli.topics_cmd",
+        "show or create the pipeline's topics as its topic policy says (plan, apply)",
+    ),
+    (
         "smoke",
         "codex_analytics.cli.smoke_cmd",
         "smoke workflows through the running pipeline (plugin: upstream's plugin analytics smoke)",

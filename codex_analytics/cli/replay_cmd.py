@@ -126,8 +126,14 @@ async def _main(
         TopicOutput,
         replay,
     )
+    from codex_analytics.runtime.kafka_start import KafkaStartError, wait_for_cluster
     from codex_analytics.runtime.progress import Progress
 
+    try:
+        await wait_for_cluster(cluster, cluster.start_wait_s)
+    except KafkaStartError as exc:
+        print(f"replay: {exc}; nothing was written", file=sys.stderr)
+        return 1
     progress = Progress(plain_every_s=10.0)
 
     def show(stats: ReplayStats, total: int) -> None:
@@ -145,7 +151,7 @@ async def _main(
         output = capture
         where = f"capture file {args.capture}"
     else:
-        problem = await _fresh_topic(cluster, args.to_topic, settings.topics.partitions)
+        problem = await _fresh_topic(cluster, args.to_topic, settings)
         if problem:
             print(f"replay: {problem}", file=sys.stderr)
             return 2
@@ -190,13 +196,19 @@ async def _main(
     return 0
 
 
-async def _fresh_topic(cluster: KafkaCluster, topic: str, partitions: int) -> str:
-    """Create ``topic`` when missing; a problem message when it already holds records."""
+async def _fresh_topic(cluster: KafkaCluster, topic: str, settings: StreamSettings) -> str:
+    """Create ``topic`` when missing (as the events topic's policy says); a problem
+    message when it already holds records."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from codex_analytics.runtime.kafka import ensure_topics
+    from codex_analytics.runtime.kafka_start import KafkaStartError
+    from codex_analytics.runtime.topic_plan import TopicPlan
 
-    await ensure_topics(cluster, {topic: partitions})
+    try:
+        await ensure_topics(cluster, TopicPlan.pipeline(settings.topics).renamed("events", topic))
+    except KafkaStartError as exc:
+        return str(exc)
     consumer = AIOKafkaConsumer(**cluster.client_options(), group_id=None)
     await consumer.start()
     try:

@@ -176,6 +176,7 @@ def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
         private_topics,
     )
     from codex_analytics.runtime.kafka import KafkaCluster
+    from codex_analytics.runtime.kafka_start import KafkaStartError
 
     work = Path(tempfile.mkdtemp(prefix="codex-plugin-analytics-"))
     run_id = f"smoke-{uuid.uuid4().hex[:8]}"
@@ -189,7 +190,10 @@ def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
                 KafkaCluster.configured(), log_path=str(work / "logs" / "broker.log")
             ) as cluster,
         ):
-            asyncio.run(create_topics(cluster, topics))
+            try:
+                asyncio.run(create_topics(cluster, topics))
+            except KafkaStartError as exc:
+                return str(exc)
             stack = LocalStack(cluster, work, topics, run_id=run_id, capture_path=capture)
             stack.start()
             try:
