@@ -86,5 +86,5 @@ def describe_connection_failure(exc: BaseException) -> str:
     """What went wrong connecting, in a few words for a one-line error (never a
     credential: aiokafka's texts name the mechanism and the user at most)."""
     if isinstance(exc, ssl.SSLError):
-        return f"TLS failed: {exc.reason or exc}"
+        return f"TLS failed: {getattr(exc, 'reason', None) or exc}"
     return describe(exc)
