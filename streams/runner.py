@@ -34,6 +34,7 @@ def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
     configure_logging(settings.log_level)
     # Start-up, before Faust: wait for the cluster (ANALYTICS_KAFKA_WAIT_S), then create
     # the topic plan's missing topics, the state changelog included. SIGTERM ends it.
+    # Health: a side door that must answer during this wait opens before this call.
     try:
         started, existing = run_unless_signalled(
             prepare_topics(cluster, settings.topic_plan, within=cluster.start_wait_s),
