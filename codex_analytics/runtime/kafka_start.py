@@ -191,7 +191,12 @@ async def existing_topics(
     for topic in await admin.describe_topics(present):
         code = topic["error_code"]
         if code:
-            raise _NotYet(f"topic {topic['topic']}: Kafka error {code}")
+            from aiokafka.errors import for_code
+
+            error = for_code(code)()
+            if is_permanent_connection_failure(error):  # not authorized to see it
+                raise KafkaStartError(f"topic {topic['topic']}: {describe(error)}")
+            raise _NotYet(f"topic {topic['topic']}: {describe(error)}")
         partitions = topic["partitions"]
         replicas = max((len(p["replicas"]) for p in partitions), default=0)
         found[topic["topic"]] = ExistingTopic(topic["topic"], len(partitions), replicas)
