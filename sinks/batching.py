@@ -281,6 +281,11 @@ class PartitionProgress:
     def unfinished(self) -> int:
         return len(self._unfinished)
 
+    def oldest_timestamp_ms(self) -> int | None:
+        """The timestamp of the oldest record not delivered yet (the first of the batch
+        that started first), or ``None`` when every batch is finished."""
+        return min((b.first_timestamp_ms for b in self._unfinished.values()), default=None)
+
     def commit_point(self) -> int | None:
         """The offset to commit, or ``None`` before the first record."""
         if self.next_offset is None:

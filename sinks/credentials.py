@@ -181,10 +181,15 @@ class EnvCredentials:
             raise self._invalid()
         return self._credential
 
+    @property
+    def configured(self) -> bool:
+        """Whether ``ANALYTICS_BEARER_TOKEN`` was set (valid or not)."""
+        return self._credential is not None or self._problem is not None
+
     def __repr__(self) -> str:
         if self._problem is not None:
             return "EnvCredentials(configured=True, invalid=True)"
-        return f"EnvCredentials(configured={self._credential is not None})"
+        return f"EnvCredentials(configured={self.configured})"
 
 
 #: ``stat`` errors that mean the file is not there (a name too long for a file cannot
@@ -316,6 +321,35 @@ class SecretsDirCredentials:
         return f"SecretsDirCredentials({str(self._dir)!r})"
 
 
+@dataclass(frozen=True, slots=True)
+class SecretsSurvey:
+    """What a secrets directory holds, as a configuration check reports it: how many
+    accounts have a usable token, and why the others cannot be used (never a token)."""
+
+    usable: int
+    problems: tuple[str, ...]
+
+
+def survey_secrets_dir(directory: str | os.PathLike[str]) -> SecretsSurvey:
+    """Read every account file of ``directory`` the way the sink does (hidden names and
+    subdirectories are no accounts); an unreadable directory is one problem."""
+    source = SecretsDirCredentials(directory)
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as err:
+        return SecretsSurvey(0, (f"{directory} cannot be listed ({err.strerror or err})",))
+    usable = 0
+    problems: list[str] = []
+    for name in names:
+        try:
+            found = source.lookup(name)
+        except (InvalidCredentialError, UnreadableCredentialError) as err:
+            problems.append(str(err))
+            continue
+        usable += found is not None
+    return SecretsSurvey(usable, tuple(problems))
+
+
 def _parse_secret_file(raw: bytes, account_id: str) -> Credential:
     text = raw.strip()
     if not text:
@@ -415,13 +449,17 @@ class CredentialChain:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CredentialChain:
-        from codex_analytics.runtime.env import env_str
+        """The sources the environment names. A secrets directory or ``CODEX_HOME`` that
+        is not there at start is a :class:`ConfigError` (a typo or a missing mount: the
+        service must not start and skip every event); one that goes away later is an
+        outage, retried (see :class:`SecretsDirCredentials`)."""
+        from .settings import CODEX_HOME, SECRETS_DIR
 
         sources: list[CredentialProvider] = [EnvCredentials.from_env(env)]
-        secrets_dir = env_str(env, "ANALYTICS_SECRETS_DIR")
+        secrets_dir = SECRETS_DIR.read(env)
         if secrets_dir is not None:
             sources.append(SecretsDirCredentials(secrets_dir))
-        codex_home = env_str(env, "CODEX_HOME")
+        codex_home = CODEX_HOME.read(env)
         if codex_home is not None:
             sources.append(AuthJsonCredentials(codex_home))
         return cls(sources)
@@ -439,6 +477,15 @@ class CredentialChain:
             if found is not None:
                 return found
         return None
+
+    @property
+    def sources(self) -> list[str]:
+        """The configured sources, described (never a token): for the start banner."""
+        return [
+            repr(source)
+            for source in self._sources
+            if not isinstance(source, EnvCredentials) or source.configured
+        ]
 
     def __repr__(self) -> str:
         return f"CredentialChain({list(self._sources)!r})"

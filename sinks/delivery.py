@@ -12,8 +12,11 @@
 
 ``BatchDelivery`` returns only when the batch has one of those outcomes; the lane then
 records it (``SinkMetrics.record``) and marks the batch done. Attempts and retries are
-counted as they happen; the retry lines are rate-limited per partition (one per
-``RETRY_LOG_INTERVAL_S``, saying how many were held back).
+counted as they happen. Its log lines repeat per batch, so they are rate-limited
+(:class:`~codex_analytics.runtime.log_repeats.RepeatedLines`, ``repeated=N`` and summed
+``events`` as fields): retries one line per partition per ``RETRY_LOG_INTERVAL_S``, dead
+letters one per partition and reason as often, and the auth gate's skips one per reason
+per ``GATE_SKIP_LOG_INTERVAL_S``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Protocol
 from tenacity import RetryCallState
 
 from codex_analytics.contract.facts import AuthRoute
-from codex_analytics.runtime.log_repeats import LogThrottle
+from codex_analytics.runtime.log_repeats import RepeatedLines
 
 from .auth import Admitted, Skipped, admit, request_headers
 from .batching import Batch
@@ -49,9 +52,11 @@ from .settings import SinkSettings
 
 log = logging.getLogger("codex_analytics.sink")
 
-#: At most one retry line per partition this often (and one per partition and reason
-#: for dead letters of a lasting credential problem).
+#: At most one retry line per partition this often, and one dead-letter line per
+#: partition and reason.
 RETRY_LOG_INTERVAL_S = 10.0
+#: At most one line per skip reason this often, with the events skipped since the last.
+GATE_SKIP_LOG_INTERVAL_S = 60.0
 
 
 class RetryingLane(Protocol):
@@ -85,7 +90,13 @@ class BatchDelivery:
         self.dead_letters = dead_letters
         #: The test switch that captures what the gate would skip; never for HTTP.
         self.ignore_gate = settings.capture_ignores_auth and destination.may_ignore_auth
-        self.log_throttle = LogThrottle(RETRY_LOG_INTERVAL_S)
+        self.log_lines = RepeatedLines(log, RETRY_LOG_INTERVAL_S, summed=("events",))
+        self.skip_lines = RepeatedLines(log, GATE_SKIP_LOG_INTERVAL_S, summed=("events",))
+
+    def flush_logs(self) -> None:
+        """Log the lines held back (when the worker stops)."""
+        self.log_lines.flush()
+        self.skip_lines.flush()
 
     async def __call__(self, batch: Batch, lane: RetryingLane) -> BatchOutcome:
         count = len(batch.records)
@@ -127,26 +138,20 @@ class BatchDelivery:
         started = time.monotonic()
         try:
             await self._with_retries(lane, attempt, deadline=lambda: give_up_at)
-        except CredentialError as err:
-            return await self._dead_letter_noted(lane, batch, err.reason, str(err))
-        except UnsendableRequestError as err:
-            return await self._dead_letter_noted(lane, batch, err.reason, str(err))
+        except (CredentialError, UnsendableRequestError) as err:
+            # A problem of ours: the detail names the account and the file, never a secret.
+            return await self._dead_letter(
+                lane, batch, err.reason, detail=str(err), level=logging.ERROR
+            )
         except PermanentDeliveryError as err:
-            outcome = await self._dead_letter(
+            return await self._dead_letter(
                 lane,
                 batch,
                 f"http_{err.status}",
                 detail=str(err),
                 extra=[("http.status", str(err.status).encode()), ("http.body", err.body)],
+                response_body=err.body[:200].decode("utf-8", "replace"),
             )
-            log.warning(
-                "%s: %s; %d events dead-lettered to %s",
-                str(err),
-                err.body[:200].decode("utf-8", "replace"),
-                count,
-                self.dead_letters.topic,
-            )
-            return outcome
         except _GateClosed as closed:
             return self._skipped(closed.skipped, route, count)
         except RetryableDeliveryError as err:  # only when a retry deadline is configured
@@ -157,16 +162,16 @@ class BatchDelivery:
 
     def _skipped(self, skipped: Skipped, route: AuthRoute, count: int) -> GateSkipped:
         # Skipping is upstream's rule, but a skip nobody sees is a silent loss when a
-        # token was meant to be there: one line per reason and interval says so.
-        held = self.log_throttle.admit(("gate", skipped.reason))
-        if held is not None:
-            log.warning(
-                "events skipped by the auth gate (%s): %d of account %s%s",
-                skipped.reason.value,
-                count,
-                route.account_id or "(none)",
-                f"; {held} more batches skipped since the last line" if held else "",
-            )
+        # token was meant to be there: one line per reason and interval says so, with
+        # the events skipped since the last line.
+        self.skip_lines.warning(
+            "events skipped by the auth gate (%s)",
+            skipped.reason.value,
+            reason=skipped.reason.value,
+            events=count,
+            account_id=route.account_id,
+            destination=self.destination.name,
+        )
         return GateSkipped(skipped.reason, count)
 
     async def _attempt(self, body: bytes, headers: dict[str, str]) -> None:
@@ -193,17 +198,17 @@ class BatchDelivery:
         async def before_sleep(state: RetryCallState) -> None:
             lane.mark_retrying(True)
             self.metrics.retries.inc()
-            held_back = self.log_throttle.admit(lane.partition)
-            if held_back is None:
-                return
             error = state.outcome.exception() if state.outcome is not None else None
-            log.warning(
-                "partition %d: %s; retry %d in %.2f s%s",
+            self.log_lines.warning(
+                "partition %d: %s; retry %d in %.2f s",
                 lane.partition,
                 error,
                 state.attempt_number,
                 state.upcoming_sleep,
-                f" ({held_back} more retries since the last line)" if held_back else "",
+                per=lane.partition,
+                partition=lane.partition,
+                attempt=state.attempt_number,
+                retry_in_s=round(state.upcoming_sleep, 3),
             )
 
         try:
@@ -216,26 +221,6 @@ class BatchDelivery:
             if lane.retrying:
                 lane.mark_retrying(False)
 
-    async def _dead_letter_noted(
-        self, lane: RetryingLane, batch: Batch, reason: str, detail: str
-    ) -> DeadLettered:
-        """Dead-letter ``batch`` for a problem of ours (a credential, a request that
-        cannot be written) and say so, once per interval per partition and reason:
-        ``detail`` names the account and the file, never a secret."""
-        outcome = await self._dead_letter(lane, batch, reason, detail=detail)
-        held_back = self.log_throttle.admit((lane.partition, reason))
-        if held_back is not None:
-            log.error(
-                "partition %d: %s; %d events dead-lettered to %s as %s%s",
-                lane.partition,
-                detail,
-                len(batch.records),
-                self.dead_letters.topic,
-                reason,
-                f" ({held_back} more batches since the last line)" if held_back else "",
-            )
-        return outcome
-
     async def _dead_letter(
         self,
         lane: RetryingLane,
@@ -244,9 +229,27 @@ class BatchDelivery:
         *,
         detail: str = "",
         extra: list[tuple[str, bytes]] | None = None,
+        level: int = logging.WARNING,
+        **fields: object,
     ) -> DeadLettered:
+        """Dead-letter ``batch`` and say so (one line per partition and reason and
+        interval); ``fields`` join the line."""
         letters = self.dead_letters.letters(batch, reason, detail=detail, extra=extra or [])
         await self._with_retries(lane, lambda: self.dead_letters.produce(letters))
+        self.log_lines.log(
+            level,
+            "partition %d: events dead-lettered to %s as %s: %s",
+            lane.partition,
+            self.dead_letters.topic,
+            reason,
+            detail,
+            per=lane.partition,
+            reason=reason,
+            partition=lane.partition,
+            events=len(batch.records),
+            dead_letter_topic=self.dead_letters.topic,
+            **fields,
+        )
         return DeadLettered(reason, len(batch.records))
 
 

@@ -7,8 +7,6 @@ identifier, let alone a token. What became of a batch is recorded in one call,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
 from codex_analytics.runtime.metrics import ServiceMetrics
 
 from .outcomes import BatchOutcome, DeadLettered, Delivered, GateSkipped
@@ -71,16 +69,3 @@ class SinkMetrics(ServiceMetrics):
             self.gate_skips.labels(outcome.reason.value).inc(outcome.events)
         elif isinstance(outcome, DeadLettered):
             self.dead_letters.labels(outcome.reason).inc(outcome.events)
-
-    def watch_lag(self, lag: Callable[[], Mapping[int, int]]) -> None:
-        """Report ``lag()`` as ``codex_sink_consumer_lag{partition}`` on every scrape."""
-        self.at_scrape(
-            lambda: [
-                self.lag(
-                    "consumer_lag",
-                    "Events records on the broker not yet delivered and committed, "
-                    "per assigned partition.",
-                    lag(),
-                )
-            ]
-        )

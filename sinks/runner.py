@@ -7,15 +7,19 @@ import gc
 import logging
 import sys
 
+from codex_analytics.runtime.banner import log_banner, without_userinfo
 from codex_analytics.runtime.http import ServiceHttp
 from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.kafka_start import KafkaStartError
 from codex_analytics.runtime.logs import configure_logging
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 
+from . import settings as declared
 from .credentials import CredentialChain
-from .settings import SinkSettings
+from .settings import CAPTURE_IGNORES_AUTH, SinkSettings
 from .worker import SinkWorker
+
+log = logging.getLogger("codex_analytics.sink")
 
 #: Exit status when the worker stopped on an internal failure (BSD EX_SOFTWARE).
 EXIT_FAILURE = 70
@@ -45,20 +49,12 @@ async def _main(settings: SinkSettings, cluster: KafkaCluster, credentials: Cred
     deadline = ShutdownDeadline(settings.shutdown_timeout_s, grace_s=OVERDUE_AFTER_S)
     stop_on_signals(stop, deadline)
     worker = SinkWorker(settings, cluster, credentials=credentials)
-    limits = settings.limits
-    print(
-        f"sink worker: Kafka {cluster.bootstrap}; events {settings.topics.events} -> {worker.destination.target}; "
-        f"dead letters {settings.topics.events_dlq}; group {settings.group_id}; batches of "
-        f"{limits.max_events} events / {limits.max_bytes} bytes / {limits.max_wait_ms} ms; "
-        f"credentials {credentials!r}",
-        file=sys.stderr,
-        flush=True,
-    )
+    _banner(settings, cluster, worker, credentials)
     side_door: ServiceHttp | None = None
     if settings.health_addr:
         side_door = ServiceHttp(worker.health, worker.metrics.render)
         port = await side_door.start(settings.health_addr)
-        logging.getLogger("codex_analytics.sink").info("health and metrics on port %d", port)
+        log.info("health and metrics on port %d", port)
     try:
         await worker.run(stop)
     except KafkaStartError as exc:
@@ -68,3 +64,37 @@ async def _main(settings: SinkSettings, cluster: KafkaCluster, credentials: Cred
         if side_door is not None:
             await side_door.stop()
     return EXIT_FAILURE if worker.failure is not None else 0
+
+
+def _banner(
+    settings: SinkSettings, cluster: KafkaCluster, worker: SinkWorker, credentials: CredentialChain
+) -> None:
+    limits, topics = settings.limits, settings.topics
+    target = without_userinfo(worker.destination.target)
+    log_banner(
+        "sink worker",
+        f"sink worker: Kafka {cluster.bootstrap}; events {topics.events} -> {target}; "
+        f"dead letters {topics.events_dlq}; group {settings.group_id}; batches of "
+        f"{limits.max_events} events / {limits.max_bytes} bytes / {limits.max_wait_ms} ms; "
+        f"credentials {credentials!r}",
+        declared.SETTINGS,
+        cluster=cluster,
+        events_topic=topics.events,
+        events_dlq_topic=topics.events_dlq,
+        group=settings.group_id,
+        mode=settings.mode,
+        target=target,
+        credentials=credentials.sources,
+        health_addr=settings.health_addr,
+    )
+    if settings.mode == "capture" and not settings.capture_ignores_auth and not credentials.sources:
+        # Upstream's gate skips every event it cannot authenticate, in capture mode too:
+        # without a credential, that is every event of a ChatGPT login.
+        log.warning(
+            "capture mode without credentials: events the auth gate cannot authenticate are "
+            "skipped, not captured (counted per reason every minute); configure "
+            "ANALYTICS_SECRETS_DIR, ANALYTICS_BEARER_TOKEN or CODEX_HOME, or set %s=true "
+            "to capture them anyway (tests only)",
+            CAPTURE_IGNORES_AUTH.name,
+            extra={"mode": settings.mode, "credentials": []},
+        )

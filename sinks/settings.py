@@ -21,6 +21,8 @@ from codex_analytics.runtime.config import (
     boolean,
     choice,
     declare,
+    existing_directory,
+    file_path,
     http_url,
     integer,
     number,
@@ -48,7 +50,7 @@ BASE_URL = declare(
 )
 CAPTURE_FILE = declare(
     CAPTURE_FILE_ENV,
-    text("path"),
+    file_path(),
     None,
     help="capture mode: append each batch body as one line to this file (0600) and never use HTTP",
     used_by=_SINK,
@@ -92,7 +94,7 @@ FEDRAMP = declare(
 )
 SECRETS_DIR = declare(
     "ANALYTICS_SECRETS_DIR",
-    text("path"),
+    existing_directory(),
     None,
     help='directory with one file per account id holding its token (or `{"access_token", '
     '"is_fedramp"}`); re-read on change',
@@ -100,7 +102,7 @@ SECRETS_DIR = declare(
 )
 CODEX_HOME = declare(
     "CODEX_HOME",
-    text("path"),
+    existing_directory(),
     None,
     help="read the login in `$CODEX_HOME/auth.json` (re-read on change)",
     used_by=_SINK,
@@ -125,7 +127,7 @@ BATCH_MAX_BYTES = declare(
     integer(minimum=64),
     1024 * 1024,
     help="...or before its body would pass this size; a larger single event is dead-lettered",
-    used_by=(*_SINK, "replay"),
+    used_by=(*_SINK, "replay", "dlq"),
 )
 BATCH_MAX_WAIT_MS = declare(
     "ANALYTICS_BATCH_MAX_WAIT_MS",

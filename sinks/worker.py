@@ -34,7 +34,7 @@ from aiokafka.errors import KafkaError
 
 from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget, first_offsets
 from codex_analytics.runtime.kafka_start import prepare_topics
-from codex_analytics.runtime.metrics import partition_lag
+from codex_analytics.runtime.metrics import Backlog, backlogs
 from codex_analytics.runtime.shutdown import unless_stopped
 from codex_analytics.runtime.topic_plan import TopicPlan
 
@@ -78,7 +78,7 @@ class SinkWorker:
         self.settings = settings
         self.cluster = KafkaCluster.of(cluster)
         self.metrics = metrics or SinkMetrics()
-        self.metrics.watch_lag(self.lag)
+        self.metrics.watch_lag("Events records", self.backlog)
         self.credentials = credentials or CredentialChain.from_env({})
         self.destination: Destination = destination or destination_for(settings)
         self.dead_letters = DeadLetterQueue(self.cluster, settings.topics)
@@ -125,6 +125,7 @@ class SinkWorker:
                     await committer
         finally:
             self.started = False
+            self.delivery.flush_logs()
             await self._close()
 
     async def _start(self) -> None:
@@ -391,23 +392,30 @@ class SinkWorker:
 
     # -- health and lag ----------------------------------------------------------------
 
-    def lag(self) -> dict[int, int]:
-        """Records past the last commit (or, before one, past the consumed position)."""
+    def backlog(self) -> dict[int, Backlog | None]:
+        """Per assigned partition: records past the last commit (or, before one, past the
+        first record not delivered yet), and the timestamp of the oldest record not
+        delivered yet."""
         consumer = self._consumer
         if consumer is None or not self.started:
             return {}
         highwaters: dict[int, int | None] = {}
         positions: dict[int, int | None] = {}
+        oldest: dict[int, int | None] = {}
         assignment = consumer.assignment()
         for tp, lane in list(self.lanes.items()):
             if tp not in assignment:
                 continue
             highwaters[tp.partition] = consumer.highwater(tp)
             committed = self._committed.get(tp)
+            progress = lane.batcher.progress
+            # Before the first commit, what a commit would keep: the first record not
+            # delivered yet (the consumed position would hide a batch being retried).
             positions[tp.partition] = (
-                committed if committed is not None else lane.batcher.progress.next_offset
+                committed if committed is not None else progress.commit_point()
             )
-        return partition_lag(highwaters, positions)
+            oldest[tp.partition] = progress.oldest_timestamp_ms()
+        return backlogs(highwaters, positions, oldest.get)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         details = {

@@ -6,12 +6,13 @@ at scrape time. Labels are kinds, types and reasons: never an instance or an acc
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
 
-from codex_analytics.runtime.metrics import ServiceMetrics
+from codex_analytics.runtime.metrics import Backlog, ServiceMetrics
 from streams.reducer.drops import ReducerStats
 
 
@@ -35,6 +36,41 @@ class StreamCounts:
         self.dead_letters[reason] = self.dead_letters.get(reason, 0) + 1
 
 
+class PendingTimestamps:
+    """Per facts partition, the (offset, timestamp) of each record handed to the batch
+    loop and not processed yet, oldest first: the timestamp of the oldest unprocessed
+    record is the consumer's lag in seconds (:class:`~codex_analytics.runtime.metrics.LagClock`).
+
+    Bounded by what the handoff and the held-back records hold: every processed offset
+    pops its entries, and a seek or a lost partition forgets them.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[int, deque[tuple[int, int]]] = {}
+
+    def handed(self, partition: int, offset: int, timestamp_ms: int) -> None:
+        self._pending.setdefault(partition, deque()).append((offset, timestamp_ms))
+
+    def processed(self, partition: int, position: int) -> None:
+        """Everything of ``partition`` below ``position`` (the next offset to process)."""
+        pending = self._pending.get(partition)
+        while pending and pending[0][0] < position:
+            pending.popleft()
+
+    def oldest_ms(self, partition: int) -> int | None:
+        pending = self._pending.get(partition)
+        return pending[0][1] if pending else None
+
+    def forget(self, partition: int) -> None:
+        """The partition is read again from an earlier offset, or is no longer ours."""
+        self._pending.pop(partition, None)
+
+    def keep_only(self, partitions: Iterable[int]) -> None:
+        kept = set(partitions)
+        for partition in [p for p in self._pending if p not in kept]:
+            del self._pending[partition]
+
+
 class StreamMetrics(ServiceMetrics):
     PREFIX = "codex_stream"
 
@@ -42,7 +78,7 @@ class StreamMetrics(ServiceMetrics):
         self,
         stats: ReducerStats,
         counts: StreamCounts,
-        lag: Callable[[], Mapping[int, int]],
+        backlog: Callable[[], Mapping[int, Backlog | None]],
     ) -> None:
         super().__init__()
         self.batch_seconds = self.histogram(
@@ -75,27 +111,30 @@ class StreamMetrics(ServiceMetrics):
                 "what",
                 stats.expired,
             )
-            yield self.counts(
-                "worker",
-                "Worker counts: records, batches, misrouted facts, offset seeks, stalled partitions"
-                " read again, corrupt states,"
-                " idle states swept, sweeps finished.",
-                "what",
-                {
-                    "records": counts.records,
-                    "batches": counts.batches,
-                    "misrouted": counts.misrouted,
-                    "seeks": counts.seeks,
-                    "stalls": counts.stalls,
-                    "corrupt_states": counts.corrupt_states,
-                    "swept_states": counts.swept_states,
-                    "sweeps": counts.sweeps,
-                },
+            yield self.total("records", "Facts records processed.", counts.records)
+            yield self.total("batches", "Batches processed.", counts.batches)
+            yield self.total(
+                "misrouted_facts",
+                "Facts whose record key is not their instance id (per-instance order is luck).",
+                counts.misrouted,
             )
-            yield self.lag(
-                "consumer_lag",
-                "Facts records on the broker not yet processed, per assigned partition.",
-                lag(),
+            yield self.total("offset_seeks", "Offset gaps read again (seeks back).", counts.seeks)
+            yield self.total(
+                "stalled_partitions",
+                "Partitions found fetched past what arrived, and read again.",
+                counts.stalls,
             )
+            yield self.total(
+                "corrupt_states",
+                "Instance states that could not be decoded.",
+                counts.corrupt_states,
+            )
+            yield self.total(
+                "swept_states",
+                "Idle instance states deleted by the idle sweep.",
+                counts.swept_states,
+            )
+            yield self.total("sweeps", "Idle sweeps finished.", counts.sweeps)
 
         self.at_scrape(build)
+        self.watch_lag("Facts records", backlog)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import gc
 import sys
 
+from codex_analytics.runtime.banner import log_banner
 from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics
 from codex_analytics.runtime.logs import configure_logging, logging_dict_config
 from codex_analytics.runtime.shutdown import run_unless_signalled
 
+from . import settings as declared
 from .settings import StreamSettings
 
 #: Full collections 10x rarer than Python's default (700, 10, 10).
@@ -30,8 +32,9 @@ def tune_gc() -> tuple[int, int, int]:
 def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
     from .worker import StreamWorker  # imports Faust: only when a worker runs
 
-    topics = settings.topics
+    # Before the first Kafka call: the client's lines are JSON lines too.
     configure_logging(settings.log_level)
+    topics = settings.topics
     # Start-up, before Faust: wait for the cluster (ANALYTICS_KAFKA_WAIT_S), then create
     # the topic plan's missing topics, the state changelog included. SIGTERM ends it.
     # Health: a side door that must answer during this wait opens before this call.
@@ -47,12 +50,20 @@ def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
         return 0  # stopped before it started: nothing to finish
     # The state table is co-partitioned with the facts topic, whatever its count is.
     partitions = existing[topics.facts].partitions
-    print(
+    log_banner(
+        "stream worker",
         f"stream worker: Kafka {cluster.bootstrap}; facts {topics.facts} ({partitions} partitions) -> "
         f"events {topics.events}; dead letters {topics.facts_dlq}; state store {settings.store}; "
         f"group {settings.app_id}; batch {settings.batch_max_records} records / {settings.batch_max_wait_ms} ms",
-        file=sys.stderr,
-        flush=True,
+        declared.SETTINGS,
+        cluster=cluster,
+        facts_topic=topics.facts,
+        events_topic=topics.events,
+        facts_dlq_topic=topics.facts_dlq,
+        partitions=partitions,
+        group=settings.app_id,
+        store=settings.store,
+        health_addr=settings.health_addr,
     )
     tune_gc()
     worker = StreamWorker(settings, cluster, partitions)

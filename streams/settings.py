@@ -19,8 +19,9 @@ from codex_analytics.runtime.config import (
     address,
     choice,
     declare,
+    directory_path,
     number,
-    text,
+    topic_name,
     truncated_integer,
 )
 from codex_analytics.runtime.kafka import TopicSettings
@@ -33,7 +34,7 @@ _READERS = ("stream worker", "replay")
 
 APP_ID = declare(
     "ANALYTICS_STREAM_APP_ID",
-    text(),
+    topic_name("name"),  # it prefixes the changelog topic's name
     "codex-analytics-stream",
     help="Faust app id: consumer group and changelog prefix; workers sharing it share the "
     "partitions",
@@ -48,7 +49,7 @@ STORE = declare(
 )
 DATA_DIR = declare(
     "ANALYTICS_STREAM_DATA_DIR",
-    text("path"),
+    directory_path(),
     "stream-data",
     help="where the RocksDB store keeps its files",
     used_by=_READERS,

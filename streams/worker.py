@@ -24,11 +24,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any
 
-import orjson
-
 from codex_analytics.runtime.http import ServiceHttp
 from codex_analytics.runtime.kafka import KafkaCluster
-from codex_analytics.runtime.metrics import partition_lag
+from codex_analytics.runtime.log_repeats import RepeatedLines
+from codex_analytics.runtime.metrics import Backlog, backlogs, partition_lag
 
 from .commit import BatchCommit, Output, StateChange, fatal
 from .faust_adapter.app import StreamApp
@@ -36,7 +35,7 @@ from .faust_adapter.consumer import AssignmentChanged
 from .faust_adapter.stacks import task_chains
 from .handoff import Handoff
 from .idle_sweep import IdleSweep
-from .metrics import StreamCounts, StreamMetrics
+from .metrics import PendingTimestamps, StreamCounts, StreamMetrics
 from .offsets import Continuity, OffsetGuard
 from .processor import FactProcessor, ProcessedBatch, SourceRecord
 from .reducer import Reducer
@@ -47,6 +46,9 @@ log = logging.getLogger("codex_analytics.stream")
 
 #: How often the worker logs its progress, and where each partition's records are.
 REPORT_EVERY_S = 10.0
+
+#: Per-fact lines (drops, dead letters): at most one per kind and reason this often.
+REPEATS_EVERY_S = 10.0
 
 #: Acks one event of the facts topic (Faust then commits the first run of acked offsets).
 Ack = Callable[[Any], Awaitable[Any]]
@@ -68,9 +70,13 @@ class StreamWorker:
             state_cache_size=settings.state_cache_size,
         )
         self.counts = StreamCounts()
+        #: A producer that sends bad facts sends many: one line per reason and interval.
+        self.repeats = RepeatedLines(log, REPEATS_EVERY_S)
         #: Next offset to process per facts partition (for the lag metric).
         self.positions: dict[int, int] = {}
-        self.metrics = StreamMetrics(self.processor.reducer.stats, self.counts, self.lag)
+        #: Timestamps of the records handed over and not processed yet (lag in seconds).
+        self.pending = PendingTimestamps()
+        self.metrics = StreamMetrics(self.processor.reducer.stats, self.counts, self.backlog)
         self.guard = OffsetGuard()
         self.commit = BatchCommit(self.app.send, self.app.store, self.app.store.changelog)
         self.sweep = IdleSweep(
@@ -117,8 +123,10 @@ class StreamWorker:
         batches = asyncio.ensure_future(self._batch_loop(handoff, ack, idle))
         try:
             async for event in events:
-                partition = event.message.partition
+                message = event.message
+                partition = message.partition
                 self.delivered[partition] = self.delivered.get(partition, 0) + 1
+                self.pending.handed(partition, message.offset, _timestamp_ms(message))
                 await handoff.put(event)
         finally:
             # Stopping: let the batch in flight finish (its acks make the last commit
@@ -127,12 +135,15 @@ class StreamWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(idle.wait(), self.settings.shutdown_timeout_s / 2)
             batches.cancel()
-            log.info("stream totals: %s", self._summary())
+            self.repeats.flush()
+            log.info("stream totals", extra=self._totals())
 
     async def _batch_loop(self, handoff: Handoff[Any], ack: Ack, idle: asyncio.Event) -> None:
         async def acknowledge(event: Any) -> None:
             await ack(event)
-            self.positions[event.message.partition] = event.message.offset + 1
+            partition, position = event.message.partition, event.message.offset + 1
+            self.positions[partition] = position
+            self.pending.processed(partition, position)
 
         while True:
             # Wake up without records too: to repeat a seek that was lost (the records
@@ -204,6 +215,10 @@ class StreamWorker:
             self._generation = self.consumer.generation
             self.guard.reset()
             self.processor.clear_cache()  # another worker may have owned these partitions
+            # Revoked partitions: their pending records are another worker's now.
+            self.pending.keep_only(
+                tp.partition for tp in self.consumer.assigned(self.app.facts_topic)
+            )
 
     async def _continuity(self, events: list[Any]) -> Continuity:
         self._follow_assignment()
@@ -227,6 +242,7 @@ class StreamWorker:
             return
         log.warning("offset gap on %s: re-reading from offset %d", tp, offset)
         self.counts.seeks += 1
+        self.pending.forget(getattr(tp, "partition", -1))  # handed over again from offset
 
     def _reduce(self, events: list[Any]) -> ProcessedBatch:
         records = [
@@ -265,12 +281,16 @@ class StreamWorker:
         for letter in batch.dead_letters:
             counts.count_dead_letter(letter.reason)
         for drop in batch.warnings:
-            log.warning("%s %s", drop.message, orjson.dumps(drop.as_log_fields()).decode())
-        if batch.dead_letters:
-            log.warning(
-                "sent %d invalid facts to %s",
-                len(batch.dead_letters),
-                self.settings.topics.facts_dlq,
+            self.repeats.warning(drop.message, **drop.fields())
+        for letter in batch.dead_letters:
+            self.repeats.warning(
+                "fact sent to the dead-letter topic",
+                reason=letter.reason,
+                path=letter.header("error.path"),
+                detail=letter.header("error.detail"),
+                partition=int(letter.header("source.partition") or -1),
+                offset=int(letter.header("source.offset") or -1),
+                dead_letter_topic=self.settings.topics.facts_dlq,
             )
 
     async def _report_progress(self) -> None:
@@ -279,14 +299,16 @@ class StreamWorker:
         assigned partition where its records are."""
         while True:
             await asyncio.sleep(REPORT_EVERY_S)
-            log.info("stream progress: %s", self._summary())
+            log.info("stream progress", extra=self._totals())
             partitions = self._partition_report()
             if partitions:
                 log.info(
-                    "stream partitions: batch loop %s for %.1f s; %s",
-                    self.stage,
-                    time.monotonic() - self._stage_since,
-                    orjson.dumps(partitions).decode(),
+                    "stream partitions",
+                    extra={
+                        "stage": self.stage,
+                        "stage_s": round(time.monotonic() - self._stage_since, 1),
+                        "partitions": partitions,
+                    },
                 )
                 if log.isEnabledFor(logging.DEBUG):
                     for chain in task_chains(("_drain_messages", "_resume", "wait_first")):
@@ -306,16 +328,20 @@ class StreamWorker:
             row["hole"] = partition in holes
         return {str(p): row for p, row in sorted(report.items())}
 
-    def _summary(self) -> str:
+    def _totals(self) -> dict[str, int]:
+        """The worker's totals since it started (the progress and exit lines' fields)."""
         stats, counts = self.processor.reducer.stats, self.counts
-        return (
-            f"records {counts.records}, facts {sum(stats.facts.values())}, "
-            f"events {sum(stats.events.values())}, "
-            f"dead letters {sum(counts.dead_letters.values())}, batches {counts.batches}, "
-            f"dedupe hits {stats.drops.get('dedupe_repeat', 0)}, "
-            f"duplicates {stats.drops.get('duplicate_seq', 0)}, seeks {counts.seeks}, "
-            f"stalls {counts.stalls}"
-        )
+        return {
+            "records": counts.records,
+            "facts": sum(stats.facts.values()),
+            "events": sum(stats.events.values()),
+            "dead_letters": sum(counts.dead_letters.values()),
+            "batches": counts.batches,
+            "dedupe_hits": stats.drops.get("dedupe_repeat", 0),
+            "duplicates": stats.drops.get("duplicate_seq", 0),
+            "seeks": counts.seeks,
+            "stalls": counts.stalls,
+        }
 
     # -- health and lag -------------------------------------------------------------------
 
@@ -324,6 +350,20 @@ class StreamWorker:
         assigned = self.consumer.assigned(self.app.facts_topic)
         highwaters = {tp.partition: self.consumer.highwater(tp) for tp in assigned}
         return partition_lag(highwaters, self.positions)
+
+    def backlog(self) -> dict[int, Backlog | None]:
+        """Per assigned facts partition, its backlog (``None`` while neither a position
+        nor a committed offset is known): the lag metrics'."""
+        consumer = self.consumer
+        assigned = consumer.assigned(self.app.facts_topic)
+        highwaters = {tp.partition: consumer.highwater(tp) for tp in assigned}
+        # Nothing processed here yet: behind from the group's committed offset, so a
+        # worker stuck before its first batch still reports its lag.
+        positions = {
+            tp.partition: self.positions.get(tp.partition, consumer.committed(tp))
+            for tp in assigned
+        }
+        return backlogs(highwaters, positions, self.pending.oldest_ms)
 
     def _caught_up(self) -> set[int]:
         """Partitions processed up to their highwater (the idle sweep's)."""
@@ -335,3 +375,9 @@ class StreamWorker:
             "records": self.counts.records,
             "lag": sum(self.lag().values()),
         }
+
+
+def _timestamp_ms(message: Any) -> int:
+    """A record's timestamp in epoch ms (Faust gives seconds); now when it has none."""
+    timestamp = getattr(message, "timestamp", None)
+    return int(timestamp * 1000) if timestamp and timestamp > 0 else int(time.time() * 1000)

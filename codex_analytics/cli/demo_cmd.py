@@ -140,6 +140,7 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
     from codex_analytics.runtime.kafka_start import KafkaStartError
     from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
+    configured = TopicSettings.from_env()  # a bad value: one line, exit 2, nothing started
     started = time.monotonic()
     config = GeneratorConfig(instances=args.instances, seed=args.seed)
     facts = [dumps_kept(f) for f in SessionGenerator(config).facts(args.facts)]
@@ -164,7 +165,6 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
             KafkaCluster.configured(), log_path=str(out_dir / "logs" / "broker.log")
         ) as cluster,
     ):
-        configured = TopicSettings.from_env()
         topics = private_topics(
             run_id, configured.partitions, configured.max_record_bytes, policy=configured
         )

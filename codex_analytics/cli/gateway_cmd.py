@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
+    from codex_analytics.cli.service import start_service
     from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.runtime.kafka import KafkaCluster
     from producers.gateway.service import run_gateway
@@ -56,5 +57,6 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+    start_service("gateway", settings.log_level)
     with kafka_cluster(configured) as cluster:
         return run_gateway(settings, cluster)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from codex_analytics import __version__
+from codex_analytics.runtime.errors import ConfigError
 
 #: (subcommand, module, one-line summary shown in ``--help``). Order is the help order.
 SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
@@ -56,6 +57,16 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
         "topics",
         "codex_analytics.cli.topics_cmd",
         "show or create the pipeline's topics as its topic policy says (plan, apply)",
+    ),
+    (
+        "dlq",
+        "codex_analytics.cli.dlq_cmd",
+        "inspect the dead-letter topics by reason; send letters back after a fix (dry run first)",
+    ),
+    (
+        "config",
+        "codex_analytics.cli.config_cmd",
+        "check the environment of services before they run: every bad or unknown variable",
     ),
     (
         "smoke",
@@ -152,6 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(module.run(args))
+    except ConfigError as exc:
+        # A setting a command reads past its own checks (KAFKA_BOOTSTRAP_SERVERS where
+        # a broker is started, say) is still one line naming it, and exit status 2.
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

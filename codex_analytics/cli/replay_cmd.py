@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ Start points (--from):
   0:1200,3:40                   an offset per partition; the others from earliest
   2026-11-22T08:00:00Z          the first record at or after a time (ISO 8601)
   1763798400000                 the same, in epoch milliseconds
+  2h                            the same, for the time 2 hours ago (30m, 1d, 1h30m)
 
 Needs KAFKA_BOOTSTRAP_SERVERS (an embedded broker would be empty).
 """
@@ -46,7 +48,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         dest="start",
         required=True,
         metavar="POINT",
-        help="earliest | PARTITION:OFFSET[,...] | ISO 8601 time | epoch ms",
+        help="earliest | PARTITION:OFFSET[,...] | ISO 8601 time | epoch ms | 2h (ago)",
     )
     out = parser.add_mutually_exclusive_group(required=True)
     out.add_argument(
@@ -93,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
     topic = args.topic or settings.topics.facts
     from aiokafka.errors import KafkaError
 
+    from codex_analytics.runtime.logs import configure_logging
+
+    # Before the first Kafka call: the client's lines and the job's own report are
+    # log lines (JSON when stderr is not a terminal).
+    configure_logging(settings.log_level)
+
     try:
         return asyncio.run(_main(args, cluster, topic, start, settings, limits))
     except KafkaError as exc:
@@ -127,6 +135,7 @@ async def _main(
         replay,
     )
     from codex_analytics.runtime.kafka_start import KafkaStartError, wait_for_cluster
+    from codex_analytics.runtime.logs import REPORT_LOGGER
     from codex_analytics.runtime.progress import Progress
 
     try:
@@ -134,7 +143,8 @@ async def _main(
     except KafkaStartError as exc:
         print(f"replay: {exc}; nothing was written", file=sys.stderr)
         return 1
-    progress = Progress(plain_every_s=10.0)
+    report = logging.getLogger(REPORT_LOGGER)
+    progress = Progress(plain_every_s=10.0, log=report.info)
 
     def show(stats: ReplayStats, total: int) -> None:
         share = 100 * stats.records / total if total else 100.0
@@ -161,10 +171,7 @@ async def _main(
         await producer.start()
         output = TopicOutput(producer, args.to_topic)
         where = f"topic {args.to_topic}"
-    print(
-        f"replay: {topic} on {cluster.bootstrap} from {start.describe()} -> {where}",
-        file=sys.stderr,
-    )
+    _banner(cluster, topic, start, where)
     try:
         stats = await replay(cluster, topic, start, output, settings, on_progress=show)
     except ReplayError as exc:
@@ -187,13 +194,36 @@ async def _main(
     ranges = ", ".join(f"{p}:{a}-{b}" for p, (a, b) in sorted(stats.ranges.items()))
     letters = ", ".join(f"{k} {v}" for k, v in sorted(stats.dead_letters.items())) or "none"
     unit = "lines" if capture is not None else "records"
-    print(
+    report.info(
         f"replay: {stats.records:,} records ({stats.facts:,} facts) from partitions {ranges}; "
         f"{stats.events:,} events in {stats.outputs:,} {unit} to {where}; "
         f"undecodable facts: {letters}",
-        file=sys.stderr,
+        extra={
+            "records": stats.records,
+            "facts": stats.facts,
+            "events": stats.events,
+            "outputs": stats.outputs,
+            "dead_letters": dict(stats.dead_letters),
+            "ranges": {str(p): [a, b] for p, (a, b) in sorted(stats.ranges.items())},
+        },
     )
     return 0
+
+
+def _banner(cluster: KafkaCluster, topic: str, start: StartPoint, where: str) -> None:
+    from codex_analytics.runtime.banner import log_banner
+    from sinks import settings as sink_settings
+    from streams import settings as stream_settings
+
+    log_banner(
+        "replay",
+        f"replay: {topic} on {cluster.bootstrap} from {start.describe()} -> {where}",
+        (*stream_settings.SETTINGS, *sink_settings.SETTINGS),  # batches as the sink's
+        cluster=cluster,
+        facts_topic=topic,
+        start=start.describe(),
+        output=where,
+    )
 
 
 async def _fresh_topic(cluster: KafkaCluster, topic: str, settings: StreamSettings) -> str:

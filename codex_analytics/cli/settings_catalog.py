@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from codex_analytics.runtime.config import Setting, declare, text
+from codex_analytics.runtime.config import Setting, declare, existing_file, reads, text
 from codex_analytics.runtime.kafka import EMBEDDED_BROKER_USERS
 
 #: The modules that declare variables (each has a ``SETTINGS`` tuple), in table order.
@@ -36,7 +36,7 @@ SETTINGS_MODULES = (
 
 TANSU_BIN = declare(
     "CALF_TANSU_BIN",
-    text("path"),
+    existing_file(),
     None,
     help="use another Tansu binary for the embedded broker",
     used_by=(*EMBEDDED_BROKER_USERS, "broker"),
@@ -80,12 +80,6 @@ class Variable:
         return None
 
 
-def reads(reader: str, command: str) -> bool:
-    """Whether ``reader`` (a ``used_by`` entry) is ``command`` or one of its parents:
-    ``offsets show`` reads what ``offsets`` reads."""
-    return command == reader or command.startswith(reader + " ")
-
-
 def catalog() -> tuple[Variable, ...]:
     """Every variable once, in table order; a name declared twice is an error."""
     settings = [s for module in SETTINGS_MODULES for s in _declared_in(module)]
@@ -105,6 +99,11 @@ def catalog() -> tuple[Variable, ...]:
                 raise ValueError(f"a variant of {setting.name} varies no listed declaration")
             variables[row.name] = Variable(row.declaration, (*row.variants, setting))
     return tuple(variables.values())
+
+
+def declared_names() -> frozenset[str]:
+    """Every name a declaration reads, aliases included: the known variables."""
+    return frozenset(name for variable in catalog() for name in variable.declaration.names)
 
 
 def read_by(command: str) -> list[Setting[Any, Any]]:

@@ -49,5 +49,8 @@ def run(args: argparse.Namespace) -> int:
         return SinkSettings.from_env(), CredentialChain.from_env(os.environ)
 
     return run_worker_role(
-        "sink", load, lambda loaded, bootstrap: run_sink(loaded[0], bootstrap, loaded[1])
+        "sink",
+        load,
+        lambda loaded, bootstrap: run_sink(loaded[0], bootstrap, loaded[1]),
+        log_level=lambda loaded: loaded[0].log_level,
     )

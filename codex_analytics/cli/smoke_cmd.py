@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from codex_analytics.cli.service import add_only_action
+
 if TYPE_CHECKING:
     from codex_analytics.devtools.localstack import LocalStack
     from codex_analytics.devtools.smoke import Check
@@ -52,12 +54,12 @@ DEFAULT_REMOTE_ID = "plugins~Plugin_smoke_sample"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    workflows = parser.add_subparsers(dest="workflow", metavar="WORKFLOW", required=True)
-    plugin = workflows.add_parser(
+    plugin = add_only_action(
+        parser,
+        ("workflow", "WORKFLOW"),
         "plugin",
         help="the plugin analytics smoke (delivery.md §7.1, §7.2)",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plugin.add_argument(
         "--plugin-id",

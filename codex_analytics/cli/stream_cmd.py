@@ -28,4 +28,6 @@ def run(args: argparse.Namespace) -> int:
     from streams.runner import run_worker
     from streams.settings import StreamSettings
 
-    return run_worker_role("stream", StreamSettings.from_env, run_worker)
+    return run_worker_role(
+        "stream", StreamSettings.from_env, run_worker, log_level=lambda s: s.log_level
+    )

@@ -178,12 +178,12 @@ class PipelineCounts:
     @classmethod
     def of(cls, stream: MetricsSnapshot, sink: MetricsSnapshot) -> PipelineCounts:
         return cls(
-            records=stream.total("codex_stream_worker_total", what="records"),
+            records=stream.total("codex_stream_records_total"),
             facts=stream.total("codex_stream_facts_total"),
             events=stream.total("codex_stream_events_total"),
             handled=sum(sink.total("codex_sink_events_total", outcome=o) for o in SINK_OUTCOMES),
-            stream_lag=stream.total("codex_stream_consumer_lag"),
-            sink_lag=sink.total("codex_sink_consumer_lag"),
+            stream_lag=stream.total("codex_stream_consumer_lag_records"),
+            sink_lag=sink.total("codex_sink_consumer_lag_records"),
         )
 
     def settled(self, published_records: int) -> bool:

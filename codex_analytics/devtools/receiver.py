@@ -13,18 +13,20 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
+from prometheus_client.core import Metric
 
 from codex_analytics.devtools.receiver_checks import Refusal, check_request
 from codex_analytics.runtime.config import (
     Setting,
     address,
     declare,
+    file_path,
     integer,
     number,
     text,
@@ -34,7 +36,30 @@ from codex_analytics.runtime.metrics import ServiceMetrics
 
 
 class ReceiverMetrics(ServiceMetrics):
+    """Read from the receiver's own counts on every scrape."""
+
     PREFIX = "codex_receiver"
+
+    def __init__(self, receiver: Receiver) -> None:
+        super().__init__()
+
+        def build() -> Iterable[Metric]:
+            by_status: dict[str, int] = {}
+            for request in receiver.requests:
+                by_status[str(request.status)] = by_status.get(str(request.status), 0) + 1
+            yield self.counts("uploads", "Uploads answered, by status.", "status", by_status)
+            yield self.total(
+                "stored_batches",
+                "First-seen batches stored (a repeated Idempotency-Key excluded).",
+                receiver.stored_batches,
+            )
+            yield self.total(
+                "stored_events",
+                "Events of first-seen batches (a repeated Idempotency-Key excluded).",
+                receiver.unique_event_count,
+            )
+
+        self.at_scrape(build)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +103,7 @@ ADDR = declare(
 )
 STORE = declare(
     "ANALYTICS_RECEIVER_STORE",
-    text("path"),
+    file_path(),
     None,
     help="JSON-lines file of accepted batches (`--store` wins)",
     used_by=_RECEIVER,
@@ -190,6 +215,7 @@ class Receiver:
         #: requests arrive: waiting must not re-parse every body each time).
         self.unique_event_count = 0
         self.port: int | None = None
+        self._metrics_registry: ReceiverMetrics | None = None  # made on the first scrape
 
     # -- control -----------------------------------------------------------------------
 
@@ -332,23 +358,9 @@ class Receiver:
         self.stored_batches += 1
 
     def _metrics(self) -> bytes:
-        by_status: dict[str, int] = {}
-        for request in self.requests:
-            by_status[str(request.status)] = by_status.get(str(request.status), 0) + 1
-        stored = {"batches": self.stored_batches, "events": self.unique_event_count}
-        metrics = ReceiverMetrics()
-        metrics.at_scrape(
-            lambda: [
-                metrics.counts("uploads", "Uploads answered, by status.", "status", by_status),
-                metrics.counts(
-                    "stored",
-                    "First-seen batches and their events (repeated keys excluded).",
-                    "what",
-                    stored,
-                ),
-            ]
-        )
-        return metrics.render()
+        if self._metrics_registry is None:
+            self._metrics_registry = ReceiverMetrics(self)
+        return self._metrics_registry.render()
 
     def _serve(self, path: str) -> web.Response | None:
         if path == "/healthz":

@@ -39,7 +39,14 @@ class GroupPositions:
 
     @property
     def total_lag(self) -> int:
+        """The lag of the partitions with a committed offset (the others have none)."""
         return sum(p.lag or 0 for p in self.partitions)
+
+    @property
+    def uncommitted(self) -> list[int]:
+        """Partitions with no committed offset: the group starts them at its reset
+        policy (earliest, for the pipeline's workers)."""
+        return [p.partition for p in self.partitions if p.committed is None]
 
 
 class GroupOffsetsError(RuntimeError):
@@ -103,11 +110,17 @@ def plan_reset(
     to: str,
     offsets: Mapping[int, int] | None = None,
     times: Mapping[int, int | None] | None = None,
+    shift: int = 0,
 ) -> dict[int, int]:
     """The new committed offset per partition: ``to`` is ``earliest``, ``latest``,
-    ``offsets`` (``offsets`` given; partitions not named keep their position) or
-    ``timestamp`` (``times``: the first offset at or after the time, None = the end).
-    Offsets are clamped into ``[earliest, end]``."""
+    ``offsets`` (``offsets`` given; partitions not named keep their position; a
+    partition the topic does not have is an error naming it), ``timestamp`` (``times``:
+    the first offset at or after the time, None = the end) or ``shift`` (the committed
+    offset plus ``shift``, which may be negative; from the earliest where nothing is
+    committed, where the workers would start). Offsets are clamped into
+    ``[earliest, end]``."""
+    if to == "offsets":
+        check_partitions(positions, offsets or {})
     plan: dict[int, int] = {}
     for p in positions.partitions:
         if to == "earliest":
@@ -121,10 +134,61 @@ def plan_reset(
         elif to == "timestamp":
             found = (times or {}).get(p.partition)
             target = p.end if found is None else found
+        elif to == "shift":
+            target = (p.earliest if p.committed is None else p.committed) + shift
         else:
             raise ValueError(f"unknown reset target {to!r}")
         plan[p.partition] = min(max(target, p.earliest), p.end)
     return plan
+
+
+def check_partitions(positions: GroupPositions, offsets: Mapping[int, int]) -> None:
+    """A ``ValueError`` naming the partitions of ``offsets`` the topic does not have."""
+    known = {p.partition for p in positions.partitions}
+    unknown = sorted(set(offsets) - known)
+    if unknown:
+        listed = ", ".join(str(p) for p in unknown)
+        raise ValueError(
+            f"topic {positions.topic} has no partition {listed} (it has "
+            f"{len(known)}: 0-{max(known, default=0)}); nothing was changed"
+        )
+
+
+#: The header of an exported plan: kafka-consumer-groups' ``--export`` columns.
+EXPORT_HEADER = "topic,partition,offset"
+
+
+def export_csv(topic: str, offsets: Mapping[int, int]) -> str:
+    """``offsets`` as ``kafka-consumer-groups --export`` writes them (one
+    ``topic,partition,offset`` line per partition), under a header line."""
+    lines = [EXPORT_HEADER, *(f"{topic},{p},{o}" for p, o in sorted(offsets.items()))]
+    return "\n".join(lines) + "\n"
+
+
+def import_csv(text: str, topic: str, *, source: str = "the file") -> dict[int, int]:
+    """The offsets of an exported plan (:func:`export_csv`, or kafka-consumer-groups'
+    own export, which has no header) for ``topic``. A line that is not
+    ``topic,partition,offset``, a line for another topic, or a partition given twice is
+    a ``ValueError`` naming the line."""
+    offsets: dict[int, int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#") or line.replace(" ", "") == EXPORT_HEADER:
+            continue
+        fields = [field.strip() for field in line.split(",")]  # topic names hold no comma
+        if len(fields) != 3 or not (fields[0] and fields[1].isdigit() and fields[2].isdigit()):
+            raise ValueError(f"{source} line {number}: expected topic,partition,offset: {raw!r}")
+        row_topic, partition, offset = fields
+        if row_topic != topic:
+            raise ValueError(
+                f"{source} line {number}: topic {row_topic!r}, but the reset is of {topic}"
+            )
+        if int(partition) in offsets:
+            raise ValueError(f"{source} line {number}: partition {int(partition)} given twice")
+        offsets[int(partition)] = int(offset)
+    if not offsets:
+        raise ValueError(f"{source} holds no topic,partition,offset line")
+    return offsets
 
 
 async def offsets_for_time(

@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
 from codex_analytics.contract import (
@@ -32,38 +32,39 @@ from streams.processor import FactProcessor, SourceRecord
 from streams.reducer import Reducer
 from streams.settings import StreamSettings
 
+from .moments import MOMENT_FORMS, is_duration, parse_moment
+
 EARLIEST = "earliest"
 
 
 @dataclass(frozen=True, slots=True)
 class StartPoint:
     """``earliest``; ``P:O,...`` (an offset per partition; unnamed partitions start at
-    their earliest); or a time (ISO 8601, or epoch milliseconds) resolved per partition
-    to the first record at or after it."""
+    their earliest); or a time (ISO 8601, epoch milliseconds, or a duration ago such as
+    ``2h``) resolved per partition to the first record at or after it."""
 
     offsets: Mapping[int, int] = field(default_factory=dict)
     timestamp_ms: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> StartPoint:
+    def parse(cls, text: str, *, flag: str = "--from", now_ms: int | None = None) -> StartPoint:
+        """``text`` as ``flag`` gave it; a duration (``2h``) counts back from ``now_ms``
+        (default: now)."""
         text = text.strip()
         if text == EARLIEST:
             return cls()
         if re.fullmatch(r"\d+:\d+(,\d+:\d+)*", text):
             pairs = (item.split(":") for item in text.split(","))
             return cls(offsets={int(p): int(o) for p, o in pairs})
-        if re.fullmatch(r"\d{10,}", text):
-            return cls(timestamp_ms=int(text))
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        if not re.match(r"\d{4}-", text):  # not an attempt at an ISO time
+            text_forms = f"'earliest', PARTITION:OFFSET[,...], or {MOMENT_FORMS}"
+            if not (re.fullmatch(r"\d{10,}", text) or is_duration(text)):
+                raise ValueError(f"{flag} {text!r}: expected {text_forms}")
         try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(
-                f"--from {text!r}: expected 'earliest', PARTITION:OFFSET[,...], an ISO 8601 "
-                "time (2026-11-22T08:00:00Z) or epoch milliseconds"
-            ) from None
-        if moment.tzinfo is None:
-            raise ValueError(f"--from {text!r}: give the time zone (Z or +HH:MM)")
-        return cls(timestamp_ms=int(moment.timestamp() * 1000))
+            return cls(timestamp_ms=parse_moment(text, now_ms=now))
+        except ValueError as exc:
+            raise ValueError(f"{flag} {exc}") from None
 
     def describe(self) -> str:
         if self.timestamp_ms is not None:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from codex_analytics.runtime import env as _env
+from codex_analytics.runtime.errors import ConfigError
 
 V = TypeVar("V")  # what a present value parses to
 D = TypeVar("D")  # the default's type (None for "unset")
@@ -31,13 +32,21 @@ V2 = TypeVar("V2")
 D2 = TypeVar("D2")
 
 
+#: What ``codex-analytics config check`` can test about a value beyond parsing it: an
+#: address to bind, brokers or a URL to reach (``--bind``, ``--connect``), a path to
+#: read or write.
+Probe = Literal["listen", "brokers", "url", "read_dir", "write_dir", "read_file", "write_file"]
+
+
 @dataclass(frozen=True, slots=True)
 class Kind(Generic[V]):
     """How a variable's text becomes a value: ``parse(name, text)`` (``text`` is present
-    and stripped; errors name the variable) and the ``label`` the docs show as its type."""
+    and stripped; errors name the variable) and the ``label`` the docs show as its type.
+    ``probe`` says what else a configuration check can test (None: parsing is all)."""
 
     label: str
     parse: Callable[[str, str], V]
+    probe: Probe | None = None
 
 
 def integer(*, minimum: int) -> Kind[int]:
@@ -83,23 +92,50 @@ def text(label: str = "text") -> Kind[str]:
     return Kind(label, lambda name, raw: raw)
 
 
+def topic_name(label: str = "topic") -> Kind[str]:
+    """A Kafka topic name, or a name that prefixes topics (``label`` says which)."""
+    return Kind(label, _env.parse_topic)
+
+
 def address() -> Kind[str]:
-    """``HOST:PORT``; checked where it is bound, as before."""
-    return text("HOST:PORT")
+    """A listen address, ``HOST:PORT`` with a port in 0-65535 (0: any free port)."""
+    return Kind("HOST:PORT", _env.parse_address, probe="listen")
+
+
+def broker_list() -> Kind[str]:
+    """Kafka bootstrap servers, ``HOST:PORT,...``."""
+    return Kind("HOST:PORT,...", _env.parse_broker_list, probe="brokers")
 
 
 def log_level() -> Kind[str]:
-    """A :mod:`logging` level name, upper-cased; :mod:`logging` checks it."""
-    return Kind("log level", lambda name, raw: raw.upper())
+    """A :mod:`logging` level name, upper-cased."""
+    return Kind("log level", _env.parse_log_level)
 
 
 def http_url() -> Kind[str]:
-    def parse(name: str, raw: str) -> str:
-        if not raw.startswith(("http://", "https://")):
-            raise ValueError(f"{name} must be an http(s) URL, got {raw!r}")
-        return raw
+    """An absolute http(s) URL with a host."""
+    return Kind("URL", _env.parse_http_url, probe="url")
 
-    return Kind("URL", parse)
+
+def existing_directory() -> Kind[str]:
+    """A directory that must be there at start (a mounted secret, a home)."""
+    return Kind("existing directory", _env.parse_existing_directory, probe="read_dir")
+
+
+def directory_path() -> Kind[str]:
+    """A directory the service writes in: there, or creatable."""
+    return Kind("directory", _env.parse_directory_path, probe="write_dir")
+
+
+def existing_file() -> Kind[str]:
+    """A file that must be there at start (a binary, a CA certificate)."""
+    return Kind("existing file", _env.parse_existing_file, probe="read_file")
+
+
+def file_path() -> Kind[str]:
+    """A file the service writes: not a directory, under no file (its directory may
+    appear later; a configuration check says when it is missing or not writable)."""
+    return Kind("path", _env.parse_file_path, probe="write_file")
 
 
 _KEEP: Any = object()
@@ -141,15 +177,17 @@ class Setting(Generic[V, D]):
         return None
 
     def read(self, env: Mapping[str, str]) -> V | D:
+        """The value, or a :class:`ConfigError` naming the variable (a secret's error
+        never quotes it)."""
         raw = self.raw(env)
         if raw is None:
             return self.default
-        if not self.secret:
-            return self.kind.parse(self.name, raw)
         try:
             return self.kind.parse(self.name, raw)
-        except ValueError:
-            raise ValueError(f"{self.name} is not a valid {self.kind.label}") from None
+        except ValueError as exc:
+            if self.secret:
+                raise ConfigError(f"{self.name} is not a valid {self.kind.label}") from None
+            raise ConfigError(str(exc)) from None
 
     @overload
     def variant(self, *, used_by: Sequence[str], default: D2) -> Setting[V, D2]: ...
@@ -198,6 +236,12 @@ def declare(
         secret=secret,
         default_note=default_note,
     )
+
+
+def reads(reader: str, command: str) -> bool:
+    """Whether ``reader`` (a ``used_by`` entry) is ``command`` or one of its parents:
+    ``offsets show`` reads what ``offsets`` reads."""
+    return command == reader or command.startswith(reader + " ")
 
 
 def _format(value: object) -> str:

@@ -46,7 +46,11 @@ class DeadLetter:
 
     @property
     def reason(self) -> str:
-        return next((v.decode() for k, v in self.headers if k == "error.reason"), "")
+        return self.header("error.reason")
+
+    def header(self, name: str) -> str:
+        """The text of header ``name`` ("" when it has none)."""
+        return next((v.decode("utf-8", "replace") for k, v in self.headers if k == name), "")
 
     @property
     def size(self) -> int:

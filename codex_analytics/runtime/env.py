@@ -11,7 +11,12 @@ same reads for code that names a variable directly.
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import re
 from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -28,6 +33,8 @@ def parse_number(name: str, raw: str, *, minimum: float) -> float:
         value = float(raw)
     except ValueError:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):  # ``inf`` and ``nan`` parse, and then break int()
+        raise ValueError(f"{name} must be a finite number, got {raw!r}")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum:g}, got {raw!r}")
     return value
@@ -91,3 +98,151 @@ def env_str(env: Mapping[str, str], name: str, default: str | None = None) -> st
 def env_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
     raw = present(env, name)
     return parse_choice(name, default if raw is None else raw, choices)
+
+
+#: What a host may be: a DNS name or IPv4 address, or an IPv6 address in brackets.
+_HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.%a-z]+\]")
+
+
+def split_host_port(addr: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``host:port``, ``:port`` or ``port`` -> (host, port); a ``ValueError`` that quotes
+    ``addr`` when the port is not a number in 0-65535 or the host is no host name."""
+    host, _, port = addr.strip().rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"no port number in {addr!r}") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port out of range (0-65535) in {addr!r}")
+    if host and not _HOST.fullmatch(host):
+        raise ValueError(f"not a host name in {addr!r}")
+    return (host.strip("[]") or default_host), number
+
+
+def parse_address(name: str, raw: str) -> str:
+    """A listen address, ``HOST:PORT`` (``:PORT`` listens on 127.0.0.1; port 0 picks a
+    free one); returned as written."""
+    try:
+        split_host_port(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be HOST:PORT: {exc}") from None
+    return raw
+
+
+def parse_broker_list(name: str, raw: str) -> str:
+    """Kafka bootstrap servers: ``HOST[:PORT]`` items separated by commas (the port
+    defaults to 9092, as in every Kafka client); returned as written."""
+    for item in raw.split(","):
+        server = item.strip()
+        if not server:
+            raise ValueError(f"{name} has an empty server in {raw!r}")
+        if server.endswith("]") or ":" not in server:  # no port: Kafka's default
+            server += ":9092"
+        try:
+            host, port = split_host_port(server, default_host="")
+        except ValueError as exc:
+            raise ValueError(f"{name} must be HOST:PORT,...: {exc}") from None
+        if not host or port == 0:
+            raise ValueError(
+                f"{name} must be HOST:PORT,... with a host and a port above 0, got {item.strip()!r}"
+            )
+    return raw
+
+
+#: The level names :mod:`logging` knows, in the order an error lists them.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def parse_log_level(name: str, raw: str) -> str:
+    """A :mod:`logging` level name (``WARN`` and ``FATAL`` too), upper-cased."""
+    level = raw.upper()
+    if level == "NOTSET" or level not in logging.getLevelNamesMapping():
+        raise ValueError(f"{name} must be one of {', '.join(LOG_LEVELS)}; got {raw!r}")
+    return level
+
+
+def shown_url(url: str) -> str:
+    """``url`` without a password in its user part: what a message may quote."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def parse_http_url(name: str, raw: str) -> str:
+    """An absolute ``http://`` or ``https://`` URL with a host (and a valid port)."""
+    try:
+        parts = urlsplit(raw)
+        port_ok = parts.port is None or parts.port > 0  # ``.port`` raises when out of range
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or any(c.isspace() for c in raw):
+        raise ValueError(f"{name} must be an http(s) URL, got {shown_url(raw)!r}")
+    if not parts.hostname or not port_ok:
+        raise ValueError(
+            f"{name} must be an http(s) URL with a host and a valid port, got {shown_url(raw)!r}"
+        )
+    return raw
+
+
+def nearest_existing(path: str) -> str:
+    """``path`` or the closest of its ancestors that exists."""
+    current = os.path.abspath(path)
+    while not os.path.lexists(current) and os.path.dirname(current) != current:
+        current = os.path.dirname(current)
+    return current
+
+
+def parse_existing_directory(name: str, raw: str) -> str:
+    if not os.path.isdir(raw):
+        why = "is not a directory" if os.path.lexists(raw) else "does not exist"
+        raise ValueError(f"{name} must be an existing directory: {raw!r} {why}")
+    return raw
+
+
+def parse_existing_file(name: str, raw: str) -> str:
+    if not os.path.isfile(raw):
+        why = "is not a file" if os.path.lexists(raw) else "does not exist"
+        raise ValueError(f"{name} must be an existing file: {raw!r} {why}")
+    return raw
+
+
+def parse_directory_path(name: str, raw: str) -> str:
+    """A directory that exists or can be made (its nearest existing ancestor is one)."""
+    _creatable(name, raw, want_dir=True)
+    return raw
+
+
+def parse_file_path(name: str, raw: str) -> str:
+    """A file that exists or can be created once its directory is there: not a directory,
+    and no ancestor of it is a file. Its directory may be missing (a volume not mounted
+    yet is the service's to wait for, not a typo)."""
+    _creatable(name, raw, want_dir=False)
+    return raw
+
+
+def _creatable(name: str, raw: str, *, want_dir: bool) -> None:
+    if os.path.lexists(raw):
+        if os.path.isdir(raw) != want_dir:
+            what = "a directory" if want_dir else "a file, not a directory"
+            raise ValueError(f"{name} must be {what}: {raw!r} is not")
+        return
+    blocker = nearest_existing(raw)
+    if not os.path.isdir(blocker):
+        raise ValueError(f"{name}: {raw!r} cannot be created: {blocker!r} is not a directory")
+
+
+#: What Kafka allows in a topic name (and so in a prefix of one).
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def parse_topic(name: str, raw: str) -> str:
+    """A name Kafka accepts for a topic: ASCII letters, digits, ``.``, ``_`` and ``-``,
+    at most 249 of them, not ``.`` or ``..``."""
+    if not _TOPIC.fullmatch(raw) or raw in (".", ".."):
+        raise ValueError(
+            f"{name} must be a Kafka topic name (letters, digits, '.', '_', '-'; at most "
+            f"249), got {raw!r}"
+        )
+    return raw

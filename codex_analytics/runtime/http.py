@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from codex_analytics.runtime.env import split_host_port
 from codex_analytics.runtime.metrics import CONTENT_TYPE
 
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
@@ -25,16 +26,9 @@ def metrics_response(body: bytes) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def parse_addr(addr: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """``host:port``, ``:port`` or ``port`` -> (host, port)."""
-    host, _, port = addr.rpartition(":")
-    try:
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"expected HOST:PORT, got {addr!r}") from None
-    if not 0 <= number <= 65535:
-        raise ValueError(f"port out of range in {addr!r}")
-    return (host.strip("[]") or default_host), number
+#: ``host:port``, ``:port`` or ``port`` -> (host, port); the settings' address kind
+#: checks with the same function.
+parse_addr = split_host_port
 
 
 class Served:

@@ -20,11 +20,12 @@ from codex_analytics.runtime.config import (
     Kind,
     Setting,
     boolean,
+    broker_list,
     choice,
     declare,
     integer_literal,
     number,
-    text,
+    topic_name,
     truncated_integer,
 )
 from codex_analytics.runtime.kafka_security import CLUSTER_READERS, PLAINTEXT, KafkaSecurity
@@ -47,6 +48,7 @@ TOPIC_READERS = (
     "replay",
     "offsets",
     "topics",
+    "dlq",
 )
 #: The commands that start an embedded broker when ``KAFKA_BOOTSTRAP_SERVERS`` is unset.
 EMBEDDED_BROKER_USERS = (
@@ -61,11 +63,11 @@ EMBEDDED_BROKER_USERS = (
 
 BOOTSTRAP = declare(
     BOOTSTRAP_ENV,
-    text("HOST:PORT,..."),
+    broker_list(),
     None,
-    help="Kafka bootstrap servers, used as is; `replay` and `offsets` need it, `broker` "
-    "ignores it (it always starts a broker)",
-    used_by=(*EMBEDDED_BROKER_USERS, "replay", "offsets", "broker"),
+    help="Kafka bootstrap servers, used as is; `replay`, `offsets` and `dlq` need it, "
+    "`broker` ignores it (it always starts a broker)",
+    used_by=(*EMBEDDED_BROKER_USERS, "replay", "offsets", "dlq", "broker"),
     default_note="an embedded, memory-only broker",
 )
 #: The client library's broker when ``KAFKA_BOOTSTRAP_SERVERS`` is unset (a library
@@ -73,28 +75,28 @@ BOOTSTRAP = declare(
 CLIENT_BOOTSTRAP = BOOTSTRAP.variant(used_by=("client library",), default="127.0.0.1:9092")
 FACTS_TOPIC = declare(
     topics.FACTS_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.FACTS_TOPIC,
     help="topic of fact envelopes, keyed by `source.instance_id`",
     used_by=(*TOPIC_READERS, "client library"),
 )
 FACTS_DLQ_TOPIC = declare(
     topics.FACTS_DLQ_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.FACTS_DLQ_TOPIC,
     help="facts that failed to decode, with the reason in headers",
     used_by=TOPIC_READERS,
 )
 EVENTS_TOPIC = declare(
     topics.EVENTS_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.EVENTS_TOPIC,
     help="one record per track event, keyed by delivery route",
     used_by=TOPIC_READERS,
 )
 EVENTS_DLQ_TOPIC = declare(
     topics.EVENTS_DLQ_TOPIC_ENV,
-    text("topic"),
+    topic_name(),
     topics.EVENTS_DLQ_TOPIC,
     help="events the sink gave up on (refused by the endpoint, too large, unreadable), "
     "with the reason in headers",

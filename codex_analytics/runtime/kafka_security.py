@@ -27,6 +27,7 @@ CLUSTER_READERS = (
     "smoke plugin",
     "replay",
     "offsets",
+    "dlq",
     "client library",
 )
 

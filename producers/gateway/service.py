@@ -37,11 +37,14 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from codex_analytics.runtime.banner import log_banner
 from codex_analytics.runtime.http import Served, metrics_response, parse_addr, serve
 from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
 from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics
+from codex_analytics.runtime.log_repeats import RepeatedLines
 from codex_analytics.runtime.metrics import ServiceMetrics
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals, unless_stopped
+from producers.gateway import settings as declared
 from producers.gateway.admission import Admission
 from producers.gateway.answers import Published, ingest_answer, settle, unavailable_answer
 from producers.gateway.settings import GatewaySettings
@@ -116,6 +119,8 @@ class Gateway:
         self._admission = Admission(settings.max_concurrent_requests, settings.max_inflight_bytes)
         self._expected_auth = f"Bearer {settings.token}".encode() if settings.token else None
         self.port: int | None = None
+        #: While the broker is gone every request fails alike: a line per 10 s, counted.
+        self._unacknowledged = RepeatedLines(log, 10.0, summed=("facts", "published"))
 
     def app(self) -> web.Application:
         # One byte over the limit is enough to answer 413 without reading the rest.
@@ -151,6 +156,7 @@ class Gateway:
         if self._served is not None:
             await self._served.close()
             self._served = None
+        self._unacknowledged.flush()
         await self.transport.close()
 
     def _set_ready(self, ready: bool) -> None:
@@ -283,10 +289,10 @@ class Gateway:
         self._set_ready(False)
         self.metrics.publish_failures.inc()
         self.metrics.facts.labels("unavailable").inc(len(published.unacknowledged))
-        log.warning(
-            "%d facts not acknowledged by the broker in time (%d published)",
-            len(published.unacknowledged),
-            published.published,
+        self._unacknowledged.warning(
+            "facts not acknowledged by the broker in time: answered 503",
+            facts=len(published.unacknowledged),
+            published=published.published,
         )
         return _json(
             503,
@@ -358,13 +364,7 @@ async def _main(settings: GatewaySettings, cluster: KafkaCluster) -> int:
     except OSError as exc:
         print(f"gateway: cannot listen on {settings.addr}: {exc}", file=sys.stderr)
         return 2
-    print(
-        f"gateway: POST http://{parse_addr(settings.addr)[0]}:{port}/v1/facts -> Kafka "
-        f"{cluster.bootstrap} topic {settings.facts_topic}; auth "
-        f"{'bearer token' if settings.token else 'off'}",
-        file=sys.stderr,
-        flush=True,
-    )
+    _banner(settings, cluster, port)
     try:
         # Serving already (/readyz says 503 meanwhile): wait for the cluster
         # (ANALYTICS_KAFKA_WAIT_S) and create the facts topic when missing.
@@ -380,6 +380,21 @@ async def _main(settings: GatewaySettings, cluster: KafkaCluster) -> int:
     finally:
         await stop_within(gateway, settings.shutdown_timeout_s)
     return 0
+
+
+def _banner(settings: GatewaySettings, cluster: KafkaCluster, port: int) -> None:
+    host = parse_addr(settings.addr)[0]
+    auth = "bearer token" if settings.token else "off"
+    log_banner(
+        "gateway",
+        f"gateway: POST http://{host}:{port}/v1/facts -> Kafka {cluster.bootstrap} topic "
+        f"{settings.facts_topic}; auth {auth}",
+        declared.SETTINGS,
+        cluster=cluster,
+        facts_topic=settings.facts_topic,
+        addr=f"{host}:{port}",
+        auth=auth,
+    )
 
 
 async def stop_within(gateway: Gateway, within: float) -> None:

@@ -25,8 +25,8 @@ from codex_analytics.runtime.config import (
     number,
     text,
 )
+from codex_analytics.runtime.env import split_host_port
 from codex_analytics.runtime.errors import ConfigError
-from codex_analytics.runtime.http import parse_addr
 from codex_analytics.runtime.kafka import (
     FACTS_TOPIC,
     MAX_RECORD_BYTES,
@@ -151,7 +151,7 @@ class GatewaySettings:
         return TopicPlan.pipeline(topics).only("facts")
 
     def __post_init__(self) -> None:
-        parse_addr(self.addr)
+        split_host_port(self.addr)  # an address given in code or by --addr
         if self.max_inflight_bytes < self.max_body_bytes:  # else a full body never runs
             raise ConfigError(
                 f"{MAX_INFLIGHT_BYTES.name} ({self.max_inflight_bytes}) must be at least "

@@ -277,6 +277,12 @@ class GroupConsumer:
         except Exception:  # not started, between assignments, or reassigned meanwhile
             return {}
 
+    def committed(self, tp: Any) -> int | None:
+        """Faust's copy of the group's committed offset of ``tp`` (the next to read);
+        ``None`` until it has one (see :meth:`start_offsets`)."""
+        offset: int | None = self._app.consumer._committed_offset.get(tp)
+        return offset
+
     def highwater(self, tp: Any) -> int:
         """The offset after the last record of ``tp`` the consumer has seen."""
         highwater: int = self._app.consumer.highwater(tp)

@@ -94,15 +94,18 @@ class Drop:
     def message(self) -> str:
         return self.reason.message
 
-    def as_log_fields(self) -> dict[str, object]:
+    def fields(self) -> dict[str, object]:
+        """What the warning names, as a log line's fields (its message apart)."""
         return {
             "reason": self.reason.value,
-            "message": self.reason.message,
             "instance_id": self.instance_id,
             "seq": self.seq,
             "kind": self.kind,
             **dict(self.ids),
         }
+
+    def as_log_fields(self) -> dict[str, object]:
+        return {"message": self.reason.message, **self.fields()}
 
 
 def _count(counter: dict[str, int], key: str, n: int = 1) -> None:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -32,10 +33,13 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
+from codex_analytics.cli.config_checks import check_environment, resolve_commands
 from codex_analytics.devtools.broker import free_port
+from codex_analytics.devtools.localstack import MetricsSnapshot
 from codex_analytics.devtools.verify import compare, received_events, reference_events
 from codex_analytics.runtime.kafka import ensure_topics
 from tests.cli import ROOT, run_cli
+from tests.deploy_metrics import SCRAPE_SERIES, exported_names, names_used
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +59,11 @@ def test_compose_file_is_valid_against_the_compose_spec() -> None:
     assert {n for n, s in services.items() if s.get("image") == PROJECT_IMAGE} == PROJECT_SERVICES
     for name in ("kafka", "receiver", "gateway", "stream", "sink"):
         assert "healthcheck" in services[name], f"{name} has no health check"
+    # Prometheus and Grafana get the files the repository tests (alerts, dashboard).
+    mounts = {v.split(":")[0] for s in services.values() for v in s.get("volumes", [])}
+    assert {"./deploy/prometheus", "./deploy/grafana/dashboard.json"} <= mounts
+    for mount in mounts:
+        assert not mount.startswith("./") or (ROOT / mount).exists(), mount
     # The check fails on a broken file (an unknown key, a bad duration, a bad condition).
     for broken in (
         COMPOSE_TEXT.replace("    healthcheck:\n      test:", "    healthcheck:\n      tset:", 1),
@@ -201,6 +210,22 @@ class ComposeAsProcesses:
         return codes
 
 
+def test_every_service_environment_passes_config_check(tmp_path: Path) -> None:
+    """What ``codex-analytics config check`` would say in each container: no error (a
+    misspelled or malformed variable in the file fails here), paths mapped as above."""
+    local = ComposeAsProcesses("127.0.0.1:9092", tmp_path)
+    for name in ("receiver", "gateway", "stream", "sink", "load"):
+        local.plan(name)
+    for name in ("receiver", "gateway", "stream", "sink", "load"):
+        service = local.services[name][0]
+        argv, env = local.argv_env(service)
+        words = list(itertools.takewhile(lambda arg: not arg.startswith("-"), argv[3:]))
+        commands = resolve_commands(words)
+        ours = {k: v for k, v in env.items() if k.startswith(("ANALYTICS_", "KAFKA_", "CODEX_"))}
+        problems = [f.line() for f in check_environment(ours, commands) if f.level == "error"]
+        assert not problems, f"{name}: {problems}"
+
+
 @pytest.fixture
 def stack(fresh_broker: str, tmp_path: Path) -> Iterator[ComposeAsProcesses]:
     local = ComposeAsProcesses(fresh_broker, tmp_path)
@@ -261,19 +286,36 @@ def test_compose_services_run_as_local_processes(stack: ComposeAsProcesses, tmp_
     verdict = compare(received_events(store), expected)
     assert verdict.passed, verdict.detail
 
-    # Every service's metrics endpoint, at the port its health check uses.
+    # Every service's metrics endpoint, at the port its health check uses; together
+    # they export every metric the alert rules and the dashboard use.
+    exported: set[str] = set()
     for name in ("gateway", "stream", "sink"):
         for service in stack.services[name]:
             url = stack.health_url(service).rsplit("/", 1)[0] + "/metrics"
-            assert httpx.get(url, timeout=5).status_code == 200
+            scraped = httpx.get(url, timeout=5)
+            assert scraped.status_code == 200
+            assert re.search(
+                rf'^codex_analytics_build_info{{.*service="{name}"', scraped.text, re.M
+            )
+            exported |= exported_names(scraped.text)
+    assert not names_used() - exported - SCRAPE_SERIES
     stream_facts = 0
+    stream_partitions = 0
+    lags: dict[str, float] = {}
     for service in stack.services["stream"]:
-        text = httpx.get(stack.health_url(service).replace("/healthz", "/metrics")).text
-        stream_facts += sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("codex_stream_facts_total{")
-        )
+        snapshot = MetricsSnapshot()
+        snapshot.add_text(httpx.get(stack.health_url(service).replace("/healthz", "/metrics")).text)
+        stream_facts += snapshot.total("codex_stream_facts_total")
+        stream_partitions += snapshot.total("codex_stream_assigned_partitions")
+        lags |= {
+            f"{name}{dict(labels)}": value
+            for (name, labels), value in snapshot.samples.items()
+            if name.startswith("codex_stream_consumer_lag_")
+        }
+    assert stream_partitions == partitions  # the two replicas share every partition
+    # Everything delivered: every partition caught up, in records and in seconds.
+    assert len(lags) == 2 * partitions
+    assert not any(lags.values()), lags
     assert stream_facts >= len(load_facts) + len(gateway_facts)  # at least once
     accounts = {orjson.loads(line)["account_id"] for line in store.read_bytes().splitlines()}
     assert accounts == {p.name for p in (ROOT / "deploy" / "local-secrets").iterdir()}

@@ -151,6 +151,6 @@ def test_receiver_command(receiver_process: tuple[str, Path]) -> None:
     assert served.content == store.read_bytes()
     assert httpx.get(f"{base}/healthz").json()["stored_batches"] == 2
     metrics = httpx.get(f"{base}/metrics").text
-    assert 'codex_receiver_stored_total{what="batches"} 2.0' in metrics
+    assert "codex_receiver_stored_batches_total 2.0" in metrics
     assert 'codex_receiver_uploads_total{status="401"}' in metrics
     assert 'codex_receiver_uploads_total{status="400"} 1.0' in metrics

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from codex_analytics.cli.main import main
 from codex_analytics.devtools.verify import captured_events, compare
 from codex_analytics.runtime.kafka import ensure_topics
 from tests.cli import run_cli, run_cli_on
@@ -189,3 +190,70 @@ async def test_replay_of_a_missing_topic_is_a_clear_error(
     missing = unique_name("missing")
     with pytest.raises(ReplayError, match=f"topic {missing} does not exist"):
         await replay(kafka_bootstrap, missing, StartPoint(), output, StreamSettings.from_env({}))
+
+
+def test_offsets_shift_by_duration_export_and_reimport_refuse_unknown_partitions(
+    kafka_bootstrap: str,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """In-process (the command's run(), as the console script calls it)."""
+    topic, group = unique_name("offsets.facts"), unique_name("group")
+    _publish(kafka_bootstrap, topic, generated_facts(400, instances=8))
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    target = ("--group", group, "--topic", topic)
+
+    def offsets(*args: str) -> tuple[int, str, str]:
+        status = main(["offsets", *args])
+        out = capsys.readouterr()
+        assert "Traceback" not in out.err
+        return status, out.out, out.err
+
+    status, shown, _ = offsets("show", *target)
+    assert status == 0
+    assert "no committed offset" in shown
+    assert "total lag" not in shown  # nothing committed is not "no lag"
+
+    status, _, err = offsets("reset", *target, "--to", "0:10,9:5,7:1", "--execute")
+    assert status == 2
+    assert f"topic {topic} has no partition 7, 9" in err
+    assert set(_committed(kafka_bootstrap, group, topic).values()) == {None}
+
+    assert offsets("reset", *target, "--to", "latest", "--execute")[0] == 0
+    ends = _committed(kafka_bootstrap, group, topic)
+    assert offsets("reset", *target, "--shift-by", "-5", "--execute")[0] == 0
+    shifted = _committed(kafka_bootstrap, group, topic)
+    assert shifted == {p: max(0, (end or 0) - 5) for p, end in ends.items()}
+    status, plan, _ = offsets("reset", *target, "--shift-by", "+1000")
+    assert status == 0
+    assert all(f"-> {end}" in plan for end in ends.values())  # clamped to the end
+    assert _committed(kafka_bootstrap, group, topic) == shifted  # a dry run
+
+    saved = tmp_path / "saved.csv"
+    assert offsets("show", *target, "--export", str(saved))[0] == 0
+    assert saved.read_text().splitlines() == [
+        "topic,partition,offset",
+        *(f"{topic},{p},{o}" for p, o in sorted(shifted.items())),
+    ]
+    planned = tmp_path / "planned.csv"
+    status, plan, _ = offsets(
+        "reset", *target, "--by-duration", "1h", "--export", str(planned), "--execute"
+    )
+    assert status == 0, plan  # every record is younger than an hour: back to the start
+    assert set(_committed(kafka_bootstrap, group, topic).values()) == {0}
+    assert planned.read_text().splitlines()[1:] == [f"{topic},{p},0" for p in range(4)]
+
+    assert offsets("reset", *target, "--from-file", str(saved), "--execute")[0] == 0
+    assert _committed(kafka_bootstrap, group, topic) == shifted  # restored
+
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text(f"{topic},1,3\n{topic},12,4\n")
+    status, _, err = offsets("reset", *target, "--from-file", str(unknown), "--execute")
+    assert status == 2
+    assert "has no partition 12" in err
+    assert _committed(kafka_bootstrap, group, topic) == shifted
+    status, _, err = offsets("reset", *target, "--by-duration", "soon")
+    assert status == 2
+    assert "'soon' is not a duration" in err

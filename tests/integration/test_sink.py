@@ -14,6 +14,7 @@ from codex_analytics.contract import route_key
 from codex_analytics.contract.facts import AuthRoute
 from codex_analytics.devtools.receiver import Answer, Receiver
 from sinks.batching import BODY_OVERHEAD
+from sinks.worker import SinkWorker
 
 from .sink_helpers import (
     SinkRun,
@@ -134,6 +135,16 @@ async def test_a_batch_closes_after_max_wait(sink_run: SinkRun, receiver: Receiv
     assert 400 <= waited < 400 + 100 + 1000, waited
 
 
+def _lag(worker: SinkWorker, unit: str) -> dict[int, float]:
+    """``codex_sink_consumer_lag_{unit}`` per partition, as a scrape reads it."""
+    return {
+        int(sample.labels["partition"]): sample.value
+        for family in worker.metrics.registry.collect()
+        if family.name == f"codex_sink_consumer_lag_{unit}"
+        for sample in family.samples
+    }
+
+
 async def test_503_with_retry_after_is_retried_no_sooner_than_asked_and_nothing_is_lost(
     sink_run: SinkRun, receiver: Receiver
 ) -> None:
@@ -142,8 +153,21 @@ async def test_503_with_retry_after_is_retried_no_sooner_than_asked_and_nothing_
     receiver.fail_next(*[unavailable] * 3)
     sent = await _single_route_run(sink_run, 100)
     async with sink_run.worker() as worker:
+        # While the endpoint refuses, the undelivered events age: lag in seconds grows
+        # past the first Retry-After; once delivered and committed, both lags are 0.
+        assert await eventually(
+            lambda: max(_lag(worker, "seconds").values(), default=0) > 1, within=10
+        )
         events = await receiver.wait_for_events(100, within=30)
         assert worker.metrics.value("codex_sink_retries_total") == 3
+        assert await eventually(
+            lambda: (
+                set(_lag(worker, "records").values())
+                == {0}
+                == set(_lag(worker, "seconds").values())
+            ),
+            within=10,
+        ), (_lag(worker, "records"), _lag(worker, "seconds"))
     assert [orjson.dumps(e) for e in events] == sent
     first_four = receiver.requests[:4]
     assert [r.status for r in first_four] == [503, 503, 503, 200]

@@ -15,9 +15,12 @@ def test_start_points_parse() -> None:
     assert StartPoint.parse("0:12,3:4").offsets == {0: 12, 3: 4}
     assert StartPoint.parse("1763798400000").timestamp_ms == 1763798400000
     assert StartPoint.parse("2026-11-22T08:00:00Z").timestamp_ms == 1795334400000
+    assert StartPoint.parse("2h", now_ms=10_000_000).timestamp_ms == 2_800_000
     for bad in ("latest", "0:", "2026-11-22T08:00:00", "yesterday"):
         with pytest.raises(ValueError, match="--from"):
             StartPoint.parse(bad)
+    with pytest.raises(ValueError, match="--to 'soon': expected 'earliest'"):
+        StartPoint.parse("soon", flag="--to")
 
 
 def test_capture_batches_close_on_count_and_bytes_per_route() -> None:
@@ -58,7 +61,12 @@ def test_reset_plans_are_clamped_to_each_partition() -> None:
     group = _group()
     assert plan_reset(group, to="earliest") == {0: 5, 1: 0}
     assert plan_reset(group, to="latest") == {0: 100, 1: 10}
-    assert plan_reset(group, to="offsets", offsets={0: 1, 7: 3}) == {0: 5}
+    assert plan_reset(group, to="offsets", offsets={0: 1}) == {0: 5}
+    with pytest.raises(ValueError, match="topic t has no partition 7, 9 "):
+        plan_reset(group, to="offsets", offsets={0: 1, 7: 3, 9: 1})
+    assert plan_reset(group, to="shift", shift=-50) == {0: 5, 1: 0}  # from earliest if none
+    assert plan_reset(group, to="shift", shift=7) == {0: 47, 1: 7}
+    assert plan_reset(group, to="shift", shift=900) == {0: 100, 1: 10}
     assert plan_reset(group, to="timestamp", times={0: 60, 1: None}) == {0: 60, 1: 10}
     assert group.partitions[0].lag == 60
     assert group.partitions[1].lag is None

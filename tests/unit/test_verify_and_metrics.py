@@ -8,7 +8,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from codex_analytics.devtools.localstack import MetricsSnapshot
 from codex_analytics.devtools.verify import compare, events_of_bodies, reference_events
 from codex_analytics.runtime.metrics import (
+    Backlog,
     CallbackCollector,
+    LagClock,
+    backlogs,
     counter_family,
     lag_family,
     partition_lag,
@@ -79,7 +82,7 @@ def test_stream_metrics_read_the_counts_at_scrape_time() -> None:
     from streams.reducer.drops import DropReason, ReducerStats
 
     stats, counts = ReducerStats(), StreamCounts()
-    metrics = StreamMetrics(stats, counts, lambda: {2: 7})
+    metrics = StreamMetrics(stats, counts, lambda: {2: Backlog(7, 1_000), 5: None})
     stats.count_fact("turn_started")
     stats.count_event("codex_turn_event")
     stats.count_drop(DropReason.DEDUPE_REPEAT)
@@ -92,6 +95,87 @@ def test_stream_metrics_read_the_counts_at_scrape_time() -> None:
     assert snapshot.total("codex_stream_events_total", type="codex_turn_event") == 1
     assert snapshot.total("codex_stream_drops_total", reason="dedupe_repeat") == 1
     assert snapshot.total("codex_stream_dead_letters_total", reason="not_json") == 1
-    assert snapshot.total("codex_stream_worker_total", what="records") == 3
-    assert snapshot.by_label("codex_stream_consumer_lag", "partition") == {"2": 7}
+    assert snapshot.total("codex_stream_records_total") == 3
+    assert snapshot.by_label("codex_stream_consumer_lag_records", "partition") == {"2": 7}
     assert snapshot.total("codex_stream_batch_seconds_count") == 1
+    assert snapshot.total("codex_stream_assigned_partitions") == 2  # one lag still unknown
+    (seconds,) = snapshot.by_label("codex_stream_consumer_lag_seconds", "partition").items()
+    assert seconds[0] == "2"
+    assert seconds[1] > 1_000_000  # the record of 1970 is old
+    info = snapshot.by_label("codex_analytics_build_info", "service")
+    assert info == {"stream": 1}
+    assert snapshot.total("process_resident_memory_bytes") > 0
+
+
+def test_worker_counts_are_one_counter_each() -> None:
+    from streams.metrics import StreamCounts, StreamMetrics
+    from streams.reducer.drops import ReducerStats
+
+    counts = StreamCounts(
+        records=1,
+        batches=2,
+        misrouted=3,
+        seeks=4,
+        stalls=5,
+        corrupt_states=6,
+        swept_states=7,
+        sweeps=8,
+    )
+    snapshot = MetricsSnapshot()
+    snapshot.add_text(StreamMetrics(ReducerStats(), counts, dict).render().decode())
+    names = (
+        "records",
+        "batches",
+        "misrouted_facts",
+        "offset_seeks",
+        "stalled_partitions",
+        "corrupt_states",
+        "swept_states",
+        "sweeps",
+    )
+    assert [snapshot.total(f"codex_stream_{n}_total") for n in names] == list(range(1, 9))
+    assert snapshot.total("codex_stream_assigned_partitions") == 0
+
+
+def test_backlogs_know_the_oldest_record_only_when_behind() -> None:
+    oldest = {0: 111, 1: 222}.get
+    assert backlogs({0: 10, 1: 5, 2: None}, {0: 4, 1: 5, 2: 3}, oldest) == {
+        0: Backlog(6, 111),
+        1: Backlog(0, None),
+        2: None,
+    }
+
+
+def test_lag_clock_is_the_age_of_the_oldest_unprocessed_record() -> None:
+    now = [1_000.0]
+    clock = LagClock(lambda: now[0])
+    assert clock.seconds({0: Backlog(0), 1: Backlog(3, 990_000)}) == {0: 0.0, 1: 10.0}
+    # Behind, the oldest record not fetched: the time since first seen behind grows
+    # while the consumer does not move (never "caught up" blindly).
+    assert clock.seconds({0: Backlog(5)}) == {0: 0.0}
+    now[0] += 30
+    assert clock.seconds({0: Backlog(5)}) == {0: 30.0}
+    assert clock.seconds({0: Backlog(0)}) == {0: 0.0}  # caught up: forgotten
+    now[0] += 5
+    assert clock.seconds({0: Backlog(2)}) == {0: 0.0}
+    # A producer clock ahead of ours is not a negative lag.
+    assert clock.seconds({1: Backlog(1, 2_000_000)}) == {1: 0.0}
+
+
+def test_pending_timestamps_follow_processing_and_seeks() -> None:
+    from streams.metrics import PendingTimestamps
+
+    pending = PendingTimestamps()
+    for offset in range(5):
+        pending.handed(0, offset, 100 + offset)
+    pending.handed(1, 7, 500)
+    assert pending.oldest_ms(0) == 100
+    pending.processed(0, 3)
+    assert pending.oldest_ms(0) == 103
+    pending.processed(0, 5)
+    assert pending.oldest_ms(0) is None
+    pending.handed(0, 5, 105)
+    pending.forget(0)  # a seek back: handed over again
+    assert pending.oldest_ms(0) is None
+    pending.keep_only([0])  # partition 1 revoked
+    assert pending.oldest_ms(1) is None
