@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import sys
 
 from codex_analytics.runtime.banner import log_banner, without_userinfo
 from codex_analytics.runtime.http import ServiceHttp
 from codex_analytics.runtime.kafka import KafkaCluster
-from codex_analytics.runtime.kafka_start import KafkaStartError
+from codex_analytics.runtime.kafka_start import KafkaStartError, start_failed
 from codex_analytics.runtime.logs import configure_logging
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 
@@ -58,8 +57,7 @@ async def _main(settings: SinkSettings, cluster: KafkaCluster, credentials: Cred
     try:
         await worker.run(stop)
     except KafkaStartError as exc:
-        print(f"sink worker: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return start_failed("sink worker", exc)
     finally:
         if side_door is not None:
             await side_door.stop()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import gc
-import sys
 
 from codex_analytics.runtime.banner import log_banner
 from codex_analytics.runtime.kafka import KafkaCluster
-from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics
+from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics, start_failed
 from codex_analytics.runtime.logs import configure_logging, logging_dict_config
 from codex_analytics.runtime.shutdown import run_unless_signalled
 
@@ -44,8 +43,7 @@ def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
             settings.shutdown_timeout_s,
         )
     except KafkaStartError as exc:
-        print(f"stream worker: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return start_failed("stream worker", exc)
     if not started or existing is None:
         return 0  # stopped before it started: nothing to finish
     # The state table is co-partitioned with the facts topic, whatever its count is.

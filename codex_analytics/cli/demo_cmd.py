@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
         reference_events,
     )
     from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings
-    from codex_analytics.runtime.kafka_start import KafkaStartError
+    from codex_analytics.runtime.kafka_start import KafkaStartError, start_failed
     from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
     configured = TopicSettings.from_env()  # a bad value: one line, exit 2, nothing started
@@ -171,8 +171,7 @@ def _run(args: argparse.Namespace, capture: Path, out_dir: Path) -> int:
         try:
             partitions = asyncio.run(create_topics(cluster, topics))
         except KafkaStartError as exc:
-            print(f"demo: {exc}", file=sys.stderr)
-            return 1
+            return start_failed("demo", exc)
         print(
             f"demo: Kafka at {cluster.bootstrap}; topics {run_id}.* ({partitions} partitions); "
             f"{len(facts):,} facts from {args.instances} instances -> "

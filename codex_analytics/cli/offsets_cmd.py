@@ -120,13 +120,12 @@ async def _main(
     args: argparse.Namespace, cluster: KafkaCluster, targets: list[tuple[str, str]]
 ) -> int:
     from codex_analytics.ops.group_offsets import GroupOffsetsError, read_positions
-    from codex_analytics.runtime.kafka_start import KafkaStartError, wait_for_cluster
+    from codex_analytics.runtime.kafka_start import KafkaStartError, start_failed, wait_for_cluster
 
     try:
         await wait_for_cluster(cluster, cluster.start_wait_s)
     except KafkaStartError as exc:
-        print(f"offsets: {exc}", file=sys.stderr)
-        return 1
+        return start_failed("offsets", exc)
     status = 0
     for group, topic in targets:
         try:

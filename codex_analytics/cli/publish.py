@@ -40,7 +40,7 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
     from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.runtime.config import FACTS_PER_RECORD
     from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings
-    from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics
+    from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics, start_failed
     from codex_analytics.runtime.progress import Progress
     from codex_analytics.runtime.topic_plan import TopicPlan
     from producers.publishing.bulk import BulkPublishError, publish_lines
@@ -74,8 +74,7 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
         try:
             await prepare_topics(cluster, plan, within=retry_for)
         except KafkaStartError as exc:
-            print(f"{command}: {exc}", file=sys.stderr)
-            return 1
+            return start_failed(command, exc)
         transport = KafkaFactTransport(
             cluster,
             topics.facts,

@@ -134,15 +134,14 @@ async def _main(
         TopicOutput,
         replay,
     )
-    from codex_analytics.runtime.kafka_start import KafkaStartError, wait_for_cluster
+    from codex_analytics.runtime.kafka_start import KafkaStartError, start_failed, wait_for_cluster
     from codex_analytics.runtime.logs import REPORT_LOGGER
     from codex_analytics.runtime.progress import Progress
 
     try:
         await wait_for_cluster(cluster, cluster.start_wait_s)
     except KafkaStartError as exc:
-        print(f"replay: {exc}; nothing was written", file=sys.stderr)
-        return 1
+        return start_failed("replay", exc, then="; nothing was written")
     report = logging.getLogger(REPORT_LOGGER)
     progress = Progress(plain_every_s=10.0, log=report.info)
 

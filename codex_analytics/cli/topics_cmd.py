@@ -54,7 +54,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from codex_analytics.runtime.kafka import KafkaCluster
-    from codex_analytics.runtime.kafka_start import KafkaStartError
+    from codex_analytics.runtime.kafka_start import KafkaStartError, start_failed
 
     try:
         plan = _plan(os.environ)
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_main(args, plan, cluster))
     except KafkaStartError as exc:
-        return _failed(exc, 1)
+        return start_failed("topics", exc)
 
 
 def _failed(exc: Exception, status: int) -> int:

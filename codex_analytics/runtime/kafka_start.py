@@ -79,6 +79,13 @@ class _NotYet(RetryableError):
         self.final = final
 
 
+def start_failed(command: str, exc: KafkaStartError, *, then: str = "") -> int:
+    """Report a start that gave up: one ``critical`` line (a JSON line where the command
+    logs JSON, the bare text where it configured no logging), status 1 to exit with."""
+    log.critical("%s: %s%s", command, exc, then, extra={"command": command})
+    return 1
+
+
 async def with_cluster(
     cluster: KafkaTarget,
     use: Callable[[Any], Awaitable[T]],
@@ -98,7 +105,7 @@ async def with_cluster(
         error = outcome.exception() if outcome is not None else None
         next_in = state.upcoming_sleep
         log.warning(
-            "waiting for Kafka at %s: %s; attempt %d, next in %.1f s, giving up %.0f s "
+            "waiting for Kafka at %s: %s; attempt %d, next in %.1f s, giving up %.3g s "
             "after the start (%s)",
             kafka.bootstrap,
             error,
@@ -106,6 +113,7 @@ async def with_cluster(
             next_in,
             within,
             BROKER_WAIT_S.name,
+            extra={"kafka": kafka.bootstrap, "attempt": attempts, "next_in_s": round(next_in, 3)},
         )
 
     try:

@@ -40,7 +40,7 @@ from aiohttp import web
 from codex_analytics.runtime.banner import log_banner
 from codex_analytics.runtime.http import Served, metrics_response, parse_addr, serve
 from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
-from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics
+from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics, start_failed
 from codex_analytics.runtime.log_repeats import RepeatedLines
 from codex_analytics.runtime.metrics import ServiceMetrics
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals, unless_stopped
@@ -375,8 +375,7 @@ async def _main(settings: GatewaySettings, cluster: KafkaCluster) -> int:
             gateway.start_probing()
         await stop.wait()
     except KafkaStartError as exc:
-        print(f"gateway: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return start_failed("gateway", exc)
     finally:
         await stop_within(gateway, settings.shutdown_timeout_s)
     return 0
