@@ -8,6 +8,7 @@ plan|apply``."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -285,9 +286,15 @@ Invoke = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def invoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Invoke:
+def invoke(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> Invoke:
     """``invoke(*args, env=...)``: the command in this process (its parser, its ``run``
-    and its output, without a process start): ``(status, stdout, stderr)``."""
+    and its output, without a process start): ``(status, stdout, stderr)``; stderr ends
+    with its log lines of level WARNING and above, as a process without logging
+    configured writes them (pytest's own handler takes them here)."""
     from codex_analytics.cli.main import main
 
     def run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
@@ -297,9 +304,14 @@ def invoke(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) 
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         capsys.readouterr()
-        status = main(list(args))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            status = main(list(args))
         out = capsys.readouterr()
-        return status, out.out, out.err
+        logged = "".join(
+            f"{r.getMessage()}\n" for r in caplog.records if r.levelno >= logging.WARNING
+        )
+        return status, out.out, out.err + logged
 
     return run
 
