@@ -3,7 +3,7 @@ then make the topics of a :class:`~.topic_plan.TopicPlan` exist.
 
 A broker that is not there yet (a pod scheduled before Kafka's, a rolling restart) is
 waited for: each attempt connects an admin client and does the work, failures are
-retried with capped exponential backoff (0.25 s doubling to 5 s) until
+retried with capped, jittered exponential backoff (0.25 s up to 5 s) until
 ``ANALYTICS_KAFKA_WAIT_S`` passed, with one log line per attempt (aiokafka's own error
 line per host and retry is held back: its cause goes into ours). Then one line naming
 the hosts and the last failure, which the command prints before exiting 1.
@@ -48,8 +48,9 @@ T = TypeVar("T")
 
 log = logging.getLogger("codex_analytics.kafka")
 
-#: The backoff between attempts.
-BACKOFF = RetryPolicy(initial_s=0.25, max_s=5.0, jitter=False)
+#: The backoff between attempts: jittered, so that the pods of a deployment that all
+#: wait for the same broker do not all come back at the same instant.
+BACKOFF = RetryPolicy(initial_s=0.25, max_s=5.0, jitter=True)
 #: An attempt that gets no answer (a host that accepts connections and stays silent)
 #: fails after this long, or what is left of the wait if that is less...
 ATTEMPT_S = 10.0
@@ -67,7 +68,8 @@ _TOPIC_ALREADY_EXISTS = 36
 
 class KafkaStartError(PermanentError):
     """The start could not reach or prepare the cluster. Its text is one line naming
-    the hosts (or the topics) and the cause; commands print it and exit 1."""
+    the hosts (or the topics) and the cause; commands report it (:func:`start_failed`)
+    and exit 1."""
 
 
 class _NotYet(RetryableError):
