@@ -9,6 +9,7 @@ import logging
 from codex_analytics.runtime.banner import log_banner, without_userinfo
 from codex_analytics.runtime.http import ServiceHttp
 from codex_analytics.runtime.kafka import KafkaCluster
+from codex_analytics.runtime.kafka_start import KafkaStartError, start_failed
 from codex_analytics.runtime.logs import configure_logging
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 
@@ -55,6 +56,8 @@ async def _main(settings: SinkSettings, cluster: KafkaCluster, credentials: Cred
         log.info("health and metrics on port %d", port)
     try:
         await worker.run(stop)
+    except KafkaStartError as exc:
+        return start_failed("sink worker", exc)
     finally:
         if side_door is not None:
             await side_door.stop()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 
 from codex_analytics.runtime.banner import log_banner
-from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
+from codex_analytics.runtime.kafka import KafkaCluster
+from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics, start_failed
 from codex_analytics.runtime.logs import configure_logging, logging_dict_config
+from codex_analytics.runtime.shutdown import run_unless_signalled
 
 from . import settings as declared
 from .settings import StreamSettings
@@ -33,14 +34,20 @@ def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
     # Before the first Kafka call: the client's lines are JSON lines too.
     configure_logging(settings.log_level)
     topics = settings.topics
-    wanted = {
-        topics.facts: topics.partitions,
-        topics.events: topics.partitions,
-        topics.facts_dlq: topics.partitions,
-    }
-    actual = asyncio.run(ensure_topics(cluster, wanted))
+    # Start-up, before Faust: wait for the cluster (ANALYTICS_KAFKA_WAIT_S), then create
+    # the topic plan's missing topics, the state changelog included. SIGTERM ends it.
+    # Health: a side door that must answer during this wait opens before this call.
+    try:
+        started, existing = run_unless_signalled(
+            prepare_topics(cluster, settings.topic_plan, within=cluster.start_wait_s),
+            settings.shutdown_timeout_s,
+        )
+    except KafkaStartError as exc:
+        return start_failed("stream worker", exc)
+    if not started or existing is None:
+        return 0  # stopped before it started: nothing to finish
     # The state table is co-partitioned with the facts topic, whatever its count is.
-    partitions = actual[topics.facts]
+    partitions = existing[topics.facts].partitions
     log_banner(
         "stream worker",
         f"stream worker: Kafka {cluster.bootstrap}; facts {topics.facts} ({partitions} partitions) -> "

@@ -24,6 +24,10 @@ A rejected line names its line number, field path and reason; a record the broke
 refuses is a rejection of its lines (record_too_large, refused_by_broker), never a 503. GET /healthz, /readyz
 (the broker is reachable) and /metrics (Prometheus) are on the same address.
 
+At start it serves at once (/readyz answers 503), waits up to ANALYTICS_KAFKA_WAIT_S for
+the broker, creates the facts topic when it is missing (ANALYTICS_CREATE_TOPICS), then
+reports ready; a broker still unreachable then is one line and exit 1.
+
 Send one instance's batches one after another (wait for the answer): the stream drops a
 fact whose seq is not newer than the last one it applied for the instance.
 """
@@ -39,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
-    from codex_analytics.cli.kafka_check import connection_refused
     from codex_analytics.cli.service import start_service
     from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.runtime.kafka import KafkaCluster
@@ -55,8 +58,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     start_service("gateway", settings.log_level)
-    refused = connection_refused("gateway", configured, permanent_only=True)
-    if refused is not None:
-        return refused
     with kafka_cluster(configured) as cluster:
         return run_gateway(settings, cluster)

@@ -54,9 +54,7 @@ def run_worker_role(
 ) -> int:
     """Load the settings (a ``ValueError`` is a usage error: exit 2), start the service
     (:func:`start_service`), then run the worker against ``KAFKA_BOOTSTRAP_SERVERS`` or an
-    embedded broker. A configured cluster that refuses this client or cannot be reached
-    ends it first: one line, exit 1 (:mod:`codex_analytics.cli.kafka_check`)."""
-    from codex_analytics.cli.kafka_check import connection_refused
+    embedded broker (the service waits for a configured one: ``ANALYTICS_KAFKA_WAIT_S``)."""
     from codex_analytics.devtools.broker import kafka_cluster
 
     try:
@@ -66,9 +64,6 @@ def run_worker_role(
         print(f"{service} worker: {exc}", file=sys.stderr)
         return 2
     start_service(f"{service} worker", log_level(settings))
-    refused = connection_refused(f"{service} worker", configured)
-    if refused is not None:
-        return refused
     with kafka_cluster(configured) as cluster:
         return start(settings, cluster)
 

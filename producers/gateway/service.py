@@ -40,9 +40,10 @@ from aiohttp import web
 from codex_analytics.runtime.banner import log_banner
 from codex_analytics.runtime.http import Served, metrics_response, parse_addr, serve
 from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
+from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics, start_failed
 from codex_analytics.runtime.log_repeats import RepeatedLines
 from codex_analytics.runtime.metrics import ServiceMetrics
-from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
+from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals, unless_stopped
 from producers.gateway import settings as declared
 from producers.gateway.admission import Admission
 from producers.gateway.answers import Published, ingest_answer, settle, unavailable_answer
@@ -130,11 +131,19 @@ class Gateway:
         app.router.add_get("/metrics", self.render_metrics)
         return app
 
-    async def start(self, addr: str | None = None) -> int:
+    async def start(self, addr: str | None = None, *, probe: bool = True) -> int:
+        """Serve; ``probe=False`` leaves readiness at "not ready" until
+        :meth:`start_probing` (the process does so once its start-up wait is over)."""
         self._served = await serve(self.app(), addr or self.settings.addr)
         self.port = self._served.port
-        self._prober = asyncio.create_task(self._probe_forever(), name="gateway-probe")
+        if probe:
+            self.start_probing()
         return self.port
+
+    def start_probing(self) -> None:
+        """Check readiness every second from now on."""
+        if self._prober is None:
+            self._prober = asyncio.create_task(self._probe_forever(), name="gateway-probe")
 
     async def stop(self) -> None:
         """Answer the requests in flight (those still waiting for acks get 503 with
@@ -166,11 +175,7 @@ class Gateway:
                 ready = await asyncio.wait_for(self.transport.probe(), timeout)
                 if not ready and isinstance(self.transport, KafkaFactTransport):
                     await asyncio.wait_for(
-                        ensure_topics(
-                            self.transport.cluster,
-                            {self.settings.facts_topic: self.settings.partitions},
-                        ),
-                        timeout,
+                        ensure_topics(self.transport.cluster, self.settings.topic_plan), timeout
                     )
                     ready = await asyncio.wait_for(self.transport.probe(), timeout)
             except Exception as exc:  # any failure means: not ready
@@ -355,13 +360,22 @@ async def _main(settings: GatewaySettings, cluster: KafkaCluster) -> int:
     )
     gateway = Gateway(settings, transport)
     try:
-        port = await gateway.start()
+        port = await gateway.start(probe=False)
     except OSError as exc:
         print(f"gateway: cannot listen on {settings.addr}: {exc}", file=sys.stderr)
         return 2
     _banner(settings, cluster, port)
     try:
+        # Serving already (/readyz says 503 meanwhile): wait for the cluster
+        # (ANALYTICS_KAFKA_WAIT_S) and create the facts topic when missing.
+        started, _ = await unless_stopped(
+            stop, prepare_topics(cluster, settings.topic_plan, within=cluster.start_wait_s)
+        )
+        if started:
+            gateway.start_probing()
         await stop.wait()
+    except KafkaStartError as exc:
+        return start_failed("gateway", exc)
     finally:
         await stop_within(gateway, settings.shutdown_timeout_s)
     return 0

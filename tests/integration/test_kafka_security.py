@@ -271,17 +271,19 @@ def test_the_demo_passes_through_tls(tls: TlsBroker, tmp_path: Path) -> None:
     assert f"stream worker: Kafka {tls.bootstrap}" in (logs / "stream-1.log").read_text()
 
 
-def test_a_service_that_serves_without_the_broker_stops_only_on_a_permanent_failure(
+async def test_an_absent_broker_is_worth_waiting_for_a_refusing_one_is_not(
     tls: TlsBroker,
 ) -> None:
-    """The gateway starts while the broker is away (its /readyz says so), but not with
-    a configuration the broker refuses."""
-    from codex_analytics.cli.kafka_check import connection_failure
+    """What the start-up wait asks on every attempt (codex_analytics.runtime.kafka_start):
+    a broker that is not there may come, one that refuses the configuration will not."""
+    from codex_analytics.runtime.kafka_connection import diagnose
 
     dead = KafkaCluster(f"127.0.0.1:{free_port('127.0.0.1')}")
-    assert (
-        connection_failure(dead) == f"Kafka at {dead.bootstrap}: unreachable (connection refused)"
-    )
-    assert connection_failure(dead, permanent_only=True) is None
-    wrong_ca = _ssl(tls.bootstrap, tls.pki.other_ca)
-    assert connection_failure(wrong_ca, permanent_only=True) is not None
+    absent = await diagnose(dead, within=2)
+    assert absent is not None
+    assert absent.line == f"Kafka at {dead.bootstrap}: unreachable (connection refused)"
+    assert not absent.permanent
+    refused = await diagnose(_ssl(tls.bootstrap, tls.pki.other_ca), within=2)
+    assert refused is not None
+    assert refused.permanent
+    assert await diagnose(_ssl(tls.bootstrap, tls.pki.ca), within=2) is None
