@@ -285,8 +285,9 @@ def _any_tls() -> ssl.SSLContext:
 
 
 def _verify_failed(security: KafkaSecurity, exc: ssl.SSLCertVerificationError) -> str:
-    reason = exc.verify_message or _ssl_reason(exc)
-    if exc.verify_code == _X509_HOSTNAME_MISMATCH:
+    # Set by the ssl module on a failed handshake; absent on one built by hand.
+    reason = getattr(exc, "verify_message", None) or _ssl_reason(exc)
+    if getattr(exc, "verify_code", None) == _X509_HOSTNAME_MISMATCH:
         hint = f"{SSL_CHECK_HOSTNAME.name}=false skips this check"
     elif security.ssl_ca_file:
         hint = f"{SSL_CA_FILE.name}={security.ssl_ca_file}"
