@@ -7,12 +7,12 @@ import contextlib
 import gc
 import logging
 import sys
-from collections.abc import Callable
 
 from codex_analytics.runtime.banner import log_banner, without_userinfo
-from codex_analytics.runtime.health import CONNECTING, Heartbeat
+from codex_analytics.runtime.health import Heartbeat
 from codex_analytics.runtime.http import HealthEndpoints, ListenError, ServiceHttp
 from codex_analytics.runtime.kafka import KafkaCluster
+from codex_analytics.runtime.kafka_start import KafkaStartError, start_failed
 from codex_analytics.runtime.logs import configure_logging
 from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 
@@ -38,28 +38,16 @@ OVERDUE_AFTER_S = 4.5
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def run_sink(
-    settings: SinkSettings,
-    cluster: KafkaCluster,
-    credentials: CredentialChain,
-    refused: Callable[[], int | None] = lambda: None,
-) -> int:
-    """The worker's exit status; 2 when its health address cannot be served; what
-    ``refused`` returns (it checks the Kafka connection: 1, the line printed) when the
-    cluster cannot be used. That check runs once the health endpoints answer."""
+def run_sink(settings: SinkSettings, cluster: KafkaCluster, credentials: CredentialChain) -> int:
+    """The worker's exit status; 2 when its health address cannot be served."""
     configure_logging(settings.log_level)
     gc.collect()
     gc.freeze()  # what start-up built (modules, settings) is never scanned again
     gc.set_threshold(*GC_THRESHOLDS)
-    return asyncio.run(_main(settings, cluster, credentials, refused))
+    return asyncio.run(_main(settings, cluster, credentials))
 
 
-async def _main(
-    settings: SinkSettings,
-    cluster: KafkaCluster,
-    credentials: CredentialChain,
-    refused: Callable[[], int | None],
-) -> int:
+async def _main(settings: SinkSettings, cluster: KafkaCluster, credentials: CredentialChain) -> int:
     stop = asyncio.Event()
     deadline = ShutdownDeadline(settings.shutdown_timeout_s, grace_s=OVERDUE_AFTER_S)
     stop_on_signals(stop, deadline)
@@ -84,17 +72,14 @@ async def _main(
         except ListenError as exc:
             print(f"sink worker: {exc}", file=sys.stderr, flush=True)
             return 2
+    _banner(settings, cluster, worker, credentials)
+    if port is not None:
+        log.info("/livez, /readyz and /metrics on port %d", port)
     beating = asyncio.create_task(heartbeat.run(), name="sink-heartbeat")
     try:
-        worker.phase = CONNECTING
-        # On a thread: the check runs a loop of its own; this one serves the probes.
-        status = await asyncio.to_thread(refused)
-        if status is not None:
-            return status
-        _banner(settings, cluster, worker, credentials)
-        if port is not None:
-            log.info("/livez, /readyz and /metrics on port %d", port)
         await worker.run(stop)
+    except KafkaStartError as exc:
+        return start_failed("sink worker", exc)
     finally:
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -43,8 +43,11 @@ from codex_analytics.runtime.health import (
     Readiness,
     not_ready,
 )
-from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget, ensure_topics, first_offsets
+from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget, first_offsets
+from codex_analytics.runtime.kafka_start import prepare_topics
 from codex_analytics.runtime.metrics import Backlog, backlogs
+from codex_analytics.runtime.shutdown import unless_stopped
+from codex_analytics.runtime.topic_plan import TopicPlan
 
 from .credentials import CredentialChain, CredentialProvider
 from .deadletters import DeadLetterQueue
@@ -125,7 +128,8 @@ class SinkWorker:
         broker behaves."""
         self._stop = stop
         try:
-            if not await _unless_stopped(stop, self._start()):
+            started, _ = await unless_stopped(stop, self._start(), cancel_within=CLOSE_STEP_S)
+            if not started:
                 return
             self.started = True
             committer = asyncio.create_task(self._committer(), name="sink-committer")
@@ -149,9 +153,10 @@ class SinkWorker:
         # is still being reached. A failure is logged there; batches are retried.
         self.destination.prepare()
         self.phase = CONNECTING
-        await ensure_topics(
-            self.cluster, {topics.events: topics.partitions, topics.events_dlq: topics.partitions}
-        )
+        # Waits for an unreachable cluster (ANALYTICS_KAFKA_WAIT_S), then creates what
+        # is missing; a KafkaStartError ends the process (status 1).
+        plan = TopicPlan.pipeline(topics).only("events", "events_dlq")
+        await prepare_topics(self.cluster, plan, within=self.cluster.start_wait_s)
         self._consumer = AIOKafkaConsumer(
             group_id=self.settings.group_id,
             **{
@@ -481,24 +486,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.worker.take_over(assigned)
-
-
-async def _unless_stopped(stop: asyncio.Event, step: Awaitable[None]) -> bool:
-    """Run ``step`` until it ends or ``stop`` is set; False (``step`` cancelled) when
-    ``stop`` came first. A start that waits on a broker must not outlive a SIGTERM."""
-    task = asyncio.ensure_future(step)
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=CLOSE_STEP_S)
-    if not task.done() or task.cancelled():
-        return False
-    task.result()  # its error, if it failed
-    return True
 
 
 async def _bounded(what: str, step: Awaitable[None], *, within: float = CLOSE_STEP_S) -> None:

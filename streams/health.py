@@ -72,16 +72,10 @@ class StreamHealth:
             self._door.stop()
             self._door = None
 
-    def connecting_with(self, check: Callable[[], T]) -> T:
-        """Run ``check`` (the Kafka connection's) posted as ``connecting``."""
-        self.board.post(not_ready(CONNECTING))
-        result = check()
-        self.heartbeat.stamp()
-        return result
-
-    def connecting(self, step: Awaitable[T]) -> T:
-        """Run ``step`` (topic creation) on a loop of its own, posted as ``connecting``,
-        with the heartbeat stamped beside it."""
+    def connecting(self, step: Awaitable[T]) -> Awaitable[T]:
+        """``step`` (waiting for the broker, creating the topics) posted as
+        ``connecting``, with the heartbeat stamped beside it; to run on a loop of its
+        own. ``joining`` is posted once it is done."""
         self.board.post(not_ready(CONNECTING))
 
         async def beating() -> T:
@@ -90,11 +84,10 @@ class StreamHealth:
                 return await step
             finally:
                 beat.cancel()
+                self.heartbeat.stamp()
+                self.board.post(not_ready(JOINING, "starting the Faust worker"))
 
-        result = asyncio.run(beating())
-        self.heartbeat.stamp()
-        self.board.post(not_ready(JOINING, "starting the Faust worker"))
-        return result
+        return beating()
 
     def follow(
         self, readiness: Callable[[], Readiness], render: Callable[[], bytes]

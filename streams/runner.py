@@ -6,12 +6,13 @@ from __future__ import annotations
 import gc
 import logging
 import sys
-from collections.abc import Callable
 
 from codex_analytics.runtime.banner import log_banner
 from codex_analytics.runtime.http import ListenError
-from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
+from codex_analytics.runtime.kafka import KafkaCluster
+from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics, start_failed
 from codex_analytics.runtime.logs import configure_logging, logging_dict_config
+from codex_analytics.runtime.shutdown import run_unless_signalled
 
 from . import settings as declared
 from .health import StreamHealth
@@ -32,40 +33,28 @@ def tune_gc() -> tuple[int, int, int]:
     return previous
 
 
-def run_worker(
-    settings: StreamSettings,
-    cluster: KafkaCluster,
-    refused: Callable[[], int | None] = lambda: None,
-) -> int:
-    """The worker's exit status; 2 when its health address cannot be served; what
-    ``refused`` returns (it checks the Kafka connection: 1, the line printed) when the
-    cluster cannot be used. That check runs once the health endpoints answer."""
+def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
+    """The worker's exit status; 2 when its health address cannot be served."""
     health = StreamHealth(stall_after_s=settings.health_stall_s)
     port: int | None = None
     if settings.health_addr:
-        # Before anything that waits: a probe must get an answer while the topics are
-        # created, Faust is imported, the group joined and the changelogs read back.
+        # Before anything that waits: a probe must get an answer while the broker is
+        # waited for, the topics are created, Faust is imported, the group joined and
+        # the changelogs read back.
         try:
             port = health.open(settings.health_addr, HEALTH_ADDR.name)
         except ListenError as exc:
             print(f"stream worker: {exc}", file=sys.stderr, flush=True)
             return 2
     try:
-        return _run(settings, cluster, health, port, refused)
+        return _run(settings, cluster, health, port)
     finally:
         health.close()
 
 
 def _run(
-    settings: StreamSettings,
-    cluster: KafkaCluster,
-    health: StreamHealth,
-    port: int | None,
-    refused: Callable[[], int | None],
+    settings: StreamSettings, cluster: KafkaCluster, health: StreamHealth, port: int | None
 ) -> int:
-    status = health.connecting_with(refused)
-    if status is not None:
-        return status
     from .worker import StreamWorker  # imports Faust: only when a worker runs
 
     # Before the first Kafka call: the client's lines are JSON lines too.
@@ -75,14 +64,22 @@ def _run(
             "/livez, /readyz and /metrics on port %d", port
         )
     topics = settings.topics
-    wanted = {
-        topics.facts: topics.partitions,
-        topics.events: topics.partitions,
-        topics.facts_dlq: topics.partitions,
-    }
-    actual = health.connecting(ensure_topics(cluster, wanted))
+    # Start-up, before Faust: wait for the cluster (ANALYTICS_KAFKA_WAIT_S), then create
+    # the topic plan's missing topics, the state changelog included. SIGTERM ends it.
+    # /readyz says "connecting" meanwhile; the heartbeat beats beside it.
+    try:
+        started, existing = run_unless_signalled(
+            health.connecting(
+                prepare_topics(cluster, settings.topic_plan, within=cluster.start_wait_s)
+            ),
+            settings.shutdown_timeout_s,
+        )
+    except KafkaStartError as exc:
+        return start_failed("stream worker", exc)
+    if not started or existing is None:
+        return 0  # stopped before it started: nothing to finish
     # The state table is co-partitioned with the facts topic, whatever its count is.
-    partitions = actual[topics.facts]
+    partitions = existing[topics.facts].partitions
     log_banner(
         "stream worker",
         f"stream worker: Kafka {cluster.bootstrap}; facts {topics.facts} ({partitions} partitions) -> "

@@ -26,6 +26,7 @@ from codex_analytics.runtime.config import (
     truncated_integer,
 )
 from codex_analytics.runtime.kafka import TopicSettings
+from codex_analytics.runtime.topic_plan import TopicPlan
 
 HOUR_MS = 3_600_000
 
@@ -38,7 +39,7 @@ APP_ID = declare(
     "codex-analytics-stream",
     help="Faust app id: consumer group and changelog prefix; workers sharing it share the "
     "partitions",
-    used_by=(*_READERS, "offsets"),
+    used_by=(*_READERS, "offsets", "topics"),
 )
 STORE = declare(
     "ANALYTICS_STREAM_STORE",
@@ -98,13 +99,6 @@ BATCH_MAX_WAIT_MS = declare(
     help="how long an idle worker lets a partial batch fill (a busy one takes what has arrived)",
     used_by=_READERS,
 )
-REPLICATION_FACTOR = declare(
-    "ANALYTICS_TOPIC_REPLICATION_FACTOR",
-    truncated_integer(minimum=1),
-    1,
-    help="replication of the topics the stream worker creates (its changelog)",
-    used_by=_READERS,
-)
 STATE_CACHE = declare(
     "ANALYTICS_STREAM_STATE_CACHE",
     truncated_integer(minimum=0),
@@ -131,7 +125,6 @@ SETTINGS: tuple[Setting[Any, Any], ...] = (
     SWEEP_INTERVAL_S,
     BATCH_MAX_RECORDS,
     BATCH_MAX_WAIT_MS,
-    REPLICATION_FACTOR,
     STATE_CACHE,
     HEALTH_ADDR,
 )
@@ -167,7 +160,6 @@ class StreamSettings:
     sweep_interval_s: float = SWEEP_INTERVAL_S.default
     batch_max_records: int = BATCH_MAX_RECORDS.default
     batch_max_wait_ms: int = BATCH_MAX_WAIT_MS.default
-    replication_factor: int = REPLICATION_FACTOR.default
     #: Decoded instance states kept between batches (0: decode from the store each time).
     state_cache_size: int = STATE_CACHE.default
     #: ``HOST:PORT`` of ``/livez``, ``/readyz``, ``/healthz`` and ``/metrics`` (off when unset).
@@ -185,6 +177,13 @@ class StreamSettings:
         settings): facts records over it are dead-lettered as ``too_large``, and no
         output over it is produced (``streams.processor``)."""
         return self.topics.max_record_bytes
+
+    @property
+    def topic_plan(self) -> TopicPlan:
+        """The topics the worker reads and writes, its state changelog included, as the
+        topic policy creates them."""
+        plan = TopicPlan.pipeline(self.topics, app_id=self.app_id)
+        return plan.only("facts", "events", "facts_dlq", "changelog")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StreamSettings:
@@ -214,7 +213,6 @@ class StreamSettings:
             sweep_interval_s=SWEEP_INTERVAL_S.read(env),
             batch_max_records=BATCH_MAX_RECORDS.read(env),
             batch_max_wait_ms=BATCH_MAX_WAIT_MS.read(env),
-            replication_factor=REPLICATION_FACTOR.read(env),
             state_cache_size=STATE_CACHE.read(env),
             health_addr=HEALTH_ADDR.read(env),
             shutdown_timeout_s=SHUTDOWN_TIMEOUT_S.read(env),

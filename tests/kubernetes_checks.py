@@ -27,7 +27,6 @@ from tests.cli import ROOT
 from tests.kustomize import Obj, pod_spec, split_image
 
 DOCS = ROOT / "docs" / "kubernetes.md"
-ALLOW_LIST = ROOT / "tests" / "data" / "settings_declared_elsewhere.txt"
 #: The oldest Kubernetes the manifests support (docs/kubernetes.md) and the newest the
 #: validator bundles.
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
@@ -50,9 +49,6 @@ SHUTDOWN_TIMEOUT = "ANALYTICS_SHUTDOWN_TIMEOUT_S"
 PARTITIONS = "ANALYTICS_TOPIC_PARTITIONS"
 BOOTSTRAP = "KAFKA_BOOTSTRAP_SERVERS"
 SECRETS_DIR = "ANALYTICS_SECRETS_DIR"
-#: Subcommands another part of issue #17 adds on its own branch (`topics apply`); the
-#: tests fail once the command exists here, so this can only shrink.
-COMMANDS_ADDED_ELSEWHERE = frozenset({"topics"})
 #: The margin the issue asks between the shutdown timeout and the kubelet's SIGKILL.
 GRACE_MARGIN_S = 5
 DEFAULT_GRACE_S = 30  # Kubernetes' own
@@ -199,13 +195,6 @@ def known_readers() -> frozenset[str]:
 
 
 @cache
-def declared_elsewhere() -> frozenset[str]:
-    """Settings another branch declares (the file says which and why)."""
-    lines = (line.strip() for line in ALLOW_LIST.read_text().splitlines())
-    return frozenset(line for line in lines if line and not line.startswith("#"))
-
-
-@cache
 def documented_secret_keys() -> dict[str, frozenset[str]]:
     """The Secrets the operator creates and their keys, from the table of
     docs/kubernetes.md ("*": any key, one per account)."""
@@ -241,8 +230,6 @@ def command_findings(manifests: Manifests) -> list[str]:
     parser = build_parser()
     for container in manifests.containers:
         args = container.spec.get("args", [])
-        if container.command.partition(" ")[0] in COMMANDS_ADDED_ELSEWHERE:
-            continue
         try:
             with contextlib.redirect_stderr(io.StringIO()):
                 parser.parse_args(args)
@@ -264,8 +251,7 @@ def settings_findings(manifests: Manifests) -> list[str]:
         for name, value in container.env.items():
             variable = variables().get(name)
             if variable is None:
-                if name not in declared_elsewhere():
-                    found.append(f"{container.name}: {name} is not a declared setting")
+                found.append(f"{container.name}: {name} is not a declared setting")
                 continue
             reading = variable.reading_for(container.command) or variable.declaration
             if reading.kind.probe in POD_PATHS:

@@ -99,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from codex_analytics.cli.kafka_check import connection_refused
     from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings
 
     try:
@@ -108,9 +107,6 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
-    refused = connection_refused("demo", configured)
-    if refused is not None:
-        return refused
     capture = Path(args.capture)
     out_dir = capture.parent
     try:
@@ -152,6 +148,7 @@ def _run(
         reference_events,
     )
     from codex_analytics.runtime.kafka import TopicSettings
+    from codex_analytics.runtime.kafka_start import KafkaStartError, start_failed
     from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
     settings = TopicSettings.from_env()  # a bad value: one line, exit 2, nothing started
@@ -177,8 +174,13 @@ def _run(
         interrupts_raise(),
         kafka_cluster(configured, log_path=str(out_dir / "logs" / "broker.log")) as cluster,
     ):
-        topics = private_topics(run_id, settings.partitions, settings.max_record_bytes)
-        partitions = asyncio.run(create_topics(cluster, topics))
+        topics = private_topics(
+            run_id, settings.partitions, settings.max_record_bytes, policy=settings
+        )
+        try:
+            partitions = asyncio.run(create_topics(cluster, topics))
+        except KafkaStartError as exc:
+            return start_failed("demo", exc)
         print(
             f"demo: Kafka at {cluster.describe()}; topics {run_id}.* ({partitions} partitions); "
             f"{len(facts):,} facts from {args.instances} instances -> "

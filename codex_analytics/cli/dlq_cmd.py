@@ -152,15 +152,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from aiokafka.errors import KafkaError
 
-    from codex_analytics.cli.kafka_check import connection_refused
+    from codex_analytics.runtime.kafka_start import KafkaStartError, wait_for_cluster
 
-    refused = connection_refused("dlq", cluster)
-    if refused is not None:
-        return refused
     main = _show if args.action == "show" else _redrive
+
+    async def after_the_wait() -> int:
+        await wait_for_cluster(cluster, cluster.start_wait_s)  # ANALYTICS_KAFKA_WAIT_S
+        return await main(args, cluster, settings, letters)
+
     try:
-        return asyncio.run(main(args, cluster, settings, letters))
-    except DeadLetterToolError as exc:
+        return asyncio.run(after_the_wait())
+    except (DeadLetterToolError, KafkaStartError) as exc:
         print(f"dlq: {exc}", file=sys.stderr)
         return 1
     except KafkaError as exc:

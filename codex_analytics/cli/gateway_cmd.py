@@ -26,6 +26,10 @@ GET /livez (the process runs), /readyz (the broker is reachable and knows the fa
 topic), /metrics (Prometheus) and /healthz (deprecated alias of /readyz) are on the
 same address.
 
+At start it serves at once (/readyz answers 503), waits up to ANALYTICS_KAFKA_WAIT_S for
+the broker, creates the facts topic when it is missing (ANALYTICS_CREATE_TOPICS), then
+reports ready; a broker still unreachable then is one line and exit 1.
+
 Send one instance's batches one after another (wait for the answer): the stream drops a
 fact whose seq is not newer than the last one it applied for the instance.
 """
@@ -41,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
-    from codex_analytics.cli.kafka_check import connection_refused
     from codex_analytics.cli.service import start_service
     from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.runtime.kafka import KafkaCluster
@@ -61,12 +64,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"gateway: --addr: {exc}", file=sys.stderr)
             return 2
     start_service("gateway", settings.log_level)
-
-    def refused() -> int | None:
-        # Run by the gateway once it serves (/readyz: "connecting" meanwhile).
-        return connection_refused("gateway", configured, permanent_only=True)
-
     with kafka_cluster(configured) as cluster:
-        return run_gateway(
-            settings, cluster, addr_from="--addr" if args.addr else ADDR.name, refused=refused
-        )
+        return run_gateway(settings, cluster, addr_from="--addr" if args.addr else ADDR.name)

@@ -54,6 +54,11 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
         "show or reset the consumer group positions of the stream and sink (dry run first)",
     ),
     (
+        "topics",
+        "codex_analytics.cli.topics_cmd",
+        "show or create the pipeline's topics as its topic policy says (plan, apply)",
+    ),
+    (
         "dlq",
         "codex_analytics.cli.dlq_cmd",
         "inspect the dead-letter topics by reason; send letters back after a fix (dry run first)",

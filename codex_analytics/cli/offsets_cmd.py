@@ -106,11 +106,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from aiokafka.errors import KafkaError
 
-    from codex_analytics.cli.kafka_check import connection_refused
-
-    refused = connection_refused("offsets", cluster)
-    if refused is not None:
-        return refused
     try:
         return asyncio.run(_main(args, cluster, targets))
     except KafkaError as exc:
@@ -125,7 +120,12 @@ async def _main(
     args: argparse.Namespace, cluster: KafkaCluster, targets: list[tuple[str, str]]
 ) -> int:
     from codex_analytics.ops.group_offsets import GroupOffsetsError, read_positions
+    from codex_analytics.runtime.kafka_start import KafkaStartError, start_failed, wait_for_cluster
 
+    try:
+        await wait_for_cluster(cluster, cluster.start_wait_s)
+    except KafkaStartError as exc:
+        return start_failed("offsets", exc)
     status = 0
     for group, topic in targets:
         try:

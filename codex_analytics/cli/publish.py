@@ -23,9 +23,11 @@ def add_publish_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retry-for",
         type=float,
-        default=60.0,
+        default=None,
         metavar="S",
-        help="keep retrying an unreachable broker for S seconds before failing (default: 60)",
+        help="keep retrying an unreachable broker for S seconds before failing, at the start "
+        "(topic creation included) and while publishing (default: ANALYTICS_KAFKA_WAIT_S, "
+        "else 60)",
     )
 
 
@@ -35,11 +37,12 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
     import asyncio
     import os
 
-    from codex_analytics.cli.kafka_check import connection_refused
     from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.runtime.config import FACTS_PER_RECORD
-    from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings, ensure_topics
+    from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings
+    from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics, start_failed
     from codex_analytics.runtime.progress import Progress
+    from codex_analytics.runtime.topic_plan import TopicPlan
     from producers.publishing.bulk import BulkPublishError, publish_lines
     from producers.publishing.ingest import LineResult
     from producers.publishing.transport import KafkaFactTransport
@@ -54,9 +57,9 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
     if args.rate is not None and args.rate <= 0:
         print(f"{command}: --rate must be positive", file=sys.stderr)
         return 2
-    refused = connection_refused(command, configured)
-    if refused is not None:
-        return refused
+    if args.retry_for is not None and args.retry_for < 0:
+        print(f"{command}: --retry-for must not be negative", file=sys.stderr)
+        return 2
 
     def report(rejection: LineResult) -> None:
         print(
@@ -66,7 +69,12 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
         )
 
     async def main(cluster: KafkaCluster) -> int:
-        await ensure_topics(cluster, {topics.facts: topics.partitions})
+        retry_for = cluster.start_wait_s if args.retry_for is None else args.retry_for
+        plan = TopicPlan.pipeline(topics).only("facts")
+        try:
+            await prepare_topics(cluster, plan, within=retry_for)
+        except KafkaStartError as exc:
+            return start_failed(command, exc)
         transport = KafkaFactTransport(
             cluster,
             topics.facts,
@@ -80,7 +88,7 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
                 max_facts_per_record=pack,
                 max_record_bytes=topics.max_record_bytes,
                 rate=args.rate,
-                retry_for_s=args.retry_for,
+                retry_for_s=retry_for,
                 progress=Progress(),
                 on_rejection=report,
             )

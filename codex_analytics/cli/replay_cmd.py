@@ -101,11 +101,6 @@ def run(args: argparse.Namespace) -> int:
     # log lines (JSON when stderr is not a terminal).
     configure_logging(settings.log_level)
 
-    from codex_analytics.cli.kafka_check import connection_refused
-
-    refused = connection_refused("replay", cluster)
-    if refused is not None:
-        return refused
     try:
         return asyncio.run(_main(args, cluster, topic, start, settings, limits))
     except KafkaError as exc:
@@ -139,9 +134,14 @@ async def _main(
         TopicOutput,
         replay,
     )
+    from codex_analytics.runtime.kafka_start import KafkaStartError, start_failed, wait_for_cluster
     from codex_analytics.runtime.logs import REPORT_LOGGER
     from codex_analytics.runtime.progress import Progress
 
+    try:
+        await wait_for_cluster(cluster, cluster.start_wait_s)
+    except KafkaStartError as exc:
+        return start_failed("replay", exc, then="; nothing was written")
     report = logging.getLogger(REPORT_LOGGER)
     progress = Progress(plain_every_s=10.0, log=report.info)
 
@@ -160,7 +160,7 @@ async def _main(
         output = capture
         where = f"capture file {args.capture}"
     else:
-        problem = await _fresh_topic(cluster, args.to_topic, settings.topics.partitions)
+        problem = await _fresh_topic(cluster, args.to_topic, settings)
         if problem:
             print(f"replay: {problem}", file=sys.stderr)
             return 2
@@ -225,13 +225,19 @@ def _banner(cluster: KafkaCluster, topic: str, start: StartPoint, where: str) ->
     )
 
 
-async def _fresh_topic(cluster: KafkaCluster, topic: str, partitions: int) -> str:
-    """Create ``topic`` when missing; a problem message when it already holds records."""
+async def _fresh_topic(cluster: KafkaCluster, topic: str, settings: StreamSettings) -> str:
+    """Create ``topic`` when missing (as the events topic's policy says); a problem
+    message when it already holds records."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from codex_analytics.runtime.kafka import ensure_topics
+    from codex_analytics.runtime.kafka_start import KafkaStartError
+    from codex_analytics.runtime.topic_plan import TopicPlan
 
-    await ensure_topics(cluster, {topic: partitions})
+    try:
+        await ensure_topics(cluster, TopicPlan.pipeline(settings.topics).renamed("events", topic))
+    except KafkaStartError as exc:
+        return str(exc)
     consumer = AIOKafkaConsumer(**cluster.client_options(), group_id=None)
     await consumer.start()
     try:

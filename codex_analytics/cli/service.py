@@ -14,10 +14,6 @@ from codex_analytics.runtime.kafka import KafkaCluster
 
 S = TypeVar("S")
 
-#: Checks the Kafka connection as configured: None when it answers, else the exit status
-#: (the one line already printed).
-ConnectionCheck = Callable[[], int | None]
-
 
 def add_worker_role(parser: argparse.ArgumentParser, service: str, description: str) -> None:
     add_only_action(
@@ -52,17 +48,13 @@ def add_only_action(
 def run_worker_role(
     service: str,
     load_settings: Callable[[], S],
-    start: Callable[[S, KafkaCluster, ConnectionCheck], int],
+    start: Callable[[S, KafkaCluster], int],
     *,
     log_level: Callable[[S], str],
 ) -> int:
     """Load the settings (a ``ValueError`` is a usage error: exit 2), start the service
     (:func:`start_service`), then run the worker against ``KAFKA_BOOTSTRAP_SERVERS`` or an
-    embedded broker. A configured cluster that refuses this client or cannot be reached
-    ends it: one line, exit 1 (:mod:`codex_analytics.cli.kafka_check`). The worker runs
-    that check itself, once its health endpoints answer (``/readyz`` says ``connecting``
-    meanwhile; a probe must get an answer from the first second)."""
-    from codex_analytics.cli.kafka_check import connection_refused
+    embedded broker (the service waits for a configured one: ``ANALYTICS_KAFKA_WAIT_S``)."""
     from codex_analytics.devtools.broker import kafka_cluster
 
     try:
@@ -72,12 +64,8 @@ def run_worker_role(
         print(f"{service} worker: {exc}", file=sys.stderr)
         return 2
     start_service(f"{service} worker", log_level(settings))
-
-    def refused() -> int | None:
-        return connection_refused(f"{service} worker", configured)
-
     with kafka_cluster(configured) as cluster:
-        return start(settings, cluster, refused)
+        return start(settings, cluster)
 
 
 def start_service(command: str, log_level: str) -> None:

@@ -51,6 +51,6 @@ def run(args: argparse.Namespace) -> int:
     return run_worker_role(
         "sink",
         load,
-        lambda loaded, cluster, refused: run_sink(loaded[0], cluster, loaded[1], refused),
+        lambda loaded, bootstrap: run_sink(loaded[0], bootstrap, loaded[1]),
         log_level=lambda loaded: loaded[0].log_level,
     )

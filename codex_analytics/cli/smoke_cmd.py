@@ -169,7 +169,6 @@ def _verdict(checks: list[Check], capture: Path) -> int:
 
 def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
     """Run the workflow through the pipeline; an error message, or "" when it ran."""
-    from codex_analytics.cli.kafka_check import connection_failure
     from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.devtools.localstack import (
         LocalStack,
@@ -179,11 +178,9 @@ def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
         private_topics,
     )
     from codex_analytics.runtime.kafka import KafkaCluster
+    from codex_analytics.runtime.kafka_start import KafkaStartError
 
     configured = KafkaCluster.configured()  # a bad setting: one line, exit 2 (cli.main)
-    refused = connection_failure(configured)
-    if refused is not None:
-        return refused
     work = Path(tempfile.mkdtemp(prefix="codex-plugin-analytics-"))
     run_id = f"smoke-{uuid.uuid4().hex[:8]}"
     topics = private_topics(run_id, partitions=1)  # one instance: one partition is enough
@@ -194,7 +191,10 @@ def _drive(args: argparse.Namespace, pid: PluginId, capture: Path) -> str:
             interrupts_raise(),
             kafka_cluster(configured, log_path=str(work / "logs" / "broker.log")) as cluster,
         ):
-            asyncio.run(create_topics(cluster, topics))
+            try:
+                asyncio.run(create_topics(cluster, topics))
+            except KafkaStartError as exc:
+                return str(exc)
             stack = LocalStack(cluster, work, topics, run_id=run_id, capture_path=capture)
             stack.start()
             try:

@@ -9,6 +9,7 @@ Used by the ``demo`` and ``smoke`` commands. Every process logs to a file of its
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -52,19 +53,28 @@ def topics_env(topics: TopicSettings) -> dict[str, str]:
 
 
 async def create_topics(cluster: KafkaTarget, topics: TopicSettings) -> int:
-    """Create the run's four topics (missing ones only); the facts topic's partitions."""
-    from codex_analytics.runtime.kafka import ensure_topics
+    """Create the run's four topics (missing ones only, as the topic policy says), after
+    waiting for the cluster (``ANALYTICS_KAFKA_WAIT_S``); the facts topic's partitions.
+    Raises :class:`~codex_analytics.runtime.kafka_start.KafkaStartError`."""
+    from codex_analytics.runtime.kafka_start import prepare_topics
+    from codex_analytics.runtime.topic_plan import TopicPlan
 
-    names = (topics.facts, topics.facts_dlq, topics.events, topics.events_dlq)
-    actual = await ensure_topics(cluster, dict.fromkeys(names, topics.partitions))
-    return actual[topics.facts]
+    kafka = KafkaCluster.of(cluster)
+    existing = await prepare_topics(kafka, TopicPlan.pipeline(topics), within=kafka.start_wait_s)
+    return existing[topics.facts].partitions
 
 
 def private_topics(
-    prefix: str, partitions: int, max_record_bytes: int = MAX_RECORD_BYTES.default
+    prefix: str,
+    partitions: int,
+    max_record_bytes: int = MAX_RECORD_BYTES.default,
+    *,
+    policy: TopicSettings | None = None,
 ) -> TopicSettings:
-    """Topics of one run, so that a run on a shared cluster never mixes with live data."""
-    return TopicSettings(
+    """Topics of one run, so that a run on a shared cluster never mixes with live data;
+    created as ``policy`` (the configured topic settings) says."""
+    return dataclasses.replace(
+        policy or TopicSettings(),
         facts=f"{prefix}.facts",
         facts_dlq=f"{prefix}.facts.dlq",
         events=f"{prefix}.events",

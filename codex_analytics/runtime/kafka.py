@@ -10,26 +10,30 @@ do it; at-least-once plus idempotent reduction is the design.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codex_analytics.contract import DEFAULT_MAX_RECORD_BYTES, topics
 from codex_analytics.runtime.config import (
+    Kind,
     Setting,
     boolean,
     broker_list,
     choice,
     declare,
     integer_literal,
+    number,
     topic_name,
     truncated_integer,
 )
 from codex_analytics.runtime.errors import ConfigError
 from codex_analytics.runtime.kafka_security import CLUSTER_READERS, PLAINTEXT, KafkaSecurity
 from codex_analytics.runtime.record_size import max_request_bytes
+
+if TYPE_CHECKING:
+    from codex_analytics.runtime.topic_plan import TopicPlan
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 PARTITIONS_ENV = "ANALYTICS_TOPIC_PARTITIONS"
@@ -44,6 +48,7 @@ TOPIC_READERS = (
     "demo",
     "replay",
     "offsets",
+    "topics",
     "dlq",
 )
 #: The commands that start an embedded broker when ``KAFKA_BOOTSTRAP_SERVERS`` is unset.
@@ -106,6 +111,63 @@ PARTITIONS = declare(
     used_by=TOPIC_READERS,
 )
 DEFAULT_PARTITIONS = PARTITIONS.default
+REPLICATION_FACTOR = declare(
+    "ANALYTICS_TOPIC_REPLICATION_FACTOR",
+    truncated_integer(minimum=1),
+    1,
+    help="replication factor of every topic the pipeline creates (facts, events, both "
+    "dead-letter topics, the stream's changelog); 3 on a production cluster. "
+    "`min.insync.replicas` is left to the cluster",
+    used_by=TOPIC_READERS,
+)
+CREATE_TOPICS = declare(
+    "ANALYTICS_CREATE_TOPICS",
+    boolean(),
+    True,
+    help="create missing topics at start; `false` where topics are pre-created (`codex-analytics "
+    "topics apply`, or your own tooling from `topics plan`): a missing topic is then waited "
+    "for, then an error naming it",
+    used_by=TOPIC_READERS,
+)
+
+
+def _retention_hours() -> Kind[float | None]:
+    """Hours (a number > 0), ``forever``, or ``broker`` (no ``retention.ms`` set: the
+    cluster's default applies). Parsed to hours, -1 for ever, None for the broker's."""
+
+    def parse(name: str, raw: str) -> float | None:
+        word = raw.lower()
+        if word == "broker":
+            return None
+        if word == "forever":
+            return -1.0
+        try:
+            hours = float(raw)
+        except ValueError:
+            hours = 0.0
+        if not 0 < hours < float("inf"):
+            raise ValueError(f"{name} must be hours > 0, `forever` or `broker`, got {raw!r}")
+        return hours
+
+    return Kind("hours | forever | broker", parse)
+
+
+RETENTION_HOURS = declare(
+    "ANALYTICS_TOPIC_RETENTION_HOURS",
+    _retention_hours(),
+    168.0,
+    help="`retention.ms` of the facts and events topics when they are created (replay and a "
+    "reset of the stream group reach back this far); `broker`: the cluster's default",
+    used_by=TOPIC_READERS,
+)
+DLQ_RETENTION_HOURS = declare(
+    "ANALYTICS_DLQ_RETENTION_HOURS",
+    _retention_hours(),
+    720.0,
+    help="`retention.ms` of both dead-letter topics when they are created: time to fix the "
+    "cause and send the dead letters back",
+    used_by=TOPIC_READERS,
+)
 #: The one record-size limit (:mod:`codex_analytics.runtime.record_size`).
 MAX_RECORD_BYTES = declare(
     "ANALYTICS_MAX_RECORD_BYTES",
@@ -134,16 +196,32 @@ COMPRESSION = declare(
     used_by=CLUSTER_READERS,
 )
 
+BROKER_WAIT_S = declare(
+    "ANALYTICS_KAFKA_WAIT_S",
+    number(minimum=0),
+    60.0,
+    help="how long a service or command waits at start for an unreachable broker (or for "
+    "pre-created topics), retrying with capped backoff and one log line per attempt, "
+    "before it exits 1 with one line naming the hosts; an authentication, TLS or "
+    "authorization failure exits at once",
+    used_by=(*TOPIC_READERS, "smoke plugin"),
+)
+
 SETTINGS: tuple[Setting[Any, Any], ...] = (
     BOOTSTRAP,
     CLIENT_BOOTSTRAP,
     IDEMPOTENCE,
     COMPRESSION,
+    BROKER_WAIT_S,
     FACTS_TOPIC,
     FACTS_DLQ_TOPIC,
     EVENTS_TOPIC,
     EVENTS_DLQ_TOPIC,
     PARTITIONS,
+    REPLICATION_FACTOR,
+    CREATE_TOPICS,
+    RETENTION_HOURS,
+    DLQ_RETENTION_HOURS,
     MAX_RECORD_BYTES,
 )
 
@@ -158,6 +236,13 @@ class TopicSettings:
     #: The one record-size limit: the largest record written to or accepted from these
     #: topics (key, value, headers).
     max_record_bytes: int = MAX_RECORD_BYTES.default
+    #: The topic policy of :mod:`codex_analytics.runtime.topic_plan`: what a topic the
+    #: pipeline creates looks like, and whether it creates any.
+    replication_factor: int = REPLICATION_FACTOR.default
+    create: bool = CREATE_TOPICS.default
+    #: Hours, -1 for ever, None for the broker's default.
+    retention_hours: float | None = RETENTION_HOURS.default
+    dlq_retention_hours: float | None = DLQ_RETENTION_HOURS.default
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TopicSettings:
@@ -169,6 +254,10 @@ class TopicSettings:
             events_dlq=EVENTS_DLQ_TOPIC.read(env),
             partitions=PARTITIONS.read(env),
             max_record_bytes=MAX_RECORD_BYTES.read(env),
+            replication_factor=REPLICATION_FACTOR.read(env),
+            create=CREATE_TOPICS.read(env),
+            retention_hours=RETENTION_HOURS.read(env),
+            dlq_retention_hours=DLQ_RETENTION_HOURS.read(env),
         )
 
 
@@ -189,6 +278,9 @@ class KafkaCluster:
     idempotence: bool = IDEMPOTENCE.default
     #: ``KAFKA_COMPRESSION``: ``none``, ``gzip``, ``lz4`` or ``zstd``.
     compression: str = COMPRESSION.default
+    #: ``ANALYTICS_KAFKA_WAIT_S``: how long a start waits for the cluster (and for
+    #: pre-created topics) before it gives up (:mod:`codex_analytics.runtime.kafka_start`).
+    start_wait_s: float = BROKER_WAIT_S.default
 
     @classmethod
     def of(cls, target: KafkaTarget) -> KafkaCluster:
@@ -211,6 +303,7 @@ class KafkaCluster:
             security=KafkaSecurity.from_env(env),
             idempotence=IDEMPOTENCE.read(env),
             compression=compression,
+            start_wait_s=BROKER_WAIT_S.read(env),
         )
 
     @classmethod
@@ -302,28 +395,20 @@ def consumer_options(*, session_timeout_ms: int = 10_000) -> dict[str, Any]:
     }
 
 
-async def ensure_topics(cluster: KafkaTarget, wanted: Mapping[str, int]) -> dict[str, int]:
-    """Create the missing topics of ``{name: partitions}``; return every topic's partition
-    count as the cluster has it (an existing topic keeps its own count)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
+async def ensure_topics(
+    cluster: KafkaTarget, wanted: TopicPlan | Mapping[str, int], *, within: float = 0.0
+) -> dict[str, int]:
+    """Create the missing topics of a plan (a ``{name: partitions}`` mapping is a plan of
+    bare topics: tests and benchmarks); return each one's partition count as the cluster
+    has it (an existing topic keeps its own). Waits ``within`` seconds for an unreachable
+    cluster; errors are :class:`~codex_analytics.runtime.kafka_start.KafkaStartError`
+    (see :func:`~codex_analytics.runtime.kafka_start.prepare_topics`)."""
+    from codex_analytics.runtime.kafka_start import prepare_topics
+    from codex_analytics.runtime.topic_plan import TopicPlan
 
-    admin = AIOKafkaAdminClient(**KafkaCluster.of(cluster).client_options())
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(name, num_partitions=count, replication_factor=1)
-            for name, count in wanted.items()
-            if name not in existing
-        ]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
-                await admin.create_topics(missing)
-        described = await admin.describe_topics(list(wanted))
-        return {t["topic"]: len(t["partitions"]) for t in described}
-    finally:
-        await admin.close()
+    plan = wanted if isinstance(wanted, TopicPlan) else TopicPlan.named(wanted)
+    existing = await prepare_topics(cluster, plan, within=within)
+    return {name: topic.partitions for name, topic in existing.items()}
 
 
 async def read_from_start(

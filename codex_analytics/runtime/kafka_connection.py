@@ -26,10 +26,15 @@ import time
 from dataclasses import dataclass
 
 from aiokafka.errors import (
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
     IllegalSaslStateError,
     KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
     UnsupportedSaslMechanismError,
 )
 
@@ -43,6 +48,15 @@ from codex_analytics.runtime.kafka_security import (
     KafkaSecurity,
 )
 
+#: What the cluster answers when it knows who we are and will not let us: only a change
+#: of credentials or ACLs mends it.
+_REFUSALS = (
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+)
 #: How long :func:`diagnose` gives one host by default (connect, TLS, ApiVersions, SASL).
 DIAGNOSE_TIMEOUT_S = 5.0
 _X509_HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
@@ -113,6 +127,8 @@ def classify(
         return ConnectionFailure(where, _closed(exc), permanent=False)
     if isinstance(exc, OSError):
         return ConnectionFailure(where, f"unreachable ({exc.strerror or exc})", permanent=False)
+    if is_refusal(exc):
+        return ConnectionFailure(where, _kafka_error(exc), permanent=True)
     if isinstance(exc, KafkaError):
         return ConnectionFailure(where, _kafka_error(exc), permanent=False)
     if isinstance(exc, ConfigError):
@@ -124,6 +140,11 @@ def classify(
         # the exchange failed before the client could tell why.
         return ConnectionFailure(where, _sasl_failed(security, None), permanent=True)
     return ConnectionFailure(where, _kafka_error(exc), permanent=False)
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """The cluster's answer that it will not let us (authentication, authorization)."""
+    return isinstance(exc, _REFUSALS)
 
 
 def describe_connection_failure(cluster: KafkaTarget, exc: BaseException) -> str:
@@ -264,8 +285,9 @@ def _any_tls() -> ssl.SSLContext:
 
 
 def _verify_failed(security: KafkaSecurity, exc: ssl.SSLCertVerificationError) -> str:
-    reason = exc.verify_message or _ssl_reason(exc)
-    if exc.verify_code == _X509_HOSTNAME_MISMATCH:
+    # Set by the ssl module on a failed handshake; absent on one built by hand.
+    reason = getattr(exc, "verify_message", None) or _ssl_reason(exc)
+    if getattr(exc, "verify_code", None) == _X509_HOSTNAME_MISMATCH:
         hint = f"{SSL_CHECK_HOSTNAME.name}=false skips this check"
     elif security.ssl_ca_file:
         hint = f"{SSL_CA_FILE.name}={security.ssl_ca_file}"

@@ -17,7 +17,10 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger("codex_analytics.shutdown")
 
@@ -83,3 +86,49 @@ def stop_on_signals(stop: asyncio.Event, deadline: ShutdownDeadline) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, signalled, signum)
+
+
+#: How long a start step cancelled by a stop signal gets to unwind.
+CANCEL_WITHIN_S = 1.0
+
+
+async def unless_stopped(
+    stop: asyncio.Event, step: Awaitable[T], *, cancel_within: float = CANCEL_WITHIN_S
+) -> tuple[bool, T | None]:
+    """Run ``step`` until it ends or ``stop`` is set: ``(True, its result)``, or
+    ``(False, None)`` (``step`` cancelled, given ``cancel_within`` s to unwind) when
+    ``stop`` came first. A start that waits on a broker must not outlive a SIGTERM."""
+    task = asyncio.ensure_future(step)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=cancel_within)
+    if not task.done() or task.cancelled():
+        return False, None
+    return True, task.result()  # its error, if it failed
+
+
+def run_unless_signalled(step: Awaitable[T], timeout_s: float) -> tuple[bool, T | None]:
+    """``asyncio.run`` of a start step (waiting for the broker, creating topics) before
+    a service's own loop exists, stopped by SIGTERM / SIGINT like the service itself:
+    ``(False, None)`` when a signal came first. ``timeout_s`` is the service's shutdown
+    timeout: the process ends by then whatever the step does (see
+    :class:`ShutdownDeadline`)."""
+
+    async def main() -> tuple[bool, T | None]:
+        stop = asyncio.Event()
+        deadline = ShutdownDeadline(timeout_s)
+        stop_on_signals(stop, deadline)
+        try:
+            return await unless_stopped(stop, step)
+        finally:
+            deadline.cancel()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    return asyncio.run(main())

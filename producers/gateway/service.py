@@ -33,7 +33,7 @@ import hmac
 import logging
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -51,9 +51,10 @@ from codex_analytics.runtime.health import (
 )
 from codex_analytics.runtime.http import HealthEndpoints, ListenError, Served, parse_addr, serve
 from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
+from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics, start_failed
 from codex_analytics.runtime.log_repeats import RepeatedLines
 from codex_analytics.runtime.metrics import ServiceMetrics
-from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
+from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals, unless_stopped
 from producers.gateway import settings as declared
 from producers.gateway.admission import Admission
 from producers.gateway.answers import Published, ingest_answer, settle, unavailable_answer
@@ -200,11 +201,7 @@ class Gateway:
                 ready = await asyncio.wait_for(self.transport.probe(), timeout)
                 if not ready and isinstance(self.transport, KafkaFactTransport):
                     await asyncio.wait_for(
-                        ensure_topics(
-                            self.transport.cluster,
-                            {self.settings.facts_topic: self.settings.partitions},
-                        ),
-                        timeout,
+                        ensure_topics(self.transport.cluster, self.settings.topic_plan), timeout
                     )
                     ready = await asyncio.wait_for(self.transport.probe(), timeout)
             except Exception as exc:  # any failure means: not ready
@@ -379,24 +376,16 @@ def run_gateway(
     cluster: KafkaCluster,
     *,
     addr_from: str = ADDR.name,
-    refused: Callable[[], int | None] = lambda: None,
 ) -> int:
     """The gateway's exit status; ``addr_from`` names where ``settings.addr`` came from
-    (the variable, or ``--addr``) in the one line an unusable address gives (exit 2).
-    ``refused`` checks the Kafka connection once the gateway serves (its exit status,
-    the line printed, when the cluster refuses this client)."""
+    (the variable, or ``--addr``) in the one line an unusable address gives (exit 2)."""
     from codex_analytics.runtime.logs import configure_logging
 
     configure_logging(settings.log_level)
-    return asyncio.run(_main(settings, cluster, addr_from, refused))
+    return asyncio.run(_main(settings, cluster, addr_from))
 
 
-async def _main(
-    settings: GatewaySettings,
-    cluster: KafkaCluster,
-    addr_from: str,
-    refused: Callable[[], int | None],
-) -> int:
+async def _main(settings: GatewaySettings, cluster: KafkaCluster, addr_from: str) -> int:
     stop = asyncio.Event()
     stop_on_signals(stop, ShutdownDeadline(settings.shutdown_timeout_s, grace_s=STOP_GRACE_S))
     transport = KafkaFactTransport(
@@ -412,16 +401,18 @@ async def _main(
         print(f"gateway: {exc}", file=sys.stderr, flush=True)
         await transport.close()
         return 2
-    # On a thread: the check runs a loop of its own; this one serves /livez and /readyz
-    # (connecting). The probe starts after it: its client would log its own failure.
-    status = await asyncio.to_thread(refused)
-    if status is not None:
-        await stop_within(gateway, settings.shutdown_timeout_s)
-        return status
-    gateway.start_probing()
     _banner(settings, cluster, port)
     try:
+        # Serving already (/readyz says 503 meanwhile): wait for the cluster
+        # (ANALYTICS_KAFKA_WAIT_S) and create the facts topic when missing.
+        started, _ = await unless_stopped(
+            stop, prepare_topics(cluster, settings.topic_plan, within=cluster.start_wait_s)
+        )
+        if started:
+            gateway.start_probing()
         await stop.wait()
+    except KafkaStartError as exc:
+        return start_failed("gateway", exc)
     finally:
         await stop_within(gateway, settings.shutdown_timeout_s)
     return 0

@@ -8,6 +8,7 @@ the dataclass and its reading belong together, the HTTP handling elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from codex_analytics.runtime.kafka import (
     PARTITIONS,
     TopicSettings,
 )
+from codex_analytics.runtime.topic_plan import TopicPlan
 
 _GATEWAY = ("gateway",)
 
@@ -136,6 +138,20 @@ class GatewaySettings:
     #: Shared secret for ``Authorization: Bearer``; None leaves ingest open (local stack).
     token: str | None = field(default=TOKEN.default, repr=False)
     log_level: str = GATEWAY_LOG_LEVEL.default
+    #: The topic policy (replication, configs, ``ANALYTICS_CREATE_TOPICS``) the facts
+    #: topic is created with when it is missing.
+    topics: TopicSettings = field(default_factory=TopicSettings)
+
+    @property
+    def topic_plan(self) -> TopicPlan:
+        """The facts topic, as the topic policy creates it when it is missing."""
+        topics = dataclasses.replace(
+            self.topics,
+            facts=self.facts_topic,
+            partitions=self.partitions,
+            max_record_bytes=self.max_record_bytes,
+        )
+        return TopicPlan.pipeline(topics).only("facts")
 
     def __post_init__(self) -> None:
         split_host_port(self.addr)  # an address given in code or by --addr
@@ -169,4 +185,5 @@ class GatewaySettings:
             max_record_bytes=topic_settings.max_record_bytes,
             token=TOKEN.read(env),
             log_level=GATEWAY_LOG_LEVEL.read(env),
+            topics=topic_settings,
         )

@@ -18,6 +18,7 @@ from codex_analytics.runtime.health import JOINING, READY, RECOVERING, STOPPING
 from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.record_size import max_request_bytes
 from codex_analytics.runtime.shutdown import ShutdownDeadline
+from codex_analytics.runtime.topic_plan import STATE_TABLE
 
 from ..settings import StreamSettings
 from .consumer import GroupConsumer
@@ -36,6 +37,7 @@ class StreamApp:
     def __init__(self, settings: StreamSettings, cluster: KafkaCluster, partitions: int) -> None:
         _require_registered_transport()
         topics = settings.topics
+        changelog = settings.topic_plan.spec("changelog")
         self._shutdown_timeout_s = settings.shutdown_timeout_s
         self._app = ClusterApp(
             settings.app_id,
@@ -65,7 +67,13 @@ class StreamApp:
             stream_wait_empty=True,
             table_standby_replicas=0,
             topic_partitions=partitions,
-            topic_replication_factor=settings.replication_factor,
+            topic_replication_factor=changelog.replication_factor,
+            # The runner creates every topic from the topic plan before Faust starts
+            # (the changelog included, or it stops on a missing one where topics are
+            # pre-created): Faust creates none. Its leader topic serves ``on_leader``
+            # tasks only, and this app has none: one topic less to pre-create.
+            topic_allow_declare=False,
+            topic_disable_leader=True,
         )
         self._app.kafka_cluster = cluster
         self._facts = self._app.topic(
@@ -77,7 +85,12 @@ class StreamApp:
             value_serializer="raw",
         )
         table = self._app.Table(
-            "reducer-state", partitions=partitions, key_type=bytes, value_type=bytes
+            STATE_TABLE,
+            partitions=partitions,
+            key_type=bytes,
+            value_type=bytes,
+            # The plan's configs (compaction...), should Faust ever declare it itself.
+            extra_topic_configs=dict(changelog.configs),
         )
         self.facts_topic: str = self._facts.get_topic_name()
         self.store = StateStore(table, partitioned=settings.store == "rocksdb")

@@ -294,7 +294,7 @@ async def _consume_for(worker: SinkWorker, seconds: float) -> None:
 
 
 async def test_a_start_that_waits_for_ever_ends_when_stop_is_set() -> None:
-    from sinks.worker import _unless_stopped
+    from codex_analytics.runtime.shutdown import unless_stopped
 
     stop = asyncio.Event()
     cancelled = asyncio.Event()
@@ -306,10 +306,10 @@ async def test_a_start_that_waits_for_ever_ends_when_stop_is_set() -> None:
             cancelled.set()
 
     asyncio.get_running_loop().call_later(0.05, stop.set)
-    assert await asyncio.wait_for(_unless_stopped(stop, join_for_ever()), 2) is False
+    assert await asyncio.wait_for(unless_stopped(stop, join_for_ever()), 2) == (False, None)
     assert cancelled.is_set()
 
-    async def quick() -> None:
-        return None
+    async def quick() -> int:
+        return 7
 
-    assert await _unless_stopped(asyncio.Event(), quick()) is True
+    assert await unless_stopped(asyncio.Event(), quick()) == (True, 7)
