@@ -50,7 +50,7 @@ SERVICES: dict[str, tuple[list[str], str, dict[str, str]]] = {
 }
 
 #: How long the services wait for the silent broker before they give up (exit 1).
-KAFKA_WAIT_S = 3
+GIVE_UP_AFTER_S = 3
 
 #: How soon after the process starts both probes must answer. Python's start-up and
 #: imports are all of it: 0.4-1.0 s on an idle 2-core machine, but 4-5 s when the
@@ -106,7 +106,7 @@ def test_with_a_silent_broker_a_service_is_live_and_not_ready_from_its_start(
     port = free_port("127.0.0.1")
     env = child_env(
         KAFKA_BOOTSTRAP_SERVERS=silent_broker,
-        ANALYTICS_KAFKA_WAIT_S=str(KAFKA_WAIT_S),
+        ANALYTICS_KAFKA_WAIT_S=str(GIVE_UP_AFTER_S),
         **{variable: f"127.0.0.1:{port}"},
         **extra,
         ANALYTICS_LOG_LEVEL="INFO",
