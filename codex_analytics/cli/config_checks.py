@@ -25,8 +25,8 @@ from codex_analytics.cli.settings_catalog import Variable, catalog, declared_nam
 from codex_analytics.runtime.config import Setting, reads
 from codex_analytics.runtime.env import nearest_existing, shown_url
 from codex_analytics.runtime.env_names import is_service_link, unknown_variables, watched
-from codex_analytics.runtime.kafka import BOOTSTRAP, EMBEDDED_BROKER_USERS, KafkaCluster
-from codex_analytics.runtime.kafka_security import CLUSTER_READERS
+from codex_analytics.runtime.kafka import BOOTSTRAP, KafkaCluster
+from codex_analytics.runtime.kafka_security import CLUSTER_READERS, EMBEDDED_BROKER_USERS
 
 Level = Literal["error", "warning", "info", "ok"]
 LEVELS: tuple[Level, ...] = ("error", "warning", "info", "ok")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codex_analytics.runtime.config import Setting, declare, existing_file, reads, text
-from codex_analytics.runtime.kafka import EMBEDDED_BROKER_USERS
+from codex_analytics.runtime.kafka_security import EMBEDDED_BROKER_USERS
 
 #: The modules that declare variables (each has a ``SETTINGS`` tuple), in table order.
 SETTINGS_MODULES = (

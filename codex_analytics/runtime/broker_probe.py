@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import time
 from dataclasses import dataclass
 
 from codex_analytics.runtime.errors import RetryableError
@@ -32,30 +32,24 @@ class BrokerAnswer:
     topics: frozenset[str]
 
 
-class _LastClientError(logging.Handler):
-    """The last warning or error the Kafka client logged: the cause it does not raise."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.message = ""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.message = record.getMessage()
-
-
 async def probe_brokers(target: KafkaTarget, *, within: float) -> BrokerAnswer:
     """Bootstrap from the cluster and read its metadata, all within ``within`` seconds;
     :class:`BrokerUnreachable` otherwise. Nothing is created or changed."""
     from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaConnectionError, KafkaError
+    from aiokafka.errors import KafkaError
 
+    from codex_analytics.runtime.kafka_connection import diagnose
     from codex_analytics.runtime.kafka_errors import describe
 
     cluster = KafkaCluster.of(target)
     bootstrap = cluster.bootstrap
-    cause = _LastClientError()
-    client_log = logging.getLogger("aiokafka")
-    client_log.addHandler(cause)
+    started = time.monotonic()
+    # Connect as every client does first: the cause in one line (a wrong CA, a TLS
+    # client on a plaintext port, a refused login), which aiokafka's start() hides.
+    failure = await diagnose(cluster, within=within)
+    if failure is not None:
+        raise BrokerUnreachable(failure.line)
+    within = max(0.001, within - (time.monotonic() - started))
     admin = AIOKafkaAdminClient(
         **cluster.client_options(),
         client_id="codex-analytics-config-check",
@@ -70,15 +64,9 @@ async def probe_brokers(target: KafkaTarget, *, within: float) -> BrokerAnswer:
         raise BrokerUnreachable(
             f"Kafka at {bootstrap} did not answer within {within:g} s"
         ) from None
-    except KafkaConnectionError:
-        # "Unable to bootstrap from [...]" drops the cause (refused, unresolvable, a TLS
-        # handshake refused...): aiokafka logged it, per server, just before.
-        why = cause.message or "no bootstrap server accepted a connection"
-        raise BrokerUnreachable(f"Kafka at {bootstrap}: {why}") from None
     except (KafkaError, OSError) as exc:
         raise BrokerUnreachable(f"Kafka at {bootstrap}: {describe(exc)}") from None
     finally:
-        client_log.removeHandler(cause)
         # A client that never connected has nothing worth waiting for.
         with contextlib.suppress(TimeoutError, KafkaError, OSError):
             await asyncio.wait_for(admin.close(), _CLOSE_S)

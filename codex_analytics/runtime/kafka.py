@@ -29,7 +29,11 @@ from codex_analytics.runtime.config import (
     truncated_integer,
 )
 from codex_analytics.runtime.errors import ConfigError
-from codex_analytics.runtime.kafka_security import CLUSTER_READERS, PLAINTEXT, KafkaSecurity
+from codex_analytics.runtime.kafka_security import (
+    CLUSTER_READERS,
+    PLAINTEXT,
+    KafkaSecurity,
+)
 from codex_analytics.runtime.record_size import max_request_bytes
 
 if TYPE_CHECKING:
@@ -38,29 +42,9 @@ if TYPE_CHECKING:
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 PARTITIONS_ENV = "ANALYTICS_TOPIC_PARTITIONS"
 
-#: Every command that reads the topic settings (:meth:`TopicSettings.from_env`).
-TOPIC_READERS = (
-    "stream worker",
-    "sink worker",
-    "gateway",
-    "produce",
-    "generate",
-    "demo",
-    "replay",
-    "offsets",
-    "topics",
-    "dlq",
-)
-#: The commands that start an embedded broker when ``KAFKA_BOOTSTRAP_SERVERS`` is unset.
-EMBEDDED_BROKER_USERS = (
-    "stream worker",
-    "sink worker",
-    "gateway",
-    "produce",
-    "generate",
-    "demo",
-    "smoke plugin",
-)
+#: Every command that reads the topic settings (:meth:`TopicSettings.from_env`): the
+#: smoke workflow and the client library name their topics themselves.
+TOPIC_READERS = tuple(r for r in CLUSTER_READERS if r not in ("smoke plugin", "client library"))
 
 BOOTSTRAP = declare(
     BOOTSTRAP_ENV,
@@ -68,7 +52,7 @@ BOOTSTRAP = declare(
     None,
     help="Kafka bootstrap servers, used as is; `replay`, `offsets` and `dlq` need it, "
     "`broker` ignores it (it always starts a broker)",
-    used_by=(*EMBEDDED_BROKER_USERS, "replay", "offsets", "dlq", "broker"),
+    used_by=(*(r for r in CLUSTER_READERS if r != "client library"), "broker"),
     default_note="an embedded, memory-only broker",
 )
 #: The client library's broker when ``KAFKA_BOOTSTRAP_SERVERS`` is unset (a library

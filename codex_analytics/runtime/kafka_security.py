@@ -26,8 +26,8 @@ from aiokafka.abc import AbstractTokenProvider
 from codex_analytics.runtime.config import Setting, boolean, choice, declare, existing_file, text
 from codex_analytics.runtime.errors import ConfigError
 
-#: Every command that talks to Kafka (the same readers as ``KAFKA_BOOTSTRAP_SERVERS``).
-CLUSTER_READERS = (
+#: The commands that start an embedded broker when ``KAFKA_BOOTSTRAP_SERVERS`` is unset.
+EMBEDDED_BROKER_USERS = (
     "stream worker",
     "sink worker",
     "gateway",
@@ -35,11 +35,9 @@ CLUSTER_READERS = (
     "generate",
     "demo",
     "smoke plugin",
-    "replay",
-    "offsets",
-    "dlq",
-    "client library",
 )
+#: Every command that talks to Kafka (the same readers as ``KAFKA_BOOTSTRAP_SERVERS``).
+CLUSTER_READERS = (*EMBEDDED_BROKER_USERS, "replay", "offsets", "dlq", "topics", "client library")
 
 PROTOCOLS = ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")
 MECHANISMS = ("plain", "scram-sha-256", "scram-sha-512", "oauthbearer")

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import os
@@ -37,7 +36,6 @@ from codex_analytics.cli.config_checks import check_environment, resolve_command
 from codex_analytics.devtools.broker import free_port
 from codex_analytics.devtools.localstack import MetricsSnapshot
 from codex_analytics.devtools.verify import compare, received_events, reference_events
-from codex_analytics.runtime.kafka import ensure_topics
 from tests.cli import ROOT, run_cli
 from tests.deploy_metrics import SCRAPE_SERIES, exported_names, names_used
 
@@ -46,7 +44,7 @@ pytestmark = pytest.mark.integration
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
 PROJECT_IMAGE = "codex-analytics:local"
-PROJECT_SERVICES = {"receiver", "gateway", "stream", "sink", "load"}
+PROJECT_SERVICES = {"topics", "receiver", "gateway", "stream", "sink", "load"}
 
 
 def _validate(document: dict[str, Any]) -> None:
@@ -76,13 +74,22 @@ def test_compose_file_is_valid_against_the_compose_spec() -> None:
 
 
 def test_topics_service_creates_the_topics_the_services_use() -> None:
+    """The topics job applies the plan of the services' own topic settings (and the
+    stream's app id: its changelog's name)."""
     services = COMPOSE["services"]
-    script = services["topics"]["command"][0]
-    created = set(re.search(r"for t in ([^;]+);", script).group(1).split())  # type: ignore[union-attr]
-    env = services["stream"]["environment"]
-    used = {v for k, v in env.items() if k.endswith("_TOPIC")}
-    assert created == used
-    assert f"--partitions {env['ANALYTICS_TOPIC_PARTITIONS']}" in script
+    assert services["topics"]["command"] == ["topics", "apply"]
+    job = services["topics"]["environment"]
+    for name in ("gateway", "stream", "sink", "load"):
+        env = services[name]["environment"]
+        topic_settings = {
+            k: v for k, v in env.items() if k.startswith(("ANALYTICS_TOPIC_", "KAFKA_"))
+        }
+        topic_settings |= {k: v for k, v in env.items() if k.endswith("_TOPIC")}
+        assert topic_settings.items() <= job.items(), name
+    assert (
+        job["ANALYTICS_STREAM_APP_ID"]
+        == services["stream"]["environment"]["ANALYTICS_STREAM_APP_ID"]
+    )
 
 
 @dataclass
@@ -237,11 +244,11 @@ def stack(fresh_broker: str, tmp_path: Path) -> Iterator[ComposeAsProcesses]:
 
 def test_compose_services_run_as_local_processes(stack: ComposeAsProcesses, tmp_path: Path) -> None:
     services = COMPOSE["services"]
-    # topics: the partitions and names its script creates.
-    script = services["topics"]["command"][0]
-    names = re.search(r"for t in ([^;]+);", script).group(1).split()  # type: ignore[union-attr]
-    partitions = int(re.search(r"--partitions (\d+)", script).group(1))  # type: ignore[union-attr]
-    asyncio.run(ensure_topics(stack.bootstrap, dict.fromkeys(names, partitions)))
+    # topics: the job runs to its end first (depends_on: service_completed_successfully).
+    argv, env = stack.argv_env(LocalService("topics", 1, services["topics"]))
+    topics = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert topics.returncode == 0, topics.stderr
+    partitions = int(services["stream"]["environment"]["ANALYTICS_TOPIC_PARTITIONS"])
 
     for name, replicas in (("receiver", 1), ("gateway", 1), ("stream", 2), ("sink", 1)):
         stack.plan(name, replicas)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from codex_analytics.cli import dlq_cmd, offsets_cmd, receiver_cmd, replay_cmd
+from codex_analytics.cli import dlq_cmd, offsets_cmd, receiver_cmd, replay_cmd, topics_cmd
 from codex_analytics.cli.main import build_parser
 from codex_analytics.cli.settings_catalog import catalog
 from codex_analytics.runtime.config import FACTS_PER_RECORD
@@ -84,6 +84,7 @@ READS: dict[str, list[Loader]] = {
     "replay": [StreamSettings.from_env, replay_cmd._batch_limits, KafkaCluster.configured],
     "offsets": [_offsets, KafkaCluster.configured],
     "dlq": [lambda env: dlq_cmd.read_settings("facts", env), KafkaCluster.configured],
+    "topics plan": [topics_cmd._plan, KafkaCluster.configured],
     "receiver": [_receiver],
     "broker": [BOOTSTRAP.read],  # only to say that it starts a broker anyway
 }
