@@ -162,7 +162,7 @@ async def diagnose(
             report.append(await asyncio.to_thread(_py_spy_dump, service.pid))
         for service in services:
             if service.health_port is not None:
-                for path in ("/healthz", "/metrics"):
+                for path in ("/livez", "/readyz", "/metrics"):
                     report += [f"== {path} of the {service.name}", ""]
                     report.append(await asyncio.to_thread(_get, service.health_port, path))
         facts = await _read(bootstrap, facts_topic)
@@ -230,7 +230,7 @@ def _get(port: int, path: str) -> str:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
             text: str = answer.read().decode(errors="replace")
-    except OSError as err:  # urllib's HTTPError (a 503 from /healthz) is one
+    except OSError as err:  # urllib's HTTPError (a 503 from /readyz) is one
         return f"{path} failed: {err!r}"
     if path != "/metrics":
         return text

@@ -3,7 +3,8 @@
 As upstream: the file is created with mode 0600, opened, appended to and flushed per
 batch, and never truncated. Unlike upstream, a failed append is not the end of the
 batch: it raises ``CaptureWriteError`` and the sink retries it with backoff (and
-reports itself unhealthy meanwhile), so nothing is dropped.
+reports itself not ready meanwhile: ``/readyz`` 503, while ``/livez`` stays 200, since a
+restart cannot free a disk), so nothing is dropped.
 
 The file only ever holds whole lines. An append that fails half-way (a full disk, a
 file size limit: the kernel writes what fits, then refuses the rest) is cut back to the
@@ -47,9 +48,11 @@ class CaptureDestination:
     def __init__(self, path: str, *, fsync: bool = False) -> None:
         self.path = path
         self._fsync = fsync
-        #: Since the last failed append (or a failed ``prepare``), until one succeeds:
-        #: ``/healthz`` answers 503 meanwhile.
+        #: Since the last failed append (or a failed ``prepare``), until one succeeds
+        #: (or :meth:`recheck` opens the file): ``/readyz`` answers 503 meanwhile.
         self.failing = False
+        #: ``prepare`` could not open the file, and no append has tried since.
+        self._unopened = False
 
     @property
     def target(self) -> str:
@@ -66,7 +69,7 @@ class CaptureDestination:
             os.close(os.open(self.path, _FLAGS, 0o600))
         except OSError as err:
             error = err
-            self.failing = True
+            self.failing = self._unopened = True
             log.error(
                 "failed to initialize analytics event capture; network delivery remains "
                 "disabled: %s",
@@ -74,6 +77,19 @@ class CaptureDestination:
             )
         log.warning("analytics event capture enabled; network delivery is disabled")
         return error
+
+    def recheck(self) -> None:
+        """A file ``prepare`` could not open is opened again (created, as ``prepare``
+        does): with no events to append, nothing else would find out that it was fixed.
+        A failed append is not rechecked here: its batch retries it."""
+        if not self._unopened:
+            return
+        try:
+            os.close(os.open(self.path, _FLAGS, 0o600))
+        except OSError:
+            return
+        self.failing = self._unopened = False
+        log.info("capture file %s can be opened now", self.path)
 
     async def deliver(self, body: bytes, headers: dict[str, str]) -> int:
         """Append ``body`` and a newline. ``headers`` are ignored: they hold the token."""
@@ -88,7 +104,7 @@ class CaptureDestination:
             raise CaptureWriteError(
                 f"failed to capture analytics events: {err.strerror or err} ({self.path})"
             ) from None
-        self.failing = False
+        self.failing = self._unopened = False
         return 200
 
     def _append(self, line: bytes) -> None:

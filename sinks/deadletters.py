@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from codex_analytics.runtime.deadletter import DeadLetter, dead_letter
+from codex_analytics.runtime.health import topic_known
 from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget, TopicSettings
 
 from .batching import Batch, CloseReason
@@ -40,6 +41,13 @@ class DeadLetterQueue:
     async def stop(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
+
+    async def probe(self, topic: str) -> bool:
+        """One metadata round trip on this producer's connection: the broker answers and
+        knows ``topic`` (the sink's readiness)."""
+        if self._producer is None:
+            return False
+        return await topic_known(self._producer.client, topic)
 
     def letters(
         self, batch: Batch, reason: str, *, detail: str, extra: list[tuple[str, bytes]]

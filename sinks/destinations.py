@@ -21,7 +21,7 @@ from .settings import SinkSettings
 class Destination(Protocol):
     @property
     def name(self) -> str:
-        """``http`` or ``capture``: the ``mode`` in ``/healthz``."""
+        """``http`` or ``capture``: the ``mode`` in ``/readyz``."""
 
     @property
     def target(self) -> str:
@@ -39,11 +39,15 @@ class Destination(Protocol):
     @property
     def failing(self) -> bool:
         """Whether the last write (or ``prepare``) failed in a way that makes the sink
-        unhealthy: a capture file that cannot be written. HTTP errors do not count."""
+        not ready: a capture file that cannot be written. HTTP errors do not count."""
 
     def prepare(self) -> Exception | None:
         """Get ready at start. A failure is logged here and returned, never raised: the
         sink keeps running and retries per batch."""
+
+    def recheck(self) -> None:
+        """Try again what only ``prepare`` tries (a readiness probe asks): a failure is
+        never kept when nothing would try again."""
 
     async def deliver(self, body: bytes, headers: dict[str, str]) -> int:
         """Write one batch body; the 2xx status, or a ``DeliveryError``."""

@@ -44,7 +44,8 @@ class HttpDestination:
     #: ``capture_ignores_auth`` never applies here: nothing is POSTed without a credential.
     may_ignore_auth = False
     #: Failed requests are retried with the partition paused; they never make the sink
-    #: unhealthy (the endpoint's trouble is not the sink's).
+    #: not ready (the endpoint's trouble is not the sink's: another sink pod could not
+    #: deliver either, and the backlog waits in Kafka).
     failing = False
 
     def __init__(
@@ -73,6 +74,10 @@ class HttpDestination:
 
     def prepare(self) -> None:
         """Nothing to get ready: the client connects on first use."""
+        return None
+
+    def recheck(self) -> None:
+        """Nothing to check: requests are retried by their batches."""
         return None
 
     async def deliver(self, body: bytes, headers: dict[str, str]) -> int:

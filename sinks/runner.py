@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import sys
 
 from codex_analytics.runtime.banner import log_banner, without_userinfo
-from codex_analytics.runtime.http import ServiceHttp
+from codex_analytics.runtime.health import Heartbeat
+from codex_analytics.runtime.http import HealthEndpoints, ListenError, ServiceHttp
 from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.kafka_start import KafkaStartError, start_failed
 from codex_analytics.runtime.logs import configure_logging
@@ -15,7 +18,7 @@ from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals
 
 from . import settings as declared
 from .credentials import CredentialChain
-from .settings import CAPTURE_IGNORES_AUTH, SinkSettings
+from .settings import CAPTURE_IGNORES_AUTH, HEALTH_ADDR, SinkSettings
 from .worker import SinkWorker
 
 log = logging.getLogger("codex_analytics.sink")
@@ -36,6 +39,7 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def run_sink(settings: SinkSettings, cluster: KafkaCluster, credentials: CredentialChain) -> int:
+    """The worker's exit status; 2 when its health address cannot be served."""
     configure_logging(settings.log_level)
     gc.collect()
     gc.freeze()  # what start-up built (modules, settings) is never scanned again
@@ -48,17 +52,38 @@ async def _main(settings: SinkSettings, cluster: KafkaCluster, credentials: Cred
     deadline = ShutdownDeadline(settings.shutdown_timeout_s, grace_s=OVERDUE_AFTER_S)
     stop_on_signals(stop, deadline)
     worker = SinkWorker(settings, cluster, credentials=credentials)
-    _banner(settings, cluster, worker, credentials)
+    heartbeat = Heartbeat()
     side_door: ServiceHttp | None = None
+    port: int | None = None
     if settings.health_addr:
-        side_door = ServiceHttp(worker.health, worker.metrics.render)
-        port = await side_door.start(settings.health_addr)
-        log.info("health and metrics on port %d", port)
+        # Served on the worker's loop from before the broker is reached: a blocked loop
+        # then fails /livez by not answering at all.
+        side_door = ServiceHttp(
+            HealthEndpoints(
+                "sink",
+                readiness=worker.readiness,
+                heartbeat=heartbeat,
+                stall_after_s=settings.health_stall_s,
+                metrics=worker.metrics.render,
+            )
+        )
+        try:
+            port = await side_door.start(settings.health_addr, setting=HEALTH_ADDR.name)
+        except ListenError as exc:
+            print(f"sink worker: {exc}", file=sys.stderr, flush=True)
+            return 2
+    _banner(settings, cluster, worker, credentials)
+    if port is not None:
+        log.info("/livez, /readyz and /metrics on port %d", port)
+    beating = asyncio.create_task(heartbeat.run(), name="sink-heartbeat")
     try:
         await worker.run(stop)
     except KafkaStartError as exc:
         return start_failed("sink worker", exc)
     finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
         if side_door is not None:
             await side_door.stop()
     return EXIT_FAILURE if worker.failure is not None else 0

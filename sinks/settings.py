@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codex_analytics.runtime.config import (
+    HEALTH_STALL_S,
     LOG_LEVEL,
     SHUTDOWN_TIMEOUT_S,
     Setting,
@@ -235,7 +236,8 @@ HEALTH_ADDR = declare(
     "ANALYTICS_SINK_HEALTH_ADDR",
     address(),
     None,
-    help="`HOST:PORT` for `GET /healthz` and `GET /metrics` (Prometheus); off when unset",
+    help="`HOST:PORT` for `GET /livez`, `/readyz`, `/metrics` (Prometheus) and `/healthz` "
+    "(deprecated alias of `/readyz`); off when unset",
     used_by=_SINK,
 )
 #: The sink accepts only these levels (the others pass any name to :mod:`logging`).
@@ -292,6 +294,8 @@ class SinkSettings:
     #: pauses while closed batches hold this many (memory <= 2x this per partition).
     max_buffered_records: int = MAX_BUFFERED.default
     shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S.default
+    #: ``/livez`` fails once the event loop has not stamped its heartbeat for this long.
+    health_stall_s: float = HEALTH_STALL_S.default
     #: How long from the start of an account's credential outage (unreadable or
     #: invalid) its batches are retried before they are dead-lettered.
     credential_wait_s: float = CREDENTIAL_WAIT_S.default
@@ -353,6 +357,7 @@ class SinkSettings:
             capture_ignores_auth=CAPTURE_IGNORES_AUTH.read(env),
             max_buffered_records=max_buffered,
             shutdown_timeout_s=SHUTDOWN_TIMEOUT_S.read(env),
+            health_stall_s=HEALTH_STALL_S.read(env),
             credential_wait_s=CREDENTIAL_WAIT_S.read(env),
             session_timeout_ms=SESSION_TIMEOUT_MS.read(env),
             health_addr=HEALTH_ADDR.read(env),

@@ -32,6 +32,17 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from codex_analytics.runtime.health import (
+    CONNECTING,
+    JOINING,
+    READY,
+    STARTING,
+    STOPPING,
+    UNAVAILABLE,
+    BrokerWatch,
+    Readiness,
+    not_ready,
+)
 from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget, first_offsets
 from codex_analytics.runtime.kafka_start import prepare_topics
 from codex_analytics.runtime.metrics import Backlog, backlogs
@@ -95,6 +106,12 @@ class SinkWorker:
             failed=self._lane_failed,
         )
         self.started = False
+        #: Before ``started``: what the start is doing (a readiness status).
+        self.phase = STARTING
+        #: The group assigned partitions at least once, and no rebalance is under way.
+        self._assigned = False
+        #: The broker answers metadata requests (readiness), probed while consuming.
+        self.broker = BrokerWatch(lambda: self.dead_letters.probe(settings.topics.events))
         self._consumer: AIOKafkaConsumer | None = None
         self._committed: dict[TopicPartition, int] = {}
         self._stop: asyncio.Event | None = None
@@ -116,13 +133,15 @@ class SinkWorker:
                 return
             self.started = True
             committer = asyncio.create_task(self._committer(), name="sink-committer")
+            watch = asyncio.create_task(self.broker.run(), name="sink-broker-watch")
             try:
                 await self._consume(stop)
                 await self.lanes.drain(flush=True, within=self.settings.shutdown_timeout_s)
             finally:
-                committer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await committer
+                for task in (committer, watch):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         finally:
             self.started = False
             self.delivery.flush_logs()
@@ -130,11 +149,14 @@ class SinkWorker:
 
     async def _start(self) -> None:
         topics = self.settings.topics
+        # First: readiness reports a capture file that cannot be written while the broker
+        # is still being reached. A failure is logged there; batches are retried.
+        self.destination.prepare()
+        self.phase = CONNECTING
         # Waits for an unreachable cluster (ANALYTICS_KAFKA_WAIT_S), then creates what
         # is missing; a KafkaStartError ends the process (status 1).
         plan = TopicPlan.pipeline(topics).only("events", "events_dlq")
         await prepare_topics(self.cluster, plan, within=self.cluster.start_wait_s)
-        self.destination.prepare()  # logs a failure itself; batches are retried meanwhile
         self._consumer = AIOKafkaConsumer(
             group_id=self.settings.group_id,
             **{
@@ -152,6 +174,7 @@ class SinkWorker:
             },
         )
         await self.dead_letters.start()
+        self.phase = JOINING
         self._consumer.subscribe([topics.events], listener=_Rebalance(self))
         await self._consumer.start()  # joins the group: assigned partitions get lanes
 
@@ -246,6 +269,7 @@ class SinkWorker:
     async def hand_over(self, revoked: Iterable[TopicPartition]) -> None:
         """Partitions were revoked: deliver what is already closed (briefly), commit, and
         let the next owner re-form the open batches from the committed offset."""
+        self._assigned = False  # a rebalance: joining again until the assignment comes
         mine = [tp for tp in revoked if tp in self.lanes]
         if not mine:
             return
@@ -262,6 +286,7 @@ class SinkWorker:
     async def take_over(self, assigned: Iterable[TopicPartition]) -> None:
         """Partitions were assigned: a lane for each that has none yet, and those never
         committed start at their first offset."""
+        self._assigned = True  # an empty assignment too: more sinks than partitions
         assigned = set(assigned)
         # Lanes of partitions not assigned any more (a hand-over that failed half-way)
         # would deliver and commit what is no longer ours.
@@ -417,16 +442,37 @@ class SinkWorker:
             oldest[tp.partition] = progress.oldest_timestamp_ms()
         return backlogs(highwaters, positions, oldest.get)
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        details = {
+    def readiness(self) -> Readiness:
+        """Ready while consuming its assignment (an empty one too), with the broker
+        answering and, in capture mode, the capture file writable.
+
+        A failing endpoint does not make the sink not ready: its batches are retried
+        with their partitions paused and the backlog waits in Kafka; restarting or
+        replacing the pod cannot mend the endpoint (``retrying_partitions`` and the
+        delivery metrics say it fails)."""
+        self.destination.recheck()
+        details: dict[str, Any] = {
             "mode": self.destination.name,
             "consuming": self.started,
             "partitions": len(self.lanes),
             "paused_partitions": self.lanes.paused,
             "retrying_partitions": self.lanes.retrying,
             "capture_failing": self.destination.failing,
+            "broker_reachable": self.broker.reachable,
         }
-        return self.started and not self.destination.failing, details
+        if self._stop is not None and self._stop.is_set():
+            return not_ready(STOPPING, **details)
+        if not self.started:
+            return not_ready(self.phase, **details)
+        if not self._assigned:
+            return not_ready(JOINING, **details)
+        if self.destination.failing:
+            return not_ready(UNAVAILABLE, "the capture file cannot be written", **details)
+        if self.broker.reachable is False:
+            return not_ready(
+                UNAVAILABLE, f"the broker does not answer: {self.broker.error}", **details
+            )
+        return Readiness(READY, details)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -1,17 +1,22 @@
-"""Run one stream worker as a process: topics, logging, GC, the worker until SIGTERM/SIGINT."""
+"""Run one stream worker as a process: the health side door first, then topics,
+logging, GC, the worker until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import gc
+import logging
+import sys
 
 from codex_analytics.runtime.banner import log_banner
+from codex_analytics.runtime.http import ListenError
 from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics, start_failed
 from codex_analytics.runtime.logs import configure_logging, logging_dict_config
 from codex_analytics.runtime.shutdown import run_unless_signalled
 
 from . import settings as declared
-from .settings import StreamSettings
+from .health import StreamHealth
+from .settings import HEALTH_ADDR, StreamSettings
 
 #: Full collections 10x rarer than Python's default (700, 10, 10).
 GC_THRESHOLDS = (700, 10, 100)
@@ -29,17 +34,44 @@ def tune_gc() -> tuple[int, int, int]:
 
 
 def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
+    """The worker's exit status; 2 when its health address cannot be served."""
+    health = StreamHealth(stall_after_s=settings.health_stall_s)
+    port: int | None = None
+    if settings.health_addr:
+        # Before anything that waits: a probe must get an answer while the broker is
+        # waited for, the topics are created, Faust is imported, the group joined and
+        # the changelogs read back.
+        try:
+            port = health.open(settings.health_addr, HEALTH_ADDR.name)
+        except ListenError as exc:
+            print(f"stream worker: {exc}", file=sys.stderr, flush=True)
+            return 2
+    try:
+        return _run(settings, cluster, health, port)
+    finally:
+        health.close()
+
+
+def _run(
+    settings: StreamSettings, cluster: KafkaCluster, health: StreamHealth, port: int | None
+) -> int:
     from .worker import StreamWorker  # imports Faust: only when a worker runs
 
     # Before the first Kafka call: the client's lines are JSON lines too.
     configure_logging(settings.log_level)
+    if port is not None:
+        logging.getLogger("codex_analytics.stream").info(
+            "/livez, /readyz and /metrics on port %d", port
+        )
     topics = settings.topics
     # Start-up, before Faust: wait for the cluster (ANALYTICS_KAFKA_WAIT_S), then create
     # the topic plan's missing topics, the state changelog included. SIGTERM ends it.
-    # Health: a side door that must answer during this wait opens before this call.
+    # /readyz says "connecting" meanwhile; the heartbeat beats beside it.
     try:
         started, existing = run_unless_signalled(
-            prepare_topics(cluster, settings.topic_plan, within=cluster.start_wait_s),
+            health.connecting(
+                prepare_topics(cluster, settings.topic_plan, within=cluster.start_wait_s)
+            ),
             settings.shutdown_timeout_s,
         )
     except KafkaStartError as exc:
@@ -65,4 +97,8 @@ def run_worker(settings: StreamSettings, cluster: KafkaCluster) -> int:
     )
     tune_gc()
     worker = StreamWorker(settings, cluster, partitions)
-    return worker.app.run(settings.log_level, logging_dict_config(settings.log_level))
+    return worker.app.run(
+        settings.log_level,
+        logging_dict_config(settings.log_level),
+        beside=health.follow(worker.readiness, worker.metrics.render),
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codex_analytics.runtime.config import (
+    HEALTH_STALL_S,
     LOG_LEVEL,
     SHUTDOWN_TIMEOUT_S,
     Setting,
@@ -109,7 +110,8 @@ HEALTH_ADDR = declare(
     "ANALYTICS_STREAM_HEALTH_ADDR",
     address(),
     None,
-    help="`HOST:PORT` for `GET /healthz` and `GET /metrics` (Prometheus); off when unset",
+    help="`HOST:PORT` for `GET /livez`, `/readyz`, `/metrics` (Prometheus) and `/healthz` "
+    "(deprecated alias of `/readyz`); off when unset",
     used_by=_READERS,
 )
 
@@ -160,11 +162,13 @@ class StreamSettings:
     batch_max_wait_ms: int = BATCH_MAX_WAIT_MS.default
     #: Decoded instance states kept between batches (0: decode from the store each time).
     state_cache_size: int = STATE_CACHE.default
-    #: ``HOST:PORT`` of ``/healthz`` and ``/metrics`` (off when unset).
+    #: ``HOST:PORT`` of ``/livez``, ``/readyz``, ``/healthz`` and ``/metrics`` (off when unset).
     health_addr: str | None = HEALTH_ADDR.default
     #: SIGTERM: the batch in flight, the last commit and Faust's shutdown have this long
     #: together; then the process exits anyway (a second SIGTERM: at once).
     shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S.default
+    #: ``/livez`` fails once the event loop has not stamped its heartbeat for this long.
+    health_stall_s: float = HEALTH_STALL_S.default
     log_level: str = LOG_LEVEL.default
 
     @property
@@ -212,5 +216,6 @@ class StreamSettings:
             state_cache_size=STATE_CACHE.read(env),
             health_addr=HEALTH_ADDR.read(env),
             shutdown_timeout_s=SHUTDOWN_TIMEOUT_S.read(env),
+            health_stall_s=HEALTH_STALL_S.read(env),
             log_level=LOG_LEVEL.read(env),
         )

@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any
 
-from codex_analytics.runtime.http import ServiceHttp
+from codex_analytics.runtime.health import READY, RECOVERING, Readiness, not_ready
 from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.log_repeats import RepeatedLines
 from codex_analytics.runtime.metrics import Backlog, backlogs, partition_lag
@@ -96,20 +96,6 @@ class StreamWorker:
         self.stage, self._stage_since = "starting", time.monotonic()
         self.app.consume(self._agent)
         self.app.task(self._report_progress)
-        if settings.health_addr:
-            self.app.task(self._serve_health)
-
-    async def _serve_health(self) -> None:
-        """``/healthz`` and ``/metrics`` on ``ANALYTICS_STREAM_HEALTH_ADDR`` while the
-        worker runs (Faust's own web server stays off: one small side door per service)."""
-        assert self.settings.health_addr is not None
-        side_door = ServiceHttp(self.health, self.metrics.render)
-        port = await side_door.start(self.settings.health_addr)
-        log.info("health and metrics on port %d", port)
-        try:
-            await asyncio.Event().wait()  # until the app stops and cancels its tasks
-        finally:
-            await side_door.stop()
 
     # -- the agent and the batch loop -----------------------------------------------------
 
@@ -369,12 +355,28 @@ class StreamWorker:
         """Partitions processed up to their highwater (the idle sweep's)."""
         return {p for p, lag in self.lag().items() if lag == 0 and p in self.positions}
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        return self.app.running, {
-            "partitions": len(self.consumer.assigned(self.app.facts_topic)),
-            "records": self.counts.records,
-            "lag": sum(self.lag().values()),
-        }
+    def readiness(self) -> Readiness:
+        """Ready once the group assigned this worker its partitions (none is fine: more
+        workers than partitions) and their changelogs are read back; called on the
+        app's loop (``streams.health`` publishes it with every heartbeat)."""
+        phase = self.app.phase
+        if phase == READY:
+            return Readiness(
+                READY,
+                {
+                    "partitions": len(self.consumer.assigned(self.app.facts_topic)),
+                    "records": self.counts.records,
+                    "lag": sum(self.lag().values()),
+                    "batch_loop": self.stage,
+                },
+            )
+        if phase == RECOVERING:
+            return not_ready(
+                RECOVERING,
+                changelog_remaining=self.app.recovery_remaining(),
+                records=self.counts.records,
+            )
+        return not_ready(phase, records=self.counts.records)
 
 
 def _timestamp_ms(message: Any) -> int:

@@ -21,8 +21,10 @@ broker acknowledged them, with counts and the first 100 rejected lines:
                       "resend" again
 
 A rejected line names its line number, field path and reason; a record the broker
-refuses is a rejection of its lines (record_too_large, refused_by_broker), never a 503. GET /healthz, /readyz
-(the broker is reachable) and /metrics (Prometheus) are on the same address.
+refuses is a rejection of its lines (record_too_large, refused_by_broker), never a 503.
+GET /livez (the process runs), /readyz (the broker is reachable and knows the facts
+topic), /metrics (Prometheus) and /healthz (deprecated alias of /readyz) are on the
+same address.
 
 At start it serves at once (/readyz answers 503), waits up to ANALYTICS_KAFKA_WAIT_S for
 the broker, creates the facts topic when it is missing (ANALYTICS_CREATE_TOPICS), then
@@ -47,16 +49,20 @@ def run(args: argparse.Namespace) -> int:
     from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.runtime.kafka import KafkaCluster
     from producers.gateway.service import run_gateway
-    from producers.gateway.settings import GatewaySettings
+    from producers.gateway.settings import ADDR, GatewaySettings
 
     try:
         settings = GatewaySettings.from_env()
-        if args.addr:
-            settings = dataclasses.replace(settings, addr=args.addr)
         configured = KafkaCluster.configured()
     except ValueError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+    if args.addr:
+        try:
+            settings = dataclasses.replace(settings, addr=args.addr)
+        except ValueError as exc:
+            print(f"gateway: --addr: {exc}", file=sys.stderr)
+            return 2
     start_service("gateway", settings.log_level)
     with kafka_cluster(configured) as cluster:
-        return run_gateway(settings, cluster)
+        return run_gateway(settings, cluster, addr_from="--addr" if args.addr else ADDR.name)

@@ -94,6 +94,8 @@ class ServiceProcess:
     log_path: Path
     http_port: int | None = None
     process: subprocess.Popen[bytes] | None = None
+    #: What answers 200 once the service can work (the receiver has only ``/healthz``).
+    ready_path: str = "/readyz"
 
     @property
     def base_url(self) -> str:
@@ -265,6 +267,7 @@ class LocalStack:
                 "receiver",
                 ["receiver", "--addr", "127.0.0.1:{port}", "--store", str(receiver_store)],
             )
+            self.receiver.ready_path = "/healthz"
             sink_env["ANALYTICS_BASE_URL"] = f"{self.receiver.base_url}/backend-api/"
             sink_env["ANALYTICS_SECRETS_DIR"] = str(self._write_secrets(accounts))
         else:
@@ -300,20 +303,27 @@ class LocalStack:
             service.start()
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
-        """Until every service answers ``/healthz`` (whatever its status: a worker may
-        still be joining its group) or raise :class:`StackError` with its log."""
+        """Until every service answers its readiness probe with 200 (the workers: joined
+        their groups, changelogs read back), or raise :class:`StackError` with what the
+        last answer said, or the log of a service that exited."""
         deadline = time.monotonic() + timeout_s
         pending = list(self.services)
+        last = "no answer"
         with httpx.Client(timeout=1.0) as client:
             while pending:
                 self.check_alive()
                 service = pending[0]
                 with contextlib.suppress(httpx.HTTPError):
-                    client.get(f"{service.base_url}/healthz")
-                    pending.pop(0)
-                    continue
+                    answer = client.get(f"{service.base_url}{service.ready_path}")
+                    if answer.status_code == 200:
+                        pending.pop(0)
+                        last = "no answer"
+                        continue
+                    last = answer.text
                 if time.monotonic() > deadline:
-                    raise StackError(f"{service.name} did not come up within {timeout_s:.0f} s")
+                    raise StackError(
+                        f"{service.name} was not ready within {timeout_s:.0f} s: {last}"
+                    )
                 time.sleep(0.1)
 
     def check_alive(self) -> None:

@@ -281,4 +281,18 @@ SHUTDOWN_TIMEOUT_S = declare(
     used_by=("gateway", "sink worker", "stream worker", "replay"),  # replay: stream settings
 )
 
-SETTINGS: tuple[Setting[Any, Any], ...] = (LOG_LEVEL, FACTS_PER_RECORD, SHUTDOWN_TIMEOUT_S)
+HEALTH_STALL_S = declare(
+    "ANALYTICS_HEALTH_STALL_S",
+    number(minimum=1),
+    60.0,
+    help="`GET /livez` answers 503 once the service's event loop has not run its heartbeat "
+    "(every 0.5 s) for this long: a wedged process, never a broker, endpoint or disk fault",
+    used_by=("gateway", "sink worker", "stream worker", "replay"),  # replay: stream settings
+)
+
+SETTINGS: tuple[Setting[Any, Any], ...] = (
+    LOG_LEVEL,
+    FACTS_PER_RECORD,
+    SHUTDOWN_TIMEOUT_S,
+    HEALTH_STALL_S,
+)

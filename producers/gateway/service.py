@@ -19,8 +19,10 @@ broker) and answers with counts and the first rejected lines (``answers.py``):
 A 2xx is sent only after the broker acknowledged every accepted fact of the request.
 Memory is bounded per request (body size, line count, the rejections listed) and per
 process (requests and body bytes in flight); lines are validated in chunks, between
-which the event loop serves other requests. ``GET /healthz`` (the process serves),
-``GET /readyz`` (the broker is reachable) and ``GET /metrics`` (Prometheus) complete it.
+which the event loop serves other requests. ``GET /livez`` (the event loop runs),
+``GET /readyz`` (the broker is reachable and knows the facts topic), ``GET /metrics``
+(Prometheus) and ``GET /healthz`` (deprecated: now the same as ``/readyz``) complete it
+(:class:`~codex_analytics.runtime.http.HealthEndpoints`, as on every service).
 """
 
 from __future__ import annotations
@@ -38,7 +40,16 @@ import orjson
 from aiohttp import web
 
 from codex_analytics.runtime.banner import log_banner
-from codex_analytics.runtime.http import Served, metrics_response, parse_addr, serve
+from codex_analytics.runtime.health import (
+    CONNECTING,
+    READY,
+    STOPPING,
+    UNAVAILABLE,
+    Heartbeat,
+    Readiness,
+    not_ready,
+)
+from codex_analytics.runtime.http import HealthEndpoints, ListenError, Served, parse_addr, serve
 from codex_analytics.runtime.kafka import KafkaCluster, ensure_topics
 from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics, start_failed
 from codex_analytics.runtime.log_repeats import RepeatedLines
@@ -47,7 +58,7 @@ from codex_analytics.runtime.shutdown import ShutdownDeadline, stop_on_signals, 
 from producers.gateway import settings as declared
 from producers.gateway.admission import Admission
 from producers.gateway.answers import Published, ingest_answer, settle, unavailable_answer
-from producers.gateway.settings import GatewaySettings
+from producers.gateway.settings import ADDR, GatewaySettings
 from producers.publishing.ingest import (
     JSON_VALUES_PER_LINE,
     BodyCost,
@@ -113,8 +124,19 @@ class Gateway:
         self.transport = transport
         self.metrics = GatewayMetrics()
         self.ready = False
+        #: The broker probe answered at least once (``connecting`` until then).
+        self._probed = False
+        self.heartbeat = Heartbeat()
+        self.endpoints = HealthEndpoints(
+            "gateway",
+            readiness=self.readiness,
+            heartbeat=self.heartbeat,
+            stall_after_s=settings.health_stall_s,
+            metrics=self.metrics.render,
+        )
         self._served: Served | None = None
         self._prober: asyncio.Task[None] | None = None
+        self._beating: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         self._admission = Admission(settings.max_concurrent_requests, settings.max_inflight_bytes)
         self._expected_auth = f"Bearer {settings.token}".encode() if settings.token else None
@@ -126,22 +148,24 @@ class Gateway:
         # One byte over the limit is enough to answer 413 without reading the rest.
         app = web.Application(client_max_size=self.settings.max_body_bytes)
         app.router.add_post("/v1/facts", self.ingest)
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/readyz", self.readyz)
-        app.router.add_get("/metrics", self.render_metrics)
+        self.endpoints.add_routes(app)
         return app
 
-    async def start(self, addr: str | None = None, *, probe: bool = True) -> int:
-        """Serve; ``probe=False`` leaves readiness at "not ready" until
-        :meth:`start_probing` (the process does so once its start-up wait is over)."""
-        self._served = await serve(self.app(), addr or self.settings.addr)
+    async def start(
+        self, addr: str | None = None, *, setting: str | None = None, probe: bool = True
+    ) -> int:
+        """Serve on ``addr`` (default ``ANALYTICS_GATEWAY_ADDR``); with ``setting``, an
+        address that cannot be served raises ``ListenError`` naming it. ``probe=False``
+        leaves the broker probe to :meth:`start_probing` (``/readyz``: ``connecting``)."""
+        self._served = await serve(self.app(), addr or self.settings.addr, setting=setting)
         self.port = self._served.port
+        self._beating = asyncio.create_task(self.heartbeat.run(), name="gateway-heartbeat")
         if probe:
             self.start_probing()
         return self.port
 
     def start_probing(self) -> None:
-        """Check readiness every second from now on."""
+        """Probe the broker every second from now on (readiness)."""
         if self._prober is None:
             self._prober = asyncio.create_task(self._probe_forever(), name="gateway-probe")
 
@@ -149,10 +173,11 @@ class Gateway:
         """Answer the requests in flight (those still waiting for acks get 503 with
         every line to resend), stop serving, flush the producer."""
         self._closing.set()
-        if self._prober is not None:
-            self._prober.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._prober
+        for task in (self._prober, self._beating):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._served is not None:
             await self._served.close()
             self._served = None
@@ -160,6 +185,7 @@ class Gateway:
         await self.transport.close()
 
     def _set_ready(self, ready: bool) -> None:
+        self._probed = True
         if ready != self.ready:
             log.info("broker %s", "reachable" if ready else "unreachable")
         self.ready = ready
@@ -275,7 +301,7 @@ class Gateway:
 
     async def _validate(self, body: bytes, content_type: str) -> IngestBatch:
         """Every line validated, :data:`VALIDATE_CHUNK` at a time: the event loop serves
-        other requests (and ``/healthz``) between chunks."""
+        other requests (and ``/livez``) between chunks."""
         batch = IngestBatch()
         units = body_units(body, content_type, max_elements=self.settings.max_lines)
         for count, unit in enumerate(units, start=1):
@@ -330,26 +356,36 @@ class Gateway:
             {"Retry-After": str(self.settings.retry_after_s)},
         )
 
-    async def healthz(self, request: web.Request) -> web.Response:
-        return _json(200, {"status": "ok", "ready": self.ready})
-
-    async def readyz(self, request: web.Request) -> web.Response:
+    def readiness(self) -> Readiness:
+        """Ready while the broker answers and knows the facts topic (probed every
+        second, and by every publish)."""
+        details = {"facts_topic": self.settings.facts_topic}
+        if self._closing.is_set():
+            return not_ready(STOPPING, **details)
         if self.ready:
-            return _json(200, {"status": "ready"})
-        return _json(503, {"status": "not ready", "detail": "the broker is not reachable"})
+            return Readiness(READY, details)
+        if not self._probed:
+            return not_ready(CONNECTING, "reaching the broker", **details)
+        return not_ready(
+            UNAVAILABLE, "the broker is not reachable, or the facts topic is missing", **details
+        )
 
-    async def render_metrics(self, request: web.Request) -> web.Response:
-        return metrics_response(self.metrics.render())
 
-
-def run_gateway(settings: GatewaySettings, cluster: KafkaCluster) -> int:
+def run_gateway(
+    settings: GatewaySettings,
+    cluster: KafkaCluster,
+    *,
+    addr_from: str = ADDR.name,
+) -> int:
+    """The gateway's exit status; ``addr_from`` names where ``settings.addr`` came from
+    (the variable, or ``--addr``) in the one line an unusable address gives (exit 2)."""
     from codex_analytics.runtime.logs import configure_logging
 
     configure_logging(settings.log_level)
-    return asyncio.run(_main(settings, cluster))
+    return asyncio.run(_main(settings, cluster, addr_from))
 
 
-async def _main(settings: GatewaySettings, cluster: KafkaCluster) -> int:
+async def _main(settings: GatewaySettings, cluster: KafkaCluster, addr_from: str) -> int:
     stop = asyncio.Event()
     stop_on_signals(stop, ShutdownDeadline(settings.shutdown_timeout_s, grace_s=STOP_GRACE_S))
     transport = KafkaFactTransport(
@@ -360,9 +396,10 @@ async def _main(settings: GatewaySettings, cluster: KafkaCluster) -> int:
     )
     gateway = Gateway(settings, transport)
     try:
-        port = await gateway.start(probe=False)
-    except OSError as exc:
-        print(f"gateway: cannot listen on {settings.addr}: {exc}", file=sys.stderr)
+        port = await gateway.start(setting=addr_from, probe=False)
+    except ListenError as exc:
+        print(f"gateway: {exc}", file=sys.stderr, flush=True)
+        await transport.close()
         return 2
     _banner(settings, cluster, port)
     try:

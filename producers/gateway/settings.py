@@ -16,6 +16,7 @@ from typing import Any
 
 from codex_analytics.runtime.config import (
     FACTS_PER_RECORD,
+    HEALTH_STALL_S,
     LOG_LEVEL,
     SHUTDOWN_TIMEOUT_S,
     Setting,
@@ -41,7 +42,7 @@ ADDR = declare(
     "ANALYTICS_GATEWAY_ADDR",
     address(),
     "127.0.0.1:8080",
-    help="listen address (`/v1/facts`, `/healthz`, `/readyz`, `/metrics`); `--addr` wins",
+    help="listen address (`/v1/facts`, `/livez`, `/readyz`, `/metrics`, `/healthz`); `--addr` wins",
     used_by=_GATEWAY,
 )
 TOKEN = declare(
@@ -128,6 +129,8 @@ class GatewaySettings:
     publish_timeout_s: float = PUBLISH_TIMEOUT_S.default
     retry_after_s: int = RETRY_AFTER_S.default
     shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S.default
+    #: ``/livez`` fails once the event loop has not stamped its heartbeat for this long.
+    health_stall_s: float = HEALTH_STALL_S.default
     max_facts_per_record: int = FACTS_PER_RECORD.default
     #: The one record-size limit (``ANALYTICS_MAX_RECORD_BYTES``): the largest line
     #: accepted, where packs are cut, and the producer's ``max_request_size``.
@@ -177,6 +180,7 @@ class GatewaySettings:
             publish_timeout_s=PUBLISH_TIMEOUT_S.read(env),
             retry_after_s=RETRY_AFTER_S.read(env),
             shutdown_timeout_s=SHUTDOWN_TIMEOUT_S.read(env),
+            health_stall_s=HEALTH_STALL_S.read(env),
             max_facts_per_record=FACTS_PER_RECORD.read(env),
             max_record_bytes=topic_settings.max_record_bytes,
             token=TOKEN.read(env),

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from tenacity import RetryCallState
 
 from codex_analytics.runtime.errors import PermanentError, PipelineError, RetryableError
+from codex_analytics.runtime.health import topic_known
 from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget
 from codex_analytics.runtime.kafka_errors import describe, is_permanent, is_too_large
 from codex_analytics.runtime.retry import PUBLISH_RETRY
@@ -229,11 +230,7 @@ class KafkaFactTransport:
     async def probe(self) -> bool:
         if self._producer is None:
             await self.start()
-        client = self._producer.client
-        client.add_topic(self.topic)
-        if not await client.force_metadata_update():
-            return False
-        return client.cluster.partitions_for_topic(self.topic) is not None
+        return await topic_known(self._producer.client, self.topic)
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None

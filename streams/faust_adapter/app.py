@@ -6,6 +6,7 @@ The worker gets from it classes of ours (:class:`~.store.StateStore`,
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import metadata
@@ -13,6 +14,7 @@ from typing import Any
 
 import faust
 
+from codex_analytics.runtime.health import JOINING, READY, RECOVERING, STOPPING
 from codex_analytics.runtime.kafka import KafkaCluster
 from codex_analytics.runtime.record_size import max_request_bytes
 from codex_analytics.runtime.shutdown import ShutdownDeadline
@@ -124,13 +126,49 @@ class StreamApp:
     def running(self) -> bool:
         return bool(self._app.started) and not self._app.should_stop
 
-    def run(self, log_level: str, logging_config: dict[str, Any]) -> int:
+    @property
+    def phase(self) -> str:
+        """Where the app stands, as a readiness status: ``joining`` until its first
+        rebalance ended and during every later one (Faust ends a rebalance only after
+        the recovery it started), ``recovering`` while it reads changelogs back,
+        ``stopping`` from the stop signal on, else ``ready``: an empty assignment
+        (more workers than partitions) is ready too. Plain attributes Faust keeps;
+        read on the app's loop."""
+        app = self._app
+        if app.should_stop:
+            return STOPPING
+        if app.in_recovery:
+            return RECOVERING
+        if not app.started or app.rebalancing or not getattr(app, "rebalancing_count", 0):
+            return JOINING
+        return READY
+
+    def recovery_remaining(self) -> int | None:
+        """Changelog records still to read back into the table (while recovering)."""
+        try:
+            tables: Any = self._app.tables  # the TableManager's recovery is not typed
+            return int(tables.recovery.active_remaining_total())
+        except Exception:  # between assignments, or not started
+            return None
+
+    def run(
+        self,
+        log_level: str,
+        logging_config: dict[str, Any],
+        *,
+        beside: Callable[[], Awaitable[None]] | None = None,
+    ) -> int:
         """Run the app as a Faust worker until SIGTERM/SIGINT; its exit status. The stop
-        has ``ANALYTICS_SHUTDOWN_TIMEOUT_S`` (see :class:`ShutdownDeadline`)."""
+        has ``ANALYTICS_SHUTDOWN_TIMEOUT_S`` (see :class:`ShutdownDeadline`).
+
+        ``beside`` runs on the worker's loop from its first moment, before the app
+        starts (group join, changelog recovery: app tasks start only after those), until
+        the loop closes: the health heartbeat."""
         deadline = ShutdownDeadline(self._shutdown_timeout_s)
         worker = _QuietWorker(
             self._app,
             deadline,
+            beside,
             loglevel=log_level,
             logging_config=logging_config,
             redirect_stdouts=False,
@@ -147,6 +185,8 @@ class StreamApp:
 class _QuietWorker(faust.Worker):
     """Faust's worker without its progress spinner, and with a deadline on its stop.
 
+    It also runs the worker's ``beside`` coroutine from mode's first hook on the loop.
+
     Faust installs a spinner even off a terminal, and to feed it sets the root logger to
     DEBUG: every library debug call (aiokafka logs one per record sent) then builds a
     LogRecord. The profile showed 7% of the worker's time there.
@@ -156,10 +196,34 @@ class _QuietWorker(faust.Worker):
     is ignored while the first stop runs. mode calls ``_on_sigterm`` / ``_on_sigint``
     from the loop's signal handlers: each also tells the deadline."""
 
-    def __init__(self, app: Any, deadline: ShutdownDeadline, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        deadline: ShutdownDeadline,
+        beside: Callable[[], Awaitable[None]] | None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(app, *args, **kwargs)
         self.spinner = None
         self._deadline = deadline
+        self._beside = beside
+        self._beside_task: asyncio.Future[None] | None = None
+
+    async def on_execute(self) -> None:
+        """mode's first hook on the worker's loop, before any service starts."""
+        await super().on_execute()
+        if self._beside is not None:
+            self._beside_task = asyncio.ensure_future(self._beside())
+
+    async def stop(self) -> None:
+        """After the worker stopped, end ``beside`` too: mode waits up to a second for
+        the tasks still pending before it closes the loop."""
+        try:
+            await super().stop()
+        finally:
+            if self._beside_task is not None:
+                self._beside_task.cancel()
 
     def _on_sigterm(self) -> None:
         self._deadline.signalled(signal.SIGTERM)

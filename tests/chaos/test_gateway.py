@@ -39,14 +39,14 @@ def facts(count: int, seed: int = 1) -> list[bytes]:
 
 
 async def probe_health(base: str, stop: asyncio.Event) -> float:
-    """Poll ``/healthz`` until ``stop``; return the slowest answer (s). A probe with no
+    """Poll ``/livez`` until ``stop``; return the slowest answer (s). A probe with no
     answer within 5 s counts as 5 s."""
     slowest = 0.0
     async with httpx.AsyncClient(base_url=base, timeout=5) as client:
         while not stop.is_set():
             started = time.perf_counter()
             try:
-                assert (await client.get("/healthz")).status_code == 200
+                assert (await client.get("/livez")).status_code == 200
                 took = time.perf_counter() - started
             except httpx.TimeoutException:
                 took = 5.0
@@ -58,7 +58,7 @@ async def probe_health(base: str, stop: asyncio.Event) -> float:
 async def post_while_probing(
     base: str, bodies: list[bytes], headers: dict[str, str] | None = None
 ) -> tuple[list[httpx.Response], float]:
-    """POST ``bodies`` concurrently while ``/healthz`` is polled; the answers and the
+    """POST ``bodies`` concurrently while ``/livez`` is polled; the answers and the
     slowest health answer."""
     stop = asyncio.Event()
     prober = asyncio.create_task(probe_health(base, stop))
@@ -87,14 +87,14 @@ def test_a_body_of_tiny_lines_is_refused_cheaply(
         assert answer.status_code == 413, answer.text[:300]
         assert answer.json()["error"] == "too_many_lines"
         assert len(answer.content) < 4096
-        assert slowest < 1.0, f"/healthz took {slowest:.2f} s"
+        assert slowest < 1.0, f"/livez took {slowest:.2f} s"
 
         answers, slowest = asyncio.run(post_while_probing(gateway.base, [tiny] * 4))
         peak_four = gateway.memory_kb()
         statuses = sorted(a.status_code for a in answers)
         assert set(statuses) <= {413, 429}, statuses
         assert all(len(a.content) < 4096 for a in answers)
-        assert slowest < 1.0, f"/healthz took {slowest:.2f} s"
+        assert slowest < 1.0, f"/livez took {slowest:.2f} s"
         print(f"gateway VmHWM after one 16 MiB body {peak_one} kB, after four {peak_four} kB")
         assert peak_four < RSS_LIMIT_KB, f"gateway peak RSS {peak_four} kB"
 

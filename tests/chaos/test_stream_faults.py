@@ -50,8 +50,9 @@ def stream_behind(
 
 
 def healthz(port: int) -> dict[str, Any]:
+    """The worker's ``/readyz`` body once it is ready ({} before)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
             return dict(orjson.loads(answer.read()))
     except OSError:
         return {}

@@ -54,7 +54,7 @@ def gateway_process(
     gateway = GatewayProcess(proc, f"http://127.0.0.1:{port}", log)
     try:
         deadline = time.monotonic() + 30
-        path = "/readyz" if wait_ready else "/healthz"
+        path = "/readyz" if wait_ready else "/livez"
         while True:
             try:
                 if httpx.get(f"{gateway.base}{path}", timeout=2).status_code == 200:

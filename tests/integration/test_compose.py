@@ -311,7 +311,7 @@ def test_compose_services_run_as_local_processes(stack: ComposeAsProcesses, tmp_
     lags: dict[str, float] = {}
     for service in stack.services["stream"]:
         snapshot = MetricsSnapshot()
-        snapshot.add_text(httpx.get(stack.health_url(service).replace("/healthz", "/metrics")).text)
+        snapshot.add_text(httpx.get(stack.health_url(service).rsplit("/", 1)[0] + "/metrics").text)
         stream_facts += snapshot.total("codex_stream_facts_total")
         stream_partitions += snapshot.total("codex_stream_assigned_partitions")
         lags |= {

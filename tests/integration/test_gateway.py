@@ -189,7 +189,8 @@ async def test_body_limit_and_bearer_auth(
             assert streamed.status_code == 413
             ok = await http.post("/v1/facts", content=line, headers=auth)
             assert ok.status_code == 200
-            assert (await http.get("/healthz")).status_code == 200  # probes need no token
+            assert (await http.get("/livez")).status_code == 200  # probes need no token
+            assert (await http.get("/readyz")).status_code == 200
         values = await topic_values(kafka_bootstrap, topic, want=1)
         assert values == [line]
         assert "s3cret" not in repr(gateway.settings)

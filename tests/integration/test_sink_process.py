@@ -127,10 +127,10 @@ async def test_capture_mode_writes_exact_bodies_never_posts_and_survives_a_missi
     )
     sent = await _prepare(sink_run, 300)
 
-    async def health() -> tuple[int, dict[str, object]]:
+    async def health(path: str = "/readyz") -> tuple[int, dict[str, object]]:
         async with httpx.AsyncClient() as client:
             try:
-                response = await client.get(f"http://127.0.0.1:{port}/healthz")
+                response = await client.get(f"http://127.0.0.1:{port}{path}")
             except httpx.TransportError:
                 return 0, {}
             return response.status_code, response.json()
@@ -154,8 +154,9 @@ async def test_capture_mode_writes_exact_bodies_never_posts_and_survives_a_missi
             await asyncio.sleep(0.1)
         assert await capture_errors() >= 3, sink_run.log_text()
         status, body = await health()
-        assert status == 503, body  # ...unhealthy meanwhile
+        assert status == 503, body  # ...not ready meanwhile
         assert body["capture_failing"] is True
+        assert (await health("/livez"))[0] == 200  # and live: a restart cannot mend a disk
         assert not capture.exists()
         capture_dir.mkdir()
         lines: list[bytes] = []

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiokafka
+import faust
 import faust.streams
 import pytest
 from aiokafka.consumer.fetcher import Fetcher
@@ -117,6 +118,8 @@ OVERRIDES = [
     ),
     (faust_app._QuietWorker, ModeWorker, "_on_sigterm", "(self)"),
     (faust_app._QuietWorker, ModeWorker, "_on_sigint", "(self)"),
+    (faust_app._QuietWorker, faust.Worker, "on_execute", "(self)"),
+    (faust_app._QuietWorker, ModeWorker, "stop", "(self)"),
 ]
 
 
@@ -264,3 +267,19 @@ def test_records_are_sent_as_the_app_adapter_sends_them() -> None:
 def test_the_app_tells_the_generation_and_rebalancing() -> None:
     assert {"consumer_generation_id", "rebalancing"} <= annotated(AppT)
     assert issubclass(App, AppT)
+
+
+def test_the_health_phase_reads_what_the_app_and_its_recovery_keep() -> None:
+    """StreamApp.phase and recovery_remaining (the stream's /readyz)."""
+    assert {"rebalancing", "rebalancing_count", "in_recovery"} <= annotated(AppT)
+    assert "self.rebalancing_count+=1" in source(App.on_rebalance_start)
+    assert "self.rebalancing=False" in source(App.on_rebalance_end)
+    assert shape(Recovery.active_remaining_total) == "(self)"
+    # Faust ends a rebalance only once the recovery it started is over.
+    assert "self.app.on_rebalance_end()" in source(Recovery.on_recovery_completed)
+
+
+def test_the_heartbeat_starts_on_the_loop_before_the_app() -> None:
+    """_QuietWorker starts ``beside`` in ``on_execute``: mode awaits it on the worker's
+    loop in its first-start hook, before the services (the app) start."""
+    assert "awaitself.on_execute()" in source(ModeWorker.default_on_first_start)
