@@ -16,6 +16,7 @@ from typing import Any
 from codex_analytics.runtime.config import (
     HEALTH_STALL_S,
     LOG_LEVEL,
+    SESSION_TIMEOUT_MS,
     SHUTDOWN_TIMEOUT_S,
     Setting,
     address,
@@ -225,13 +226,6 @@ VALIDATE_EVENTS = declare(
     "its bytes, checked to be JSON, pass through",
     used_by=_SINK,
 )
-SESSION_TIMEOUT_MS = declare(
-    "ANALYTICS_KAFKA_SESSION_TIMEOUT_MS",
-    integer(minimum=1000),
-    10_000,
-    help="consumer-group session timeout (a dead worker's partitions move after it)",
-    used_by=_SINK,
-)
 HEALTH_ADDR = declare(
     "ANALYTICS_SINK_HEALTH_ADDR",
     address(),
@@ -268,7 +262,6 @@ SETTINGS: tuple[Setting[Any, Any], ...] = (
     CREDENTIAL_WAIT_S,
     MAX_BUFFERED,
     VALIDATE_EVENTS,
-    SESSION_TIMEOUT_MS,
     HEALTH_ADDR,
     SINK_LOG_LEVEL,
 )

@@ -15,6 +15,7 @@ from typing import Any
 from codex_analytics.runtime.config import (
     HEALTH_STALL_S,
     LOG_LEVEL,
+    SESSION_TIMEOUT_MS,
     SHUTDOWN_TIMEOUT_S,
     Setting,
     address,
@@ -169,6 +170,8 @@ class StreamSettings:
     shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S.default
     #: ``/livez`` fails once the event loop has not stamped its heartbeat for this long.
     health_stall_s: float = HEALTH_STALL_S.default
+    #: The consumer group's session timeout (heartbeats every quarter of it, at most 1 s).
+    session_timeout_ms: int = SESSION_TIMEOUT_MS.default
     log_level: str = LOG_LEVEL.default
 
     @property
@@ -217,5 +220,6 @@ class StreamSettings:
             health_addr=HEALTH_ADDR.read(env),
             shutdown_timeout_s=SHUTDOWN_TIMEOUT_S.read(env),
             health_stall_s=HEALTH_STALL_S.read(env),
+            session_timeout_ms=SESSION_TIMEOUT_MS.read(env),
             log_level=LOG_LEVEL.read(env),
         )

@@ -290,8 +290,18 @@ HEALTH_STALL_S = declare(
     used_by=("gateway", "sink worker", "stream worker", "replay"),  # replay: stream settings
 )
 
+SESSION_TIMEOUT_MS = declare(
+    "ANALYTICS_KAFKA_SESSION_TIMEOUT_MS",
+    integer(minimum=1000),
+    10_000,
+    help="consumer-group session timeout of the workers: a dead worker's partitions move "
+    "after it; joining a group takes half of it on the embedded broker",
+    used_by=("sink worker", "stream worker"),
+)
+
 SETTINGS: tuple[Setting[Any, Any], ...] = (
     LOG_LEVEL,
+    SESSION_TIMEOUT_MS,
     FACTS_PER_RECORD,
     SHUTDOWN_TIMEOUT_S,
     HEALTH_STALL_S,

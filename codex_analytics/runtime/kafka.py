@@ -368,13 +368,18 @@ def producer_options(max_record_bytes: int = MAX_RECORD_BYTES.default) -> dict[s
     }
 
 
+def heartbeat_interval_ms(session_timeout_ms: int) -> int:
+    """A group member's heartbeat: a quarter of the session timeout, 0.1 s to 1 s."""
+    return max(100, min(1_000, session_timeout_ms // 4))
+
+
 def consumer_options(*, session_timeout_ms: int = 10_000) -> dict[str, Any]:
     return {
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "fetch_max_wait_ms": 100,
         "session_timeout_ms": session_timeout_ms,
-        "heartbeat_interval_ms": max(100, min(1_000, session_timeout_ms // 4)),
+        "heartbeat_interval_ms": heartbeat_interval_ms(session_timeout_ms),
         "max_partition_fetch_bytes": 4 * 1024 * 1024,
     }
 

@@ -15,7 +15,7 @@ from typing import Any
 import faust
 
 from codex_analytics.runtime.health import JOINING, READY, RECOVERING, STOPPING
-from codex_analytics.runtime.kafka import KafkaCluster
+from codex_analytics.runtime.kafka import KafkaCluster, heartbeat_interval_ms
 from codex_analytics.runtime.record_size import max_request_bytes
 from codex_analytics.runtime.shutdown import ShutdownDeadline
 from codex_analytics.runtime.topic_plan import STATE_TABLE
@@ -60,8 +60,8 @@ class StreamApp:
             # own default (1,000,000) was a second, unrelated limit.
             producer_max_request_size=max_request_bytes(settings.max_record_bytes),
             producer_request_timeout=60.0,
-            broker_session_timeout=10.0,
-            broker_heartbeat_interval=1.0,
+            broker_session_timeout=settings.session_timeout_ms / 1000,
+            broker_heartbeat_interval=heartbeat_interval_ms(settings.session_timeout_ms) / 1000,
             broker_commit_interval=1.0,
             consumer_auto_offset_reset="earliest",
             stream_wait_empty=True,

@@ -23,6 +23,8 @@ from streams.reducer.offline import OfflineReducer
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_GROUP = {"session_timeout_ms": 4000, "heartbeat_interval_ms": 500}
+#: The workers' session timeout in tests (ANALYTICS_KAFKA_SESSION_TIMEOUT_MS).
+FAST_SESSION_TIMEOUT_MS = "4000"
 
 
 @dataclass
@@ -57,6 +59,9 @@ class StreamRun:
             ANALYTICS_TOPIC_PARTITIONS=str(self.partitions),
             ANALYTICS_STREAM_APP_ID=f"{self.prefix}-stream",
             ANALYTICS_LOG_LEVEL="INFO",
+            # Joining takes half the session timeout on the embedded broker (the default
+            # 10 s: 5 s per worker start), and a killed worker's partitions move after it.
+            ANALYTICS_KAFKA_SESSION_TIMEOUT_MS=FAST_SESSION_TIMEOUT_MS,
             PYTHONPATH=str(ROOT),
         )
         env.update(self.extra_env)
