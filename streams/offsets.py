@@ -65,6 +65,16 @@ class OffsetGuard:
     def start(self, tp: Hashable, offset: int) -> None:
         self.expected.setdefault(tp, offset)
 
+    def watch(self, starts: Mapping[Hashable, int], now: float) -> None:
+        """Expect partitions none of whose records arrived yet at their ``starts`` (where
+        their stream begins), as if a record had arrived ``now``: if every record fetched
+        of a partition was lost before delivery, no later one reveals the hole, and only
+        :meth:`stalled` can, once it knows where the partition starts."""
+        for tp, offset in starts.items():
+            if tp not in self.expected:
+                self.expected[tp] = offset
+                self.arrived[tp] = now
+
     def check(self, events: Sequence[_Event], now: float) -> Continuity:
         out = Continuity()
         expected, holes = self.expected, self.holes

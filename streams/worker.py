@@ -31,7 +31,7 @@ from codex_analytics.runtime.metrics import Backlog, backlogs, partition_lag
 
 from .commit import BatchCommit, Output, StateChange, fatal
 from .faust_adapter.app import StreamApp
-from .faust_adapter.consumer import AssignmentChanged
+from .faust_adapter.consumer import AssignmentChanged, OffsetLookupError
 from .faust_adapter.stacks import task_chains
 from .handoff import Handoff
 from .idle_sweep import IdleSweep
@@ -171,6 +171,13 @@ class StreamWorker:
         expects, with nothing of it arriving, lost those records before delivery (see
         :meth:`OffsetGuard.stalled`); read them again rather than idle with a lag."""
         positions = self.consumer.positions(self.app.facts_topic)
+        unseen = [tp for tp in positions if tp not in self.guard.expected]
+        if unseen:
+            try:
+                starts = await self.consumer.start_offsets(unseen)
+            except (AssignmentChanged, OffsetLookupError):
+                return  # the next idle round asks again
+            self.guard.watch(starts, time.monotonic())
         for tp, offset in self.guard.stalled(positions, time.monotonic()).items():
             log.warning(
                 "stalled on %s: fetched up to offset %d, but nothing from offset %d "

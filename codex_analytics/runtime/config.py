@@ -296,7 +296,7 @@ SESSION_TIMEOUT_MS = declare(
     10_000,
     help="consumer-group session timeout of the workers: a dead worker's partitions move "
     "after it; joining a group takes half of it on the embedded broker",
-    used_by=("sink worker", "stream worker"),
+    used_by=("sink worker", "stream worker", "replay"),  # replay: the stream's settings
 )
 
 SETTINGS: tuple[Setting[Any, Any], ...] = (

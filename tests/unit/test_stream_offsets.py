@@ -125,3 +125,19 @@ def test_a_partition_whose_records_keep_arriving_is_not_stalled() -> None:
     assert guard.stalled({"b": 7}, now=9.0) == {}  # not started: nothing expected yet
     guard.reset()
     assert guard.stalled({"a": 50}, now=20.0) == {}
+
+
+def test_a_partition_none_of_whose_records_arrived_is_watched_from_its_start() -> None:
+    """Every record fetched of a partition lost before delivery: no record ever told the
+    guard where it starts, so nothing revealed the hole (the seek-and-resume test's stall
+    under load: position 39, committed none, nothing processed). Watched from where it
+    starts, it is sought back once it stays silent past that."""
+    guard = OffsetGuard()
+    guard.watch({"a": 0, "b": 5}, now=10.0)
+    positions = {"a": 39, "b": 5}
+    assert guard.stalled(positions, now=11.9) == {}  # records may still be on their way
+    assert guard.stalled(positions, now=12.0) == {"a": 0}  # b fetched nothing: fine
+    guard.watch({"a": 7}, now=13.0)  # known already: kept
+    assert guard.expected["a"] == 0
+    result = guard.check(events(("a", 0)), now=13.0)
+    assert offsets(result.process) == [("a", 0)]
