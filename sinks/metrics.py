@@ -11,6 +11,9 @@ from codex_analytics.runtime.metrics import ServiceMetrics
 
 from .outcomes import BatchOutcome, DeadLettered, Delivered, GateSkipped
 
+#: Every way the sink finishes with an event.
+OUTCOMES = ("delivered", "captured", "skipped", "dead_lettered")
+
 
 class SinkMetrics(ServiceMetrics):
     PREFIX = "codex_sink"
@@ -23,6 +26,11 @@ class SinkMetrics(ServiceMetrics):
             ["outcome"],
         )
         self.batches = self.counter("batches", "Batches handled, by outcome.", ["outcome"])
+        # Every outcome exported at 0 from the start: a sink that has handled nothing
+        # since it started must show a rate of 0 (the not-consuming alert), not no series.
+        for outcome in OUTCOMES:
+            self.events.labels(outcome)
+            self.batches.labels(outcome)
         self.batches_closed = self.counter(
             "batches_closed",
             "Batches closed, by what closed them (count, bytes, time, isolated, flush...).",

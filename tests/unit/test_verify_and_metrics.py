@@ -179,3 +179,14 @@ def test_pending_timestamps_follow_processing_and_seeks() -> None:
     assert pending.oldest_ms(0) is None
     pending.keep_only([0])  # partition 1 revoked
     assert pending.oldest_ms(1) is None
+
+
+def test_a_fresh_sink_exports_every_outcome_at_zero() -> None:
+    """The not-consuming alert takes the rate of the handled events: a sink that has
+    handled nothing since it started must export 0, not no series at all."""
+    from sinks.metrics import OUTCOMES, SinkMetrics
+
+    metrics = SinkMetrics()
+    text = metrics.render().decode()
+    for outcome in OUTCOMES:
+        assert f'codex_sink_events_total{{outcome="{outcome}"}} 0.0' in text
