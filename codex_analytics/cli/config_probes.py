@@ -70,7 +70,7 @@ async def _url(probed: Probed, within: float) -> Finding:
             f"{setting.name}: {shown} did not answer within {within:g} s",
             services,
         )
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
         why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return Finding(
             "error", setting.name, f"{setting.name}: {shown} unreachable: {why}", services

@@ -39,7 +39,7 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
 
     from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.runtime.config import FACTS_PER_RECORD
-    from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings
+    from codex_analytics.runtime.kafka import BROKER_WAIT_S, KafkaCluster, TopicSettings
     from codex_analytics.runtime.kafka_start import KafkaStartError, prepare_topics, start_failed
     from codex_analytics.runtime.progress import Progress
     from codex_analytics.runtime.topic_plan import TopicPlan
@@ -72,7 +72,8 @@ def publish_to_kafka(lines: Iterable[bytes], args: argparse.Namespace, command: 
         retry_for = cluster.start_wait_s if args.retry_for is None else args.retry_for
         plan = TopicPlan.pipeline(topics).only("facts")
         try:
-            await prepare_topics(cluster, plan, within=retry_for)
+            limit = BROKER_WAIT_S.name if args.retry_for is None else "--retry-for"
+            await prepare_topics(cluster, plan, within=retry_for, limit=limit)
         except KafkaStartError as exc:
             return start_failed(command, exc)
         transport = KafkaFactTransport(

@@ -158,7 +158,7 @@ class DeadLetterSummary:
             "truncated": self.truncated,
             "dlq_partitions": {str(p): n for p, n in sorted(self.partitions.items())},
             "reasons": {
-                reason: {
+                preview(reason.encode()): {
                     "count": r.count,
                     "first": _iso_or_none(r.first_ms),
                     "last": _iso_or_none(r.last_ms),
@@ -216,7 +216,7 @@ def sample_json(letter: Letter) -> dict[str, object]:
     return {
         "dlq_position": letter.position,
         "dead_lettered_at": iso_ms(letter.timestamp_ms),
-        "source": letter.source,
+        "source": preview(letter.source.encode()),
         "reason": preview(letter.reason.encode()),
         **{name: preview(letter.header(name).encode()) for name in _SHOWN_HEADERS},
         "other_headers": {

@@ -129,6 +129,19 @@ def parse_address(name: str, raw: str) -> str:
     return raw
 
 
+#: The port of a bootstrap server written without one, as in every Kafka client.
+DEFAULT_BROKER_PORT = 9092
+
+
+def split_bootstrap_server(server: str) -> tuple[str, int]:
+    """One ``HOST[:PORT]`` of a bootstrap list -> (host, port), the port defaulting to
+    9092; a ``ValueError`` as :func:`split_host_port` raises it."""
+    server = server.strip()
+    if server.endswith("]") or ":" not in server:  # no port: Kafka's default
+        server += f":{DEFAULT_BROKER_PORT}"
+    return split_host_port(server, default_host="")
+
+
 def parse_broker_list(name: str, raw: str) -> str:
     """Kafka bootstrap servers: ``HOST[:PORT]`` items separated by commas (the port
     defaults to 9092, as in every Kafka client); returned as written."""
@@ -136,10 +149,8 @@ def parse_broker_list(name: str, raw: str) -> str:
         server = item.strip()
         if not server:
             raise ValueError(f"{name} has an empty server in {raw!r}")
-        if server.endswith("]") or ":" not in server:  # no port: Kafka's default
-            server += ":9092"
         try:
-            host, port = split_host_port(server, default_host="")
+            host, port = split_bootstrap_server(server)
         except ValueError as exc:
             raise ValueError(f"{name} must be HOST:PORT,...: {exc}") from None
         if not host or port == 0:
@@ -162,12 +173,16 @@ def parse_log_level(name: str, raw: str) -> str:
 
 
 def shown_url(url: str) -> str:
-    """``url`` without a password in its user part: what a message may quote."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` without its user part (a password, or a token written as the user):
+    what a message may quote."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<an unparsable URL>"
+    if "@" not in parts.netloc:
         return url
     host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def parse_http_url(name: str, raw: str) -> str:
@@ -182,6 +197,13 @@ def parse_http_url(name: str, raw: str) -> str:
     if not parts.hostname or not port_ok:
         raise ValueError(
             f"{name} must be an http(s) URL with a host and a valid port, got {shown_url(raw)!r}"
+        )
+    if "@" in parts.netloc:
+        # httpx would send it as Basic auth in place of the account's Bearer token, and
+        # log it with every request.
+        raise ValueError(
+            f"{name} must not hold credentials (user:password@): tokens come from the "
+            f"credential settings; got {shown_url(raw)!r}"
         )
     return raw
 

@@ -38,6 +38,7 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
+from codex_analytics.runtime.env import split_bootstrap_server
 from codex_analytics.runtime.errors import ConfigError, PermanentError, RetryableError
 from codex_analytics.runtime.kafka import KafkaCluster, KafkaTarget
 from codex_analytics.runtime.kafka_security import (
@@ -317,7 +318,8 @@ def _tls_failed(security: KafkaSecurity, exc: ssl.SSLError) -> str:
 def _sasl_failed(security: KafkaSecurity, exc: BaseException | None) -> str:
     mechanism = security.sasl_mechanism or "no mechanism"
     if isinstance(exc, UnsupportedSaslMechanismError | IllegalSaslStateError):
-        return f"SASL mechanism {mechanism} refused: {_message(exc)}"
+        detail = _message(exc)
+        return f"SASL mechanism {mechanism} refused" + (f": {detail}" if detail else "")
     who = "" if security.uses_oauth else f" for user {security.sasl_username}"
     detail = f": {_message(exc)}" if exc is not None and _message(exc) else ""
     return f"SASL authentication failed{who} ({mechanism}){detail}"
@@ -336,9 +338,12 @@ def _kafka_error(exc: BaseException) -> str:
 
 
 def _message(exc: BaseException) -> str:
-    """The exception's own text, first line only (a broker's message may be long)."""
+    """The exception's own text, first line only (a broker's message may be long);
+    nothing when it is only an object's repr (aiokafka raises some of its SASL errors
+    with the connection as their text)."""
     text = str(exc.args[0]) if getattr(exc, "args", None) else str(exc)
-    return text.splitlines()[0] if text else ""
+    first = text.splitlines()[0] if text else ""
+    return "" if first.startswith("<") and first.endswith(">") else first
 
 
 def _ssl_reason(exc: ssl.SSLError) -> str:
@@ -346,5 +351,4 @@ def _ssl_reason(exc: ssl.SSLError) -> str:
 
 
 def _split(host: str) -> tuple[str, int]:
-    name, _, port = host.rpartition(":")
-    return name.strip("[]"), int(port)
+    return split_bootstrap_server(host)

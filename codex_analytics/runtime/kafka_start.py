@@ -97,10 +97,12 @@ async def with_cluster(
     use: Callable[[Any], Awaitable[T]],
     *,
     within: float,
+    limit: str = BROKER_WAIT_S.name,
 ) -> T:
     """``use(admin)`` with an admin client connected to ``cluster``, retried until it
     succeeds, fails for good or ``within`` seconds passed (then
-    :class:`KafkaStartError`)."""
+    :class:`KafkaStartError`). ``limit`` names where ``within`` came from, for the lines
+    (a command's ``--retry-for``)."""
     kafka = KafkaCluster.of(cluster)
     started = time.monotonic()
     deadline = started + within
@@ -118,7 +120,7 @@ async def with_cluster(
             attempts,
             next_in,
             within,
-            BROKER_WAIT_S.name,
+            limit,
             extra={"kafka": kafka.bootstrap, "attempt": attempts, "next_in_s": round(next_in, 3)},
         )
 
@@ -133,8 +135,7 @@ async def with_cluster(
     except _NotYet as exc:
         raise KafkaStartError(
             exc.final
-            or f"Kafka at {kafka.bootstrap} not reachable within {within:g} s "
-            f"({BROKER_WAIT_S.name}): {exc}"
+            or f"Kafka at {kafka.bootstrap} not reachable within {within:g} s ({limit}): {exc}"
         ) from None
     raise AssertionError("unreachable: the retrier returns or raises")  # pragma: no cover
 
@@ -150,12 +151,14 @@ async def wait_for_cluster(cluster: KafkaTarget, within: float) -> None:
 
 
 async def prepare_topics(
-    cluster: KafkaTarget, plan: TopicPlan, *, within: float
+    cluster: KafkaTarget, plan: TopicPlan, *, within: float, limit: str = BROKER_WAIT_S.name
 ) -> dict[str, ExistingTopic]:
     """Wait for the cluster, create the plan's missing topics (unless the plan forbids
     it: then wait for them), and return each planned topic as the cluster has it."""
     kafka = KafkaCluster.of(cluster)
-    return await with_cluster(kafka, lambda admin: _ensure(admin, kafka, plan), within=within)
+    return await with_cluster(
+        kafka, lambda admin: _ensure(admin, kafka, plan), within=within, limit=limit
+    )
 
 
 async def apply_plan(
@@ -343,6 +346,10 @@ async def _topic_configs(admin: Any, names: list[str]) -> Mapping[str, Mapping[s
     return found
 
 
+#: Where aiokafka logs a failed connection (``Unable connect to "host:port": err``).
+_CONNECTION_LOGGERS = ("aiokafka.client", "aiokafka.conn")
+
+
 @contextlib.contextmanager
 def _connection_failures() -> Iterator[list[tuple[str, BaseException]]]:
     """Collect aiokafka's per-host connection failures (``Unable connect to "host:port":
@@ -357,12 +364,16 @@ def _connection_failures() -> Iterator[list[tuple[str, BaseException]]]:
             return False
         return True
 
-    logger = logging.getLogger("aiokafka")
-    logger.addFilter(keep)
+    # A logger's filters see only the records logged on it, not those its children
+    # propagate: the filter goes where aiokafka logs them.
+    loggers = [logging.getLogger(name) for name in _CONNECTION_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(keep)
     try:
         yield failures
     finally:
-        logger.removeFilter(keep)
+        for logger in loggers:
+            logger.removeFilter(keep)
 
 
 def _causes(cluster: KafkaCluster, failures: list[tuple[str, BaseException]]) -> str:

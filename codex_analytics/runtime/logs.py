@@ -120,8 +120,18 @@ def logging_dict_config(level: str = "WARNING", *, json: bool | None = None) -> 
         },
         "root": {"level": level.upper(), "handlers": ["default"]},
         # Propagates to the root's handler, whose own level is not checked again.
-        "loggers": {name: {"level": "INFO"} for name in (BANNER_LOGGER, REPORT_LOGGER)},
+        "loggers": {
+            **{name: {"level": "INFO"} for name in (BANNER_LOGGER, REPORT_LOGGER)},
+            # Never below INFO, whatever the service's level: at DEBUG, aiokafka logs
+            # every request it sends, SASL PLAIN's password and OAUTHBEARER's token too.
+            "aiokafka": {"level": _at_least_info(level)},
+        },
     }
+
+
+def _at_least_info(level: str) -> str:
+    named = logging.getLevelNamesMapping().get(level.upper(), logging.WARNING)
+    return logging.getLevelName(max(named, logging.INFO))
 
 
 def configure_logging(level: str = "WARNING", *, json: bool | None = None) -> None:

@@ -116,7 +116,14 @@ def test_a_url_needs_a_scheme_a_host_and_a_valid_port_and_hides_its_password() -
     with pytest.raises(ConfigError) as raised:
         read(http_url(), "https://user:hunter2@h:99999/")
     assert "hunter2" not in str(raised.value)
-    assert "user:***@h" in str(raised.value)
+    assert "***@h" in str(raised.value)
+    for userinfo in ("https://user:hunter2@h/", "https://tok-hunter2@h/"):
+        with pytest.raises(ConfigError, match="must not hold credentials") as raised:
+            read(http_url(), userinfo)
+        assert "hunter2" not in str(raised.value)
+    with pytest.raises(ConfigError, match="unparsable") as raised:
+        read(http_url(), "https://u:hunter2@[::1")
+    assert "hunter2" not in str(raised.value)
 
 
 def test_paths_must_exist_or_be_creatable(tmp_path: Path) -> None:

@@ -312,3 +312,27 @@ def test_of_two_redrives_claiming_the_same_letters_at_once_only_the_first_goes_o
         ledger.take(letter)
     assert ledger.claim(0, 4) is None
     assert ledger.runs()[0].state == "cancelled"
+
+
+def test_a_forged_source_or_reason_cannot_break_a_line_or_show_a_token() -> None:
+    """Headers are whatever the record carried: escaped and redacted like the value."""
+    from codex_analytics.ops.dead_letters import sample_json, sample_lines
+
+    forged = Letter(
+        0,
+        1,
+        NOW_MS,
+        None,
+        b"{}",
+        (
+            ("error.reason", b"not_json\nFORGED Bearer tokREASON"),
+            ("source.topic", b"analytics.facts\n\x1b[31mFORGED Bearer tokSOURCE"),
+            ("source.partition", b"0"),
+            ("source.offset", b"1"),
+        ),
+    )
+    shown = "\n".join(sample_lines(forged)) + str(sample_json(forged))
+    assert "tokSOURCE" not in shown
+    assert "tokREASON" not in shown
+    assert "\x1b" not in shown
+    assert all("FORGED" not in line or "\\n" in line for line in sample_lines(forged))

@@ -52,8 +52,9 @@ def test_aiokafka_per_host_failures_are_collected_not_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """aiokafka logs ``Unable connect to "%s:%s": %s`` once per host and try; the wait
-    keeps the cause and drops the line. Other lines of the logger pass."""
-    logger = logging.getLogger("aiokafka")
+    keeps the cause and drops the line. Other lines of the logger pass. (It is logged on
+    ``aiokafka.client``: a filter on the parent ``aiokafka`` would never see it.)"""
+    logger = logging.getLogger("aiokafka.client")
     refused = ConnectionRefusedError(111, "Connect call failed")
     with caplog.at_level(logging.INFO, logger="aiokafka"), _connection_failures() as failures:
         logger.error('Unable connect to "%s:%s": %s', "kafka-0", 9092, refused)

@@ -27,6 +27,7 @@ from codex_analytics.runtime.logs import (
     JsonFormatter,
     PlainFormatter,
     configure_logging,
+    logging_dict_config,
 )
 from sinks import settings as sink_settings
 from sinks.settings import BEARER_TOKEN, SINK_LOG_LEVEL
@@ -336,3 +337,16 @@ def test_what_python_itself_would_print_is_a_json_line_too() -> None:
     assert lines[1]["message"] == "uncaught ZeroDivisionError in thread worker-x: division by zero"
     assert lines[2]["message"] == "uncaught RuntimeError: boom"
     assert "Traceback" in lines[2]["exception"]
+
+
+def test_the_kafka_client_never_logs_below_info_even_at_debug() -> None:
+    """At DEBUG aiokafka logs each request it sends: SASL PLAIN's SaslAuthenticate holds
+    the password in clear, OAUTHBEARER's the token."""
+    assert logging_dict_config("DEBUG")["loggers"]["aiokafka"]["level"] == "INFO"
+    assert logging_dict_config("WARNING")["loggers"]["aiokafka"]["level"] == "WARNING"
+    configure_logging("DEBUG", json=True)
+    try:
+        assert not logging.getLogger("aiokafka.conn").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("codex_analytics.stream").isEnabledFor(logging.DEBUG)
+    finally:
+        configure_logging("WARNING", json=True)
