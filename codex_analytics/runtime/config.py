@@ -270,6 +270,9 @@ FACTS_PER_RECORD = declare(
     used_by=("gateway", "produce", "generate", "client library"),
 )
 
+#: The services that run until stopped, and replay, which reads the stream's settings.
+LONG_RUNNING = ("gateway", "sink worker", "stream worker", "replay")
+
 SHUTDOWN_TIMEOUT_S = declare(
     "ANALYTICS_SHUTDOWN_TIMEOUT_S",
     number(minimum=0),
@@ -278,7 +281,7 @@ SHUTDOWN_TIMEOUT_S = declare(
     "flush its producer; the stream: the batch in flight; the sink: flush and deliver open "
     "batches, then commit and leave the group) before exiting anyway (status 75); a second "
     "SIGTERM exits at once",
-    used_by=("gateway", "sink worker", "stream worker", "replay"),  # replay: stream settings
+    used_by=LONG_RUNNING,
 )
 
 HEALTH_STALL_S = declare(
@@ -287,7 +290,7 @@ HEALTH_STALL_S = declare(
     60.0,
     help="`GET /livez` answers 503 once the service's event loop has not run its heartbeat "
     "(every 0.5 s) for this long: a wedged process, never a broker, endpoint or disk fault",
-    used_by=("gateway", "sink worker", "stream worker", "replay"),  # replay: stream settings
+    used_by=LONG_RUNNING,
 )
 
 SESSION_TIMEOUT_MS = declare(
@@ -296,7 +299,7 @@ SESSION_TIMEOUT_MS = declare(
     10_000,
     help="consumer-group session timeout of the workers: a dead worker's partitions move "
     "after it; joining a group takes half of it on the embedded broker",
-    used_by=("sink worker", "stream worker", "replay"),  # replay: the stream's settings
+    used_by=tuple(r for r in LONG_RUNNING if r != "gateway"),
 )
 
 SETTINGS: tuple[Setting[Any, Any], ...] = (
