@@ -398,12 +398,12 @@ def _state_record_bytes(instance_id: str, state: bytes) -> int:
 def _event_records(fact: FactEnvelope, events: Sequence[TrackEvent]) -> list[tuple[bytes, bytes]]:
     route = fact.source.auth or _NO_ROUTE
     key = route_key(route)
-    instance_id, seq = fact.source.instance_id, fact.seq
+    instance_id, seq, contract = fact.source.instance_id, fact.seq, fact.contract
     return [
         (
             key,
             encode_event_record(
-                EventRecord(route=route, origin=Origin(instance_id, seq, i), event=e)
+                EventRecord(route=route, origin=Origin(instance_id, seq, i, contract), event=e)
             ),
         )
         for i, e in enumerate(events)

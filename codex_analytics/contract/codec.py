@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from . import profile_j
 from .errors import DecodeError, DecodeReason, describe
 from .events import EVENT_MODELS, TrackEvent
 from .facts import (
@@ -25,6 +26,7 @@ from .facts import (
 from .limits import MAX_ID_CHARS
 from .records import EventRecord, Origin
 from .schema import _U64_MAX, _check_u64, decoder_for, to_wire, too_long, wrong_type
+from .versions import CONTRACT_J, CONTRACT_S, DEFAULT_CONTRACT, ContractId
 
 #: The one record-size limit's default (bytes): the largest record (key, value and
 #: headers) any service writes to a topic or accepts from one. ``ANALYTICS_MAX_RECORD_BYTES``
@@ -73,7 +75,33 @@ def loads(data: BytesLike | str, *, max_bytes: int = DEFAULT_MAX_FACT_BYTES) -> 
 # -- facts ----------------------------------------------------------------------------------
 
 _decode_source = decoder_for(Source)
-_PAYLOAD_DECODERS = {kind: decoder_for(model) for kind, model in PAYLOAD_TYPES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _ContractCodec:
+    """What decoding a fact of one contract needs: its kinds' payload decoders and which
+    of its kinds are connection-scoped."""
+
+    payload_decoders: dict[str, Callable[[Any], Any]]
+    connection_scoped: frozenset[str]
+
+
+_CONTRACT_CODECS: dict[ContractId, _ContractCodec] = {
+    CONTRACT_S: _ContractCodec(
+        {kind: decoder_for(model) for kind, model in PAYLOAD_TYPES.items()},
+        CONNECTION_SCOPED_KINDS,
+    ),
+    CONTRACT_J: _ContractCodec(
+        {kind: decoder_for(model) for kind, model in profile_j.PAYLOAD_TYPES.items()},
+        profile_j.CONNECTION_SCOPED_KINDS,
+    ),
+}
+
+
+def _unknown_kind(kind: str, contract: ContractId) -> DecodeError:
+    others = [c for c, codec in _CONTRACT_CODECS.items() if kind in codec.payload_decoders]
+    hint = f" (a {others[0]} kind; this fact speaks {contract})" if others else ""
+    return DecodeError(DecodeReason.UNKNOWN_KIND, "kind", f"unknown fact kind {kind[:64]!r}{hint}")
 
 
 def _field(obj: dict[str, Any], key: str) -> Any:
@@ -107,9 +135,6 @@ def _fact_from_json(obj: Any) -> FactEnvelope:
     kind = _field(obj, "kind")
     if type(kind) is not str:
         raise wrong_type("string", kind).within("kind")
-    payload_decoder = _PAYLOAD_DECODERS.get(kind)
-    if payload_decoder is None:
-        raise DecodeError(DecodeReason.UNKNOWN_KIND, "kind", f"unknown fact kind {kind[:64]!r}")
     fact_id = _field(obj, "fact_id")
     if type(fact_id) is not str:
         raise wrong_type("string", fact_id).within("fact_id")
@@ -117,6 +142,12 @@ def _fact_from_json(obj: Any) -> FactEnvelope:
         raise too_long(len(fact_id), MAX_ID_CHARS).within("fact_id")
     raw_source = _field(obj, "source")
     source = _cached_source(raw_source)
+    # The source names the contract, and the contract the kinds and their payloads.
+    contract = source.contract_id
+    codec = _CONTRACT_CODECS[contract]
+    payload_decoder = codec.payload_decoders.get(kind)
+    if payload_decoder is None:
+        raise _unknown_kind(kind, contract)
     seq = _field(obj, "seq")
     if type(seq) is not int or not 0 <= seq <= _U64_MAX:
         raise _u64_error(seq, "seq")
@@ -124,7 +155,7 @@ def _fact_from_json(obj: Any) -> FactEnvelope:
     if type(observed_at_ms) is not int or not 0 <= observed_at_ms <= _U64_MAX:
         raise _u64_error(observed_at_ms, "observed_at_ms")
     connection_id = obj.get("connection_id")
-    if kind in CONNECTION_SCOPED_KINDS:
+    if kind in codec.connection_scoped:
         if "connection_id" not in obj:
             raise DecodeError(DecodeReason.MISSING_KEY, "connection_id", "required key is missing")
         if type(connection_id) is not int or not 0 <= connection_id <= _U64_MAX:
@@ -282,27 +313,37 @@ def encode_fact(fact: FactEnvelope) -> bytes:
 
 # -- events -----------------------------------------------------------------------------
 
-_EVENT_DECODERS = {name: decoder_for(model) for name, model in EVENT_MODELS.items()}
+#: contract -> event_type -> decoder. Both contracts share most event names, with other
+#: shapes: an event is validated by the model of the contract that produced it.
+_EVENT_DECODERS: dict[ContractId, dict[str, Callable[[Any], Any]]] = {
+    CONTRACT_S: {name: decoder_for(model) for name, model in EVENT_MODELS.items()},
+    CONTRACT_J: {name: decoder_for(model) for name, model in profile_j.EVENT_MODELS.items()},
+}
+#: Every event type of any contract.
+_ANY_EVENT_TYPE = frozenset(name for table in _EVENT_DECODERS.values() for name in table)
 
 
-def _event_decoder(obj: Any) -> Callable[[Any], Any]:
+def _event_decoder(obj: Any, contract: ContractId) -> Callable[[Any], Any]:
     if type(obj) is not dict:
         raise wrong_type("an event object", obj)
     event_type = _field(obj, "event_type")
     if type(event_type) is not str:
         raise wrong_type("string", event_type).within("event_type")
-    decoder = _EVENT_DECODERS.get(event_type)
+    decoder = _EVENT_DECODERS[contract].get(event_type)
     if decoder is None:
         raise DecodeError(
-            DecodeReason.UNKNOWN_KIND, "event_type", f"unknown event type {event_type[:64]!r}"
+            DecodeReason.UNKNOWN_KIND,
+            "event_type",
+            f"unknown {contract} event type {event_type[:64]!r}",
         )
     return decoder
 
 
-def event_from_json(obj: Any) -> TrackEvent:
-    """Validate a parsed JSON value as one track event (dispatch on ``event_type``)."""
+def event_from_json(obj: Any, contract: ContractId = DEFAULT_CONTRACT) -> TrackEvent:
+    """Validate a parsed JSON value as one track event of ``contract`` (dispatch on
+    ``event_type``)."""
     try:
-        event: TrackEvent = _event_decoder(obj)(obj)
+        event: TrackEvent = _event_decoder(obj, contract)(obj)
         return event
     except DecodeError:
         raise
@@ -310,8 +351,13 @@ def event_from_json(obj: Any) -> TrackEvent:
         raise DecodeError(DecodeReason.INTERNAL, "", f"decoder failure: {err!r}") from err
 
 
-def decode_event(data: BytesLike | str, *, max_bytes: int = DEFAULT_MAX_FACT_BYTES) -> TrackEvent:
-    return event_from_json(loads(data, max_bytes=max_bytes))
+def decode_event(
+    data: BytesLike | str,
+    *,
+    contract: ContractId = DEFAULT_CONTRACT,
+    max_bytes: int = DEFAULT_MAX_FACT_BYTES,
+) -> TrackEvent:
+    return event_from_json(loads(data, max_bytes=max_bytes), contract)
 
 
 def encode_event(event: TrackEvent) -> bytes:
@@ -362,17 +408,18 @@ def event_record_from_json(obj: Any) -> EventRecord:
         if type(obj) is not dict:
             raise wrong_type("an event record object", obj)
         parts: dict[str, Any] = {}
-        for key, decode in (
-            ("route", _decode_route),
-            ("origin", _decode_origin),
-            ("event", event_from_json),
-        ):
+        for key, decode in (("route", _decode_route), ("origin", _decode_origin)):
             value = _field(obj, key)
             try:
                 parts[key] = decode(value)
             except DecodeError as err:
                 raise err.within(key) from None
-        return EventRecord(route=parts["route"], origin=parts["origin"], event=parts["event"])
+        origin: Origin = parts["origin"]
+        try:
+            event = event_from_json(_field(obj, "event"), origin.contract)
+        except DecodeError as err:
+            raise err.within("event") from None
+        return EventRecord(route=parts["route"], origin=origin, event=event)
     except DecodeError:
         raise
     except Exception as err:
@@ -423,7 +470,7 @@ def _split_compact(data: bytes) -> EventRecordParts | None:
         return None
     type_end = event_json.find(b'"', len(_EVENT_TYPE_HEAD))
     event_type = event_json[len(_EVENT_TYPE_HEAD) : type_end].decode("utf-8", "replace")
-    if type_end < 0 or event_type not in _EVENT_DECODERS:
+    if type_end < 0 or event_type not in _ANY_EVENT_TYPE:
         return None
     try:
         route_json = data[len(_ROUTE_HEAD) : at_origin]
@@ -435,6 +482,8 @@ def _split_compact(data: bytes) -> EventRecordParts | None:
             _routes[route_json] = route
         origin = _decode_origin(orjson.loads(data[at_origin + len(_ORIGIN_MARK) : at_event]))
     except (DecodeError, orjson.JSONDecodeError):
+        return None
+    if event_type not in _EVENT_DECODERS[origin.contract]:
         return None
     return EventRecordParts(route, origin, event_type, event_json)
 
@@ -468,7 +517,7 @@ def split_event_record(
             raise err.within("origin") from None
         raw_event = _field(obj, "event")
         try:
-            decoder = _event_decoder(raw_event)
+            decoder = _event_decoder(raw_event, origin.contract)
             # Kept in an open batch until it is uploaded.
             event_json = dumps_kept(decoder(raw_event) if validate_event else raw_event)
         except DecodeError as err:

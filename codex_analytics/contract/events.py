@@ -8,11 +8,14 @@ dataclasses in declaration order, so ``orjson.dumps(event)`` is the exact upstre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, Union, get_args
 
 from .errors import DecodeError, DecodeReason
 from .facts import RpcTransport, RuntimeMetadata
 from .schema import U64, JsonValue, decoder_for
+
+if TYPE_CHECKING:
+    from .profile_j import TrackEventJ
 
 EventType = Literal[
     "skill_invocation",
@@ -328,7 +331,7 @@ class PluginDisabledEvent:
     event_params: PluginEventParams
 
 
-TrackEvent = (
+TrackEventS = (
     SkillInvocationEvent
     | ThreadInitializedEvent
     | GuardianReviewEvent
@@ -344,6 +347,8 @@ TrackEvent = (
     | PluginEnabledEvent
     | PluginDisabledEvent
 )
+#: Any event the reducer emits: a Profile S event, or a Profile J one (``profile_j``).
+TrackEvent: TypeAlias = Union[TrackEventS, "TrackEventJ"]
 
 #: event_type -> event model.
 EVENT_MODELS: dict[str, type[Any]] = {

@@ -26,6 +26,7 @@ from .schema import (
     wire_key,
     wrong_type,
 )
+from .versions import DEFAULT_CONTRACT, ContractId
 
 # -- enums (closed sets: an unknown value is rejected) -----------------------------------
 
@@ -53,7 +54,16 @@ CONNECTION_SCOPED_KINDS = frozenset(
     {"initialize", "client_request", "client_response", "error_response"}
 )
 
-AuthKind = Literal["chatgpt", "chatgpt_tokens", "agent_identity", "api_key"]
+#: The login kinds a route may name (design.md §6; the last three are Profile J's, §6).
+AuthKind = Literal[
+    "chatgpt",
+    "chatgpt_tokens",
+    "agent_identity",
+    "api_key",
+    "headers",
+    "personal_access_token",
+    "bedrock_api_key",
+]
 RpcTransport = Literal["stdio", "websocket", "in_process"]
 InvocationType = Literal["explicit", "implicit"]
 SkillScope = Literal["user", "repo", "system", "admin"]
@@ -140,6 +150,12 @@ class Source:
     originator: Name
     runtime: RuntimeMetadata
     auth: AuthRoute | None = absent_ok(None)
+    #: The contract this producer speaks (profile-j.md §1); absent or null = ``2026-06``.
+    contract: ContractId | None = absent_ok(None)
+
+    @property
+    def contract_id(self) -> ContractId:
+        return DEFAULT_CONTRACT if self.contract is None else self.contract
 
     def _post_decode(self) -> None:
         # An empty instance id would merge unrelated processes into one reducer state.
@@ -743,3 +759,8 @@ class FactEnvelope:
     @property
     def instance_id(self) -> str:
         return self.source.instance_id
+
+    @property
+    def contract(self) -> ContractId:
+        """The contract the fact is decoded and reduced by (``source.contract``)."""
+        return self.source.contract_id

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from .events import TrackEvent
 from .facts import AuthRoute
-from .schema import U64
+from .schema import U64, absent_ok
+from .versions import DEFAULT_CONTRACT, ContractId
 
 
 @dataclass(slots=True)
@@ -25,6 +26,9 @@ class Origin:
     instance_id: str
     seq: U64
     index: U64
+    #: The contract of the fact (and so the shape of the event and the auth gate the
+    #: sink applies to it). Records written before Profile J have no key: ``2026-06``.
+    contract: ContractId = absent_ok(DEFAULT_CONTRACT)
 
 
 @dataclass(slots=True)
