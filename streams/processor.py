@@ -398,7 +398,8 @@ def _state_record_bytes(instance_id: str, state: bytes) -> int:
 def _event_records(fact: FactEnvelope, events: Sequence[TrackEvent]) -> list[tuple[bytes, bytes]]:
     route = fact.source.auth or _NO_ROUTE
     key = route_key(route)
-    instance_id, seq, contract = fact.source.instance_id, fact.seq, fact.contract
+    instance_id, seq = fact.source.instance_id, fact.seq
+    contract = fact.source.contract  # None (2026-06) keeps a Profile S record as it was
     return [
         (
             key,

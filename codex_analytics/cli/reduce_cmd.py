@@ -63,7 +63,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from codex_analytics.contract import encode_batch, encode_event
+    from codex_analytics.contract import encode_batch, encode_event, split_request_bodies
     from streams.reducer.offline import OfflineReducer, reduce_lines
 
     if args.horizon_hours <= 0 or args.dedupe_horizon_hours <= 0:
@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
                 if not reduction.events:
                     continue
                 if args.batches:
-                    out.write(encode_batch(reduction.events) + b"\n")
+                    for body in split_request_bodies(reduction.events):
+                        out.write(encode_batch(body) + b"\n")
                 else:
                     out.write(b"".join(encode_event(e) + b"\n" for e in reduction.events))
         out.flush()

@@ -33,6 +33,7 @@ from .codec import (
     loads,
     route_key,
     split_event_record,
+    split_request_bodies,
 )
 from .errors import ContractError, DecodeError, DecodeReason
 from .events import EVENT_MODELS, EVENT_TYPES, TrackEvent
@@ -100,4 +101,5 @@ __all__ = [
     "loads",
     "route_key",
     "split_event_record",
+    "split_request_bodies",
 ]

@@ -98,10 +98,18 @@ _CONTRACT_CODECS: dict[ContractId, _ContractCodec] = {
 }
 
 
+#: Every fact kind of any contract.
+_ANY_FACT_KIND = frozenset(kind for c in _CONTRACT_CODECS.values() for kind in c.payload_decoders)
+
+
 def _unknown_kind(kind: str, contract: ContractId) -> DecodeError:
+    """A kind of another contract than the fact's (the kind is known to one of them)."""
     others = [c for c, codec in _CONTRACT_CODECS.items() if kind in codec.payload_decoders]
-    hint = f" (a {others[0]} kind; this fact speaks {contract})" if others else ""
-    return DecodeError(DecodeReason.UNKNOWN_KIND, "kind", f"unknown fact kind {kind[:64]!r}{hint}")
+    return DecodeError(
+        DecodeReason.UNKNOWN_KIND,
+        "kind",
+        f"fact kind {kind!r} is not part of contract {contract} (it is of {', '.join(others)})",
+    )
 
 
 def _field(obj: dict[str, Any], key: str) -> Any:
@@ -135,6 +143,8 @@ def _fact_from_json(obj: Any) -> FactEnvelope:
     kind = _field(obj, "kind")
     if type(kind) is not str:
         raise wrong_type("string", kind).within("kind")
+    if kind not in _ANY_FACT_KIND:
+        raise DecodeError(DecodeReason.UNKNOWN_KIND, "kind", f"unknown fact kind {kind[:64]!r}")
     fact_id = _field(obj, "fact_id")
     if type(fact_id) is not str:
         raise wrong_type("string", fact_id).within("fact_id")
@@ -379,6 +389,25 @@ BATCH_BODY_OVERHEAD = len(b'{"events":[]}')
 ISOLATED_EVENT_TYPES: frozenset[str] = frozenset({"codex_accepted_line_fingerprints"})
 
 
+def split_request_bodies(events: Sequence[TrackEvent]) -> list[list[TrackEvent]]:
+    """One fact's output as upstream sends it (profile-j.md §6): one request, except that
+    each isolated event goes in a request of its own, order kept (the events before it
+    form one request, it forms one, the events after it another)."""
+    bodies: list[list[TrackEvent]] = []
+    current: list[TrackEvent] = []
+    for event in events:
+        if event.event_type in ISOLATED_EVENT_TYPES:
+            if current:
+                bodies.append(current)
+                current = []
+            bodies.append([event])
+        else:
+            current.append(event)
+    if current:
+        bodies.append(current)
+    return bodies
+
+
 def join_batch(encoded_events: Sequence[bytes]) -> bytes:
     """The same body built from already-encoded events (no re-encoding: ~10x cheaper)."""
     return b'{"events":[' + b",".join(encoded_events) + b"]}"
@@ -400,7 +429,15 @@ def route_key(route: AuthRoute) -> bytes:
 
 
 def encode_event_record(record: EventRecord) -> bytes:
-    return orjson.dumps(record)
+    origin = record.origin
+    wire_origin: dict[str, Any] = {
+        "instance_id": origin.instance_id,
+        "seq": origin.seq,
+        "index": origin.index,
+    }
+    if origin.contract is not None:  # a Profile S record stays as it was before Profile J
+        wire_origin["contract"] = origin.contract
+    return orjson.dumps({"route": record.route, "origin": wire_origin, "event": record.event})
 
 
 def event_record_from_json(obj: Any) -> EventRecord:
@@ -416,7 +453,7 @@ def event_record_from_json(obj: Any) -> EventRecord:
                 raise err.within(key) from None
         origin: Origin = parts["origin"]
         try:
-            event = event_from_json(_field(obj, "event"), origin.contract)
+            event = event_from_json(_field(obj, "event"), origin.contract_id)
         except DecodeError as err:
             raise err.within("event") from None
         return EventRecord(route=parts["route"], origin=origin, event=event)
@@ -483,7 +520,7 @@ def _split_compact(data: bytes) -> EventRecordParts | None:
         origin = _decode_origin(orjson.loads(data[at_origin + len(_ORIGIN_MARK) : at_event]))
     except (DecodeError, orjson.JSONDecodeError):
         return None
-    if event_type not in _EVENT_DECODERS[origin.contract]:
+    if event_type not in _EVENT_DECODERS[origin.contract_id]:
         return None
     return EventRecordParts(route, origin, event_type, event_json)
 
@@ -517,7 +554,7 @@ def split_event_record(
             raise err.within("origin") from None
         raw_event = _field(obj, "event")
         try:
-            decoder = _event_decoder(raw_event, origin.contract)
+            decoder = _event_decoder(raw_event, origin.contract_id)
             # Kept in an open batch until it is uploaded.
             event_json = dumps_kept(decoder(raw_event) if validate_event else raw_event)
         except DecodeError as err:

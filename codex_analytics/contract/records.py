@@ -27,8 +27,13 @@ class Origin:
     seq: U64
     index: U64
     #: The contract of the fact (and so the shape of the event and the auth gate the
-    #: sink applies to it). Records written before Profile J have no key: ``2026-06``.
-    contract: ContractId = absent_ok(DEFAULT_CONTRACT)
+    #: sink applies to it) when it is not ``2026-06``: a Profile S record has no such
+    #: key, as before Profile J.
+    contract: ContractId | None = absent_ok(None)
+
+    @property
+    def contract_id(self) -> ContractId:
+        return DEFAULT_CONTRACT if self.contract is None else self.contract
 
 
 @dataclass(slots=True)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from .core import DEFAULT_HORIZON_MS, Reducer, Reduction
+from .core import DEFAULT_HORIZON_MS, Reducer
 from .derive import normalize_skill_path, skill_id
 from .drops import Drop, DropReason, ReducerStats
+from .fact_context import Reduction
 from .state import InstanceState, StateLimits
 
 __all__ = [

@@ -8,9 +8,8 @@ Spec: ``shared/spec/reducer.md`` (Profile S).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from codex_analytics.contract.events import (
     PLUGIN_STATE_EVENTS,
@@ -30,7 +29,6 @@ from codex_analytics.contract.events import (
     SkillInvocationEventParams,
     ThreadInitializedEvent,
     ThreadInitializedEventParams,
-    TrackEvent,
     TurnEvent,
     TurnEventParams,
     TurnSteerEvent,
@@ -59,9 +57,13 @@ from codex_analytics.contract.facts import (
     TurnResolvedConfigPayload,
     TurnTokenUsagePayload,
 )
+from codex_analytics.contract.versions import CONTRACT_J, CONTRACT_S
 
+from . import profile_j
 from .derive import skill_id, turn_config
 from .drops import Drop, DropReason, ReducerStats
+from .fact_context import FactContext, Reduction
+from .profile_j.state import JTables
 from .state import (
     Completion,
     Connection,
@@ -71,36 +73,10 @@ from .state import (
     ThreadMetadata,
     TurnState,
 )
+from .tables import expire_table
 
 #: Default event-time horizon after which idle state expires (design.md §2): 24 h.
 DEFAULT_HORIZON_MS = 24 * 60 * 60 * 1000
-
-
-@dataclass(slots=True)
-class Reduction:
-    """What one fact did: its events (one upstream batch) and its drop warnings."""
-
-    events: list[TrackEvent] = field(default_factory=list)
-    drops: list[Drop] = field(default_factory=list)
-    duplicate: bool = False
-
-
-class _Context:
-    """Per-fact scratch: the fact, the state and where events and drops go."""
-
-    __slots__ = ("fact", "now_ms", "out", "state")
-
-    def __init__(self, state: InstanceState, fact: FactEnvelope, out: Reduction) -> None:
-        self.state = state
-        self.fact = fact
-        self.out = out
-        self.now_ms = state.watermark_ms
-
-    def drop(self, reason: DropReason, **ids: str | int | None) -> None:
-        fact = self.fact
-        self.out.drops.append(
-            Drop(reason, fact.source.instance_id, fact.seq, fact.kind, tuple(ids.items()))
-        )
 
 
 class Reducer:
@@ -139,7 +115,7 @@ class Reducer:
         # Sweep a few times per horizon: bounded memory for an O(state) pass now and then.
         self.sweep_interval_ms = max(1, min(horizon_ms, dedupe_horizon_ms) // 8)
         self.stats = stats if stats is not None else ReducerStats()
-        self._rules: dict[str, Callable[[_Context, Any], None]] = {
+        self._rules_s: dict[str, Callable[[FactContext, Any], None]] = {
             "initialize": self._initialize,
             "client_request": self._client_request,
             "client_response": self._client_response,
@@ -157,6 +133,11 @@ class Reducer:
             "plugin_used": self._plugin_used,
             "plugin_state_changed": self._plugin_state_changed,
         }
+        self._rules_j: dict[str, Callable[[FactContext, Any], None]] = {
+            "initialize": self._initialize,  # unchanged in Profile J
+            **profile_j.RULES,
+        }
+        self._rules = {CONTRACT_S: self._rules_s, CONTRACT_J: self._rules_j}
 
     # -- entry point -----------------------------------------------------------------------
 
@@ -164,6 +145,24 @@ class Reducer:
         out = Reduction()
         stats = self.stats
         stats.count_fact(fact.kind)
+        contract = fact.contract
+        if state.contract != contract:
+            if state.contract is not None:
+                # One state per instance, in one contract's shape (profile-j.md §1).
+                out.drops.append(
+                    Drop(
+                        DropReason.CONTRACT_CHANGED,
+                        fact.source.instance_id,
+                        fact.seq,
+                        fact.kind,
+                        (("instance_contract", state.contract), ("fact_contract", contract)),
+                    )
+                )
+                stats.count_drop(DropReason.CONTRACT_CHANGED)
+                return out
+            state.contract = contract
+            if contract != CONTRACT_S:
+                state.j = JTables()
         if fact.seq <= state.last_seq:
             out.duplicate = True
             out.drops.append(
@@ -182,7 +181,7 @@ class Reducer:
             state.watermark_ms = fact.observed_at_ms
         if state.watermark_ms - state.last_sweep_ms >= self.sweep_interval_ms:
             self.expire(state)
-        self._rules[fact.kind](_Context(state, fact, out), fact.payload)
+        self._rules[contract][fact.kind](FactContext(self, state, fact, out), fact.payload)
         for event in out.events:
             stats.count_event(event.event_type)
         for drop in out.drops:
@@ -194,17 +193,20 @@ class Reducer:
         state.last_sweep_ms = state.watermark_ms
         cutoff = state.watermark_ms - self.horizon_ms
         count = self.stats.count_expired
-        count("requests", _expire(state.requests, cutoff))
-        count("turns", _expire(state.turns, cutoff))
-        count("threads", _expire(state.threads, cutoff))
-        count("connections", _expire(state.connections, cutoff))
+        count("requests", expire_table(state.requests, cutoff))
+        count("turns", expire_table(state.turns, cutoff))
+        count("threads", expire_table(state.threads, cutoff))
+        count("connections", expire_table(state.connections, cutoff))
+        if state.j is not None:
+            for table, n in state.j.expire(cutoff).items():
+                count(table, n)
         dedupe_cutoff = state.watermark_ms - self.dedupe_horizon_ms
         stale = [key for key, seen in state.dedupe.items() if seen <= dedupe_cutoff]
         for key in stale:
             del state.dedupe[key]
         count("dedupe_keys", len(stale))
 
-    def _first_use(self, ctx: _Context, turn_id: str, use: str, key: str) -> bool:
+    def _first_use(self, ctx: FactContext, turn_id: str, use: str, key: str) -> bool:
         """Windowed dedupe of app and plugin uses: True if this use is to be emitted."""
         if not self.dedupe:
             return True
@@ -214,18 +216,18 @@ class Reducer:
         if seen is not None and ctx.now_ms - seen < self.dedupe_horizon_ms:
             ctx.drop(DropReason.DEDUPE_REPEAT, turn_id=turn_id, use=use, key=key)
             return False
-        if not _has_room(ctx, "dedupe_keys", dedupe, entry, self.limits.dedupe_keys):
+        if not ctx.has_room("dedupe_keys", dedupe, entry, self.limits.dedupe_keys):
             return False
         dedupe[entry] = ctx.now_ms
         return True
 
     # -- connection-scoped facts -------------------------------------------------------------
 
-    def _initialize(self, ctx: _Context, p: InitializePayload) -> None:
+    def _initialize(self, ctx: FactContext, p: InitializePayload) -> None:
         conn = ctx.fact.connection_id
         assert conn is not None  # the codec guarantees it for connection-scoped kinds
         connections = ctx.state.connections
-        if not _has_room(ctx, "connections", connections, conn, self.limits.connections):
+        if not ctx.has_room("connections", connections, conn, self.limits.connections):
             return
         caps = p.params.capabilities
         client = AppServerClientMetadata(
@@ -237,7 +239,7 @@ class Reducer:
         )
         connections[conn] = Connection(client, p.runtime, ctx.now_ms)
 
-    def _client_request(self, ctx: _Context, p: ClientRequestPayload) -> None:
+    def _client_request(self, ctx: FactContext, p: ClientRequestPayload) -> None:
         conn = ctx.fact.connection_id
         assert conn is not None  # the codec guarantees it for connection-scoped kinds
         if p.turn_start is not None:
@@ -259,10 +261,10 @@ class Reducer:
         else:
             return
         key = (conn, p.request_id)
-        if _has_room(ctx, "requests", ctx.state.requests, key, self.limits.requests):
+        if ctx.has_room("requests", ctx.state.requests, key, self.limits.requests):
             ctx.state.requests[key] = pending
 
-    def _client_response(self, ctx: _Context, p: ClientResponsePayload) -> None:
+    def _client_response(self, ctx: FactContext, p: ClientResponsePayload) -> None:
         conn = ctx.fact.connection_id
         assert conn is not None
         state = ctx.state
@@ -276,7 +278,7 @@ class Reducer:
                 )
                 return
             thread = p.thread_lifecycle.thread
-            if not _has_room(ctx, "threads", state.threads, thread.id, self.limits.threads):
+            if not ctx.has_room("threads", state.threads, thread.id, self.limits.threads):
                 return
             connection.touched_ms = ctx.now_ms
             mode = THREAD_LIFECYCLE_METHODS[p.method]
@@ -335,7 +337,7 @@ class Reducer:
             turn_state.steer_count += 1
         self._emit_steer(ctx, conn, pending, p.turn_id, "accepted", None)
 
-    def _error_response(self, ctx: _Context, p: ErrorResponsePayload) -> None:
+    def _error_response(self, ctx: FactContext, p: ErrorResponsePayload) -> None:
         conn = ctx.fact.connection_id
         assert conn is not None
         pending = ctx.state.requests.pop((conn, p.request_id), None)
@@ -352,7 +354,7 @@ class Reducer:
 
     def _emit_steer(
         self,
-        ctx: _Context,
+        ctx: FactContext,
         conn: int,
         pending: PendingRequest,
         accepted_turn_id: str | None,
@@ -398,10 +400,10 @@ class Reducer:
 
     # -- turn lifecycle ------------------------------------------------------------------------
 
-    def _room_for_turn(self, ctx: _Context, turn_id: str) -> bool:
-        return _has_room(ctx, "turns", ctx.state.turns, turn_id, self.limits.turns)
+    def _room_for_turn(self, ctx: FactContext, turn_id: str) -> bool:
+        return ctx.has_room("turns", ctx.state.turns, turn_id, self.limits.turns)
 
-    def _turn(self, ctx: _Context, turn_id: str) -> TurnState | None:
+    def _turn(self, ctx: FactContext, turn_id: str) -> TurnState | None:
         """The turn's state, created if new; None (and the fact dropped) when the turns
         table is full."""
         turn = ctx.state.turns.get(turn_id)
@@ -413,7 +415,7 @@ class Reducer:
             turn.touched_ms = ctx.now_ms
         return turn
 
-    def _server_notification(self, ctx: _Context, p: ServerNotificationPayload) -> None:
+    def _server_notification(self, ctx: FactContext, p: ServerNotificationPayload) -> None:
         if p.turn_started is not None:
             started = p.turn_started.turn
             turn = self._turn(ctx, started.id)
@@ -436,7 +438,7 @@ class Reducer:
             )
             self._maybe_emit_turn(ctx, done.id)
 
-    def _turn_resolved_config(self, ctx: _Context, p: TurnResolvedConfigPayload) -> None:
+    def _turn_resolved_config(self, ctx: FactContext, p: TurnResolvedConfigPayload) -> None:
         turn = self._turn(ctx, p.turn_id)
         if turn is None:
             return
@@ -445,7 +447,7 @@ class Reducer:
         turn.resolved_config = turn_config(p)
         self._maybe_emit_turn(ctx, p.turn_id)
 
-    def _turn_token_usage(self, ctx: _Context, p: TurnTokenUsagePayload) -> None:
+    def _turn_token_usage(self, ctx: FactContext, p: TurnTokenUsagePayload) -> None:
         turn = self._turn(ctx, p.turn_id)
         if turn is None:
             return
@@ -453,7 +455,7 @@ class Reducer:
         turn.token_usage = p.token_usage
         self._maybe_emit_turn(ctx, p.turn_id)
 
-    def _maybe_emit_turn(self, ctx: _Context, turn_id: str) -> None:
+    def _maybe_emit_turn(self, ctx: FactContext, turn_id: str) -> None:
         state = ctx.state
         turn = state.turns.get(turn_id)
         if turn is None:
@@ -557,7 +559,7 @@ class Reducer:
 
     # -- facts that need thread context -------------------------------------------------------
 
-    def _guardian_review(self, ctx: _Context, p: GuardianReviewPayload) -> None:
+    def _guardian_review(self, ctx: FactContext, p: GuardianReviewPayload) -> None:
         thread = ctx.state.threads.get(p.thread_id)
         ids = {"thread_id": p.thread_id, "turn_id": p.turn_id, "review_id": p.review_id}
         if thread is None:
@@ -577,7 +579,7 @@ class Reducer:
         params.update(p.raw)
         ctx.out.events.append(GuardianReviewEvent(event_params=params))
 
-    def _compaction(self, ctx: _Context, p: CompactionPayload) -> None:
+    def _compaction(self, ctx: FactContext, p: CompactionPayload) -> None:
         ids = {"thread_id": p.thread_id, "turn_id": p.turn_id}
         thread = ctx.state.threads.get(p.thread_id)
         if thread is None:
@@ -620,7 +622,7 @@ class Reducer:
 
     # -- stateless custom facts -----------------------------------------------------------------
 
-    def _subagent_thread_started(self, ctx: _Context, p: SubagentThreadStartedPayload) -> None:
+    def _subagent_thread_started(self, ctx: FactContext, p: SubagentThreadStartedPayload) -> None:
         # Profile S records no thread metadata here (reducer.md §3.7).
         ctx.out.events.append(
             ThreadInitializedEvent(
@@ -649,7 +651,7 @@ class Reducer:
             )
         )
 
-    def _skill_invoked(self, ctx: _Context, p: SkillInvokedPayload) -> None:
+    def _skill_invoked(self, ctx: FactContext, p: SkillInvokedPayload) -> None:
         originator = ctx.fact.source.originator
         tracking = p.tracking
         for inv in p.invocations:
@@ -674,14 +676,14 @@ class Reducer:
                 )
             )
 
-    def _app_mentioned(self, ctx: _Context, p: AppMentionedPayload) -> None:
+    def _app_mentioned(self, ctx: FactContext, p: AppMentionedPayload) -> None:
         originator = ctx.fact.source.originator
         for app in p.mentions:
             ctx.out.events.append(
                 AppMentionedEvent(event_params=_app_params(p.tracking, app, originator))
             )
 
-    def _app_used(self, ctx: _Context, p: AppUsedPayload) -> None:
+    def _app_used(self, ctx: FactContext, p: AppUsedPayload) -> None:
         connector = p.app.connector_id
         # An app without a connector id always passes, as upstream.
         if connector is not None and not self._first_use(ctx, p.tracking.turn_id, "app", connector):
@@ -690,7 +692,7 @@ class Reducer:
             AppUsedEvent(event_params=_app_params(p.tracking, p.app, ctx.fact.source.originator))
         )
 
-    def _hook_run(self, ctx: _Context, p: HookRunPayload) -> None:
+    def _hook_run(self, ctx: FactContext, p: HookRunPayload) -> None:
         hook = p.hook
         ctx.out.events.append(
             HookRunEvent(
@@ -706,7 +708,7 @@ class Reducer:
             )
         )
 
-    def _plugin_used(self, ctx: _Context, p: PluginUsedPayload) -> None:
+    def _plugin_used(self, ctx: FactContext, p: PluginUsedPayload) -> None:
         plugin, tracking = p.plugin, p.tracking
         if not self._first_use(ctx, tracking.turn_id, "plugin", plugin.plugin_id):
             return
@@ -723,7 +725,7 @@ class Reducer:
             )
         )
 
-    def _plugin_state_changed(self, ctx: _Context, p: PluginStateChangedPayload) -> None:
+    def _plugin_state_changed(self, ctx: FactContext, p: PluginStateChangedPayload) -> None:
         event_model = PLUGIN_STATE_EVENTS[p.state]
         ctx.out.events.append(
             event_model(
@@ -732,28 +734,6 @@ class Reducer:
                 )
             )
         )
-
-
-class _Touched(Protocol):
-    touched_ms: int
-
-
-def _has_room(
-    ctx: _Context, table_name: str, table: Mapping[Any, Any], key: Any, limit: int
-) -> bool:
-    """True when ``key`` is in ``table`` or one more entry fits; else the fact is dropped
-    as ``instance_state_full`` (naming the table and its limit)."""
-    if key in table or len(table) < limit:
-        return True
-    ctx.drop(DropReason.INSTANCE_STATE_FULL, table=table_name, limit=limit)
-    return False
-
-
-def _expire(table: Mapping[Any, _Touched], cutoff_ms: int) -> int:
-    stale = [key for key, entry in table.items() if entry.touched_ms < cutoff_ms]
-    for key in stale:
-        del table[key]  # type: ignore[attr-defined]
-    return len(stale)
 
 
 def _image_count(inputs: list[Any]) -> int:

@@ -30,6 +30,16 @@ class DropReason(StrEnum):
     #: Ours (PROPOSAL): the fact needs a new entry in a table of the instance's state that
     #: is at its limit (``StateLimits``). The fact changes nothing and is dead-lettered.
     INSTANCE_STATE_FULL = "instance_state_full"
+    #: Ours (profile-j.md §1): the fact speaks another contract than its instance's first
+    #: fact. It changes nothing and is dead-lettered.
+    CONTRACT_CHANGED = "contract_changed"
+    # -- Profile J (profile-j.md §5.7) --
+    #: A J event needing thread context found none; ``site`` and ``missing_context``
+    #: (``thread_connection``, ``connection`` or ``thread_metadata``) say which.
+    MISSING_CONTEXT = "missing_analytics_context"
+    TOOL_COUNT_MISSING_TURN = "tool_count_missing_turn"
+    SUBAGENT_COUNT_MISSING_TURN = "subagent_count_missing_turn"
+    TOOL_ITEM_MISSING_STARTED = "tool_item_missing_started"
 
     @property
     def message(self) -> str:
@@ -39,7 +49,7 @@ class DropReason(StrEnum):
     def dead_letters(self) -> bool:
         """Whether the fact itself goes to the dead-letter topic: it was refused, not
         merely without an event (the upstream drops are by design and only counted)."""
-        return self is DropReason.INSTANCE_STATE_FULL
+        return self in _DEAD_LETTERS
 
     @property
     def logged(self) -> bool:
@@ -64,7 +74,13 @@ _MESSAGES = {
     DropReason.COMPACTION_MISSING_CONNECTION: "dropping compaction analytics event: missing connection metadata",
     DropReason.COMPACTION_MISSING_THREAD_METADATA: "dropping compaction analytics event: missing thread lifecycle metadata",
     DropReason.INSTANCE_STATE_FULL: "dropping analytics fact: a table of the instance's state is full",
+    DropReason.CONTRACT_CHANGED: "dropping analytics fact: its contract differs from its instance's",
+    DropReason.MISSING_CONTEXT: "dropping {site} analytics event: missing analytics context",
+    DropReason.TOOL_COUNT_MISSING_TURN: "dropping turn tool count update: missing turn state",
+    DropReason.SUBAGENT_COUNT_MISSING_TURN: "dropping sub-agent activity tool count update: missing turn state",
+    DropReason.TOOL_ITEM_MISSING_STARTED: "dropping tool item analytics event: missing item started notification",
 }
+_DEAD_LETTERS = frozenset({DropReason.INSTANCE_STATE_FULL, DropReason.CONTRACT_CHANGED})
 _LOGGED = frozenset(
     {
         DropReason.STEER_MISSING_THREAD_METADATA,
@@ -76,6 +92,11 @@ _LOGGED = frozenset(
         DropReason.COMPACTION_MISSING_CONNECTION,
         DropReason.COMPACTION_MISSING_THREAD_METADATA,
         DropReason.INSTANCE_STATE_FULL,
+        DropReason.CONTRACT_CHANGED,
+        DropReason.MISSING_CONTEXT,
+        DropReason.TOOL_COUNT_MISSING_TURN,
+        DropReason.SUBAGENT_COUNT_MISSING_TURN,
+        DropReason.TOOL_ITEM_MISSING_STARTED,
     }
 )
 
@@ -92,6 +113,8 @@ class Drop:
 
     @property
     def message(self) -> str:
+        if self.reason is DropReason.MISSING_CONTEXT:
+            return self.reason.message.format(site=dict(self.ids).get("site"))
         return self.reason.message
 
     def fields(self) -> dict[str, object]:
@@ -105,7 +128,7 @@ class Drop:
         }
 
     def as_log_fields(self) -> dict[str, object]:
-        return {"message": self.reason.message, **self.fields()}
+        return {"message": self.message, **self.fields()}
 
 
 def _count(counter: dict[str, int], key: str, n: int = 1) -> None:

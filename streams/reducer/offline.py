@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from codex_analytics.contract import DecodeError, FactEnvelope, decode_fact
 
-from .core import DEFAULT_HORIZON_MS, Reducer, Reduction
+from .core import DEFAULT_HORIZON_MS, Reducer
 from .drops import ReducerStats
+from .fact_context import Reduction
 from .state import InstanceState
 
 

@@ -17,10 +17,15 @@ from codex_analytics.contract.codec import dumps_kept
 from codex_analytics.contract.events import AppServerClientMetadata
 from codex_analytics.contract.facts import RuntimeMetadata, TokenUsage
 from codex_analytics.contract.schema import decoder_for
+from codex_analytics.contract.versions import CONTRACT_S, ContractId
 
 from .derive import TurnConfig
+from .profile_j.state import JTables
 
-STATE_FORMAT_VERSION = 3
+#: 4 added the instance's contract and its Profile J tables; 3 (Profile S only) is
+#: still read, so a deployment moves to 4 without replaying its changelog.
+STATE_FORMAT_VERSION = 4
+_READABLE_VERSIONS = frozenset({3, STATE_FORMAT_VERSION})
 
 
 @dataclass(slots=True)
@@ -110,7 +115,9 @@ class InstanceState:
 
     __slots__ = (
         "connections",
+        "contract",
         "dedupe",
+        "j",
         "last_seq",
         "last_sweep_ms",
         "requests",
@@ -120,6 +127,11 @@ class InstanceState:
     )
 
     def __init__(self) -> None:
+        #: The contract of the instance's first fact; every later fact must speak it
+        #: (profile-j.md §1). None until the first fact is applied.
+        self.contract: ContractId | None = None
+        #: Profile J's own tables, for a ``2026-08`` instance (None for ``2026-06``).
+        self.j: JTables | None = None
         #: Highest ``seq`` applied; facts at or below it are duplicates (design.md §4).
         self.last_seq = -1
         #: Highest ``observed_at_ms`` seen: the instance's event-time clock for expiry.
@@ -144,19 +156,34 @@ class InstanceState:
         return (
             f"InstanceState(last_seq={self.last_seq}, connections={len(self.connections)}, "
             f"requests={len(self.requests)}, threads={len(self.threads)}, turns={len(self.turns)}, "
-            f"dedupe={len(self.dedupe)})"
+            f"dedupe={len(self.dedupe)}" + ("" if self.j is None else f", j={self.j.sizes()}") + ")"
         )
 
     @property
     def is_empty(self) -> bool:
-        return not (self.connections or self.requests or self.threads or self.turns or self.dedupe)
+        return not (
+            self.connections
+            or self.requests
+            or self.threads
+            or self.turns
+            or self.dedupe
+            or (self.j is not None and not self.j.is_empty)
+        )
 
     # -- bytes ---------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
+        # A Profile S instance's bytes name no contract and no J tables (absent means
+        # 2026-06): it costs no more to hold than before Profile J.
+        extra: dict[str, Any] = {}
+        if self.contract is not None and self.contract != CONTRACT_S:
+            extra["contract"] = self.contract
+        if self.j is not None:
+            extra["j"] = self.j.to_json()
         return dumps_kept(  # the store keeps it
             {
                 "v": STATE_FORMAT_VERSION,
+                **extra,
                 "last_seq": self.last_seq,
                 "watermark_ms": self.watermark_ms,
                 "last_sweep_ms": self.last_sweep_ms,
@@ -222,7 +249,7 @@ class InstanceState:
             version = raw.get("v")
         except Exception as err:
             raise ValueError(f"corrupt reducer state: {err}") from err
-        if version != STATE_FORMAT_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise ValueError(f"unsupported reducer state version {version!r}")
         try:
             return cls._from_json(raw)
@@ -235,6 +262,10 @@ class InstanceState:
         runtime_of = decoder_for(RuntimeMetadata)
         usage_of = decoder_for(TokenUsage)
         state = cls()
+        # No contract: a Profile S instance (every version 3 state is one), or a new one.
+        state.contract = raw.get("contract", CONTRACT_S if raw["last_seq"] >= 0 else None)
+        j = raw.get("j")
+        state.j = None if j is None else JTables.from_json(j)
         state.last_seq = raw["last_seq"]
         state.watermark_ms = raw["watermark_ms"]
         state.last_sweep_ms = raw["last_sweep_ms"]

@@ -5,8 +5,8 @@ emits, in three domains, one pair of modules each (facts in, events out):
 
 * ``session_*``: connections, requests, threads, sub-agents and turns (the turn event,
   steer, accepted lines, thread archive);
-* ``context_*``: the facts emitted with thread context or none (guardian reviews,
-  compaction, goals, skills, apps, hooks, plugins, onboarding imports);
+* ``activity_*``: what happens within a session, reported with thread context or none
+  (guardian reviews, compaction, goals, skills, apps, hooks, plugins, onboarding);
 * ``tool_*``: server requests and reviews, tool items and code-mode tool calls.
 
 Each module declares its own table (``PAYLOADS``, ``EVENTS``, ``NOTIFICATION_VIEWS``);
@@ -18,14 +18,21 @@ from __future__ import annotations
 
 from typing import Any, TypeAlias, Union
 
-from . import context_events, context_facts, session_events, session_facts, tool_events, tool_facts
+from . import (
+    activity_events,
+    activity_facts,
+    session_events,
+    session_facts,
+    tool_events,
+    tool_facts,
+)
 from .notifications import NOTIFICATION_VIEWS, ServerNotificationPayloadJ
 
 #: kind -> payload model, for a ``2026-08`` fact.
 PAYLOAD_TYPES: dict[str, type[Any]] = {
     **session_facts.PAYLOADS,
     "server_notification": ServerNotificationPayloadJ,
-    **context_facts.PAYLOADS,
+    **activity_facts.PAYLOADS,
     **tool_facts.PAYLOADS,
 }
 FACT_KINDS: tuple[str, ...] = tuple(PAYLOAD_TYPES)
@@ -43,12 +50,12 @@ CONNECTION_SCOPED_KINDS = frozenset(
 #: event_type -> event model, for an event of a ``2026-08`` instance.
 EVENT_MODELS: dict[str, type[Any]] = {
     **session_events.EVENTS,
-    **context_events.EVENTS,
+    **activity_events.EVENTS,
     **tool_events.EVENTS,
 }
 EVENT_TYPES: tuple[str, ...] = tuple(EVENT_MODELS)
 #: Any event of a ``2026-08`` instance.
-TrackEventJ: TypeAlias = Union[session_events.Event, context_events.Event, tool_events.Event]  # noqa: UP007
+TrackEventJ: TypeAlias = Union[session_events.Event, activity_events.Event, tool_events.Event]  # noqa: UP007
 
 __all__ = [
     "CONNECTION_SCOPED_KINDS",

@@ -1,4 +1,4 @@
-"""Profile J facts of the context domain (profile-j.md §2-§3): payload models."""
+"""Profile J facts of the activity domain (profile-j.md §2-§3): payload models."""
 
 from __future__ import annotations
 

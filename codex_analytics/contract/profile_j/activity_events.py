@@ -1,4 +1,4 @@
-"""Profile J events of the context domain (profile-j.md §4): field order is key order."""
+"""Profile J events of the activity domain (profile-j.md §4): field order is key order."""
 
 from __future__ import annotations
 

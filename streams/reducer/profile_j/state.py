@@ -1,0 +1,141 @@
+"""Profile J's tables of one instance's state (profile-j.md §5.1).
+
+A Profile J instance keeps the Profile S ``connections`` and ``dedupe`` tables of its
+:class:`~streams.reducer.state.InstanceState` (same shape, same rules) and these. Every
+table is a dict of slotted records, each with a ``touched_ms`` (the event time it last
+changed: what expiry reads); keys are strings, integers or tuples of them. A table is
+declared once, in :data:`TABLES`, with its record model: that is all it takes to
+serialize it, restore it and expire it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from codex_analytics.contract.schema import decoder_for, to_wire
+
+from ..tables import expire_table
+
+# -- sessions: threads and turns (profile-j.md §5.2-§5.3) -----------------------------------
+
+
+@dataclass(slots=True)
+class ThreadMetadataJ:
+    """A thread's lineage as its lifecycle response or sub-agent start set it."""
+
+    session_id: str
+    thread_source: str | None
+    initialization_mode: str
+    subagent_source: str | None
+    parent_thread_id: str | None
+
+
+@dataclass(slots=True)
+class ThreadJ:
+    """``threads[thread_id]``: its connection, metadata and originator, each set apart."""
+
+    touched_ms: int
+    connection_id: int | None = None
+    metadata: ThreadMetadataJ | None = None
+    #: The per-thread originator (``client_response.thread_originator``, or a
+    #: sub-agent's ``product_client_id``): the events' ``product_client_id`` when set.
+    originator: str | None = None
+
+
+@dataclass(slots=True)
+class ToolCounts:
+    """A turn's tool counters (the turn event's ``*_count`` keys)."""
+
+    total: int = 0
+    shell_command: int = 0
+    file_change: int = 0
+    mcp_tool_call: int = 0
+    dynamic_tool_call: int = 0
+    subagent_tool_call: int = 0
+    web_search: int = 0
+    image_generation: int = 0
+
+
+@dataclass(slots=True)
+class TurnJ:
+    """``turns[turn_id]``: what the turn event is built from, gathered fact by fact.
+
+    ``connection_id``, ``thread_id`` and ``tool_counts`` are read and written by the tool
+    rules too; the other fields belong to the session rules."""
+
+    touched_ms: int
+    connection_id: int | None = None
+    thread_id: str | None = None
+    num_input_images: int | None = None
+    resolved_config: Any = None
+    started_at: int | None = None
+    token_usage: Any = None
+    completed: Any = None
+    steer_count: int = 0
+    profile: Any = None
+    image_preparations: list[Any] = field(default_factory=list)
+    explicit_client_interrupt_requested_at_ms: int | None = None
+    codex_error: Any = None
+    latest_diff: str | None = None
+    tool_counts: ToolCounts = field(default_factory=ToolCounts)
+
+
+# -- tools, reviews and code mode (profile-j.md §5.3.1-§5.4) ---------------------------------
+# (records of the tool domain go here)
+
+
+#: Every Profile J table: attribute name -> record model. Order is serialization order.
+TABLES: dict[str, type[Any]] = {
+    "threads": ThreadJ,
+    "turns": TurnJ,
+}
+
+
+class JTables:
+    """The Profile J tables of one instance (see :data:`TABLES`)."""
+
+    __slots__ = tuple(TABLES)
+
+    def __init__(self) -> None:
+        for name in TABLES:
+            setattr(self, name, {})
+
+    # Typed views of the tables (attributes are set from TABLES above).
+    threads: dict[str, ThreadJ]
+    turns: dict[str, TurnJ]
+
+    def tables(self) -> dict[str, dict[Any, Any]]:
+        return {name: getattr(self, name) for name in TABLES}
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(self.tables().values())
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(table) for name, table in self.tables().items()}
+
+    def expire(self, cutoff_ms: int) -> dict[str, int]:
+        """Forget records untouched since before ``cutoff_ms``; how many per table."""
+        return {name: expire_table(table, cutoff_ms) for name, table in self.tables().items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            name: [[key, to_wire(record)] for key, record in table.items()]
+            for name, table in self.tables().items()
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> JTables:
+        tables = cls()
+        for name, model in TABLES.items():
+            decode = decoder_for(model)
+            table = getattr(tables, name)
+            for key, record in raw.get(name, ()):
+                table[_key(key)] = decode(record)
+        return tables
+
+
+def _key(value: Any) -> Any:
+    """A key as it was: JSON turned its tuples into arrays."""
+    return tuple(_key(part) for part in value) if type(value) is list else value
