@@ -14,12 +14,12 @@ tests and the benchmarks.
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from codex_analytics.simulator.fact_builder import BASE_MS, FactBuilder, app, skill
+from codex_analytics.simulator.process import SimulatedProcess
 
 _SOURCES = ["cli", "cli", "vscode", "vscode", "exec", "appServer", {"custom": "jetbrains"}]
 _SUBAGENT_SOURCES: list[Any] = [
@@ -88,13 +88,13 @@ class GeneratorConfig:
             raise ValueError("accounts must be at least 1")
 
 
-class _SimulatedInstance:
-    """One Codex process: a fact builder plus what it has opened so far."""
+class _SimulatedInstance(SimulatedProcess):
+    """One Codex process of contract ``2026-06``: a fact builder plus what it has opened
+    so far."""
 
     def __init__(self, index: int, config: GeneratorConfig, rng: random.Random) -> None:
-        self.rng = rng
+        super().__init__(f"inst-{config.seed}-{index:05d}", rng, config.duplicate_rate)
         self.config = config
-        self.name = f"inst-{config.seed}-{index:05d}"
         self.builder = FactBuilder(
             self.name, originator=rng.choice(["codex_cli_rs", "codex_vscode", "codex_exec"])
         )
@@ -105,26 +105,7 @@ class _SimulatedInstance:
             "account_id": f"acct-{account:03d}",
             "is_fedramp": account == config.accounts - 1 and config.accounts > 1,
         }
-        self.connections: list[int] = []
         self.threads: list[tuple[int, str]] = []
-        self.counter = 0
-        self.queue: deque[dict[str, Any]] = deque()
-        self.recent: deque[dict[str, Any]] = deque(maxlen=16)
-
-    def next_id(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{self.name}-{prefix}{self.counter}"
-
-    def next_fact(self) -> dict[str, Any]:
-        if not self.queue:
-            self._plan_episode()
-        fact = self.queue.popleft()
-        if fact["seq"] > (self.recent[-1]["seq"] if self.recent else 0):
-            self.recent.append(fact)
-            if self.rng.random() < self.config.duplicate_rate:
-                # Redelivered a little later, as a producer retry would be.
-                self.queue.insert(min(len(self.queue), self.rng.randrange(1, 6)), fact)
-        return fact
 
     # -- episodes ----------------------------------------------------------------------
 
