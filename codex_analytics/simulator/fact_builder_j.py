@@ -17,7 +17,11 @@ from codex_analytics.simulator.fact_builder import BASE_MS, EnvelopeBuilder, app
 
 #: The ``reviewed_action`` variants of a guardian review (tag ``type``), profile-j.md §2.
 REVIEWED_ACTIONS: dict[str, dict[str, Any]] = {
-    "shell": {"type": "shell", "sandbox_permissions": "use_default", "additional_permissions": None},
+    "shell": {
+        "type": "shell",
+        "sandbox_permissions": "use_default",
+        "additional_permissions": None,
+    },
     "unified_exec": {
         "type": "unified_exec",
         "sandbox_permissions": "require_escalated",
@@ -183,9 +187,7 @@ class FactBuilderJ(EnvelopeBuilder):
             "sandbox": {"type": "dangerFullAccess"},
             "reasoningEffort": None,
         }
-        return self.response(
-            conn, request_id, method, result, thread_originator=thread_originator
-        )
+        return self.response(conn, request_id, method, result, thread_originator=thread_originator)
 
     def turn_start_response(
         self, conn: int = 7, request_id: int | str = 1, turn_id: str = "turn-1"
@@ -929,7 +931,9 @@ def tool_item(kind: str, item_id: str, status: str, variant: int = 0) -> dict[st
         item: dict[str, Any] = {
             "type": kind,
             "id": item_id,
-            "status": "generating" if not done else ("failed" if status == "failed" else "completed"),
+            "status": "generating"
+            if not done
+            else ("failed" if status == "failed" else "completed"),
             "revisedPrompt": "a lighthouse at dusk" if variant % 2 == 0 else None,
             "result": "" if not done else "aW1hZ2U=",
             "transparentBackground": None,
