@@ -16,7 +16,7 @@ import pytest
 
 from codex_analytics.contract import encode_event
 from codex_analytics.devtools.broker import free_port
-from codex_analytics.devtools.receiver_checks import Refusal, check_request
+from codex_analytics.devtools.receiver_checks import Accepted, Refusal, check_request
 from streams.reducer.offline import OfflineReducer
 from tests.factories import Instance
 
@@ -48,8 +48,8 @@ def test_check_request_refusals() -> None:
         {k.lower(): v for k, v in AUTH.items()},
         body(events),
     )
-    assert isinstance(ok, list)
-    assert len(ok) == len(events)
+    assert isinstance(ok, Accepted)
+    assert len(ok.events) == len(events)
     lower = {k.lower(): v for k, v in AUTH.items()}
     cases = [
         (("GET", "/x", lower, b""), 404),
