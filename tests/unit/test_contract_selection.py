@@ -54,7 +54,8 @@ def test_an_instance_that_changes_contract_is_dead_lettered_and_keeps_its_state(
     reduction = reducer.apply(state, switched)
     (drop,) = reduction.drops
     assert drop.reason is DropReason.CONTRACT_CHANGED
-    assert drop.reason.dead_letters and drop.reason.logged
+    assert drop.reason.dead_letters
+    assert drop.reason.logged
     assert dict(drop.ids) == {"instance_contract": CONTRACT_S, "fact_contract": CONTRACT_J}
     assert state.to_bytes() == before  # not even its seq was taken
 
@@ -67,11 +68,12 @@ def test_a_profile_s_state_keeps_format_3_bytes_and_a_profile_j_state_names_its_
         j_state, fact_from_json(with_contract(Instance("inst-j").initialize(), CONTRACT_J))
     )
     s_raw, j_raw = orjson.loads(s_state.to_bytes()), orjson.loads(j_state.to_bytes())
-    assert s_raw["v"] == 3 and "contract" not in s_raw and "j" not in s_raw
-    assert j_raw["v"] == 4 and j_raw["contract"] == CONTRACT_J and "j" in j_raw
+    assert (s_raw["v"], "contract" in s_raw, "j" in s_raw) == (3, False, False)
+    assert (j_raw["v"], j_raw["contract"], "j" in j_raw) == (4, CONTRACT_J, True)
     for state in (s_state, j_state):
         restored = InstanceState.from_bytes(state.to_bytes())
-        assert restored == state and restored.contract == state.contract
+        assert restored == state
+        assert restored.contract == state.contract
     assert InstanceState.from_bytes(s_state.to_bytes()).j is None
 
 
