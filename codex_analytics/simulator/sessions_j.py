@@ -16,6 +16,7 @@ Reduced, these sessions give every Profile J event type (profile-j.md §4).
 from __future__ import annotations
 
 import random
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from codex_analytics.simulator.fact_builder import app
@@ -32,6 +33,8 @@ from codex_analytics.simulator.process import SimulatedProcess
 if TYPE_CHECKING:
     from codex_analytics.simulator.generator import GeneratorConfig
 
+#: Namespace of the generated thread ids (any fixed UUID: only determinism matters).
+_THREAD_NAMESPACE = uuid.UUID("6f0c2a8e-51c4-4b55-9a3e-202608000000")
 _SOURCES: list[Any] = ["cli", "vscode", "vscode", "exec", "appServer", {"custom": "jetbrains"}]
 #: ``thread.threadSource``: upstream ``ThreadSource`` (a feature's name passes through).
 _THREAD_SOURCES: list[str | None] = ["user", "user", "user", "memory_consolidation", None, "goals"]
@@ -54,11 +57,13 @@ _HOOKS = [
 ]
 _HOOK_STATUSES = ["completed", "completed", "failed", "blocked", "stopped", "running"]
 _SANDBOXES = ["read_only", "workspace_write", "full_access", "external_sandbox"]
+#: Upstream ``CodexErrKind`` values (snake_case) with their HTTP status, if any.
 _CODEX_ERRORS: list[tuple[str, int | None]] = [
     ("context_window_exceeded", None),
-    ("usage_limit_exceeded", 429),
+    ("usage_limit_reached", 429),
     ("server_overloaded", 503),
-    ("http_connection_failed", 502),
+    ("connection_failed", None),
+    ("unexpected_status", 502),
     ("tool_collision", None),
 ]
 _GOAL_STATUSES = ["active", "paused", "blocked", "usage_limited", "budget_limited", "complete"]
@@ -129,13 +134,15 @@ class SimulatedInstanceJ(SimulatedProcess):
             self._thread()
             return
         roll = rng.random()
-        if roll < 0.62:
+        # A turn is some 25 facts and the other episodes one to three: these odds keep
+        # every event type well represented in a few thousand facts.
+        if roll < 0.55:
             self._turn()
-        elif roll < 0.68:
+        elif roll < 0.60:
             self._subagent()
-        elif roll < 0.75:
+        elif roll < 0.71:
             self._plugins()
-        elif roll < 0.79:
+        elif roll < 0.77:
             self._onboarding()
         elif roll < 0.84:
             self._thread_lifecycle()
@@ -148,10 +155,15 @@ class SimulatedInstanceJ(SimulatedProcess):
         else:
             self._thread()
 
+    def thread_id(self) -> str:
+        """A new thread id: a UUID, as upstream's (a spawned agent's source names its
+        parent by it), derived from a readable name so that runs stay deterministic."""
+        return str(uuid.uuid5(_THREAD_NAMESPACE, self.next_id("th")))
+
     def _thread(self) -> None:
         b, rng = self.builder, self.rng
         conn = rng.choice(self.connections)
-        thread_id = self.next_id("th")
+        thread_id = self.thread_id()
         method = rng.choices(["thread/start", "thread/resume", "thread/fork"], [7, 2, 1])[0]
         forked_from = None
         session_id = f"{thread_id}-session"
@@ -193,7 +205,7 @@ class SimulatedInstanceJ(SimulatedProcess):
             kind = {"thread_spawn": _spawn(parent, 1)}
         self.queue.append(
             self.builder.subagent_thread_started(
-                self.next_id("sub"),
+                self.thread_id(),
                 session_id=session_id,
                 subagent_source=kind,
                 parent_thread_id=explicit_parent,
@@ -241,7 +253,7 @@ class SimulatedInstanceJ(SimulatedProcess):
                     target_item_id=rng.choice([None, f"{turn_id}-item"]),
                 )
             )
-        if rng.random() < 0.06:
+        if rng.random() < 0.08:
             q.append(
                 b.compaction(
                     thread_id,
@@ -631,7 +643,7 @@ class SimulatedInstanceJ(SimulatedProcess):
         """Plugin state changes, installs that fail before or after details resolved."""
         b, rng, q = self.builder, self.rng, self.queue
         local, remote = rng.choice(_PLUGINS)
-        if rng.random() < 0.25:
+        if rng.random() < 0.3:
             known = rng.random() < 0.5
             q.append(
                 b.plugin_install_failed(
@@ -659,7 +671,7 @@ class SimulatedInstanceJ(SimulatedProcess):
         b, rng = self.builder, self.rng
         import_id = self.next_id("import")
         item_type = rng.choice(["PLUGINS", "SKILLS", "MCP_SERVERS", "CONFIG"])
-        if rng.random() < 0.7:
+        if rng.random() < 0.55:
             self.queue.append(
                 b.import_completed(
                     import_id, item_type, success=rng.randrange(1, 6), failed=rng.randrange(0, 2)
