@@ -93,7 +93,7 @@ def _decode_view(cls: type[Any], value: Any, key: str) -> Any:
 
 
 @dataclass(slots=True)
-class ThreadJ:
+class AppServerThreadJ:
     """The app-server ``Thread`` as Profile J reads it (profile-j.md §2, §4.1)."""
 
     __protocol_object__ = True
@@ -124,7 +124,7 @@ class ThreadJ:
 class ThreadLifecycleResultJ:
     __protocol_object__ = True
     raw: JsonObject
-    thread: ThreadJ
+    thread: AppServerThreadJ
     model: Name
 
 
