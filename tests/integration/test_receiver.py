@@ -147,6 +147,8 @@ def test_receiver_command(receiver_process: tuple[str, Path]) -> None:
     assert stored[0]["idempotency_key"] == "k1"
     assert stored[0]["account_id"] == "acct-1"
     assert stored[0]["events"] == [orjson.loads(e) for e in events]
+    # 2026-06 thread events: the 2026-08 model needs a session id they do not have.
+    assert stored[0]["contracts"] == ["2026-06"] * len(events)
     served = httpx.get(f"{base}/received")
     assert served.content == store.read_bytes()
     assert httpx.get(f"{base}/healthz").json()["stored_batches"] == 2
@@ -154,3 +156,7 @@ def test_receiver_command(receiver_process: tuple[str, Path]) -> None:
     assert "codex_receiver_stored_batches_total 2.0" in metrics
     assert 'codex_receiver_uploads_total{status="401"}' in metrics
     assert 'codex_receiver_uploads_total{status="400"} 1.0' in metrics
+    assert (
+        f'codex_receiver_stored_events_by_contract_total{{contract="2026-06"}} {2.0 * len(events)}'
+        in metrics
+    )
