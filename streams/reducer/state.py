@@ -98,6 +98,10 @@ class StateLimits:
     size, stays well under the 1 MiB a state record may take (measured per entry:
     connection ~265 B, pending request ~80 B, thread ~80 B, open turn ~345 B, dedupe
     key ~90 B: at most ~720 KB, for the dedupe keys).
+
+    A Profile J instance keeps its requests, threads and turns in its own tables
+    (``profile_j.state``), bounded by the same ``requests``, ``threads`` and ``turns``
+    (its Profile S tables of those names stay empty).
     """
 
     #: Connections (``initialize``): a process has a handful.
@@ -110,6 +114,9 @@ class StateLimits:
     turns: int = 1024
     #: Windowed dedupe keys (one per turn and app or plugin used within the horizon).
     dedupe_keys: int = 8192
+    #: Profile J: images prepared in one open turn (``image_preparation``, ~200 B each;
+    #: upstream keeps them all, a turn rarely has more than a few).
+    image_preparations_per_turn: int = 512
 
 
 class InstanceState:
