@@ -304,6 +304,76 @@ def test_compaction_and_goal_pass_new_keys_and_enum_values_through(h: Harness) -
     assert goal_event["event_params"]["goal_status"] == "budget_limited"
 
 
+# -- with the session rules setting the context ------------------------------------------------
+
+
+def thread_start(i: JInstance, originator: str | None) -> dict[str, Any]:
+    thread = {
+        "id": "thread-1",
+        "sessionId": "session-thread-1",
+        "forkedFromId": None,
+        "parentThreadId": None,
+        "ephemeral": False,
+        "createdAt": 1,
+        "source": "exec",
+        "threadSource": "user",
+    }
+    payload = {
+        "request_id": 1,
+        "method": "thread/start",
+        "result": {"thread": thread, "model": "gpt-5"},
+        "thread_originator": originator,
+    }
+    return i.fact("client_response", payload, conn=7)
+
+
+def subagent_started(i: JInstance, parent: str | None) -> dict[str, Any]:
+    payload = {
+        "session_id": "session-root",
+        "thread_id": "thread-sub",
+        "parent_thread_id": parent,
+        "forked_from_thread_id": None,
+        "product_client_id": "sub-client",
+        "client_name": "sub",
+        "client_version": "2.0.0",
+        "model": "gpt-5",
+        "ephemeral": False,
+        "subagent_source": "compact",
+        "created_at": 5,
+    }
+    return i.fact("subagent_thread_started", payload)
+
+
+def test_a_thread_originator_from_its_response_names_the_client(h: Harness) -> None:
+    h.feed(h.i.initialize(7, product_client_id="codex-tui"), thread_start(h.i, "codex_exec"))
+    (event,) = h.feed(h.i.fact("goal", goal()))
+    params = event["event_params"]
+    assert params["app_server_client"]["product_client_id"] == "codex_exec"
+    assert (params["session_id"], params["thread_source"]) == ("session-thread-1", "user")
+
+
+def test_a_subagent_thread_reports_on_its_parents_connection(h: Harness) -> None:
+    h.feed(h.i.initialize(7), thread_start(h.i, None), subagent_started(h.i, "thread-1"))
+    (event,) = h.feed(h.i.fact("compaction", compaction("thread-sub")))
+    params = event["event_params"]
+    assert params["session_id"] == "session-root"
+    assert params["app_server_client"]["client_name"] == "codex-tui"  # the parent's connection
+    assert params["app_server_client"]["product_client_id"] == "sub-client"
+    assert (params["thread_source"], params["subagent_source"], params["parent_thread_id"]) == (
+        "subagent",
+        "compact",
+        "thread-1",
+    )
+
+
+def test_a_subagent_thread_without_a_known_parent_has_no_connection(h: Harness) -> None:
+    h.feed(h.i.initialize(7), subagent_started(h.i, None))
+    assert h.feed(h.i.fact("guardian_review", guardian("thread-sub"))) == []
+    assert [(r, ids["missing_context"]) for r, ids in h.drops] == [
+        (DropReason.MISSING_CONTEXT, "thread_connection")
+    ]
+
+
 # -- plugins: metadata (§2, §4.1) ------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from ..facts import (
 )
 from ..limits import Id, Name
 from ..schema import U64, JsonObject, derived
+from .session_facts import CodexErrKind
 
 # -- enums (closed sets: an unknown value is rejected) -----------------------------------
 
@@ -45,46 +46,6 @@ HookEventNameJ = Literal[
     "SubagentStart",
     "SubagentStop",
     "Stop",
-]
-#: Upstream ``CodexErrKind`` (``protocol/src/error.rs``, snake_case): facts.md §5's list
-#: plus ``tool_collision``. Shared with the session domain's ``turn_codex_error``.
-CodexErrKind = Literal[
-    "turn_aborted",
-    "session_budget_exceeded",
-    "stream",
-    "context_window_exceeded",
-    "thread_not_found",
-    "agent_limit_reached",
-    "session_configured_not_first_event",
-    "timeout",
-    "request_timeout",
-    "spawn",
-    "interrupted",
-    "unexpected_status",
-    "invalid_request",
-    "tool_collision",
-    "invalid_image_request",
-    "usage_limit_reached",
-    "server_overloaded",
-    "cyber_policy",
-    "response_stream_failed",
-    "connection_failed",
-    "quota_exceeded",
-    "usage_not_included",
-    "internal_server_error",
-    "retry_limit",
-    "internal_agent_died",
-    "sandbox",
-    "landlock_sandbox_executable_not_provided",
-    "unsupported_operation",
-    "refresh_token_failed",
-    "fatal",
-    "io",
-    "json",
-    "landlock_ruleset",
-    "landlock_path_fd",
-    "tokio_join",
-    "env_var",
 ]
 GoalEventKind = Literal["created", "usage_accounted", "status_changed", "cleared"]
 #: ``codex_state::ThreadGoalStatus`` (snake_case), passed through to the event.
