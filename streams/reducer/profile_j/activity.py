@@ -68,7 +68,7 @@ from .rules import Rule
 
 
 def guardian_review(ctx: FactContext, p: GuardianReviewPayloadJ) -> None:
-    context = thread_context(ctx, p.thread_id, "guardian")
+    context = thread_context(ctx, p.thread_id, "guardian", turn_id=p.turn_id, review_id=p.review_id)
     if context is None:
         return
     # upstream flattens the params after the event's own three keys, in the fact's order.
@@ -82,7 +82,7 @@ def guardian_review(ctx: FactContext, p: GuardianReviewPayloadJ) -> None:
 
 
 def compaction(ctx: FactContext, p: CompactionPayloadJ) -> None:
-    context = thread_context(ctx, p.thread_id, "compaction")
+    context = thread_context(ctx, p.thread_id, "compaction", turn_id=p.turn_id)
     if context is None:
         return
     lineage = context.metadata
@@ -120,7 +120,7 @@ def compaction(ctx: FactContext, p: CompactionPayloadJ) -> None:
 
 
 def goal(ctx: FactContext, p: GoalPayload) -> None:
-    context = thread_context(ctx, p.thread_id, "goal")
+    context = thread_context(ctx, p.thread_id, "goal", turn_id=p.turn_id)
     if context is None:
         return
     lineage = context.metadata
