@@ -17,7 +17,7 @@ from codex_analytics.simulator.tool_items_j import (
     tool_item,
 )
 
-#: A user's answers to an approval request: (method, decision).
+#: A user's answers to a command approval request (``result.decision``), accept weighted.
 _COMMAND_DECISIONS: list[Any] = [
     "accept",
     "accept",
