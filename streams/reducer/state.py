@@ -108,6 +108,21 @@ class StateLimits:
     turns: int = 1024
     #: Windowed dedupe keys (one per turn and app or plugin used within the horizon).
     dedupe_keys: int = 8192
+    # -- Profile J tools (profile-j.md §5.3-§5.4; the 256-entry caps inside a record are
+    # upstream's own) --
+    #: Tool items started and not completed yet (~60 B each).
+    tool_items_started: int = 4096
+    #: Approval requests awaiting their answer (~200 B each).
+    pending_reviews: int = 1024
+    #: Review summaries of tool items not completed yet (~120 B each).
+    item_review_summaries: int = 4096
+    #: Turns with code-mode correlation (response ids, child cells, held events).
+    tool_responses: int = 1024
+    #: Code-mode cells (~120 B each).
+    code_mode_cells: int = 4096
+    #: Tool events held across all turns (~1.3 KB each: ~650 KB at the limit). Past it an
+    #: event is released at once, as upstream does past its 256 per turn.
+    held_tool_events: int = 512
 
 
 class InstanceState:
