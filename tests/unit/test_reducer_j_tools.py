@@ -1291,3 +1291,63 @@ def test_full_tool_tables_refuse_new_entries() -> None:
         (DropReason.INSTANCE_STATE_FULL, {"table": "item_review_summaries", "limit": 1})
     ]
     assert 1 in h.j.pending_reviews
+
+
+def test_exec_wait_and_child_events_share_cell_and_response_ids() -> None:
+    """Upstream ``code_mode_exec_wait_and_child_events_share_cell_and_response_ids``: an
+    exec cell, its child tool item and a later turn's wait call on the same cell."""
+    h = Harness()
+    h.seed_turn("turn-2", "thread-1")
+
+    def response(turn_id: str, response_id: str, calls: list[str]) -> FactEnvelope:
+        return h.facts.code_mode(
+            "sampling_response_completed",
+            thread_id="thread-1",
+            turn_id=turn_id,
+            response_id=response_id,
+            tool_call_ids=calls,
+        )
+
+    def completed(turn_id: str, call_id: str) -> FactEnvelope:
+        return h.facts.code_mode("completed", **completed_call(call_id, "cell-1", turn_id=turn_id))
+
+    events = h.apply(response("turn-1", "resp-a", ["exec-1"]))
+    events += h.apply(h.facts.code_mode("cell_started", **T, call_id="exec-1", cell_id="cell-1"))
+    events += h.apply(h.facts.code_mode("child_started", **T, call_id="child-1", cell_id="cell-1"))
+    events += h.apply(completed("turn-1", "exec-1"))
+    events += h.apply(h.facts.item_started(command_item("child-1")))
+    events += h.apply(h.facts.item_completed(command_item("child-1")))
+    assert events == []
+    for fact in (
+        response("turn-1", "resp-b", []),
+        response("turn-2", "resp-c", ["wait-1"]),
+        completed("turn-2", "wait-1"),
+        response("turn-2", "resp-d", []),
+    ):
+        events += h.apply(fact)
+    keys = (
+        "item_id",
+        "cell_id",
+        "parent_call_id",
+        "originating_response_id",
+        "subsequent_response_id",
+    )
+    assert [tuple(e["event_params"][k] for k in keys) for e in events] == [
+        ("exec-1", "cell-1", None, "resp-a", "resp-b"),
+        ("child-1", "cell-1", "exec-1", "resp-a", "resp-b"),
+        ("wait-1", "cell-1", "exec-1", "resp-c", "resp-d"),
+    ]
+
+
+def test_item_review_summaries_do_not_cross_threads_with_reused_item_ids() -> None:
+    h = Harness()
+    h.seed_thread("thread-2")
+    h.apply(h.facts.server_request(72, COMMAND, IDS))
+    h.apply(h.facts.server_response(72, COMMAND, "accept"))
+    h.apply(h.facts.item_started(command_item("item-1"), thread_id="thread-2"))
+    event = h.params(h.facts.item_completed(command_item("item-1"), thread_id="thread-2"))
+    assert (event["thread_id"], event["review_count"], event["final_approval_outcome"]) == (
+        "thread-2",
+        0,
+        "unknown",
+    )
