@@ -110,17 +110,18 @@ class StateLimits:
     dedupe_keys: int = 8192
     # -- Profile J tools (profile-j.md §5.3-§5.4; the 256-entry caps inside a record are
     # upstream's own) --
-    #: Tool items started and not completed yet (~60 B each).
+    #: Tool items started and not completed yet (~85 B each).
     tool_items_started: int = 4096
-    #: Approval requests awaiting their answer (~200 B each).
+    #: Approval requests awaiting their answer (~300 B each).
     pending_reviews: int = 1024
-    #: Review summaries of tool items not completed yet (~120 B each).
-    item_review_summaries: int = 4096
-    #: Turns with code-mode correlation (response ids, child cells, held events).
+    #: Review summaries of tool items not completed yet (~240 B each).
+    item_review_summaries: int = 2048
+    #: Turns with code-mode correlation (response ids, child cells, held events; ~100 B
+    #: without held events).
     tool_responses: int = 1024
-    #: Code-mode cells (~120 B each).
+    #: Code-mode cells (~160 B each).
     code_mode_cells: int = 4096
-    #: Tool events held across all turns (~1.3 KB each: ~650 KB at the limit). Past it an
+    #: Tool events held across all turns (~1.1 KB each: ~580 KB at the limit). Past it an
     #: event is released at once, as upstream does past its 256 per turn.
     held_tool_events: int = 512
 
