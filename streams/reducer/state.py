@@ -22,10 +22,12 @@ from codex_analytics.contract.versions import CONTRACT_S, ContractId
 from .derive import TurnConfig
 from .profile_j.state import JTables
 
-#: 4 added the instance's contract and its Profile J tables; 3 (Profile S only) is
-#: still read, so a deployment moves to 4 without replaying its changelog.
+#: 4 added the instance's contract and its Profile J tables. A Profile S instance is
+#: still written as 3 (the same bytes as before Profile J), so that workers of the
+#: previous release read what new ones write during a rolling upgrade.
 STATE_FORMAT_VERSION = 4
-_READABLE_VERSIONS = frozenset({3, STATE_FORMAT_VERSION})
+PROFILE_S_STATE_FORMAT_VERSION = 3
+_READABLE_VERSIONS = frozenset({PROFILE_S_STATE_FORMAT_VERSION, STATE_FORMAT_VERSION})
 
 
 @dataclass(slots=True)
@@ -198,7 +200,7 @@ class InstanceState:
             extra["j"] = self.j.to_json()
         return dumps_kept(  # the store keeps it
             {
-                "v": STATE_FORMAT_VERSION,
+                "v": STATE_FORMAT_VERSION if extra else PROFILE_S_STATE_FORMAT_VERSION,
                 **extra,
                 "last_seq": self.last_seq,
                 "watermark_ms": self.watermark_ms,
