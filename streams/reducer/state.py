@@ -98,6 +98,10 @@ class StateLimits:
     size, stays well under the 1 MiB a state record may take (measured per entry:
     connection ~265 B, pending request ~80 B, thread ~80 B, open turn ~345 B, dedupe
     key ~90 B: at most ~720 KB, for the dedupe keys).
+
+    A Profile J instance keeps its requests, threads and turns in its own tables
+    (``profile_j.state``), bounded by the same ``requests``, ``threads`` and ``turns``
+    (its Profile S tables of those names stay empty).
     """
 
     #: Connections (``initialize``): a process has a handful.
@@ -126,6 +130,9 @@ class StateLimits:
     #: Tool events held across all turns (~1.1 KB each: ~580 KB at the limit). Past it an
     #: event is released at once, as upstream does past its 256 per turn.
     held_tool_events: int = 512
+    #: Profile J: images prepared in one open turn (``image_preparation``, ~200 B each;
+    #: upstream keeps them all, a turn rarely has more than a few).
+    image_preparations_per_turn: int = 512
 
 
 class InstanceState:
