@@ -18,8 +18,7 @@ from codex_analytics.contract import encode_event
 from codex_analytics.contract.facts import FactEnvelope
 from streams.reducer.core import Reducer
 from streams.reducer.drops import DropReason
-from streams.reducer.fact_context import FactContext, Reduction
-from streams.reducer.profile_j import tools
+from streams.reducer.fact_context import Reduction
 from streams.reducer.profile_j.state import JTables, ThreadJ, ThreadMetadataJ, TurnJ
 from streams.reducer.state import InstanceState, StateLimits
 
@@ -77,11 +76,9 @@ class Harness:
         return self.params(self.facts.item_completed(item, **completed))
 
     def release_turn(self, thread_id: str, turn_id: str) -> list[dict[str, Any]]:
-        """What the session rule of ``turn/completed`` does first."""
-        out = Reduction()
-        ctx = FactContext(self.reducer, self.state, self.facts.flush(), out)
-        tools.release_turn(ctx, thread_id, turn_id)
-        return [orjson.loads(encode_event(event)) for event in out.events]
+        """``turn/completed``: the turn's held events first (its turn event needs more
+        than the seeded turn has, so they are all it emits here)."""
+        return self.apply(self.facts.turn_completed(thread_id, turn_id))
 
 
 # -- reviews (§5.4) -----------------------------------------------------------------------------
