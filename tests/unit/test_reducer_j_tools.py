@@ -340,7 +340,14 @@ def test_a_review_without_thread_context_is_dropped_but_still_sums_up() -> None:
     assert h.drops() == [
         (
             DropReason.MISSING_CONTEXT,
-            {"site": "review", "missing_context": "thread_connection", "thread_id": "thread-x"},
+            {
+                "site": "review",
+                "missing_context": "thread_connection",
+                "thread_id": "thread-x",
+                "turn_id": "turn-1",
+                "review_id": "user:5",
+                "item_id": "item-1",
+            },
         )
     ]
     assert h.j.item_review_summaries[("thread-x", "turn-1", "item-1")].user_review_count == 1
@@ -899,7 +906,13 @@ def test_a_tool_item_without_thread_context_is_dropped() -> None:
     assert h.drops() == [
         (
             DropReason.MISSING_CONTEXT,
-            {"site": "tool item", "missing_context": "thread_metadata", "thread_id": "thread-1"},
+            {
+                "site": "tool item",
+                "missing_context": "thread_metadata",
+                "thread_id": "thread-1",
+                "turn_id": "turn-1",
+                "item_id": "item-1",
+            },
         )
     ]
 

@@ -107,7 +107,9 @@ def sampling_response_completed(
 def call_completed(ctx: FactContext, body: tf.CodeModeCallCompleted) -> None:
     """A code-mode tool call completed: counted on its turn (created if need be) as a
     dynamic tool call, and its event held."""
-    context = thread_context(ctx, body.thread_id, "code mode tool")
+    context = thread_context(
+        ctx, body.thread_id, "code mode tool", turn_id=body.turn_id, item_id=body.call_id
+    )
     if context is None:
         return
     turns = tables(ctx).turns

@@ -265,7 +265,14 @@ def emit_review(
         summary.final_approval_outcome = final_approval_outcome(reviewer, status, resolution)
         summary.requested_additional_permissions |= pending.requested_additional_permissions
         summary.requested_network_access |= pending.requested_network_access
-    context = thread_context(ctx, pending.thread_id, "review")
+    context = thread_context(
+        ctx,
+        pending.thread_id,
+        "review",
+        turn_id=pending.turn_id,
+        review_id=pending.review_id,
+        item_id=pending.item_id,
+    )
     if context is None:
         return
     metadata = context.metadata

@@ -72,7 +72,9 @@ def item_completed(ctx: FactContext, view: tf.ItemCompletedParams) -> None:
         return
     if view.completed_at_ms < 0:
         return  # silently, as upstream
-    context = thread_context(ctx, view.thread_id, "tool item")
+    context = thread_context(
+        ctx, view.thread_id, "tool item", turn_id=view.turn_id, item_id=item.id
+    )
     if context is None:
         return
     assert item.detail is not None  # every counted type but sub-agent activity has one
