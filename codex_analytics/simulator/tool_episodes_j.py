@@ -246,5 +246,5 @@ class ToolEpisodesJ:
                     tool_call_ids=[self.next_id("call")],
                 )
             )
-        if rng.random() < 0.15:
+        if rng.random() < 0.3:  # the producer flushes mid-turn: held calls go out now
             q.append(b.flush())
