@@ -9,7 +9,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from codex_analytics.contract import EVENT_TYPES, FACT_KINDS, decode_fact, profile_j
+from codex_analytics.contract import (
+    EVENT_TYPES,
+    FACT_KINDS,
+    decode_fact,
+    encode_event,
+    encode_fact,
+    profile_j,
+)
 from codex_analytics.contract.versions import CONTRACT_J
 from codex_analytics.simulator import DEFAULT_J_SHARE
 from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
@@ -85,11 +92,35 @@ def test_each_instance_speaks_one_contract_and_the_share_counts_instances() -> N
     assert GeneratorConfig(instances=3, j_share=1).j_instances == 3
 
 
-def test_2026_08_instances_decode_and_cover_every_profile_j_kind() -> None:
+def test_2026_08_instances_decode_and_cover_every_profile_j_kind_and_rule() -> None:
     facts = [decode_fact(line) for line in generate(6000, instances=8, seed=7, j_share=1)]
     assert {f.source.contract for f in facts} == {CONTRACT_J}
     assert {f.kind for f in facts} == set(profile_j.FACT_KINDS)
     assert len(profile_j.FACT_KINDS) == 31
+    # What the sessions exercise, seen in the reducer's output: held code-mode calls
+    # released by each of their three releases, both reviewers, interrupted turns.
+    reducer = OfflineReducer()
+    seen: set[str] = set()
+    for fact in facts:
+        for event in reducer.apply(fact).events:
+            params = orjson.loads(encode_event(event))["event_params"]
+            if params.get("cell_id") is not None:
+                trigger = fact.kind
+                if trigger == "server_notification":
+                    trigger = orjson.loads(encode_fact(fact))["payload"]["method"]
+                seen.add(f"held call released by {trigger}")
+            if "reviewer" in params:
+                seen.add(f"{params['reviewer']} review")
+            if params.get("explicit_client_interrupt_requested_at_ms") is not None:
+                seen.add("interrupted turn")
+    assert seen >= {
+        "held call released by turn/completed",
+        "held call released by flush",
+        "held call released by code_mode_tool_call",
+        "user review",
+        "guardian review",
+        "interrupted turn",
+    }
 
 
 @pytest.mark.parametrize(
