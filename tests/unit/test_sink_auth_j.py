@@ -590,3 +590,23 @@ async def test_an_agent_identity_route_is_sent_whole_with_an_assertion(tmp_path:
     ((_, headers),) = destination.sent
     assert headers["Authorization"].startswith("AgentAssertion ")
     assert headers["chatgpt-account-id"] == "acct-agent"
+
+
+def test_config_check_reads_the_single_account_credential_without_showing_it() -> None:
+    from codex_analytics.cli.config_checks import check_environment
+
+    base = {"ANALYTICS_BASE_URL": "http://h", "KAFKA_BOOTSTRAP_SERVERS": "k:9092"}
+    good = check_environment(
+        {**base, "ANALYTICS_AUTH_KIND": "api_key", "ANALYTICS_BEARER_TOKEN": API_KEY},
+        ["sink worker"],
+    )
+    assert "ok      single-account credential: api_key, account (none) [sink worker]" in [
+        f.line() for f in good
+    ]
+    no_task = orjson.dumps({**AGENT_RECORD, "task_id": None}).decode()
+    bad = check_environment({**base, "ANALYTICS_AGENT_IDENTITY": no_task}, ["sink worker"])
+    problems = [f.message for f in bad if f.level == "error"]
+    assert any("agent identity has no task_id" in m for m in problems), problems
+    for finding in (*good, *bad):
+        assert API_KEY not in finding.message
+        assert PRIVATE_KEY_B64 not in finding.message
