@@ -137,10 +137,10 @@ def _decide_s(
 def _decide_j(
     kind: str | None, route: AuthRoute, credential: Credential | None
 ) -> Admitted | Skipped:
-    if kind is None:
-        return Skipped(SkipReason.NO_AUTH)
-    if kind not in SEND_ALL_KINDS and kind != API_KEY_KIND:
+    if kind == "bedrock_api_key":
         return Skipped(SkipReason.NOT_CODEX_BACKEND)
+    if kind not in SEND_ALL_KINDS and kind != API_KEY_KIND:
+        return Skipped(SkipReason.NO_AUTH)  # none, or a secret file's unknown auth_kind
     if credential is None or not credential.can_authenticate:
         return Skipped(SkipReason.NO_TOKEN)
     account_id = route.account_id or credential.account_id

@@ -161,6 +161,13 @@ def test_an_unknown_kind_sends_nothing(contract: ContractId) -> None:
     assert (plan.send, plan.skipped) == ((), ((SkipReason.NO_AUTH, 1),))
 
 
+def test_a_secret_files_unknown_kind_is_an_unknown_kind_for_profile_j() -> None:
+    route = AuthRoute(account_id="acct-1")
+    odd = Credential("sso_cookie", "acct-1", CHATGPT_TOKEN, source="t")
+    plan = plan_batch([record(0, TURN, route=route)], route, odd)
+    assert plan.skipped == ((SkipReason.NO_AUTH, 1),)
+
+
 def test_a_j_route_of_a_known_kind_without_a_credential_is_skipped_not_sent_unauthenticated() -> (
     None
 ):
