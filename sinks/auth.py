@@ -143,6 +143,10 @@ def _decide_j(
         return Skipped(SkipReason.NO_AUTH)  # none, or a secret file's unknown auth_kind
     if credential is None or not credential.can_authenticate:
         return Skipped(SkipReason.NO_TOKEN)
+    if credential.auth_kind == API_KEY_KIND:
+        # Upstream's API-key auth has no token data: no account, never FedRAMP
+        # (``CodexAuth::get_account_id`` / ``is_fedramp_account``), so it sends neither.
+        return Admitted(credential, None, False, kind, _material(credential))
     account_id = route.account_id or credential.account_id
     fedramp = route.is_fedramp or credential.is_fedramp
     return Admitted(credential, account_id, fedramp, kind, _material(credential))
