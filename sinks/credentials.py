@@ -117,8 +117,8 @@ class Credential:
 
     Built only from values that can go in a header as they are: otherwise
     :class:`CredentialProblem`, whose text names the field, never its value. Which
-    material authenticates a request: the headers if any, else the agent identity,
-    else the token (:func:`sinks.auth.request_headers`); a Bedrock login holds none."""
+    material authenticates a Profile J request: its own kind's, else what it holds
+    (:func:`sinks.auth.request_headers`); a Bedrock login holds none."""
 
     auth_kind: str
     account_id: str | None
