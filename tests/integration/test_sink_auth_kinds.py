@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from codex_analytics.contract import codec, route_key
+from codex_analytics.contract import route_key
 from codex_analytics.contract.facts import AuthRoute
 from codex_analytics.contract.versions import CONTRACT_J
 from codex_analytics.devtools.receiver import Receiver
@@ -48,26 +48,6 @@ def encoded(route: AuthRoute, seq: int, evt: dict[str, Any], *, j: bool) -> byte
 
 
 @pytest.fixture
-def j_event_types_known(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The events-topic decoder knows a ``2026-08`` event type by its model; the Profile J
-    event models are written beside this work. Until the codec has them, these types
-    pass through undecoded (as the sink passes every event unless told to validate)."""
-    names = (
-        "codex_turn_event",
-        "codex_plugin_used",
-        "skill_invocation",
-        "codex_mcp_tool_call_event",
-        "codex_plugin_installed",
-        "codex_accepted_line_fingerprints",
-    )
-    table = codec._EVENT_DECODERS[CONTRACT_J]
-    for name in names:
-        if name not in table:
-            monkeypatch.setitem(table, name, lambda obj: obj)
-    monkeypatch.setattr(codec, "_ANY_EVENT_TYPE", codec._ANY_EVENT_TYPE | frozenset(names))
-
-
-@pytest.fixture
 async def bare_receiver() -> AsyncIterator[Receiver]:
     """A recording endpoint that checks nothing: the validating one knows only Profile
     S's headers and events."""
@@ -94,7 +74,6 @@ def run(
 async def test_api_key_and_agent_identity_routes_send_what_their_kind_allows(
     run: SinkRun,
     bare_receiver: Receiver,
-    j_event_types_known: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     key_file = run.tmp / "api-key"
