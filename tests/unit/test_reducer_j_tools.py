@@ -1255,6 +1255,8 @@ def test_the_tool_tables_expire_with_event_time() -> None:
     assert not h.j.is_empty
     h.apply(h.facts.fact("flush", {}, step_ms=10 * 60_000))
     assert h.j.sizes() == dict.fromkeys(h.j.sizes(), 0)
+    # The held code-mode event went with its turn's record: counted, not silent.
+    assert h.reducer.stats.expired["held_tool_events"] == 1
 
 
 def test_full_tool_tables_refuse_new_entries() -> None:

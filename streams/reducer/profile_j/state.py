@@ -276,8 +276,18 @@ class JTables:
         return {name: len(table) for name, table in self.tables().items()}
 
     def expire(self, cutoff_ms: int) -> dict[str, int]:
-        """Forget records untouched since before ``cutoff_ms``; how many per table."""
-        return {name: expire_table(table, cutoff_ms) for name, table in self.tables().items()}
+        """Forget records untouched since before ``cutoff_ms``; how many per table, and
+        how many held tool events went with them (``held_tool_events``: a turn idle for
+        the whole horizon never completes, as upstream's never would after its process
+        ended; counted so that it shows)."""
+        held = sum(
+            len(record.held)
+            for record in self.tool_responses.values()
+            if record.touched_ms < cutoff_ms
+        )
+        expired = {name: expire_table(table, cutoff_ms) for name, table in self.tables().items()}
+        expired["held_tool_events"] = held
+        return expired
 
     def to_json(self) -> dict[str, Any]:
         return {
