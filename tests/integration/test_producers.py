@@ -136,7 +136,7 @@ async def test_every_track_call_lands_on_the_broker_as_its_envelope(
     assert len(calls) == 19
     before_ms = time.time_ns() // 1_000_000
     async with AnalyticsClient(
-        ClientSettings(kafka=kafka_bootstrap, topic=topic), identity=identity
+        ClientSettings(kafka=kafka_bootstrap, topic=topic, contract="2026-06"), identity=identity
     ) as client:
         assert all(call(client) for _, call, _ in calls)
         assert await client.flush(timeout=20)
@@ -174,7 +174,7 @@ async def test_a_full_queue_drops_without_blocking_and_close_delivers_the_rest(
 ) -> None:
     topic = unique_name("facts")
     await create_topic(kafka_bootstrap, topic)
-    client = AnalyticsClient(ClientSettings(kafka=kafka_bootstrap, topic=topic))
+    client = AnalyticsClient(ClientSettings(kafka=kafka_bootstrap, topic=topic, contract="2026-06"))
     await client.start()
     # A tight loop never yields, so the sender cannot run: the queue fills at 256.
     slowest = 0.0
@@ -203,7 +203,9 @@ async def test_broker_away_at_start_is_retried_in_the_background(
     from codex_analytics.devtools.broker import EmbeddedBroker, free_port
 
     port = free_port("127.0.0.1")
-    client = AnalyticsClient(ClientSettings(kafka=f"127.0.0.1:{port}", topic="analytics.facts"))
+    client = AnalyticsClient(
+        ClientSettings(kafka=f"127.0.0.1:{port}", topic="analytics.facts", contract="2026-06")
+    )
     await client.start()
     for i in range(3):
         assert client.track_notification("turn/started", {"i": i})
