@@ -18,6 +18,7 @@ from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerato
 from producers import AnalyticsClient, ClientSettings, ProducerIdentity
 from tests.cli import run_cli_on
 from tests.factories import app, skill, tracking
+from tests.producer_j_calls import PROFILE_ONLY, call_for, vector_facts
 
 from .kafka_helpers import create_topic
 
@@ -167,6 +168,28 @@ async def test_every_track_call_lands_on_the_broker_as_its_envelope(
             "auth": {"kind": "chatgpt", "account_id": "acct-1", "is_fedramp": True},
         }
     assert len({f["fact_id"] for f in facts}) == 19
+
+
+async def test_a_2026_08_client_puts_facts_on_the_topic_that_decode_as_2026_08(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    topic = unique_name("facts")
+    await create_topic(kafka_bootstrap, topic, partitions=2)
+    examples = vector_facts()
+    calls = [call_for(f) for f in examples] + [call for _, call, _, _ in PROFILE_ONLY]
+    kinds = [f["kind"] for f in examples] + [kind for kind, *_ in PROFILE_ONLY] + ["flush"]
+    identity = ProducerIdentity(instance_id=unique_name("host/pid-1/boot-j"))
+    async with AnalyticsClient(
+        ClientSettings(kafka=kafka_bootstrap, topic=topic), identity=identity
+    ) as client:
+        assert client.contract == "2026-08"
+        assert all(call(client) for call in calls)
+        assert await client.flush(timeout=20)
+    records = await read_from_start(kafka_bootstrap, topic, want=len(kinds), within=20, settle=0.5)
+    decoded = sorted((decode_fact(r.value) for r in records), key=lambda f: f.seq)
+    assert [f.kind for f in decoded] == kinds
+    assert {f.contract for f in decoded} == {"2026-08"}
+    assert {r.key for r in records} == {identity.instance_id.encode()}
 
 
 async def test_a_full_queue_drops_without_blocking_and_close_delivers_the_rest(
