@@ -22,10 +22,12 @@ from codex_analytics.contract.versions import CONTRACT_S, ContractId
 from .derive import TurnConfig
 from .profile_j.state import JTables
 
-#: 4 added the instance's contract and its Profile J tables; 3 (Profile S only) is
-#: still read, so a deployment moves to 4 without replaying its changelog.
+#: 4 added the instance's contract and its Profile J tables. A Profile S instance is
+#: still written as 3 (the same bytes as before Profile J), so that workers of the
+#: previous release read what new ones write during a rolling upgrade.
 STATE_FORMAT_VERSION = 4
-_READABLE_VERSIONS = frozenset({3, STATE_FORMAT_VERSION})
+PROFILE_S_STATE_FORMAT_VERSION = 3
+_READABLE_VERSIONS = frozenset({PROFILE_S_STATE_FORMAT_VERSION, STATE_FORMAT_VERSION})
 
 
 @dataclass(slots=True)
@@ -96,6 +98,10 @@ class StateLimits:
     size, stays well under the 1 MiB a state record may take (measured per entry:
     connection ~265 B, pending request ~80 B, thread ~80 B, open turn ~345 B, dedupe
     key ~90 B: at most ~720 KB, for the dedupe keys).
+
+    A Profile J instance keeps its requests, threads and turns in its own tables
+    (``profile_j.state``), bounded by the same ``requests``, ``threads`` and ``turns``
+    (its Profile S tables of those names stay empty).
     """
 
     #: Connections (``initialize``): a process has a handful.
@@ -108,6 +114,9 @@ class StateLimits:
     turns: int = 1024
     #: Windowed dedupe keys (one per turn and app or plugin used within the horizon).
     dedupe_keys: int = 8192
+    #: Profile J: images prepared in one open turn (``image_preparation``, ~200 B each;
+    #: upstream keeps them all, a turn rarely has more than a few).
+    image_preparations_per_turn: int = 512
 
 
 class InstanceState:
@@ -182,7 +191,7 @@ class InstanceState:
             extra["j"] = self.j.to_json()
         return dumps_kept(  # the store keeps it
             {
-                "v": STATE_FORMAT_VERSION,
+                "v": STATE_FORMAT_VERSION if extra else PROFILE_S_STATE_FORMAT_VERSION,
                 **extra,
                 "last_seq": self.last_seq,
                 "watermark_ms": self.watermark_ms,

@@ -11,13 +11,41 @@ serialize it, restore it and expire it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from codex_analytics.contract.profile_j.session_facts import (
+    ImagePreparationMetadata,
+    TokenUsageJ,
+    TurnCodexError,
+    TurnProfile,
+)
 from codex_analytics.contract.schema import decoder_for, to_wire
 
 from ..tables import expire_table
 
-# -- sessions: threads and turns (profile-j.md §5.2-§5.3) -----------------------------------
+# -- sessions: requests, threads and turns (profile-j.md §5.1-§5.3) ---------------------------
+
+#: What a pending client request is waiting for its answer to.
+PendingKind = Literal["turn_start", "turn_steer", "explicit_client_interrupt"]
+
+
+@dataclass(slots=True)
+class PendingRequestJ:
+    """``requests[(connection_id, request_id)]``: a ``turn/start``, ``turn/steer`` or
+    ``turn/interrupt`` awaiting its response (or error)."""
+
+    touched_ms: int
+    kind: PendingKind
+    #: ``turn/start`` and ``turn/steer``: the request's thread and its input's images.
+    thread_id: str | None = None
+    num_input_images: int = 0
+    #: ``turn/steer``: the turn it expects, and ``floor(observed_at_ms / 1000)`` of the
+    #: request fact (upstream's wall clock when it saw the request).
+    expected_turn_id: str | None = None
+    created_at: int | None = None
+    #: ``turn/interrupt``: the turn to interrupt and when the client asked.
+    turn_id: str | None = None
+    requested_at_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -58,6 +86,49 @@ class ToolCounts:
 
 
 @dataclass(slots=True)
+class TurnConfigJ:
+    """The values of a turn's ``turn_resolved_config`` that its events need, mapped as
+    the turn event spells them (the rest of the fact is not kept while the turn is open)."""
+
+    submission_type: str | None
+    ephemeral: bool
+    model: str
+    model_provider: str
+    sandbox_policy: str
+    reasoning_effort: str | None
+    reasoning_summary: str | None
+    service_tier: str
+    approval_policy: str
+    approvals_reviewer: str
+    sandbox_network_access: bool
+    collaboration_mode: str
+    personality: str | None
+    workspace_kind: str | None
+    is_first_turn: bool
+    #: For the accepted-lines event (PROPOSAL ``resolved.repo_hash``).
+    repo_hash: str | None
+
+
+@dataclass(slots=True)
+class TurnCompletionJ:
+    """What ``turn/completed`` said about the turn."""
+
+    status: str | None
+    turn_error: Any
+    completed_at: int
+    duration_ms: int | None
+
+
+@dataclass(slots=True)
+class AcceptedLineCounts:
+    """The added and deleted lines of the turn's latest ``turn/diff/updated`` (all the
+    accepted-lines event reads of a diff: the diff itself is not kept)."""
+
+    added: int
+    deleted: int
+
+
+@dataclass(slots=True)
 class TurnJ:
     """``turns[turn_id]``: what the turn event is built from, gathered fact by fact.
 
@@ -68,16 +139,17 @@ class TurnJ:
     connection_id: int | None = None
     thread_id: str | None = None
     num_input_images: int | None = None
-    resolved_config: Any = None
+    resolved_config: TurnConfigJ | None = None
     started_at: int | None = None
-    token_usage: Any = None
-    completed: Any = None
+    token_usage: TokenUsageJ | None = None
+    completed: TurnCompletionJ | None = None
     steer_count: int = 0
-    profile: Any = None
-    image_preparations: list[Any] = field(default_factory=list)
+    profile: TurnProfile | None = None
+    image_preparations: list[ImagePreparationMetadata] = field(default_factory=list)
     explicit_client_interrupt_requested_at_ms: int | None = None
-    codex_error: Any = None
-    latest_diff: str | None = None
+    codex_error: TurnCodexError | None = None
+    #: Set by ``turn/diff/updated`` (the latest one wins), even when both are 0.
+    latest_diff: AcceptedLineCounts | None = None
     tool_counts: ToolCounts = field(default_factory=ToolCounts)
 
 
@@ -87,6 +159,7 @@ class TurnJ:
 
 #: Every Profile J table: attribute name -> record model. Order is serialization order.
 TABLES: dict[str, type[Any]] = {
+    "requests": PendingRequestJ,
     "threads": ThreadJ,
     "turns": TurnJ,
 }
@@ -102,6 +175,7 @@ class JTables:
             setattr(self, name, {})
 
     # Typed views of the tables (attributes are set from TABLES above).
+    requests: dict[tuple[int, int | str], PendingRequestJ]
     threads: dict[str, ThreadJ]
     turns: dict[str, TurnJ]
 
