@@ -29,7 +29,7 @@ re-read starts on batch boundaries and re-forms the same batches (design.md §8)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -37,6 +37,8 @@ from codex_analytics.contract import BATCH_BODY_OVERHEAD, ISOLATED_EVENT_TYPES, 
 from codex_analytics.contract.errors import DecodeError
 from codex_analytics.contract.facts import AuthRoute
 from codex_analytics.contract.records import Origin
+
+from .auth import filters_with_api_key, may_send_with_api_key
 
 #: ``{"events":[`` + ``]}`` (the contract owns the body's byte format)
 BODY_OVERHEAD = BATCH_BODY_OVERHEAD
@@ -122,16 +124,7 @@ class Batch:
     def idempotency_key(self) -> str:
         """A digest of the batch's origins: the same events in the same batch give the
         same key, in any process, after any restart."""
-        digest = hashlib.blake2b(digest_size=16)
-        for record in self.records:
-            origin = record.origin
-            if origin is None:  # undecodable records never reach a request
-                digest.update(b"offset:%d\n" % record.offset)
-            else:
-                digest.update(
-                    b"%s\0%d\0%d\n" % (origin.instance_id.encode(), origin.seq, origin.index)
-                )
-        return digest.hexdigest()
+        return idempotency_key(self.records)
 
     def _append(self, record: SinkRecord) -> None:
         if not self.records:
@@ -140,6 +133,19 @@ class Batch:
         else:
             self.body_size += 1 + len(record.event_json)
         self.records.append(record)
+
+
+def idempotency_key(records: Sequence[SinkRecord]) -> str:
+    """A digest of the records' origins: the key of a request that carries them (all of
+    a batch, or what the auth gate let through of it)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for record in records:
+        origin = record.origin
+        if origin is None:  # undecodable records never reach a request
+            digest.update(b"offset:%d\n" % record.offset)
+        else:
+            digest.update(b"%s\0%d\0%d\n" % (origin.instance_id.encode(), origin.seq, origin.index))
+    return digest.hexdigest()
 
 
 class PartitionBatcher:
@@ -177,7 +183,7 @@ class PartitionBatcher:
             return closed
         route_key = record.route_key
         batch = self._open.get(route_key)
-        if record.event_type in ISOLATED_EVENT_TYPES:
+        if record.event_type in ISOLATED_EVENT_TYPES and not _filtered_out(record):
             if batch is not None:
                 self._close(batch, CloseReason.ISOLATED, closed)
             closed.append(self._single(record, CloseReason.ISOLATED))
@@ -253,6 +259,21 @@ class PartitionBatcher:
     ) -> None:
         for batch in [b for b in self._open.values() if predicate(b)]:
             self._close(batch, reason, closed)
+
+
+def _filtered_out(record: SinkRecord) -> bool:
+    """Whether the auth gate filters this event out whatever the credential: an event
+    that travels alone upstream (accepted lines) of a Profile J route whose kind is
+    ``api_key``. Upstream filters before it isolates, so such an event cuts no batch.
+    (For a route that names no kind the credential decides, at delivery: the cut is
+    made all the same, so that batches stay a function of the records.)"""
+    origin, route = record.origin, record.route
+    return (
+        origin is not None
+        and route is not None
+        and filters_with_api_key(origin.contract_id, route)
+        and not may_send_with_api_key(record.event_type, record.event_json)
+    )
 
 
 class PartitionProgress:

@@ -30,11 +30,12 @@ from typing import Protocol
 
 from tenacity import RetryCallState
 
+from codex_analytics.contract import join_batch
 from codex_analytics.contract.facts import AuthRoute
 from codex_analytics.runtime.log_repeats import RepeatedLines
 
-from .auth import Admitted, Skipped, admit, request_headers
-from .batching import Batch
+from .auth import SkipReason, request_headers, resolve
+from .batching import Batch, idempotency_key
 from .credentials import CredentialProvider
 from .deadletters import DeadLetterQueue, undeliverable
 from .destinations import Destination
@@ -46,8 +47,9 @@ from .errors import (
     RetryableDeliveryError,
     UnsendableRequestError,
 )
+from .gate import GatePlan, plan_batch
 from .metrics import SinkMetrics
-from .outcomes import BatchOutcome, DeadLettered, Delivered, GateSkipped
+from .outcomes import BatchOutcome, DeadLettered, Delivered, GateCounts, GateSkipped
 from .settings import SinkSettings
 
 log = logging.getLogger("codex_analytics.sink")
@@ -99,40 +101,49 @@ class BatchDelivery:
         self.skip_lines.flush()
 
     async def __call__(self, batch: Batch, lane: RetryingLane) -> BatchOutcome:
-        count = len(batch.records)
         if not batch.sendable:
             reason, detail = undeliverable(batch, self.settings.limits.max_bytes)
             return await self._dead_letter(lane, batch, reason, detail=detail)
         route = batch.route
         assert route is not None
         try:
-            decision: Admitted | Skipped | None = admit(route, self.credentials)
+            plan: GatePlan | None = self._plan(batch, route)
         except CredentialError:
-            decision = None  # there, but unusable now: the attempts below wait for it
-        if isinstance(decision, Skipped) and not self.ignore_gate:
-            return self._skipped(decision, route, count)
-        key = batch.idempotency_key()
-        body = batch.body()
+            plan = None  # there, but unusable now: the attempts below wait for it
+        if plan is not None and not plan.send:
+            return self._skipped(plan, route)
+        # What is sent, its body and key: the gate's plan, resolved again before every
+        # attempt (it can change with the credential; the body and key follow it).
+        sending = plan if plan is not None else None
+        records = plan.send if plan is not None else tuple(batch.records)
+        key = idempotency_key(records)
+        body = join_batch([r.event_json for r in records])
         # While the credential fails: when its outage (shared by the account's batches)
         # will have lasted ``credential_wait_s``. Endpoint failures keep the policy's limits.
         give_up_at = math.inf
 
         async def attempt() -> None:
-            nonlocal give_up_at
+            nonlocal give_up_at, sending, records, key, body
             # The credential is resolved again on every attempt: after a 401 the token
             # may have been rotated (secrets dir, auth.json) while we backed off, and a
             # file that could not be read may be readable again.
             try:
-                current: Admitted | Skipped | None = admit(route, self.credentials)
+                current = self._plan(batch, route)
             except CredentialError as err:
                 if not self.ignore_gate:
                     give_up_at = err.since + self.settings.credential_wait_s
                     raise
-                current = None
+                current = plan_batch(batch.records, route, None, ignore_gate=True)
             give_up_at = math.inf
-            if isinstance(current, Skipped) and not self.ignore_gate:
+            if not current.send:
                 raise _GateClosed(current)  # the credential is gone: skip, as upstream
-            headers = request_headers(current, key) if isinstance(current, Admitted) else {}
+            if [r.offset for r in current.send] != [r.offset for r in records]:
+                records = current.send
+                key = idempotency_key(records)
+                body = join_batch([r.event_json for r in records])
+            sending = current
+            admitted = current.admitted
+            headers = request_headers(admitted, key) if admitted is not None else {}
             await self._attempt(body, headers)
 
         started = time.monotonic()
@@ -153,26 +164,44 @@ class BatchDelivery:
                 response_body=err.body[:200].decode("utf-8", "replace"),
             )
         except _GateClosed as closed:
-            return self._skipped(closed.skipped, route, count)
+            return self._skipped(closed.plan, route)
         except RetryableDeliveryError as err:  # only when a retry deadline is configured
             return await self._dead_letter(lane, batch, "retries_exhausted", detail=str(err))
+        skipped = sending.skipped if sending is not None else ()
+        self._log_skips(skipped, route)
         return Delivered(
-            self.destination.success_outcome, count, len(body), time.monotonic() - started
+            self.destination.success_outcome,
+            len(records),
+            len(body),
+            time.monotonic() - started,
+            skipped,
         )
 
-    def _skipped(self, skipped: Skipped, route: AuthRoute, count: int) -> GateSkipped:
+    def _plan(self, batch: Batch, route: AuthRoute) -> GatePlan:
+        """The gate's plan for ``batch`` now (``CredentialError`` passes through)."""
+        credential = resolve(route, self.credentials)
+        return plan_batch(batch.records, route, credential, ignore_gate=self.ignore_gate)
+
+    def _skipped(self, plan: GatePlan, route: AuthRoute) -> GateSkipped:
+        self._log_skips(plan.skipped, route)
+        return GateSkipped.of(plan.skipped)
+
+    def _log_skips(self, counts: GateCounts, route: AuthRoute) -> None:
         # Skipping is upstream's rule, but a skip nobody sees is a silent loss when a
         # token was meant to be there: one line per reason and interval says so, with
-        # the events skipped since the last line.
-        self.skip_lines.warning(
-            "events skipped by the auth gate (%s)",
-            skipped.reason.value,
-            reason=skipped.reason.value,
-            events=count,
-            account_id=route.account_id,
-            destination=self.destination.name,
-        )
-        return GateSkipped(skipped.reason, count)
+        # the events skipped since the last. The API-key filter is the kind's rule, not a
+        # credential gone missing: counted, not logged.
+        for reason, count in counts:
+            if reason is SkipReason.API_KEY_FILTERED:
+                continue
+            self.skip_lines.warning(
+                "events skipped by the auth gate (%s)",
+                reason.value,
+                reason=reason.value,
+                events=count,
+                account_id=route.account_id,
+                destination=self.destination.name,
+            )
 
     async def _attempt(self, body: bytes, headers: dict[str, str]) -> None:
         try:
@@ -254,8 +283,9 @@ class BatchDelivery:
 
 
 class _GateClosed(Exception):
-    """The route's credential disappeared between attempts (not retried)."""
+    """The route's credential changed between attempts so that nothing of the batch
+    may be sent any more (not retried)."""
 
-    def __init__(self, skipped: Skipped) -> None:
-        super().__init__(skipped.reason.value)
-        self.skipped = skipped
+    def __init__(self, plan: GatePlan) -> None:
+        super().__init__(", ".join(reason.value for reason, _ in plan.skipped))
+        self.plan = plan

@@ -103,7 +103,7 @@ class HttpDestination:
         error = check_response(
             response.status_code,
             response.headers.get("retry-after"),
-            redact(response.content, headers.get("Authorization")),
+            redact_headers(response.content, headers),
         )
         if error is not None:
             raise error
@@ -139,6 +139,29 @@ def redact(body: bytes, authorization: str | None) -> bytes:
     escaped = orjson.dumps(token)[1:-1]
     for form in {token.encode(), escaped, escaped.replace(b"/", b"\\/")}:
         body = body.replace(form, REDACTED)
+    return body
+
+
+#: Request headers whose values are no secret: the rest (``Authorization``, and the
+#: external headers of a ``headers`` credential) are redacted from an error body.
+_PUBLIC_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-encoding",
+        "idempotency-key",
+        "chatgpt-account-id",
+        "x-openai-fedramp",
+    }
+)
+
+
+def redact_headers(body: bytes, headers: dict[str, str]) -> bytes:
+    """``body`` without any secret the request's headers carried (see :func:`redact`):
+    the credential of ``Authorization`` (a bearer token or an agent assertion) and the
+    value of every header that is not one of the sink's own."""
+    for name, value in headers.items():
+        if name.lower() not in _PUBLIC_HEADERS:
+            body = redact(body, value)
     return body
 
 

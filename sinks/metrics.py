@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from codex_analytics.runtime.metrics import ServiceMetrics
 
-from .outcomes import BatchOutcome, DeadLettered, Delivered, GateSkipped
+from .auth import SkipReason
+from .outcomes import BatchOutcome, DeadLettered, Delivered, GateCounts, GateSkipped
 
 #: Every way the sink finishes with an event.
 OUTCOMES = ("delivered", "captured", "skipped", "dead_lettered")
@@ -38,9 +39,11 @@ class SinkMetrics(ServiceMetrics):
         )
         self.gate_skips = self.counter(
             "gate_skipped_events",
-            "Events skipped by the upstream auth gate, by reason.",
+            "Events skipped or filtered out by the upstream auth gate, by reason.",
             ["reason"],
         )
+        for reason in SkipReason:
+            self.gate_skips.labels(reason.value)
         self.attempts = self.counter(
             "delivery_attempts",
             "Delivery attempts, by result (an HTTP status class, transport_error, capture_error).",
@@ -73,7 +76,16 @@ class SinkMetrics(ServiceMetrics):
             self.delivery_seconds.observe(outcome.seconds)
             if outcome.outcome == "captured":
                 self.capture_bytes.inc(outcome.body_bytes + 1)  # the line: body and newline
+            self._gated(outcome.skipped, also_skipped=True)
         elif isinstance(outcome, GateSkipped):
-            self.gate_skips.labels(outcome.reason.value).inc(outcome.events)
+            self._gated(outcome.by_reason, also_skipped=False)
         elif isinstance(outcome, DeadLettered):
             self.dead_letters.labels(outcome.reason).inc(outcome.events)
+
+    def _gated(self, counts: GateCounts, *, also_skipped: bool) -> None:
+        """Events the gate kept out, by reason; and, for a batch that was sent, under
+        ``events{outcome="skipped"}`` too (a skipped batch counted them already)."""
+        for reason, count in counts:
+            self.gate_skips.labels(reason.value).inc(count)
+            if also_skipped:
+                self.events.labels("skipped").inc(count)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
+from codex_analytics.contract.facts import AuthKind
 from codex_analytics.runtime.config import (
     HEALTH_STALL_S,
     LOG_LEVEL,
@@ -24,6 +25,7 @@ from codex_analytics.runtime.config import (
     choice,
     declare,
     existing_directory,
+    existing_file,
     file_path,
     http_url,
     integer,
@@ -37,6 +39,8 @@ from .errors import SinkConfigError
 from .retry import RetryPolicy
 
 _SINK = ("sink worker",)
+#: Every auth kind (profile-j.md §6).
+AUTH_KINDS: tuple[str, ...] = get_args(AuthKind)
 
 #: Upstream's variable (delivery.md §4); ``ANALYTICS_CAPTURE_FILE`` is our alias.
 CAPTURE_FILE_ENV = "CODEX_ANALYTICS_EVENTS_CAPTURE_FILE"
@@ -72,13 +76,65 @@ CAPTURE_IGNORES_AUTH = declare(
     help="for tests only: capture batches even when the auth gate would skip them",
     used_by=_SINK,
 )
+AUTH_KIND = declare(
+    "ANALYTICS_AUTH_KIND",
+    choice(*AUTH_KINDS),
+    None,
+    help="the single account's auth kind (profile-j.md §6): it needs "
+    "`ANALYTICS_BEARER_TOKEN` (`chatgpt`, `chatgpt_tokens`, `api_key`, "
+    "`personal_access_token`), `ANALYTICS_AGENT_IDENTITY` or `ANALYTICS_AUTH_HEADERS`; "
+    "`bedrock_api_key` needs nothing and sends nothing",
+    used_by=_SINK,
+    default_note="the kind of the secret that is set (`chatgpt` for a token)",
+)
 BEARER_TOKEN = declare(
     "ANALYTICS_BEARER_TOKEN",
     text("token"),
     None,
-    help="single-account credential: the access token",
+    help="single-account credential: the access token (an API key or a personal access "
+    "token for those kinds); prefer `ANALYTICS_BEARER_TOKEN_FILE`",
     used_by=_SINK,
     secret=True,
+)
+BEARER_TOKEN_FILE = declare(
+    "ANALYTICS_BEARER_TOKEN_FILE",
+    existing_file(),
+    None,
+    help="file holding `ANALYTICS_BEARER_TOKEN`, read again whenever it changes",
+    used_by=_SINK,
+)
+AGENT_IDENTITY = declare(
+    "ANALYTICS_AGENT_IDENTITY",
+    text("JSON"),
+    None,
+    help="single-account `agent_identity` credential: upstream's record "
+    '`{"agent_runtime_id", "agent_private_key", "task_id", ...}` (the sink signs an '
+    "`AgentAssertion` per request); prefer `ANALYTICS_AGENT_IDENTITY_FILE`",
+    used_by=_SINK,
+    secret=True,
+)
+AGENT_IDENTITY_FILE = declare(
+    "ANALYTICS_AGENT_IDENTITY_FILE",
+    existing_file(),
+    None,
+    help="file holding `ANALYTICS_AGENT_IDENTITY`, read again whenever it changes",
+    used_by=_SINK,
+)
+AUTH_HEADERS = declare(
+    "ANALYTICS_AUTH_HEADERS",
+    text("JSON"),
+    None,
+    help="single-account `headers` credential: a JSON object of the headers to send as "
+    "given; prefer `ANALYTICS_AUTH_HEADERS_FILE`",
+    used_by=_SINK,
+    secret=True,
+)
+AUTH_HEADERS_FILE = declare(
+    "ANALYTICS_AUTH_HEADERS_FILE",
+    existing_file(),
+    None,
+    help="file holding `ANALYTICS_AUTH_HEADERS`, read again whenever it changes",
+    used_by=_SINK,
 )
 ACCOUNT_ID = declare(
     "ANALYTICS_ACCOUNT_ID",
@@ -98,15 +154,17 @@ SECRETS_DIR = declare(
     "ANALYTICS_SECRETS_DIR",
     existing_directory(),
     None,
-    help='directory with one file per account id holding its token (or `{"access_token", '
-    '"is_fedramp"}`); re-read on change',
+    help='directory with one file per account id holding its token (or `{"auth_kind", '
+    '"access_token" | "api_key" | "personal_access_token" | "agent_identity" | "headers", '
+    '"is_fedramp"}`, docs/sink.md); re-read on change',
     used_by=_SINK,
 )
 CODEX_HOME = declare(
     "CODEX_HOME",
     existing_directory(),
     None,
-    help="read the login in `$CODEX_HOME/auth.json` (re-read on change)",
+    help="read the login in `$CODEX_HOME/auth.json` (ChatGPT tokens, `OPENAI_API_KEY`, a "
+    "personal access token, an agent identity; re-read on change)",
     used_by=_SINK,
 )
 GROUP = declare(
@@ -242,7 +300,13 @@ SETTINGS: tuple[Setting[Any, Any], ...] = (
     CAPTURE_FILE,
     CAPTURE_FSYNC,
     CAPTURE_IGNORES_AUTH,
+    AUTH_KIND,
     BEARER_TOKEN,
+    BEARER_TOKEN_FILE,
+    AGENT_IDENTITY,
+    AGENT_IDENTITY_FILE,
+    AUTH_HEADERS,
+    AUTH_HEADERS_FILE,
     ACCOUNT_ID,
     FEDRAMP,
     SECRETS_DIR,

@@ -112,6 +112,7 @@ def check_environment(env: Mapping[str, str], services: Sequence[str]) -> list[F
     for reading in readings:
         findings += _check_value(env, reading)
     findings += _secrets(env, services)
+    findings += _single_account(env, services)
     findings += _bootstrap(env, services)
     # The rules between variables, with the bad ones at their defaults: a missing
     # endpoint is said now, not after the log level is fixed.
@@ -386,3 +387,36 @@ def _secrets(env: Mapping[str, str], services: Sequence[str]) -> list[Finding]:
             )
         )
     return findings
+
+
+def _single_account(env: Mapping[str, str], services: Sequence[str]) -> list[Finding]:
+    """The sink's single-account credential (``ANALYTICS_AUTH_KIND`` and its secret), read
+    as the sink would: whether it can be sent, and of which kind (never the secret)."""
+    from sinks.credentials import EnvCredentials
+    from sinks.errors import CredentialError
+    from sinks.settings import AUTH_KIND
+
+    sinks = tuple(s for s in services if any(reads(r, s) for r in AUTH_KIND.used_by))
+    if not sinks:
+        return []
+    try:
+        source = EnvCredentials.from_env(env)
+    except ValueError:
+        return []  # reported with the variables
+    if not source.configured:
+        return []
+    try:
+        credential = source.default()
+    except CredentialError as err:
+        return [Finding("error", AUTH_KIND.name, str(err), sinks)]
+    if credential is None:
+        return []
+    return [
+        Finding(
+            "ok",
+            AUTH_KIND.name,
+            f"single-account credential: {credential.auth_kind}, account "
+            f"{credential.account_id or '(none)'}",
+            sinks,
+        )
+    ]

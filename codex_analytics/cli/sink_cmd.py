@@ -10,11 +10,13 @@ DESCRIPTION = """\
 The sink service. 'codex-analytics sink worker' consumes the events topic in its own
 consumer group, groups events by delivery route into batches (closed at
 ANALYTICS_BATCH_MAX_EVENTS events, ANALYTICS_BATCH_MAX_BYTES body bytes, or
-ANALYTICS_BATCH_MAX_WAIT_MS of event time), applies the upstream auth gate, and POSTs
-each batch to {ANALYTICS_BASE_URL}/codex/analytics-events/events with the account's
-bearer token, its chatgpt-account-id, X-OpenAI-Fedramp for FedRAMP accounts, and an
-Idempotency-Key derived from the batch's events (the same batch gets the same key after
-any restart).
+ANALYTICS_BATCH_MAX_WAIT_MS of event time), applies the upstream auth gate of each
+event's contract (2026-06: ChatGPT logins only; 2026-08: per auth kind, an API key
+sending only plugin-attributed events), and POSTs each batch to
+{ANALYTICS_BASE_URL}/codex/analytics-events/events with the account's credential (a
+bearer token, a signed AgentAssertion or external headers), its chatgpt-account-id,
+X-OpenAI-Fedramp for FedRAMP accounts, and an Idempotency-Key derived from the batch's
+events (the same batch gets the same key after any restart).
 
 With CODEX_ANALYTICS_EVENTS_CAPTURE_FILE set it appends each batch body as one line to
 that file instead (mode 0600) and never uses HTTP.
@@ -27,10 +29,12 @@ only after a batch was delivered, captured, dead-lettered or skipped by the gate
 (at-least-once). SIGTERM flushes open batches, commits and exits within
 ANALYTICS_SHUTDOWN_TIMEOUT_S.
 
-Credentials, tried in order: ANALYTICS_BEARER_TOKEN + ANALYTICS_ACCOUNT_ID +
-ANALYTICS_FEDRAMP (one account; also the account of events whose route names none),
-ANALYTICS_SECRETS_DIR (a file per account id holding its token), and the Codex
-auth.json under CODEX_HOME. Tokens never reach logs, metrics, topics or capture files.
+Credentials, tried in order: ANALYTICS_AUTH_KIND + its secret (ANALYTICS_BEARER_TOKEN,
+ANALYTICS_AGENT_IDENTITY or ANALYTICS_AUTH_HEADERS, or their _FILE) +
+ANALYTICS_ACCOUNT_ID + ANALYTICS_FEDRAMP (one account; also the account of events whose
+route names none), ANALYTICS_SECRETS_DIR (a file per account id holding its token or a
+JSON credential of any kind), and the Codex auth.json under CODEX_HOME. Secrets never
+reach logs, metrics, topics or capture files.
 """
 
 

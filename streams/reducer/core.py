@@ -206,8 +206,10 @@ class Reducer:
             del state.dedupe[key]
         count("dedupe_keys", len(stale))
 
-    def _first_use(self, ctx: FactContext, turn_id: str, use: str, key: str) -> bool:
-        """Windowed dedupe of app and plugin uses: True if this use is to be emitted."""
+    def first_use(self, ctx: FactContext, turn_id: str, use: str, key: str) -> bool:
+        """Windowed dedupe of app and plugin uses: True if this use is to be emitted.
+
+        Shared by both contracts' rules (Profile J's reach it as ``ctx.reducer``)."""
         if not self.dedupe:
             return True
         dedupe = ctx.state.dedupe
@@ -686,7 +688,7 @@ class Reducer:
     def _app_used(self, ctx: FactContext, p: AppUsedPayload) -> None:
         connector = p.app.connector_id
         # An app without a connector id always passes, as upstream.
-        if connector is not None and not self._first_use(ctx, p.tracking.turn_id, "app", connector):
+        if connector is not None and not self.first_use(ctx, p.tracking.turn_id, "app", connector):
             return
         ctx.out.events.append(
             AppUsedEvent(event_params=_app_params(p.tracking, p.app, ctx.fact.source.originator))
@@ -710,7 +712,7 @@ class Reducer:
 
     def _plugin_used(self, ctx: FactContext, p: PluginUsedPayload) -> None:
         plugin, tracking = p.plugin, p.tracking
-        if not self._first_use(ctx, tracking.turn_id, "plugin", plugin.plugin_id):
+        if not self.first_use(ctx, tracking.turn_id, "plugin", plugin.plugin_id):
             return
         summary = plugin.capability_summary
         ctx.out.events.append(

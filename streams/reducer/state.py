@@ -114,6 +114,22 @@ class StateLimits:
     turns: int = 1024
     #: Windowed dedupe keys (one per turn and app or plugin used within the horizon).
     dedupe_keys: int = 8192
+    # -- Profile J tools (profile-j.md §5.3-§5.4; the 256-entry caps inside a record are
+    # upstream's own) --
+    #: Tool items started and not completed yet (~85 B each).
+    tool_items_started: int = 4096
+    #: Approval requests awaiting their answer (~300 B each).
+    pending_reviews: int = 1024
+    #: Review summaries of tool items not completed yet (~240 B each).
+    item_review_summaries: int = 2048
+    #: Turns with code-mode correlation (response ids, child cells, held events; ~100 B
+    #: without held events).
+    tool_responses: int = 1024
+    #: Code-mode cells (~160 B each).
+    code_mode_cells: int = 4096
+    #: Tool events held across all turns (~1.1 KB each: ~580 KB at the limit). Past it an
+    #: event is released at once, as upstream does past its 256 per turn.
+    held_tool_events: int = 512
     #: Profile J: images prepared in one open turn (``image_preparation``, ~200 B each;
     #: upstream keeps them all, a turn rarely has more than a few).
     image_preparations_per_turn: int = 512

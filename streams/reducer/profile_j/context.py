@@ -40,9 +40,12 @@ def client_for(client: AppServerClientMetadata, thread: ThreadJ) -> AppServerCli
     return replace(client, product_client_id=thread.originator)
 
 
-def thread_context(ctx: FactContext, thread_id: str, site: str) -> ThreadContext | None:
+def thread_context(
+    ctx: FactContext, thread_id: str, site: str, **ids: str | int | None
+) -> ThreadContext | None:
     """The thread's context, or None after dropping the event with upstream's warning
-    (``dropping {site} analytics event: missing analytics context``). Touches what it
+    (``dropping {site} analytics event: missing analytics context``, naming ``ids``
+    beside the thread, as upstream's warning names the turn or review). Touches what it
     finds, so that a thread in use does not expire."""
     thread = tables(ctx).threads.get(thread_id)
     if thread is None or thread.connection_id is None:
@@ -51,6 +54,7 @@ def thread_context(ctx: FactContext, thread_id: str, site: str) -> ThreadContext
             site=site,
             missing_context="thread_connection",
             thread_id=thread_id,
+            **ids,
         )
         return None
     connection = ctx.state.connections.get(thread.connection_id)
@@ -61,6 +65,7 @@ def thread_context(ctx: FactContext, thread_id: str, site: str) -> ThreadContext
             missing_context="connection",
             connection_id=thread.connection_id,
             thread_id=thread_id,
+            **ids,
         )
         return None
     if thread.metadata is None:
@@ -69,6 +74,7 @@ def thread_context(ctx: FactContext, thread_id: str, site: str) -> ThreadContext
             site=site,
             missing_context="thread_metadata",
             thread_id=thread_id,
+            **ids,
         )
         return None
     connection.touched_ms = thread.touched_ms = ctx.now_ms

@@ -19,6 +19,7 @@ from codex_analytics.contract.profile_j.session_facts import (
     TurnCodexError,
     TurnProfile,
 )
+from codex_analytics.contract.profile_j.tool_events import TOOL_EVENTS
 from codex_analytics.contract.schema import decoder_for, to_wire
 
 from ..tables import expire_table
@@ -154,7 +155,82 @@ class TurnJ:
 
 
 # -- tools, reviews and code mode (profile-j.md §5.3.1-§5.4) ---------------------------------
-# (records of the tool domain go here)
+
+#: ``(thread_id, turn_id, item_id)``: a tool item of a turn.
+ToolItemKey = tuple[str, str, str]
+#: ``(thread_id, turn_id)``: the code-mode correlation scope.
+TurnKey = tuple[str, str]
+
+
+@dataclass(slots=True)
+class ToolItemStartedJ:
+    """``tool_items_started_at_ms[(thread, turn, item)]``: an ``item/started`` awaiting its
+    ``item/completed``."""
+
+    touched_ms: int
+    started_at_ms: int
+
+
+@dataclass(slots=True)
+class PendingReviewJ:
+    """``pending_reviews[request_id]``: an approval request awaiting its answer."""
+
+    touched_ms: int
+    thread_id: str
+    turn_id: str
+    item_id: str | None
+    review_id: str
+    subject_kind: str
+    subject_name: str
+    trigger: str
+    started_at_ms: int
+    requested_additional_permissions: bool
+    requested_network_access: bool
+
+
+@dataclass(slots=True)
+class ItemReviewSummaryJ:
+    """``item_review_summaries[(thread, turn, item)]``: the reviews of a tool item so far,
+    read by its tool event."""
+
+    touched_ms: int
+    review_count: int = 0
+    guardian_review_count: int = 0
+    user_review_count: int = 0
+    final_approval_outcome: str | None = None
+    requested_additional_permissions: bool = False
+    requested_network_access: bool = False
+
+
+@dataclass(slots=True)
+class ToolResponsesJ:
+    """``tool_response_states[(thread, turn)]``: the code-mode correlation of a turn and
+    the tool events held until it is known (profile-j.md §5.3.2)."""
+
+    touched_ms: int
+    #: call_id -> the response that called it (``sampling_response_completed``).
+    response_ids: dict[str, str] = field(default_factory=dict)
+    #: child call_id -> its cell (``child_started``).
+    child_cells: dict[str, str] = field(default_factory=dict)
+    #: Held tool events, oldest first: event models here, their wire JSON in the bytes.
+    held: list[Any] = field(default_factory=list)
+
+    def _post_decode(self) -> None:
+        self.held = [_decode_tool_event(event) for event in self.held]
+
+
+@dataclass(slots=True)
+class CodeModeCellJ:
+    """``code_mode_cells[thread][cell_id]``, keyed ``(thread_id, cell_id)``."""
+
+    touched_ms: int
+    parent_call_id: str
+    originating_response_id: str | None = None
+    closed_in_turn_id: str | None = None
+
+
+def _decode_tool_event(wire: Any) -> Any:
+    return decoder_for(TOOL_EVENTS[wire["event_type"]])(wire)
 
 
 #: Every Profile J table: attribute name -> record model. Order is serialization order.
@@ -162,6 +238,11 @@ TABLES: dict[str, type[Any]] = {
     "requests": PendingRequestJ,
     "threads": ThreadJ,
     "turns": TurnJ,
+    "tool_items_started": ToolItemStartedJ,
+    "pending_reviews": PendingReviewJ,
+    "item_review_summaries": ItemReviewSummaryJ,
+    "tool_responses": ToolResponsesJ,
+    "code_mode_cells": CodeModeCellJ,
 }
 
 
@@ -178,6 +259,11 @@ class JTables:
     requests: dict[tuple[int, int | str], PendingRequestJ]
     threads: dict[str, ThreadJ]
     turns: dict[str, TurnJ]
+    tool_items_started: dict[ToolItemKey, ToolItemStartedJ]
+    pending_reviews: dict[int | str, PendingReviewJ]
+    item_review_summaries: dict[ToolItemKey, ItemReviewSummaryJ]
+    tool_responses: dict[TurnKey, ToolResponsesJ]
+    code_mode_cells: dict[tuple[str, str], CodeModeCellJ]
 
     def tables(self) -> dict[str, dict[Any, Any]]:
         return {name: getattr(self, name) for name in TABLES}
@@ -190,8 +276,18 @@ class JTables:
         return {name: len(table) for name, table in self.tables().items()}
 
     def expire(self, cutoff_ms: int) -> dict[str, int]:
-        """Forget records untouched since before ``cutoff_ms``; how many per table."""
-        return {name: expire_table(table, cutoff_ms) for name, table in self.tables().items()}
+        """Forget records untouched since before ``cutoff_ms``; how many per table, and
+        how many held tool events went with them (``held_tool_events``: a turn idle for
+        the whole horizon never completes, as upstream's never would after its process
+        ended; counted so that it shows)."""
+        held = sum(
+            len(record.held)
+            for record in self.tool_responses.values()
+            if record.touched_ms < cutoff_ms
+        )
+        expired = {name: expire_table(table, cutoff_ms) for name, table in self.tables().items()}
+        expired["held_tool_events"] = held
+        return expired
 
     def to_json(self) -> dict[str, Any]:
         return {

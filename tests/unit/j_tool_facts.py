@@ -1,0 +1,222 @@
+"""Wire-form builders of Profile J (``2026-08``) facts for the tool-domain tests: one
+instance, ``seq`` counted, app-server JSON as upstream sends it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from codex_analytics.contract import decode_fact
+from codex_analytics.contract.facts import FactEnvelope
+
+RUNTIME = {
+    "codex_rs_version": "0.99.0",
+    "runtime_os": "linux",
+    "runtime_os_version": "24.04",
+    "runtime_arch": "x86_64",
+}
+CONNECTION = 7
+
+
+class JInstance:
+    """Builds one instance's facts, in order."""
+
+    def __init__(self, instance_id: str = "inst-tools", start_ms: int = 1_780_000_000_000) -> None:
+        self.instance_id = instance_id
+        self.seq = 0
+        self.now_ms = start_ms
+
+    def fact(
+        self, kind: str, payload: Any, *, connection_id: int | None = None, step_ms: int = 1000
+    ) -> FactEnvelope:
+        self.seq += 1
+        self.now_ms += step_ms
+        envelope = {
+            "envelope_version": 1,
+            "fact_id": f"{self.instance_id}-f{self.seq}",
+            "source": {
+                "instance_id": self.instance_id,
+                "originator": "codex_cli_rs",
+                "runtime": RUNTIME,
+                "contract": "2026-08",
+            },
+            "seq": self.seq,
+            "observed_at_ms": self.now_ms,
+            "kind": kind,
+            "connection_id": connection_id,
+            "payload": payload,
+        }
+        return decode_fact(orjson.dumps(envelope))
+
+    # -- sessions (what the tool rules need around them) --------------------------------------
+
+    def initialize(self) -> FactEnvelope:
+        return self.fact(
+            "initialize",
+            {
+                "params": {
+                    "clientInfo": {"name": "codex-tui", "title": None, "version": "1.0.0"},
+                    "capabilities": {"experimentalApi": False},
+                },
+                "product_client_id": "codex_cli_rs",
+                "runtime": RUNTIME,
+                "rpc_transport": "websocket",
+            },
+            connection_id=CONNECTION,
+        )
+
+    def thread_start(self, thread_id: str = "thread-1", request_id: int = 1) -> FactEnvelope:
+        thread = {
+            "id": thread_id,
+            "sessionId": f"session-{thread_id}",
+            "forkedFromId": None,
+            "parentThreadId": None,
+            "ephemeral": False,
+            "createdAt": 1,
+            "source": "exec",
+            "threadSource": "user",
+        }
+        return self.fact(
+            "client_response",
+            {
+                "request_id": request_id,
+                "method": "thread/start",
+                "result": {"thread": thread, "model": "gpt-5"},
+                "thread_originator": None,
+            },
+            connection_id=CONNECTION,
+        )
+
+    def notification(self, method: str, params: dict[str, Any]) -> FactEnvelope:
+        return self.fact("server_notification", {"method": method, "params": params})
+
+    def turn_started(self, thread_id: str = "thread-1", turn_id: str = "turn-1") -> FactEnvelope:
+        turn = {"id": turn_id, "items": [], "status": "inProgress", "startedAt": 455}
+        return self.notification("turn/started", {"threadId": thread_id, "turn": turn})
+
+    def turn_completed(self, thread_id: str = "thread-1", turn_id: str = "turn-1") -> FactEnvelope:
+        turn = {"id": turn_id, "items": [], "status": "completed", "completedAt": 456}
+        return self.notification("turn/completed", {"threadId": thread_id, "turn": turn})
+
+    # -- tool items ---------------------------------------------------------------------------
+
+    def item_started(
+        self,
+        item: dict[str, Any],
+        *,
+        thread_id: str = "thread-1",
+        turn_id: str = "turn-1",
+        at_ms: int = 1000,
+    ) -> FactEnvelope:
+        params = {"threadId": thread_id, "turnId": turn_id, "startedAtMs": at_ms, "item": item}
+        return self.notification("item/started", params)
+
+    def item_completed(
+        self,
+        item: dict[str, Any],
+        *,
+        thread_id: str = "thread-1",
+        turn_id: str = "turn-1",
+        at_ms: int = 1045,
+    ) -> FactEnvelope:
+        params = {"threadId": thread_id, "turnId": turn_id, "completedAtMs": at_ms, "item": item}
+        return self.notification("item/completed", params)
+
+    # -- reviews ------------------------------------------------------------------------------
+
+    def server_request(
+        self, request_id: int | str, method: str, params: dict[str, Any]
+    ) -> FactEnvelope:
+        return self.fact(
+            "server_request",
+            {"request_id": request_id, "method": method, "params": params},
+            connection_id=CONNECTION,
+        )
+
+    def server_response(
+        self, request_id: int | str, method: str, decision: Any, *, at_ms: int = 1042
+    ) -> FactEnvelope:
+        return self.fact(
+            "server_response",
+            {
+                "completed_at_ms": at_ms,
+                "request_id": request_id,
+                "method": method,
+                "result": {"decision": decision},
+            },
+        )
+
+    def permissions_response(
+        self, request_id: int | str, permissions: dict[str, Any], scope: str, *, at_ms: int = 1042
+    ) -> FactEnvelope:
+        return self.fact(
+            "effective_permissions_approval_response",
+            {
+                "completed_at_ms": at_ms,
+                "request_id": request_id,
+                "response": {"permissions": permissions, "scope": scope},
+            },
+        )
+
+    def aborted(self, request_id: int | str, *, at_ms: int = 1042) -> FactEnvelope:
+        return self.fact(
+            "server_request_aborted", {"completed_at_ms": at_ms, "request_id": request_id}
+        )
+
+    def guardian_completed(
+        self,
+        action: dict[str, Any],
+        status: str = "approved",
+        *,
+        target_item_id: str | None = "item-1",
+        started_at_ms: int = 1000,
+        completed_at_ms: int = 1030,
+        thread_id: str = "thread-1",
+        turn_id: str = "turn-1",
+    ) -> FactEnvelope:
+        return self.notification(
+            "item/autoApprovalReview/completed",
+            {
+                "threadId": thread_id,
+                "turnId": turn_id,
+                "startedAtMs": started_at_ms,
+                "completedAtMs": completed_at_ms,
+                "reviewId": "guardian-1",
+                "targetItemId": target_item_id,
+                "decisionSource": "agent",
+                "review": {"status": status, "riskLevel": None, "userAuthorization": None},
+                "action": action,
+            },
+        )
+
+    # -- code mode ----------------------------------------------------------------------------
+
+    def code_mode(self, variant: str, **body: Any) -> FactEnvelope:
+        return self.fact("code_mode_tool_call", {variant: body})
+
+    def flush(self) -> FactEnvelope:
+        return self.fact("flush", {})
+
+
+def command_item(
+    item_id: str = "item-1", status: str = "completed", **fields: Any
+) -> dict[str, Any]:
+    """A ``commandExecution`` ThreadItem (app-server v2 JSON)."""
+    item: dict[str, Any] = {
+        "type": "commandExecution",
+        "id": item_id,
+        "pluginId": None,
+        "scriptPath": None,
+        "command": "echo hi",
+        "cwd": "/tmp",
+        "processId": "pid-1",
+        "source": "agent",
+        "status": status,
+        "commandActions": [],
+        "aggregatedOutput": None,
+        "exitCode": 0,
+        "durationMs": 42,
+    }
+    item.update(fields)
+    return item
