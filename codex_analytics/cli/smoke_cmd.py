@@ -258,7 +258,7 @@ async def _workflow(stack: LocalStack, args: argparse.Namespace, pid: PluginId, 
     root = _plugin_root(work, pid.plugin_name)
     manager = PluginsManager({pid.as_key(): root})
     client = AnalyticsClient(
-        ClientSettings(kafka=stack.cluster, topic=stack.topics.facts),
+        ClientSettings(kafka=stack.cluster, topic=stack.topics.facts, contract="2026-06"),
         identity=ProducerIdentity(auth=AuthRoute(kind="chatgpt", account_id="smoke-account")),
     )
     wanted: set[str] = set()
