@@ -184,7 +184,7 @@ def _plan(config: LatencyBenchConfig) -> _Plan:
     # keep some facts out: a client that is never started answers as the real one will.
     gates = [
         AnalyticsClient(
-            ClientSettings(queue_capacity=total + 1),
+            ClientSettings(queue_capacity=total + 1, contract="2026-06"),
             identity=ProducerIdentity(instance_id=instance),
         )
         for instance in index
@@ -372,7 +372,7 @@ async def _one_phase(
         env.update(PYTHONPATH=str(ROOT), KAFKA_BOOTSTRAP_SERVERS=bootstrap, **topics_env(topics))
         env.update(dict(config.extra_env))
         async with Receiver() as receiver:
-            settings = ClientSettings(kafka=bootstrap, topic=topics.facts)
+            settings = ClientSettings(kafka=bootstrap, topic=topics.facts, contract="2026-06")
             driver = _Driver(
                 [
                     AnalyticsClient(

@@ -77,7 +77,9 @@ async def _ceiling(bootstrap: str, lines: list[bytes], keys: list[bytes]) -> flo
 async def _client(bootstrap: str, facts: list[dict[str, Any]], pack: int) -> tuple[float, float]:
     """(facts/s published, caller-side calls/s)."""
     topic = await _topic(bootstrap)
-    settings = ClientSettings(kafka=bootstrap, topic=topic, max_facts_per_record=pack)
+    settings = ClientSettings(
+        kafka=bootstrap, topic=topic, max_facts_per_record=pack, contract="2026-06"
+    )
     client = AnalyticsClient(settings, identity=ProducerIdentity(instance_id="bench"))
     await client.start()
     await client.flush()

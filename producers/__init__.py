@@ -1,7 +1,8 @@
 """Producers: how facts enter the pipeline.
 
-* :class:`AnalyticsClient` / :class:`SyncAnalyticsClient`: the 19 ``track_*`` calls for
-  Python hosts, with upstream's gates and bounded queue.
+* :class:`AnalyticsClient` / :class:`SyncAnalyticsClient`: upstream's ``track_*`` calls
+  for Python hosts (33 under contract ``2026-08``, the default; the 19 of ``2026-06``),
+  with upstream's gates and bounded queue.
 * :class:`PluginsManager`: the one place plugin telemetry metadata is built.
 * The ingest gateway (``codex-analytics gateway``) for producers in other languages, and
   the session generator (``codex-analytics generate``) in :mod:`codex_analytics.simulator.generator`.
@@ -24,6 +25,7 @@ from producers.client.plugins import (
     PluginId,
     PluginIdError,
     PluginsManager,
+    RemoteInstalledPlugin,
     capability_summary_from_root,
 )
 from producers.client.settings import ClientSettings
@@ -52,6 +54,7 @@ __all__ = [
     "PluginsManager",
     "ProducerIdentity",
     "PublishError",
+    "RemoteInstalledPlugin",
     "RetryablePublishError",
     "SyncAnalyticsClient",
     "TrackCalls",

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 from codex_analytics.cli.service import add_only_action
 
 if TYPE_CHECKING:
-    from typing import Any
-
+    from codex_analytics.contract.facts import PluginCapabilitySummary
     from codex_analytics.contract.versions import ContractId
     from codex_analytics.devtools.localstack import LocalStack
     from codex_analytics.devtools.smoke import Check
+    from producers import AnalyticsClient
     from producers.client.plugins import PluginId
 
 DESCRIPTION = """\
@@ -33,23 +33,23 @@ arrives in the capture file.
 remote-install variant of plugin-analytics-mutation-smoke), for both contracts. It
 starts the pipeline (embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set, stream
 worker and sink worker as processes, the sink in capture mode), creates a plugin
-install root with skills, an MCP server and an app, and drives one producer per
-contract (--contract, default both):
+install root with skills, an MCP server and an app, and drives one client per contract
+(--contract, default both) with the plugins manager:
 
-  local variant   disable, enable, and use of the plugin in a turn (2026-06: used
-                  twice, the client's per-turn dedupe must let exactly one through)
+  local variant   disable, enable, and use of the plugin in a turn (used twice: the
+                  client's per-turn dedupe must let exactly one through)
   remote variant  a remote install returning a backend id, then the uninstall
 
-2026-06 (delivery.md §7), through the client library and the plugins manager:
-exactly one codex_plugin_disabled / _enabled / _used whose plugin_id is the local id,
+2026-06 (delivery.md §7): exactly one codex_plugin_disabled / _enabled / _used whose plugin_id is the local id,
 each naming the plugin and its marketplace, the used event with non-null has_skills,
 mcp_server_count, connector_ids, mcp_server_names, thread_id, turn_id and model_slug
 == "plugin-analytics-smoke"; exactly one codex_plugin_installed whose plugin_id is the
 backend id, with non-null has_skills, mcp_server_count, connector_ids and
 product_client_id.
 
-2026-08 (profile-j.md §6, upstream's smoke of 2026-08): the local checks select by the
-local plugin_id and also require remote_plugin_id == the backend id; the remote checks
+2026-08 (profile-j.md §6, upstream's smoke of 2026-08; the backend's installed-plugins
+snapshot names the plugin's remote id): the local checks select by the local
+plugin_id and also require remote_plugin_id == the backend id; the remote checks
 select by remote_plugin_id == the backend id and require exactly one
 codex_plugin_installed and one codex_plugin_uninstalled, each with the local
 plugin_id, the plugin's name and marketplace, and non-null has_skills,
@@ -294,17 +294,10 @@ async def _workflow(stack: LocalStack, args: argparse.Namespace, pid: PluginId, 
     import orjson
 
     from codex_analytics.contract.facts import AuthRoute
-    from codex_analytics.contract.schema import to_wire
-    from codex_analytics.contract.versions import CONTRACT_J, CONTRACT_S
     from codex_analytics.devtools.localstack import PipelineCounts
-    from codex_analytics.devtools.smoke import (
-        LOCAL_REQUIRED,
-        MUTATION_REQUIRED,
-        SMOKE_MODEL_SLUG,
-        plugin_event_contract,
-    )
+    from codex_analytics.devtools.smoke import plugin_event_contract
     from codex_analytics.devtools.verify import captured_events
-    from producers import AnalyticsClient, ClientSettings, PluginsManager, ProducerIdentity
+    from producers import AnalyticsClient, ClientSettings, ProducerIdentity
     from producers.client.plugins import capability_summary_from_root
 
     assert stack.capture_path is not None
@@ -320,42 +313,20 @@ async def _workflow(stack: LocalStack, args: argparse.Namespace, pid: PluginId, 
     summary = capability_summary_from_root(pid, root)
     if summary is None:
         return f"no capability summary could be read from {root}"
-    local, remote = args.variant in ("local", "both"), args.variant in ("remote", "both")
-    contracts = _contracts(args)
     wanted: set[tuple[str, str]] = set()
     published = 0
-    if CONTRACT_S in contracts:
-        manager = PluginsManager({pid.as_key(): root})
+    for contract in _contracts(args):
+        # One producer per contract, as a fleet mid-upgrade has; each client publishes
+        # its facts in its own contract (source.contract).
         client = AnalyticsClient(
-            ClientSettings(kafka=stack.cluster, topic=stack.topics.facts),
+            ClientSettings(kafka=stack.cluster, topic=stack.topics.facts, contract=contract),
             identity=ProducerIdentity(auth=AuthRoute(kind="chatgpt", account_id="smoke-account")),
         )
         async with client:
-            if local:
-                manager.track_disabled(client, pid)
-                manager.track_enabled(client, pid)
-                tracking = {
-                    "model_slug": SMOKE_MODEL_SLUG,
-                    "thread_id": str(uuid.uuid4()),
-                    "turn_id": str(uuid.uuid4()),
-                }
-                manager.track_used(client, tracking, summary)
-                manager.track_used(client, tracking, summary)  # same turn: deduplicated
-                wanted |= {(CONTRACT_S, t) for t in LOCAL_REQUIRED}
-            if remote:
-                manager.track_installed(client, pid, remote_plugin_id=args.remote_plugin_id)
-                manager.track_uninstalled(client, pid)  # cleanup; not asserted (§7.2)
-                wanted.add((CONTRACT_S, "codex_plugin_installed"))
+            wanted |= {(contract, t) for t in _drive_plugin(client, args, pid, root, summary)}
             if not await client.flush(timeout=30):
-                return "the client could not publish the facts within 30 s"
+                return f"the {contract} client could not publish the facts within 30 s"
             published += client.stats.published
-    if CONTRACT_J in contracts:
-        facts = _facts_j(args, pid, to_wire(summary), local=local, remote=remote)
-        published += await _publish(stack, facts)
-        if local:
-            wanted |= {(CONTRACT_J, t) for t in LOCAL_REQUIRED}
-        if remote:
-            wanted |= {(CONTRACT_J, t) for t in MUTATION_REQUIRED}
 
     # Wait (<= 30 s) for every required event type, then for the pipeline to settle so
     # that a duplicate arriving late is seen by the "exactly one" checks.
@@ -381,69 +352,50 @@ async def _workflow(stack: LocalStack, args: argparse.Namespace, pid: PluginId, 
     return ""
 
 
-def _facts_j(
+def _drive_plugin(
+    client: AnalyticsClient,
     args: argparse.Namespace,
     pid: PluginId,
-    summary: dict[str, Any],
-    *,
-    local: bool,
-    remote: bool,
-) -> list[dict[str, Any]]:
-    """The 2026-08 workflow's facts, as a 2026-08 producer records them: the plugin's
-    local id and backend id on every plugin fact, its summary with ``plugin_namespace``.
-    (Built with the simulator's 2026-08 fact builder: the same payloads.)"""
-    from codex_analytics.devtools.smoke import SMOKE_MODEL_SLUG
-    from codex_analytics.simulator.fact_builder_j import FactBuilderJ
+    root: Path,
+    summary: PluginCapabilitySummary,
+) -> set[str]:
+    """Drive the workflow's variants through ``client`` and the plugins manager, as
+    upstream's app-server does for a client of that contract; the event types the
+    contract's checklists then require.
 
-    builder = FactBuilderJ(f"smoke-{uuid.uuid4().hex[:8]}-2026-08", originator="codex_cli_rs")
-    builder.auth = {"kind": "chatgpt", "account_id": "smoke-account"}
-    summary_j = {
-        "config_name": summary["config_name"],
-        "display_name": summary["display_name"],
-        "plugin_namespace": None,
-        **{k: v for k, v in summary.items() if k not in ("config_name", "display_name")},
-    }
-    key, backend_id = pid.as_key(), args.remote_plugin_id
-    facts: list[dict[str, Any]] = []
-    if local:
-        for state in ("disabled", "enabled"):
-            facts.append(
-                builder.plugin_state(state, key, remote_plugin_id=backend_id, summary=summary_j)
-            )
-        turn_id = str(uuid.uuid4())
-        facts.append(
-            builder.fact(
-                "plugin_used",
-                {
-                    "tracking": builder.tracking(str(uuid.uuid4()), turn_id, SMOKE_MODEL_SLUG),
-                    "plugin": {
-                        "plugin_id": key,
-                        "remote_plugin_id": backend_id,
-                        "capability_summary": summary_j,
-                    },
-                },
-            )
-        )
-    if remote:
-        for state in ("installed", "uninstalled"):
-            facts.append(
-                builder.plugin_state(state, key, remote_plugin_id=backend_id, summary=summary_j)
-            )
-    return facts
+    2026-06: the remote install's backend id is the install event's ``plugin_id``
+    (delivery.md §7.2); the uninstall is cleanup, not checked. 2026-08: the backend's
+    installed-plugins snapshot names the plugin's remote id, so every event carries it
+    beside the local id; the uninstall is the remote one (profile-j.md §6), checked."""
+    from codex_analytics.contract.versions import CONTRACT_S
+    from codex_analytics.devtools.smoke import LOCAL_REQUIRED, MUTATION_REQUIRED, SMOKE_MODEL_SLUG
+    from producers import PluginsManager, RemoteInstalledPlugin
+    from producers.client.envelope import DEFAULT_ORIGINATOR
 
-
-async def _publish(stack: LocalStack, facts: list[dict[str, Any]]) -> int:
-    """Publish wire-form facts to the stack's facts topic; the records published."""
-    import orjson
-
-    from producers.publishing.bulk import publish_lines
-    from producers.publishing.transport import KafkaFactTransport
-
-    transport = KafkaFactTransport(
-        stack.cluster, stack.topics.facts, client_id="codex-analytics-smoke"
-    )
-    try:
-        summary = await publish_lines([orjson.dumps(f) for f in facts], transport)
-    finally:
-        await transport.close()
-    return summary.records
+    profile_s = client.contract == CONTRACT_S
+    backend_id = args.remote_plugin_id
+    snapshot = [RemoteInstalledPlugin(pid.plugin_name, pid.marketplace_name, backend_id)]
+    manager = PluginsManager({pid.as_key(): root}, remote_installed=None if profile_s else snapshot)
+    wanted: set[str] = set()
+    if args.variant in ("local", "both"):
+        manager.track_disabled(client, pid)
+        manager.track_enabled(client, pid)
+        tracking = {
+            "model_slug": SMOKE_MODEL_SLUG,
+            "thread_id": str(uuid.uuid4()),
+            "turn_id": str(uuid.uuid4()),
+        }
+        if not profile_s:  # Profile J tracking names the product (upstream's originator)
+            tracking["product_client_id"] = DEFAULT_ORIGINATOR
+        manager.track_used(client, tracking, summary)
+        manager.track_used(client, tracking, summary)  # same turn: deduplicated
+        wanted |= set(LOCAL_REQUIRED)
+    if args.variant in ("remote", "both"):
+        manager.track_installed(client, pid, remote_plugin_id=backend_id)
+        if profile_s:
+            manager.track_uninstalled(client, pid)  # cleanup; not asserted (§7.2)
+            wanted.add("codex_plugin_installed")
+        else:
+            manager.track_remote_uninstalled(client, pid, backend_id, summary)
+            wanted |= set(MUTATION_REQUIRED)
+    return wanted

@@ -1,4 +1,8 @@
-"""The analytics client: the 19 upstream ``track_*`` calls for Python hosts.
+"""The analytics client: upstream's ``track_*`` calls for Python hosts.
+
+A client speaks one contract (``ClientSettings.contract``): ``2026-08`` (Profile J, the
+default: upstream's 33 calls and the ``flush`` barrier) or ``2026-06`` (Profile S: the 19
+calls of June, facts byte-identical to the ones written before Profile J).
 
 A ``track_*`` call never blocks on the network and never raises into the caller: it
 applies the upstream gates (``delivery.md`` §1-2), stamps the fact with the process
@@ -31,12 +35,16 @@ import orjson
 
 from codex_analytics.contract import DecodeError, DecodeReason, decode_fact
 from codex_analytics.contract.schema import to_wire
+from codex_analytics.contract.versions import CONTRACT_J, CONTRACT_S, ContractId
 from producers.client.envelope import ProducerIdentity, build_envelope
 from producers.client.forks import follow_forks, forked_instance_id
 from producers.client.gates import (
+    INTERRUPT_REQUEST,
     RELEVANT_NOTIFICATIONS,
+    RELEVANT_NOTIFICATIONS_J,
     RELEVANT_REQUESTS,
     RELEVANT_RESPONSES,
+    RELEVANT_RESPONSES_J,
     TurnKeyDedupe,
 )
 from producers.client.settings import ClientSettings
@@ -115,10 +123,14 @@ def _field(value: Obj, name: str) -> Any:
 class _Tracker:
     """The thread-safe part: gates' state, ``seq`` stamping, the bounded queue, counters."""
 
-    def __init__(self, settings: ClientSettings, identity: ProducerIdentity) -> None:
+    def __init__(
+        self, settings: ClientSettings, identity: ProducerIdentity, contract: ContractId
+    ) -> None:
         self.settings = settings
+        self.contract = contract
         self.enabled = settings.is_enabled
         self.forward_all = settings.forward_all_protocol_messages
+        self._refusals_logged: set[str] = set()
         self._capacity = settings.queue_capacity
         self._closed = False
         self._begin_instance(identity)
@@ -127,7 +139,7 @@ class _Tracker:
         """Everything that belongs to one instance: identity, ``seq``, queue, dedupe,
         counters, and a lock no other thread holds."""
         self.instance_id = identity.instance_id
-        self._source = identity.source()
+        self._source = identity.source(self.contract)
         self.app_used = TurnKeyDedupe()
         self.plugin_used = TurnKeyDedupe()
         self.stats = ClientStats()
@@ -144,15 +156,27 @@ class _Tracker:
         the parent may have held it, and that thread does not exist here."""
         self._begin_instance(identity)
 
-    def record(self, kind: str, connection_id: int | None, payload: Any) -> bool:
-        now_ms = time.time_ns() // 1_000_000
+    def record(
+        self,
+        kind: str,
+        connection_id: int | None,
+        payload: Any,
+        *,
+        now_ms: int | None = None,
+        barrier: bool = False,
+    ) -> bool:
+        """Stamp and queue one fact. A ``barrier`` (the ``flush`` fact) is queued even
+        when the queue is full: upstream's ``flush()`` waits for room instead of dropping
+        it, and a caller waiting for it must not wait for a fact that never comes."""
+        if now_ms is None:
+            now_ms = time.time_ns() // 1_000_000
         warn_dropped = 0
         queued = False
         with self._lock:
             if self._closed:
                 self.stats.dropped_closed += 1
                 return False
-            if len(self._queue) >= self._capacity:
+            if len(self._queue) >= self._capacity and not barrier:
                 self.stats.dropped_queue_full += 1
                 self._drops_unreported += 1
                 if time.monotonic() - self._last_drop_warning >= DROP_WARNING_INTERVAL_S:
@@ -185,6 +209,22 @@ class _Tracker:
         self.stats.gated += 1
         return False
 
+    def refuse_outside_j(self, call: str) -> bool:
+        """True (after a warning, once per call) when this client speaks Profile S, which
+        has no such fact: the call is gated, as every gate does, and never raises."""
+        if self.contract == CONTRACT_J:
+            return False
+        if call not in self._refusals_logged:
+            self._refusals_logged.add(call)
+            log.warning(
+                "%s is part of contract %s; this client speaks %s: not sent",
+                call,
+                CONTRACT_J,
+                self.contract,
+            )
+        self.stats.gated += 1
+        return True
+
     def take(self) -> list[dict[str, Any]]:
         with self._lock:
             taken = list(self._queue)
@@ -200,7 +240,9 @@ class _Tracker:
 
 
 class TrackCalls:
-    """The 19 ``track_*`` calls of upstream's ``AnalyticsEventsClient``.
+    """The ``track_*`` calls of upstream's ``AnalyticsEventsClient``: 33 for a
+    ``2026-08`` client; a ``2026-06`` client takes the 19 of June and refuses the others
+    (they return False after a warning).
 
     Each returns True when the fact was queued, False when a gate, the dedupe, a full
     queue or a closed client kept it out. Arguments are contract models
@@ -238,20 +280,57 @@ class TrackCalls:
         t = self._tracker
         if not t.enabled:
             return False
+        if t.contract == CONTRACT_J and method == INTERRUPT_REQUEST:
+            # Profile J: an interrupt travels as a fact of its own, stamped now; one
+            # without a turn id is dropped (upstream ``track_request``).
+            now_ms = time.time_ns() // 1_000_000
+            turn_id = params.get("turnId")
+            if not isinstance(turn_id, str) or not turn_id:
+                return t.gate()
+            interrupt = {"request_id": request_id, "turn_id": turn_id, "requested_at_ms": now_ms}
+            return t.record(
+                "explicit_client_interrupt_request", connection_id, interrupt, now_ms=now_ms
+            )
         if not t.forward_all and method not in RELEVANT_REQUESTS:
             return t.gate()
-        payload = {"request_id": request_id, "method": method, "params": params}
+        payload: dict[str, Any] = {"request_id": request_id, "method": method, "params": params}
         return t.record("client_request", connection_id, payload)
 
     def track_response(
         self, connection_id: int, request_id: int | str, method: str, result: Mapping[str, Any]
     ) -> bool:
+        return self._response(connection_id, request_id, method, result, None)
+
+    def track_response_with_thread_originator(
+        self,
+        connection_id: int,
+        request_id: int | str,
+        method: str,
+        result: Mapping[str, Any],
+        thread_originator: str,
+    ) -> bool:
+        """A thread lifecycle response with the originator of the thread's owner
+        (Profile J: the thread's events name it as their client). A ``2026-06`` client
+        sends the plain response: Profile S has no per-thread originator."""
+        return self._response(connection_id, request_id, method, result, thread_originator)
+
+    def _response(
+        self,
+        connection_id: int,
+        request_id: int | str,
+        method: str,
+        result: Mapping[str, Any],
+        thread_originator: str | None,
+    ) -> bool:
         t = self._tracker
         if not t.enabled:
             return False
-        if not t.forward_all and method not in RELEVANT_RESPONSES:
+        relevant = RELEVANT_RESPONSES_J if t.contract == CONTRACT_J else RELEVANT_RESPONSES
+        if not t.forward_all and method not in relevant:
             return t.gate()
-        payload = {"request_id": request_id, "method": method, "result": result}
+        payload: dict[str, Any] = {"request_id": request_id, "method": method, "result": result}
+        if t.contract == CONTRACT_J:
+            payload["thread_originator"] = thread_originator
         return t.record("client_response", connection_id, payload)
 
     def track_error_response(
@@ -271,9 +350,55 @@ class TrackCalls:
         t = self._tracker
         if not t.enabled:
             return False
-        if not t.forward_all and method not in RELEVANT_NOTIFICATIONS:
+        relevant = RELEVANT_NOTIFICATIONS_J if t.contract == CONTRACT_J else RELEVANT_NOTIFICATIONS
+        if not t.forward_all and method not in relevant:
             return t.gate()
         return t.record("server_notification", None, {"method": method, "params": params})
+
+    # -- server requests and reviews (Profile J) --------------------------------------------
+
+    def track_server_request(
+        self, connection_id: int, request_id: int | str, method: str, params: Mapping[str, Any]
+    ) -> bool:
+        """A request the app-server sent its client (approval requests open reviews)."""
+        if self._outside_j("track_server_request"):
+            return False
+        payload = {"request_id": request_id, "method": method, "params": params}
+        return self._tracker.record("server_request", connection_id, payload)
+
+    def track_server_response(
+        self, completed_at_ms: int, request_id: int | str, method: str, result: Mapping[str, Any]
+    ) -> bool:
+        """The client's answer to a server request (``result.decision`` closes a review)."""
+        if self._outside_j("track_server_response"):
+            return False
+        payload = {
+            "completed_at_ms": completed_at_ms,
+            "request_id": request_id,
+            "method": method,
+            "result": result,
+        }
+        return self._tracker.record("server_response", None, payload)
+
+    def track_effective_permissions_approval_response(
+        self, completed_at_ms: int, request_id: int | str, response: Mapping[str, Any]
+    ) -> bool:
+        """The permissions actually granted for a permissions request:
+        ``{permissions: {network, file_system}, scope: "turn"|"session"}``."""
+        if self._outside_j("track_effective_permissions_approval_response"):
+            return False
+        payload = {
+            "completed_at_ms": completed_at_ms,
+            "request_id": request_id,
+            "response": response,
+        }
+        return self._tracker.record("effective_permissions_approval_response", None, payload)
+
+    def track_server_request_aborted(self, completed_at_ms: int, request_id: int | str) -> bool:
+        if self._outside_j("track_server_request_aborted"):
+            return False
+        payload = {"completed_at_ms": completed_at_ms, "request_id": request_id}
+        return self._tracker.record("server_request_aborted", None, payload)
 
     # -- custom facts --------------------------------------------------------------------
 
@@ -292,6 +417,30 @@ class TrackCalls:
     def track_turn_token_usage(self, usage: Obj) -> bool:
         """``usage`` is ``{turn_id, thread_id, token_usage: {...}}``."""
         return self._custom("turn_token_usage", usage)
+
+    # -- turn, goal and code-mode facts (Profile J) ---------------------------------------
+
+    def track_turn_profile(self, fact: Obj) -> bool:
+        """``{turn_id, profile: {before_first_sampling_ms, ..., sampling_retry_count}}``."""
+        return self._custom_j("track_turn_profile", "turn_profile", fact)
+
+    def track_turn_codex_error(self, fact: Obj) -> bool:
+        """``{turn_id, thread_id, error: {kind, http_status_code}}``."""
+        return self._custom_j("track_turn_codex_error", "turn_codex_error", fact)
+
+    def track_image_preparation(self, fact: Obj) -> bool:
+        """``{turn_id, metadata: {message_role, item_id, effective_detail, ...}}``."""
+        return self._custom_j("track_image_preparation", "image_preparation", fact)
+
+    def track_goal_event(self, event: Obj) -> bool:
+        """Upstream ``CodexGoalEvent``: ``{thread_id, turn_id, goal_id, event_kind, ...}``."""
+        return self._custom_j("track_goal_event", "goal", event)
+
+    def track_code_mode_tool_call(self, fact: Obj) -> bool:
+        """Upstream ``CodeModeToolCallFact``, externally tagged:
+        ``{"cell_started": {...}}``, ``{"child_started": {...}}``, ``{"cell_closed": {...}}``,
+        ``{"sampling_response_completed": {...}}`` or ``{"completed": {...}}``."""
+        return self._custom_j("track_code_mode_tool_call", "code_mode_tool_call", fact)
 
     def track_skill_invocations(self, tracking: Obj, invocations: Sequence[Obj]) -> bool:
         """A skill without a ``resolved`` block gets one, worked out on this machine
@@ -335,13 +484,66 @@ class TrackCalls:
         t = self._tracker
         if not t.enabled:
             return False
-        if not t.plugin_used.admit(
-            str(_field(tracking, "turn_id")), str(_field(plugin, "plugin_id"))
-        ):
+        if not t.plugin_used.admit(str(_field(tracking, "turn_id")), self._plugin_used_key(plugin)):
             t.stats.deduplicated += 1
             return False
         payload = {"tracking": _wire(tracking), "plugin": _wire(plugin)}
         return t.record("plugin_used", None, payload)
+
+    def _plugin_used_key(self, plugin: Obj) -> str | None:
+        """Profile S: the local key. Profile J: the local key, else the remote id, else
+        None (always queued; upstream ``should_enqueue_plugin_used``)."""
+        local = _field(plugin, "plugin_id")
+        if self._tracker.contract == CONTRACT_S:
+            return str(local)
+        remote = _field(plugin, "remote_plugin_id")
+        key = local if local is not None else remote
+        return None if key is None else str(key)
+
+    def track_plugin_install_requested(self, tracking: Obj, request: Obj) -> bool:
+        """``request``: ``{suggestion_id, plugins: [{plugin_id, remote_plugin_id,
+        plugin_name, connector_ids}], source}``."""
+        if self._outside_j("track_plugin_install_requested"):
+            return False
+        payload = {"tracking": _wire(tracking), "request": _wire(request)}
+        return self._tracker.record("plugin_install_requested", None, payload)
+
+    def track_plugin_install_failed(
+        self,
+        plugin: Obj,
+        source: str,
+        error_type: str,
+        sub_error_type: str | None = None,
+    ) -> bool:
+        """``plugin`` from :class:`~producers.client.plugins.PluginsManager` (whatever is
+        known: its local id may be null); ``source`` is ``manual`` or
+        ``external_agent_migration``."""
+        if self._outside_j("track_plugin_install_failed"):
+            return False
+        payload = {
+            "plugin": _wire(plugin),
+            "source": source,
+            "error_type": error_type,
+            "sub_error_type": sub_error_type,
+        }
+        return self._tracker.record("plugin_install_failed", None, payload)
+
+    def track_external_agent_config_import_completed(self, completed: Obj) -> bool:
+        """``{import_id, source, provider_id, item_type, success_count, failed_count}``."""
+        return self._custom_j(
+            "track_external_agent_config_import_completed",
+            "external_agent_config_import_completed",
+            completed,
+        )
+
+    def track_external_agent_config_import_failure(self, failure: Obj) -> bool:
+        """``{import_id, source, provider_id, item_type, failure_stage, error_type,
+        sub_error_type}``."""
+        return self._custom_j(
+            "track_external_agent_config_import_failure",
+            "external_agent_config_import_failure",
+            failure,
+        )
 
     def track_plugin_installed(self, plugin: Obj) -> bool:
         return self._plugin_state(plugin, "installed")
@@ -364,11 +566,35 @@ class TrackCalls:
             return False
         return t.record(kind, None, _wire(payload))
 
+    def _custom_j(self, call: str, kind: str, payload: Obj) -> bool:
+        if self._outside_j(call):
+            return False
+        return self._tracker.record(kind, None, _wire(payload))
+
+    def _outside_j(self, call: str) -> bool:
+        """True when the call is not to be queued: the client is disabled, or speaks
+        Profile S, which has no such fact (a warning names the call, once)."""
+        t = self._tracker
+        return not t.enabled or t.refuse_outside_j(call)
+
+    def _record_flush_barrier(self) -> bool:
+        """Profile J's ``flush`` fact (PROPOSAL, profile-j.md §3): the stream releases
+        every held tool event when it reaches it. Profile S has no such fact."""
+        t = self._tracker
+        if not t.enabled or t.contract != CONTRACT_J:
+            return False
+        return t.record("flush", None, {}, barrier=True)
+
     # -- introspection -------------------------------------------------------------------
 
     @property
     def instance_id(self) -> str:
         return self._tracker.instance_id
+
+    @property
+    def contract(self) -> ContractId:
+        """The contract of this client's facts (``source.contract``)."""
+        return self._tracker.contract
 
     @property
     def stats(self) -> ClientStats:
@@ -391,11 +617,15 @@ class AnalyticsClient(TrackCalls):
         identity: ProducerIdentity | None = None,
         transport: FactTransport | None = None,
         on_delivery_error: Callable[[DeliveryFailure], None] | None = None,
+        contract: ContractId | None = None,
     ) -> None:
+        """``contract`` overrides ``settings.contract`` (``ANALYTICS_CLIENT_CONTRACT``)."""
         self.settings = settings or ClientSettings()
+        if contract is not None and contract != self.settings.contract:
+            self.settings = dataclasses.replace(self.settings, contract=contract)
         self.identity = identity or ProducerIdentity()
         self._built_instance_id = self.identity.instance_id
-        self._tracker = _Tracker(self.settings, self.identity)
+        self._tracker = _Tracker(self.settings, self.identity, self.settings.contract)
         # A transport the client builds is rebuilt in a forked child; one passed in is the
         # caller's to make fork-safe.
         self._new_transport: Callable[[], FactTransport] | None = (
@@ -471,7 +701,15 @@ class AnalyticsClient(TrackCalls):
     async def flush(self, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
         """Wait until everything queued so far is handled. True when it was all
         published; False when ``timeout`` passed first or some of it failed (reported
-        through ``on_delivery_error``)."""
+        through ``on_delivery_error``).
+
+        A ``2026-08`` client first queues the ``flush`` fact (upstream
+        ``AnalyticsEventsClient::flush``): the stream then releases the tool events it
+        holds for code-mode enrichment. It is queued even when the queue is full."""
+        self._record_flush_barrier()
+        return await self._drain(timeout)
+
+    async def _drain(self, timeout: float) -> bool:  # noqa: ASYNC109
         if self._sender is None:
             return self._tracker.pending() == 0
         failed_before = self._tracker.stats.failed
@@ -492,7 +730,7 @@ class AnalyticsClient(TrackCalls):
             return self.close_unstarted()
         self._tracker.close()
         self._close_deadline = time.monotonic() + timeout
-        delivered = await self.flush(timeout)
+        delivered = await self._drain(timeout)
         self._sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._sender

@@ -23,6 +23,7 @@ from codex_analytics.contract import (
     Source,
 )
 from codex_analytics.contract.schema import decoder_for, to_wire
+from codex_analytics.contract.versions import CONTRACT_S, ContractId
 
 #: Upstream ``DEFAULT_ORIGINATOR``.
 DEFAULT_ORIGINATOR = "codex_cli_rs"
@@ -80,7 +81,9 @@ class ProducerIdentity:
         except DecodeError as err:
             raise ValueError(f"invalid producer identity: source.{err}") from None
 
-    def source(self) -> dict[str, Any]:
+    def source(self, contract: ContractId = CONTRACT_S) -> dict[str, Any]:
+        """The ``source`` block of a producer speaking ``contract``. Profile S writes no
+        ``contract`` key, so its facts stay exactly as they were before Profile J."""
         source: dict[str, Any] = {
             "instance_id": self.instance_id,
             "originator": self.originator,
@@ -88,6 +91,8 @@ class ProducerIdentity:
         }
         if self.auth is not None:
             source["auth"] = to_wire(self.auth)
+        if contract != CONTRACT_S:
+            source["contract"] = contract
         return source
 
 

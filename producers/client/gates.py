@@ -18,6 +18,21 @@ RELEVANT_NOTIFICATIONS = frozenset(
     {"turn/started", "turn/completed", "turn/diff/updated", "item/started", "item/completed"}
 )
 
+#: Profile J (upstream ``client.rs``): the request that becomes
+#: ``explicit_client_interrupt_request`` instead of a ``client_request``.
+INTERRUPT_REQUEST = "turn/interrupt"
+#: Profile J: upstream ``track_response_inner`` also forwards the interrupt's response.
+RELEVANT_RESPONSES_J = RELEVANT_RESPONSES | {"turn/interrupt"}
+#: Profile J: what upstream ``track_notification`` forwards (the guardian review's
+#: *started* notification too, which the reducer ignores).
+RELEVANT_NOTIFICATIONS_J = RELEVANT_NOTIFICATIONS | {
+    "thread/archived",
+    "thread/unarchived",
+    "thread/closed",
+    "item/autoApprovalReview/started",
+    "item/autoApprovalReview/completed",
+}
+
 
 class TurnKeyDedupe:
     """Upstream's ``(turn_id, key)`` emitted-set: admit a key once per turn.
@@ -34,11 +49,15 @@ class TurnKeyDedupe:
         self._clear_at = clear_at
         self._lock = threading.Lock()
 
-    def admit(self, turn_id: str, key: str) -> bool:
-        entry = (turn_id, key)
+    def admit(self, turn_id: str, key: str | None) -> bool:
+        """Whether ``(turn_id, key)`` is new. A None key always passes (upstream checks
+        the bound first, so it may still clear the set)."""
         with self._lock:
             if len(self._seen) >= self._clear_at:
                 self._seen.clear()
+            if key is None:
+                return True
+            entry = (turn_id, key)
             if entry in self._seen:
                 return False
             self._seen.add(entry)

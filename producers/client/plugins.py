@@ -1,16 +1,25 @@
-"""Plugin telemetry metadata, built in one place (upstream PR #27102, ``delivery.md`` §6).
+"""Plugin telemetry metadata, built in one place (upstream PR #27102, ``delivery.md`` §6,
+profile-j.md §2 and §6).
 
 :class:`PluginsManager` is the only code that makes a
 :class:`~codex_analytics.contract.facts.PluginTelemetryMetadata`: for a bare id, an id
 with the backend's remote id, an installed plugin (capability summary read from its
 install root) and a capability summary (plugin used). Its ``track_*`` helpers run each
 upstream event path end to end, so callers never assemble metadata themselves.
+
+The remote id of a local plugin is resolved here, as upstream's ``PluginsManager`` does:
+from the installed-plugins snapshot of the backend when one is loaded, else from the
+remote-install record persisted beside the plugin's installs. Each helper writes the
+metadata in the form of the client's contract: Profile J adds the capability summary's
+``plugin_namespace`` and allows a null local id (an install that failed before the
+plugin was resolved).
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,12 +27,46 @@ from typing import Any
 import orjson
 
 from codex_analytics.contract.facts import PluginCapabilitySummary, PluginTelemetryMetadata
+from codex_analytics.contract.schema import to_wire
+from codex_analytics.contract.versions import CONTRACT_J, ContractId
 from producers.client.analytics_client import Obj, TrackCalls
+
+log = logging.getLogger("producers.client.plugins")
 
 #: Checked in order; the first that exists wins (a broken one does not fall back).
 MANIFEST_PATHS = (".codex-plugin/plugin.json", ".claude-plugin/plugin.json")
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _MARKETPLACE = re.compile(r"[A-Za-z0-9_-]+")
+
+#: Upstream ``core-plugins`` ``store.rs``: the remote-install record, written in the
+#: plugin's base directory of the plugins cache (``<cache>/<marketplace>/<name>/``).
+REMOTE_INSTALL_RECORD = ".codex-remote-plugin-install.json"
+REMOTE_INSTALL_RECORD_SCHEMA_VERSION = 1
+#: Upstream ``remote.rs`` ``RemotePluginScope::from_marketplace_name``: only plugins of
+#: these marketplaces have a persisted remote id.
+REMOTE_MARKETPLACES = frozenset(
+    {
+        "openai-curated-remote",
+        "created-by-me-remote",
+        "workspace-directory",
+        "workspace-shared-with-me",
+        "workspace-shared-with-me-private",
+        "workspace-shared-with-me-unlisted",
+    }
+)
+_VERSION_SEGMENT = re.compile(r"[A-Za-z0-9._+-]+")
+#: Upstream ``PluginInstallSource``.
+INSTALL_SOURCES = ("manual", "external_agent_migration")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteInstalledPlugin:
+    """One plugin of the backend's installed-plugins answer: what the remote id
+    resolution needs of upstream ``RemoteInstalledPlugin``."""
+
+    name: str
+    marketplace_name: str
+    id: str
 
 
 class PluginIdError(ValueError):
@@ -65,13 +108,80 @@ class PluginsManager:
     install lives: a mapping of ``name@marketplace`` to a directory, or a function;
     :meth:`set_install_root` keeps a mapping current as plugins come and go."""
 
-    def __init__(self, install_roots: Mapping[str, Path | str] | InstallRoots | None = None):
+    def __init__(
+        self,
+        install_roots: Mapping[str, Path | str] | InstallRoots | None = None,
+        *,
+        plugins_cache_root: Path | str | None = None,
+        remote_installed: Iterable[RemoteInstalledPlugin] | None = None,
+    ):
+        """``plugins_cache_root`` is upstream's plugin store root
+        (``$CODEX_HOME/plugins/cache``), where remote installs persist their remote id;
+        ``remote_installed`` the backend's installed-plugins snapshot, when loaded
+        (:meth:`set_remote_installed` keeps it current)."""
         self._roots: dict[str, Path] = {}
         self._lookup: InstallRoots | None = None
         if callable(install_roots):
             self._lookup = install_roots
         elif install_roots is not None:
             self._roots = {key: Path(path) for key, path in install_roots.items()}
+        self._cache_root = None if plugins_cache_root is None else Path(plugins_cache_root)
+        self._snapshot: dict[str, str] | None = None
+        self.set_remote_installed(remote_installed)
+
+    def set_remote_installed(self, plugins: Iterable[RemoteInstalledPlugin] | None) -> None:
+        """Load (or, with None, forget) the backend's installed-plugins snapshot. While
+        one is loaded it alone answers remote ids: a plugin missing from it has none
+        (upstream ``remote_plugin_id_for``). The first entry of a local key wins; an
+        entry whose name and marketplace make no valid key is skipped."""
+        if plugins is None:
+            self._snapshot = None
+            return
+        snapshot: dict[str, str] = {}
+        for plugin in plugins:
+            if not _NAME.fullmatch(plugin.name) or not _MARKETPLACE.fullmatch(
+                plugin.marketplace_name
+            ):
+                continue
+            snapshot.setdefault(PluginId(plugin.name, plugin.marketplace_name).as_key(), plugin.id)
+        self._snapshot = snapshot
+
+    def remote_plugin_id_for(self, plugin_id: PluginId | str) -> str | None:
+        """The backend id of a local plugin: the snapshot's when one is loaded, else the
+        persisted remote-install record's, else None."""
+        pid = _plugin_id(plugin_id)
+        if self._snapshot is not None:
+            return self._snapshot.get(pid.as_key())
+        return self.persisted_remote_plugin_id(pid)
+
+    def persisted_remote_plugin_id(self, plugin_id: PluginId | str) -> str | None:
+        """Upstream ``persisted_remote_plugin_id_for_installation``: the record
+        ``{"schema_version": 1, "remote_plugin_id": "..."}`` in the plugin's base directory
+        of the plugins cache, for an installed plugin of a remote marketplace. A record
+        that cannot be read or is malformed gives None (logged, as upstream warns)."""
+        pid = _plugin_id(plugin_id)
+        if self._cache_root is None or pid.marketplace_name not in REMOTE_MARKETPLACES:
+            return None
+        base = self._cache_root / pid.marketplace_name / pid.plugin_name
+        if not _has_active_version(base):
+            return None
+        try:
+            raw = (base / REMOTE_INSTALL_RECORD).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning(
+                "failed to read persisted remote plugin identity",
+                extra={"plugin_id": pid.as_key(), "error": exc.strerror},
+            )
+            return None
+        remote_plugin_id = _remote_id_from_record(raw)
+        if remote_plugin_id is None:
+            log.warning(
+                "failed to read persisted remote plugin identity",
+                extra={"plugin_id": pid.as_key(), "error": "invalid remote plugin install record"},
+            )
+        return remote_plugin_id
 
     def set_install_root(self, plugin_id: PluginId | str, root: Path | str | None) -> None:
         key = _plugin_id(plugin_id).as_key()
@@ -90,12 +200,18 @@ class PluginsManager:
     def telemetry_metadata_for_plugin_id(
         self, plugin_id: PluginId | str
     ) -> PluginTelemetryMetadata:
+        """The local key and its resolved remote id (:meth:`remote_plugin_id_for`)."""
         return self.telemetry_metadata_for_plugin_id_with_remote_id(plugin_id, None)
 
     def telemetry_metadata_for_plugin_id_with_remote_id(
         self, plugin_id: PluginId | str, remote_plugin_id: str | None
     ) -> PluginTelemetryMetadata:
-        return _metadata(_plugin_id(plugin_id), remote_plugin_id, None)
+        """A given remote id (the backend's answer to an install) wins over the
+        resolved one."""
+        pid = _plugin_id(plugin_id)
+        if remote_plugin_id is None:
+            remote_plugin_id = self.remote_plugin_id_for(pid)
+        return _metadata(pid, remote_plugin_id, None)
 
     def telemetry_metadata_for_installed_plugin(
         self, plugin_id: PluginId | str
@@ -108,9 +224,11 @@ class PluginsManager:
         """The capability summary comes from the plugin's install root; it is null when
         there is no root or no loadable manifest."""
         pid = _plugin_id(plugin_id)
+        metadata = self.telemetry_metadata_for_plugin_id_with_remote_id(pid, remote_plugin_id)
         root = self.install_root(pid)
-        summary = capability_summary_from_root(pid, root) if root is not None else None
-        return _metadata(pid, remote_plugin_id, summary)
+        if root is not None:
+            metadata.capability_summary = capability_summary_from_root(pid, root)
+        return metadata
 
     def telemetry_metadata_for_capability_summary(
         self, summary: PluginCapabilitySummary
@@ -120,7 +238,7 @@ class PluginsManager:
             pid = PluginId.parse(summary.config_name)
         except PluginIdError:
             return None
-        return _metadata(pid, None, summary)
+        return _metadata(pid, self.remote_plugin_id_for(pid), summary)
 
     # -- the event paths ----------------------------------------------------------------
 
@@ -132,28 +250,193 @@ class PluginsManager:
         metadata = self.telemetry_metadata_for_installed_plugin_with_remote_id(
             plugin_id, remote_plugin_id
         )
-        return client.track_plugin_installed(metadata)
+        return client.track_plugin_installed(self._installed_wire(client, metadata))
 
     def track_uninstalled(self, client: TrackCalls, plugin_id: PluginId | str) -> bool:
         """Call before the install root is removed, so the summary can still be read."""
-        return client.track_plugin_uninstalled(
-            self.telemetry_metadata_for_installed_plugin(plugin_id)
+        metadata = self.telemetry_metadata_for_installed_plugin(plugin_id)
+        return client.track_plugin_uninstalled(self._installed_wire(client, metadata))
+
+    def track_remote_uninstalled(
+        self,
+        client: TrackCalls,
+        plugin_id: PluginId | str,
+        remote_plugin_id: str,
+        fallback_summary: PluginCapabilitySummary | Mapping[str, Any],
+    ) -> bool:
+        """A remote plugin uninstalled through the backend (upstream
+        ``remote_plugin_uninstall_response``): the local key the backend's detail names,
+        the backend id, and the summary read from the local install, else
+        ``fallback_summary`` (built from the backend's detail of the plugin). Call once
+        the backend accepted the uninstall, before the local install is removed."""
+        pid = _plugin_id(plugin_id)
+        metadata = self.telemetry_metadata_for_installed_plugin_with_remote_id(
+            pid, remote_plugin_id
         )
+        if metadata.capability_summary is not None:
+            return client.track_plugin_uninstalled(self._installed_wire(client, metadata))
+        wire = metadata_wire(
+            client.contract,
+            plugin_id=pid.as_key(),
+            remote_plugin_id=metadata.remote_plugin_id,
+            summary=fallback_summary,
+            # Upstream names the fallback summary's namespace after the plugin.
+            namespace=pid.plugin_name,
+        )
+        return client.track_plugin_uninstalled(wire)
 
     def track_enabled(self, client: TrackCalls, plugin_id: PluginId | str) -> bool:
-        return client.track_plugin_enabled(self.telemetry_metadata_for_installed_plugin(plugin_id))
+        metadata = self.telemetry_metadata_for_installed_plugin(plugin_id)
+        return client.track_plugin_enabled(self._installed_wire(client, metadata))
 
     def track_disabled(self, client: TrackCalls, plugin_id: PluginId | str) -> bool:
-        return client.track_plugin_disabled(self.telemetry_metadata_for_installed_plugin(plugin_id))
+        metadata = self.telemetry_metadata_for_installed_plugin(plugin_id)
+        return client.track_plugin_disabled(self._installed_wire(client, metadata))
 
     def track_used(
-        self, client: TrackCalls, tracking: Obj, summary: PluginCapabilitySummary
+        self,
+        client: TrackCalls,
+        tracking: Obj,
+        summary: PluginCapabilitySummary | Mapping[str, Any],
     ) -> bool:
-        """A plugin used in a turn, from the capability summary the turn saw."""
-        metadata = self.telemetry_metadata_for_capability_summary(summary)
-        if metadata is None:
+        """A plugin used in a turn, from the capability summary the turn saw (a model, or
+        its wire form, which under Profile J may carry ``plugin_namespace``)."""
+        config_name = _summary_field(summary, "config_name")
+        try:
+            pid = PluginId.parse(str(config_name))
+        except PluginIdError:
             return False
-        return client.track_plugin_used(tracking, metadata)
+        wire = metadata_wire(
+            client.contract,
+            plugin_id=pid.as_key(),
+            remote_plugin_id=self.remote_plugin_id_for(pid),
+            summary=summary,
+            namespace=None,  # upstream's summary of a plugin's details names none
+        )
+        return client.track_plugin_used(tracking, wire)
+
+    def track_install_failed(
+        self,
+        client: TrackCalls,
+        *,
+        plugin_id: PluginId | str | None,
+        remote_plugin_id: str | None = None,
+        error_type: str,
+        sub_error_type: str | None = None,
+        source: str = "manual",
+    ) -> bool:
+        """An install that failed (Profile J only), with whatever is known: the local
+        key once the plugin was resolved (its remote id resolved too when none is
+        given), else only the backend id. Never a capability summary, as upstream."""
+        if plugin_id is None:
+            wire = metadata_wire(
+                client.contract, plugin_id=None, remote_plugin_id=remote_plugin_id, summary=None
+            )
+        else:
+            metadata = self.telemetry_metadata_for_plugin_id_with_remote_id(
+                plugin_id, remote_plugin_id
+            )
+            wire = metadata_wire(
+                client.contract,
+                plugin_id=metadata.plugin_id,
+                remote_plugin_id=metadata.remote_plugin_id,
+                summary=None,
+            )
+        return client.track_plugin_install_failed(wire, source, error_type, sub_error_type)
+
+    def _installed_wire(self, client: TrackCalls, metadata: PluginTelemetryMetadata) -> Obj:
+        """The metadata of an installed plugin in the client's contract: the model itself
+        for Profile S (its facts unchanged), the wire form with the summary's namespace
+        (the manifest's name, upstream ``plugin_capability_summary_from_root``) for J."""
+        if client.contract != CONTRACT_J:
+            return metadata
+        namespace = None
+        if metadata.capability_summary is not None:
+            root = self.install_root(PluginId.parse(metadata.plugin_id))
+            namespace = None if root is None else manifest_namespace(root)
+        return metadata_wire(
+            client.contract,
+            plugin_id=metadata.plugin_id,
+            remote_plugin_id=metadata.remote_plugin_id,
+            summary=metadata.capability_summary,
+            namespace=namespace,
+        )
+
+
+def metadata_wire(
+    contract: ContractId,
+    *,
+    plugin_id: str | None,
+    remote_plugin_id: str | None,
+    summary: PluginCapabilitySummary | Mapping[str, Any] | None,
+    namespace: str | None = None,
+) -> dict[str, Any]:
+    """``PluginTelemetryMetadata`` in the wire form of ``contract``. Profile J's capability
+    summary has ``plugin_namespace`` after ``display_name``: the summary's own when it
+    carries one, else ``namespace``; Profile S's has none."""
+    return {
+        "plugin_id": plugin_id,
+        "remote_plugin_id": remote_plugin_id,
+        "capability_summary": None
+        if summary is None
+        else _summary_wire(contract, summary, namespace),
+    }
+
+
+def _summary_wire(
+    contract: ContractId,
+    summary: PluginCapabilitySummary | Mapping[str, Any],
+    namespace: str | None,
+) -> dict[str, Any]:
+    wire: dict[str, Any] = (
+        dict(to_wire(summary)) if isinstance(summary, PluginCapabilitySummary) else dict(summary)
+    )
+    given_namespace = wire.pop("plugin_namespace", None)
+    if contract != CONTRACT_J:
+        return wire
+    ordered: dict[str, Any] = {}
+    for key, value in wire.items():
+        ordered[key] = value
+        if key == "display_name":
+            ordered["plugin_namespace"] = (
+                given_namespace if given_namespace is not None else namespace
+            )
+    return ordered
+
+
+def _summary_field(summary: PluginCapabilitySummary | Mapping[str, Any], name: str) -> Any:
+    if isinstance(summary, PluginCapabilitySummary):
+        return getattr(summary, name)
+    return summary.get(name)
+
+
+def _has_active_version(base: Path) -> bool:
+    """Upstream ``PluginStore::active_plugin_version``: the plugin is installed when its
+    base directory holds a version directory with a valid name."""
+    try:
+        return any(
+            entry.is_dir()
+            and entry.name not in (".", "..")
+            and _VERSION_SEGMENT.fullmatch(entry.name) is not None
+            for entry in base.iterdir()
+        )
+    except OSError:
+        return False
+
+
+def _remote_id_from_record(raw: bytes) -> str | None:
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    if record.get("schema_version") != REMOTE_INSTALL_RECORD_SCHEMA_VERSION:
+        return None
+    remote_plugin_id = record.get("remote_plugin_id")
+    if not isinstance(remote_plugin_id, str) or not remote_plugin_id.strip():
+        return None
+    return remote_plugin_id.strip()
 
 
 def _metadata(
@@ -184,6 +467,18 @@ def capability_summary_from_root(plugin_id: PluginId, root: Path) -> PluginCapab
         mcp_server_names=sorted(set(_mcp_server_names(root, manifest))),
         app_connector_ids=_app_connector_ids(root, manifest),
     )
+
+
+def manifest_namespace(root: Path) -> str | None:
+    """Upstream's ``plugin_namespace`` of a summary read from a root: the manifest's
+    ``name``, or the root directory's name when that is blank."""
+    manifest = load_manifest(root)
+    if manifest is None:
+        return None
+    name = manifest.get("name")
+    if isinstance(name, str) and name.strip():
+        return name
+    return root.name
 
 
 def load_manifest(root: Path) -> dict[str, Any] | None:

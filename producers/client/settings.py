@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from codex_analytics.contract.versions import CONTRACTS, NEWEST_CONTRACT, ContractId
 from codex_analytics.runtime.config import (
     FACTS_PER_RECORD,
     Setting,
     boolean,
+    choice,
     declare,
     integer,
     number,
@@ -62,11 +64,22 @@ FORWARD_ALL = declare(
     used_by=_CLIENT,
 )
 
+#: The contract a client announces in every fact's ``source.contract`` (profile-j.md §1).
+CONTRACT = declare(
+    "ANALYTICS_CLIENT_CONTRACT",
+    choice(*CONTRACTS),
+    NEWEST_CONTRACT,
+    help="the contract the client's facts speak: `2026-08` (Profile J) or `2026-06` "
+    "(Profile S, facts without a `contract` key, as before Profile J)",
+    used_by=_CLIENT,
+)
+
 SETTINGS: tuple[Setting[Any, Any], ...] = (
     ENABLED,
     QUEUE_CAPACITY,
     DELIVERY_TIMEOUT_S,
     FORWARD_ALL,
+    CONTRACT,
 )
 
 DEFAULT_QUEUE_CAPACITY = QUEUE_CAPACITY.default
@@ -94,8 +107,15 @@ class ClientSettings:
     #: The one record-size limit: packs are cut at it, and the producer's
     #: ``max_request_size`` derives from it.
     max_record_bytes: int = MAX_RECORD_BYTES.default
+    #: The contract of every fact (``source.contract``): ``2026-08`` unless told
+    #: otherwise; ``2026-06`` writes no ``contract`` key (facts exactly as before).
+    contract: ContractId = NEWEST_CONTRACT
 
     def __post_init__(self) -> None:
+        if self.contract not in CONTRACTS:
+            raise ValueError(
+                f"contract must be one of {', '.join(CONTRACTS)}, not {self.contract!r}"
+            )
         if self.queue_capacity < 1:
             raise ValueError("queue_capacity must be at least 1")
         if self.max_facts_per_record < 1:
@@ -119,4 +139,12 @@ class ClientSettings:
             delivery_timeout_s=DELIVERY_TIMEOUT_S.read(env),
             forward_all_protocol_messages=FORWARD_ALL.read(env),
             max_record_bytes=MAX_RECORD_BYTES.read(env),
+            contract=_contract(CONTRACT.read(env)),
         )
+
+
+def _contract(value: str) -> ContractId:
+    for contract in CONTRACTS:  # the choice kind already refused anything else
+        if contract == value:
+            return contract
+    raise ValueError(f"unknown contract {value!r}")

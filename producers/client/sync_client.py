@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from codex_analytics.contract.versions import ContractId
 from producers.client.analytics_client import AnalyticsClient, DeliveryFailure, TrackCalls
 from producers.client.envelope import ProducerIdentity
 from producers.client.forks import follow_forks, unfollow_forks
@@ -42,9 +43,15 @@ class SyncAnalyticsClient(TrackCalls):
         identity: ProducerIdentity | None = None,
         transport: FactTransport | None = None,
         on_delivery_error: Callable[[DeliveryFailure], None] | None = None,
+        contract: ContractId | None = None,
     ) -> None:
+        """``contract`` overrides ``settings.contract`` (``ANALYTICS_CLIENT_CONTRACT``)."""
         self._client = AnalyticsClient(
-            settings, identity=identity, transport=transport, on_delivery_error=on_delivery_error
+            settings,
+            identity=identity,
+            transport=transport,
+            on_delivery_error=on_delivery_error,
+            contract=contract,
         )
         self._tracker = self._client._tracker
         self._closed = False
@@ -94,9 +101,15 @@ class SyncAnalyticsClient(TrackCalls):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Block until everything queued so far is published; False after ``timeout``."""
-        if self._closed or self._loop is None:
+        """Block until everything queued so far is published; False after ``timeout``.
+        A ``2026-08`` client sends the ``flush`` fact first (see
+        :meth:`AnalyticsClient.flush`)."""
+        if self._closed:
             return self._tracker.pending() == 0
+        if self._loop is None:  # a forked child that has sent nothing yet
+            self._ensure_running()
+            if self._loop is None:
+                return self._tracker.pending() == 0
         try:
             return bool(self._call(self._client.flush(timeout), timeout=timeout + ANSWER_GRACE_S))
         except TimeoutError:

@@ -158,7 +158,9 @@ def main() -> None:
     parser.add_argument("--parent-facts", type=int, default=5)
     parser.add_argument("--child-facts", type=int, default=5)
     args = parser.parse_args()
-    settings = ClientSettings(kafka=args.bootstrap, topic=args.topic, delivery_timeout_s=10)
+    settings = ClientSettings(
+        kafka=args.bootstrap, topic=args.topic, delivery_timeout_s=10, contract="2026-06"
+    )
     run = run_async if args.kind == "async" else run_sync
     sys.stdout.write(orjson.dumps(run(settings, args)).decode() + "\n")
 

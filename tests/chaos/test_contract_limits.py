@@ -54,7 +54,8 @@ async def test_the_client_library_refuses_an_over_long_identity_and_fact(
     await create_topic(kafka_bootstrap, topic)
     failures: list[DeliveryFailure] = []
     client = AnalyticsClient(
-        ClientSettings(kafka=kafka_bootstrap, topic=topic), on_delivery_error=failures.append
+        ClientSettings(kafka=kafka_bootstrap, topic=topic, contract="2026-06"),
+        on_delivery_error=failures.append,
     )
     async with client:
         long_name = long_client_name()["payload"]

@@ -13,12 +13,14 @@ import httpx
 import orjson
 import pytest
 
+from codex_analytics.contract import decode_fact
 from codex_analytics.devtools.broker import EmbeddedBroker, free_port
 from codex_analytics.runtime.kafka import read_from_start
 from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from producers.gateway.service import Gateway, GatewaySettings
 from producers.publishing.transport import KafkaFactTransport
 from tests.integration.gateway_helpers import gateway_process
+from tests.producer_j_calls import vector_facts
 
 
 def facts(count: int, seed: int = 1) -> list[bytes]:
@@ -65,6 +67,36 @@ async def wait_ready(http: httpx.AsyncClient, ready: bool = True, within: float 
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"/readyz never became {'ready' if ready else 'not ready'}")
+
+
+def with_contract(fact: dict[str, object], contract: str) -> bytes:
+    return orjson.dumps({**fact, "source": {**fact["source"], "contract": contract}})  # type: ignore[dict-item]
+
+
+async def test_both_contracts_are_published_and_an_unknown_one_is_refused(
+    gateway: Gateway, http: httpx.AsyncClient, kafka_bootstrap: str
+) -> None:
+    await wait_ready(http)
+    j_facts = [orjson.dumps(f) for f in vector_facts()[:3]]  # 2026-08
+    s_facts = facts(2)  # 2026-06, no contract key
+    unknown = with_contract(orjson.loads(j_facts[0]), "2026-09")
+    body = b"\n".join([*j_facts, unknown, *s_facts])
+    response = await http.post("/v1/facts", content=body)
+    assert response.status_code == 207
+    answer = response.json()
+    assert (answer["accepted"], answer["rejected"]) == (5, 1)
+    (refused,) = answer["results"]
+    assert (refused["line"], refused["reason"], refused["path"]) == (
+        4,
+        "unknown_enum_value",
+        "source.contract",
+    )
+    assert "'2026-06', '2026-08'" in refused["detail"]
+    only_unknown = await http.post("/v1/facts", content=unknown)
+    assert only_unknown.status_code == 400
+    values = await topic_values(kafka_bootstrap, gateway.settings.facts_topic, want=5)
+    assert sorted(values) == sorted([*j_facts, *s_facts])
+    assert sorted(decode_fact(v).contract for v in values) == ["2026-06"] * 2 + ["2026-08"] * 3
 
 
 async def test_valid_batches_land_on_the_topic_after_the_answer(

@@ -18,6 +18,7 @@ from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerato
 from producers import AnalyticsClient, ClientSettings, ProducerIdentity
 from tests.cli import run_cli_on
 from tests.factories import app, skill, tracking
+from tests.producer_j_calls import PROFILE_ONLY, call_for, vector_facts
 
 from .kafka_helpers import create_topic
 
@@ -136,7 +137,7 @@ async def test_every_track_call_lands_on_the_broker_as_its_envelope(
     assert len(calls) == 19
     before_ms = time.time_ns() // 1_000_000
     async with AnalyticsClient(
-        ClientSettings(kafka=kafka_bootstrap, topic=topic), identity=identity
+        ClientSettings(kafka=kafka_bootstrap, topic=topic, contract="2026-06"), identity=identity
     ) as client:
         assert all(call(client) for _, call, _ in calls)
         assert await client.flush(timeout=20)
@@ -169,12 +170,34 @@ async def test_every_track_call_lands_on_the_broker_as_its_envelope(
     assert len({f["fact_id"] for f in facts}) == 19
 
 
+async def test_a_2026_08_client_puts_facts_on_the_topic_that_decode_as_2026_08(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    topic = unique_name("facts")
+    await create_topic(kafka_bootstrap, topic, partitions=2)
+    examples = vector_facts()
+    calls = [call_for(f) for f in examples] + [call for _, call, _, _ in PROFILE_ONLY]
+    kinds = [f["kind"] for f in examples] + [kind for kind, *_ in PROFILE_ONLY] + ["flush"]
+    identity = ProducerIdentity(instance_id=unique_name("host/pid-1/boot-j"))
+    async with AnalyticsClient(
+        ClientSettings(kafka=kafka_bootstrap, topic=topic), identity=identity
+    ) as client:
+        assert client.contract == "2026-08"
+        assert all(call(client) for call in calls)
+        assert await client.flush(timeout=20)
+    records = await read_from_start(kafka_bootstrap, topic, want=len(kinds), within=20, settle=0.5)
+    decoded = sorted((decode_fact(r.value) for r in records), key=lambda f: f.seq)
+    assert [f.kind for f in decoded] == kinds
+    assert {f.contract for f in decoded} == {"2026-08"}
+    assert {r.key for r in records} == {identity.instance_id.encode()}
+
+
 async def test_a_full_queue_drops_without_blocking_and_close_delivers_the_rest(
     kafka_bootstrap: str, unique_name: Callable[[str], str]
 ) -> None:
     topic = unique_name("facts")
     await create_topic(kafka_bootstrap, topic)
-    client = AnalyticsClient(ClientSettings(kafka=kafka_bootstrap, topic=topic))
+    client = AnalyticsClient(ClientSettings(kafka=kafka_bootstrap, topic=topic, contract="2026-06"))
     await client.start()
     # A tight loop never yields, so the sender cannot run: the queue fills at 256.
     slowest = 0.0
@@ -203,7 +226,9 @@ async def test_broker_away_at_start_is_retried_in_the_background(
     from codex_analytics.devtools.broker import EmbeddedBroker, free_port
 
     port = free_port("127.0.0.1")
-    client = AnalyticsClient(ClientSettings(kafka=f"127.0.0.1:{port}", topic="analytics.facts"))
+    client = AnalyticsClient(
+        ClientSettings(kafka=f"127.0.0.1:{port}", topic="analytics.facts", contract="2026-06")
+    )
     await client.start()
     for i in range(3):
         assert client.track_notification("turn/started", {"i": i})

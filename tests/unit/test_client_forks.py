@@ -23,7 +23,9 @@ def test_a_forked_instance_id_names_the_child_and_stays_within_the_limit() -> No
 
 
 def test_the_child_is_a_new_instance_with_nothing_of_the_parent_queued() -> None:
-    client = AnalyticsClient(ClientSettings(), identity=ProducerIdentity(instance_id="host/p/b"))
+    client = AnalyticsClient(
+        ClientSettings(contract="2026-06"), identity=ProducerIdentity(instance_id="host/p/b")
+    )
     for _ in range(3):
         client.track_notification("turn/started", {})
     client.after_fork_in_child()
@@ -55,7 +57,7 @@ def stop_parent_copy(client: SyncAnalyticsClient) -> None:
 
 def test_a_forked_sync_client_starts_its_own_loop_on_its_first_fact_and_closes() -> None:
     transport = MemoryTransport()
-    client = SyncAnalyticsClient(transport=transport)
+    client = SyncAnalyticsClient(transport=transport, contract="2026-06")
     parent_thread = client._thread
     assert parent_thread is not None
     client.after_fork_in_child()  # as in the child: the parent's thread is not ours
@@ -73,7 +75,7 @@ def test_a_forked_sync_client_starts_its_own_loop_on_its_first_fact_and_closes()
 
 
 def test_a_forked_sync_client_that_sends_nothing_closes_at_once() -> None:
-    client = SyncAnalyticsClient(transport=MemoryTransport())
+    client = SyncAnalyticsClient(transport=MemoryTransport(), contract="2026-06")
     client.after_fork_in_child()
     assert client.close(timeout=2)
     assert client._thread is None

@@ -107,7 +107,9 @@ def test_no_manifest_bad_manifest_or_unsafe_paths(tmp_path: Path) -> None:
 async def test_every_event_path_builds_its_metadata_in_the_manager(linear_root: Path) -> None:
     manager = PluginsManager({"linear@chatgpt-global": linear_root})
     transport = MemoryTransport()
-    client = AnalyticsClient(identity=ProducerIdentity("i"), transport=transport)
+    client = AnalyticsClient(
+        identity=ProducerIdentity("i"), transport=transport, contract="2026-06"
+    )
     async with client:
         assert manager.track_installed(client, "linear@chatgpt-global")
         assert manager.track_installed(

@@ -32,6 +32,7 @@ from tests.producer_helpers import MemoryTransport
 def make_client(**settings: Any) -> tuple[AnalyticsClient, MemoryTransport, list[DeliveryFailure]]:
     transport = MemoryTransport()
     failures: list[DeliveryFailure] = []
+    settings.setdefault("contract", "2026-06")  # these tests compare Profile S facts
     client = AnalyticsClient(
         ClientSettings(**settings),
         identity=ProducerIdentity(instance_id="host/pid-1/boot-a"),
@@ -272,7 +273,7 @@ def test_fact_records_split_by_instance_count_and_bytes() -> None:
 
 def test_sync_client_from_many_threads() -> None:
     transport = MemoryTransport()
-    with SyncAnalyticsClient(transport=transport) as client:
+    with SyncAnalyticsClient(transport=transport, contract="2026-06") as client:
 
         def work() -> None:
             for _ in range(50):
