@@ -270,7 +270,8 @@ def test_item_views_decode_tool_items_and_ignore_other_types() -> None:
             "payload.params.item.agentsStates.a.status",
         ),
         (
-            {"type": "webSearch", "id": "w", "query": "q", "action": {"type": "browse"}},
+            # Any action name is read (an unknown one as "other"), but it is a name.
+            {"type": "webSearch", "id": "w", "query": "q", "action": {"type": 7}},
             "payload.params.item.action.type",
         ),
         (

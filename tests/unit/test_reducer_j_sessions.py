@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from codex_analytics.contract import encode_event, fact_from_json
+from codex_analytics.contract import DecodeError, encode_event, fact_from_json
 from streams.reducer import DropReason, InstanceState, Reducer, Reduction
 from streams.reducer.profile_j.accepted_lines import count_accepted_lines
 from streams.reducer.state import StateLimits
@@ -338,6 +338,35 @@ def test_guardian_subagent_reviewer_is_reported_as_auto_review(h: Harness, f: JF
     h.feed(f.config(approvals_reviewer="guardian_subagent"))
     (event,) = h.feed(f.profile(), f.completed())
     assert event["event_params"]["approvals_reviewer"] == "auto_review"
+
+
+@pytest.mark.parametrize(
+    ("policy", "shown"),
+    [
+        ("untrusted", "untrusted"),
+        ("on-request", "on-request"),
+        ("on-failure", "on-request"),  # upstream's serde alias of OnRequest
+        ("never", "never"),
+        (
+            {"granular": {"sandbox_approval": True, "rules": False, "mcp_elicitations": True}},
+            "granular",
+        ),
+    ],
+)
+def test_the_approval_policy_is_upstreams_display_name(
+    h: Harness, f: JFacts, policy: Any, shown: str
+) -> None:
+    h.feed(f.initialize(), f.thread(), *turn_facts(f)[:2])
+    h.feed(f.config(approval_policy=policy))
+    (event,) = h.feed(f.profile(), f.completed())
+    assert event["event_params"]["approval_policy"] == shown
+
+
+@pytest.mark.parametrize("policy", ["on-whim", {"granular": True}, {"other": {}}, None])
+def test_an_unknown_approval_policy_is_refused_at_its_field(f: JFacts, policy: Any) -> None:
+    with pytest.raises(DecodeError) as caught:
+        fact_from_json(f.config(approval_policy=policy))
+    assert caught.value.path == "payload.approval_policy"
 
 
 # -- the turn's connection and the three drop warnings (§5.7) ----------------------------------

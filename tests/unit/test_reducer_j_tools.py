@@ -765,8 +765,13 @@ def test_the_collab_agent_tool_call_event(tool: str, name: str) -> None:
         ("x", {"type": "openPage", "url": "u"}, "open_page", True, None),
         ("x", {"type": "findInPage", "url": "u", "pattern": "p"}, "find_in_page", True, None),
         ("x", {"type": "other"}, "other", True, None),
+        # Upstream reads an action type it does not know as Other (serde(other)).
+        ("x", {"type": "imageQuery"}, "other", True, None),
         ("rust", None, None, True, 1),
         (" ", None, None, False, None),
+        # Rust's trim() keeps U+001F (not Unicode White_Space); Python's strip() would not.
+        ("\x1f", None, None, True, 1),
+        ("\u3000\t", None, None, False, None),
     ],
 )
 def test_the_web_search_event(

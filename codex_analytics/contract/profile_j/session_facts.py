@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import DecodeError
+from ..errors import DecodeError, DecodeReason
 from ..facts import (
     THREAD_LIFECYCLE_METHODS,
     ClientRequestPayload,
@@ -22,7 +22,16 @@ from ..facts import (
     parse_subagent_source,
 )
 from ..limits import Id, Name
-from ..schema import U64, JsonObject, JsonValue, absent_ok, decoder_for, derived, wire_key
+from ..schema import (
+    U64,
+    JsonObject,
+    JsonValue,
+    absent_ok,
+    decoder_for,
+    derived,
+    wire_key,
+    wrong_type,
+)
 
 # -- enums (closed sets: an unknown value is rejected) -----------------------------------
 
@@ -32,7 +41,33 @@ ApprovalsReviewerJ = Literal["user", "auto_review", "guardian_subagent"]
 #: Upstream ``ModeKind`` as serialized.
 CollaborationModeJ = Literal["plan", "default"]
 SubmissionTypeJ = Literal["default", "queued"]
-ApprovalPolicyJ = Literal["untrusted", "on-failure", "on-request", "never", "granular"]
+#: Upstream ``AskForApproval`` as serde writes it: a kebab-case name, ``on-failure``
+#: (read as an alias of ``on-request``), or ``{"granular": {...}}``.
+_APPROVAL_POLICY_NAMES = {
+    "untrusted": "untrusted",
+    "on-request": "on-request",
+    "on-failure": "on-request",
+    "never": "never",
+}
+
+
+def approval_policy_name(value: JsonValue) -> str:
+    """The turn event's ``approval_policy``: the policy's display name (upstream
+    ``approval_policy.to_string()``). Raises DecodeError for anything else."""
+    if type(value) is str:
+        name = _APPROVAL_POLICY_NAMES.get(value)
+        if name is not None:
+            return name
+        raise DecodeError(
+            DecodeReason.UNKNOWN_ENUM_VALUE,
+            "",
+            f"{value[:64]!r} is not one of {tuple(_APPROVAL_POLICY_NAMES)} or {{'granular': …}}",
+        )
+    if type(value) is dict and len(value) == 1 and type(value.get("granular")) is dict:
+        return "granular"
+    raise wrong_type("an approval policy name or {'granular': {...}}", value)
+
+
 #: ``resolved.sandbox_policy`` (PROPOSAL): what the producer derives from the permission
 #: profile (profile-j.md §5.6), as the turn event spells it.
 ResolvedSandboxPolicy = Literal["full_access", "read_only", "workspace_write", "external_sandbox"]
@@ -222,7 +257,8 @@ class TurnResolvedConfigPayloadJ:
     reasoning_effort: Name | None
     reasoning_summary: Name | None
     service_tier: Name | None
-    approval_policy: ApprovalPolicyJ
+    #: Upstream ``AskForApproval`` as serde writes it (see ``approval_policy_name``).
+    approval_policy: JsonValue
     approvals_reviewer: ApprovalsReviewerJ
     sandbox_network_access: bool
     collaboration_mode: CollaborationModeJ
@@ -230,6 +266,14 @@ class TurnResolvedConfigPayloadJ:
     workspace_kind: Name | None
     is_first_turn: bool
     resolved: ResolvedTurnConfig
+    #: The turn event's ``approval_policy`` (upstream's display name of the policy).
+    approval_policy_name: str = derived("")
+
+    def _post_decode(self) -> None:
+        try:
+            self.approval_policy_name = approval_policy_name(self.approval_policy)
+        except DecodeError as err:
+            raise err.within("approval_policy") from None
 
 
 @dataclass(slots=True, kw_only=True)

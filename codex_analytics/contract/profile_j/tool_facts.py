@@ -496,7 +496,9 @@ class CollabAgentToolCallItem:
 class WebSearchAction:
     __protocol_object__ = True
     raw: JsonObject
-    type: Literal["search", "openPage", "findInPage", "other"]
+    #: Any string: upstream's ``WebSearchAction`` reads a type it does not know as
+    #: ``Other`` (``#[serde(other)]``), so a newer client's action is not refused.
+    type: Name
     query: str | None = absent_ok(None)
     queries: list[str] | None = absent_ok(None)
 

@@ -439,7 +439,7 @@ def turn_config(p: TurnResolvedConfigPayloadJ) -> TurnConfigJ:
         reasoning_effort=p.reasoning_effort,
         reasoning_summary=none_if_none_string(p.reasoning_summary),
         service_tier=service_tier_name(p.service_tier),
-        approval_policy=p.approval_policy,
+        approval_policy=p.approval_policy_name,
         # Upstream reads ``guardian_subagent`` as an alias of ``auto_review``.
         approvals_reviewer="user" if p.approvals_reviewer == "user" else "auto_review",
         sandbox_network_access=p.sandbox_network_access,

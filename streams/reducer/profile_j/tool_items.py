@@ -113,6 +113,20 @@ COLLAB_TOOL_NAMES = {
     "wait": "wait_agent",
     "closeAgent": "close_agent",
 }
+#: What Rust's ``str::trim`` strips (Unicode White_Space): Python's ``str.strip()`` also
+#: strips U+001C..U+001F, which would make a query of those characters blank here and
+#: not upstream.
+_RUST_WHITESPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def is_blank(text: str) -> bool:
+    """``text.trim().is_empty()`` as upstream computes it."""
+    return not text.strip(_RUST_WHITESPACE)
+
+
 WEB_SEARCH_ACTIONS = {
     "search": "search",
     "openPage": "open_page",
@@ -205,7 +219,7 @@ def safe_script_path(plugin_id: str | None, script_path: str | None) -> str | No
 def web_search_query_count(item: tf.WebSearchItem) -> int | None:
     action = item.action
     if action is None:
-        return 1 if item.query.strip() else None
+        return None if is_blank(item.query) else 1
     if action.type != "search":
         return None
     if action.queries is not None:
@@ -258,8 +272,8 @@ def tool_item_event(
                 **base("web_search", ("completed", None), None),
                 web_search_action=None
                 if item.action is None
-                else WEB_SEARCH_ACTIONS[item.action.type],  # type: ignore[arg-type]
-                query_present=item.query.strip() != "",
+                else WEB_SEARCH_ACTIONS.get(item.action.type, "other"),  # type: ignore[arg-type]
+                query_present=not is_blank(item.query),
                 query_count=web_search_query_count(item),
             )
         )
