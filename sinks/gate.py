@@ -5,8 +5,7 @@ moved from ``2026-06`` to ``2026-08`` while its account's batch was open): each 
 gated by its origin's contract (:func:`sinks.auth.decide`), the route's credential
 resolved once for all of them. Profile S events are sent or skipped as before; Profile
 J events of an ``api_key`` route are filtered one by one. What is sent goes in one
-request with one set of headers: two contracts can both admit a batch only for a
-ChatGPT login with a token and an account, where their headers are the same.
+request with one set of headers: those of the newest contract that admitted the batch.
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ def plan_batch(
     kind = auth_kind(route, credential)
     send: list[SinkRecord] = []
     skipped: Counter[SkipReason] = Counter()
-    admitted: Admitted | None = None
+    sent_by: dict[ContractId, Admitted] = {}
     for record in records:
         contract = record.origin.contract_id if record.origin is not None else CONTRACT_S
         decision = decisions.get(contract)
@@ -81,5 +80,9 @@ def plan_batch(
             continue
         send.append(record)
         if isinstance(decision, Admitted):
-            admitted = admitted or decision
+            sent_by[contract] = decision
+    # One request, one set of headers: the newest contract's admission, whatever the
+    # order of the records (a credential that both contracts admit may authenticate
+    # differently under each, e.g. an agent identity that also holds a token).
+    admitted = sent_by[max(sent_by)] if sent_by else None
     return GatePlan(tuple(send), admitted, tuple(skipped.items()))

@@ -274,18 +274,20 @@ def test_without_a_thread_originator_the_connection_client_is_used(h: Harness) -
     assert event["event_params"]["app_server_client"]["product_client_id"] == "codex-tui"
 
 
-def test_guardian_params_follow_the_event_keys_in_the_payload_order(h: Harness) -> None:
+def test_guardian_params_take_upstreams_struct_order_and_no_other_key(h: Harness) -> None:
     h.with_thread()
-    payload = guardian(upstream_added_later="kept")
-    (event,) = h.feed(h.i.fact("guardian_review", payload))
-    assert list(event["event_params"]) == [
-        "session_id",
-        "app_server_client",
-        "runtime",
-        *payload,
-    ]
-    assert event["event_params"]["reviewed_action"] == payload["reviewed_action"]
-    assert event["event_params"]["upstream_added_later"] == "kept"
+    payload = guardian(upstream_added_later="dropped", session_id="forged")
+    action = payload["reviewed_action"]
+    # The producer's order is not the event's: upstream serializes its typed struct.
+    shuffled = dict(reversed(list(payload.items())))
+    shuffled["reviewed_action"] = {"extra": 1, **dict(reversed(list(action.items())))}
+    (event,) = h.feed(h.i.fact("guardian_review", shuffled))
+    params = event["event_params"]
+    expected_keys = [k for k in payload if k not in ("upstream_added_later", "session_id")]
+    assert list(params) == ["session_id", "app_server_client", "runtime", *expected_keys]
+    assert params["session_id"] != "forged"
+    assert params["reviewed_action"] == action
+    assert list(params["reviewed_action"]) == list(action)
 
 
 def test_compaction_and_goal_pass_new_keys_and_enum_values_through(h: Harness) -> None:
@@ -637,9 +639,9 @@ def test_j_only_kinds_are_unknown_to_profile_s() -> None:
         ),
         (
             "guardian_review",
-            guardian(session_id="forged"),
-            DecodeReason.INVALID_VALUE,
-            "payload.session_id",
+            guardian(reviewed_action={"type": "network_access", "protocol": "https"}),
+            DecodeReason.MISSING_KEY,
+            "payload.reviewed_action.port",
         ),
         (
             "external_agent_config_import_completed",

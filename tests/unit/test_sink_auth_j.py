@@ -232,6 +232,23 @@ def test_a_batch_of_both_contracts_is_gated_event_by_event() -> None:
     assert decide(CONTRACT_S, chatgpt, credential_of("chatgpt")) == both.admitted
 
 
+def test_a_mixed_batchs_headers_do_not_depend_on_its_records_order() -> None:
+    # An agent identity that also holds a token: 2026-06 admits it as a ChatGPT login
+    # (Bearer), 2026-08 by its identity (AgentAssertion). The request takes the newest.
+    route = AuthRoute(kind="chatgpt", account_id="acct-1")
+    credential = Credential(
+        "agent_identity",
+        "acct-1",
+        CHATGPT_TOKEN,
+        agent_identity=agent_identity_from_json(AGENT_RECORD),
+        source="t",
+    )
+    s_first = [record(0, TURN, contract=CONTRACT_S, route=route), record(1, TURN, route=route)]
+    j_first = list(reversed(s_first))
+    admitted = {plan_batch(batch, route, credential).admitted for batch in (s_first, j_first)}
+    assert admitted == {decide(CONTRACT_J, route, credential)}
+
+
 def test_the_capture_switch_opens_skips_but_keeps_the_api_key_filter() -> None:
     route = AuthRoute(kind="api_key", account_id="acct-1")
     records = [record(0, PLUGIN_USED, route=route), record(1, TURN, route=route)]

@@ -7,6 +7,7 @@ whose shape Profile J leaves unchanged reuses the Profile S model.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -155,24 +156,45 @@ class SkillInvocationJ:
 # -- guardian review ---------------------------------------------------------------------
 
 
+#: Each reviewed action's keys after its ``type``, in upstream's order (``events.rs``
+#: ``GuardianReviewedAction``; an ``Option`` is written as null, never left out).
+GUARDIAN_ACTION_KEYS: dict[str, tuple[str, ...]] = {
+    "shell": ("sandbox_permissions", "additional_permissions"),
+    "unified_exec": ("sandbox_permissions", "additional_permissions", "tty"),
+    "execve": ("source", "program", "additional_permissions"),
+    "apply_patch": (),
+    "network_access": ("protocol", "port"),
+    "mcp_tool_call": ("server", "tool_name", "connector_id", "connector_name", "tool_title"),
+    "request_permissions": (),
+}
+
+
 @dataclass(slots=True)
 class GuardianReviewedAction:
-    """``GuardianReviewedAction`` (tag ``type``): its variant is checked, its other keys
-    travel unchanged."""
+    """``GuardianReviewedAction`` (tag ``type``): its variant is checked and its keys are
+    taken in upstream's order; their values travel unchanged, other keys are dropped (as
+    upstream's typed struct would)."""
 
     __protocol_object__ = True
     raw: JsonObject
     type: GuardianReviewedActionType
+    #: The action as upstream serializes it: ``type``, then the variant's keys.
+    wire: JsonObject = derived()
 
-
-#: The keys the event puts before the flattened params: a payload must not carry them.
-GUARDIAN_EVENT_OWN_KEYS = ("session_id", "app_server_client", "runtime")
+    def _post_decode(self) -> None:
+        wire: JsonObject = {"type": self.type}
+        for key in GUARDIAN_ACTION_KEYS[self.type]:
+            if key not in self.raw:
+                raise DecodeError(DecodeReason.MISSING_KEY, key, "required key is missing")
+            wire[key] = self.raw[key]
+        self.wire = wire
 
 
 @dataclass(slots=True)
 class GuardianReviewPayloadJ:
-    """Upstream ``GuardianReviewEventParams``: every key checked, and all of them (extra
-    keys too) passed through to the event in the payload's order (profile-j.md §2)."""
+    """Upstream ``GuardianReviewEventParams``: every key checked. The event takes them in
+    upstream's struct order whatever the payload's order, and no other key (upstream
+    serializes its typed struct; profile-j.md §2 passed the payload through as sent)."""
 
     __protocol_object__ = True
     raw: JsonObject
@@ -214,14 +236,22 @@ class GuardianReviewPayloadJ:
     reasoning_output_tokens: int | None
     total_tokens: int | None
 
+    #: The params as the event flattens them: upstream's keys in its order.
+    event_params: JsonObject = derived()
+
     def _post_decode(self) -> None:
-        # Flattened after the event's own keys, one of them here would overwrite the
-        # session, client or runtime the reducer puts there.
-        for key in GUARDIAN_EVENT_OWN_KEYS:
-            if key in self.raw:
-                raise DecodeError(
-                    DecodeReason.INVALID_VALUE, key, "a key of the event itself, not of its params"
-                )
+        raw = self.raw
+        params = {key: raw[key] for key in _GUARDIAN_PARAM_KEYS}
+        params["reviewed_action"] = self.reviewed_action.wire
+        self.event_params = params
+
+
+#: ``GuardianReviewEventParams``' keys in order: the payload's wire fields as declared.
+_GUARDIAN_PARAM_KEYS = tuple(
+    f.name
+    for f in dataclasses.fields(GuardianReviewPayloadJ)
+    if f.name != "raw" and f.metadata.get("wire", True) is not False
+)
 
 
 # -- compaction and goals ----------------------------------------------------------------

@@ -71,13 +71,13 @@ def guardian_review(ctx: FactContext, p: GuardianReviewPayloadJ) -> None:
     context = thread_context(ctx, p.thread_id, "guardian", turn_id=p.turn_id, review_id=p.review_id)
     if context is None:
         return
-    # upstream flattens the params after the event's own three keys, in the fact's order.
+    # upstream flattens its params struct after the event's own three keys.
     params: dict[str, Any] = {
         "session_id": context.metadata.session_id,
         "app_server_client": context.client,
         "runtime": context.runtime,
+        **p.event_params,
     }
-    params.update(p.raw)
     ctx.emit(GuardianReviewEventJ(event_params=params))
 
 
