@@ -26,8 +26,10 @@ local analytics endpoint), generates a realistic load of facts from simulated Co
 instances, publishes it to the facts topic, and follows the run live: facts in, events
 out, duplicates and dedupe hits, dead letters, batches, consumer lag.
 
-It passes (exit 0) only if the events the sink delivered equal 'codex-analytics reduce'
-over the same facts. Outputs (facts file, capture file or receiver store, one log per
+The instances speak both contracts (a --j-share of them 2026-08, the others 2026-06),
+each its own, as a fleet mid-upgrade does; the summary shows each contract's events and
+types. It passes (exit 0) only if the events the sink delivered equal 'codex-analytics
+reduce' over the same facts. Outputs (facts file, capture file or receiver store, one log per
 service) are in the capture file's directory. Ctrl-C stops every process cleanly.
 
 On a configured cluster the run uses topics and consumer groups of its own
@@ -36,6 +38,8 @@ On a configured cluster the run uses topics and consumer groups of its own
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    from codex_analytics.simulator import DEFAULT_J_SHARE
+
     parser.add_argument(
         "--facts", type=int, default=50_000, metavar="N", help="facts to generate (default: 50000)"
     )
@@ -47,6 +51,14 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="simulated Codex instances (default: 200)",
     )
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
+    parser.add_argument(
+        "--j-share",
+        type=float,
+        default=DEFAULT_J_SHARE,
+        metavar="P",
+        help="share of the instances speaking contract 2026-08, the others 2026-06 "
+        f"(default: {DEFAULT_J_SHARE})",
+    )
     parser.add_argument(
         "--capture",
         metavar="PATH",
@@ -99,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if not 0 <= args.j_share <= 1:
+        print("demo: --j-share must be within [0, 1]", file=sys.stderr)
+        return 2
     from codex_analytics.runtime.kafka import KafkaCluster, TopicSettings
 
     try:
@@ -132,7 +147,8 @@ def _run(
 ) -> int:
     import orjson
 
-    from codex_analytics.contract import dumps_kept
+    from codex_analytics.contract import EVENT_TYPES, dumps_kept, profile_j
+    from codex_analytics.contract.versions import CONTRACT_J, CONTRACT_S
     from codex_analytics.devtools.broker import kafka_cluster
     from codex_analytics.devtools.localstack import (
         LocalStack,
@@ -145,7 +161,7 @@ def _run(
         captured_events,
         compare,
         received_events,
-        reference_events,
+        reference_by_contract,
     )
     from codex_analytics.runtime.kafka import TopicSettings
     from codex_analytics.runtime.kafka_start import KafkaStartError, start_failed
@@ -153,11 +169,12 @@ def _run(
 
     settings = TopicSettings.from_env()  # a bad value: one line, exit 2, nothing started
     started = time.monotonic()
-    config = GeneratorConfig(instances=args.instances, seed=args.seed)
+    config = GeneratorConfig(instances=args.instances, seed=args.seed, j_share=args.j_share)
     facts = [dumps_kept(f) for f in SessionGenerator(config).facts(args.facts)]
     facts_path = out_dir / "facts.jsonl"
     facts_path.write_bytes(b"".join(line + b"\n" for line in facts))
-    expected = reference_events(facts)  # the verdict's reference: reduce, offline
+    reference = reference_by_contract(facts)  # the verdict's reference: reduce, offline
+    expected = reference.events
     accounts = tuple(
         sorted(
             {
@@ -212,6 +229,7 @@ def _run(
     drops = stream.by_label("codex_stream_drops_total", "reason")
     dead_letters = stream.total("codex_stream_dead_letters_total")
     types = len(stream.by_label("codex_stream_events_total", "type"))
+    j_instances = config.j_instances
     outcome = "delivered" if args.receiver else "captured"
     bad_exits = {name: code for name, code in exits.items() if code not in (0, None)}
     rows = [
@@ -229,11 +247,23 @@ def _run(
         ),
         (
             "events",
-            f"{stream.total('codex_stream_events_total'):,} emitted ({types} of 14 types); "
+            f"{stream.total('codex_stream_events_total'):,} emitted ({types} types); "
             f"{sink.total('codex_sink_events_total', outcome=outcome):,} {outcome} in "
             f"{sink.total('codex_sink_batches_total', outcome=outcome):,} batches; retries "
             f"{sink.total('codex_sink_retries_total'):,}; dead-lettered "
             f"{sink.total('codex_sink_events_total', outcome='dead_lettered'):,}",
+        ),
+        (
+            "contracts",
+            "; ".join(
+                f"{contract}: {n:,} instances, {len(reference.by_contract.get(contract, [])):,} "
+                f"events of {len(reference.types(contract))}/{len(all_types)} types"
+                for contract, n, all_types in (
+                    (CONTRACT_S, args.instances - j_instances, EVENT_TYPES),
+                    (CONTRACT_J, j_instances, profile_j.EVENT_TYPES),
+                )
+                if n
+            ),
         ),
         (
             "time",

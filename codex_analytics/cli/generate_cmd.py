@@ -12,6 +12,14 @@ steers (accepted and rejected), skills, apps, plugins (uses and state changes wi
 local and remote ids), hooks, compactions, guardian reviews and sub-agents, plus a few
 redelivered facts and facts the reducer must drop.
 
+Instances speak one contract each (source.contract): a share of them (--j-share,
+default 0.25) speaks 2026-08 (Profile J) and adds session ids, thread sources and
+forks, turn profiles, interrupts, image preparations, codex errors, diffs (accepted
+lines), tool items of the seven kinds, user and guardian reviews, code-mode calls,
+goals, thread archive and close, plugin installs requested and failed, onboarding
+imports and flushes; the others speak 2026-06 (Profile S). The 2026-06 facts of a
+mixed run are the facts of a --j-share 0 run with as many 2026-06 instances.
+
 The same --seed gives byte-identical output. Writes one envelope per line to --out
 (default: stdout), or with --to-kafka straight to the facts topic (optionally at
 --rate facts per second). Feed a file to 'codex-analytics reduce' or 'produce'.
@@ -20,6 +28,7 @@ The same --seed gives byte-identical output. Writes one envelope per line to --o
 
 def register(parser: argparse.ArgumentParser) -> None:
     from codex_analytics.cli.publish import add_publish_options
+    from codex_analytics.simulator import DEFAULT_J_SHARE
 
     parser.add_argument(
         "--instances",
@@ -61,6 +70,14 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="accounts the instances are spread over (default: 10)",
     )
+    parser.add_argument(
+        "--j-share",
+        type=float,
+        default=DEFAULT_J_SHARE,
+        metavar="P",
+        help="share of the instances speaking contract 2026-08; the others speak 2026-06 "
+        f"(default: {DEFAULT_J_SHARE}; 0 = only 2026-06, 1 = only 2026-08)",
+    )
     add_publish_options(parser)
 
 
@@ -79,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             duplicate_rate=args.duplicate_rate,
             repeat_use_rate=args.repeat_rate,
             accounts=args.accounts,
+            j_share=args.j_share,
         )
     except ValueError as exc:
         print(f"generate: {exc}", file=sys.stderr)

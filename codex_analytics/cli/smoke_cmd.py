@@ -1,5 +1,6 @@
 """``codex-analytics smoke plugin``: upstream's plugin analytics smoke workflows
-(delivery.md §7.1 and §7.2) through the whole running pipeline."""
+(delivery.md §7.1 and §7.2 for contract 2026-06, profile-j.md §6 "Smoke" for 2026-08)
+through the whole running pipeline."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ from typing import TYPE_CHECKING
 from codex_analytics.cli.service import add_only_action
 
 if TYPE_CHECKING:
+    from codex_analytics.contract.facts import PluginCapabilitySummary
+    from codex_analytics.contract.versions import ContractId
     from codex_analytics.devtools.localstack import LocalStack
     from codex_analytics.devtools.smoke import Check
+    from producers import AnalyticsClient
     from producers.client.plugins import PluginId
 
 DESCRIPTION = """\
@@ -26,27 +30,39 @@ Smoke workflows: drive a real workflow through the running pipeline and check wh
 arrives in the capture file.
 
 'plugin' is upstream's plugin analytics smoke (plugin-analytics-smoke, and the
-remote-install variant of plugin-analytics-mutation-smoke). It starts the pipeline
-(embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set, stream worker and sink worker
-as processes, the sink in capture mode), creates a plugin install root with skills,
-an MCP server and an app, and drives through the client library and the plugins
-manager:
+remote-install variant of plugin-analytics-mutation-smoke), for both contracts. It
+starts the pipeline (embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set, stream
+worker and sink worker as processes, the sink in capture mode), creates a plugin
+install root with skills, an MCP server and an app, and drives one client per contract
+(--contract, default both) with the plugins manager:
 
   local variant   disable, enable, and use of the plugin in a turn (used twice: the
                   client's per-turn dedupe must let exactly one through)
   remote variant  a remote install returning a backend id, then the uninstall
 
-Then it checks the capture against upstream's checklists: exactly one
-codex_plugin_disabled / _enabled / _used whose plugin_id is the local id, each naming
-the plugin and its marketplace, the used event with non-null has_skills,
+2026-06 (delivery.md §7): exactly one codex_plugin_disabled / _enabled / _used whose plugin_id is the local id,
+each naming the plugin and its marketplace, the used event with non-null has_skills,
 mcp_server_count, connector_ids, mcp_server_names, thread_id, turn_id and model_slug
 == "plugin-analytics-smoke"; exactly one codex_plugin_installed whose plugin_id is the
 backend id, with non-null has_skills, mcp_server_count, connector_ids and
-product_client_id; every capture line JSON with an events array.
+product_client_id.
 
-It prints each check and PASS (exit 0) or FAIL with the reason (exit 1). With --check
-it only validates an existing capture file, for example one a Codex build wrote with
-CODEX_ANALYTICS_EVENTS_CAPTURE_FILE set.
+2026-08 (profile-j.md §6, upstream's smoke of 2026-08; the backend's installed-plugins
+snapshot names the plugin's remote id): the local checks select by the local
+plugin_id and also require remote_plugin_id == the backend id; the remote checks
+select by remote_plugin_id == the backend id and require exactly one
+codex_plugin_installed and one codex_plugin_uninstalled, each with the local
+plugin_id, the plugin's name and marketplace, and non-null has_skills,
+mcp_server_count, connector_ids and product_client_id. A duplicate fails.
+
+A plugin event's contract shows in its shape (only 2026-08 events carry
+remote_plugin_id), so each contract's checks read its own events of one capture. Every
+capture line must be JSON with an events array.
+
+It prints each check, named with its contract, and PASS (exit 0) or FAIL with the
+reason (exit 1). With --check it only validates an existing capture file of either
+contract or both (by default the contracts whose plugin events it holds), for example
+one a Codex build wrote with CODEX_ANALYTICS_EVENTS_CAPTURE_FILE set.
 """
 
 DEFAULT_PLUGIN_ID = "smoke-sample@codex-analytics-smoke"
@@ -78,6 +94,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         choices=("local", "remote", "both"),
         default="both",
         help="which workflow to run and check (default: both)",
+    )
+    plugin.add_argument(
+        "--contract",
+        choices=("2026-06", "2026-08", "both"),
+        default=None,
+        help="which contract's workflow to run and check (default: both; with --check, "
+        "the contracts whose plugin events the capture holds)",
     )
     plugin.add_argument(
         "--capture",
@@ -128,28 +151,57 @@ def run(args: argparse.Namespace) -> int:
     return _verdict(_checks(args, pid, capture), capture)
 
 
+def _contracts(args: argparse.Namespace, found: set[ContractId] | None = None) -> list[ContractId]:
+    """The contracts to run and check: --contract, else both (with --check: those of
+    the capture's plugin events, or both when it holds none)."""
+    from codex_analytics.contract.versions import CONTRACTS
+
+    if args.contract in CONTRACTS:
+        return [args.contract]
+    if args.contract is None and found:
+        return [c for c in CONTRACTS if c in found]
+    return list(CONTRACTS)
+
+
 def _checks(args: argparse.Namespace, pid: PluginId, capture: Path) -> list[Check]:
+    import dataclasses
+
+    from codex_analytics.contract.versions import CONTRACT_S
     from codex_analytics.devtools.smoke import (
         capture_events,
+        contracts_in,
         local_plugin_checklist,
+        local_plugin_checklist_j,
+        mutation_checklist_j,
         remote_install_checklist,
     )
 
     events, checks = capture_events(capture.read_bytes().splitlines())
-    if args.variant in ("local", "both"):
-        checks += local_plugin_checklist(
-            events,
-            plugin_id=pid.as_key(),
-            plugin_name=pid.plugin_name,
-            marketplace_name=pid.marketplace_name,
-        )
-    if args.variant in ("remote", "both"):
-        checks += remote_install_checklist(
-            events,
-            backend_id=args.remote_plugin_id,
-            plugin_name=pid.plugin_name,
-            marketplace_name=pid.marketplace_name,
-        )
+    found = contracts_in(events) if args.check else None
+    identity = {"plugin_name": pid.plugin_name, "marketplace_name": pid.marketplace_name}
+    for contract in _contracts(args, found):
+        mine: list[Check] = []
+        local, remote = args.variant in ("local", "both"), args.variant in ("remote", "both")
+        if contract == CONTRACT_S:
+            if local:
+                mine += local_plugin_checklist(events, plugin_id=pid.as_key(), **identity)
+            if remote:
+                mine += remote_install_checklist(
+                    events, backend_id=args.remote_plugin_id, **identity
+                )
+        else:
+            if local:
+                mine += local_plugin_checklist_j(
+                    events,
+                    plugin_id=pid.as_key(),
+                    remote_plugin_id=args.remote_plugin_id,
+                    **identity,
+                )
+            if remote:
+                mine += mutation_checklist_j(
+                    events, backend_id=args.remote_plugin_id, plugin_id=pid.as_key(), **identity
+                )
+        checks += [dataclasses.replace(c, name=f"{contract}: {c.name}") for c in mine]
     return checks
 
 
@@ -239,11 +291,13 @@ def _plugin_root(work: Path, plugin_name: str) -> Path:
 
 
 async def _workflow(stack: LocalStack, args: argparse.Namespace, pid: PluginId, work: Path) -> str:
+    import orjson
+
     from codex_analytics.contract.facts import AuthRoute
     from codex_analytics.devtools.localstack import PipelineCounts
-    from codex_analytics.devtools.smoke import LOCAL_REQUIRED, SMOKE_MODEL_SLUG
-    from codex_analytics.devtools.verify import captured_events, event_type
-    from producers import AnalyticsClient, ClientSettings, PluginsManager, ProducerIdentity
+    from codex_analytics.devtools.smoke import plugin_event_contract
+    from codex_analytics.devtools.verify import captured_events
+    from producers import AnalyticsClient, ClientSettings, ProducerIdentity
     from producers.client.plugins import capability_summary_from_root
 
     assert stack.capture_path is not None
@@ -256,45 +310,38 @@ async def _workflow(stack: LocalStack, args: argparse.Namespace, pid: PluginId, 
         await asyncio.sleep(0.05)
 
     root = _plugin_root(work, pid.plugin_name)
-    manager = PluginsManager({pid.as_key(): root})
-    client = AnalyticsClient(
-        ClientSettings(kafka=stack.cluster, topic=stack.topics.facts, contract="2026-06"),
-        identity=ProducerIdentity(auth=AuthRoute(kind="chatgpt", account_id="smoke-account")),
-    )
-    wanted: set[str] = set()
-    async with client:
-        if args.variant in ("local", "both"):
-            manager.track_disabled(client, pid)
-            manager.track_enabled(client, pid)
-            summary = capability_summary_from_root(pid, root)
-            if summary is None:
-                return f"no capability summary could be read from {root}"
-            tracking = {
-                "model_slug": SMOKE_MODEL_SLUG,
-                "thread_id": str(uuid.uuid4()),
-                "turn_id": str(uuid.uuid4()),
-            }
-            manager.track_used(client, tracking, summary)
-            manager.track_used(client, tracking, summary)  # same turn: deduplicated
-            wanted |= set(LOCAL_REQUIRED)
-        if args.variant in ("remote", "both"):
-            manager.track_installed(client, pid, remote_plugin_id=args.remote_plugin_id)
-            manager.track_uninstalled(client, pid)  # cleanup; not asserted (§7.2)
-            wanted.add("codex_plugin_installed")
-        if not await client.flush(timeout=30):
-            return "the client could not publish the facts within 30 s"
-        published = client.stats.published
+    summary = capability_summary_from_root(pid, root)
+    if summary is None:
+        return f"no capability summary could be read from {root}"
+    wanted: set[tuple[str, str]] = set()
+    published = 0
+    for contract in _contracts(args):
+        # One producer per contract, as a fleet mid-upgrade has; each client publishes
+        # its facts in its own contract (source.contract).
+        client = AnalyticsClient(
+            ClientSettings(kafka=stack.cluster, topic=stack.topics.facts, contract=contract),
+            identity=ProducerIdentity(auth=AuthRoute(kind="chatgpt", account_id="smoke-account")),
+        )
+        async with client:
+            wanted |= {(contract, t) for t in _drive_plugin(client, args, pid, root, summary)}
+            if not await client.flush(timeout=30):
+                return f"the {contract} client could not publish the facts within 30 s"
+            published += client.stats.published
 
     # Wait (<= 30 s) for every required event type, then for the pipeline to settle so
     # that a duplicate arriving late is seen by the "exactly one" checks.
     deadline = time.monotonic() + 30
     while True:
         stack.check_alive()
-        seen = {event_type(e) for e in captured_events(capture)}
+        seen = {
+            (plugin_event_contract(e), str(e.get("event_type")))
+            for e in (orjson.loads(line) for line in captured_events(capture))
+        }
         if wanted <= seen:
             break
         if time.monotonic() > deadline:
-            return f"not captured within 30 s: {', '.join(sorted(wanted - seen))}"
+            missing = sorted(f"{c} {t}" for c, t in wanted - seen)
+            return f"not captured within 30 s: {', '.join(missing)}"
         await asyncio.sleep(0.25)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -303,3 +350,52 @@ async def _workflow(stack: LocalStack, args: argparse.Namespace, pid: PluginId, 
             break
         await asyncio.sleep(0.25)
     return ""
+
+
+def _drive_plugin(
+    client: AnalyticsClient,
+    args: argparse.Namespace,
+    pid: PluginId,
+    root: Path,
+    summary: PluginCapabilitySummary,
+) -> set[str]:
+    """Drive the workflow's variants through ``client`` and the plugins manager, as
+    upstream's app-server does for a client of that contract; the event types the
+    contract's checklists then require.
+
+    2026-06: the remote install's backend id is the install event's ``plugin_id``
+    (delivery.md §7.2); the uninstall is cleanup, not checked. 2026-08: the backend's
+    installed-plugins snapshot names the plugin's remote id, so every event carries it
+    beside the local id; the uninstall is the remote one (profile-j.md §6), checked."""
+    from codex_analytics.contract.versions import CONTRACT_S
+    from codex_analytics.devtools.smoke import LOCAL_REQUIRED, MUTATION_REQUIRED, SMOKE_MODEL_SLUG
+    from producers import PluginsManager, RemoteInstalledPlugin
+    from producers.client.envelope import DEFAULT_ORIGINATOR
+
+    profile_s = client.contract == CONTRACT_S
+    backend_id = args.remote_plugin_id
+    snapshot = [RemoteInstalledPlugin(pid.plugin_name, pid.marketplace_name, backend_id)]
+    manager = PluginsManager({pid.as_key(): root}, remote_installed=None if profile_s else snapshot)
+    wanted: set[str] = set()
+    if args.variant in ("local", "both"):
+        manager.track_disabled(client, pid)
+        manager.track_enabled(client, pid)
+        tracking = {
+            "model_slug": SMOKE_MODEL_SLUG,
+            "thread_id": str(uuid.uuid4()),
+            "turn_id": str(uuid.uuid4()),
+        }
+        if not profile_s:  # Profile J tracking names the product (upstream's originator)
+            tracking["product_client_id"] = DEFAULT_ORIGINATOR
+        manager.track_used(client, tracking, summary)
+        manager.track_used(client, tracking, summary)  # same turn: deduplicated
+        wanted |= set(LOCAL_REQUIRED)
+    if args.variant in ("remote", "both"):
+        manager.track_installed(client, pid, remote_plugin_id=backend_id)
+        if profile_s:
+            manager.track_uninstalled(client, pid)  # cleanup; not asserted (§7.2)
+            wanted.add("codex_plugin_installed")
+        else:
+            manager.track_remote_uninstalled(client, pid, backend_id, summary)
+            wanted |= set(MUTATION_REQUIRED)
+    return wanted

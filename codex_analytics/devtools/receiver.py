@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 from prometheus_client.core import Metric
 
-from codex_analytics.devtools.receiver_checks import Refusal, check_request
+from codex_analytics.devtools.receiver_checks import Accepted, Refusal, check_request
 from codex_analytics.runtime.config import (
     Setting,
     address,
@@ -57,6 +57,13 @@ class ReceiverMetrics(ServiceMetrics):
                 "stored_events",
                 "Events of first-seen batches (a repeated Idempotency-Key excluded).",
                 receiver.unique_event_count,
+            )
+            yield self.counts(
+                "stored_events_by_contract",
+                "Events of stored batches, by the contract whose model accepts them "
+                "(2026-06, 2026-08, or both).",
+                "contract",
+                dict(receiver.events_by_contract),
             )
 
         self.at_scrape(build)
@@ -214,6 +221,8 @@ class Receiver:
         #: Events in 2xx requests, a repeated Idempotency-Key counted once (kept as
         #: requests arrive: waiting must not re-parse every body each time).
         self.unique_event_count = 0
+        #: Events of stored batches by the contract whose model accepts them.
+        self.events_by_contract: dict[str, int] = {}
         self.port: int | None = None
         self._metrics_registry: ReceiverMetrics | None = None  # made on the first scrape
 
@@ -298,7 +307,7 @@ class Receiver:
         answer = self._script.popleft() if self._script else None
         if answer is None and self._rule is not None:
             answer = self._rule(body, headers)
-        events: list[Any] | None = None
+        checked: Refusal | Accepted | None = None
         if answer is None and self.faults is not None:
             self._uploads += 1
             answer = self.faults.answer_for(self._uploads)
@@ -308,8 +317,6 @@ class Receiver:
             )
             if isinstance(checked, Refusal):
                 answer = Answer(checked.status, checked.body(), {}, self._delay)
-            else:
-                events = checked
         answer = answer or Answer(200, b'{"ok":true}', {}, self._delay)
         self.requests.append(
             ReceivedRequest(
@@ -327,8 +334,8 @@ class Receiver:
             if key is None or key not in self._keys_seen:
                 if key is not None:
                     self._keys_seen.add(key)
-                if events is not None and self.store is not None:
-                    self._append(key, headers, events)
+                if isinstance(checked, Accepted) and self.store is not None:
+                    self._append(key, headers, checked)
                 # Not an events body: recorded, not counted.
                 with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
                     self.unique_event_count += len(orjson.loads(body)["events"])
@@ -342,20 +349,24 @@ class Receiver:
     def _delay(self) -> float:
         return self.faults.delay if self.faults is not None else 0.0
 
-    def _append(self, key: str | None, headers: dict[str, str], events: list[Any]) -> None:
+    def _append(self, key: str | None, headers: dict[str, str], batch: Accepted) -> None:
         line = orjson.dumps(
             {
                 "received_at_ms": time.time_ns() // 1_000_000,
                 "idempotency_key": key,
                 "account_id": headers.get("chatgpt-account-id"),
                 "fedramp": headers.get("x-openai-fedramp") == "true",
-                "events": events,
+                "events": batch.events,
+                # Which contract's model accepts each event (the body does not say).
+                "contracts": batch.contracts,
             }
         )
         assert self.store is not None
         with open(self.store, "ab") as out:
             out.write(line + b"\n")
         self.stored_batches += 1
+        for contract, count in batch.by_contract().items():
+            self.events_by_contract[contract] = self.events_by_contract.get(contract, 0) + count
 
     def _metrics(self) -> bytes:
         if self._metrics_registry is None:

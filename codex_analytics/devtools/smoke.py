@@ -1,11 +1,23 @@
-"""The checklists of upstream's plugin analytics smoke workflows (delivery.md §7), as pure
-functions over the lines of a capture file.
+"""The checklists of upstream's plugin analytics smoke workflows, as pure functions over
+the lines of a capture file, for both contracts.
 
+Contract ``2026-06`` (delivery.md §7):
 §7.1 (``plugin-analytics-smoke``): exactly one ``codex_plugin_disabled``, ``_enabled``
 and ``_used`` among the events whose ``plugin_id`` is the local id, each naming the
 plugin and its marketplace; the used event with its capability, turn and model fields.
 §7.2 (``plugin-analytics-mutation-smoke``): exactly one ``codex_plugin_installed`` whose
 ``plugin_id`` is the backend id of a remote install.
+
+Contract ``2026-08`` (profile-j.md §6 "Smoke", upstream
+``app-server-test-client/src/plugin_analytics_{smoke,capture}.rs``): the local smoke
+selects by the local ``plugin_id`` and also requires ``remote_plugin_id`` to be the
+plugin's backend id; the mutation smoke selects by ``remote_plugin_id`` and requires
+exactly one ``codex_plugin_installed`` and one ``codex_plugin_uninstalled``, each with the
+local ``plugin_id``, the name and marketplace, and non-null capability fields.
+
+A plugin event's contract shows in its shape: only ``2026-08`` events carry the
+``remote_plugin_id`` key (PR #29495), so one capture can hold both and each checklist
+reads its own contract's events (:func:`plugin_event_contract`).
 """
 
 from __future__ import annotations
@@ -15,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from codex_analytics.contract.versions import CONTRACT_J, CONTRACT_S, ContractId
 
 LOCAL_REQUIRED = ("codex_plugin_disabled", "codex_plugin_enabled", "codex_plugin_used")
 USED_NON_NULL = (
@@ -27,6 +41,8 @@ USED_NON_NULL = (
     "model_slug",
 )
 INSTALLED_NON_NULL = ("has_skills", "mcp_server_count", "connector_ids", "product_client_id")
+#: The event types the ``2026-08`` mutation smoke requires, one each.
+MUTATION_REQUIRED = ("codex_plugin_installed", "codex_plugin_uninstalled")
 SMOKE_MODEL_SLUG = "plugin-analytics-smoke"
 
 
@@ -74,16 +90,40 @@ def _params(event: dict[str, Any]) -> dict[str, Any]:
     return params if isinstance(params, dict) else {}
 
 
-def _matching(events: Sequence[dict[str, Any]], plugin_id: str) -> list[dict[str, Any]]:
-    return [e for e in events if _params(e).get("plugin_id") == plugin_id]
+def plugin_event_contract(event: dict[str, Any]) -> ContractId:
+    """The contract of a plugin event: ``2026-08`` events carry ``remote_plugin_id``."""
+    return CONTRACT_J if "remote_plugin_id" in _params(event) else CONTRACT_S
+
+
+def contracts_in(events: Sequence[dict[str, Any]]) -> set[ContractId]:
+    """The contracts of the capture's plugin events."""
+    return {
+        plugin_event_contract(e)
+        for e in events
+        if str(e.get("event_type", "")).startswith("codex_plugin_")
+    }
+
+
+def _matching(
+    events: Sequence[dict[str, Any]],
+    plugin_id: str,
+    *,
+    contract: ContractId = CONTRACT_S,
+    key: str = "plugin_id",
+) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in events
+        if plugin_event_contract(e) == contract and _params(e).get(key) == plugin_id
+    ]
 
 
 def _exactly_one(
-    events: Sequence[dict[str, Any]], event_type: str, plugin_id: str
+    events: Sequence[dict[str, Any]], event_type: str, plugin_id: str, key: str = "plugin_id"
 ) -> tuple[Check, dict[str, Any] | None]:
     found = [e for e in events if e.get("event_type") == event_type]
     check = Check(
-        f"exactly one {event_type} with plugin_id {plugin_id}",
+        f"exactly one {event_type} with {key} {plugin_id}",
         len(found) == 1,
         "" if len(found) == 1 else f"found {len(found)}",
     )
@@ -162,6 +202,61 @@ def remote_install_checklist(
             )
         )
         checks.append(_non_null("codex_plugin_installed", params, INSTALLED_NON_NULL))
+    return checks
+
+
+def local_plugin_checklist_j(
+    events: Sequence[dict[str, Any]],
+    *,
+    plugin_id: str,
+    remote_plugin_id: str,
+    plugin_name: str,
+    marketplace_name: str,
+    model_slug: str = SMOKE_MODEL_SLUG,
+) -> list[Check]:
+    """The ``2026-08`` local smoke: selected by the local ``plugin_id``; each of the
+    three events also names the plugin's backend id."""
+    checks: list[Check] = []
+    mine = _matching(events, plugin_id, contract=CONTRACT_J)
+    for event_type in LOCAL_REQUIRED:
+        check, event = _exactly_one(mine, event_type, plugin_id)
+        checks.append(check)
+        if event is None:
+            continue
+        params = _params(event)
+        checks.extend(
+            _identity_checks(event_type, params, plugin_id, plugin_name, marketplace_name)
+        )
+        checks.append(_equals(event_type, params, "remote_plugin_id", remote_plugin_id))
+        if event_type == "codex_plugin_used":
+            checks.append(_non_null(event_type, params, USED_NON_NULL))
+            checks.append(_equals(event_type, params, "model_slug", model_slug))
+    return checks
+
+
+def mutation_checklist_j(
+    events: Sequence[dict[str, Any]],
+    *,
+    backend_id: str,
+    plugin_id: str,
+    plugin_name: str,
+    marketplace_name: str,
+) -> list[Check]:
+    """The ``2026-08`` mutation smoke: selected by ``remote_plugin_id`` == the backend
+    id; exactly one install and one uninstall, each with the local ``plugin_id``."""
+    checks: list[Check] = []
+    mine = _matching(events, backend_id, contract=CONTRACT_J, key="remote_plugin_id")
+    for event_type in MUTATION_REQUIRED:
+        check, event = _exactly_one(mine, event_type, backend_id, key="remote_plugin_id")
+        checks.append(check)
+        if event is None:
+            continue
+        params = _params(event)
+        checks.extend(
+            _identity_checks(event_type, params, plugin_id, plugin_name, marketplace_name)
+        )
+        checks.append(_equals(event_type, params, "remote_plugin_id", backend_id))
+        checks.append(_non_null(event_type, params, INSTALLED_NON_NULL))
     return checks
 
 

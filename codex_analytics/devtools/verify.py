@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from codex_analytics.contract import decode_fact, encode_event
+from codex_analytics.contract.versions import ContractId
 
 
 def events_of_bodies(bodies: Iterable[bytes]) -> list[bytes]:
@@ -50,14 +51,35 @@ def received_events(path: Path) -> list[bytes]:
 
 def reference_events(fact_lines: Iterable[bytes]) -> list[bytes]:
     """What ``codex-analytics reduce`` emits for these facts, one JSON per event."""
+    return reference_by_contract(fact_lines).events
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """``reduce`` over a run's facts: every event in order, and the events of each
+    contract's instances (an event is in its fact's contract)."""
+
+    events: list[bytes]
+    by_contract: dict[ContractId, list[bytes]]
+
+    def types(self, contract: ContractId) -> set[str]:
+        return {event_type(e) for e in self.by_contract.get(contract, [])}
+
+
+def reference_by_contract(fact_lines: Iterable[bytes]) -> Reference:
+    """What ``codex-analytics reduce`` emits for these facts, also split by contract."""
     from streams.reducer.offline import OfflineReducer
 
     reducer = OfflineReducer()
-    return [
-        encode_event(event)
-        for line in fact_lines
-        for event in reducer.apply(decode_fact(line)).events
-    ]
+    events: list[bytes] = []
+    by_contract: dict[ContractId, list[bytes]] = {}
+    for line in fact_lines:
+        fact = decode_fact(line)
+        emitted = [encode_event(event) for event in reducer.apply(fact).events]
+        events.extend(emitted)
+        if emitted:
+            by_contract.setdefault(fact.source.contract_id, []).extend(emitted)
+    return Reference(events, by_contract)
 
 
 def event_type(event_json: bytes) -> str:

@@ -1,8 +1,10 @@
 """Wire-form fact envelopes (plain JSON objects), one builder per fact kind.
 
-:class:`FactBuilder` plays one Codex process: it numbers its facts (``seq``), stamps
-them with its clock and fills every field upstream would, so that the session
-generator, the tests and the benchmarks all build facts the same way. The builders take
+:class:`FactBuilder` plays one Codex process of contract ``2026-06`` (Profile S; its
+sibling :class:`~codex_analytics.simulator.fact_builder_j.FactBuilderJ` plays one of
+``2026-08``): it numbers its facts (``seq``), stamps them with its clock and fills every
+field upstream would, so that the session generator, the tests and the benchmarks all
+build facts the same way. The builders take
 the fields the reducer reads as arguments and fill the rest with realistic values.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from codex_analytics.contract.versions import ContractId
 from producers.client.envelope import build_envelope
 
 RUNTIME = {
@@ -28,11 +31,17 @@ CONN_RUNTIME = {
 BASE_MS = 1_750_000_000_000
 
 
-class FactBuilder:
-    """One simulated Codex process: numbers its facts and advances its clock."""
+class EnvelopeBuilder:
+    """One simulated Codex process: numbers its facts and advances its clock; builds the
+    connection-scoped facts whose payloads both contracts share."""
 
     def __init__(
-        self, instance_id: str = "inst-1", *, originator: str = "codex_cli_rs", step_ms: int = 1000
+        self,
+        instance_id: str = "inst-1",
+        *,
+        originator: str = "codex_cli_rs",
+        step_ms: int = 1000,
+        contract: ContractId | None = None,
     ) -> None:
         self.instance_id = instance_id
         self.originator = originator
@@ -40,6 +49,8 @@ class FactBuilder:
         self.now_ms = BASE_MS
         self.step_ms = step_ms
         self.auth: dict[str, Any] | None = None
+        #: ``source.contract``; None leaves the key out (a 2026-06 producer of old).
+        self.contract = contract
 
     def fact(
         self,
@@ -58,6 +69,8 @@ class FactBuilder:
         }
         if self.auth is not None:
             source["auth"] = dict(self.auth)
+        if self.contract is not None:
+            source["contract"] = self.contract
         return build_envelope(
             source,
             seq=seq,
@@ -132,6 +145,25 @@ class FactBuilder:
             {"threadId": thread_id, "expectedTurnId": expected_turn_id, "input": _inputs(images)},
         )
 
+    def error_response(
+        self, conn: int = 7, request_id: int | str = 2, error_type: Any = None
+    ) -> dict[str, Any]:
+        return self.fact(
+            "error_response",
+            {
+                "request_id": request_id,
+                "error": {"code": -32600, "message": "rejected", "data": None},
+                "error_type": error_type,
+            },
+            conn=conn,
+        )
+
+    # -- notifications --------------------------------------------------------------------
+
+
+class FactBuilder(EnvelopeBuilder):
+    """The payloads of Profile S (contract ``2026-06``, no ``source.contract``)."""
+
     def response(
         self, conn: int, request_id: int | str, method: str, result: dict[str, Any]
     ) -> dict[str, Any]:
@@ -186,21 +218,6 @@ class FactBuilder:
         self, conn: int = 7, request_id: int | str = 2, turn_id: str = "turn-1"
     ) -> dict[str, Any]:
         return self.response(conn, request_id, "turn/steer", {"turnId": turn_id})
-
-    def error_response(
-        self, conn: int = 7, request_id: int | str = 2, error_type: Any = None
-    ) -> dict[str, Any]:
-        return self.fact(
-            "error_response",
-            {
-                "request_id": request_id,
-                "error": {"code": -32600, "message": "rejected", "data": None},
-                "error_type": error_type,
-            },
-            conn=conn,
-        )
-
-    # -- notifications --------------------------------------------------------------------
 
     def turn_started(
         self, turn_id: str = "turn-1", thread_id: str = "thread-1", *, started_at: Any = 455

@@ -14,12 +14,13 @@ tests and the benchmarks.
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from codex_analytics.simulator.fact_builder import BASE_MS, FactBuilder, app, skill
+from codex_analytics.simulator.process import SimulatedProcess
+from codex_analytics.simulator.sessions_j import SimulatedInstanceJ
 
 _SOURCES = ["cli", "cli", "vscode", "vscode", "exec", "appServer", {"custom": "jetbrains"}]
 _SUBAGENT_SOURCES: list[Any] = [
@@ -78,23 +79,36 @@ class GeneratorConfig:
     #: Accounts the instances are spread over (the events' delivery routes).
     accounts: int = 10
     start_ms: int = BASE_MS
+    #: Share of the instances that speak contract ``2026-08`` (Profile J); the others
+    #: speak ``2026-06``. 0 (the library's default) gives exactly the Profile S streams
+    #: of old; the commands default to a mix (``simulator.DEFAULT_J_SHARE``).
+    j_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.instances < 1:
             raise ValueError("instances must be at least 1")
         if not 0 <= self.duplicate_rate < 1 or not 0 <= self.repeat_use_rate <= 1:
             raise ValueError("rates must be within [0, 1)")
+        if not 0 <= self.j_share <= 1:
+            raise ValueError("j_share must be within [0, 1]")
         if self.accounts < 1:
             raise ValueError("accounts must be at least 1")
 
+    @property
+    def j_instances(self) -> int:
+        """How many of the instances speak ``2026-08``: at least one for any share > 0."""
+        if self.j_share == 0:
+            return 0
+        return min(self.instances, max(1, round(self.instances * self.j_share)))
 
-class _SimulatedInstance:
-    """One Codex process: a fact builder plus what it has opened so far."""
+
+class _SimulatedInstance(SimulatedProcess):
+    """One Codex process of contract ``2026-06``: a fact builder plus what it has opened
+    so far."""
 
     def __init__(self, index: int, config: GeneratorConfig, rng: random.Random) -> None:
-        self.rng = rng
+        super().__init__(f"inst-{config.seed}-{index:05d}", rng, config.duplicate_rate)
         self.config = config
-        self.name = f"inst-{config.seed}-{index:05d}"
         self.builder = FactBuilder(
             self.name, originator=rng.choice(["codex_cli_rs", "codex_vscode", "codex_exec"])
         )
@@ -105,26 +119,7 @@ class _SimulatedInstance:
             "account_id": f"acct-{account:03d}",
             "is_fedramp": account == config.accounts - 1 and config.accounts > 1,
         }
-        self.connections: list[int] = []
         self.threads: list[tuple[int, str]] = []
-        self.counter = 0
-        self.queue: deque[dict[str, Any]] = deque()
-        self.recent: deque[dict[str, Any]] = deque(maxlen=16)
-
-    def next_id(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{self.name}-{prefix}{self.counter}"
-
-    def next_fact(self) -> dict[str, Any]:
-        if not self.queue:
-            self._plan_episode()
-        fact = self.queue.popleft()
-        if fact["seq"] > (self.recent[-1]["seq"] if self.recent else 0):
-            self.recent.append(fact)
-            if self.rng.random() < self.config.duplicate_rate:
-                # Redelivered a little later, as a producer retry would be.
-                self.queue.insert(min(len(self.queue), self.rng.randrange(1, 6)), fact)
-        return fact
 
     # -- episodes ----------------------------------------------------------------------
 
@@ -340,17 +335,34 @@ class _SimulatedInstance:
 
 
 class SessionGenerator:
-    """Interleaves the sessions of ``config.instances`` simulated instances."""
+    """Interleaves the sessions of ``config.instances`` simulated instances.
+
+    The ``2026-06`` instances draw from the seed's generator exactly as they always did,
+    and the ``2026-08`` ones from generators of their own, so the ``2026-06`` facts of a
+    mixed run are byte for byte the facts of a ``2026-06``-only run with as many
+    instances and the same seed.
+    """
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
-        self.config = config or GeneratorConfig()
-        self._rng = random.Random(self.config.seed)
-        self._instances = [
-            _SimulatedInstance(i, self.config, self._rng) for i in range(self.config.instances)
+        self.config = config = config or GeneratorConfig()
+        j_count = config.j_instances
+        s_count = config.instances - j_count
+        self._rng = random.Random(config.seed)
+        self._instances = [_SimulatedInstance(i, config, self._rng) for i in range(s_count)]
+        self._j_rng = random.Random(f"2026-08:{config.seed}")
+        self._j_instances = [
+            SimulatedInstanceJ(i, (s_count + i) % config.accounts, config, self._j_rng)
+            for i in range(j_count)
         ]
+        self._mix = random.Random(f"mix:{config.seed}")
+        self._j_weight = j_count / config.instances
 
     def facts(self, total: int) -> Iterator[dict[str, Any]]:
         """``total`` fact envelopes (wire-form JSON objects), in publication order."""
         rng, instances = self._rng, self._instances
+        j_rng, j_instances = self._j_rng, self._j_instances
         for _ in range(total):
-            yield instances[rng.randrange(len(instances))].next_fact()
+            if j_instances and (not instances or self._mix.random() < self._j_weight):
+                yield j_instances[j_rng.randrange(len(j_instances))].next_fact()
+            else:
+                yield instances[rng.randrange(len(instances))].next_fact()

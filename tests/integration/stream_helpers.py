@@ -111,11 +111,12 @@ def cli_process(
         log.close()
 
 
-def generated_facts(total: int, *, instances: int = 200, seed: int = 11) -> list[bytes]:
-    return [
-        orjson.dumps(f)
-        for f in SessionGenerator(GeneratorConfig(instances=instances, seed=seed)).facts(total)
-    ]
+def generated_facts(
+    total: int, *, instances: int = 200, seed: int = 11, j_share: float = 0.0
+) -> list[bytes]:
+    """Generated facts; ``j_share`` of the instances speak contract 2026-08."""
+    config = GeneratorConfig(instances=instances, seed=seed, j_share=j_share)
+    return [orjson.dumps(f) for f in SessionGenerator(config).facts(total)]
 
 
 def expected_events(facts: list[bytes]) -> list[bytes]:

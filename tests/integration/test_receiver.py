@@ -16,7 +16,7 @@ import pytest
 
 from codex_analytics.contract import encode_event
 from codex_analytics.devtools.broker import free_port
-from codex_analytics.devtools.receiver_checks import Refusal, check_request
+from codex_analytics.devtools.receiver_checks import Accepted, Refusal, check_request
 from streams.reducer.offline import OfflineReducer
 from tests.factories import Instance
 
@@ -48,8 +48,8 @@ def test_check_request_refusals() -> None:
         {k.lower(): v for k, v in AUTH.items()},
         body(events),
     )
-    assert isinstance(ok, list)
-    assert len(ok) == len(events)
+    assert isinstance(ok, Accepted)
+    assert len(ok.events) == len(events)
     lower = {k.lower(): v for k, v in AUTH.items()}
     cases = [
         (("GET", "/x", lower, b""), 404),
@@ -147,6 +147,8 @@ def test_receiver_command(receiver_process: tuple[str, Path]) -> None:
     assert stored[0]["idempotency_key"] == "k1"
     assert stored[0]["account_id"] == "acct-1"
     assert stored[0]["events"] == [orjson.loads(e) for e in events]
+    # 2026-06 thread events: the 2026-08 model needs a session id they do not have.
+    assert stored[0]["contracts"] == ["2026-06"] * len(events)
     served = httpx.get(f"{base}/received")
     assert served.content == store.read_bytes()
     assert httpx.get(f"{base}/healthz").json()["stored_batches"] == 2
@@ -154,3 +156,7 @@ def test_receiver_command(receiver_process: tuple[str, Path]) -> None:
     assert "codex_receiver_stored_batches_total 2.0" in metrics
     assert 'codex_receiver_uploads_total{status="401"}' in metrics
     assert 'codex_receiver_uploads_total{status="400"} 1.0' in metrics
+    assert (
+        f'codex_receiver_stored_events_by_contract_total{{contract="2026-06"}} {2.0 * len(events)}'
+        in metrics
+    )

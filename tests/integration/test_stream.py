@@ -12,6 +12,7 @@ import pytest
 
 from codex_analytics.contract import DEFAULT_MAX_RECORD_BYTES
 from codex_analytics.runtime.deadletter import ORIGINAL_BYTES, TRUNCATED
+from tests.cli import run_cli
 
 from .stream_helpers import (
     StreamRun,
@@ -37,6 +38,29 @@ def test_stream_equals_batch_one_worker(stream_run: StreamRun) -> None:
     assert event_bytes(out) == expected
     # Events are keyed by route: one account's events share a partition.
     assert all(r["route"]["account_id"] is not None for r in out.records)
+
+
+def test_stream_equals_reduce_on_a_mix_of_both_contracts(stream_run: StreamRun) -> None:
+    """Instances of both contracts in one load (half of them 2026-08): the worker's
+    events equal what ``codex-analytics reduce`` prints for the same facts, and each
+    event record names its fact's contract (none for 2026-06)."""
+    facts = generated_facts(6_000, instances=40, seed=19, j_share=0.5)
+    reduced = run_cli("reduce", "-", stdin=b"".join(f + b"\n" for f in facts), text=False)
+    assert reduced.returncode == 0, reduced.stderr
+    expected = sorted(reduced.stdout.splitlines())
+    contract_of = {}
+    for fact in facts:
+        source = orjson.loads(fact)["source"]
+        contract_of[source["instance_id"]] = source.get("contract")
+    assert set(contract_of.values()) == {None, "2026-08"}
+    with stream_run.worker() as worker:
+        run(produce(stream_run.bootstrap, stream_run.facts, facts))
+        out = run(collect(stream_run.bootstrap, stream_run.events, want=len(expected), within=120))
+        assert worker.poll() is None, stream_run.log_text()
+    assert event_bytes(out) == expected
+    origins = [r["origin"] for r in out.records]
+    assert all(o.get("contract") == contract_of[o["instance_id"]] for o in origins)
+    assert {o.get("contract") for o in origins} == {None, "2026-08"}
 
 
 def test_stream_equals_batch_two_workers_eight_partitions(stream_run: StreamRun) -> None:
