@@ -17,12 +17,19 @@ from ..facts import (
     ErrorResponsePayload,
     InitializePayload,
     StartedTurn,
-    TurnStartResult,
-    TurnSteerResult,
     parse_subagent_source,
+    response_turn_id,
 )
 from ..limits import Id, Name
-from ..schema import U64, JsonObject, JsonValue, absent_ok, decoder_for, derived, wire_key
+from ..schema import (
+    U64,
+    JsonObject,
+    JsonValue,
+    absent_ok,
+    decode_within,
+    derived,
+    wire_key,
+)
 
 # -- enums (closed sets: an unknown value is rejected) -----------------------------------
 
@@ -80,13 +87,6 @@ ImageDetailSetting = Literal["high", "original"]
 #: The ``client_response`` methods the Profile J reducer reads besides the thread
 #: lifecycle ones.
 TURN_RESPONSE_METHODS = frozenset({"turn/start", "turn/steer", "turn/interrupt"})
-
-
-def _decode_view(cls: type[Any], value: Any, key: str) -> Any:
-    try:
-        return decoder_for(cls)(value)
-    except DecodeError as err:
-        raise err.within(key) from None
 
 
 # -- app-server protocol objects (raw kept, read fields validated) ----------------------
@@ -150,11 +150,9 @@ class ClientResponsePayloadJ:
     def _post_decode(self) -> None:
         method = self.method
         if method in THREAD_LIFECYCLE_METHODS:
-            self.thread_lifecycle = _decode_view(ThreadLifecycleResultJ, self.result, "result")
-        elif method == "turn/start":
-            self.turn_id = _decode_view(TurnStartResult, self.result, "result").turn.id
-        elif method == "turn/steer":
-            self.turn_id = _decode_view(TurnSteerResult, self.result, "result").turn_id
+            self.thread_lifecycle = decode_within(ThreadLifecycleResultJ, self.result, "result")
+        else:
+            self.turn_id = response_turn_id(method, self.result)
 
 
 # -- custom facts ------------------------------------------------------------------------
