@@ -60,12 +60,11 @@ from codex_analytics.contract.facts import (
 from codex_analytics.contract.versions import CONTRACT_J, CONTRACT_S
 
 from . import profile_j
-from .derive import skill_id, turn_config
+from .derive import non_negative, skill_id, turn_completion, turn_config
 from .drops import Drop, DropReason, ReducerStats
 from .fact_context import FactContext, Reduction
 from .profile_j.state import JTables
 from .state import (
-    Completion,
     Connection,
     InstanceState,
     PendingRequest,
@@ -423,21 +422,14 @@ class Reducer:
             turn = self._turn(ctx, started.id)
             if turn is None:
                 return
-            value = started.started_at
-            turn.started_at = value if value is not None and value >= 0 else None
+            turn.started_at = non_negative(started.started_at)
             return  # turn/started never triggers emission
         if p.turn_completed is not None:
             done = p.turn_completed.turn
             turn = self._turn(ctx, done.id)
             if turn is None:
                 return
-            completed_at, duration = done.completed_at, done.duration_ms
-            turn.completed = Completion(
-                status=None if done.status == "inProgress" else done.status,
-                turn_error=None if done.error is None else done.error.codex_error_info,
-                completed_at=completed_at if completed_at is not None and completed_at >= 0 else 0,
-                duration_ms=duration if duration is not None and duration >= 0 else None,
-            )
+            turn.completed = turn_completion(done)
             self._maybe_emit_turn(ctx, done.id)
 
     def _turn_resolved_config(self, ctx: FactContext, p: TurnResolvedConfigPayload) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from codex_analytics.contract.profile_j import tool_events as ev
 from codex_analytics.contract.profile_j import tool_facts as tf
 
+from ..derive import observed_duration_ms
 from ..fact_context import FactContext
 from .context import tables, thread_context
 from .held_events import (
@@ -17,7 +18,7 @@ from .held_events import (
     thread_cells,
 )
 from .state import CodeModeCellJ, TurnJ
-from .tool_items import count, observed_duration_ms, tool_item_base
+from .tool_items import count, tool_item_base
 
 _TERMINAL_STATUS = {"completed": "completed", "failed": "failed", "interrupted": "interrupted"}
 

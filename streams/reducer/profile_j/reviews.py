@@ -8,6 +8,7 @@ from __future__ import annotations
 from codex_analytics.contract.profile_j import tool_events as ev
 from codex_analytics.contract.profile_j import tool_facts as tf
 
+from ..derive import observed_duration_ms
 from ..fact_context import FactContext
 from .context import tables, thread_context
 from .state import ItemReviewSummaryJ, PendingReviewJ
@@ -276,7 +277,6 @@ def emit_review(
     if context is None:
         return
     metadata = context.metadata
-    duration = completed_at_ms - pending.started_at_ms
     ctx.emit(
         ev.ReviewEvent(
             event_params=ev.ReviewEventParams(
@@ -297,7 +297,7 @@ def emit_review(
                 resolution=resolution,  # type: ignore[arg-type]
                 started_at_ms=pending.started_at_ms,
                 completed_at_ms=completed_at_ms,
-                duration_ms=duration if duration >= 0 else None,
+                duration_ms=observed_duration_ms(pending.started_at_ms, completed_at_ms),
             )
         )
     )

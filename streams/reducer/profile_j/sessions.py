@@ -41,7 +41,7 @@ from codex_analytics.contract.profile_j.session_facts import (
     TurnTokenUsagePayloadJ,
 )
 
-from ..derive import none_if_none_string, service_tier_name
+from ..derive import non_negative, none_if_none_string, service_tier_name, turn_completion
 from ..drops import DropReason
 from ..fact_context import FactContext
 from . import tools
@@ -52,7 +52,6 @@ from .state import (
     PendingRequestJ,
     ThreadJ,
     ThreadMetadataJ,
-    TurnCompletionJ,
     TurnConfigJ,
     TurnJ,
 )
@@ -62,11 +61,6 @@ from .state import (
 
 def _image_count(items: list[UserInput]) -> int:
     return sum(1 for item in items if item.is_image)
-
-
-def _non_negative(value: int | None) -> int | None:
-    """Upstream's ``u64::try_from(i64).ok()``: a negative time is no time."""
-    return value if value is not None and value >= 0 else None
 
 
 def _turn(ctx: FactContext, turn_id: str) -> TurnJ | None:
@@ -511,7 +505,7 @@ def turn_started(ctx: FactContext, view: TurnStartedView) -> None:
     turn = _turn(ctx, view.turn.id)
     if turn is None:
         return
-    turn.started_at = _non_negative(view.turn.started_at)
+    turn.started_at = non_negative(view.turn.started_at)
 
 
 def turn_diff_updated(ctx: FactContext, view: TurnDiffUpdatedView) -> None:
@@ -531,12 +525,7 @@ def turn_completed(ctx: FactContext, view: TurnCompletedView) -> None:
     tools.release_turn(ctx, view.thread_id, done.id)
     turn = _turn(ctx, done.id)
     assert turn is not None  # room was checked above
-    turn.completed = TurnCompletionJ(
-        status=None if done.status == "inProgress" else done.status,
-        turn_error=None if done.error is None else done.error.codex_error_info,
-        completed_at=_non_negative(done.completed_at) or 0,
-        duration_ms=_non_negative(done.duration_ms),
-    )
+    turn.completed = turn_completion(done)
     _maybe_emit_turn(ctx, done.id)
 
 

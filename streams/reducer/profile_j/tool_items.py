@@ -8,6 +8,7 @@ from typing import Any
 from codex_analytics.contract.profile_j import tool_events as ev
 from codex_analytics.contract.profile_j import tool_facts as tf
 
+from ..derive import non_negative, observed_duration_ms
 from ..drops import DropReason
 from ..fact_context import FactContext
 from .context import ThreadContext, tables, thread_context
@@ -119,16 +120,6 @@ WEB_SEARCH_ACTIONS = {
     "findInPage": "find_in_page",
     "other": "other",
 }
-
-
-def observed_duration_ms(started_at_ms: int, completed_at_ms: int) -> int | None:
-    """``completed - started``, or None when that is negative (upstream ``checked_sub``)."""
-    duration = completed_at_ms - started_at_ms
-    return duration if duration >= 0 else None
-
-
-def _non_negative(value: int | None) -> int | None:
-    return value if value is not None and value >= 0 else None
 
 
 def tool_item_base(
@@ -272,7 +263,7 @@ def tool_item_event(
         source = "agent" if item.source is None else item.source
         return ev.CommandExecutionEvent(
             event_params=ev.CommandExecutionEventParams(
-                **base(COMMAND_TOOL_NAMES[source], outcome, _non_negative(item.duration_ms)),
+                **base(COMMAND_TOOL_NAMES[source], outcome, non_negative(item.duration_ms)),
                 plugin_id=item.plugin_id,
                 script_path=safe_script_path(item.plugin_id, item.script_path),
                 command_execution_source=source,
@@ -304,7 +295,7 @@ def tool_item_event(
     if isinstance(item, tf.McpToolCallItem):
         return ev.McpToolCallEvent(
             event_params=ev.McpToolCallEventParams(
-                **base(item.tool, outcome, _non_negative(item.duration_ms)),
+                **base(item.tool, outcome, non_negative(item.duration_ms)),
                 mcp_server_name=item.server,
                 mcp_tool_name=item.tool,
                 mcp_error_present=item.error is not None,
@@ -316,7 +307,7 @@ def tool_item_event(
         contents = None if item.content_items is None else [c.type for c in item.content_items]
         return ev.DynamicToolCallEvent(
             event_params=ev.DynamicToolCallEventParams(
-                **base(item.tool, outcome, _non_negative(item.duration_ms)),
+                **base(item.tool, outcome, non_negative(item.duration_ms)),
                 dynamic_tool_name=item.tool,
                 success=item.success,
                 output_content_item_count=None if contents is None else len(contents),
