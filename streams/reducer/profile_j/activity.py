@@ -85,18 +85,13 @@ def compaction(ctx: FactContext, p: CompactionPayloadJ) -> None:
     context = thread_context(ctx, p.thread_id, "compaction", turn_id=p.turn_id)
     if context is None:
         return
-    lineage = context.metadata
     ctx.emit(
         CompactionEventJ(
             event_params=CompactionEventParamsJ(
                 thread_id=p.thread_id,
-                session_id=lineage.session_id,
+                session_id=context.metadata.session_id,
                 turn_id=p.turn_id,
-                app_server_client=context.client,
-                runtime=context.runtime,
-                thread_source=lineage.thread_source,
-                subagent_source=lineage.subagent_source,
-                parent_thread_id=lineage.parent_thread_id,
+                **context.client_and_lineage(),
                 trigger=p.trigger,
                 reason=p.reason,
                 implementation=p.implementation,
@@ -123,18 +118,13 @@ def goal(ctx: FactContext, p: GoalPayload) -> None:
     context = thread_context(ctx, p.thread_id, "goal", turn_id=p.turn_id)
     if context is None:
         return
-    lineage = context.metadata
     ctx.emit(
         GoalEvent(
             event_params=GoalEventParams(
                 thread_id=p.thread_id,
-                session_id=lineage.session_id,
+                session_id=context.metadata.session_id,
                 turn_id=p.turn_id,
-                app_server_client=context.client,
-                runtime=context.runtime,
-                thread_source=lineage.thread_source,
-                subagent_source=lineage.subagent_source,
-                parent_thread_id=lineage.parent_thread_id,
+                **context.client_and_lineage(),
                 goal_id=p.goal_id,
                 event_kind=p.event_kind,
                 goal_status=p.goal_status,

@@ -276,7 +276,6 @@ def emit_review(
     )
     if context is None:
         return
-    metadata = context.metadata
     ctx.emit(
         ev.ReviewEvent(
             event_params=ev.ReviewEventParams(
@@ -284,11 +283,7 @@ def emit_review(
                 turn_id=pending.turn_id,
                 item_id=pending.item_id,
                 review_id=pending.review_id,
-                app_server_client=context.client,
-                runtime=context.runtime,
-                thread_source=metadata.thread_source,
-                subagent_source=metadata.subagent_source,
-                parent_thread_id=metadata.parent_thread_id,
+                **context.client_and_lineage(),
                 subject_kind=pending.subject_kind,  # type: ignore[arg-type]
                 subject_name=pending.subject_name,
                 reviewer=reviewer,  # type: ignore[arg-type]

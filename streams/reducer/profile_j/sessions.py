@@ -46,7 +46,7 @@ from ..drops import DropReason
 from ..fact_context import FactContext
 from . import tools
 from .accepted_lines import count_accepted_lines
-from .context import client_for, tables
+from .context import client_and_lineage, client_for, tables, thread_context
 from .rules import Rule
 from .state import (
     PendingRequestJ,
@@ -280,11 +280,9 @@ def _emit_steer(
                 session_id=metadata.session_id,
                 expected_turn_id=pending.expected_turn_id,  # type: ignore[arg-type]
                 accepted_turn_id=accepted_turn_id,
-                app_server_client=client_for(connection.client, thread),
-                runtime=connection.runtime,
-                thread_source=metadata.thread_source,
-                subagent_source=metadata.subagent_source,
-                parent_thread_id=metadata.parent_thread_id,
+                **client_and_lineage(
+                    client_for(connection.client, thread), connection.runtime, metadata
+                ),
                 num_input_images=pending.num_input_images,
                 result=result,  # type: ignore[arg-type]
                 rejection_reason=rejection_reason,  # type: ignore[arg-type]
@@ -333,14 +331,12 @@ def _thread_lifecycle_response(ctx: FactContext, p: ClientResponsePayloadJ) -> N
             event_params=ThreadInitializedEventParamsJ(
                 thread_id=thread_info.id,
                 session_id=metadata.session_id,
-                app_server_client=client_for(connection.client, thread),
-                runtime=connection.runtime,
                 model=p.thread_lifecycle.model,
                 ephemeral=thread_info.ephemeral,
-                thread_source=metadata.thread_source,
                 initialization_mode=mode,  # type: ignore[arg-type]
-                subagent_source=metadata.subagent_source,
-                parent_thread_id=metadata.parent_thread_id,
+                **client_and_lineage(
+                    client_for(connection.client, thread), connection.runtime, metadata
+                ),
                 forked_from_thread_id=thread_info.forked_from_id,
                 created_at=max(thread_info.created_at, 0),
             )
@@ -551,31 +547,12 @@ def _maybe_emit_turn(ctx: FactContext, turn_id: str) -> None:
         or completed is None
     ):
         return
-    thread = j.threads.get(thread_id)
-    conn = turn.connection_id
-    if conn is None and thread is not None:
-        conn = thread.connection_id
-    ids = {"thread_id": thread_id, "turn_id": turn_id}
-    if conn is None:
-        ctx.drop(
-            DropReason.MISSING_CONTEXT, site="turn", missing_context="thread_connection", **ids
-        )
+    context = thread_context(
+        ctx, thread_id, "turn", connection_id=turn.connection_id, turn_id=turn_id
+    )
+    if context is None:
         return
-    connection = ctx.state.connections.get(conn)
-    if connection is None:
-        ctx.drop(
-            DropReason.MISSING_CONTEXT,
-            site="turn",
-            missing_context="connection",
-            connection_id=conn,
-            **ids,
-        )
-        return
-    if thread is None or thread.metadata is None:
-        ctx.drop(DropReason.MISSING_CONTEXT, site="turn", missing_context="thread_metadata", **ids)
-        return
-    metadata = thread.metadata
-    connection.touched_ms = thread.touched_ms = ctx.now_ms
+    metadata = context.metadata
     usage, error, counts = turn.token_usage, turn.codex_error, turn.tool_counts
     ctx.emit(
         TurnEventJ(
@@ -584,13 +561,9 @@ def _maybe_emit_turn(ctx: FactContext, turn_id: str) -> None:
                 session_id=metadata.session_id,
                 turn_id=turn_id,
                 submission_type=config.submission_type,
-                app_server_client=client_for(connection.client, thread),
-                runtime=connection.runtime,
                 ephemeral=config.ephemeral,
-                thread_source=metadata.thread_source,
                 initialization_mode=metadata.initialization_mode,  # type: ignore[arg-type]
-                subagent_source=metadata.subagent_source,
-                parent_thread_id=metadata.parent_thread_id,
+                **context.client_and_lineage(),
                 model=config.model,
                 model_provider=config.model_provider,
                 sandbox_policy=config.sandbox_policy,  # type: ignore[arg-type]
