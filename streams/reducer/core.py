@@ -407,14 +407,7 @@ class Reducer:
     def _turn(self, ctx: FactContext, turn_id: str) -> TurnState | None:
         """The turn's state, created if new; None (and the fact dropped) when the turns
         table is full."""
-        turn = ctx.state.turns.get(turn_id)
-        if turn is None:
-            if not self._room_for_turn(ctx, turn_id):
-                return None
-            turn = ctx.state.turns[turn_id] = TurnState(ctx.now_ms)
-        else:
-            turn.touched_ms = ctx.now_ms
-        return turn
+        return ctx.entry("turns", ctx.state.turns, turn_id, self.limits.turns, TurnState)
 
     def _server_notification(self, ctx: FactContext, p: ServerNotificationPayload) -> None:
         if p.turn_started is not None:

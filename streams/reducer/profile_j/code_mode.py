@@ -113,13 +113,9 @@ def call_completed(ctx: FactContext, body: tf.CodeModeCallCompleted) -> None:
     )
     if context is None:
         return
-    turns = tables(ctx).turns
-    turn = turns.get(body.turn_id)
+    turn = ctx.entry("turns", tables(ctx).turns, body.turn_id, ctx.limits.turns, TurnJ)
     if turn is None:
-        if not ctx.has_room("turns", turns, body.turn_id, ctx.limits.turns):
-            return
-        turn = turns[body.turn_id] = TurnJ(ctx.now_ms)
-    turn.touched_ms = ctx.now_ms
+        return
     count(turn.tool_counts, "dynamic_tool_call")
     outcome = (_TERMINAL_STATUS[body.status], "tool_error" if body.status == "failed" else None)
     base = tool_item_base(

@@ -66,28 +66,12 @@ def _image_count(items: list[UserInput]) -> int:
 def _turn(ctx: FactContext, turn_id: str) -> TurnJ | None:
     """The turn's state, created if new (upstream ``entry().or_default()``) and touched;
     None, with the fact dropped as ``instance_state_full``, when there is no room."""
-    turns = tables(ctx).turns
-    turn = turns.get(turn_id)
-    if turn is None:
-        if not ctx.has_room("turns", turns, turn_id, ctx.limits.turns):
-            return None
-        turn = turns[turn_id] = TurnJ(ctx.now_ms)
-    else:
-        turn.touched_ms = ctx.now_ms
-    return turn
+    return ctx.entry("turns", tables(ctx).turns, turn_id, ctx.limits.turns, TurnJ)
 
 
 def _thread(ctx: FactContext, thread_id: str) -> ThreadJ | None:
     """The thread's state, created if new and touched; None (fact dropped) when full."""
-    threads = tables(ctx).threads
-    thread = threads.get(thread_id)
-    if thread is None:
-        if not ctx.has_room("threads", threads, thread_id, ctx.limits.threads):
-            return None
-        thread = threads[thread_id] = ThreadJ(ctx.now_ms)
-    else:
-        thread.touched_ms = ctx.now_ms
-    return thread
+    return ctx.entry("threads", tables(ctx).threads, thread_id, ctx.limits.threads, ThreadJ)
 
 
 def _store_request(ctx: FactContext, request_id: int | str, pending: PendingRequestJ) -> None:
