@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from codex_analytics.contract.facts import CompletedTurn, TurnResolvedConfigPayload
+from codex_analytics.contract.facts import CompletedTurn, TurnResolvedConfigPayload, UserInput
 
 _SANDBOX_POLICY_NAMES = {
     "danger-full-access": "full_access",
@@ -66,6 +66,11 @@ def service_tier_name(tier: str | None) -> str:
 def turn_status_name(status: str) -> str | None:
     """``turn.status`` of ``turn/completed``; ``inProgress`` has no event value."""
     return None if status == "inProgress" else status
+
+
+def image_count(inputs: list[UserInput]) -> int:
+    """``num_input_images`` of a ``turn/start`` or ``turn/steer``."""
+    return sum(1 for item in inputs if item.is_image)
 
 
 def non_negative(value: int | None) -> int | None:

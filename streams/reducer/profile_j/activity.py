@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from codex_analytics.contract.events import AppEventParams, AppMentionedEvent, AppUsedEvent
-from codex_analytics.contract.facts import AppInvocation
+from codex_analytics.contract.events import AppMentionedEvent, AppUsedEvent
 from codex_analytics.contract.profile_j.activity_events import (
     PLUGIN_STATE_EVENTS_J,
     CompactionEventJ,
@@ -56,10 +55,10 @@ from codex_analytics.contract.profile_j.activity_facts import (
     PluginTelemetryMetadataJ,
     PluginUsedPayloadJ,
     SkillInvokedPayloadJ,
-    TrackingContextJ,
 )
 
 from ..derive import skill_id
+from ..event_params import app_event_params
 from ..fact_context import FactContext
 from .context import thread_context
 from .rules import Rule
@@ -167,21 +166,13 @@ def skill_invoked(ctx: FactContext, p: SkillInvokedPayloadJ) -> None:
         )
 
 
-def _app_params(tracking: TrackingContextJ, app: AppInvocation) -> AppEventParams:
-    return AppEventParams(
-        connector_id=app.connector_id,
-        thread_id=tracking.thread_id,
-        turn_id=tracking.turn_id,
-        app_name=app.app_name,
-        product_client_id=tracking.product_client_id,
-        invoke_type=app.invocation_type,
-        model_slug=tracking.model_slug,
-    )
-
-
 def app_mentioned(ctx: FactContext, p: AppMentionedPayloadJ) -> None:
     for app in p.mentions:
-        ctx.emit(AppMentionedEvent(event_params=_app_params(p.tracking, app)))
+        ctx.emit(
+            AppMentionedEvent(
+                event_params=app_event_params(p.tracking, app, p.tracking.product_client_id)
+            )
+        )
 
 
 def app_used(ctx: FactContext, p: AppUsedPayloadJ) -> None:
@@ -191,7 +182,9 @@ def app_used(ctx: FactContext, p: AppUsedPayloadJ) -> None:
         ctx, p.tracking.turn_id, "app", connector
     ):
         return
-    ctx.emit(AppUsedEvent(event_params=_app_params(p.tracking, p.app)))
+    ctx.emit(
+        AppUsedEvent(event_params=app_event_params(p.tracking, p.app, p.tracking.product_client_id))
+    )
 
 
 def hook_run(ctx: FactContext, p: HookRunPayloadJ) -> None:

@@ -7,12 +7,10 @@ thread archiving. Upstream: ``reducer.rs`` at the reference commit.
 
 from __future__ import annotations
 
-from codex_analytics.contract.events import AppServerClientMetadata
 from codex_analytics.contract.facts import (
     THREAD_LIFECYCLE_METHODS,
     ClientRequestPayload,
     ErrorResponsePayload,
-    UserInput,
 )
 from codex_analytics.contract.profile_j.session_events import (
     AcceptedLineFingerprintsEvent,
@@ -41,8 +39,15 @@ from codex_analytics.contract.profile_j.session_facts import (
     TurnTokenUsagePayloadJ,
 )
 
-from ..derive import non_negative, none_if_none_string, service_tier_name, turn_completion
+from ..derive import (
+    image_count,
+    non_negative,
+    none_if_none_string,
+    service_tier_name,
+    turn_completion,
+)
 from ..drops import DropReason
+from ..event_params import subagent_client
 from ..fact_context import FactContext
 from . import tools
 from .accepted_lines import count_accepted_lines
@@ -57,10 +62,6 @@ from .state import (
 )
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _image_count(items: list[UserInput]) -> int:
-    return sum(1 for item in items if item.is_image)
 
 
 def _turn(ctx: FactContext, turn_id: str) -> TurnJ | None:
@@ -111,7 +112,7 @@ def client_request(ctx: FactContext, p: ClientRequestPayload) -> None:
     if p.turn_start is not None:
         start = p.turn_start
         pending = PendingRequestJ(
-            ctx.now_ms, "turn_start", start.thread_id, _image_count(start.input)
+            ctx.now_ms, "turn_start", start.thread_id, image_count(start.input)
         )
     elif p.turn_steer is not None:
         steer = p.turn_steer
@@ -119,7 +120,7 @@ def client_request(ctx: FactContext, p: ClientRequestPayload) -> None:
             ctx.now_ms,
             "turn_steer",
             steer.thread_id,
-            _image_count(steer.input),
+            image_count(steer.input),
             expected_turn_id=steer.expected_turn_id,
             # The producer's clock stands in for upstream's (profile-j.md §7).
             created_at=ctx.fact.observed_at_ms // 1000,
@@ -355,12 +356,8 @@ def subagent_thread_started(ctx: FactContext, p: SubagentThreadStartedPayloadJ) 
             event_params=ThreadInitializedEventParamsJ(
                 thread_id=p.thread_id,
                 session_id=p.session_id,
-                app_server_client=AppServerClientMetadata(
-                    product_client_id=p.product_client_id,
-                    client_name=p.client_name,
-                    client_version=p.client_version,
-                    rpc_transport="in_process",
-                    experimental_api_enabled=None,
+                app_server_client=subagent_client(
+                    p.product_client_id, p.client_name, p.client_version
                 ),
                 # Upstream: the process's runtime, which the envelope's source carries.
                 runtime=ctx.fact.source.runtime,
