@@ -12,10 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from codex_analytics.contract import encode_event, fact_from_json
-from streams.reducer import DropReason, InstanceState, Reducer, Reduction
+from streams.reducer import DropReason, InstanceState
 from streams.reducer.profile_j.accepted_lines import count_accepted_lines
 from streams.reducer.state import StateLimits
+
+from .reducer_harness import ReducerHarness as Harness
 
 RUNTIME = {
     "codex_rs_version": "0.1.0",
@@ -232,28 +233,6 @@ class JFacts:
             "created_at": 5,
         }
         return self.fact("subagent_thread_started", payload)
-
-
-class Harness:
-    def __init__(self, **options: Any) -> None:
-        self.reducer = Reducer(**options)
-        self.state = InstanceState()
-        self.reductions: list[Reduction] = []
-
-    def feed(self, *facts: dict[str, Any]) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        for fact in facts:
-            reduction = self.reducer.apply(self.state, fact_from_json(fact))
-            self.reductions.append(reduction)
-            events.extend(orjson.loads(encode_event(e)) for e in reduction.events)
-        return events
-
-    def drops(self) -> list[tuple[DropReason, dict[str, Any]]]:
-        return [(d.reason, dict(d.ids)) for r in self.reductions for d in r.drops]
-
-    @property
-    def j(self) -> Any:
-        return self.state.j
 
 
 @pytest.fixture
