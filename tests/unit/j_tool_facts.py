@@ -9,6 +9,7 @@ import orjson
 
 from codex_analytics.contract import decode_fact
 from codex_analytics.contract.facts import FactEnvelope
+from tests import factories
 
 RUNTIME = {
     "codex_rs_version": "0.99.0",
@@ -20,33 +21,21 @@ CONNECTION = 7
 
 
 class JInstance:
-    """Builds one instance's facts, in order."""
+    """Builds one instance's facts, in order, decoded (the shared 2026-08 envelope)."""
 
-    def __init__(self, instance_id: str = "inst-tools", start_ms: int = 1_780_000_000_000) -> None:
-        self.instance_id = instance_id
-        self.seq = 0
-        self.now_ms = start_ms
+    def __init__(self, instance_id: str = "inst-tools") -> None:
+        self.envelopes = factories.JInstance(instance_id)
+
+    @property
+    def now_ms(self) -> int:
+        return self.envelopes.now_ms
 
     def fact(
         self, kind: str, payload: Any, *, connection_id: int | None = None, step_ms: int = 1000
     ) -> FactEnvelope:
-        self.seq += 1
-        self.now_ms += step_ms
-        envelope = {
-            "envelope_version": 1,
-            "fact_id": f"{self.instance_id}-f{self.seq}",
-            "source": {
-                "instance_id": self.instance_id,
-                "originator": "codex_cli_rs",
-                "runtime": RUNTIME,
-                "contract": "2026-08",
-            },
-            "seq": self.seq,
-            "observed_at_ms": self.now_ms,
-            "kind": kind,
-            "connection_id": connection_id,
-            "payload": payload,
-        }
+        envelope = self.envelopes.fact(
+            kind, payload, conn=connection_id, at_ms=self.now_ms + step_ms
+        )
         return decode_fact(orjson.dumps(envelope))
 
     # -- sessions (what the tool rules need around them) --------------------------------------

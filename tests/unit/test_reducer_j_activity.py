@@ -17,7 +17,7 @@ from codex_analytics.contract import DecodeError, DecodeReason, fact_from_json
 from codex_analytics.contract.versions import CONTRACT_J
 from streams.reducer import DropReason
 from streams.reducer.profile_j.state import ThreadJ, ThreadMetadataJ
-from tests.factories import Instance
+from tests.factories import JInstance
 
 from .reducer_harness import ReducerHarness
 
@@ -28,15 +28,6 @@ LINEAGE = ThreadMetadataJ(
     subagent_source="review",
     parent_thread_id="parent-1",
 )
-
-
-class JInstance(Instance):
-    """The shared fact builder, speaking contract 2026-08."""
-
-    def fact(self, kind: str, payload: dict[str, Any], **kw: Any) -> dict[str, Any]:
-        envelope = super().fact(kind, payload, **kw)
-        envelope["source"]["contract"] = CONTRACT_J
-        return envelope
 
 
 class Harness(ReducerHarness):

@@ -6,7 +6,6 @@ commit): each test feeds wire-form ``2026-08`` facts through the codec and the r
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import orjson
@@ -15,6 +14,7 @@ import pytest
 from streams.reducer import DropReason, InstanceState
 from streams.reducer.profile_j.accepted_lines import count_accepted_lines
 from streams.reducer.state import StateLimits
+from tests.factories import JInstance
 
 from .reducer_harness import ReducerHarness as Harness
 
@@ -37,31 +37,8 @@ PROFILE = {
 PARENT = "44444444-4444-4444-4444-444444444444"
 
 
-class JFacts:
-    """One ``2026-08`` producer: wire-form facts, numbered, one second apart."""
-
-    def __init__(self) -> None:
-        self.seq = itertools.count(1)
-        self.now_ms = 1_780_000_000_000
-
-    def fact(self, kind: str, payload: dict[str, Any], conn: int | None = None) -> dict[str, Any]:
-        seq = next(self.seq)
-        self.now_ms += 1000
-        return {
-            "envelope_version": 1,
-            "fact_id": f"f{seq}",
-            "source": {
-                "instance_id": "inst-j",
-                "originator": "codex_cli_rs",
-                "runtime": RUNTIME,
-                "contract": "2026-08",
-            },
-            "seq": seq,
-            "observed_at_ms": self.now_ms,
-            "kind": kind,
-            "connection_id": conn,
-            "payload": payload,
-        }
+class JFacts(JInstance):
+    """One ``2026-08`` producer: the session facts, numbered, one second apart."""
 
     def initialize(self, conn: int = 7, product_client_id: str = "codex-tui") -> dict[str, Any]:
         params = {"clientInfo": {"name": "codex-tui", "version": "1.0.0"}, "capabilities": None}
@@ -71,7 +48,7 @@ class JFacts:
             "runtime": RUNTIME,
             "rpc_transport": "stdio",
         }
-        return self.fact("initialize", payload, conn)
+        return self.fact("initialize", payload, conn=conn)
 
     def response(
         self, conn: int, rid: int, method: str, result: dict[str, Any], originator: Any = None
@@ -79,7 +56,7 @@ class JFacts:
         payload = {"request_id": rid, "method": method, "result": result}
         if originator != "absent":
             payload["thread_originator"] = originator
-        return self.fact("client_response", payload, conn)
+        return self.fact("client_response", payload, conn=conn)
 
     def thread(
         self,
@@ -107,7 +84,7 @@ class JFacts:
     ) -> dict[str, Any]:
         params = {"threadId": thread_id, "input": [{"type": "image", "url": "u"}]}
         payload = {"request_id": rid, "method": "turn/start", "params": params}
-        return self.fact("client_request", payload, conn)
+        return self.fact("client_request", payload, conn=conn)
 
     def turn_started_response(
         self, conn: int = 7, rid: int = 1, turn_id: str = "turn-1"
@@ -117,7 +94,7 @@ class JFacts:
     def steer(self, conn: int = 7, rid: int = 2, thread_id: str = "thread-1") -> dict[str, Any]:
         params = {"threadId": thread_id, "expectedTurnId": "turn-1", "input": []}
         payload = {"request_id": rid, "method": "turn/steer", "params": params}
-        return self.fact("client_request", payload, conn)
+        return self.fact("client_request", payload, conn=conn)
 
     def steer_response(
         self, conn: int = 7, rid: int = 2, turn_id: str = "turn-1"
@@ -128,7 +105,7 @@ class JFacts:
         self, rid: int, at_ms: int, conn: int = 7, turn_id: str = "turn-1"
     ) -> dict[str, Any]:
         payload = {"request_id": rid, "turn_id": turn_id, "requested_at_ms": at_ms}
-        return self.fact("explicit_client_interrupt_request", payload, conn)
+        return self.fact("explicit_client_interrupt_request", payload, conn=conn)
 
     def interrupt_response(self, rid: int, conn: int = 7) -> dict[str, Any]:
         return self.response(conn, rid, "turn/interrupt", {})
@@ -139,7 +116,7 @@ class JFacts:
             "error": {"code": -32600, "message": "rejected"},
             "error_type": error_type,
         }
-        return self.fact("error_response", payload, conn)
+        return self.fact("error_response", payload, conn=conn)
 
     def config(
         self, turn_id: str = "turn-1", thread_id: str = "thread-1", **kw: Any
