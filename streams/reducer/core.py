@@ -639,12 +639,7 @@ class Reducer:
             resolved = inv.resolved
             ctx.out.events.append(
                 SkillInvocationEvent(
-                    skill_id=skill_id(
-                        inv.skill_name,
-                        resolved.repo_url,
-                        resolved.repo_root,
-                        resolved.canonical_skill_path,
-                    ),
+                    skill_id=skill_id(inv.skill_name, resolved),
                     skill_name=inv.skill_name,
                     event_params=SkillInvocationEventParams(
                         product_client_id=originator,

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from codex_analytics.contract.facts import CompletedTurn, TurnResolvedConfigPayload, UserInput
+from codex_analytics.contract.facts import (
+    CompletedTurn,
+    ResolvedSkillPath,
+    TurnResolvedConfigPayload,
+    UserInput,
+)
 
 _SANDBOX_POLICY_NAMES = {
     "danger-full-access": "full_access",
@@ -36,12 +41,12 @@ def normalize_skill_path(repo_url: str | None, repo_root: str | None, canonical_
     return path.replace("\\", "/")
 
 
-def skill_id(
-    skill_name: str, repo_url: str | None, repo_root: str | None, canonical_path: str
-) -> str:
-    """Lowercase hex SHA-1 of ``{prefix}_{path}_{skill_name}`` (reducer.md §4.1)."""
+def skill_id(skill_name: str, resolved: ResolvedSkillPath) -> str:
+    """Lowercase hex SHA-1 of ``{prefix}_{path}_{skill_name}`` (reducer.md §4.1), for a
+    skill of either contract (both resolve its path the same way)."""
+    repo_url = resolved.repo_url
     prefix = "personal" if repo_url is None else f"repo_{repo_url}"
-    path = normalize_skill_path(repo_url, repo_root, canonical_path)
+    path = normalize_skill_path(repo_url, resolved.repo_root, resolved.canonical_skill_path)
     raw = f"{prefix}_{path}_{skill_name}"
     return hashlib.sha1(raw.encode("utf-8"), usedforsecurity=False).hexdigest()
 

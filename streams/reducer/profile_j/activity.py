@@ -144,12 +144,7 @@ def skill_invoked(ctx: FactContext, p: SkillInvokedPayloadJ) -> None:
         resolved = inv.resolved
         ctx.emit(
             SkillInvocationEventJ(
-                skill_id=skill_id(
-                    inv.skill_name,
-                    resolved.repo_url,
-                    resolved.repo_root,
-                    resolved.canonical_skill_path,
-                ),
+                skill_id=skill_id(inv.skill_name, resolved),
                 skill_name=inv.skill_name,
                 event_params=SkillInvocationEventParamsJ(
                     product_client_id=tracking.product_client_id,

@@ -81,37 +81,29 @@ def thread_context(
     beside the thread, as upstream's warning names the turn or review). The connection
     is ``connection_id`` when given (a turn's own, from its ``turn/start`` response),
     else the thread's. Touches what it finds, so that a thread in use does not expire."""
+
+    def missing(what: str, **more: str | int | None) -> None:
+        ctx.drop(
+            DropReason.MISSING_CONTEXT,
+            site=site,
+            missing_context=what,
+            **more,
+            thread_id=thread_id,
+            **ids,
+        )
+
     thread = tables(ctx).threads.get(thread_id)
     if connection_id is None and thread is not None:
         connection_id = thread.connection_id
     if connection_id is None:
-        ctx.drop(
-            DropReason.MISSING_CONTEXT,
-            site=site,
-            missing_context="thread_connection",
-            thread_id=thread_id,
-            **ids,
-        )
+        missing("thread_connection")
         return None
     connection = ctx.state.connections.get(connection_id)
     if connection is None:
-        ctx.drop(
-            DropReason.MISSING_CONTEXT,
-            site=site,
-            missing_context="connection",
-            connection_id=connection_id,
-            thread_id=thread_id,
-            **ids,
-        )
+        missing("connection", connection_id=connection_id)
         return None
     if thread is None or thread.metadata is None:
-        ctx.drop(
-            DropReason.MISSING_CONTEXT,
-            site=site,
-            missing_context="thread_metadata",
-            thread_id=thread_id,
-            **ids,
-        )
+        missing("thread_metadata")
         return None
     connection.touched_ms = thread.touched_ms = ctx.now_ms
     return ThreadContext(
