@@ -19,6 +19,7 @@ from streams.reducer import DropReason
 from streams.reducer.profile_j.state import ThreadJ, ThreadMetadataJ
 from tests.factories import JInstance
 
+from .j_tool_facts import thread_start_payload
 from .reducer_harness import ReducerHarness
 
 LINEAGE = ThreadMetadataJ(
@@ -290,23 +291,7 @@ def test_compaction_and_goal_pass_new_keys_and_enum_values_through(h: Harness) -
 
 
 def thread_start(i: JInstance, originator: str | None) -> dict[str, Any]:
-    thread = {
-        "id": "thread-1",
-        "sessionId": "session-thread-1",
-        "forkedFromId": None,
-        "parentThreadId": None,
-        "ephemeral": False,
-        "createdAt": 1,
-        "source": "exec",
-        "threadSource": "user",
-    }
-    payload = {
-        "request_id": 1,
-        "method": "thread/start",
-        "result": {"thread": thread, "model": "gpt-5"},
-        "thread_originator": originator,
-    }
-    return i.fact("client_response", payload, conn=7)
+    return i.fact("client_response", thread_start_payload(originator=originator), conn=7)
 
 
 def subagent_started(i: JInstance, parent: str | None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from streams.reducer.profile_j.accepted_lines import count_accepted_lines
 from streams.reducer.state import StateLimits
 from tests.factories import JInstance
 
+from .j_tool_facts import resolved_config_payload
 from .reducer_harness import ReducerHarness as Harness
 
 RUNTIME = {
@@ -121,31 +122,7 @@ class JFacts(JInstance):
     def config(
         self, turn_id: str = "turn-1", thread_id: str = "thread-1", **kw: Any
     ) -> dict[str, Any]:
-        payload = {
-            "turn_id": turn_id,
-            "thread_id": thread_id,
-            "num_input_images": 1,
-            "submission_type": None,
-            "ephemeral": False,
-            "session_source": "exec",
-            "model": "gpt-5",
-            "model_provider": "openai",
-            "permission_profile": {"type": "disabled"},
-            "permission_profile_cwd": "/tmp",
-            "reasoning_effort": None,
-            "reasoning_summary": None,
-            "service_tier": None,
-            "approval_policy": "on-request",
-            "approvals_reviewer": "user",
-            "sandbox_network_access": True,
-            "collaboration_mode": "default",
-            "personality": None,
-            "workspace_kind": None,
-            "is_first_turn": True,
-            "resolved": {"sandbox_policy": "full_access", "repo_hash": "repo-1"},
-            **kw,
-        }
-        return self.fact("turn_resolved_config", payload)
+        return self.fact("turn_resolved_config", resolved_config_payload(turn_id, thread_id, **kw))
 
     def profile(self, turn_id: str = "turn-1") -> dict[str, Any]:
         return self.fact("turn_profile", {"turn_id": turn_id, "profile": PROFILE})
