@@ -292,6 +292,17 @@ def parse_subagent_source(value: JsonValue) -> tuple[str, str | None]:
     raise wrong_type("SubAgentSource (string or single-key object)", value)
 
 
+def thread_subagent(source: JsonValue) -> tuple[str, str | None] | None:
+    """The sub-agent kind's name and spawn parent of a thread whose ``source`` is
+    ``{"subAgent": …}``; None for any other source."""
+    if type(source) is not dict or len(source) != 1 or "subAgent" not in source:
+        return None
+    try:
+        return parse_subagent_source(source["subAgent"])
+    except DecodeError as err:
+        raise err.within("subAgent").within("source") from None
+
+
 # -- app-server protocol objects (raw kept, read fields validated) ----------------------
 
 
@@ -363,16 +374,11 @@ class Thread:
         source = self.source
         if type(source) is str:
             self.thread_source = "user" if source in ("cli", "vscode", "exec") else None
-        elif type(source) is dict and "subAgent" in source and len(source) == 1:
-            try:
-                name, parent = parse_subagent_source(source["subAgent"])
-            except DecodeError as err:
-                raise err.within("subAgent").within("source") from None
-            self.thread_source, self.subagent_source, self.parent_thread_id = (
-                "subagent",
-                name,
-                parent,
-            )
+        else:
+            subagent = thread_subagent(source)
+            if subagent is not None:
+                self.thread_source = "subagent"
+                self.subagent_source, self.parent_thread_id = subagent
         # ``{"custom": …}``, "appServer", "unknown" and anything else: all null.
 
 

@@ -19,6 +19,7 @@ from ..facts import (
     StartedTurn,
     parse_subagent_source,
     response_turn_id,
+    thread_subagent,
 )
 from ..limits import Id, Name
 from ..schema import (
@@ -112,12 +113,9 @@ class AppServerThreadJ:
     subagent_source: str | None = derived()
 
     def _post_decode(self) -> None:
-        source = self.source
-        if type(source) is dict and len(source) == 1 and "subAgent" in source:
-            try:
-                self.subagent_source, _ = parse_subagent_source(source["subAgent"])
-            except DecodeError as err:
-                raise err.within("subAgent").within("source") from None
+        subagent = thread_subagent(self.source)
+        if subagent is not None:
+            self.subagent_source, _ = subagent
 
 
 @dataclass(slots=True)
