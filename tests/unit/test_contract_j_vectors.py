@@ -7,7 +7,6 @@ re-encode unchanged through the 2026-08 models, and the reducer (in process, and
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,19 +24,15 @@ from codex_analytics.contract import (
 )
 from codex_analytics.contract.versions import CONTRACT_J
 from streams.reducer.offline import OfflineReducer
+from tests.spec_vectors import assert_vendored_copy_is_current, load_vectors
 
-VECTORS_FILE = Path(__file__).resolve().parents[1] / "data" / "spec_vectors_j.jsonl"
-SHARED_VECTORS = Path(__file__).resolve().parents[3] / "shared" / "spec" / "vectors-j.jsonl"
-VECTORS_J = [orjson.loads(line) for line in VECTORS_FILE.read_bytes().splitlines() if line.strip()]
+VECTORS_J = load_vectors("spec_vectors_j.jsonl")
 IDS = [v["name"] for v in VECTORS_J]
 
 
 def test_vectors_are_present_and_current() -> None:
     assert len(VECTORS_J) >= 18
-    if SHARED_VECTORS.is_file():
-        assert VECTORS_FILE.read_bytes() == SHARED_VECTORS.read_bytes(), (
-            "tests/data/spec_vectors_j.jsonl is stale: copy ../shared/spec/vectors-j.jsonl"
-        )
+    assert_vendored_copy_is_current("spec_vectors_j.jsonl", "vectors-j.jsonl")
 
 
 def test_profile_j_has_every_kind_and_event_type() -> None:
