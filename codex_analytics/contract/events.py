@@ -7,6 +7,7 @@ dataclasses in declaration order, so ``orjson.dumps(event)`` is the exact upstre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, Union, get_args
 
@@ -241,6 +242,32 @@ class ThreadInitializedEvent:
     event_params: ThreadInitializedEventParams
 
 
+def decode_flattened_head(
+    params: dict[str, Any], head: tuple[tuple[str, Callable[[Any], Any]], ...]
+) -> dict[str, Any]:
+    """A copy of flattened ``event_params`` (a guardian review's) with the event's own
+    keys, ``head``, decoded (the copy: decoding must not rewrite the caller's parsed
+    JSON); the flattened params pass through as they are."""
+    params = dict(params)
+    for key, decode in head:
+        if key not in params:
+            raise DecodeError(DecodeReason.MISSING_KEY, key, "required key is missing").within(
+                "event_params"
+            )
+        try:
+            params[key] = decode(params[key])
+        except DecodeError as err:
+            raise err.within(key).within("event_params") from None
+    return params
+
+
+#: The keys a guardian review event puts before its flattened params, and their decoders.
+GUARDIAN_EVENT_HEAD: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    ("app_server_client", decoder_for(AppServerClientMetadata)),
+    ("runtime", decoder_for(RuntimeMetadata)),
+)
+
+
 @dataclass(slots=True, kw_only=True)
 class GuardianReviewEvent:
     """``event_params`` = ``{app_server_client, runtime, **guardian params}`` (flattened)."""
@@ -249,20 +276,7 @@ class GuardianReviewEvent:
     event_params: dict[str, Any]
 
     def _post_decode(self) -> None:
-        # A copy: decoding must not rewrite the caller's parsed JSON.
-        params = self.event_params = dict(self.event_params)
-        for key, model in (
-            ("app_server_client", AppServerClientMetadata),
-            ("runtime", RuntimeMetadata),
-        ):
-            if key not in params:
-                raise DecodeError(DecodeReason.MISSING_KEY, key, "required key is missing").within(
-                    "event_params"
-                )
-            try:
-                params[key] = decoder_for(model)(params[key])
-            except DecodeError as err:
-                raise err.within(key).within("event_params") from None
+        self.event_params = decode_flattened_head(self.event_params, GUARDIAN_EVENT_HEAD)
 
 
 @dataclass(slots=True, kw_only=True)

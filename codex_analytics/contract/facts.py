@@ -20,7 +20,7 @@ from .schema import (
     JsonObject,
     JsonValue,
     absent_ok,
-    decoder_for,
+    decode_within,
     derived,
     too_long,
     wire_key,
@@ -292,6 +292,17 @@ def parse_subagent_source(value: JsonValue) -> tuple[str, str | None]:
     raise wrong_type("SubAgentSource (string or single-key object)", value)
 
 
+def thread_subagent(source: JsonValue) -> tuple[str, str | None] | None:
+    """The sub-agent kind's name and spawn parent of a thread whose ``source`` is
+    ``{"subAgent": …}``; None for any other source."""
+    if type(source) is not dict or len(source) != 1 or "subAgent" not in source:
+        return None
+    try:
+        return parse_subagent_source(source["subAgent"])
+    except DecodeError as err:
+        raise err.within("subAgent").within("source") from None
+
+
 # -- app-server protocol objects (raw kept, read fields validated) ----------------------
 
 
@@ -363,16 +374,11 @@ class Thread:
         source = self.source
         if type(source) is str:
             self.thread_source = "user" if source in ("cli", "vscode", "exec") else None
-        elif type(source) is dict and "subAgent" in source and len(source) == 1:
-            try:
-                name, parent = parse_subagent_source(source["subAgent"])
-            except DecodeError as err:
-                raise err.within("subAgent").within("source") from None
-            self.thread_source, self.subagent_source, self.parent_thread_id = (
-                "subagent",
-                name,
-                parent,
-            )
+        else:
+            subagent = thread_subagent(source)
+            if subagent is not None:
+                self.thread_source = "subagent"
+                self.subagent_source, self.parent_thread_id = subagent
         # ``{"custom": …}``, "appServer", "unknown" and anything else: all null.
 
 
@@ -474,13 +480,6 @@ class InitializePayload:
     rpc_transport: RpcTransport
 
 
-def _decode_method_view(cls: type[Any], value: Any, key: str) -> Any:
-    try:
-        return decoder_for(cls)(value)
-    except DecodeError as err:
-        raise err.within(key) from None
-
-
 @dataclass(slots=True)
 class ClientRequestPayload:
     request_id: int | Id
@@ -492,9 +491,19 @@ class ClientRequestPayload:
 
     def _post_decode(self) -> None:
         if self.method == "turn/start":
-            self.turn_start = _decode_method_view(TurnStartParams, self.params, "params")
+            self.turn_start = decode_within(TurnStartParams, self.params, "params")
         elif self.method == "turn/steer":
-            self.turn_steer = _decode_method_view(TurnSteerParams, self.params, "params")
+            self.turn_steer = decode_within(TurnSteerParams, self.params, "params")
+
+
+def response_turn_id(method: str, result: JsonObject) -> str | None:
+    """The turn a ``client_response`` result names: ``result.turn.id`` of ``turn/start``,
+    ``result.turnId`` of ``turn/steer``; None for any other method."""
+    if method == "turn/start":
+        return decode_within(TurnStartResult, result, "result").turn.id
+    if method == "turn/steer":
+        return decode_within(TurnSteerResult, result, "result").turn_id
+    return None
 
 
 @dataclass(slots=True)
@@ -510,13 +519,9 @@ class ClientResponsePayload:
     def _post_decode(self) -> None:
         method = self.method
         if method in THREAD_LIFECYCLE_METHODS:
-            self.thread_lifecycle = _decode_method_view(
-                ThreadLifecycleResult, self.result, "result"
-            )
-        elif method == "turn/start":
-            self.turn_id = _decode_method_view(TurnStartResult, self.result, "result").turn.id
-        elif method == "turn/steer":
-            self.turn_id = _decode_method_view(TurnSteerResult, self.result, "result").turn_id
+            self.thread_lifecycle = decode_within(ThreadLifecycleResult, self.result, "result")
+        else:
+            self.turn_id = response_turn_id(method, self.result)
 
 
 @dataclass(slots=True)
@@ -582,9 +587,9 @@ class ServerNotificationPayload:
 
     def _post_decode(self) -> None:
         if self.method == "turn/started":
-            self.turn_started = _decode_method_view(TurnStartedParams, self.params, "params")
+            self.turn_started = decode_within(TurnStartedParams, self.params, "params")
         elif self.method == "turn/completed":
-            self.turn_completed = _decode_method_view(TurnCompletedParams, self.params, "params")
+            self.turn_completed = decode_within(TurnCompletedParams, self.params, "params")
 
 
 @dataclass(slots=True)

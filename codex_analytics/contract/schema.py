@@ -289,6 +289,15 @@ def decoder_for(cls: type[T]) -> Callable[[Any], T]:
     return decoder
 
 
+def decode_within(cls: type[T], value: Any, key: str) -> T:
+    """``value`` decoded as ``cls``, an error naming its path below ``key``: for a view
+    that a payload decodes from one of its own fields (a method's params or result)."""
+    try:
+        return decoder_for(cls)(value)
+    except DecodeError as err:
+        raise err.within(key) from None
+
+
 def _inline_invalid(tp: Any, var: str, names: dict[str, Any], tag: str) -> str | None:
     """A Python expression that is true when ``var`` is *not* valid for ``tp``, for the
     leaf types that can be checked inline; None when a checker call is needed."""

@@ -13,7 +13,6 @@ from typing import Any
 
 from codex_analytics.contract.events import (
     PLUGIN_STATE_EVENTS,
-    AppEventParams,
     AppMentionedEvent,
     AppServerClientMetadata,
     AppUsedEvent,
@@ -36,7 +35,6 @@ from codex_analytics.contract.events import (
 )
 from codex_analytics.contract.facts import (
     THREAD_LIFECYCLE_METHODS,
-    AppInvocation,
     AppMentionedPayload,
     AppUsedPayload,
     ClientRequestPayload,
@@ -53,19 +51,18 @@ from codex_analytics.contract.facts import (
     ServerNotificationPayload,
     SkillInvokedPayload,
     SubagentThreadStartedPayload,
-    TrackingContext,
     TurnResolvedConfigPayload,
     TurnTokenUsagePayload,
 )
 from codex_analytics.contract.versions import CONTRACT_J, CONTRACT_S
 
 from . import profile_j
-from .derive import skill_id, turn_config
+from .derive import image_count, non_negative, skill_id, turn_completion, turn_config
 from .drops import Drop, DropReason, ReducerStats
+from .event_params import app_event_params, subagent_client
 from .fact_context import FactContext, Reduction
 from .profile_j.state import JTables
 from .state import (
-    Completion,
     Connection,
     InstanceState,
     PendingRequest,
@@ -247,7 +244,7 @@ class Reducer:
         if p.turn_start is not None:
             params = p.turn_start
             pending = PendingRequest(
-                False, params.thread_id, None, _image_count(params.input), None, ctx.now_ms
+                False, params.thread_id, None, image_count(params.input), None, ctx.now_ms
             )
         elif p.turn_steer is not None:
             steer = p.turn_steer
@@ -255,7 +252,7 @@ class Reducer:
                 True,
                 steer.thread_id,
                 steer.expected_turn_id,
-                _image_count(steer.input),
+                image_count(steer.input),
                 # PROPOSAL (facts.md §1): the producer's clock stands in for the reducer's.
                 ctx.fact.observed_at_ms // 1000,
                 ctx.now_ms,
@@ -408,14 +405,7 @@ class Reducer:
     def _turn(self, ctx: FactContext, turn_id: str) -> TurnState | None:
         """The turn's state, created if new; None (and the fact dropped) when the turns
         table is full."""
-        turn = ctx.state.turns.get(turn_id)
-        if turn is None:
-            if not self._room_for_turn(ctx, turn_id):
-                return None
-            turn = ctx.state.turns[turn_id] = TurnState(ctx.now_ms)
-        else:
-            turn.touched_ms = ctx.now_ms
-        return turn
+        return ctx.entry("turns", ctx.state.turns, turn_id, self.limits.turns, TurnState)
 
     def _server_notification(self, ctx: FactContext, p: ServerNotificationPayload) -> None:
         if p.turn_started is not None:
@@ -423,21 +413,14 @@ class Reducer:
             turn = self._turn(ctx, started.id)
             if turn is None:
                 return
-            value = started.started_at
-            turn.started_at = value if value is not None and value >= 0 else None
+            turn.started_at = non_negative(started.started_at)
             return  # turn/started never triggers emission
         if p.turn_completed is not None:
             done = p.turn_completed.turn
             turn = self._turn(ctx, done.id)
             if turn is None:
                 return
-            completed_at, duration = done.completed_at, done.duration_ms
-            turn.completed = Completion(
-                status=None if done.status == "inProgress" else done.status,
-                turn_error=None if done.error is None else done.error.codex_error_info,
-                completed_at=completed_at if completed_at is not None and completed_at >= 0 else 0,
-                duration_ms=duration if duration is not None and duration >= 0 else None,
-            )
+            turn.completed = turn_completion(done)
             self._maybe_emit_turn(ctx, done.id)
 
     def _turn_resolved_config(self, ctx: FactContext, p: TurnResolvedConfigPayload) -> None:
@@ -630,12 +613,8 @@ class Reducer:
             ThreadInitializedEvent(
                 event_params=ThreadInitializedEventParams(
                     thread_id=p.thread_id,
-                    app_server_client=AppServerClientMetadata(
-                        product_client_id=p.product_client_id,
-                        client_name=p.client_name,
-                        client_version=p.client_version,
-                        rpc_transport="in_process",
-                        experimental_api_enabled=None,
+                    app_server_client=subagent_client(
+                        p.product_client_id, p.client_name, p.client_version
                     ),
                     runtime=ctx.fact.source.runtime,
                     model=p.model,
@@ -660,12 +639,7 @@ class Reducer:
             resolved = inv.resolved
             ctx.out.events.append(
                 SkillInvocationEvent(
-                    skill_id=skill_id(
-                        inv.skill_name,
-                        resolved.repo_url,
-                        resolved.repo_root,
-                        resolved.canonical_skill_path,
-                    ),
+                    skill_id=skill_id(inv.skill_name, resolved),
                     skill_name=inv.skill_name,
                     event_params=SkillInvocationEventParams(
                         product_client_id=originator,
@@ -682,7 +656,7 @@ class Reducer:
         originator = ctx.fact.source.originator
         for app in p.mentions:
             ctx.out.events.append(
-                AppMentionedEvent(event_params=_app_params(p.tracking, app, originator))
+                AppMentionedEvent(event_params=app_event_params(p.tracking, app, originator))
             )
 
     def _app_used(self, ctx: FactContext, p: AppUsedPayload) -> None:
@@ -691,7 +665,9 @@ class Reducer:
         if connector is not None and not self.first_use(ctx, p.tracking.turn_id, "app", connector):
             return
         ctx.out.events.append(
-            AppUsedEvent(event_params=_app_params(p.tracking, p.app, ctx.fact.source.originator))
+            AppUsedEvent(
+                event_params=app_event_params(p.tracking, p.app, ctx.fact.source.originator)
+            )
         )
 
     def _hook_run(self, ctx: FactContext, p: HookRunPayload) -> None:
@@ -736,22 +712,6 @@ class Reducer:
                 )
             )
         )
-
-
-def _image_count(inputs: list[Any]) -> int:
-    return sum(1 for item in inputs if item.is_image)
-
-
-def _app_params(tracking: TrackingContext, app: AppInvocation, originator: str) -> AppEventParams:
-    return AppEventParams(
-        connector_id=app.connector_id,
-        thread_id=tracking.thread_id,
-        turn_id=tracking.turn_id,
-        app_name=app.app_name,
-        product_client_id=originator,
-        invoke_type=app.invocation_type,
-        model_slug=tracking.model_slug,
-    )
 
 
 def _plugin_metadata(

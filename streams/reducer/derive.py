@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
-from codex_analytics.contract.facts import TurnResolvedConfigPayload
+from codex_analytics.contract.facts import (
+    CompletedTurn,
+    ResolvedSkillPath,
+    TurnResolvedConfigPayload,
+    UserInput,
+)
 
 _SANDBOX_POLICY_NAMES = {
     "danger-full-access": "full_access",
@@ -34,12 +41,12 @@ def normalize_skill_path(repo_url: str | None, repo_root: str | None, canonical_
     return path.replace("\\", "/")
 
 
-def skill_id(
-    skill_name: str, repo_url: str | None, repo_root: str | None, canonical_path: str
-) -> str:
-    """Lowercase hex SHA-1 of ``{prefix}_{path}_{skill_name}`` (reducer.md §4.1)."""
+def skill_id(skill_name: str, resolved: ResolvedSkillPath) -> str:
+    """Lowercase hex SHA-1 of ``{prefix}_{path}_{skill_name}`` (reducer.md §4.1), for a
+    skill of either contract (both resolve its path the same way)."""
+    repo_url = resolved.repo_url
     prefix = "personal" if repo_url is None else f"repo_{repo_url}"
-    path = normalize_skill_path(repo_url, repo_root, canonical_path)
+    path = normalize_skill_path(repo_url, resolved.repo_root, resolved.canonical_skill_path)
     raw = f"{prefix}_{path}_{skill_name}"
     return hashlib.sha1(raw.encode("utf-8"), usedforsecurity=False).hexdigest()
 
@@ -64,6 +71,43 @@ def service_tier_name(tier: str | None) -> str:
 def turn_status_name(status: str) -> str | None:
     """``turn.status`` of ``turn/completed``; ``inProgress`` has no event value."""
     return None if status == "inProgress" else status
+
+
+def image_count(inputs: list[UserInput]) -> int:
+    """``num_input_images`` of a ``turn/start`` or ``turn/steer``."""
+    return sum(1 for item in inputs if item.is_image)
+
+
+def non_negative(value: int | None) -> int | None:
+    """Upstream's ``u64::try_from(i64).ok()``: a negative time is no time."""
+    return value if value is not None and value >= 0 else None
+
+
+def observed_duration_ms(started_at_ms: int, completed_at_ms: int) -> int | None:
+    """``completed - started``, or None when that is negative (upstream ``checked_sub``)."""
+    duration = completed_at_ms - started_at_ms
+    return duration if duration >= 0 else None
+
+
+@dataclass(slots=True)
+class Completion:
+    """What ``turn/completed`` said about the turn (both contracts)."""
+
+    status: str | None
+    turn_error: Any
+    completed_at: int
+    duration_ms: int | None
+
+
+def turn_completion(done: CompletedTurn) -> Completion:
+    """The turn event's values of ``turn/completed``: no status while in progress, a
+    negative completion time is 0 and a negative duration none."""
+    return Completion(
+        status=turn_status_name(done.status),
+        turn_error=None if done.error is None else done.error.codex_error_info,
+        completed_at=non_negative(done.completed_at) or 0,
+        duration_ms=non_negative(done.duration_ms),
+    )
 
 
 #: The turn event's config values, in event key order:

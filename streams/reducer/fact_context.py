@@ -4,9 +4,9 @@ Profile J rules (``profile_j``), so that neither imports the other's rules."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from codex_analytics.contract.events import TrackEvent
 from codex_analytics.contract.facts import FactEnvelope
@@ -16,6 +16,16 @@ from .state import InstanceState, StateLimits
 
 if TYPE_CHECKING:
     from .core import Reducer
+
+
+class StateRecord(Protocol):
+    """A record of a state table: it expires ``touched_ms`` after its last use."""
+
+    touched_ms: int
+
+
+K = TypeVar("K")
+R = TypeVar("R", bound=StateRecord)
 
 
 @dataclass(slots=True)
@@ -62,3 +72,23 @@ class FactContext:
             return True
         self.drop(DropReason.INSTANCE_STATE_FULL, table=table_name, limit=limit)
         return False
+
+    def entry(
+        self,
+        table_name: str,
+        table: MutableMapping[K, R],
+        key: K,
+        limit: int,
+        new: Callable[[int], R],
+    ) -> R | None:
+        """``table[key]`` touched, or created with ``new(now_ms)`` when absent (upstream's
+        ``entry().or_default()``); None, the fact dropped as ``instance_state_full``, when
+        there is no room for it."""
+        record = table.get(key)
+        if record is None:
+            if not self.has_room(table_name, table, key, limit):
+                return None
+            record = table[key] = new(self.now_ms)
+        else:
+            record.touched_ms = self.now_ms
+        return record

@@ -19,7 +19,7 @@ from codex_analytics.contract.facts import RuntimeMetadata, TokenUsage
 from codex_analytics.contract.schema import decoder_for
 from codex_analytics.contract.versions import CONTRACT_S, ContractId
 
-from .derive import TurnConfig
+from .derive import Completion, TurnConfig
 from .profile_j.state import JTables
 
 #: 4 added the instance's contract and its Profile J tables. A Profile S instance is
@@ -59,14 +59,6 @@ class ThreadMetadata:
     subagent_source: str | None
     parent_thread_id: str | None
     touched_ms: int
-
-
-@dataclass(slots=True)
-class Completion:
-    status: str | None
-    turn_error: Any
-    completed_at: int
-    duration_ms: int | None
 
 
 @dataclass(slots=True)

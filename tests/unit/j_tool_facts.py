@@ -1,5 +1,5 @@
-"""Wire-form builders of Profile J (``2026-08``) facts for the tool-domain tests: one
-instance, ``seq`` counted, app-server JSON as upstream sends it."""
+"""Wire-form builders of Profile J (``2026-08``) facts for the tests: one instance, ``seq``
+counted, app-server JSON as upstream sends it; the payloads other J tests share."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import orjson
 
 from codex_analytics.contract import decode_fact
 from codex_analytics.contract.facts import FactEnvelope
+from tests import factories
 
 RUNTIME = {
     "codex_rs_version": "0.99.0",
@@ -20,33 +21,21 @@ CONNECTION = 7
 
 
 class JInstance:
-    """Builds one instance's facts, in order."""
+    """Builds one instance's facts, in order, decoded (the shared 2026-08 envelope)."""
 
-    def __init__(self, instance_id: str = "inst-tools", start_ms: int = 1_780_000_000_000) -> None:
-        self.instance_id = instance_id
-        self.seq = 0
-        self.now_ms = start_ms
+    def __init__(self, instance_id: str = "inst-tools") -> None:
+        self.envelopes = factories.JInstance(instance_id)
+
+    @property
+    def now_ms(self) -> int:
+        return self.envelopes.now_ms
 
     def fact(
         self, kind: str, payload: Any, *, connection_id: int | None = None, step_ms: int = 1000
     ) -> FactEnvelope:
-        self.seq += 1
-        self.now_ms += step_ms
-        envelope = {
-            "envelope_version": 1,
-            "fact_id": f"{self.instance_id}-f{self.seq}",
-            "source": {
-                "instance_id": self.instance_id,
-                "originator": "codex_cli_rs",
-                "runtime": RUNTIME,
-                "contract": "2026-08",
-            },
-            "seq": self.seq,
-            "observed_at_ms": self.now_ms,
-            "kind": kind,
-            "connection_id": connection_id,
-            "payload": payload,
-        }
+        envelope = self.envelopes.fact(
+            kind, payload, conn=connection_id, at_ms=self.now_ms + step_ms
+        )
         return decode_fact(orjson.dumps(envelope))
 
     # -- sessions (what the tool rules need around them) --------------------------------------
@@ -67,26 +56,8 @@ class JInstance:
         )
 
     def thread_start(self, thread_id: str = "thread-1", request_id: int = 1) -> FactEnvelope:
-        thread = {
-            "id": thread_id,
-            "sessionId": f"session-{thread_id}",
-            "forkedFromId": None,
-            "parentThreadId": None,
-            "ephemeral": False,
-            "createdAt": 1,
-            "source": "exec",
-            "threadSource": "user",
-        }
-        return self.fact(
-            "client_response",
-            {
-                "request_id": request_id,
-                "method": "thread/start",
-                "result": {"thread": thread, "model": "gpt-5"},
-                "thread_originator": None,
-            },
-            connection_id=CONNECTION,
-        )
+        payload = thread_start_payload(thread_id, request_id=request_id)
+        return self.fact("client_response", payload, connection_id=CONNECTION)
 
     def notification(self, method: str, params: dict[str, Any]) -> FactEnvelope:
         return self.fact("server_notification", {"method": method, "params": params})
@@ -220,3 +191,56 @@ def command_item(
     }
     item.update(fields)
     return item
+
+
+def thread_start_payload(
+    thread_id: str = "thread-1", *, request_id: int = 1, originator: str | None = None
+) -> dict[str, Any]:
+    """The ``client_response`` payload of a ``thread/start`` of a user thread."""
+    thread = {
+        "id": thread_id,
+        "sessionId": f"session-{thread_id}",
+        "forkedFromId": None,
+        "parentThreadId": None,
+        "ephemeral": False,
+        "createdAt": 1,
+        "source": "exec",
+        "threadSource": "user",
+    }
+    return {
+        "request_id": request_id,
+        "method": "thread/start",
+        "result": {"thread": thread, "model": "gpt-5"},
+        "thread_originator": originator,
+    }
+
+
+def resolved_config_payload(
+    turn_id: str = "turn-1", thread_id: str = "thread-1", **changes: Any
+) -> dict[str, Any]:
+    """A ``turn_resolved_config`` payload; a change to ``"drop"`` leaves its key out."""
+    payload = {
+        "turn_id": turn_id,
+        "thread_id": thread_id,
+        "num_input_images": 1,
+        "submission_type": None,
+        "ephemeral": False,
+        "session_source": "exec",
+        "model": "gpt-5",
+        "model_provider": "openai",
+        "permission_profile": {"type": "disabled"},
+        "permission_profile_cwd": "/tmp",
+        "reasoning_effort": None,
+        "reasoning_summary": None,
+        "service_tier": None,
+        "approval_policy": "on-request",
+        "approvals_reviewer": "user",
+        "sandbox_network_access": True,
+        "collaboration_mode": "default",
+        "personality": None,
+        "workspace_kind": None,
+        "is_first_turn": True,
+        "resolved": {"sandbox_policy": "full_access", "repo_hash": "repo-1"},
+        **changes,
+    }
+    return {key: value for key, value in payload.items() if value != "drop"}

@@ -12,6 +12,19 @@ import pytest
 from tests.cli import run_cli
 from tests.factories import Instance
 from tests.unit.test_contract import VECTORS
+from tests.unit.test_contract_j_vectors import VECTORS_J
+
+#: The Profile J vectors whose requests the reduce command splits (isolated events) or
+#: holds (code mode) across facts.
+CLI_VECTORS_J = [
+    v
+    for v in VECTORS_J
+    if v["name"]
+    in (
+        "j_accepted_line_fingerprints_isolated_request",
+        "j_code_mode_tool_events_held_until_turn_completed",
+    )
+]
 
 
 def run_bytes(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
@@ -22,7 +35,9 @@ def jsonl(objects: list[Any]) -> bytes:
     return b"".join(orjson.dumps(o) + b"\n" for o in objects)
 
 
-@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+@pytest.mark.parametrize(
+    "vector", VECTORS + CLI_VECTORS_J, ids=[v["name"] for v in VECTORS + CLI_VECTORS_J]
+)
 def test_reduce_gives_each_vectors_events_and_batches_byte_identical(
     vector: dict[str, Any], tmp_path: Path
 ) -> None:

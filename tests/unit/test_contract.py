@@ -36,21 +36,15 @@ from codex_analytics.contract import (
     split_event_record,
 )
 from tests.factories import Instance
+from tests.spec_vectors import assert_vendored_copy_is_current, load_vectors
 from tests.strategies import fact_json
 
-# The spec's worked examples, vendored so that a clone runs its tests on its own.
-VECTORS_FILE = Path(__file__).resolve().parents[1] / "data" / "spec_vectors.jsonl"
-# The team's spec checkout, beside the repository (as in CI), when present.
-SHARED_VECTORS = Path(__file__).resolve().parents[3] / "shared" / "spec" / "vectors.jsonl"
-VECTORS = [orjson.loads(line) for line in VECTORS_FILE.read_bytes().splitlines() if line.strip()]
+VECTORS = load_vectors("spec_vectors.jsonl")
 
 
 def test_spec_vectors_are_present_and_current() -> None:
     assert len(VECTORS) >= 12
-    if SHARED_VECTORS.is_file():
-        assert VECTORS_FILE.read_bytes() == SHARED_VECTORS.read_bytes(), (
-            "tests/data/spec_vectors.jsonl is stale: copy ../shared/spec/vectors.jsonl"
-        )
+    assert_vendored_copy_is_current("spec_vectors.jsonl", "vectors.jsonl")
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])

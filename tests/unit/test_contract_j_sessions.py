@@ -11,6 +11,8 @@ import pytest
 from codex_analytics.contract import DecodeError, decode_fact, encode_fact
 from codex_analytics.contract.errors import DecodeReason
 
+from .j_tool_facts import resolved_config_payload as resolved_config
+
 RUNTIME = {
     "codex_rs_version": "0.1.0",
     "runtime_os": "macos",
@@ -133,34 +135,6 @@ def test_bad_session_facts_name_their_field(
 ) -> None:
     error = refused(envelope(kind, payload))
     assert (error.path, error.reason) == (path, reason)
-
-
-def resolved_config(**changes: Any) -> dict[str, Any]:
-    payload = {
-        "turn_id": "t",
-        "thread_id": "th",
-        "num_input_images": 0,
-        "submission_type": None,
-        "ephemeral": False,
-        "session_source": "exec",
-        "model": "gpt-5",
-        "model_provider": "openai",
-        "permission_profile": {"type": "disabled"},
-        "permission_profile_cwd": "/tmp",
-        "reasoning_effort": None,
-        "reasoning_summary": None,
-        "service_tier": None,
-        "approval_policy": "never",
-        "approvals_reviewer": "auto_review",
-        "sandbox_network_access": False,
-        "collaboration_mode": "default",
-        "personality": None,
-        "workspace_kind": "git",
-        "is_first_turn": False,
-        "resolved": {"sandbox_policy": "workspace_write", "repo_hash": None},
-    }
-    payload.update(changes)
-    return {key: value for key, value in payload.items() if value != "drop"}
 
 
 def test_turn_resolved_config_reads_the_resolved_block() -> None:

@@ -7,8 +7,6 @@ re-encode unchanged through the 2026-08 models, and the reducer (in process, and
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,24 +24,15 @@ from codex_analytics.contract import (
 )
 from codex_analytics.contract.versions import CONTRACT_J
 from streams.reducer.offline import OfflineReducer
-from tests.cli import run_cli
+from tests.spec_vectors import assert_vendored_copy_is_current, load_vectors
 
-VECTORS_FILE = Path(__file__).resolve().parents[1] / "data" / "spec_vectors_j.jsonl"
-SHARED_VECTORS = Path(__file__).resolve().parents[3] / "shared" / "spec" / "vectors-j.jsonl"
-VECTORS_J = [orjson.loads(line) for line in VECTORS_FILE.read_bytes().splitlines() if line.strip()]
+VECTORS_J = load_vectors("spec_vectors_j.jsonl")
 IDS = [v["name"] for v in VECTORS_J]
-
-
-def jsonl(objects: list[Any]) -> bytes:
-    return b"".join(orjson.dumps(o) + b"\n" for o in objects)
 
 
 def test_vectors_are_present_and_current() -> None:
     assert len(VECTORS_J) >= 18
-    if SHARED_VECTORS.is_file():
-        assert VECTORS_FILE.read_bytes() == SHARED_VECTORS.read_bytes(), (
-            "tests/data/spec_vectors_j.jsonl is stale: copy ../shared/spec/vectors-j.jsonl"
-        )
+    assert_vendored_copy_is_current("spec_vectors_j.jsonl", "vectors-j.jsonl")
 
 
 def test_profile_j_has_every_kind_and_event_type() -> None:
@@ -81,26 +70,3 @@ def test_reducer_gives_the_vectors_events_and_request_bodies(vector: dict[str, A
         bodies += [encode_batch(body) for body in split_request_bodies(reduction.events)]
     assert events == [orjson.dumps(e) for e in vector["expected_events"]]
     assert bodies == [orjson.dumps(b) for b in vector["expected_batches"]]
-
-
-def run_bytes(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    return run_cli(*args, stdin=stdin, text=False, timeout=60)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "j_accepted_line_fingerprints_isolated_request",
-        "j_code_mode_tool_events_held_until_turn_completed",
-    ],
-)
-def test_reduce_command_gives_events_and_batches_byte_identical(name: str, tmp_path: Path) -> None:
-    (vector,) = [v for v in VECTORS_J if v["name"] == name]
-    facts = tmp_path / "facts.jsonl"
-    facts.write_bytes(jsonl(vector["facts"]))
-    events = run_bytes("reduce", str(facts))
-    assert events.returncode == 0, events.stderr
-    assert events.stdout == jsonl(vector["expected_events"])
-    batches = run_bytes("reduce", "--batches", "-", stdin=facts.read_bytes())
-    assert batches.returncode == 0, batches.stderr
-    assert batches.stdout == jsonl(vector["expected_batches"])

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
 
-from codex_analytics.contract import DecodeError, DecodeReason, encode_event, fact_from_json
+from codex_analytics.contract import DecodeError, DecodeReason, fact_from_json
 from codex_analytics.contract.versions import CONTRACT_J
-from streams.reducer import DropReason, InstanceState, Reducer
+from streams.reducer import DropReason
 from streams.reducer.profile_j.state import ThreadJ, ThreadMetadataJ
-from tests.factories import Instance
+from tests.factories import JInstance
+
+from .j_tool_facts import thread_start_payload
+from .reducer_harness import ReducerHarness
 
 LINEAGE = ThreadMetadataJ(
     session_id="session-1",
@@ -29,31 +31,12 @@ LINEAGE = ThreadMetadataJ(
 )
 
 
-class JInstance(Instance):
-    """The shared fact builder, speaking contract 2026-08."""
-
-    def fact(self, kind: str, payload: dict[str, Any], **kw: Any) -> dict[str, Any]:
-        envelope = super().fact(kind, payload, **kw)
-        envelope["source"]["contract"] = CONTRACT_J
-        return envelope
-
-
-class Harness:
-    """One Profile J instance: wire-form facts through the codec and one reducer."""
+class Harness(ReducerHarness):
+    """One Profile J instance and its fact builder."""
 
     def __init__(self, **options: Any) -> None:
-        self.reducer = Reducer(**options)
-        self.state = InstanceState()
+        super().__init__(**options)
         self.i = JInstance()
-        self.drops: list[tuple[DropReason, dict[str, Any]]] = []
-
-    def feed(self, *facts: dict[str, Any]) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        for fact in facts:
-            reduction = self.reducer.apply(self.state, fact_from_json(fact))
-            self.drops += [(d.reason, dict(d.ids)) for d in reduction.drops]
-            events += [orjson.loads(encode_event(e)) for e in reduction.events]
-        return events
 
     def with_thread(
         self,
@@ -230,7 +213,7 @@ def test_event_without_thread_context_is_dropped_with_its_site(
 ) -> None:
     h.with_thread(**thread)
     assert h.feed(h.i.fact(kind, CONTEXT_KINDS[kind]())) == []
-    ((reason, ids),) = h.drops
+    ((reason, ids),) = h.drops()
     assert reason is DropReason.MISSING_CONTEXT
     assert (ids["site"], ids["missing_context"], ids["thread_id"]) == (
         SITES[kind],
@@ -310,23 +293,7 @@ def test_compaction_and_goal_pass_new_keys_and_enum_values_through(h: Harness) -
 
 
 def thread_start(i: JInstance, originator: str | None) -> dict[str, Any]:
-    thread = {
-        "id": "thread-1",
-        "sessionId": "session-thread-1",
-        "forkedFromId": None,
-        "parentThreadId": None,
-        "ephemeral": False,
-        "createdAt": 1,
-        "source": "exec",
-        "threadSource": "user",
-    }
-    payload = {
-        "request_id": 1,
-        "method": "thread/start",
-        "result": {"thread": thread, "model": "gpt-5"},
-        "thread_originator": originator,
-    }
-    return i.fact("client_response", payload, conn=7)
+    return i.fact("client_response", thread_start_payload(originator=originator), conn=7)
 
 
 def subagent_started(i: JInstance, parent: str | None) -> dict[str, Any]:
@@ -371,7 +338,7 @@ def test_a_subagent_thread_reports_on_its_parents_connection(h: Harness) -> None
 def test_a_subagent_thread_without_a_known_parent_has_no_connection(h: Harness) -> None:
     h.feed(h.i.initialize(7), subagent_started(h.i, None))
     assert h.feed(h.i.fact("guardian_review", guardian("thread-sub"))) == []
-    assert [(r, ids["missing_context"]) for r, ids in h.drops] == [
+    assert [(r, ids["missing_context"]) for r, ids in h.drops()] == [
         (DropReason.MISSING_CONTEXT, "thread_connection")
     ]
 
@@ -500,7 +467,7 @@ def test_plugin_used_dedupe_is_keyed_by_turn_and_local_id(h: Harness) -> None:
         h.i.fact("plugin_used", plugin_used("turn-2")),
     )
     assert [e["event_params"]["turn_id"] for e in events] == ["turn-1", "turn-2"]
-    assert [reason for reason, _ in h.drops] == [DropReason.DEDUPE_REPEAT]
+    assert [reason for reason, _ in h.drops()] == [DropReason.DEDUPE_REPEAT]
 
 
 def test_plugin_used_without_local_id_is_deduped_by_its_remote_id(h: Harness) -> None:
@@ -519,7 +486,7 @@ def test_plugin_used_without_local_id_is_deduped_by_its_remote_id(h: Harness) ->
 def test_plugin_used_with_neither_id_is_always_emitted(h: Harness) -> None:
     anonymous = plugin_used(plugin_id=None, remote_plugin_id=None, summary=None)
     assert len(h.feed(*(h.i.fact("plugin_used", anonymous) for _ in range(3)))) == 3
-    assert h.drops == []
+    assert h.drops() == []
 
 
 def test_plugin_used_dedupe_off_emits_every_use() -> None:

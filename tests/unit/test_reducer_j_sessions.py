@@ -6,16 +6,19 @@ commit): each test feeds wire-form ``2026-08`` facts through the codec and the r
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import orjson
 import pytest
 
-from codex_analytics.contract import DecodeError, encode_event, fact_from_json
-from streams.reducer import DropReason, InstanceState, Reducer, Reduction
+from codex_analytics.contract import DecodeError, fact_from_json
+from streams.reducer import DropReason, InstanceState
 from streams.reducer.profile_j.accepted_lines import count_accepted_lines
 from streams.reducer.state import StateLimits
+from tests.factories import JInstance
+
+from .j_tool_facts import resolved_config_payload
+from .reducer_harness import ReducerHarness as Harness
 
 RUNTIME = {
     "codex_rs_version": "0.1.0",
@@ -36,31 +39,8 @@ PROFILE = {
 PARENT = "44444444-4444-4444-4444-444444444444"
 
 
-class JFacts:
-    """One ``2026-08`` producer: wire-form facts, numbered, one second apart."""
-
-    def __init__(self) -> None:
-        self.seq = itertools.count(1)
-        self.now_ms = 1_780_000_000_000
-
-    def fact(self, kind: str, payload: dict[str, Any], conn: int | None = None) -> dict[str, Any]:
-        seq = next(self.seq)
-        self.now_ms += 1000
-        return {
-            "envelope_version": 1,
-            "fact_id": f"f{seq}",
-            "source": {
-                "instance_id": "inst-j",
-                "originator": "codex_cli_rs",
-                "runtime": RUNTIME,
-                "contract": "2026-08",
-            },
-            "seq": seq,
-            "observed_at_ms": self.now_ms,
-            "kind": kind,
-            "connection_id": conn,
-            "payload": payload,
-        }
+class JFacts(JInstance):
+    """One ``2026-08`` producer: the session facts, numbered, one second apart."""
 
     def initialize(self, conn: int = 7, product_client_id: str = "codex-tui") -> dict[str, Any]:
         params = {"clientInfo": {"name": "codex-tui", "version": "1.0.0"}, "capabilities": None}
@@ -70,7 +50,7 @@ class JFacts:
             "runtime": RUNTIME,
             "rpc_transport": "stdio",
         }
-        return self.fact("initialize", payload, conn)
+        return self.fact("initialize", payload, conn=conn)
 
     def response(
         self, conn: int, rid: int, method: str, result: dict[str, Any], originator: Any = None
@@ -78,7 +58,7 @@ class JFacts:
         payload = {"request_id": rid, "method": method, "result": result}
         if originator != "absent":
             payload["thread_originator"] = originator
-        return self.fact("client_response", payload, conn)
+        return self.fact("client_response", payload, conn=conn)
 
     def thread(
         self,
@@ -106,7 +86,7 @@ class JFacts:
     ) -> dict[str, Any]:
         params = {"threadId": thread_id, "input": [{"type": "image", "url": "u"}]}
         payload = {"request_id": rid, "method": "turn/start", "params": params}
-        return self.fact("client_request", payload, conn)
+        return self.fact("client_request", payload, conn=conn)
 
     def turn_started_response(
         self, conn: int = 7, rid: int = 1, turn_id: str = "turn-1"
@@ -116,7 +96,7 @@ class JFacts:
     def steer(self, conn: int = 7, rid: int = 2, thread_id: str = "thread-1") -> dict[str, Any]:
         params = {"threadId": thread_id, "expectedTurnId": "turn-1", "input": []}
         payload = {"request_id": rid, "method": "turn/steer", "params": params}
-        return self.fact("client_request", payload, conn)
+        return self.fact("client_request", payload, conn=conn)
 
     def steer_response(
         self, conn: int = 7, rid: int = 2, turn_id: str = "turn-1"
@@ -127,7 +107,7 @@ class JFacts:
         self, rid: int, at_ms: int, conn: int = 7, turn_id: str = "turn-1"
     ) -> dict[str, Any]:
         payload = {"request_id": rid, "turn_id": turn_id, "requested_at_ms": at_ms}
-        return self.fact("explicit_client_interrupt_request", payload, conn)
+        return self.fact("explicit_client_interrupt_request", payload, conn=conn)
 
     def interrupt_response(self, rid: int, conn: int = 7) -> dict[str, Any]:
         return self.response(conn, rid, "turn/interrupt", {})
@@ -138,36 +118,12 @@ class JFacts:
             "error": {"code": -32600, "message": "rejected"},
             "error_type": error_type,
         }
-        return self.fact("error_response", payload, conn)
+        return self.fact("error_response", payload, conn=conn)
 
     def config(
         self, turn_id: str = "turn-1", thread_id: str = "thread-1", **kw: Any
     ) -> dict[str, Any]:
-        payload = {
-            "turn_id": turn_id,
-            "thread_id": thread_id,
-            "num_input_images": 1,
-            "submission_type": None,
-            "ephemeral": False,
-            "session_source": "exec",
-            "model": "gpt-5",
-            "model_provider": "openai",
-            "permission_profile": {"type": "disabled"},
-            "permission_profile_cwd": "/tmp",
-            "reasoning_effort": None,
-            "reasoning_summary": None,
-            "service_tier": None,
-            "approval_policy": "on-request",
-            "approvals_reviewer": "user",
-            "sandbox_network_access": True,
-            "collaboration_mode": "default",
-            "personality": None,
-            "workspace_kind": None,
-            "is_first_turn": True,
-            "resolved": {"sandbox_policy": "full_access", "repo_hash": "repo-1"},
-            **kw,
-        }
-        return self.fact("turn_resolved_config", payload)
+        return self.fact("turn_resolved_config", resolved_config_payload(turn_id, thread_id, **kw))
 
     def profile(self, turn_id: str = "turn-1") -> dict[str, Any]:
         return self.fact("turn_profile", {"turn_id": turn_id, "profile": PROFILE})
@@ -232,28 +188,6 @@ class JFacts:
             "created_at": 5,
         }
         return self.fact("subagent_thread_started", payload)
-
-
-class Harness:
-    def __init__(self, **options: Any) -> None:
-        self.reducer = Reducer(**options)
-        self.state = InstanceState()
-        self.reductions: list[Reduction] = []
-
-    def feed(self, *facts: dict[str, Any]) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        for fact in facts:
-            reduction = self.reducer.apply(self.state, fact_from_json(fact))
-            self.reductions.append(reduction)
-            events.extend(orjson.loads(encode_event(e)) for e in reduction.events)
-        return events
-
-    def drops(self) -> list[tuple[DropReason, dict[str, Any]]]:
-        return [(d.reason, dict(d.ids)) for r in self.reductions for d in r.drops]
-
-    @property
-    def j(self) -> Any:
-        return self.state.j
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
 
 from codex_analytics.contract import encode_event
@@ -19,10 +18,11 @@ from codex_analytics.contract.facts import FactEnvelope
 from streams.reducer.core import Reducer
 from streams.reducer.drops import DropReason
 from streams.reducer.fact_context import Reduction
-from streams.reducer.profile_j.state import JTables, ThreadJ, ThreadMetadataJ, TurnJ
+from streams.reducer.profile_j.state import ThreadJ, ThreadMetadataJ, TurnJ
 from streams.reducer.state import InstanceState, StateLimits
 
 from .j_tool_facts import CONNECTION, JInstance, command_item
+from .reducer_harness import ReducerHarness
 
 COMMAND = "item/commandExecution/requestApproval"
 FILE_CHANGE = "item/fileChange/requestApproval"
@@ -30,25 +30,20 @@ PERMISSIONS = "item/permissions/requestApproval"
 IDS = {"threadId": "thread-1", "turnId": "turn-1", "itemId": "item-1", "startedAtMs": 1000}
 
 
-class Harness:
-    """One instance: a reducer, its state, its facts; events come back as JSON."""
+class Harness(ReducerHarness):
+    """One instance with a connection, a thread and an open turn; ``apply`` one fact at a
+    time, ``last`` its reduction."""
 
-    def __init__(self, limits: StateLimits | None = None, horizon_ms: int | None = None) -> None:
-        kwargs: dict[str, Any] = {"limits": limits}
-        if horizon_ms is not None:
-            kwargs["horizon_ms"] = horizon_ms
-        self.reducer = Reducer(**kwargs)
-        self.state = InstanceState()
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.facts = JInstance()
-        self.last = Reduction()
         self.apply(self.facts.initialize())
         self.seed_thread("thread-1")
         self.seed_turn("turn-1", "thread-1")
 
     @property
-    def j(self) -> JTables:
-        assert self.state.j is not None
-        return self.state.j
+    def last(self) -> Reduction:
+        return self.reductions[-1]
 
     def seed_thread(self, thread_id: str) -> None:
         metadata = ThreadMetadataJ(f"session-{thread_id}", "user", "new", None, None)
@@ -58,10 +53,10 @@ class Harness:
         self.j.turns[turn_id] = TurnJ(self.facts.now_ms, thread_id=thread_id)
 
     def apply(self, fact: FactEnvelope) -> list[dict[str, Any]]:
-        self.last = self.reducer.apply(self.state, fact)
-        return [orjson.loads(encode_event(event)) for event in self.last.events]
+        return self.feed(fact)
 
     def drops(self) -> list[tuple[DropReason, dict[str, Any]]]:
+        """The drops of the last fact."""
         return [(drop.reason, dict(drop.ids)) for drop in self.last.drops]
 
     def params(self, fact: FactEnvelope) -> dict[str, Any]:

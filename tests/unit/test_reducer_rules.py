@@ -5,32 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import orjson
 import pytest
 
-from codex_analytics.contract import encode_event, fact_from_json
-from streams.reducer import DropReason, InstanceState, Reducer, Reduction
+from streams.reducer import DropReason, InstanceState
 from tests.factories import Instance, app, skill
 
-
-class Harness:
-    """Feeds wire-form facts through the codec and one reducer; events come back as JSON."""
-
-    def __init__(self, horizon_ms: int = 24 * 3600 * 1000, **options: Any) -> None:
-        self.reducer = Reducer(horizon_ms=horizon_ms, **options)
-        self.state = InstanceState()
-        self.reductions: list[Reduction] = []
-
-    def feed(self, *facts: dict[str, Any]) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        for fact in facts:
-            reduction = self.reducer.apply(self.state, fact_from_json(fact))
-            self.reductions.append(reduction)
-            events.extend(orjson.loads(encode_event(e)) for e in reduction.events)
-        return events
-
-    def drops(self) -> list[DropReason]:
-        return [d.reason for r in self.reductions for d in r.drops]
+from .reducer_harness import ReducerHarness as Harness
 
 
 @pytest.fixture
@@ -122,11 +102,11 @@ def test_thread_response_on_unknown_connection_emits_and_records_nothing(
     h: Harness, inst: Instance
 ) -> None:
     assert h.feed(inst.thread_response(9, "thread-1")) == []
-    assert h.drops() == [DropReason.THREAD_RESPONSE_UNKNOWN_CONNECTION]
+    assert h.drop_reasons() == [DropReason.THREAD_RESPONSE_UNKNOWN_CONNECTION]
     # Nothing was recorded: a guardian review for that thread is still dropped.
     h.feed(inst.initialize(9))
     assert h.feed(inst.guardian_review("thread-1")) == []
-    assert h.drops()[-1] is DropReason.GUARDIAN_MISSING_THREAD_CONNECTION
+    assert h.drop_reasons()[-1] is DropReason.GUARDIAN_MISSING_THREAD_CONNECTION
 
 
 @pytest.mark.parametrize(
@@ -265,7 +245,7 @@ def test_turn_started_does_not_trigger_emission(h: Harness, inst: Instance) -> N
         inst.turn_start_request(7, 1), inst.resolved_config("turn-1"), inst.turn_completed("turn-1")
     )
     # Completed before the response: no connection yet, so the state waits silently.
-    assert h.drops() == []
+    assert h.drop_reasons() == []
     assert h.feed(inst.turn_started("turn-1")) == []
     assert types(h.feed(inst.turn_start_response(7, 1, "turn-1"))) == ["codex_turn_event"]
 
@@ -431,7 +411,7 @@ def test_turn_without_initialized_connection_keeps_state_and_warns(
 ) -> None:
     h.feed(inst.initialize(1), inst.thread_response(1, "thread-1"))
     assert h.feed(*full_turn(inst, conn=7)) == []
-    assert DropReason.TURN_MISSING_CONNECTION_METADATA in h.drops()
+    assert DropReason.TURN_MISSING_CONNECTION_METADATA in h.drop_reasons()
     assert "turn-1" in h.state.turns
     # The missing context appears, and another triggering fact follows: now it emits.
     h.feed(inst.initialize(7))
@@ -441,7 +421,7 @@ def test_turn_without_initialized_connection_keeps_state_and_warns(
 def test_turn_without_thread_metadata_keeps_state_and_warns(h: Harness, inst: Instance) -> None:
     h.feed(inst.initialize(7))
     assert h.feed(*full_turn(inst)) == []
-    assert h.drops()[-1] is DropReason.TURN_MISSING_THREAD_METADATA
+    assert h.drop_reasons()[-1] is DropReason.TURN_MISSING_THREAD_METADATA
     h.feed(inst.thread_response(7, "thread-1"))
     assert types(h.feed(inst.token_usage("turn-1"))) == ["codex_turn_event"]
 
@@ -452,7 +432,7 @@ def test_turn_start_response_without_pending_request_creates_no_turn(
     open_thread(h, inst)
     assert h.feed(inst.turn_start_response(7, 1, "turn-1")) == []
     assert h.state.turns == {}
-    assert h.drops() == [DropReason.RESPONSE_WITHOUT_PENDING_REQUEST]
+    assert h.drop_reasons() == [DropReason.RESPONSE_WITHOUT_PENDING_REQUEST]
 
 
 def test_request_ids_keep_their_json_type(h: Harness, inst: Instance) -> None:
@@ -512,7 +492,7 @@ def test_turn_start_error_discards_pending_start_and_turn_never_emits(
 def test_error_response_without_pending_request_does_nothing(h: Harness, inst: Instance) -> None:
     open_thread(h, inst)
     assert h.feed(inst.error_response(7, 99, {"turn_steer": "no_active_turn"})) == []
-    assert h.drops() == [DropReason.ERROR_WITHOUT_PENDING_REQUEST]
+    assert h.drop_reasons() == [DropReason.ERROR_WITHOUT_PENDING_REQUEST]
 
 
 # -- 3.9 steers -------------------------------------------------------------------------------
@@ -555,7 +535,7 @@ def test_steer_counts_even_when_its_event_is_dropped(h: Harness, inst: Instance)
         )
         == []
     )
-    assert h.drops()[-1] is DropReason.STEER_MISSING_THREAD_METADATA
+    assert h.drop_reasons()[-1] is DropReason.STEER_MISSING_THREAD_METADATA
     # ...but the turn still counted it.
     (turn,) = h.feed(inst.resolved_config("turn-1"), inst.turn_completed("turn-1"))
     assert turn["event_params"]["steer_count"] == 1
@@ -603,7 +583,7 @@ def test_steer_uses_the_connection_that_answered_not_the_threads(
 def test_steer_on_unknown_connection_is_silent(h: Harness, inst: Instance) -> None:
     h.feed(inst.initialize(1), inst.thread_response(1, "thread-1"))
     assert h.feed(inst.turn_steer_request(5, 2), inst.turn_steer_response(5, 2, "turn-1")) == []
-    assert h.drops() == [DropReason.STEER_UNKNOWN_CONNECTION]
+    assert h.drop_reasons() == [DropReason.STEER_UNKNOWN_CONNECTION]
     assert not DropReason.STEER_UNKNOWN_CONNECTION.logged
 
 
@@ -658,7 +638,7 @@ def test_guardian_review_flattens_params_after_client_and_runtime(
 
 def test_guardian_review_drops(h: Harness, inst: Instance) -> None:
     assert h.feed(inst.guardian_review("thread-1")) == []
-    assert h.drops() == [DropReason.GUARDIAN_MISSING_THREAD_CONNECTION]
+    assert h.drop_reasons() == [DropReason.GUARDIAN_MISSING_THREAD_CONNECTION]
     assert (
         DropReason.GUARDIAN_MISSING_THREAD_CONNECTION.message
         == "dropping guardian analytics event: missing thread connection metadata"
@@ -689,7 +669,7 @@ def test_compaction_event_copies_fact_and_thread_context(h: Harness, inst: Insta
 def test_compaction_without_thread_is_dropped_with_warning(h: Harness, inst: Instance) -> None:
     h.feed(inst.initialize(7))
     assert h.feed(inst.compaction("thread-1")) == []
-    assert h.drops() == [DropReason.COMPACTION_MISSING_THREAD_CONNECTION]
+    assert h.drop_reasons() == [DropReason.COMPACTION_MISSING_THREAD_CONNECTION]
     assert DropReason.COMPACTION_MISSING_THREAD_CONNECTION.logged
 
 
@@ -878,7 +858,7 @@ def test_duplicate_and_old_seq_are_ignored_and_counted(h: Harness, inst: Instanc
     second = inst.hook_run()
     assert len(h.feed(first, second)) == 2
     assert h.feed(second, first) == []
-    assert h.drops() == [DropReason.DUPLICATE_SEQ, DropReason.DUPLICATE_SEQ]
+    assert h.drop_reasons() == [DropReason.DUPLICATE_SEQ, DropReason.DUPLICATE_SEQ]
     assert h.reducer.stats.drops["duplicate_seq"] == 2
     assert all(r.duplicate for r in h.reductions[2:])
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, Union
 
-from ..errors import DecodeError, DecodeReason
 from ..events import (
+    GUARDIAN_EVENT_HEAD,
     AppMentionedEvent,
     AppServerClientMetadata,
     AppUsedEvent,
     HookStatus,
     InvokeType,
+    decode_flattened_head,
 )
 from ..facts import RuntimeMetadata
-from ..schema import U64, decoder_for, wrong_type
+from ..schema import U64, wrong_type
 
 # -- event_params -----------------------------------------------------------------------
 
@@ -182,10 +183,14 @@ class SkillInvocationEventJ:
     event_params: SkillInvocationEventParamsJ
 
 
-_GUARDIAN_HEAD: tuple[tuple[str, type[Any]], ...] = (
-    ("app_server_client", AppServerClientMetadata),
-    ("runtime", RuntimeMetadata),
-)
+def _session_id(value: Any) -> str:
+    if type(value) is not str:
+        raise wrong_type("string", value)
+    return value
+
+
+#: Profile J's guardian event puts the session id first, then S's two keys.
+_GUARDIAN_HEAD_J = (("session_id", _session_id), *GUARDIAN_EVENT_HEAD)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -197,27 +202,7 @@ class GuardianReviewEventJ:
     event_params: dict[str, Any]
 
     def _post_decode(self) -> None:
-        # A copy: decoding must not rewrite the caller's parsed JSON.
-        params = self.event_params = dict(self.event_params)
-        if "session_id" not in params:
-            raise DecodeError(
-                DecodeReason.MISSING_KEY, "session_id", "required key is missing"
-            ).within("event_params")
-        if type(params["session_id"]) is not str:
-            raise (
-                wrong_type("string", params["session_id"])
-                .within("session_id")
-                .within("event_params")
-            )
-        for key, model in _GUARDIAN_HEAD:
-            if key not in params:
-                raise DecodeError(DecodeReason.MISSING_KEY, key, "required key is missing").within(
-                    "event_params"
-                )
-            try:
-                params[key] = decoder_for(model)(params[key])
-            except DecodeError as err:
-                raise err.within(key).within("event_params") from None
+        self.event_params = decode_flattened_head(self.event_params, _GUARDIAN_HEAD_J)
 
 
 @dataclass(slots=True, kw_only=True)

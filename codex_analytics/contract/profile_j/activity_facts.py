@@ -26,6 +26,7 @@ from ..facts import (
     PluginState,
     ResolvedSkillPath,
     SkillScope,
+    TrackingContext,
     split_plugin_key,
 )
 from ..limits import Id, Name
@@ -91,13 +92,11 @@ def _check_http_status(value: int | None, key: str) -> None:
 
 
 @dataclass(slots=True)
-class TrackingContextJ:
-    """Upstream ``TrackEventsContext``: ``product_client_id`` is new in Profile J, and the
-    events that read "product id from tracking" take it (not ``source.originator``)."""
+class TrackingContextJ(TrackingContext):
+    """Upstream ``TrackEventsContext``: S's context and ``product_client_id``, new in
+    Profile J; the events that read "product id from tracking" take it (not
+    ``source.originator``)."""
 
-    model_slug: Name
-    thread_id: Id
-    turn_id: Id
     product_client_id: Id
 
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import DecodeError
 from ..limits import Name
-from ..schema import JsonObject, decoder_for, derived
+from ..schema import JsonObject, decode_within, derived
 from . import session_facts, tool_facts
 
 #: method -> view model of its params. A method without a view is accepted and ignored.
@@ -16,7 +15,6 @@ NOTIFICATION_VIEWS: dict[str, type[Any]] = {
     **session_facts.NOTIFICATION_VIEWS,
     **tool_facts.NOTIFICATION_VIEWS,
 }
-_VIEW_DECODERS = {method: decoder_for(model) for method, model in NOTIFICATION_VIEWS.items()}
 
 
 @dataclass(slots=True)
@@ -28,9 +26,6 @@ class ServerNotificationPayloadJ:
     view: Any = derived()
 
     def _post_decode(self) -> None:
-        decode = _VIEW_DECODERS.get(self.method)
-        if decode is not None:
-            try:
-                self.view = decode(self.params)
-            except DecodeError as err:
-                raise err.within("params") from None
+        model = NOTIFICATION_VIEWS.get(self.method)
+        if model is not None:
+            self.view = decode_within(model, self.params, "params")

@@ -17,9 +17,9 @@ from ..facts import (
     ErrorResponsePayload,
     InitializePayload,
     StartedTurn,
-    TurnStartResult,
-    TurnSteerResult,
     parse_subagent_source,
+    response_turn_id,
+    thread_subagent,
 )
 from ..limits import Id, Name
 from ..schema import (
@@ -27,7 +27,7 @@ from ..schema import (
     JsonObject,
     JsonValue,
     absent_ok,
-    decoder_for,
+    decode_within,
     derived,
     wire_key,
     wrong_type,
@@ -117,13 +117,6 @@ ImageDetailSetting = Literal["high", "original"]
 TURN_RESPONSE_METHODS = frozenset({"turn/start", "turn/steer", "turn/interrupt"})
 
 
-def _decode_view(cls: type[Any], value: Any, key: str) -> Any:
-    try:
-        return decoder_for(cls)(value)
-    except DecodeError as err:
-        raise err.within(key) from None
-
-
 # -- app-server protocol objects (raw kept, read fields validated) ----------------------
 
 
@@ -147,12 +140,9 @@ class AppServerThreadJ:
     subagent_source: str | None = derived()
 
     def _post_decode(self) -> None:
-        source = self.source
-        if type(source) is dict and len(source) == 1 and "subAgent" in source:
-            try:
-                self.subagent_source, _ = parse_subagent_source(source["subAgent"])
-            except DecodeError as err:
-                raise err.within("subAgent").within("source") from None
+        subagent = thread_subagent(self.source)
+        if subagent is not None:
+            self.subagent_source, _ = subagent
 
 
 @dataclass(slots=True)
@@ -185,11 +175,9 @@ class ClientResponsePayloadJ:
     def _post_decode(self) -> None:
         method = self.method
         if method in THREAD_LIFECYCLE_METHODS:
-            self.thread_lifecycle = _decode_view(ThreadLifecycleResultJ, self.result, "result")
-        elif method == "turn/start":
-            self.turn_id = _decode_view(TurnStartResult, self.result, "result").turn.id
-        elif method == "turn/steer":
-            self.turn_id = _decode_view(TurnSteerResult, self.result, "result").turn_id
+            self.thread_lifecycle = decode_within(ThreadLifecycleResultJ, self.result, "result")
+        else:
+            self.turn_id = response_turn_id(method, self.result)
 
 
 # -- custom facts ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ..schema import (
     JsonObject,
     JsonValue,
     absent_ok,
+    decode_within,
     decoder_for,
     derived,
     wire_key,
@@ -111,13 +112,6 @@ APPROVAL_REQUEST_PARAMS: dict[str, type[Any]] = {
 }
 
 
-def _decode_within(model: type[Any], value: Any, key: str) -> Any:
-    try:
-        return decoder_for(model)(value)
-    except DecodeError as err:
-        raise err.within(key) from None
-
-
 @dataclass(slots=True)
 class ServerRequestPayload:
     """``AnalyticsFact::ServerRequest``: a request of the app-server to its client."""
@@ -131,7 +125,7 @@ class ServerRequestPayload:
     def _post_decode(self) -> None:
         model = APPROVAL_REQUEST_PARAMS.get(self.method)
         if model is not None:
-            self.approval = _decode_within(model, self.params, "params")
+            self.approval = decode_within(model, self.params, "params")
 
 
 # -- answers to server requests ----------------------------------------------------------------
@@ -197,7 +191,7 @@ def parse_approval_decision(value: Any, allowed: frozenset[str]) -> ApprovalDeci
     if data_variant != (type(value) is dict):
         raise wrong_type("an object" if data_variant else "a string", value)
     if name == "applyNetworkPolicyAmendment":
-        amendment = _decode_within(NetworkPolicyAmendmentDecision, body, name)
+        amendment = decode_within(NetworkPolicyAmendmentDecision, body, name)
         return ApprovalDecision(name, amendment.network_policy_amendment.action)
     return ApprovalDecision(name)
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from codex_analytics.contract.events import AppEventParams, AppMentionedEvent, AppUsedEvent
-from codex_analytics.contract.facts import AppInvocation
+from codex_analytics.contract.events import AppMentionedEvent, AppUsedEvent
 from codex_analytics.contract.profile_j.activity_events import (
     PLUGIN_STATE_EVENTS_J,
     CompactionEventJ,
@@ -56,10 +55,10 @@ from codex_analytics.contract.profile_j.activity_facts import (
     PluginTelemetryMetadataJ,
     PluginUsedPayloadJ,
     SkillInvokedPayloadJ,
-    TrackingContextJ,
 )
 
 from ..derive import skill_id
+from ..event_params import app_event_params
 from ..fact_context import FactContext
 from .context import thread_context
 from .rules import Rule
@@ -85,18 +84,13 @@ def compaction(ctx: FactContext, p: CompactionPayloadJ) -> None:
     context = thread_context(ctx, p.thread_id, "compaction", turn_id=p.turn_id)
     if context is None:
         return
-    lineage = context.metadata
     ctx.emit(
         CompactionEventJ(
             event_params=CompactionEventParamsJ(
                 thread_id=p.thread_id,
-                session_id=lineage.session_id,
+                session_id=context.metadata.session_id,
                 turn_id=p.turn_id,
-                app_server_client=context.client,
-                runtime=context.runtime,
-                thread_source=lineage.thread_source,
-                subagent_source=lineage.subagent_source,
-                parent_thread_id=lineage.parent_thread_id,
+                **context.client_and_lineage(),
                 trigger=p.trigger,
                 reason=p.reason,
                 implementation=p.implementation,
@@ -123,18 +117,13 @@ def goal(ctx: FactContext, p: GoalPayload) -> None:
     context = thread_context(ctx, p.thread_id, "goal", turn_id=p.turn_id)
     if context is None:
         return
-    lineage = context.metadata
     ctx.emit(
         GoalEvent(
             event_params=GoalEventParams(
                 thread_id=p.thread_id,
-                session_id=lineage.session_id,
+                session_id=context.metadata.session_id,
                 turn_id=p.turn_id,
-                app_server_client=context.client,
-                runtime=context.runtime,
-                thread_source=lineage.thread_source,
-                subagent_source=lineage.subagent_source,
-                parent_thread_id=lineage.parent_thread_id,
+                **context.client_and_lineage(),
                 goal_id=p.goal_id,
                 event_kind=p.event_kind,
                 goal_status=p.goal_status,
@@ -155,12 +144,7 @@ def skill_invoked(ctx: FactContext, p: SkillInvokedPayloadJ) -> None:
         resolved = inv.resolved
         ctx.emit(
             SkillInvocationEventJ(
-                skill_id=skill_id(
-                    inv.skill_name,
-                    resolved.repo_url,
-                    resolved.repo_root,
-                    resolved.canonical_skill_path,
-                ),
+                skill_id=skill_id(inv.skill_name, resolved),
                 skill_name=inv.skill_name,
                 event_params=SkillInvocationEventParamsJ(
                     product_client_id=tracking.product_client_id,
@@ -177,21 +161,13 @@ def skill_invoked(ctx: FactContext, p: SkillInvokedPayloadJ) -> None:
         )
 
 
-def _app_params(tracking: TrackingContextJ, app: AppInvocation) -> AppEventParams:
-    return AppEventParams(
-        connector_id=app.connector_id,
-        thread_id=tracking.thread_id,
-        turn_id=tracking.turn_id,
-        app_name=app.app_name,
-        product_client_id=tracking.product_client_id,
-        invoke_type=app.invocation_type,
-        model_slug=tracking.model_slug,
-    )
-
-
 def app_mentioned(ctx: FactContext, p: AppMentionedPayloadJ) -> None:
     for app in p.mentions:
-        ctx.emit(AppMentionedEvent(event_params=_app_params(p.tracking, app)))
+        ctx.emit(
+            AppMentionedEvent(
+                event_params=app_event_params(p.tracking, app, p.tracking.product_client_id)
+            )
+        )
 
 
 def app_used(ctx: FactContext, p: AppUsedPayloadJ) -> None:
@@ -201,7 +177,9 @@ def app_used(ctx: FactContext, p: AppUsedPayloadJ) -> None:
         ctx, p.tracking.turn_id, "app", connector
     ):
         return
-    ctx.emit(AppUsedEvent(event_params=_app_params(p.tracking, p.app)))
+    ctx.emit(
+        AppUsedEvent(event_params=app_event_params(p.tracking, p.app, p.tracking.product_client_id))
+    )
 
 
 def hook_run(ctx: FactContext, p: HookRunPayloadJ) -> None:

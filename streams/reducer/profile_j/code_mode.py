@@ -7,6 +7,7 @@ from __future__ import annotations
 from codex_analytics.contract.profile_j import tool_events as ev
 from codex_analytics.contract.profile_j import tool_facts as tf
 
+from ..derive import observed_duration_ms
 from ..fact_context import FactContext
 from .context import tables, thread_context
 from .held_events import (
@@ -17,7 +18,7 @@ from .held_events import (
     thread_cells,
 )
 from .state import CodeModeCellJ, TurnJ
-from .tool_items import count, observed_duration_ms, tool_item_base
+from .tool_items import count, tool_item_base
 
 _TERMINAL_STATUS = {"completed": "completed", "failed": "failed", "interrupted": "interrupted"}
 
@@ -112,13 +113,9 @@ def call_completed(ctx: FactContext, body: tf.CodeModeCallCompleted) -> None:
     )
     if context is None:
         return
-    turns = tables(ctx).turns
-    turn = turns.get(body.turn_id)
+    turn = ctx.entry("turns", tables(ctx).turns, body.turn_id, ctx.limits.turns, TurnJ)
     if turn is None:
-        if not ctx.has_room("turns", turns, body.turn_id, ctx.limits.turns):
-            return
-        turn = turns[body.turn_id] = TurnJ(ctx.now_ms)
-    turn.touched_ms = ctx.now_ms
+        return
     count(turn.tool_counts, "dynamic_tool_call")
     outcome = (_TERMINAL_STATUS[body.status], "tool_error" if body.status == "failed" else None)
     base = tool_item_base(

@@ -26,14 +26,9 @@ MAX_TOOL_RESPONSE_ENTRIES = 256
 def responses_for(ctx: FactContext, key: TurnKey) -> ToolResponsesJ | None:
     """The turn's correlation record, created (and touched) on demand; None when the table
     is full (the fact is then dropped as ``instance_state_full``)."""
-    table = tables(ctx).tool_responses
-    record = table.get(key)
-    if record is None:
-        if not ctx.has_room("tool_responses", table, key, ctx.limits.tool_responses):
-            return None
-        record = table[key] = ToolResponsesJ(ctx.now_ms)
-    record.touched_ms = ctx.now_ms
-    return record
+    return ctx.entry(
+        "tool_responses", tables(ctx).tool_responses, key, ctx.limits.tool_responses, ToolResponsesJ
+    )
 
 
 def thread_cells(ctx: FactContext, thread_id: str) -> Iterator[tuple[str, CodeModeCellJ]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from codex_analytics.contract.profile_j import tool_events as ev
 from codex_analytics.contract.profile_j import tool_facts as tf
 
+from ..derive import observed_duration_ms
 from ..fact_context import FactContext
 from .context import tables, thread_context
 from .state import ItemReviewSummaryJ, PendingReviewJ
@@ -41,19 +42,21 @@ def user_review_id(request_id: int | str) -> str:
 
 def _pending(
     ctx: FactContext,
-    request_id: int | str,
-    params: tf.ApprovalParams,
+    review_id: str,
+    item_id: str | None,
+    params: tf.ApprovalParams | tf.GuardianReviewCompletedParams,
     subject: tuple[str, str],
     trigger: str,
     requested_additional_permissions: bool,
     requested_network_access: bool,
 ) -> PendingReviewJ:
+    """A review of ``item_id`` in the thread and turn of ``params``, from their start."""
     return PendingReviewJ(
         touched_ms=ctx.now_ms,
         thread_id=params.thread_id,
         turn_id=params.turn_id,
-        item_id=params.item_id,
-        review_id=user_review_id(request_id),
+        item_id=item_id,
+        review_id=review_id,
         subject_kind=subject[0],
         subject_name=subject[1],
         trigger=trigger,
@@ -75,6 +78,7 @@ def server_request(ctx: FactContext, payload: tf.ServerRequestPayload) -> None:
     params = payload.approval
     if params is None or params.started_at_ms < 0:
         return
+    review_id = user_review_id(payload.request_id)
     if isinstance(params, tf.CommandExecutionApprovalParams):
         extra = params.additional_permissions
         network_review = params.network_approval_context is not None
@@ -92,13 +96,16 @@ def server_request(ctx: FactContext, payload: tf.ServerRequestPayload) -> None:
             if network_review
             else ("command_execution", "command_execution")
         )
-        pending = _pending(ctx, payload.request_id, params, subject, trigger, additional, network)
+        pending = _pending(
+            ctx, review_id, params.item_id, params, subject, trigger, additional, network
+        )
     elif isinstance(params, tf.FileChangeApprovalParams):
         additional = params.grant_root is not None
         trigger = "sandbox_denial" if additional else "initial"
         pending = _pending(
             ctx,
-            payload.request_id,
+            review_id,
+            params.item_id,
             params,
             ("file_change", "apply_patch"),
             trigger,
@@ -110,7 +117,8 @@ def server_request(ctx: FactContext, payload: tf.ServerRequestPayload) -> None:
         additional = network or params.permissions.file_system is not None
         pending = _pending(
             ctx,
-            payload.request_id,
+            review_id,
+            params.item_id,
             params,
             ("permissions", "permissions"),
             _trigger(network, additional),
@@ -197,18 +205,8 @@ def guardian_review_completed(ctx: FactContext, view: tf.GuardianReviewCompleted
         subject, trigger = ("mcp_tool_call", action.tool_name), "initial"
     else:  # requestPermissions
         subject, trigger = ("permissions", "permissions"), _trigger(network, file_system)
-    pending = PendingReviewJ(
-        touched_ms=ctx.now_ms,
-        thread_id=view.thread_id,
-        turn_id=view.turn_id,
-        item_id=view.target_item_id,
-        review_id=view.review_id,
-        subject_kind=subject[0],
-        subject_name=subject[1],
-        trigger=trigger,
-        started_at_ms=view.started_at_ms,
-        requested_additional_permissions=additional,
-        requested_network_access=network,
+    pending = _pending(
+        ctx, view.review_id, view.target_item_id, view, subject, trigger, additional, network
     )
     if _summary_fits(ctx, pending):
         emit_review(ctx, pending, "guardian", (status, "none"), view.completed_at_ms)
@@ -275,8 +273,6 @@ def emit_review(
     )
     if context is None:
         return
-    metadata = context.metadata
-    duration = completed_at_ms - pending.started_at_ms
     ctx.emit(
         ev.ReviewEvent(
             event_params=ev.ReviewEventParams(
@@ -284,11 +280,7 @@ def emit_review(
                 turn_id=pending.turn_id,
                 item_id=pending.item_id,
                 review_id=pending.review_id,
-                app_server_client=context.client,
-                runtime=context.runtime,
-                thread_source=metadata.thread_source,
-                subagent_source=metadata.subagent_source,
-                parent_thread_id=metadata.parent_thread_id,
+                **context.client_and_lineage(),
                 subject_kind=pending.subject_kind,  # type: ignore[arg-type]
                 subject_name=pending.subject_name,
                 reviewer=reviewer,  # type: ignore[arg-type]
@@ -297,7 +289,7 @@ def emit_review(
                 resolution=resolution,  # type: ignore[arg-type]
                 started_at_ms=pending.started_at_ms,
                 completed_at_ms=completed_at_ms,
-                duration_ms=duration if duration >= 0 else None,
+                duration_ms=observed_duration_ms(pending.started_at_ms, completed_at_ms),
             )
         )
     )

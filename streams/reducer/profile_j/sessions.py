@@ -7,12 +7,10 @@ thread archiving. Upstream: ``reducer.rs`` at the reference commit.
 
 from __future__ import annotations
 
-from codex_analytics.contract.events import AppServerClientMetadata
 from codex_analytics.contract.facts import (
     THREAD_LIFECYCLE_METHODS,
     ClientRequestPayload,
     ErrorResponsePayload,
-    UserInput,
 )
 from codex_analytics.contract.profile_j.session_events import (
     AcceptedLineFingerprintsEvent,
@@ -41,18 +39,24 @@ from codex_analytics.contract.profile_j.session_facts import (
     TurnTokenUsagePayloadJ,
 )
 
-from ..derive import none_if_none_string, service_tier_name
+from ..derive import (
+    image_count,
+    non_negative,
+    none_if_none_string,
+    service_tier_name,
+    turn_completion,
+)
 from ..drops import DropReason
+from ..event_params import subagent_client
 from ..fact_context import FactContext
 from . import tools
 from .accepted_lines import count_accepted_lines
-from .context import client_for, tables
+from .context import client_and_lineage, client_for, tables, thread_context
 from .rules import Rule
 from .state import (
     PendingRequestJ,
     ThreadJ,
     ThreadMetadataJ,
-    TurnCompletionJ,
     TurnConfigJ,
     TurnJ,
 )
@@ -60,40 +64,15 @@ from .state import (
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _image_count(items: list[UserInput]) -> int:
-    return sum(1 for item in items if item.is_image)
-
-
-def _non_negative(value: int | None) -> int | None:
-    """Upstream's ``u64::try_from(i64).ok()``: a negative time is no time."""
-    return value if value is not None and value >= 0 else None
-
-
 def _turn(ctx: FactContext, turn_id: str) -> TurnJ | None:
     """The turn's state, created if new (upstream ``entry().or_default()``) and touched;
     None, with the fact dropped as ``instance_state_full``, when there is no room."""
-    turns = tables(ctx).turns
-    turn = turns.get(turn_id)
-    if turn is None:
-        if not ctx.has_room("turns", turns, turn_id, ctx.limits.turns):
-            return None
-        turn = turns[turn_id] = TurnJ(ctx.now_ms)
-    else:
-        turn.touched_ms = ctx.now_ms
-    return turn
+    return ctx.entry("turns", tables(ctx).turns, turn_id, ctx.limits.turns, TurnJ)
 
 
 def _thread(ctx: FactContext, thread_id: str) -> ThreadJ | None:
     """The thread's state, created if new and touched; None (fact dropped) when full."""
-    threads = tables(ctx).threads
-    thread = threads.get(thread_id)
-    if thread is None:
-        if not ctx.has_room("threads", threads, thread_id, ctx.limits.threads):
-            return None
-        thread = threads[thread_id] = ThreadJ(ctx.now_ms)
-    else:
-        thread.touched_ms = ctx.now_ms
-    return thread
+    return ctx.entry("threads", tables(ctx).threads, thread_id, ctx.limits.threads, ThreadJ)
 
 
 def _store_request(ctx: FactContext, request_id: int | str, pending: PendingRequestJ) -> None:
@@ -133,7 +112,7 @@ def client_request(ctx: FactContext, p: ClientRequestPayload) -> None:
     if p.turn_start is not None:
         start = p.turn_start
         pending = PendingRequestJ(
-            ctx.now_ms, "turn_start", start.thread_id, _image_count(start.input)
+            ctx.now_ms, "turn_start", start.thread_id, image_count(start.input)
         )
     elif p.turn_steer is not None:
         steer = p.turn_steer
@@ -141,7 +120,7 @@ def client_request(ctx: FactContext, p: ClientRequestPayload) -> None:
             ctx.now_ms,
             "turn_steer",
             steer.thread_id,
-            _image_count(steer.input),
+            image_count(steer.input),
             expected_turn_id=steer.expected_turn_id,
             # The producer's clock stands in for upstream's (profile-j.md §7).
             created_at=ctx.fact.observed_at_ms // 1000,
@@ -286,11 +265,9 @@ def _emit_steer(
                 session_id=metadata.session_id,
                 expected_turn_id=pending.expected_turn_id,  # type: ignore[arg-type]
                 accepted_turn_id=accepted_turn_id,
-                app_server_client=client_for(connection.client, thread),
-                runtime=connection.runtime,
-                thread_source=metadata.thread_source,
-                subagent_source=metadata.subagent_source,
-                parent_thread_id=metadata.parent_thread_id,
+                **client_and_lineage(
+                    client_for(connection.client, thread), connection.runtime, metadata
+                ),
                 num_input_images=pending.num_input_images,
                 result=result,  # type: ignore[arg-type]
                 rejection_reason=rejection_reason,  # type: ignore[arg-type]
@@ -339,14 +316,12 @@ def _thread_lifecycle_response(ctx: FactContext, p: ClientResponsePayloadJ) -> N
             event_params=ThreadInitializedEventParamsJ(
                 thread_id=thread_info.id,
                 session_id=metadata.session_id,
-                app_server_client=client_for(connection.client, thread),
-                runtime=connection.runtime,
                 model=p.thread_lifecycle.model,
                 ephemeral=thread_info.ephemeral,
-                thread_source=metadata.thread_source,
                 initialization_mode=mode,  # type: ignore[arg-type]
-                subagent_source=metadata.subagent_source,
-                parent_thread_id=metadata.parent_thread_id,
+                **client_and_lineage(
+                    client_for(connection.client, thread), connection.runtime, metadata
+                ),
                 forked_from_thread_id=thread_info.forked_from_id,
                 created_at=max(thread_info.created_at, 0),
             )
@@ -381,12 +356,8 @@ def subagent_thread_started(ctx: FactContext, p: SubagentThreadStartedPayloadJ) 
             event_params=ThreadInitializedEventParamsJ(
                 thread_id=p.thread_id,
                 session_id=p.session_id,
-                app_server_client=AppServerClientMetadata(
-                    product_client_id=p.product_client_id,
-                    client_name=p.client_name,
-                    client_version=p.client_version,
-                    rpc_transport="in_process",
-                    experimental_api_enabled=None,
+                app_server_client=subagent_client(
+                    p.product_client_id, p.client_name, p.client_version
                 ),
                 # Upstream: the process's runtime, which the envelope's source carries.
                 runtime=ctx.fact.source.runtime,
@@ -511,7 +482,7 @@ def turn_started(ctx: FactContext, view: TurnStartedView) -> None:
     turn = _turn(ctx, view.turn.id)
     if turn is None:
         return
-    turn.started_at = _non_negative(view.turn.started_at)
+    turn.started_at = non_negative(view.turn.started_at)
 
 
 def turn_diff_updated(ctx: FactContext, view: TurnDiffUpdatedView) -> None:
@@ -531,12 +502,7 @@ def turn_completed(ctx: FactContext, view: TurnCompletedView) -> None:
     tools.release_turn(ctx, view.thread_id, done.id)
     turn = _turn(ctx, done.id)
     assert turn is not None  # room was checked above
-    turn.completed = TurnCompletionJ(
-        status=None if done.status == "inProgress" else done.status,
-        turn_error=None if done.error is None else done.error.codex_error_info,
-        completed_at=_non_negative(done.completed_at) or 0,
-        duration_ms=_non_negative(done.duration_ms),
-    )
+    turn.completed = turn_completion(done)
     _maybe_emit_turn(ctx, done.id)
 
 
@@ -562,31 +528,12 @@ def _maybe_emit_turn(ctx: FactContext, turn_id: str) -> None:
         or completed is None
     ):
         return
-    thread = j.threads.get(thread_id)
-    conn = turn.connection_id
-    if conn is None and thread is not None:
-        conn = thread.connection_id
-    ids = {"thread_id": thread_id, "turn_id": turn_id}
-    if conn is None:
-        ctx.drop(
-            DropReason.MISSING_CONTEXT, site="turn", missing_context="thread_connection", **ids
-        )
+    context = thread_context(
+        ctx, thread_id, "turn", connection_id=turn.connection_id, turn_id=turn_id
+    )
+    if context is None:
         return
-    connection = ctx.state.connections.get(conn)
-    if connection is None:
-        ctx.drop(
-            DropReason.MISSING_CONTEXT,
-            site="turn",
-            missing_context="connection",
-            connection_id=conn,
-            **ids,
-        )
-        return
-    if thread is None or thread.metadata is None:
-        ctx.drop(DropReason.MISSING_CONTEXT, site="turn", missing_context="thread_metadata", **ids)
-        return
-    metadata = thread.metadata
-    connection.touched_ms = thread.touched_ms = ctx.now_ms
+    metadata = context.metadata
     usage, error, counts = turn.token_usage, turn.codex_error, turn.tool_counts
     ctx.emit(
         TurnEventJ(
@@ -595,13 +542,9 @@ def _maybe_emit_turn(ctx: FactContext, turn_id: str) -> None:
                 session_id=metadata.session_id,
                 turn_id=turn_id,
                 submission_type=config.submission_type,
-                app_server_client=client_for(connection.client, thread),
-                runtime=connection.runtime,
                 ephemeral=config.ephemeral,
-                thread_source=metadata.thread_source,
                 initialization_mode=metadata.initialization_mode,  # type: ignore[arg-type]
-                subagent_source=metadata.subagent_source,
-                parent_thread_id=metadata.parent_thread_id,
+                **context.client_and_lineage(),
                 model=config.model,
                 model_provider=config.model_provider,
                 sandbox_policy=config.sandbox_policy,  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from codex_analytics.contract.profile_j.session_facts import (
 from codex_analytics.contract.profile_j.tool_events import TOOL_EVENTS
 from codex_analytics.contract.schema import decoder_for, to_wire
 
+from ..derive import Completion
 from ..tables import expire_table
 
 # -- sessions: requests, threads and turns (profile-j.md §5.1-§5.3) ---------------------------
@@ -111,16 +112,6 @@ class TurnConfigJ:
 
 
 @dataclass(slots=True)
-class TurnCompletionJ:
-    """What ``turn/completed`` said about the turn."""
-
-    status: str | None
-    turn_error: Any
-    completed_at: int
-    duration_ms: int | None
-
-
-@dataclass(slots=True)
 class AcceptedLineCounts:
     """The added and deleted lines of the turn's latest ``turn/diff/updated`` (all the
     accepted-lines event reads of a diff: the diff itself is not kept)."""
@@ -143,7 +134,7 @@ class TurnJ:
     resolved_config: TurnConfigJ | None = None
     started_at: int | None = None
     token_usage: TokenUsageJ | None = None
-    completed: TurnCompletionJ | None = None
+    completed: Completion | None = None
     steer_count: int = 0
     profile: TurnProfile | None = None
     image_preparations: list[ImagePreparationMetadata] = field(default_factory=list)

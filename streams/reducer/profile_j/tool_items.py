@@ -8,6 +8,7 @@ from typing import Any
 from codex_analytics.contract.profile_j import tool_events as ev
 from codex_analytics.contract.profile_j import tool_facts as tf
 
+from ..derive import non_negative, observed_duration_ms
 from ..drops import DropReason
 from ..fact_context import FactContext
 from .context import ThreadContext, tables, thread_context
@@ -135,16 +136,6 @@ WEB_SEARCH_ACTIONS = {
 }
 
 
-def observed_duration_ms(started_at_ms: int, completed_at_ms: int) -> int | None:
-    """``completed - started``, or None when that is negative (upstream ``checked_sub``)."""
-    duration = completed_at_ms - started_at_ms
-    return duration if duration >= 0 else None
-
-
-def _non_negative(value: int | None) -> int | None:
-    return value if value is not None and value >= 0 else None
-
-
 def tool_item_base(
     context: ThreadContext,
     turn_id: str,
@@ -167,11 +158,7 @@ def tool_item_base(
         "parent_call_id": None,
         "originating_response_id": None,
         "subsequent_response_id": None,
-        "app_server_client": context.client,
-        "runtime": context.runtime,
-        "thread_source": metadata.thread_source,
-        "subagent_source": metadata.subagent_source,
-        "parent_thread_id": metadata.parent_thread_id,
+        **context.client_and_lineage(),
         "tool_name": tool_name,
         "started_at_ms": started_at_ms,
         "completed_at_ms": completed_at_ms,
@@ -286,7 +273,7 @@ def tool_item_event(
         source = "agent" if item.source is None else item.source
         return ev.CommandExecutionEvent(
             event_params=ev.CommandExecutionEventParams(
-                **base(COMMAND_TOOL_NAMES[source], outcome, _non_negative(item.duration_ms)),
+                **base(COMMAND_TOOL_NAMES[source], outcome, non_negative(item.duration_ms)),
                 plugin_id=item.plugin_id,
                 script_path=safe_script_path(item.plugin_id, item.script_path),
                 command_execution_source=source,
@@ -318,7 +305,7 @@ def tool_item_event(
     if isinstance(item, tf.McpToolCallItem):
         return ev.McpToolCallEvent(
             event_params=ev.McpToolCallEventParams(
-                **base(item.tool, outcome, _non_negative(item.duration_ms)),
+                **base(item.tool, outcome, non_negative(item.duration_ms)),
                 mcp_server_name=item.server,
                 mcp_tool_name=item.tool,
                 mcp_error_present=item.error is not None,
@@ -330,7 +317,7 @@ def tool_item_event(
         contents = None if item.content_items is None else [c.type for c in item.content_items]
         return ev.DynamicToolCallEvent(
             event_params=ev.DynamicToolCallEventParams(
-                **base(item.tool, outcome, _non_negative(item.duration_ms)),
+                **base(item.tool, outcome, non_negative(item.duration_ms)),
                 dynamic_tool_name=item.tool,
                 success=item.success,
                 output_content_item_count=None if contents is None else len(contents),
