@@ -47,6 +47,7 @@ from producers.client.gates import (
     RELEVANT_RESPONSES_J,
     TurnKeyDedupe,
 )
+from producers.client.plugin_metadata import metadata_in_contract
 from producers.client.settings import ClientSettings
 from producers.client.skills import resolve_skill_path
 from producers.publishing.records import MAX_RECORD_BYTES, fact_record_groups
@@ -147,6 +148,8 @@ class _Tracker:
         self._queue: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()
         self._seq = 0
+        #: The kind of the last fact queued: ``close()`` sends no second barrier.
+        self.last_kind: str | None = None
         self._drops_unreported = 0
         self._last_drop_warning = float("-inf")
 
@@ -167,7 +170,9 @@ class _Tracker:
     ) -> bool:
         """Stamp and queue one fact. A ``barrier`` (the ``flush`` fact) is queued even
         when the queue is full: upstream's ``flush()`` waits for room instead of dropping
-        it, and a caller waiting for it must not wait for a fact that never comes."""
+        it, and a caller waiting for it must not wait for a fact that never comes. Past
+        the bound it joins a barrier already last in the queue (nothing was queued after
+        that one: it releases the same), so the queue holds at most one fact more."""
         if now_ms is None:
             now_ms = time.time_ns() // 1_000_000
         warn_dropped = 0
@@ -176,7 +181,10 @@ class _Tracker:
             if self._closed:
                 self.stats.dropped_closed += 1
                 return False
-            if len(self._queue) >= self._capacity and not barrier:
+            full = len(self._queue) >= self._capacity
+            if full and barrier and self._queue and self._queue[-1]["kind"] == kind:
+                return True
+            if full and not barrier:
                 self.stats.dropped_queue_full += 1
                 self._drops_unreported += 1
                 if time.monotonic() - self._last_drop_warning >= DROP_WARNING_INTERVAL_S:
@@ -196,6 +204,7 @@ class _Tracker:
                     )
                 )
                 self.stats.queued += 1
+                self.last_kind = kind
                 queued = True
         if warn_dropped:
             log.warning(QUEUE_FULL_WARNING, extra={"dropped": warn_dropped})
@@ -487,6 +496,7 @@ class TrackCalls:
         if not t.plugin_used.admit(str(_field(tracking, "turn_id")), self._plugin_used_key(plugin)):
             t.stats.deduplicated += 1
             return False
+        plugin = metadata_in_contract(t.contract, plugin)
         payload = {"tracking": _wire(tracking), "plugin": _wire(plugin)}
         return t.record("plugin_used", None, payload)
 
@@ -521,7 +531,7 @@ class TrackCalls:
         if self._outside_j("track_plugin_install_failed"):
             return False
         payload = {
-            "plugin": _wire(plugin),
+            "plugin": _wire(metadata_in_contract(self._tracker.contract, plugin)),
             "source": source,
             "error_type": error_type,
             "sub_error_type": sub_error_type,
@@ -558,6 +568,7 @@ class TrackCalls:
         return self._plugin_state(plugin, "disabled")
 
     def _plugin_state(self, plugin: Obj, state: str) -> bool:
+        plugin = metadata_in_contract(self._tracker.contract, plugin)
         return self._custom("plugin_state_changed", {"plugin": _wire(plugin), "state": state})
 
     def _custom(self, kind: str, payload: Obj) -> bool:
@@ -728,6 +739,10 @@ class AnalyticsClient(TrackCalls):
         (reason ``closed``). Returns True when everything was published."""
         if self._sender is None:
             return self.close_unstarted()
+        # Upstream's app-server flushes its analytics at shutdown: held tool events go
+        # (unless the last fact queued is that barrier already).
+        if self._tracker.last_kind != "flush":
+            self._record_flush_barrier()
         self._tracker.close()
         self._close_deadline = time.monotonic() + timeout
         delivered = await self._drain(timeout)

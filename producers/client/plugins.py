@@ -27,9 +27,9 @@ from typing import Any
 import orjson
 
 from codex_analytics.contract.facts import PluginCapabilitySummary, PluginTelemetryMetadata
-from codex_analytics.contract.schema import to_wire
-from codex_analytics.contract.versions import CONTRACT_J, ContractId
+from codex_analytics.contract.versions import CONTRACT_J, NEWEST_CONTRACT, ContractId
 from producers.client.analytics_client import Obj, TrackCalls
+from producers.client.plugin_metadata import metadata_wire
 
 log = logging.getLogger("producers.client.plugins")
 
@@ -198,47 +198,67 @@ class PluginsManager:
     # -- the five upstream constructors ---------------------------------------------------
 
     def telemetry_metadata_for_plugin_id(
-        self, plugin_id: PluginId | str
+        self, plugin_id: PluginId | str, *, contract: ContractId = NEWEST_CONTRACT
     ) -> PluginTelemetryMetadata:
-        """The local key and its resolved remote id (:meth:`remote_plugin_id_for`)."""
-        return self.telemetry_metadata_for_plugin_id_with_remote_id(plugin_id, None)
+        """The local key and, under ``2026-08``, its resolved remote id
+        (:meth:`remote_plugin_id_for`; ``2026-06`` resolves none)."""
+        return self.telemetry_metadata_for_plugin_id_with_remote_id(
+            plugin_id, None, contract=contract
+        )
 
     def telemetry_metadata_for_plugin_id_with_remote_id(
-        self, plugin_id: PluginId | str, remote_plugin_id: str | None
+        self,
+        plugin_id: PluginId | str,
+        remote_plugin_id: str | None,
+        *,
+        contract: ContractId = NEWEST_CONTRACT,
     ) -> PluginTelemetryMetadata:
         """A given remote id (the backend's answer to an install) wins over the
         resolved one."""
         pid = _plugin_id(plugin_id)
         if remote_plugin_id is None:
-            remote_plugin_id = self.remote_plugin_id_for(pid)
+            remote_plugin_id = self._resolved_remote_id(pid, contract)
         return _metadata(pid, remote_plugin_id, None)
 
     def telemetry_metadata_for_installed_plugin(
-        self, plugin_id: PluginId | str
+        self, plugin_id: PluginId | str, *, contract: ContractId = NEWEST_CONTRACT
     ) -> PluginTelemetryMetadata:
-        return self.telemetry_metadata_for_installed_plugin_with_remote_id(plugin_id, None)
+        return self.telemetry_metadata_for_installed_plugin_with_remote_id(
+            plugin_id, None, contract=contract
+        )
 
     def telemetry_metadata_for_installed_plugin_with_remote_id(
-        self, plugin_id: PluginId | str, remote_plugin_id: str | None
+        self,
+        plugin_id: PluginId | str,
+        remote_plugin_id: str | None,
+        *,
+        contract: ContractId = NEWEST_CONTRACT,
     ) -> PluginTelemetryMetadata:
         """The capability summary comes from the plugin's install root; it is null when
         there is no root or no loadable manifest."""
         pid = _plugin_id(plugin_id)
-        metadata = self.telemetry_metadata_for_plugin_id_with_remote_id(pid, remote_plugin_id)
+        metadata = self.telemetry_metadata_for_plugin_id_with_remote_id(
+            pid, remote_plugin_id, contract=contract
+        )
         root = self.install_root(pid)
         if root is not None:
             metadata.capability_summary = capability_summary_from_root(pid, root)
         return metadata
 
     def telemetry_metadata_for_capability_summary(
-        self, summary: PluginCapabilitySummary
+        self, summary: PluginCapabilitySummary, *, contract: ContractId = NEWEST_CONTRACT
     ) -> PluginTelemetryMetadata | None:
         """None (so: no event) when ``summary.config_name`` is not a plugin id."""
         try:
             pid = PluginId.parse(summary.config_name)
         except PluginIdError:
             return None
-        return _metadata(pid, self.remote_plugin_id_for(pid), summary)
+        return _metadata(pid, self._resolved_remote_id(pid, contract), summary)
+
+    def _resolved_remote_id(self, pid: PluginId, contract: ContractId) -> str | None:
+        """Profile J resolves a plugin's remote id itself; Profile S's constructors give
+        none (delivery.md §6: only a remote install names its backend id)."""
+        return self.remote_plugin_id_for(pid) if contract == CONTRACT_J else None
 
     # -- the event paths ----------------------------------------------------------------
 
@@ -248,13 +268,13 @@ class PluginsManager:
         """After a local install, or a remote install with the authoritative backend id
         the install returned (it then becomes the event's ``plugin_id``)."""
         metadata = self.telemetry_metadata_for_installed_plugin_with_remote_id(
-            plugin_id, remote_plugin_id
+            plugin_id, remote_plugin_id, contract=client.contract
         )
         return client.track_plugin_installed(self._installed_wire(client, metadata))
 
     def track_uninstalled(self, client: TrackCalls, plugin_id: PluginId | str) -> bool:
         """Call before the install root is removed, so the summary can still be read."""
-        metadata = self.telemetry_metadata_for_installed_plugin(plugin_id)
+        metadata = self.telemetry_metadata_for_installed_plugin(plugin_id, contract=client.contract)
         return client.track_plugin_uninstalled(self._installed_wire(client, metadata))
 
     def track_remote_uninstalled(
@@ -271,7 +291,7 @@ class PluginsManager:
         the backend accepted the uninstall, before the local install is removed."""
         pid = _plugin_id(plugin_id)
         metadata = self.telemetry_metadata_for_installed_plugin_with_remote_id(
-            pid, remote_plugin_id
+            pid, remote_plugin_id, contract=client.contract
         )
         if metadata.capability_summary is not None:
             return client.track_plugin_uninstalled(self._installed_wire(client, metadata))
@@ -286,11 +306,11 @@ class PluginsManager:
         return client.track_plugin_uninstalled(wire)
 
     def track_enabled(self, client: TrackCalls, plugin_id: PluginId | str) -> bool:
-        metadata = self.telemetry_metadata_for_installed_plugin(plugin_id)
+        metadata = self.telemetry_metadata_for_installed_plugin(plugin_id, contract=client.contract)
         return client.track_plugin_enabled(self._installed_wire(client, metadata))
 
     def track_disabled(self, client: TrackCalls, plugin_id: PluginId | str) -> bool:
-        metadata = self.telemetry_metadata_for_installed_plugin(plugin_id)
+        metadata = self.telemetry_metadata_for_installed_plugin(plugin_id, contract=client.contract)
         return client.track_plugin_disabled(self._installed_wire(client, metadata))
 
     def track_used(
@@ -309,7 +329,7 @@ class PluginsManager:
         wire = metadata_wire(
             client.contract,
             plugin_id=pid.as_key(),
-            remote_plugin_id=self.remote_plugin_id_for(pid),
+            remote_plugin_id=self._resolved_remote_id(pid, client.contract),
             summary=summary,
             namespace=None,  # upstream's summary of a plugin's details names none
         )
@@ -328,13 +348,15 @@ class PluginsManager:
         """An install that failed (Profile J only), with whatever is known: the local
         key once the plugin was resolved (its remote id resolved too when none is
         given), else only the backend id. Never a capability summary, as upstream."""
+        if source not in INSTALL_SOURCES:
+            raise ValueError(f"install source must be one of {sorted(INSTALL_SOURCES)}")
         if plugin_id is None:
             wire = metadata_wire(
                 client.contract, plugin_id=None, remote_plugin_id=remote_plugin_id, summary=None
             )
         else:
             metadata = self.telemetry_metadata_for_plugin_id_with_remote_id(
-                plugin_id, remote_plugin_id
+                plugin_id, remote_plugin_id, contract=client.contract
             )
             wire = metadata_wire(
                 client.contract,
@@ -361,47 +383,6 @@ class PluginsManager:
             summary=metadata.capability_summary,
             namespace=namespace,
         )
-
-
-def metadata_wire(
-    contract: ContractId,
-    *,
-    plugin_id: str | None,
-    remote_plugin_id: str | None,
-    summary: PluginCapabilitySummary | Mapping[str, Any] | None,
-    namespace: str | None = None,
-) -> dict[str, Any]:
-    """``PluginTelemetryMetadata`` in the wire form of ``contract``. Profile J's capability
-    summary has ``plugin_namespace`` after ``display_name``: the summary's own when it
-    carries one, else ``namespace``; Profile S's has none."""
-    return {
-        "plugin_id": plugin_id,
-        "remote_plugin_id": remote_plugin_id,
-        "capability_summary": None
-        if summary is None
-        else _summary_wire(contract, summary, namespace),
-    }
-
-
-def _summary_wire(
-    contract: ContractId,
-    summary: PluginCapabilitySummary | Mapping[str, Any],
-    namespace: str | None,
-) -> dict[str, Any]:
-    wire: dict[str, Any] = (
-        dict(to_wire(summary)) if isinstance(summary, PluginCapabilitySummary) else dict(summary)
-    )
-    given_namespace = wire.pop("plugin_namespace", None)
-    if contract != CONTRACT_J:
-        return wire
-    ordered: dict[str, Any] = {}
-    for key, value in wire.items():
-        ordered[key] = value
-        if key == "display_name":
-            ordered["plugin_namespace"] = (
-                given_namespace if given_namespace is not None else namespace
-            )
-    return ordered
 
 
 def _summary_field(summary: PluginCapabilitySummary | Mapping[str, Any], name: str) -> Any:

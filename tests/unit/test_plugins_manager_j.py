@@ -259,3 +259,59 @@ async def test_install_failed_carries_what_is_known(tmp_path: Path) -> None:
         "external_agent_migration",
         "failed_to_copy",
     )
+
+
+async def test_a_2026_06_client_resolves_no_remote_id_and_reports_the_local_key(
+    tmp_path: Path,
+) -> None:
+    # delivery.md §6: Profile S's constructors give no remote id; only a remote install
+    # names its backend id (then its plugin_id).
+    cache = tmp_path / "cache"
+    root = install(cache, REMOTE_KEY, record("plugins~Plugin_linear"))
+    manager = PluginsManager(
+        {REMOTE_KEY: root},
+        plugins_cache_root=cache,
+        remote_installed=[RemoteInstalledPlugin("linear", "openai-curated-remote", "plugins~X")],
+    )
+    transport = MemoryTransport()
+    identity = ProducerIdentity("s")
+    async with AnalyticsClient(identity=identity, transport=transport, contract="2026-06") as c:
+        assert manager.track_enabled(c, REMOTE_KEY)
+        summary = manager.telemetry_metadata_for_installed_plugin(REMOTE_KEY).capability_summary
+        assert summary is not None
+        assert manager.track_used(c, TRACKING | {"product_client_id": None}, summary)
+        assert manager.track_installed(c, REMOTE_KEY, remote_plugin_id="plugins~Given")
+    plugins = [f["payload"]["plugin"] for f in transport.facts()]
+    assert [p["remote_plugin_id"] for p in plugins] == [None, None, "plugins~Given"]
+    assert {p["plugin_id"] for p in plugins} == {REMOTE_KEY}
+    for fact in transport.facts():
+        assert decode_fact(orjson.dumps(fact)).contract == "2026-06"
+
+
+async def test_a_2026_08_client_takes_the_managers_own_metadata_objects(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    root = install(cache, REMOTE_KEY, record("plugins~Plugin_linear"))
+    manager = PluginsManager({REMOTE_KEY: root}, plugins_cache_root=cache)
+    metadata = manager.telemetry_metadata_for_installed_plugin(REMOTE_KEY)
+    transport = MemoryTransport()
+    async with AnalyticsClient(identity=ProducerIdentity("j"), transport=transport) as client:
+        assert client.track_plugin_installed(metadata)
+        assert client.track_plugin_used(TRACKING, metadata)
+        assert client.track_plugin_install_failed(metadata, "manual", "network")
+    facts = published(transport)
+    assert [f["kind"] for f in facts] == [
+        "plugin_state_changed",
+        "plugin_used",
+        "plugin_install_failed",
+        "flush",
+    ]
+    summary = facts[0]["payload"]["plugin"]["capability_summary"]
+    assert list(summary)[:3] == ["config_name", "display_name", "plugin_namespace"]
+
+
+def test_an_install_failed_with_an_unknown_source_is_a_clear_error() -> None:
+    client = AnalyticsClient(transport=MemoryTransport())
+    with pytest.raises(ValueError, match="install source must be one of"):
+        PluginsManager().track_install_failed(
+            client, plugin_id=REMOTE_KEY, error_type="network", source="bogus"
+        )

@@ -285,3 +285,29 @@ async def test_produce_publishes_lines_of_either_contract_as_given() -> None:
         "source.contract",
     )
     assert [value for _, value in transport.records] == [j_line, s_line]
+
+
+def test_repeated_flushes_into_a_full_queue_hold_one_barrier_past_the_bound() -> None:
+    client = AnalyticsClient(
+        ClientSettings(queue_capacity=1), transport=MemoryTransport(), contract="2026-08"
+    )
+    client.track_notification("turn/started", {"threadId": "t", "turn": {"id": "a"}})
+    for _ in range(1000):  # never started: nothing drains the queue
+        client._record_flush_barrier()
+    assert client._tracker.pending() == 2  # the fact and one barrier standing for all
+
+
+async def test_close_sends_the_barrier_unless_it_is_the_last_fact_already() -> None:
+    client, transport = make_client("2026-08")
+    await client.start()
+    client.track_notification("turn/started", {"threadId": "t", "turn": {"id": "a"}})
+    await client.close()
+    assert [f["kind"] for f in decoded_facts(transport)] == ["server_notification", "flush"]
+    client, transport = make_client("2026-08")
+    async with client:
+        assert await client.flush()
+    assert [f["kind"] for f in decoded_facts(transport)] == ["flush"]
+    client, transport = make_client("2026-06")
+    async with client:
+        client.track_notification("turn/started", {"threadId": "t", "turn": {"id": "a"}})
+    assert [f["kind"] for f in decoded_facts(transport)] == ["server_notification"]
