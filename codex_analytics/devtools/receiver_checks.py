@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from codex_analytics.contract import EVENTS_PATH, DecodeError, event_from_json
-from codex_analytics.contract.versions import CONTRACTS
+from codex_analytics.contract.versions import CONTRACT_S, CONTRACTS
 
 #: What :func:`event_contracts` reports for an event both contracts' models accept (most
 #: Profile S types whose shape Profile J kept, such as ``codex_app_used``).
@@ -64,6 +64,11 @@ def event_contracts(event: Any) -> str:
     return accepted[0] if len(accepted) == 1 else BOTH
 
 
+#: The ``Authorization`` schemes an upload may carry: a bearer token (ChatGPT logins, API
+#: keys, personal access tokens) or an agent identity's signed assertion (2026-08).
+AUTH_SCHEMES = frozenset({"Bearer", "AgentAssertion"})
+
+
 def check_request(
     method: str, path: str, headers: dict[str, str], body: bytes, *, require_auth: bool = True
 ) -> Refusal | Accepted:
@@ -71,12 +76,16 @@ def check_request(
     ``headers`` has lower-cased names."""
     if method != "POST" or not path.endswith(EVENTS_PATH):
         return Refusal(404, "not_found", f"POST …{EVENTS_PATH} is the only upload path")
+    account = headers.get("chatgpt-account-id", "").strip()
     if require_auth:
         auth = headers.get("authorization", "")
-        if not auth.startswith("Bearer ") or not auth[7:].strip():
-            return Refusal(401, "unauthorized", "missing 'Authorization: Bearer <token>'")
-        if not headers.get("chatgpt-account-id", "").strip():
-            return Refusal(401, "unauthorized", "missing chatgpt-account-id")
+        scheme, _, credential = auth.partition(" ")
+        if scheme not in AUTH_SCHEMES or not credential.strip():
+            return Refusal(
+                401,
+                "unauthorized",
+                "missing 'Authorization: Bearer <token>' (or 'AgentAssertion <assertion>')",
+            )
     if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         return Refusal(415, "unsupported_media_type", "Content-Type must be application/json")
     if headers.get("content-encoding", "").lower() == "gzip":
@@ -101,4 +110,9 @@ def check_request(
             contracts.append(event_contracts(event))
         except DecodeError as err:
             return Refusal(400, "invalid_event", str(err.within(index).within("events")))
+    # 2026-06 sends only ChatGPT logins, always with their account; 2026-08 may send an
+    # API key's events without one (profile-j.md §6). A body of 2026-06 events must
+    # name it.
+    if require_auth and not account and CONTRACT_S in contracts:
+        return Refusal(401, "unauthorized", "missing chatgpt-account-id")
     return Accepted(events, contracts)

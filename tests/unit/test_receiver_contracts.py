@@ -69,3 +69,23 @@ def test_an_event_neither_contract_accepts_is_refused_with_both_reasons() -> Non
     assert refusal.detail.startswith("events[0]")
     assert "as 2026-06:" in refusal.detail
     assert "as 2026-08:" in refusal.detail
+
+
+def test_the_auth_forms_of_2026_08_are_accepted_and_2026_06_still_needs_its_account() -> None:
+    s_turn = next(
+        e for e in expected_events("spec_vectors.jsonl") if e["event_type"] == "codex_turn_event"
+    )
+    j_turn = next(
+        e for e in expected_events("spec_vectors_j.jsonl") if e["event_type"] == "codex_turn_event"
+    )
+    no_account = {k: v for k, v in HEADERS.items() if k != "chatgpt-account-id"}
+    assertion = HEADERS | {"authorization": "AgentAssertion eyJzaWduZWQ"}
+    j_body, s_body = orjson.dumps({"events": [j_turn]}), orjson.dumps({"events": [s_turn]})
+    # An agent identity's assertion; an API key's events without an account (2026-08).
+    assert isinstance(check_request("POST", PATH, assertion, j_body), Accepted)
+    assert isinstance(check_request("POST", PATH, no_account, j_body), Accepted)
+    refused = check_request("POST", PATH, no_account, s_body)
+    assert isinstance(refused, Refusal)
+    assert (refused.status, refused.detail) == (401, "missing chatgpt-account-id")
+    unknown_scheme = HEADERS | {"authorization": "Basic dXNlcjpwYXNz"}
+    assert isinstance(check_request("POST", PATH, unknown_scheme, j_body), Refusal)
