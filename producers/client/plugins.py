@@ -331,7 +331,9 @@ class PluginsManager:
             plugin_id=pid.as_key(),
             remote_plugin_id=self._resolved_remote_id(pid, client.contract),
             summary=summary,
-            namespace=None,  # upstream's summary of a plugin's details names none
+            # Upstream's used-plugin summary names the loaded plugin's namespace: its
+            # manifest's name (``load_outcome.rs``), when the install root is known here.
+            namespace=self._namespace(pid),
         )
         return client.track_plugin_used(tracking, wire)
 
@@ -366,6 +368,10 @@ class PluginsManager:
             )
         return client.track_plugin_install_failed(wire, source, error_type, sub_error_type)
 
+    def _namespace(self, pid: PluginId) -> str | None:
+        root = self.install_root(pid)
+        return None if root is None else manifest_namespace(root)
+
     def _installed_wire(self, client: TrackCalls, metadata: PluginTelemetryMetadata) -> Obj:
         """The metadata of an installed plugin in the client's contract: the model itself
         for Profile S (its facts unchanged), the wire form with the summary's namespace
@@ -374,8 +380,7 @@ class PluginsManager:
             return metadata
         namespace = None
         if metadata.capability_summary is not None:
-            root = self.install_root(PluginId.parse(metadata.plugin_id))
-            namespace = None if root is None else manifest_namespace(root)
+            namespace = self._namespace(PluginId.parse(metadata.plugin_id))
         return metadata_wire(
             client.contract,
             plugin_id=metadata.plugin_id,
@@ -412,7 +417,9 @@ def _remote_id_from_record(raw: bytes) -> str | None:
         return None
     if not isinstance(record, dict):
         return None
-    if record.get("schema_version") != REMOTE_INSTALL_RECORD_SCHEMA_VERSION:
+    version = record.get("schema_version")
+    # Upstream reads a u8: true or 1.0 are not 1 there (Python's == would say they are).
+    if type(version) is not int or version != REMOTE_INSTALL_RECORD_SCHEMA_VERSION:
         return None
     remote_plugin_id = record.get("remote_plugin_id")
     if not isinstance(remote_plugin_id, str) or not remote_plugin_id.strip():

@@ -79,6 +79,8 @@ def test_the_snapshot_answers_first_then_the_persisted_record_then_none(tmp_path
         ("linear@openai-curated", record("plugins~X"), True),  # not a remote marketplace
         (REMOTE_KEY, record("plugins~X"), False),  # no installed version
         (REMOTE_KEY, record("plugins~X", schema_version=2), True),
+        (REMOTE_KEY, {"schema_version": True, "remote_plugin_id": "plugins~X"}, True),
+        (REMOTE_KEY, {"schema_version": 1.0, "remote_plugin_id": "plugins~X"}, True),
         (REMOTE_KEY, record("   "), True),
         (REMOTE_KEY, b"{not json", True),
         (REMOTE_KEY, [1], True),
