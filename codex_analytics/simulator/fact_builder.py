@@ -158,12 +158,6 @@ class EnvelopeBuilder:
             conn=conn,
         )
 
-    # -- notifications --------------------------------------------------------------------
-
-
-class FactBuilder(EnvelopeBuilder):
-    """The payloads of Profile S (contract ``2026-06``, no ``source.contract``)."""
-
     def response(
         self, conn: int, request_id: int | str, method: str, result: dict[str, Any]
     ) -> dict[str, Any]:
@@ -172,6 +166,103 @@ class FactBuilder(EnvelopeBuilder):
             {"request_id": request_id, "method": method, "result": result},
             conn=conn,
         )
+
+    def turn_steer_response(
+        self, conn: int = 7, request_id: int | str = 2, turn_id: str = "turn-1"
+    ) -> dict[str, Any]:
+        return self.response(conn, request_id, "turn/steer", {"turnId": turn_id})
+
+    # -- custom facts both contracts share (their tracking and plugin objects differ) --
+
+    def tracking(self, thread_id: str, turn_id: str, model_slug: str = "gpt-5") -> dict[str, Any]:
+        """The ``tracking`` object of this contract's custom facts."""
+        return tracking(thread_id, turn_id, model_slug)
+
+    def plugin(
+        self, plugin_id: str | None, remote_plugin_id: str | None, summary: Any
+    ) -> dict[str, Any]:
+        """The ``plugin`` object (``PluginTelemetryMetadata``) of this contract."""
+        return plugin(plugin_id, remote_plugin_id, summary)
+
+    def skill_invoked(
+        self, *invocations: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
+    ) -> dict[str, Any]:
+        return self.fact(
+            "skill_invoked",
+            {"tracking": self.tracking(thread_id, turn_id), "invocations": list(invocations)},
+        )
+
+    def app_mentioned(
+        self, *mentions: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
+    ) -> dict[str, Any]:
+        return self.fact(
+            "app_mentioned",
+            {"tracking": self.tracking(thread_id, turn_id), "mentions": list(mentions)},
+        )
+
+    def app_used(
+        self,
+        connector_id: str | None = "drive",
+        *,
+        turn_id: str = "turn-1",
+        thread_id: str = "thread-1",
+        app_name: str | None = "Google Drive",
+    ) -> dict[str, Any]:
+        return self.fact(
+            "app_used",
+            {"tracking": self.tracking(thread_id, turn_id), "app": app(connector_id, app_name)},
+        )
+
+    def hook_run(
+        self,
+        status: str = "completed",
+        *,
+        event_name: str = "PreToolUse",
+        hook_source: str = "user",
+        turn_id: str = "turn-1",
+        thread_id: str = "thread-1",
+    ) -> dict[str, Any]:
+        return self.fact(
+            "hook_run",
+            {
+                "tracking": self.tracking(thread_id, turn_id),
+                "hook": {"event_name": event_name, "hook_source": hook_source, "status": status},
+            },
+        )
+
+    def plugin_used(
+        self,
+        plugin_id: str | None = "sample@test",
+        *,
+        remote_plugin_id: str | None = None,
+        summary: Any = "default",
+        turn_id: str = "turn-1",
+        thread_id: str = "thread-1",
+    ) -> dict[str, Any]:
+        return self.fact(
+            "plugin_used",
+            {
+                "tracking": self.tracking(thread_id, turn_id),
+                "plugin": self.plugin(plugin_id, remote_plugin_id, summary),
+            },
+        )
+
+    def plugin_state(
+        self,
+        state: str,
+        plugin_id: str | None = "sample@test",
+        *,
+        remote_plugin_id: str | None = None,
+        summary: Any = "default",
+    ) -> dict[str, Any]:
+        return self.fact(
+            "plugin_state_changed",
+            {"plugin": self.plugin(plugin_id, remote_plugin_id, summary), "state": state},
+        )
+
+
+class FactBuilder(EnvelopeBuilder):
+    """The payloads of Profile S (contract ``2026-06``, no ``source.contract``)."""
 
     def thread_response(
         self,
@@ -214,11 +305,6 @@ class FactBuilder(EnvelopeBuilder):
         turn: dict[str, Any] = {"id": turn_id, "items": [], "status": "inProgress", "error": None}
         return self.response(conn, request_id, "turn/start", {"turn": turn})
 
-    def turn_steer_response(
-        self, conn: int = 7, request_id: int | str = 2, turn_id: str = "turn-1"
-    ) -> dict[str, Any]:
-        return self.response(conn, request_id, "turn/steer", {"turnId": turn_id})
-
     def turn_started(
         self, turn_id: str = "turn-1", thread_id: str = "thread-1", *, started_at: Any = 455
     ) -> dict[str, Any]:
@@ -241,11 +327,7 @@ class FactBuilder(EnvelopeBuilder):
         duration_ms: Any = 1234,
     ) -> dict[str, Any]:
         turn: dict[str, Any] = {"id": turn_id, "items": [], "status": status}
-        turn["error"] = (
-            None
-            if error_info == "no-error"
-            else {"message": "boom", "codexErrorInfo": error_info, "additionalDetails": None}
-        )
+        turn["error"] = turn_error(error_info)
         if completed_at != "absent":
             turn["completedAt"] = completed_at
         if duration_ms != "absent":
@@ -358,81 +440,6 @@ class FactBuilder(EnvelopeBuilder):
             },
         )
 
-    def skill_invoked(
-        self, *invocations: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
-    ) -> dict[str, Any]:
-        return self.fact(
-            "skill_invoked",
-            {"tracking": tracking(thread_id, turn_id), "invocations": list(invocations)},
-        )
-
-    def app_mentioned(
-        self, *mentions: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
-    ) -> dict[str, Any]:
-        return self.fact(
-            "app_mentioned", {"tracking": tracking(thread_id, turn_id), "mentions": list(mentions)}
-        )
-
-    def app_used(
-        self,
-        connector_id: str | None = "drive",
-        *,
-        turn_id: str = "turn-1",
-        thread_id: str = "thread-1",
-        app_name: str | None = "Google Drive",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "app_used",
-            {"tracking": tracking(thread_id, turn_id), "app": app(connector_id, app_name)},
-        )
-
-    def hook_run(
-        self,
-        status: str = "completed",
-        *,
-        event_name: str = "PreToolUse",
-        hook_source: str = "user",
-        turn_id: str = "turn-1",
-        thread_id: str = "thread-1",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "hook_run",
-            {
-                "tracking": tracking(thread_id, turn_id),
-                "hook": {"event_name": event_name, "hook_source": hook_source, "status": status},
-            },
-        )
-
-    def plugin_used(
-        self,
-        plugin_id: str = "sample@test",
-        *,
-        remote_plugin_id: str | None = None,
-        summary: Any = "default",
-        turn_id: str = "turn-1",
-        thread_id: str = "thread-1",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "plugin_used",
-            {
-                "tracking": tracking(thread_id, turn_id),
-                "plugin": plugin(plugin_id, remote_plugin_id, summary),
-            },
-        )
-
-    def plugin_state(
-        self,
-        state: str,
-        plugin_id: str = "sample@test",
-        *,
-        remote_plugin_id: str | None = None,
-        summary: Any = "default",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "plugin_state_changed",
-            {"plugin": plugin(plugin_id, remote_plugin_id, summary), "state": state},
-        )
-
 
 def tracking(
     thread_id: str = "thread-1", turn_id: str = "turn-1", model_slug: str = "gpt-5"
@@ -456,23 +463,36 @@ def skill(
     repo_root: str | None = None,
     repo_url: str | None = None,
     invocation_type: str = "explicit",
+    **plugin_ids: str | None,
 ) -> dict[str, Any]:
+    """A ``SkillInvocation``; Profile J names the skill's plugin after its path
+    (``plugin_ids``: ``plugin_id`` and ``remote_plugin_id``, see :func:`~codex_analytics.simulator.fact_builder_j.skill_j`)."""
     return {
         "skill_name": name,
         "skill_scope": scope,
         "skill_path": path,
+        **plugin_ids,
         "invocation_type": invocation_type,
         "resolved": {"canonical_skill_path": path, "repo_root": repo_root, "repo_url": repo_url},
     }
 
 
 def plugin(
-    plugin_id: str = "sample@test", remote_plugin_id: str | None = None, summary: Any = "default"
+    plugin_id: str | None = "sample@test",
+    remote_plugin_id: str | None = None,
+    summary: Any = "default",
+    *,
+    namespaced: bool = False,
 ) -> dict[str, Any]:
+    """A ``PluginTelemetryMetadata``; a ``"default"`` summary is made from the plugin id
+    (Profile J: ``namespaced``, the summary names its ``plugin_namespace``, and the id may
+    be null)."""
     if summary == "default":
-        summary = {
-            "config_name": plugin_id,
-            "display_name": plugin_id.rpartition("@")[0],
+        key = plugin_id or "unknown@unknown"
+        summary = {"config_name": key, "display_name": key.rpartition("@")[0]}
+        if namespaced:
+            summary["plugin_namespace"] = None
+        summary |= {
             "description": None,
             "has_skills": True,
             "mcp_server_names": ["mcp-1", "mcp-2"],
@@ -483,6 +503,14 @@ def plugin(
         "remote_plugin_id": remote_plugin_id,
         "capability_summary": summary,
     }
+
+
+def turn_error(error_info: Any) -> dict[str, Any] | None:
+    """A turn's ``error``: none for ``"no-error"``, else one with ``error_info`` as its
+    ``codexErrorInfo``."""
+    if error_info == "no-error":
+        return None
+    return {"message": "boom", "codexErrorInfo": error_info, "additionalDetails": None}
 
 
 def _inputs(images: int) -> list[dict[str, Any]]:

@@ -13,7 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from codex_analytics.contract.versions import CONTRACT_J
-from codex_analytics.simulator.fact_builder import BASE_MS, EnvelopeBuilder, app
+from codex_analytics.simulator.fact_builder import (
+    BASE_MS,
+    EnvelopeBuilder,
+    plugin,
+    skill,
+    turn_error,
+)
 from codex_analytics.simulator.tool_items_j import GUARDIAN_ACTIONS, REVIEWED_ACTIONS
 
 
@@ -40,6 +46,11 @@ class FactBuilderJ(EnvelopeBuilder):
             "turn_id": turn_id,
             "product_client_id": self.product_client_id,
         }
+
+    def plugin(
+        self, plugin_id: str | None, remote_plugin_id: str | None, summary: Any
+    ) -> dict[str, Any]:
+        return plugin(plugin_id, remote_plugin_id, summary, namespaced=True)
 
     # -- connection-scoped ------------------------------------------------------------
 
@@ -119,11 +130,6 @@ class FactBuilderJ(EnvelopeBuilder):
         self, conn: int = 7, request_id: int | str = 1, turn_id: str = "turn-1"
     ) -> dict[str, Any]:
         return self.response(conn, request_id, "turn/start", {"turn": _turn(turn_id)})
-
-    def turn_steer_response(
-        self, conn: int = 7, request_id: int | str = 2, turn_id: str = "turn-1"
-    ) -> dict[str, Any]:
-        return self.response(conn, request_id, "turn/steer", {"turnId": turn_id})
 
     def turn_interrupt_request(
         self, conn: int, request_id: int | str, turn_id: str, *, requested_at_ms: int
@@ -213,13 +219,12 @@ class FactBuilderJ(EnvelopeBuilder):
         completed_at: int | None = 456,
         duration_ms: int | None = 1234,
     ) -> dict[str, Any]:
-        error = (
-            None
-            if error_info == "no-error"
-            else {"message": "boom", "codexErrorInfo": error_info, "additionalDetails": None}
-        )
         turn = _turn(
-            turn_id, status=status, error=error, completed_at=completed_at, duration_ms=duration_ms
+            turn_id,
+            status=status,
+            error=turn_error(error_info),
+            completed_at=completed_at,
+            duration_ms=duration_ms,
         )
         return self.notification("turn/completed", {"threadId": thread_id, "turn": turn})
 
@@ -538,82 +543,6 @@ class FactBuilderJ(EnvelopeBuilder):
 
     # -- custom facts: skills, apps, hooks, plugins, onboarding --------------------------
 
-    def skill_invoked(
-        self, *invocations: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
-    ) -> dict[str, Any]:
-        return self.fact(
-            "skill_invoked",
-            {"tracking": self.tracking(thread_id, turn_id), "invocations": list(invocations)},
-        )
-
-    def app_mentioned(
-        self, *mentions: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
-    ) -> dict[str, Any]:
-        return self.fact(
-            "app_mentioned",
-            {"tracking": self.tracking(thread_id, turn_id), "mentions": list(mentions)},
-        )
-
-    def app_used(
-        self,
-        connector_id: str | None = "drive",
-        *,
-        turn_id: str = "turn-1",
-        thread_id: str = "thread-1",
-        app_name: str | None = "Google Drive",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "app_used",
-            {"tracking": self.tracking(thread_id, turn_id), "app": app(connector_id, app_name)},
-        )
-
-    def hook_run(
-        self,
-        status: str = "completed",
-        *,
-        event_name: str = "PreToolUse",
-        hook_source: str = "user",
-        turn_id: str = "turn-1",
-        thread_id: str = "thread-1",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "hook_run",
-            {
-                "tracking": self.tracking(thread_id, turn_id),
-                "hook": {"event_name": event_name, "hook_source": hook_source, "status": status},
-            },
-        )
-
-    def plugin_used(
-        self,
-        plugin_id: str | None = "sample@test",
-        *,
-        remote_plugin_id: str | None = None,
-        summary: Any = "default",
-        turn_id: str = "turn-1",
-        thread_id: str = "thread-1",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "plugin_used",
-            {
-                "tracking": self.tracking(thread_id, turn_id),
-                "plugin": plugin_j(plugin_id, remote_plugin_id, summary),
-            },
-        )
-
-    def plugin_state(
-        self,
-        state: str,
-        plugin_id: str | None = "sample@test",
-        *,
-        remote_plugin_id: str | None = None,
-        summary: Any = "default",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "plugin_state_changed",
-            {"plugin": plugin_j(plugin_id, remote_plugin_id, summary), "state": state},
-        )
-
     def plugin_install_requested(
         self,
         suggestion_id: str,
@@ -644,7 +573,7 @@ class FactBuilderJ(EnvelopeBuilder):
         return self.fact(
             "plugin_install_failed",
             {
-                "plugin": plugin_j(plugin_id, remote_plugin_id, summary),
+                "plugin": self.plugin(plugin_id, remote_plugin_id, summary),
                 "source": source,
                 "error_type": error_type,
                 "sub_error_type": sub_error_type,
@@ -688,31 +617,6 @@ class FactBuilderJ(EnvelopeBuilder):
         )
 
 
-def plugin_j(
-    plugin_id: str | None = "sample@test",
-    remote_plugin_id: str | None = None,
-    summary: Any = "default",
-) -> dict[str, Any]:
-    """Profile J ``PluginTelemetryMetadata``: ``plugin_id`` nullable, the summary with
-    ``plugin_namespace``."""
-    if summary == "default":
-        key = plugin_id or "unknown@unknown"
-        summary = {
-            "config_name": key,
-            "display_name": key.rpartition("@")[0],
-            "plugin_namespace": None,
-            "description": None,
-            "has_skills": True,
-            "mcp_server_names": ["mcp-1", "mcp-2"],
-            "app_connector_ids": ["calendar", "drive"],
-        }
-    return {
-        "plugin_id": plugin_id,
-        "remote_plugin_id": remote_plugin_id,
-        "capability_summary": summary,
-    }
-
-
 def skill_j(
     name: str = "doc",
     *,
@@ -724,15 +628,17 @@ def skill_j(
     repo_url: str | None = None,
     invocation_type: str = "explicit",
 ) -> dict[str, Any]:
-    return {
-        "skill_name": name,
-        "skill_scope": scope,
-        "skill_path": path,
-        "plugin_id": plugin_id,
-        "remote_plugin_id": remote_plugin_id,
-        "invocation_type": invocation_type,
-        "resolved": {"canonical_skill_path": path, "repo_root": repo_root, "repo_url": repo_url},
-    }
+    """Profile J ``SkillInvocation``: the skill's plugin ids after its path."""
+    return skill(
+        name,
+        scope=scope,
+        path=path,
+        repo_root=repo_root,
+        repo_url=repo_url,
+        invocation_type=invocation_type,
+        plugin_id=plugin_id,
+        remote_plugin_id=remote_plugin_id,
+    )
 
 
 def unified_diff(added: int, deleted: int) -> str:
