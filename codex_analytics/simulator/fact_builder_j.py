@@ -18,6 +18,7 @@ from codex_analytics.simulator.fact_builder import (
     EnvelopeBuilder,
     plugin,
     skill,
+    tracking,
     turn_error,
 )
 from codex_analytics.simulator.tool_items_j import GUARDIAN_ACTIONS, REVIEWED_ACTIONS
@@ -40,12 +41,7 @@ class FactBuilderJ(EnvelopeBuilder):
         self.product_client_id = product_client_id
 
     def tracking(self, thread_id: str, turn_id: str, model_slug: str = "gpt-5") -> dict[str, Any]:
-        return {
-            "model_slug": model_slug,
-            "thread_id": thread_id,
-            "turn_id": turn_id,
-            "product_client_id": self.product_client_id,
-        }
+        return tracking_j(thread_id, turn_id, self.product_client_id, model_slug)
 
     def plugin(
         self, plugin_id: str | None, remote_plugin_id: str | None, summary: Any
@@ -615,6 +611,16 @@ class FactBuilderJ(EnvelopeBuilder):
                 "sub_error_type": sub_error_type,
             },
         )
+
+
+def tracking_j(
+    thread_id: str = "thread-1",
+    turn_id: str = "turn-1",
+    product_client_id: str = "codex_work_desktop",
+    model_slug: str = "gpt-5",
+) -> dict[str, Any]:
+    """Profile J ``TrackEventsContext``: the S one with the ``product_client_id``."""
+    return tracking(thread_id, turn_id, model_slug) | {"product_client_id": product_client_id}
 
 
 def skill_j(

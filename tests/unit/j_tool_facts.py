@@ -36,7 +36,7 @@ class JInstance:
         envelope = self.envelopes.fact(
             kind, payload, conn=connection_id, at_ms=self.now_ms + step_ms
         )
-        return decode_fact(orjson.dumps(envelope))
+        return decoded(envelope)
 
     # -- sessions (what the tool rules need around them) --------------------------------------
 
@@ -60,7 +60,7 @@ class JInstance:
         return self.fact("client_response", payload, connection_id=CONNECTION)
 
     def notification(self, method: str, params: dict[str, Any]) -> FactEnvelope:
-        return self.fact("server_notification", {"method": method, "params": params})
+        return decoded(self.envelopes.notification(method, params))
 
     def turn_started(self, thread_id: str = "thread-1", turn_id: str = "turn-1") -> FactEnvelope:
         turn = {"id": turn_id, "items": [], "status": "inProgress", "startedAt": 455}
@@ -80,8 +80,7 @@ class JInstance:
         turn_id: str = "turn-1",
         at_ms: int = 1000,
     ) -> FactEnvelope:
-        params = {"threadId": thread_id, "turnId": turn_id, "startedAtMs": at_ms, "item": item}
-        return self.notification("item/started", params)
+        return decoded(self.envelopes.item_started(thread_id, turn_id, item, started_at_ms=at_ms))
 
     def item_completed(
         self,
@@ -91,31 +90,22 @@ class JInstance:
         turn_id: str = "turn-1",
         at_ms: int = 1045,
     ) -> FactEnvelope:
-        params = {"threadId": thread_id, "turnId": turn_id, "completedAtMs": at_ms, "item": item}
-        return self.notification("item/completed", params)
+        return decoded(
+            self.envelopes.item_completed(thread_id, turn_id, item, completed_at_ms=at_ms)
+        )
 
     # -- reviews ------------------------------------------------------------------------------
 
     def server_request(
         self, request_id: int | str, method: str, params: dict[str, Any]
     ) -> FactEnvelope:
-        return self.fact(
-            "server_request",
-            {"request_id": request_id, "method": method, "params": params},
-            connection_id=CONNECTION,
-        )
+        return decoded(self.envelopes.server_request(CONNECTION, request_id, method, params))
 
     def server_response(
         self, request_id: int | str, method: str, decision: Any, *, at_ms: int = 1042
     ) -> FactEnvelope:
-        return self.fact(
-            "server_response",
-            {
-                "completed_at_ms": at_ms,
-                "request_id": request_id,
-                "method": method,
-                "result": {"decision": decision},
-            },
+        return decoded(
+            self.envelopes.server_response(request_id, method, decision, completed_at_ms=at_ms)
         )
 
     def permissions_response(
@@ -131,9 +121,7 @@ class JInstance:
         )
 
     def aborted(self, request_id: int | str, *, at_ms: int = 1042) -> FactEnvelope:
-        return self.fact(
-            "server_request_aborted", {"completed_at_ms": at_ms, "request_id": request_id}
-        )
+        return decoded(self.envelopes.server_request_aborted(request_id, completed_at_ms=at_ms))
 
     def guardian_completed(
         self,
@@ -164,10 +152,10 @@ class JInstance:
     # -- code mode ----------------------------------------------------------------------------
 
     def code_mode(self, variant: str, **body: Any) -> FactEnvelope:
-        return self.fact("code_mode_tool_call", {variant: body})
+        return decoded(self.envelopes.code_mode(variant, **body))
 
     def flush(self) -> FactEnvelope:
-        return self.fact("flush", {})
+        return decoded(self.envelopes.flush())
 
 
 def command_item(
@@ -218,29 +206,18 @@ def thread_start_payload(
 def resolved_config_payload(
     turn_id: str = "turn-1", thread_id: str = "thread-1", **changes: Any
 ) -> dict[str, Any]:
-    """A ``turn_resolved_config`` payload; a change to ``"drop"`` leaves its key out."""
-    payload = {
-        "turn_id": turn_id,
-        "thread_id": thread_id,
-        "num_input_images": 1,
-        "submission_type": None,
-        "ephemeral": False,
-        "session_source": "exec",
-        "model": "gpt-5",
-        "model_provider": "openai",
+    """The simulator's ``turn_resolved_config`` payload with the values these tests read;
+    a change to ``"drop"`` leaves its key out."""
+    values: dict[str, Any] = {
         "permission_profile": {"type": "disabled"},
-        "permission_profile_cwd": "/tmp",
-        "reasoning_effort": None,
-        "reasoning_summary": None,
-        "service_tier": None,
-        "approval_policy": "on-request",
         "approvals_reviewer": "user",
-        "sandbox_network_access": True,
         "collaboration_mode": "default",
-        "personality": None,
-        "workspace_kind": None,
-        "is_first_turn": True,
         "resolved": {"sandbox_policy": "full_access", "repo_hash": "repo-1"},
-        **changes,
     }
-    return {key: value for key, value in payload.items() if value != "drop"}
+    fact = factories.JInstance().resolved_config(turn_id, thread_id, **(values | changes))
+    return {key: value for key, value in fact["payload"].items() if value != "drop"}
+
+
+def decoded(envelope: dict[str, Any]) -> FactEnvelope:
+    """A wire-form envelope as the stream decodes it."""
+    return decode_fact(orjson.dumps(envelope))
