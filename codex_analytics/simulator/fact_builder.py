@@ -11,6 +11,7 @@ the fields the reducer reads as arguments and fill the rest with realistic value
 from __future__ import annotations
 
 import itertools
+from abc import ABC, abstractmethod
 from typing import Any
 
 from codex_analytics.contract.versions import ContractId
@@ -31,9 +32,10 @@ CONN_RUNTIME = {
 BASE_MS = 1_750_000_000_000
 
 
-class EnvelopeBuilder:
+class EnvelopeBuilder(ABC):
     """One simulated Codex process: numbers its facts and advances its clock; builds the
-    connection-scoped facts whose payloads both contracts share."""
+    facts whose payloads both contracts share. Each contract builds its own turn objects
+    (the abstract methods)."""
 
     def __init__(
         self,
@@ -171,6 +173,28 @@ class EnvelopeBuilder:
         self, conn: int = 7, request_id: int | str = 2, turn_id: str = "turn-1"
     ) -> dict[str, Any]:
         return self.response(conn, request_id, "turn/steer", {"turnId": turn_id})
+
+    @abstractmethod
+    def turn_start_response(
+        self, conn: int = 7, request_id: int | str = 1, turn_id: str = "turn-1"
+    ) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def turn_started(
+        self, turn_id: str = "turn-1", thread_id: str = "thread-1", *, started_at: Any = 455
+    ) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def turn_completed(
+        self,
+        turn_id: str = "turn-1",
+        thread_id: str = "thread-1",
+        *,
+        status: str = "completed",
+        error_info: Any = "no-error",
+        completed_at: Any = 456,
+        duration_ms: Any = 1234,
+    ) -> dict[str, Any]: ...
 
     # -- custom facts both contracts share (their tracking and plugin objects differ) --
 

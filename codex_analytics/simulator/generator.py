@@ -169,13 +169,7 @@ class _SimulatedInstance(SimulatedProcess[FactBuilder]):
         conn, thread_id = rng.choice(self.threads)
         if rng.random() < 0.2:  # turns may be sent on another connection of the process
             conn = rng.choice(self.connections)
-        turn_id = self.next_id("tu")
-        rid: int | str = self.counter if rng.random() < 0.8 else f"req-{self.counter}"
-        images = rng.choices([0, 1, 2], [6, 3, 1])[0]
-        model = rng.choice(_MODELS)
-        q.append(b.turn_start_request(conn, rid, thread_id, images=images))
-        q.append(b.turn_start_response(conn, rid, turn_id))
-        q.append(b.turn_started(turn_id, thread_id, started_at=b.now_ms // 1000))
+        turn_id, images, model = self._open_turn(conn, thread_id, _MODELS)
         q.append(
             b.resolved_config(
                 turn_id,
@@ -223,16 +217,7 @@ class _SimulatedInstance(SimulatedProcess[FactBuilder]):
             if status == "failed"
             else "no-error"
         )
-        q.append(
-            b.turn_completed(
-                turn_id,
-                thread_id,
-                status=status,
-                error_info=error,
-                completed_at=b.now_ms // 1000 + 5,
-                duration_ms=rng.randrange(500, 90_000),
-            )
-        )
+        self._close_turn(turn_id, thread_id, status, error)
 
     def _skills(self) -> list[dict[str, Any]]:
         out = []

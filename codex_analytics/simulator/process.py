@@ -90,6 +90,33 @@ class SimulatedProcess(ABC, Generic[BuilderT]):
                 )
             )
 
+    def _open_turn(self, conn: int, thread_id: str, models: Sequence[str]) -> tuple[str, int, str]:
+        """A ``turn/start`` request, its response and ``turn/started``; returns the turn's
+        id, its number of input images and its model."""
+        b, rng, q = self.builder, self.rng, self.queue
+        turn_id = self.next_id("tu")
+        rid: int | str = self.counter if rng.random() < 0.8 else f"req-{self.counter}"
+        images = rng.choices([0, 1, 2], [6, 3, 1])[0]
+        model = rng.choice(models)
+        q.append(b.turn_start_request(conn, rid, thread_id, images=images))
+        q.append(b.turn_start_response(conn, rid, turn_id))
+        q.append(b.turn_started(turn_id, thread_id, started_at=b.now_ms // 1000))
+        return turn_id, images, model
+
+    def _close_turn(self, turn_id: str, thread_id: str, status: str, error_info: Any) -> None:
+        """``turn/completed`` a few seconds on, with its status and error."""
+        b = self.builder
+        self.queue.append(
+            b.turn_completed(
+                turn_id,
+                thread_id,
+                status=status,
+                error_info=error_info,
+                completed_at=b.now_ms // 1000 + 5,
+                duration_ms=self.rng.randrange(500, 90_000),
+            )
+        )
+
     def _steer(self, conn: int, thread_id: str, turn_id: str, rejections: Sequence[Any]) -> None:
         """A steer of the turn, accepted or rejected (``rejections``: its error types)."""
         b, rng, q = self.builder, self.rng, self.queue
