@@ -30,6 +30,8 @@ CONN_RUNTIME = {
     "runtime_arch": "x86_64",
 }
 BASE_MS = 1_750_000_000_000
+#: A fact envelope in wire form.
+Fact = dict[str, Any]
 
 
 class EnvelopeBuilder(ABC):
@@ -175,28 +177,28 @@ class EnvelopeBuilder(ABC):
         return self.response(conn, request_id, "turn/steer", {"turnId": turn_id})
 
     @abstractmethod
-    def turn_start_response(
-        self, conn: int = 7, request_id: int | str = 1, turn_id: str = "turn-1"
-    ) -> dict[str, Any]: ...
+    def turn_start_response(self, conn: int, request_id: int | str, turn_id: str) -> Fact: ...
 
     @abstractmethod
-    def turn_started(
-        self, turn_id: str = "turn-1", thread_id: str = "thread-1", *, started_at: Any = 455
-    ) -> dict[str, Any]: ...
+    def turn_started(self, turn_id: str, thread_id: str, *, started_at: Any) -> Fact: ...
 
     @abstractmethod
     def turn_completed(
         self,
-        turn_id: str = "turn-1",
-        thread_id: str = "thread-1",
+        turn_id: str,
+        thread_id: str,
         *,
-        status: str = "completed",
-        error_info: Any = "no-error",
-        completed_at: Any = 456,
-        duration_ms: Any = 1234,
-    ) -> dict[str, Any]: ...
+        status: str,
+        error_info: Any,
+        completed_at: Any,
+        duration_ms: Any,
+    ) -> Fact: ...
 
     # -- custom facts both contracts share (their tracking and plugin objects differ) --
+
+    def tracked_fact(self, kind: str, thread_id: str, turn_id: str, **body: Any) -> Fact:
+        """A custom fact of a turn: its ``tracking`` object, then ``body``."""
+        return self.fact(kind, {"tracking": self.tracking(thread_id, turn_id), **body})
 
     def tracking(self, thread_id: str, turn_id: str, model_slug: str = "gpt-5") -> dict[str, Any]:
         """The ``tracking`` object of this contract's custom facts."""
@@ -211,18 +213,12 @@ class EnvelopeBuilder(ABC):
     def skill_invoked(
         self, *invocations: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
     ) -> dict[str, Any]:
-        return self.fact(
-            "skill_invoked",
-            {"tracking": self.tracking(thread_id, turn_id), "invocations": list(invocations)},
-        )
+        return self.tracked_fact("skill_invoked", thread_id, turn_id, invocations=list(invocations))
 
     def app_mentioned(
         self, *mentions: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
     ) -> dict[str, Any]:
-        return self.fact(
-            "app_mentioned",
-            {"tracking": self.tracking(thread_id, turn_id), "mentions": list(mentions)},
-        )
+        return self.tracked_fact("app_mentioned", thread_id, turn_id, mentions=list(mentions))
 
     def app_used(
         self,
@@ -232,10 +228,7 @@ class EnvelopeBuilder(ABC):
         thread_id: str = "thread-1",
         app_name: str | None = "Google Drive",
     ) -> dict[str, Any]:
-        return self.fact(
-            "app_used",
-            {"tracking": self.tracking(thread_id, turn_id), "app": app(connector_id, app_name)},
-        )
+        return self.tracked_fact("app_used", thread_id, turn_id, app=app(connector_id, app_name))
 
     def hook_run(
         self,
@@ -246,12 +239,11 @@ class EnvelopeBuilder(ABC):
         turn_id: str = "turn-1",
         thread_id: str = "thread-1",
     ) -> dict[str, Any]:
-        return self.fact(
+        return self.tracked_fact(
             "hook_run",
-            {
-                "tracking": self.tracking(thread_id, turn_id),
-                "hook": {"event_name": event_name, "hook_source": hook_source, "status": status},
-            },
+            thread_id,
+            turn_id,
+            hook={"event_name": event_name, "hook_source": hook_source, "status": status},
         )
 
     def plugin_used(
@@ -263,12 +255,11 @@ class EnvelopeBuilder(ABC):
         turn_id: str = "turn-1",
         thread_id: str = "thread-1",
     ) -> dict[str, Any]:
-        return self.fact(
+        return self.tracked_fact(
             "plugin_used",
-            {
-                "tracking": self.tracking(thread_id, turn_id),
-                "plugin": self.plugin(plugin_id, remote_plugin_id, summary),
-            },
+            thread_id,
+            turn_id,
+            plugin=self.plugin(plugin_id, remote_plugin_id, summary),
         )
 
     def plugin_state(

@@ -548,12 +548,11 @@ class FactBuilderJ(EnvelopeBuilder):
         turn_id: str = "turn-1",
         thread_id: str = "thread-1",
     ) -> dict[str, Any]:
-        return self.fact(
+        return self.tracked_fact(
             "plugin_install_requested",
-            {
-                "tracking": self.tracking(thread_id, turn_id),
-                "request": {"suggestion_id": suggestion_id, "plugins": plugins, "source": source},
-            },
+            thread_id,
+            turn_id,
+            request={"suggestion_id": suggestion_id, "plugins": plugins, "source": source},
         )
 
     def plugin_install_failed(
