@@ -154,6 +154,18 @@ class JInstance:
     def code_mode(self, variant: str, **body: Any) -> FactEnvelope:
         return decoded(self.envelopes.code_mode(variant, **body))
 
+    def sampling_response(
+        self, response_id: str, tool_call_ids: list[str], *, turn_id: str = "turn-1"
+    ) -> FactEnvelope:
+        """The code-mode ``sampling_response_completed`` of a response of thread-1."""
+        return self.code_mode(
+            "sampling_response_completed",
+            thread_id="thread-1",
+            turn_id=turn_id,
+            response_id=response_id,
+            tool_call_ids=tool_call_ids,
+        )
+
     def flush(self) -> FactEnvelope:
         return decoded(self.envelopes.flush())
 
