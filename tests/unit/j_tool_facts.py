@@ -11,12 +11,6 @@ from codex_analytics.contract import decode_fact
 from codex_analytics.contract.facts import FactEnvelope
 from tests import factories
 
-RUNTIME = {
-    "codex_rs_version": "0.99.0",
-    "runtime_os": "linux",
-    "runtime_os_version": "24.04",
-    "runtime_arch": "x86_64",
-}
 CONNECTION = 7
 
 
@@ -41,18 +35,13 @@ class JInstance:
     # -- sessions (what the tool rules need around them) --------------------------------------
 
     def initialize(self) -> FactEnvelope:
-        return self.fact(
-            "initialize",
-            {
-                "params": {
-                    "clientInfo": {"name": "codex-tui", "title": None, "version": "1.0.0"},
-                    "capabilities": {"experimentalApi": False},
-                },
-                "product_client_id": "codex_cli_rs",
-                "runtime": RUNTIME,
-                "rpc_transport": "websocket",
-            },
-            connection_id=CONNECTION,
+        return decoded(
+            self.envelopes.initialize(
+                CONNECTION,
+                product_client_id="codex_cli_rs",
+                capabilities={"experimentalApi": False},
+                rpc_transport="websocket",
+            )
         )
 
     def thread_start(self, thread_id: str = "thread-1", request_id: int = 1) -> FactEnvelope:
