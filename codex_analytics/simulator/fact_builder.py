@@ -291,25 +291,9 @@ class FactBuilder(EnvelopeBuilder):
         model: str = "gpt-5",
         request_id: int | str = 100,
     ) -> dict[str, Any]:
-        thread = {
-            "id": thread_id,
-            "forkedFromId": None,
-            "preview": "first prompt",
-            "ephemeral": ephemeral,
-            "modelProvider": "openai",
-            "createdAt": created_at,
-            "updatedAt": created_at + 1,
-            "status": {"type": "idle"},
-            "path": None,
-            "cwd": "/tmp",
-            "cliVersion": "0.0.0",
-            "source": source,
-            "agentNickname": None,
-            "agentRole": None,
-            "gitInfo": None,
-            "name": None,
-            "turns": [],
-        }
+        thread = app_server_thread(
+            thread_id, source=source, ephemeral=ephemeral, created_at=created_at
+        )
         return self.response(
             conn, request_id, method, {"thread": thread, "model": model, "modelProvider": "openai"}
         )
@@ -383,13 +367,7 @@ class FactBuilder(EnvelopeBuilder):
     def token_usage(
         self, turn_id: str = "turn-1", thread_id: str = "thread-1", *, total: int = 321
     ) -> dict[str, Any]:
-        usage = {
-            "input_tokens": 123,
-            "cached_input_tokens": 45,
-            "output_tokens": 140,
-            "reasoning_output_tokens": 13,
-            "total_tokens": total,
-        }
+        usage = token_counts(total)
         return self.fact(
             "turn_token_usage", {"turn_id": turn_id, "thread_id": thread_id, "token_usage": usage}
         )
@@ -403,17 +381,7 @@ class FactBuilder(EnvelopeBuilder):
     ) -> dict[str, Any]:
         return self.fact(
             "subagent_thread_started",
-            {
-                "thread_id": thread_id,
-                "parent_thread_id": parent_thread_id,
-                "product_client_id": "codex-tui",
-                "client_name": "codex-tui",
-                "client_version": "1.0.0",
-                "model": "gpt-5",
-                "ephemeral": True,
-                "subagent_source": subagent_source,
-                "created_at": 124,
-            },
+            subagent(thread_id, subagent_source, parent_thread_id, ephemeral=True, created_at=124),
         )
 
     def guardian_review(
@@ -454,6 +422,80 @@ class FactBuilder(EnvelopeBuilder):
                 "duration_ms": 900,
             },
         )
+
+
+def with_keys_after(obj: dict[str, Any], after: str, **keys: Any) -> dict[str, Any]:
+    """``obj`` with ``keys`` right after its key ``after``: a later contract's object that
+    adds keys to an earlier one's, in its wire order."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        out[key] = value
+        if key == after:
+            out |= keys
+    return out
+
+
+def app_server_thread(
+    thread_id: str,
+    *,
+    source: Any,
+    ephemeral: bool,
+    created_at: int,
+    forked_from_id: str | None = None,
+) -> dict[str, Any]:
+    """An app-server ``Thread`` (v2) as ``2026-06`` has it."""
+    return {
+        "id": thread_id,
+        "forkedFromId": forked_from_id,
+        "preview": "first prompt",
+        "ephemeral": ephemeral,
+        "modelProvider": "openai",
+        "createdAt": created_at,
+        "updatedAt": created_at + 1,
+        "status": {"type": "idle"},
+        "path": None,
+        "cwd": "/tmp",
+        "cliVersion": "0.0.0",
+        "source": source,
+        "agentNickname": None,
+        "agentRole": None,
+        "gitInfo": None,
+        "name": None,
+        "turns": [],
+    }
+
+
+def subagent(
+    thread_id: str,
+    subagent_source: Any,
+    parent_thread_id: str | None,
+    *,
+    ephemeral: bool,
+    created_at: int,
+) -> dict[str, Any]:
+    """A ``subagent_thread_started`` payload as ``2026-06`` has it."""
+    return {
+        "thread_id": thread_id,
+        "parent_thread_id": parent_thread_id,
+        "product_client_id": "codex-tui",
+        "client_name": "codex-tui",
+        "client_version": "1.0.0",
+        "model": "gpt-5",
+        "ephemeral": ephemeral,
+        "subagent_source": subagent_source,
+        "created_at": created_at,
+    }
+
+
+def token_counts(total: int) -> dict[str, Any]:
+    """A turn's ``token_usage`` as ``2026-06`` has it."""
+    return {
+        "input_tokens": 123,
+        "cached_input_tokens": 45,
+        "output_tokens": 140,
+        "reasoning_output_tokens": 13,
+        "total_tokens": total,
+    }
 
 
 def tracking(

@@ -16,10 +16,14 @@ from codex_analytics.contract.versions import CONTRACT_J
 from codex_analytics.simulator.fact_builder import (
     BASE_MS,
     EnvelopeBuilder,
+    app_server_thread,
     plugin,
     skill,
+    subagent,
+    token_counts,
     tracking,
     turn_error,
+    with_keys_after,
 )
 from codex_analytics.simulator.tool_items_j import GUARDIAN_ACTIONS, REVIEWED_ACTIONS
 
@@ -87,28 +91,21 @@ class FactBuilderJ(EnvelopeBuilder):
         request_id: int | str = 1,
         thread_originator: str | None = None,
     ) -> dict[str, Any]:
-        thread = {
-            "id": thread_id,
-            "sessionId": session_id if session_id is not None else f"session-{thread_id}",
-            "forkedFromId": forked_from_id,
-            "parentThreadId": parent_thread_id,
-            "preview": "first prompt",
-            "ephemeral": ephemeral,
-            "modelProvider": "openai",
-            "createdAt": created_at,
-            "updatedAt": created_at + 1,
-            "status": {"type": "idle"},
-            "path": None,
-            "cwd": "/tmp",
-            "cliVersion": "0.0.0",
-            "source": source,
-            "threadSource": thread_source,
-            "agentNickname": None,
-            "agentRole": None,
-            "gitInfo": None,
-            "name": None,
-            "turns": [],
-        }
+        # The 2026-06 thread plus its session, its parent and its thread source.
+        thread = app_server_thread(
+            thread_id,
+            source=source,
+            ephemeral=ephemeral,
+            created_at=created_at,
+            forked_from_id=forked_from_id,
+        )
+        thread = with_keys_after(
+            thread,
+            "id",
+            sessionId=session_id if session_id is not None else f"session-{thread_id}",
+        )
+        thread = with_keys_after(thread, "forkedFromId", parentThreadId=parent_thread_id)
+        thread = with_keys_after(thread, "source", threadSource=thread_source)
         result = {
             "thread": thread,
             "model": model,
@@ -303,22 +300,17 @@ class FactBuilderJ(EnvelopeBuilder):
         ephemeral: bool = False,
         created_at: int = 124,
     ) -> dict[str, Any]:
-        return self.fact(
-            "subagent_thread_started",
-            {
-                "session_id": session_id,
-                "thread_id": thread_id,
-                "parent_thread_id": parent_thread_id,
-                "forked_from_thread_id": forked_from_thread_id,
-                "product_client_id": "codex-tui",
-                "client_name": "codex-tui",
-                "client_version": "1.0.0",
-                "model": "gpt-5",
-                "ephemeral": ephemeral,
-                "subagent_source": subagent_source,
-                "created_at": created_at,
-            },
+        payload = subagent(
+            thread_id,
+            subagent_source,
+            parent_thread_id,
+            ephemeral=ephemeral,
+            created_at=created_at,
         )
+        payload = with_keys_after(
+            payload, "parent_thread_id", forked_from_thread_id=forked_from_thread_id
+        )
+        return self.fact("subagent_thread_started", {"session_id": session_id, **payload})
 
     def resolved_config(
         self, turn_id: str = "turn-1", thread_id: str = "thread-1", **overrides: Any
@@ -356,14 +348,9 @@ class FactBuilderJ(EnvelopeBuilder):
     def token_usage(
         self, turn_id: str = "turn-1", thread_id: str = "thread-1", *, total: int = 321
     ) -> dict[str, Any]:
-        usage = {
-            "input_tokens": 123,
-            "cached_input_tokens": 45,
-            "cache_write_input_tokens": 7,
-            "output_tokens": 140,
-            "reasoning_output_tokens": 13,
-            "total_tokens": total,
-        }
+        usage = with_keys_after(
+            token_counts(total), "cached_input_tokens", cache_write_input_tokens=7
+        )
         return self.fact(
             "turn_token_usage", {"turn_id": turn_id, "thread_id": thread_id, "token_usage": usage}
         )
