@@ -113,12 +113,18 @@ class EnvelopeBuilder(ABC):
         )
 
     def request(
-        self, conn: int, request_id: int | str, method: str, params: dict[str, Any]
+        self,
+        conn: int,
+        request_id: int | str,
+        method: str,
+        params: dict[str, Any],
+        *,
+        kind: str = "client_request",
     ) -> dict[str, Any]:
+        """A JSON-RPC request of the client (or, as ``kind="server_request"``, of the
+        app-server) on connection ``conn``."""
         return self.fact(
-            "client_request",
-            {"request_id": request_id, "method": method, "params": params},
-            conn=conn,
+            kind, {"request_id": request_id, "method": method, "params": params}, conn=conn
         )
 
     def turn_start_request(

@@ -140,11 +140,7 @@ class FactBuilderJ(EnvelopeBuilder):
     def server_request(
         self, conn: int, request_id: int | str, method: str, params: dict[str, Any]
     ) -> dict[str, Any]:
-        return self.fact(
-            "server_request",
-            {"request_id": request_id, "method": method, "params": params},
-            conn=conn,
-        )
+        return self.request(conn, request_id, method, params, kind="server_request")
 
     # -- answers to server requests -----------------------------------------------------
 
