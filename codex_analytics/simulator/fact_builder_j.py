@@ -63,16 +63,10 @@ class FactBuilderJ(EnvelopeBuilder):
         *,
         thread_originator: str | None = None,
     ) -> dict[str, Any]:
-        return self.fact(
-            "client_response",
-            {
-                "request_id": request_id,
-                "method": method,
-                "result": result,
-                "thread_originator": thread_originator,
-            },
-            conn=conn,
-        )
+        """The 2026-06 response plus ``thread_originator`` (null when the thread has none)."""
+        fact = super().response(conn, request_id, method, result)
+        fact["payload"]["thread_originator"] = thread_originator
+        return fact
 
     def thread_response(
         self,
