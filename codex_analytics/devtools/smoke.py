@@ -22,7 +22,7 @@ reads its own contract's events (:func:`plugin_event_contract`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +160,46 @@ def _non_null(event_type: str, params: dict[str, Any], keys: Sequence[str]) -> C
     )
 
 
+def _checklist(
+    events: Sequence[dict[str, Any]],
+    *,
+    contract: ContractId,
+    selected_by: str,
+    selector: str,
+    required: Sequence[str],
+    plugin_id: str,
+    plugin_name: str,
+    marketplace_name: str,
+    more_checks: Callable[[str, dict[str, Any]], list[Check]],
+) -> list[Check]:
+    """What every smoke checks: among the ``contract`` events whose ``selected_by`` key
+    is ``selector``, exactly one of each ``required`` type, naming the plugin and its
+    marketplace, then ``more_checks(event_type, params)`` of the smoke."""
+    checks: list[Check] = []
+    mine = _matching(events, selector, contract=contract, key=selected_by)
+    for event_type in required:
+        check, event = _exactly_one(mine, event_type, selector, key=selected_by)
+        checks.append(check)
+        if event is None:
+            continue
+        params = _params(event)
+        checks.extend(
+            _identity_checks(event_type, params, plugin_id, plugin_name, marketplace_name)
+        )
+        checks.extend(more_checks(event_type, params))
+    return checks
+
+
+def _used_checks(event_type: str, params: dict[str, Any], model_slug: str) -> list[Check]:
+    """The used event's capability, turn and model fields."""
+    if event_type != "codex_plugin_used":
+        return []
+    return [
+        _non_null(event_type, params, USED_NON_NULL),
+        _equals(event_type, params, "model_slug", model_slug),
+    ]
+
+
 def local_plugin_checklist(
     events: Sequence[dict[str, Any]],
     *,
@@ -169,40 +209,34 @@ def local_plugin_checklist(
     model_slug: str = SMOKE_MODEL_SLUG,
 ) -> list[Check]:
     """§7.1 over the events of a capture (see :func:`capture_events`)."""
-    checks: list[Check] = []
-    mine = _matching(events, plugin_id)
-    for event_type in LOCAL_REQUIRED:
-        check, event = _exactly_one(mine, event_type, plugin_id)
-        checks.append(check)
-        if event is None:
-            continue
-        params = _params(event)
-        checks.extend(
-            _identity_checks(event_type, params, plugin_id, plugin_name, marketplace_name)
-        )
-        if event_type == "codex_plugin_used":
-            checks.append(_non_null(event_type, params, USED_NON_NULL))
-            checks.append(_equals(event_type, params, "model_slug", model_slug))
-    return checks
+    return _checklist(
+        events,
+        contract=CONTRACT_S,
+        selected_by="plugin_id",
+        selector=plugin_id,
+        required=LOCAL_REQUIRED,
+        plugin_id=plugin_id,
+        plugin_name=plugin_name,
+        marketplace_name=marketplace_name,
+        more_checks=lambda event_type, params: _used_checks(event_type, params, model_slug),
+    )
 
 
 def remote_install_checklist(
     events: Sequence[dict[str, Any]], *, backend_id: str, plugin_name: str, marketplace_name: str
 ) -> list[Check]:
     """§7.2 over the events of a capture: the install event carries the backend id."""
-    checks: list[Check] = []
-    mine = _matching(events, backend_id)
-    check, event = _exactly_one(mine, "codex_plugin_installed", backend_id)
-    checks.append(check)
-    if event is not None:
-        params = _params(event)
-        checks.extend(
-            _identity_checks(
-                "codex_plugin_installed", params, backend_id, plugin_name, marketplace_name
-            )
-        )
-        checks.append(_non_null("codex_plugin_installed", params, INSTALLED_NON_NULL))
-    return checks
+    return _checklist(
+        events,
+        contract=CONTRACT_S,
+        selected_by="plugin_id",
+        selector=backend_id,
+        required=("codex_plugin_installed",),
+        plugin_id=backend_id,
+        plugin_name=plugin_name,
+        marketplace_name=marketplace_name,
+        more_checks=lambda event_type, params: [_non_null(event_type, params, INSTALLED_NON_NULL)],
+    )
 
 
 def local_plugin_checklist_j(
@@ -216,22 +250,20 @@ def local_plugin_checklist_j(
 ) -> list[Check]:
     """The ``2026-08`` local smoke: selected by the local ``plugin_id``; each of the
     three events also names the plugin's backend id."""
-    checks: list[Check] = []
-    mine = _matching(events, plugin_id, contract=CONTRACT_J)
-    for event_type in LOCAL_REQUIRED:
-        check, event = _exactly_one(mine, event_type, plugin_id)
-        checks.append(check)
-        if event is None:
-            continue
-        params = _params(event)
-        checks.extend(
-            _identity_checks(event_type, params, plugin_id, plugin_name, marketplace_name)
-        )
-        checks.append(_equals(event_type, params, "remote_plugin_id", remote_plugin_id))
-        if event_type == "codex_plugin_used":
-            checks.append(_non_null(event_type, params, USED_NON_NULL))
-            checks.append(_equals(event_type, params, "model_slug", model_slug))
-    return checks
+    return _checklist(
+        events,
+        contract=CONTRACT_J,
+        selected_by="plugin_id",
+        selector=plugin_id,
+        required=LOCAL_REQUIRED,
+        plugin_id=plugin_id,
+        plugin_name=plugin_name,
+        marketplace_name=marketplace_name,
+        more_checks=lambda event_type, params: [
+            _equals(event_type, params, "remote_plugin_id", remote_plugin_id),
+            *_used_checks(event_type, params, model_slug),
+        ],
+    )
 
 
 def mutation_checklist_j(
@@ -244,20 +276,20 @@ def mutation_checklist_j(
 ) -> list[Check]:
     """The ``2026-08`` mutation smoke: selected by ``remote_plugin_id`` == the backend
     id; exactly one install and one uninstall, each with the local ``plugin_id``."""
-    checks: list[Check] = []
-    mine = _matching(events, backend_id, contract=CONTRACT_J, key="remote_plugin_id")
-    for event_type in MUTATION_REQUIRED:
-        check, event = _exactly_one(mine, event_type, backend_id, key="remote_plugin_id")
-        checks.append(check)
-        if event is None:
-            continue
-        params = _params(event)
-        checks.extend(
-            _identity_checks(event_type, params, plugin_id, plugin_name, marketplace_name)
-        )
-        checks.append(_equals(event_type, params, "remote_plugin_id", backend_id))
-        checks.append(_non_null(event_type, params, INSTALLED_NON_NULL))
-    return checks
+    return _checklist(
+        events,
+        contract=CONTRACT_J,
+        selected_by="remote_plugin_id",
+        selector=backend_id,
+        required=MUTATION_REQUIRED,
+        plugin_id=plugin_id,
+        plugin_name=plugin_name,
+        marketplace_name=marketplace_name,
+        more_checks=lambda event_type, params: [
+            _equals(event_type, params, "remote_plugin_id", backend_id),
+            _non_null(event_type, params, INSTALLED_NON_NULL),
+        ],
+    )
 
 
 def first_failure(checks: Sequence[Check]) -> Check | None:

@@ -11,6 +11,7 @@ the fields the reducer reads as arguments and fill the rest with realistic value
 from __future__ import annotations
 
 import itertools
+from abc import ABC, abstractmethod
 from typing import Any
 
 from codex_analytics.contract.versions import ContractId
@@ -29,11 +30,14 @@ CONN_RUNTIME = {
     "runtime_arch": "x86_64",
 }
 BASE_MS = 1_750_000_000_000
+#: A fact envelope in wire form.
+Fact = dict[str, Any]
 
 
-class EnvelopeBuilder:
+class EnvelopeBuilder(ABC):
     """One simulated Codex process: numbers its facts and advances its clock; builds the
-    connection-scoped facts whose payloads both contracts share."""
+    facts whose payloads both contracts share. Each contract builds its own turn objects
+    (the abstract methods)."""
 
     def __init__(
         self,
@@ -109,12 +113,18 @@ class EnvelopeBuilder:
         )
 
     def request(
-        self, conn: int, request_id: int | str, method: str, params: dict[str, Any]
+        self,
+        conn: int,
+        request_id: int | str,
+        method: str,
+        params: dict[str, Any],
+        *,
+        kind: str = "client_request",
     ) -> dict[str, Any]:
+        """A JSON-RPC request of the client (or, as ``kind="server_request"``, of the
+        app-server) on connection ``conn``."""
         return self.fact(
-            "client_request",
-            {"request_id": request_id, "method": method, "params": params},
-            conn=conn,
+            kind, {"request_id": request_id, "method": method, "params": params}, conn=conn
         )
 
     def turn_start_request(
@@ -158,12 +168,6 @@ class EnvelopeBuilder:
             conn=conn,
         )
 
-    # -- notifications --------------------------------------------------------------------
-
-
-class FactBuilder(EnvelopeBuilder):
-    """The payloads of Profile S (contract ``2026-06``, no ``source.contract``)."""
-
     def response(
         self, conn: int, request_id: int | str, method: str, result: dict[str, Any]
     ) -> dict[str, Any]:
@@ -172,6 +176,114 @@ class FactBuilder(EnvelopeBuilder):
             {"request_id": request_id, "method": method, "result": result},
             conn=conn,
         )
+
+    def turn_steer_response(
+        self, conn: int = 7, request_id: int | str = 2, turn_id: str = "turn-1"
+    ) -> dict[str, Any]:
+        return self.response(conn, request_id, "turn/steer", {"turnId": turn_id})
+
+    @abstractmethod
+    def turn_start_response(self, conn: int, request_id: int | str, turn_id: str) -> Fact: ...
+
+    @abstractmethod
+    def turn_started(self, turn_id: str, thread_id: str, *, started_at: Any) -> Fact: ...
+
+    @abstractmethod
+    def turn_completed(
+        self,
+        turn_id: str,
+        thread_id: str,
+        *,
+        status: str,
+        error_info: Any,
+        completed_at: Any,
+        duration_ms: Any,
+    ) -> Fact: ...
+
+    # -- custom facts both contracts share (their tracking and plugin objects differ) --
+
+    def tracked_fact(self, kind: str, thread_id: str, turn_id: str, **body: Any) -> Fact:
+        """A custom fact of a turn: its ``tracking`` object, then ``body``."""
+        return self.fact(kind, {"tracking": self.tracking(thread_id, turn_id), **body})
+
+    def tracking(self, thread_id: str, turn_id: str, model_slug: str = "gpt-5") -> dict[str, Any]:
+        """The ``tracking`` object of this contract's custom facts."""
+        return tracking(thread_id, turn_id, model_slug)
+
+    def plugin(
+        self, plugin_id: str | None, remote_plugin_id: str | None, summary: Any
+    ) -> dict[str, Any]:
+        """The ``plugin`` object (``PluginTelemetryMetadata``) of this contract."""
+        return plugin(plugin_id, remote_plugin_id, summary)
+
+    def skill_invoked(
+        self, *invocations: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
+    ) -> dict[str, Any]:
+        return self.tracked_fact("skill_invoked", thread_id, turn_id, invocations=list(invocations))
+
+    def app_mentioned(
+        self, *mentions: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
+    ) -> dict[str, Any]:
+        return self.tracked_fact("app_mentioned", thread_id, turn_id, mentions=list(mentions))
+
+    def app_used(
+        self,
+        connector_id: str | None = "drive",
+        *,
+        turn_id: str = "turn-1",
+        thread_id: str = "thread-1",
+        app_name: str | None = "Google Drive",
+    ) -> dict[str, Any]:
+        return self.tracked_fact("app_used", thread_id, turn_id, app=app(connector_id, app_name))
+
+    def hook_run(
+        self,
+        status: str = "completed",
+        *,
+        event_name: str = "PreToolUse",
+        hook_source: str = "user",
+        turn_id: str = "turn-1",
+        thread_id: str = "thread-1",
+    ) -> dict[str, Any]:
+        return self.tracked_fact(
+            "hook_run",
+            thread_id,
+            turn_id,
+            hook={"event_name": event_name, "hook_source": hook_source, "status": status},
+        )
+
+    def plugin_used(
+        self,
+        plugin_id: str | None = "sample@test",
+        *,
+        remote_plugin_id: str | None = None,
+        summary: Any = "default",
+        turn_id: str = "turn-1",
+        thread_id: str = "thread-1",
+    ) -> dict[str, Any]:
+        return self.tracked_fact(
+            "plugin_used",
+            thread_id,
+            turn_id,
+            plugin=self.plugin(plugin_id, remote_plugin_id, summary),
+        )
+
+    def plugin_state(
+        self,
+        state: str,
+        plugin_id: str | None = "sample@test",
+        *,
+        remote_plugin_id: str | None = None,
+        summary: Any = "default",
+    ) -> dict[str, Any]:
+        return self.fact(
+            "plugin_state_changed",
+            {"plugin": self.plugin(plugin_id, remote_plugin_id, summary), "state": state},
+        )
+
+
+class FactBuilder(EnvelopeBuilder):
+    """The payloads of Profile S (contract ``2026-06``, no ``source.contract``)."""
 
     def thread_response(
         self,
@@ -185,25 +297,9 @@ class FactBuilder(EnvelopeBuilder):
         model: str = "gpt-5",
         request_id: int | str = 100,
     ) -> dict[str, Any]:
-        thread = {
-            "id": thread_id,
-            "forkedFromId": None,
-            "preview": "first prompt",
-            "ephemeral": ephemeral,
-            "modelProvider": "openai",
-            "createdAt": created_at,
-            "updatedAt": created_at + 1,
-            "status": {"type": "idle"},
-            "path": None,
-            "cwd": "/tmp",
-            "cliVersion": "0.0.0",
-            "source": source,
-            "agentNickname": None,
-            "agentRole": None,
-            "gitInfo": None,
-            "name": None,
-            "turns": [],
-        }
+        thread = app_server_thread(
+            thread_id, source=source, ephemeral=ephemeral, created_at=created_at
+        )
         return self.response(
             conn, request_id, method, {"thread": thread, "model": model, "modelProvider": "openai"}
         )
@@ -213,11 +309,6 @@ class FactBuilder(EnvelopeBuilder):
     ) -> dict[str, Any]:
         turn: dict[str, Any] = {"id": turn_id, "items": [], "status": "inProgress", "error": None}
         return self.response(conn, request_id, "turn/start", {"turn": turn})
-
-    def turn_steer_response(
-        self, conn: int = 7, request_id: int | str = 2, turn_id: str = "turn-1"
-    ) -> dict[str, Any]:
-        return self.response(conn, request_id, "turn/steer", {"turnId": turn_id})
 
     def turn_started(
         self, turn_id: str = "turn-1", thread_id: str = "thread-1", *, started_at: Any = 455
@@ -241,11 +332,7 @@ class FactBuilder(EnvelopeBuilder):
         duration_ms: Any = 1234,
     ) -> dict[str, Any]:
         turn: dict[str, Any] = {"id": turn_id, "items": [], "status": status}
-        turn["error"] = (
-            None
-            if error_info == "no-error"
-            else {"message": "boom", "codexErrorInfo": error_info, "additionalDetails": None}
-        )
+        turn["error"] = turn_error(error_info)
         if completed_at != "absent":
             turn["completedAt"] = completed_at
         if duration_ms != "absent":
@@ -286,13 +373,7 @@ class FactBuilder(EnvelopeBuilder):
     def token_usage(
         self, turn_id: str = "turn-1", thread_id: str = "thread-1", *, total: int = 321
     ) -> dict[str, Any]:
-        usage = {
-            "input_tokens": 123,
-            "cached_input_tokens": 45,
-            "output_tokens": 140,
-            "reasoning_output_tokens": 13,
-            "total_tokens": total,
-        }
+        usage = token_counts(total)
         return self.fact(
             "turn_token_usage", {"turn_id": turn_id, "thread_id": thread_id, "token_usage": usage}
         )
@@ -306,17 +387,7 @@ class FactBuilder(EnvelopeBuilder):
     ) -> dict[str, Any]:
         return self.fact(
             "subagent_thread_started",
-            {
-                "thread_id": thread_id,
-                "parent_thread_id": parent_thread_id,
-                "product_client_id": "codex-tui",
-                "client_name": "codex-tui",
-                "client_version": "1.0.0",
-                "model": "gpt-5",
-                "ephemeral": True,
-                "subagent_source": subagent_source,
-                "created_at": 124,
-            },
+            subagent(thread_id, subagent_source, parent_thread_id, ephemeral=True, created_at=124),
         )
 
     def guardian_review(
@@ -358,80 +429,79 @@ class FactBuilder(EnvelopeBuilder):
             },
         )
 
-    def skill_invoked(
-        self, *invocations: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
-    ) -> dict[str, Any]:
-        return self.fact(
-            "skill_invoked",
-            {"tracking": tracking(thread_id, turn_id), "invocations": list(invocations)},
-        )
 
-    def app_mentioned(
-        self, *mentions: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
-    ) -> dict[str, Any]:
-        return self.fact(
-            "app_mentioned", {"tracking": tracking(thread_id, turn_id), "mentions": list(mentions)}
-        )
+def with_keys_after(obj: dict[str, Any], after: str, **keys: Any) -> dict[str, Any]:
+    """``obj`` with ``keys`` right after its key ``after``: a later contract's object that
+    adds keys to an earlier one's, in its wire order."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        out[key] = value
+        if key == after:
+            out |= keys
+    return out
 
-    def app_used(
-        self,
-        connector_id: str | None = "drive",
-        *,
-        turn_id: str = "turn-1",
-        thread_id: str = "thread-1",
-        app_name: str | None = "Google Drive",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "app_used",
-            {"tracking": tracking(thread_id, turn_id), "app": app(connector_id, app_name)},
-        )
 
-    def hook_run(
-        self,
-        status: str = "completed",
-        *,
-        event_name: str = "PreToolUse",
-        hook_source: str = "user",
-        turn_id: str = "turn-1",
-        thread_id: str = "thread-1",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "hook_run",
-            {
-                "tracking": tracking(thread_id, turn_id),
-                "hook": {"event_name": event_name, "hook_source": hook_source, "status": status},
-            },
-        )
+def app_server_thread(
+    thread_id: str,
+    *,
+    source: Any,
+    ephemeral: bool,
+    created_at: int,
+    forked_from_id: str | None = None,
+) -> dict[str, Any]:
+    """An app-server ``Thread`` (v2) as ``2026-06`` has it."""
+    return {
+        "id": thread_id,
+        "forkedFromId": forked_from_id,
+        "preview": "first prompt",
+        "ephemeral": ephemeral,
+        "modelProvider": "openai",
+        "createdAt": created_at,
+        "updatedAt": created_at + 1,
+        "status": {"type": "idle"},
+        "path": None,
+        "cwd": "/tmp",
+        "cliVersion": "0.0.0",
+        "source": source,
+        "agentNickname": None,
+        "agentRole": None,
+        "gitInfo": None,
+        "name": None,
+        "turns": [],
+    }
 
-    def plugin_used(
-        self,
-        plugin_id: str = "sample@test",
-        *,
-        remote_plugin_id: str | None = None,
-        summary: Any = "default",
-        turn_id: str = "turn-1",
-        thread_id: str = "thread-1",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "plugin_used",
-            {
-                "tracking": tracking(thread_id, turn_id),
-                "plugin": plugin(plugin_id, remote_plugin_id, summary),
-            },
-        )
 
-    def plugin_state(
-        self,
-        state: str,
-        plugin_id: str = "sample@test",
-        *,
-        remote_plugin_id: str | None = None,
-        summary: Any = "default",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "plugin_state_changed",
-            {"plugin": plugin(plugin_id, remote_plugin_id, summary), "state": state},
-        )
+def subagent(
+    thread_id: str,
+    subagent_source: Any,
+    parent_thread_id: str | None,
+    *,
+    ephemeral: bool,
+    created_at: int,
+) -> dict[str, Any]:
+    """A ``subagent_thread_started`` payload as ``2026-06`` has it."""
+    return {
+        "thread_id": thread_id,
+        "parent_thread_id": parent_thread_id,
+        "product_client_id": "codex-tui",
+        "client_name": "codex-tui",
+        "client_version": "1.0.0",
+        "model": "gpt-5",
+        "ephemeral": ephemeral,
+        "subagent_source": subagent_source,
+        "created_at": created_at,
+    }
+
+
+def token_counts(total: int) -> dict[str, Any]:
+    """A turn's ``token_usage`` as ``2026-06`` has it."""
+    return {
+        "input_tokens": 123,
+        "cached_input_tokens": 45,
+        "output_tokens": 140,
+        "reasoning_output_tokens": 13,
+        "total_tokens": total,
+    }
 
 
 def tracking(
@@ -456,23 +526,36 @@ def skill(
     repo_root: str | None = None,
     repo_url: str | None = None,
     invocation_type: str = "explicit",
+    **plugin_ids: str | None,
 ) -> dict[str, Any]:
+    """A ``SkillInvocation``; Profile J names the skill's plugin after its path
+    (``plugin_ids``: ``plugin_id`` and ``remote_plugin_id``, see :func:`~codex_analytics.simulator.fact_builder_j.skill_j`)."""
     return {
         "skill_name": name,
         "skill_scope": scope,
         "skill_path": path,
+        **plugin_ids,
         "invocation_type": invocation_type,
         "resolved": {"canonical_skill_path": path, "repo_root": repo_root, "repo_url": repo_url},
     }
 
 
 def plugin(
-    plugin_id: str = "sample@test", remote_plugin_id: str | None = None, summary: Any = "default"
+    plugin_id: str | None = "sample@test",
+    remote_plugin_id: str | None = None,
+    summary: Any = "default",
+    *,
+    namespaced: bool = False,
 ) -> dict[str, Any]:
+    """A ``PluginTelemetryMetadata``; a ``"default"`` summary is made from the plugin id
+    (Profile J: ``namespaced``, the summary names its ``plugin_namespace``, and the id may
+    be null)."""
     if summary == "default":
-        summary = {
-            "config_name": plugin_id,
-            "display_name": plugin_id.rpartition("@")[0],
+        key = plugin_id or "unknown@unknown"
+        summary = {"config_name": key, "display_name": key.rpartition("@")[0]}
+        if namespaced:
+            summary["plugin_namespace"] = None
+        summary |= {
             "description": None,
             "has_skills": True,
             "mcp_server_names": ["mcp-1", "mcp-2"],
@@ -483,6 +566,14 @@ def plugin(
         "remote_plugin_id": remote_plugin_id,
         "capability_summary": summary,
     }
+
+
+def turn_error(error_info: Any) -> dict[str, Any] | None:
+    """A turn's ``error``: none for ``"no-error"``, else one with ``error_info`` as its
+    ``codexErrorInfo``."""
+    if error_info == "no-error":
+        return None
+    return {"message": "boom", "codexErrorInfo": error_info, "additionalDetails": None}
 
 
 def _inputs(images: int) -> list[dict[str, Any]]:

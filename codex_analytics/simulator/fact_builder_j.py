@@ -13,7 +13,18 @@ from __future__ import annotations
 from typing import Any
 
 from codex_analytics.contract.versions import CONTRACT_J
-from codex_analytics.simulator.fact_builder import BASE_MS, EnvelopeBuilder, app
+from codex_analytics.simulator.fact_builder import (
+    BASE_MS,
+    EnvelopeBuilder,
+    app_server_thread,
+    plugin,
+    skill,
+    subagent,
+    token_counts,
+    tracking,
+    turn_error,
+    with_keys_after,
+)
 from codex_analytics.simulator.tool_items_j import GUARDIAN_ACTIONS, REVIEWED_ACTIONS
 
 
@@ -34,12 +45,12 @@ class FactBuilderJ(EnvelopeBuilder):
         self.product_client_id = product_client_id
 
     def tracking(self, thread_id: str, turn_id: str, model_slug: str = "gpt-5") -> dict[str, Any]:
-        return {
-            "model_slug": model_slug,
-            "thread_id": thread_id,
-            "turn_id": turn_id,
-            "product_client_id": self.product_client_id,
-        }
+        return tracking_j(thread_id, turn_id, self.product_client_id, model_slug)
+
+    def plugin(
+        self, plugin_id: str | None, remote_plugin_id: str | None, summary: Any
+    ) -> dict[str, Any]:
+        return plugin(plugin_id, remote_plugin_id, summary, namespaced=True)
 
     # -- connection-scoped ------------------------------------------------------------
 
@@ -52,16 +63,10 @@ class FactBuilderJ(EnvelopeBuilder):
         *,
         thread_originator: str | None = None,
     ) -> dict[str, Any]:
-        return self.fact(
-            "client_response",
-            {
-                "request_id": request_id,
-                "method": method,
-                "result": result,
-                "thread_originator": thread_originator,
-            },
-            conn=conn,
-        )
+        """The 2026-06 response plus ``thread_originator`` (null when the thread has none)."""
+        fact = super().response(conn, request_id, method, result)
+        fact["payload"]["thread_originator"] = thread_originator
+        return fact
 
     def thread_response(
         self,
@@ -80,28 +85,21 @@ class FactBuilderJ(EnvelopeBuilder):
         request_id: int | str = 1,
         thread_originator: str | None = None,
     ) -> dict[str, Any]:
-        thread = {
-            "id": thread_id,
-            "sessionId": session_id if session_id is not None else f"session-{thread_id}",
-            "forkedFromId": forked_from_id,
-            "parentThreadId": parent_thread_id,
-            "preview": "first prompt",
-            "ephemeral": ephemeral,
-            "modelProvider": "openai",
-            "createdAt": created_at,
-            "updatedAt": created_at + 1,
-            "status": {"type": "idle"},
-            "path": None,
-            "cwd": "/tmp",
-            "cliVersion": "0.0.0",
-            "source": source,
-            "threadSource": thread_source,
-            "agentNickname": None,
-            "agentRole": None,
-            "gitInfo": None,
-            "name": None,
-            "turns": [],
-        }
+        # The 2026-06 thread plus its session, its parent and its thread source.
+        thread = app_server_thread(
+            thread_id,
+            source=source,
+            ephemeral=ephemeral,
+            created_at=created_at,
+            forked_from_id=forked_from_id,
+        )
+        thread = with_keys_after(
+            thread,
+            "id",
+            sessionId=session_id if session_id is not None else f"session-{thread_id}",
+        )
+        thread = with_keys_after(thread, "forkedFromId", parentThreadId=parent_thread_id)
+        thread = with_keys_after(thread, "source", threadSource=thread_source)
         result = {
             "thread": thread,
             "model": model,
@@ -120,11 +118,6 @@ class FactBuilderJ(EnvelopeBuilder):
     ) -> dict[str, Any]:
         return self.response(conn, request_id, "turn/start", {"turn": _turn(turn_id)})
 
-    def turn_steer_response(
-        self, conn: int = 7, request_id: int | str = 2, turn_id: str = "turn-1"
-    ) -> dict[str, Any]:
-        return self.response(conn, request_id, "turn/steer", {"turnId": turn_id})
-
     def turn_interrupt_request(
         self, conn: int, request_id: int | str, turn_id: str, *, requested_at_ms: int
     ) -> dict[str, Any]:
@@ -141,11 +134,7 @@ class FactBuilderJ(EnvelopeBuilder):
     def server_request(
         self, conn: int, request_id: int | str, method: str, params: dict[str, Any]
     ) -> dict[str, Any]:
-        return self.fact(
-            "server_request",
-            {"request_id": request_id, "method": method, "params": params},
-            conn=conn,
-        )
+        return self.request(conn, request_id, method, params, kind="server_request")
 
     # -- answers to server requests -----------------------------------------------------
 
@@ -213,13 +202,12 @@ class FactBuilderJ(EnvelopeBuilder):
         completed_at: int | None = 456,
         duration_ms: int | None = 1234,
     ) -> dict[str, Any]:
-        error = (
-            None
-            if error_info == "no-error"
-            else {"message": "boom", "codexErrorInfo": error_info, "additionalDetails": None}
-        )
         turn = _turn(
-            turn_id, status=status, error=error, completed_at=completed_at, duration_ms=duration_ms
+            turn_id,
+            status=status,
+            error=turn_error(error_info),
+            completed_at=completed_at,
+            duration_ms=duration_ms,
         )
         return self.notification("turn/completed", {"threadId": thread_id, "turn": turn})
 
@@ -302,22 +290,17 @@ class FactBuilderJ(EnvelopeBuilder):
         ephemeral: bool = False,
         created_at: int = 124,
     ) -> dict[str, Any]:
-        return self.fact(
-            "subagent_thread_started",
-            {
-                "session_id": session_id,
-                "thread_id": thread_id,
-                "parent_thread_id": parent_thread_id,
-                "forked_from_thread_id": forked_from_thread_id,
-                "product_client_id": "codex-tui",
-                "client_name": "codex-tui",
-                "client_version": "1.0.0",
-                "model": "gpt-5",
-                "ephemeral": ephemeral,
-                "subagent_source": subagent_source,
-                "created_at": created_at,
-            },
+        payload = subagent(
+            thread_id,
+            subagent_source,
+            parent_thread_id,
+            ephemeral=ephemeral,
+            created_at=created_at,
         )
+        payload = with_keys_after(
+            payload, "parent_thread_id", forked_from_thread_id=forked_from_thread_id
+        )
+        return self.fact("subagent_thread_started", {"session_id": session_id, **payload})
 
     def resolved_config(
         self, turn_id: str = "turn-1", thread_id: str = "thread-1", **overrides: Any
@@ -355,14 +338,9 @@ class FactBuilderJ(EnvelopeBuilder):
     def token_usage(
         self, turn_id: str = "turn-1", thread_id: str = "thread-1", *, total: int = 321
     ) -> dict[str, Any]:
-        usage = {
-            "input_tokens": 123,
-            "cached_input_tokens": 45,
-            "cache_write_input_tokens": 7,
-            "output_tokens": 140,
-            "reasoning_output_tokens": 13,
-            "total_tokens": total,
-        }
+        usage = with_keys_after(
+            token_counts(total), "cached_input_tokens", cache_write_input_tokens=7
+        )
         return self.fact(
             "turn_token_usage", {"turn_id": turn_id, "thread_id": thread_id, "token_usage": usage}
         )
@@ -538,82 +516,6 @@ class FactBuilderJ(EnvelopeBuilder):
 
     # -- custom facts: skills, apps, hooks, plugins, onboarding --------------------------
 
-    def skill_invoked(
-        self, *invocations: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
-    ) -> dict[str, Any]:
-        return self.fact(
-            "skill_invoked",
-            {"tracking": self.tracking(thread_id, turn_id), "invocations": list(invocations)},
-        )
-
-    def app_mentioned(
-        self, *mentions: dict[str, Any], turn_id: str = "turn-1", thread_id: str = "thread-1"
-    ) -> dict[str, Any]:
-        return self.fact(
-            "app_mentioned",
-            {"tracking": self.tracking(thread_id, turn_id), "mentions": list(mentions)},
-        )
-
-    def app_used(
-        self,
-        connector_id: str | None = "drive",
-        *,
-        turn_id: str = "turn-1",
-        thread_id: str = "thread-1",
-        app_name: str | None = "Google Drive",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "app_used",
-            {"tracking": self.tracking(thread_id, turn_id), "app": app(connector_id, app_name)},
-        )
-
-    def hook_run(
-        self,
-        status: str = "completed",
-        *,
-        event_name: str = "PreToolUse",
-        hook_source: str = "user",
-        turn_id: str = "turn-1",
-        thread_id: str = "thread-1",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "hook_run",
-            {
-                "tracking": self.tracking(thread_id, turn_id),
-                "hook": {"event_name": event_name, "hook_source": hook_source, "status": status},
-            },
-        )
-
-    def plugin_used(
-        self,
-        plugin_id: str | None = "sample@test",
-        *,
-        remote_plugin_id: str | None = None,
-        summary: Any = "default",
-        turn_id: str = "turn-1",
-        thread_id: str = "thread-1",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "plugin_used",
-            {
-                "tracking": self.tracking(thread_id, turn_id),
-                "plugin": plugin_j(plugin_id, remote_plugin_id, summary),
-            },
-        )
-
-    def plugin_state(
-        self,
-        state: str,
-        plugin_id: str | None = "sample@test",
-        *,
-        remote_plugin_id: str | None = None,
-        summary: Any = "default",
-    ) -> dict[str, Any]:
-        return self.fact(
-            "plugin_state_changed",
-            {"plugin": plugin_j(plugin_id, remote_plugin_id, summary), "state": state},
-        )
-
     def plugin_install_requested(
         self,
         suggestion_id: str,
@@ -623,12 +525,11 @@ class FactBuilderJ(EnvelopeBuilder):
         turn_id: str = "turn-1",
         thread_id: str = "thread-1",
     ) -> dict[str, Any]:
-        return self.fact(
+        return self.tracked_fact(
             "plugin_install_requested",
-            {
-                "tracking": self.tracking(thread_id, turn_id),
-                "request": {"suggestion_id": suggestion_id, "plugins": plugins, "source": source},
-            },
+            thread_id,
+            turn_id,
+            request={"suggestion_id": suggestion_id, "plugins": plugins, "source": source},
         )
 
     def plugin_install_failed(
@@ -644,7 +545,7 @@ class FactBuilderJ(EnvelopeBuilder):
         return self.fact(
             "plugin_install_failed",
             {
-                "plugin": plugin_j(plugin_id, remote_plugin_id, summary),
+                "plugin": self.plugin(plugin_id, remote_plugin_id, summary),
                 "source": source,
                 "error_type": error_type,
                 "sub_error_type": sub_error_type,
@@ -688,29 +589,14 @@ class FactBuilderJ(EnvelopeBuilder):
         )
 
 
-def plugin_j(
-    plugin_id: str | None = "sample@test",
-    remote_plugin_id: str | None = None,
-    summary: Any = "default",
+def tracking_j(
+    thread_id: str = "thread-1",
+    turn_id: str = "turn-1",
+    product_client_id: str = "codex_work_desktop",
+    model_slug: str = "gpt-5",
 ) -> dict[str, Any]:
-    """Profile J ``PluginTelemetryMetadata``: ``plugin_id`` nullable, the summary with
-    ``plugin_namespace``."""
-    if summary == "default":
-        key = plugin_id or "unknown@unknown"
-        summary = {
-            "config_name": key,
-            "display_name": key.rpartition("@")[0],
-            "plugin_namespace": None,
-            "description": None,
-            "has_skills": True,
-            "mcp_server_names": ["mcp-1", "mcp-2"],
-            "app_connector_ids": ["calendar", "drive"],
-        }
-    return {
-        "plugin_id": plugin_id,
-        "remote_plugin_id": remote_plugin_id,
-        "capability_summary": summary,
-    }
+    """Profile J ``TrackEventsContext``: the S one with the ``product_client_id``."""
+    return tracking(thread_id, turn_id, model_slug) | {"product_client_id": product_client_id}
 
 
 def skill_j(
@@ -724,15 +610,17 @@ def skill_j(
     repo_url: str | None = None,
     invocation_type: str = "explicit",
 ) -> dict[str, Any]:
-    return {
-        "skill_name": name,
-        "skill_scope": scope,
-        "skill_path": path,
-        "plugin_id": plugin_id,
-        "remote_plugin_id": remote_plugin_id,
-        "invocation_type": invocation_type,
-        "resolved": {"canonical_skill_path": path, "repo_root": repo_root, "repo_url": repo_url},
-    }
+    """Profile J ``SkillInvocation``: the skill's plugin ids after its path."""
+    return skill(
+        name,
+        scope=scope,
+        path=path,
+        repo_root=repo_root,
+        repo_url=repo_url,
+        invocation_type=invocation_type,
+        plugin_id=plugin_id,
+        remote_plugin_id=remote_plugin_id,
+    )
 
 
 def unified_diff(added: int, deleted: int) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from codex_analytics.simulator.fact_builder import BASE_MS, FactBuilder, app, skill
+from codex_analytics.simulator.fact_builder import BASE_MS, FactBuilder, skill
 from codex_analytics.simulator.process import SimulatedProcess
 from codex_analytics.simulator.sessions_j import SimulatedInstanceJ
 
@@ -102,42 +102,23 @@ class GeneratorConfig:
         return min(self.instances, max(1, round(self.instances * self.j_share)))
 
 
-class _SimulatedInstance(SimulatedProcess):
+class _SimulatedInstance(SimulatedProcess[FactBuilder]):
     """One Codex process of contract ``2026-06``: a fact builder plus what it has opened
     so far."""
 
     def __init__(self, index: int, config: GeneratorConfig, rng: random.Random) -> None:
-        super().__init__(f"inst-{config.seed}-{index:05d}", rng, config.duplicate_rate)
-        self.config = config
+        super().__init__(f"inst-{config.seed}-{index:05d}", rng, config)
         self.builder = FactBuilder(
             self.name, originator=rng.choice(["codex_cli_rs", "codex_vscode", "codex_exec"])
         )
-        self.builder.now_ms = config.start_ms + rng.randrange(60_000)
-        account = index % config.accounts
-        self.builder.auth = {
-            "kind": "chatgpt",
-            "account_id": f"acct-{account:03d}",
-            "is_fedramp": account == config.accounts - 1 and config.accounts > 1,
-        }
+        self._start(index % config.accounts)
         self.threads: list[tuple[int, str]] = []
 
     # -- episodes ----------------------------------------------------------------------
 
     def _plan_episode(self) -> None:
-        b, rng = self.builder, self.rng
-        b.step_ms = rng.choice([50, 200, 1000, 3000])
-        if not self.connections:
-            for conn in range(1, 1 + rng.choice([1, 1, 2])):
-                self.connections.append(conn)
-                self.queue.append(
-                    b.initialize(
-                        conn,
-                        client_name=rng.choice(["codex-tui", "codex-vscode"]),
-                        product_client_id=rng.choice(["codex-tui", "codex_vscode"]),
-                        capabilities=rng.choice(["absent", None, {"experimentalApi": True}]),
-                        rpc_transport=rng.choice(["stdio", "websocket"]),
-                    )
-                )
+        rng = self.rng
+        self._begin_episode(["absent", None, {"experimentalApi": True}])
         if not self.threads or rng.random() < 0.15:
             self._thread()
             return
@@ -188,13 +169,7 @@ class _SimulatedInstance(SimulatedProcess):
         conn, thread_id = rng.choice(self.threads)
         if rng.random() < 0.2:  # turns may be sent on another connection of the process
             conn = rng.choice(self.connections)
-        turn_id = self.next_id("tu")
-        rid: int | str = self.counter if rng.random() < 0.8 else f"req-{self.counter}"
-        images = rng.choices([0, 1, 2], [6, 3, 1])[0]
-        model = rng.choice(_MODELS)
-        q.append(b.turn_start_request(conn, rid, thread_id, images=images))
-        q.append(b.turn_start_response(conn, rid, turn_id))
-        q.append(b.turn_started(turn_id, thread_id, started_at=b.now_ms // 1000))
+        turn_id, images, model = self._open_turn(conn, thread_id, _MODELS)
         q.append(
             b.resolved_config(
                 turn_id,
@@ -219,42 +194,21 @@ class _SimulatedInstance(SimulatedProcess):
         if rng.random() < 0.2:
             q.append(b.skill_invoked(*self._skills(), **tracking))
         if rng.random() < 0.15:
-            q.append(
-                b.app_mentioned(
-                    *(app(c, n, "explicit") for c, n in rng.sample(_CONNECTORS, 2)), **tracking
-                )
-            )
+            self._mention_apps(_CONNECTORS, thread_id, turn_id)
         if rng.random() < 0.25:
-            connector, name = rng.choice(_CONNECTORS)
-            for _ in range(1 + (rng.random() < self.config.repeat_use_rate) * rng.randrange(1, 4)):
-                q.append(b.app_used(connector, app_name=name, **tracking))
+            self._use_app(_CONNECTORS, 4, thread_id, turn_id)
         if rng.random() < 0.2:
             plugin_id, _ = rng.choice(_PLUGINS)
-            for _ in range(1 + (rng.random() < self.config.repeat_use_rate) * rng.randrange(1, 4)):
+            for _ in range(self._repeats(4)):
                 q.append(b.plugin_used(plugin_id, **tracking))
         if rng.random() < 0.2:
-            event_name, source = rng.choice(_HOOKS)
-            q.append(
-                b.hook_run(
-                    rng.choice(_HOOK_STATUSES),
-                    event_name=event_name,
-                    hook_source=source,
-                    **tracking,
-                )
-            )
+            self._run_hook(_HOOKS, _HOOK_STATUSES, thread_id, turn_id)
         if rng.random() < 0.1:
             q.append(b.guardian_review(thread_id, turn_id, self.next_id("rv")))
         if rng.random() < 0.06:
             q.append(b.compaction(thread_id, turn_id))
         if rng.random() < 0.15:
-            steer_rid = f"steer-{self.counter}"
-            q.append(
-                b.turn_steer_request(conn, steer_rid, thread_id, turn_id, images=rng.choice([0, 1]))
-            )
-            if rng.random() < 0.7:
-                q.append(b.turn_steer_response(conn, steer_rid, turn_id))
-            else:
-                q.append(b.error_response(conn, steer_rid, rng.choice(_STEER_REJECTIONS)))
+            self._steer(conn, thread_id, turn_id, _STEER_REJECTIONS)
         if rng.random() < 0.9:
             q.append(b.token_usage(turn_id, thread_id, total=rng.randrange(100, 50_000)))
         status = rng.choices(["completed", "interrupted", "failed", "inProgress"], [85, 8, 6, 1])[0]
@@ -263,16 +217,7 @@ class _SimulatedInstance(SimulatedProcess):
             if status == "failed"
             else "no-error"
         )
-        q.append(
-            b.turn_completed(
-                turn_id,
-                thread_id,
-                status=status,
-                error_info=error,
-                completed_at=b.now_ms // 1000 + 5,
-                duration_ms=rng.randrange(500, 90_000),
-            )
-        )
+        self._close_turn(turn_id, thread_id, status, error)
 
     def _skills(self) -> list[dict[str, Any]]:
         out = []

@@ -19,7 +19,6 @@ import random
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from codex_analytics.simulator.fact_builder import app
 from codex_analytics.simulator.fact_builder_j import FactBuilderJ, skill_j, unified_diff
 from codex_analytics.simulator.process import SimulatedProcess
 from codex_analytics.simulator.tool_episodes_j import ToolEpisodesJ
@@ -70,23 +69,17 @@ _STEER_REJECTIONS: list[Any] = [
 ]
 
 
-class SimulatedInstanceJ(ToolEpisodesJ, SimulatedProcess):
+class SimulatedInstanceJ(ToolEpisodesJ, SimulatedProcess[FactBuilderJ]):
     """One Codex process of contract ``2026-08``."""
 
     def __init__(self, index: int, account: int, config: GeneratorConfig, rng: random.Random):
-        super().__init__(f"inst-{config.seed}-j{index:05d}", rng, config.duplicate_rate)
-        self.config = config
+        super().__init__(f"inst-{config.seed}-j{index:05d}", rng, config)
         self.builder = FactBuilderJ(
             self.name,
             originator=rng.choice(["codex_cli_rs", "codex_vscode", "codex_exec"]),
             product_client_id=rng.choice(["codex_work_desktop", "codex-tui", "codex_vscode"]),
         )
-        self.builder.now_ms = config.start_ms + rng.randrange(60_000)
-        self.builder.auth = {
-            "kind": "chatgpt",
-            "account_id": f"acct-{account:03d}",
-            "is_fedramp": account == config.accounts - 1 and config.accounts > 1,
-        }
+        self._start(account)
         #: (connection, thread id, session id) of the threads opened so far.
         self.threads: list[tuple[int, str, str]] = []
         self.server_request_id = 0
@@ -95,21 +88,7 @@ class SimulatedInstanceJ(ToolEpisodesJ, SimulatedProcess):
 
     def _plan_episode(self) -> None:
         b, rng = self.builder, self.rng
-        b.step_ms = rng.choice([50, 200, 1000, 3000])
-        if not self.connections:
-            for conn in range(1, 1 + rng.choice([1, 1, 2])):
-                self.connections.append(conn)
-                self.queue.append(
-                    b.initialize(
-                        conn,
-                        client_name=rng.choice(["codex-tui", "codex-vscode"]),
-                        product_client_id=rng.choice(["codex-tui", "codex_vscode"]),
-                        capabilities=rng.choice(
-                            [None, {"experimentalApi": True, "optOutNotificationMethods": None}]
-                        ),
-                        rpc_transport=rng.choice(["stdio", "websocket"]),
-                    )
-                )
+        self._begin_episode([None, {"experimentalApi": True, "optOutNotificationMethods": None}])
         if not self.threads or rng.random() < 0.12:
             self._thread()
             return
@@ -200,13 +179,7 @@ class SimulatedInstanceJ(ToolEpisodesJ, SimulatedProcess):
         conn, thread_id, _ = rng.choice(self.threads)
         if rng.random() < 0.2:  # turns may be sent on another connection of the process
             conn = rng.choice(self.connections)
-        turn_id = self.next_id("tu")
-        rid: int | str = self.counter if rng.random() < 0.8 else f"req-{self.counter}"
-        images = rng.choices([0, 1, 2], [6, 3, 1])[0]
-        model = rng.choice(_MODELS)
-        q.append(b.turn_start_request(conn, rid, thread_id, images=images))
-        q.append(b.turn_start_response(conn, rid, turn_id))
-        q.append(b.turn_started(turn_id, thread_id, started_at=b.now_ms // 1000))
+        turn_id, images, model = self._open_turn(conn, thread_id, _MODELS)
         q.append(self._resolved_config(turn_id, thread_id, images, model))
         for i in range(images):
             q.append(
@@ -255,7 +228,7 @@ class SimulatedInstanceJ(ToolEpisodesJ, SimulatedProcess):
                 )
             )
         if rng.random() < 0.15:
-            self._steer(conn, thread_id, turn_id)
+            self._steer(conn, thread_id, turn_id, _STEER_REJECTIONS)
         if rng.random() < 0.4:
             for _ in range(rng.choice([1, 2])):
                 q.append(
@@ -277,16 +250,7 @@ class SimulatedInstanceJ(ToolEpisodesJ, SimulatedProcess):
             kind, http_status = rng.choice(_CODEX_ERRORS)
             q.append(b.turn_codex_error(turn_id, thread_id, kind, http_status))
             error = rng.choice(["badRequest", {"httpConnectionFailed": {"httpStatusCode": 502}}])
-        q.append(
-            b.turn_completed(
-                turn_id,
-                thread_id,
-                status=status,
-                error_info=error,
-                completed_at=b.now_ms // 1000 + 5,
-                duration_ms=rng.randrange(500, 90_000),
-            )
-        )
+        self._close_turn(turn_id, thread_id, status, error)
 
     def _resolved_config(
         self, turn_id: str, thread_id: str, images: int, model: str
@@ -319,20 +283,14 @@ class SimulatedInstanceJ(ToolEpisodesJ, SimulatedProcess):
         if rng.random() < 0.2:
             q.append(b.skill_invoked(*self._skills(), **where))
         if rng.random() < 0.15:
-            q.append(
-                b.app_mentioned(
-                    *(app(c, n, "explicit") for c, n in rng.sample(_CONNECTORS, 2)), **where
-                )
-            )
+            self._mention_apps(_CONNECTORS, thread_id, turn_id)
         if rng.random() < 0.2:
-            connector, name = rng.choice(_CONNECTORS)
-            for _ in range(1 + (rng.random() < self.config.repeat_use_rate) * rng.randrange(1, 3)):
-                q.append(b.app_used(connector, app_name=name, **where))
+            self._use_app(_CONNECTORS, 3, thread_id, turn_id)
         if rng.random() < 0.2:
             key, remote = rng.choice(_PLUGINS)
             # Known to the backend only: no local key yet.
             local = None if remote is not None and rng.random() < 0.2 else key
-            for _ in range(1 + (rng.random() < self.config.repeat_use_rate) * rng.randrange(1, 3)):
+            for _ in range(self._repeats(3)):
                 q.append(b.plugin_used(local, remote_plugin_id=remote, **where))
         if rng.random() < 0.05:
             q.append(
@@ -352,12 +310,7 @@ class SimulatedInstanceJ(ToolEpisodesJ, SimulatedProcess):
                 )
             )
         if rng.random() < 0.2:
-            event_name, source = rng.choice(_HOOKS)
-            q.append(
-                b.hook_run(
-                    rng.choice(_HOOK_STATUSES), event_name=event_name, hook_source=source, **where
-                )
-            )
+            self._run_hook(_HOOKS, _HOOK_STATUSES, thread_id, turn_id)
 
     def _skills(self) -> list[dict[str, Any]]:
         out = []
@@ -392,17 +345,6 @@ class SimulatedInstanceJ(ToolEpisodesJ, SimulatedProcess):
                     )
                 )
         return out
-
-    def _steer(self, conn: int, thread_id: str, turn_id: str) -> None:
-        b, rng, q = self.builder, self.rng, self.queue
-        steer_rid = f"steer-{self.counter}"
-        q.append(
-            b.turn_steer_request(conn, steer_rid, thread_id, turn_id, images=rng.choice([0, 1]))
-        )
-        if rng.random() < 0.7:
-            q.append(b.turn_steer_response(conn, steer_rid, turn_id))
-        else:
-            q.append(b.error_response(conn, steer_rid, rng.choice(_STEER_REJECTIONS)))
 
     def _interrupt(self, conn: int, turn_id: str) -> None:
         """One or two interrupt requests; the earliest answered one counts."""

@@ -11,12 +11,6 @@ from codex_analytics.contract import decode_fact
 from codex_analytics.contract.facts import FactEnvelope
 from tests import factories
 
-RUNTIME = {
-    "codex_rs_version": "0.99.0",
-    "runtime_os": "linux",
-    "runtime_os_version": "24.04",
-    "runtime_arch": "x86_64",
-}
 CONNECTION = 7
 
 
@@ -36,23 +30,18 @@ class JInstance:
         envelope = self.envelopes.fact(
             kind, payload, conn=connection_id, at_ms=self.now_ms + step_ms
         )
-        return decode_fact(orjson.dumps(envelope))
+        return decoded(envelope)
 
     # -- sessions (what the tool rules need around them) --------------------------------------
 
     def initialize(self) -> FactEnvelope:
-        return self.fact(
-            "initialize",
-            {
-                "params": {
-                    "clientInfo": {"name": "codex-tui", "title": None, "version": "1.0.0"},
-                    "capabilities": {"experimentalApi": False},
-                },
-                "product_client_id": "codex_cli_rs",
-                "runtime": RUNTIME,
-                "rpc_transport": "websocket",
-            },
-            connection_id=CONNECTION,
+        return decoded(
+            self.envelopes.initialize(
+                CONNECTION,
+                product_client_id="codex_cli_rs",
+                capabilities={"experimentalApi": False},
+                rpc_transport="websocket",
+            )
         )
 
     def thread_start(self, thread_id: str = "thread-1", request_id: int = 1) -> FactEnvelope:
@@ -60,7 +49,7 @@ class JInstance:
         return self.fact("client_response", payload, connection_id=CONNECTION)
 
     def notification(self, method: str, params: dict[str, Any]) -> FactEnvelope:
-        return self.fact("server_notification", {"method": method, "params": params})
+        return decoded(self.envelopes.notification(method, params))
 
     def turn_started(self, thread_id: str = "thread-1", turn_id: str = "turn-1") -> FactEnvelope:
         turn = {"id": turn_id, "items": [], "status": "inProgress", "startedAt": 455}
@@ -80,8 +69,7 @@ class JInstance:
         turn_id: str = "turn-1",
         at_ms: int = 1000,
     ) -> FactEnvelope:
-        params = {"threadId": thread_id, "turnId": turn_id, "startedAtMs": at_ms, "item": item}
-        return self.notification("item/started", params)
+        return decoded(self.envelopes.item_started(thread_id, turn_id, item, started_at_ms=at_ms))
 
     def item_completed(
         self,
@@ -91,31 +79,22 @@ class JInstance:
         turn_id: str = "turn-1",
         at_ms: int = 1045,
     ) -> FactEnvelope:
-        params = {"threadId": thread_id, "turnId": turn_id, "completedAtMs": at_ms, "item": item}
-        return self.notification("item/completed", params)
+        return decoded(
+            self.envelopes.item_completed(thread_id, turn_id, item, completed_at_ms=at_ms)
+        )
 
     # -- reviews ------------------------------------------------------------------------------
 
     def server_request(
         self, request_id: int | str, method: str, params: dict[str, Any]
     ) -> FactEnvelope:
-        return self.fact(
-            "server_request",
-            {"request_id": request_id, "method": method, "params": params},
-            connection_id=CONNECTION,
-        )
+        return decoded(self.envelopes.server_request(CONNECTION, request_id, method, params))
 
     def server_response(
         self, request_id: int | str, method: str, decision: Any, *, at_ms: int = 1042
     ) -> FactEnvelope:
-        return self.fact(
-            "server_response",
-            {
-                "completed_at_ms": at_ms,
-                "request_id": request_id,
-                "method": method,
-                "result": {"decision": decision},
-            },
+        return decoded(
+            self.envelopes.server_response(request_id, method, decision, completed_at_ms=at_ms)
         )
 
     def permissions_response(
@@ -131,9 +110,7 @@ class JInstance:
         )
 
     def aborted(self, request_id: int | str, *, at_ms: int = 1042) -> FactEnvelope:
-        return self.fact(
-            "server_request_aborted", {"completed_at_ms": at_ms, "request_id": request_id}
-        )
+        return decoded(self.envelopes.server_request_aborted(request_id, completed_at_ms=at_ms))
 
     def guardian_completed(
         self,
@@ -164,10 +141,22 @@ class JInstance:
     # -- code mode ----------------------------------------------------------------------------
 
     def code_mode(self, variant: str, **body: Any) -> FactEnvelope:
-        return self.fact("code_mode_tool_call", {variant: body})
+        return decoded(self.envelopes.code_mode(variant, **body))
+
+    def sampling_response(
+        self, response_id: str, tool_call_ids: list[str], *, turn_id: str = "turn-1"
+    ) -> FactEnvelope:
+        """The code-mode ``sampling_response_completed`` of a response of thread-1."""
+        return self.code_mode(
+            "sampling_response_completed",
+            thread_id="thread-1",
+            turn_id=turn_id,
+            response_id=response_id,
+            tool_call_ids=tool_call_ids,
+        )
 
     def flush(self) -> FactEnvelope:
-        return self.fact("flush", {})
+        return decoded(self.envelopes.flush())
 
 
 def command_item(
@@ -218,29 +207,18 @@ def thread_start_payload(
 def resolved_config_payload(
     turn_id: str = "turn-1", thread_id: str = "thread-1", **changes: Any
 ) -> dict[str, Any]:
-    """A ``turn_resolved_config`` payload; a change to ``"drop"`` leaves its key out."""
-    payload = {
-        "turn_id": turn_id,
-        "thread_id": thread_id,
-        "num_input_images": 1,
-        "submission_type": None,
-        "ephemeral": False,
-        "session_source": "exec",
-        "model": "gpt-5",
-        "model_provider": "openai",
+    """The simulator's ``turn_resolved_config`` payload with the values these tests read;
+    a change to ``"drop"`` leaves its key out."""
+    values: dict[str, Any] = {
         "permission_profile": {"type": "disabled"},
-        "permission_profile_cwd": "/tmp",
-        "reasoning_effort": None,
-        "reasoning_summary": None,
-        "service_tier": None,
-        "approval_policy": "on-request",
         "approvals_reviewer": "user",
-        "sandbox_network_access": True,
         "collaboration_mode": "default",
-        "personality": None,
-        "workspace_kind": None,
-        "is_first_turn": True,
         "resolved": {"sandbox_policy": "full_access", "repo_hash": "repo-1"},
-        **changes,
     }
-    return {key: value for key, value in payload.items() if value != "drop"}
+    fact = factories.JInstance().resolved_config(turn_id, thread_id, **(values | changes))
+    return {key: value for key, value in fact["payload"].items() if value != "drop"}
+
+
+def decoded(envelope: dict[str, Any]) -> FactEnvelope:
+    """A wire-form envelope as the stream decodes it."""
+    return decode_fact(orjson.dumps(envelope))

@@ -17,7 +17,7 @@ from codex_analytics.contract import DecodeError, DecodeReason, fact_from_json
 from codex_analytics.contract.versions import CONTRACT_J
 from streams.reducer import DropReason
 from streams.reducer.profile_j.state import ThreadJ, ThreadMetadataJ
-from tests.factories import JInstance
+from tests.factories import JInstance, tracking_j
 
 from .j_tool_facts import thread_start_payload
 from .reducer_harness import ReducerHarness
@@ -68,12 +68,7 @@ def h() -> Harness:
 
 
 def tracking(turn_id: str = "turn-1", product_client_id: str = "codex_work_desktop") -> Any:
-    return {
-        "model_slug": "gpt-5",
-        "thread_id": "thread-1",
-        "turn_id": turn_id,
-        "product_client_id": product_client_id,
-    }
+    return tracking_j("thread-1", turn_id, product_client_id)
 
 
 def hook_run(event_name: str = "PreToolUse") -> dict[str, Any]:

@@ -26,16 +26,6 @@ RUNTIME = {
     "runtime_os_version": "15.3.1",
     "runtime_arch": "aarch64",
 }
-PROFILE = {
-    "before_first_sampling_ms": 100,
-    "sampling_ms": 700,
-    "compaction_ms": 40,
-    "between_sampling_overhead_ms": 50,
-    "tool_blocking_ms": 250,
-    "after_last_sampling_ms": 94,
-    "sampling_request_count": 2,
-    "sampling_retry_count": 1,
-}
 PARENT = "44444444-4444-4444-4444-444444444444"
 
 
@@ -52,9 +42,10 @@ class JFacts(JInstance):
         }
         return self.fact("initialize", payload, conn=conn)
 
-    def response(
+    def answer(
         self, conn: int, rid: int, method: str, result: dict[str, Any], originator: Any = None
     ) -> dict[str, Any]:
+        """A ``client_response`` whose ``thread_originator`` may be ``"absent"``."""
         payload = {"request_id": rid, "method": method, "result": result}
         if originator != "absent":
             payload["thread_originator"] = originator
@@ -79,7 +70,7 @@ class JFacts(JInstance):
             **fields,
         }
         result = {"thread": thread, "model": "gpt-5"}
-        return self.response(conn, 100, method, result, originator)
+        return self.answer(conn, 100, method, result, originator)
 
     def turn_start(
         self, conn: int = 7, rid: int = 1, thread_id: str = "thread-1"
@@ -91,26 +82,17 @@ class JFacts(JInstance):
     def turn_started_response(
         self, conn: int = 7, rid: int = 1, turn_id: str = "turn-1"
     ) -> dict[str, Any]:
-        return self.response(conn, rid, "turn/start", {"turn": {"id": turn_id}})
+        return self.answer(conn, rid, "turn/start", {"turn": {"id": turn_id}})
 
     def steer(self, conn: int = 7, rid: int = 2, thread_id: str = "thread-1") -> dict[str, Any]:
         params = {"threadId": thread_id, "expectedTurnId": "turn-1", "input": []}
         payload = {"request_id": rid, "method": "turn/steer", "params": params}
         return self.fact("client_request", payload, conn=conn)
 
-    def steer_response(
-        self, conn: int = 7, rid: int = 2, turn_id: str = "turn-1"
-    ) -> dict[str, Any]:
-        return self.response(conn, rid, "turn/steer", {"turnId": turn_id})
-
     def interrupt(
         self, rid: int, at_ms: int, conn: int = 7, turn_id: str = "turn-1"
     ) -> dict[str, Any]:
-        payload = {"request_id": rid, "turn_id": turn_id, "requested_at_ms": at_ms}
-        return self.fact("explicit_client_interrupt_request", payload, conn=conn)
-
-    def interrupt_response(self, rid: int, conn: int = 7) -> dict[str, Any]:
-        return self.response(conn, rid, "turn/interrupt", {})
+        return self.turn_interrupt_request(conn, rid, turn_id, requested_at_ms=at_ms)
 
     def error(self, rid: int, conn: int = 7, error_type: Any = None) -> dict[str, Any]:
         payload = {
@@ -125,9 +107,6 @@ class JFacts(JInstance):
     ) -> dict[str, Any]:
         return self.fact("turn_resolved_config", resolved_config_payload(turn_id, thread_id, **kw))
 
-    def profile(self, turn_id: str = "turn-1") -> dict[str, Any]:
-        return self.fact("turn_profile", {"turn_id": turn_id, "profile": PROFILE})
-
     def usage(self, turn_id: str = "turn-1", thread_id: str = "thread-1") -> dict[str, Any]:
         usage = {
             "input_tokens": 10,
@@ -140,9 +119,7 @@ class JFacts(JInstance):
         return self.fact("turn_token_usage", payload)
 
     def codex_error(self, turn_id: str = "turn-1", thread_id: str = "thread-1") -> dict[str, Any]:
-        error = {"kind": "tool_collision", "http_status_code": 409}
-        payload = {"turn_id": turn_id, "thread_id": thread_id, "error": error}
-        return self.fact("turn_codex_error", payload)
+        return self.turn_codex_error(turn_id, thread_id, "tool_collision", 409)
 
     def image(self, item_id: str, turn_id: str = "turn-1") -> dict[str, Any]:
         metadata = {
@@ -156,9 +133,6 @@ class JFacts(JInstance):
         }
         return self.fact("image_preparation", {"turn_id": turn_id, "metadata": metadata})
 
-    def notification(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        return self.fact("server_notification", {"method": method, "params": params})
-
     def started(self, turn_id: str = "turn-1", started_at: int | None = 455) -> dict[str, Any]:
         turn = {"id": turn_id, "startedAt": started_at}
         return self.notification("turn/started", {"threadId": "thread-1", "turn": turn})
@@ -168,8 +142,7 @@ class JFacts(JInstance):
         return self.notification("turn/completed", {"threadId": thread_id, "turn": turn})
 
     def diff(self, diff: str, turn_id: str = "turn-1") -> dict[str, Any]:
-        params = {"threadId": "thread-1", "turnId": turn_id, "diff": diff}
-        return self.notification("turn/diff/updated", params)
+        return self.turn_diff_updated("thread-1", turn_id, diff)
 
     def subagent(
         self, thread_id: str, parent: str | None, product_client_id: str = "sub-client"
@@ -222,7 +195,7 @@ def turn_facts(
 def test_the_turn_event_waits_for_the_turn_profile(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize(), f.thread())
     assert h.feed(*turn_facts(f)) == []
-    (event,) = h.feed(f.profile())
+    (event,) = h.feed(f.turn_profile())
     params = event["event_params"]
     assert event["event_type"] == "codex_turn_event"
     assert params["sampling_request_count"] == 2
@@ -234,7 +207,7 @@ def test_the_turn_event_waits_for_the_turn_profile(h: Harness, f: JFacts) -> Non
 def test_codex_error_and_image_preparations_wait_for_the_turn_event(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize(), f.thread(), *turn_facts(f)[:3])
     assert h.feed(f.codex_error(), f.image("img-b"), f.image("img-a"), f.usage()) == []
-    (event,) = h.feed(f.completed(), f.profile())
+    (event,) = h.feed(f.completed(), f.turn_profile())
     params = event["event_params"]
     assert (params["codex_error_kind"], params["codex_error_http_status_code"]) == (
         "tool_collision",
@@ -255,7 +228,7 @@ def test_the_turn_event_reads_the_tool_counts_of_the_turn(h: Harness, f: JFacts)
     h.feed(f.initialize(), f.thread(), *turn_facts(f)[:3])
     counts = h.j.turns["turn-1"].tool_counts
     counts.total, counts.shell_command, counts.web_search = 3, 2, 1
-    (event,) = h.feed(f.profile(), f.completed())
+    (event,) = h.feed(f.turn_profile(), f.completed())
     params = event["event_params"]
     assert (params["total_tool_call_count"], params["shell_command_count"]) == (3, 2)
     assert (params["web_search_count"], params["file_change_count"]) == (1, 0)
@@ -263,14 +236,14 @@ def test_the_turn_event_reads_the_tool_counts_of_the_turn(h: Harness, f: JFacts)
 
 def test_a_negative_turn_start_time_is_null(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize(), f.thread(), f.started(started_at=-5))
-    (event,) = h.feed(*turn_facts(f), f.profile())
+    (event,) = h.feed(*turn_facts(f), f.turn_profile())
     assert event["event_params"]["started_at"] is None
 
 
 def test_guardian_subagent_reviewer_is_reported_as_auto_review(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize(), f.thread(), *turn_facts(f)[:2])
     h.feed(f.config(approvals_reviewer="guardian_subagent"))
-    (event,) = h.feed(f.profile(), f.completed())
+    (event,) = h.feed(f.turn_profile(), f.completed())
     assert event["event_params"]["approvals_reviewer"] == "auto_review"
 
 
@@ -292,7 +265,7 @@ def test_the_approval_policy_is_upstreams_display_name(
 ) -> None:
     h.feed(f.initialize(), f.thread(), *turn_facts(f)[:2])
     h.feed(f.config(approval_policy=policy))
-    (event,) = h.feed(f.profile(), f.completed())
+    (event,) = h.feed(f.turn_profile(), f.completed())
     assert event["event_params"]["approval_policy"] == shown
 
 
@@ -316,12 +289,12 @@ def missing(h: Harness) -> list[tuple[str | None, str | None]]:
 
 def test_a_turn_without_a_start_response_uses_its_threads_connection(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize(7, "conn-client"), f.thread(7))
-    (event,) = h.feed(f.config(), f.profile(), f.completed())
+    (event,) = h.feed(f.config(), f.turn_profile(), f.completed())
     assert event["event_params"]["app_server_client"]["product_client_id"] == "conn-client"
 
 
 def test_turn_without_any_connection_warns_and_keeps_its_state(h: Harness, f: JFacts) -> None:
-    assert h.feed(f.config(), f.profile(), f.completed()) == []
+    assert h.feed(f.config(), f.turn_profile(), f.completed()) == []
     assert missing(h) == [("turn", "thread_connection")]
     assert "turn-1" in h.j.turns
     h.feed(f.initialize(), f.thread())
@@ -331,7 +304,7 @@ def test_turn_without_any_connection_warns_and_keeps_its_state(h: Harness, f: JF
 
 def test_turn_on_an_unknown_connection_warns_with_its_id(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize(7), f.thread(7), f.turn_start(9, 1), f.turn_started_response(9, 1))
-    assert h.feed(f.config(), f.profile(), f.completed()) == []
+    assert h.feed(f.config(), f.turn_profile(), f.completed()) == []
     ((reason, ids),) = h.drops()
     assert reason is DropReason.MISSING_CONTEXT
     assert (ids["site"], ids["missing_context"], ids["connection_id"]) == ("turn", "connection", 9)
@@ -340,7 +313,7 @@ def test_turn_on_an_unknown_connection_warns_with_its_id(h: Harness, f: JFacts) 
 
 def test_turn_without_thread_metadata_warns(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize(7), *turn_facts(f))
-    assert h.feed(f.profile()) == []
+    assert h.feed(f.turn_profile()) == []
     assert missing(h) == [("turn", "thread_metadata")]
     assert DropReason.MISSING_CONTEXT.logged
 
@@ -351,13 +324,13 @@ def test_turn_without_thread_metadata_warns(h: Harness, f: JFacts) -> None:
 def test_a_rejected_interrupt_is_discarded(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize(), f.thread(), f.interrupt(4, 111), f.error(4))
     assert (7, 4) not in h.j.requests
-    (event,) = h.feed(*turn_facts(f), f.profile())
+    (event,) = h.feed(*turn_facts(f), f.turn_profile())
     assert event["event_params"]["explicit_client_interrupt_requested_at_ms"] is None
 
 
 def test_an_interrupt_response_for_another_request_kind_discards_it(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize(), f.thread(), f.turn_start(7, 1))
-    assert h.feed(f.interrupt_response(1)) == []
+    assert h.feed(f.turn_interrupt_response(7, 1)) == []
     assert (7, 1) not in h.j.requests  # removed whatever its kind, as upstream
     h.feed(f.turn_started_response(7, 1))
     reasons = [reason for reason, _ in h.drops()]
@@ -369,9 +342,9 @@ def test_an_interrupt_answered_after_the_turn_event_opens_a_new_turn_state(
     h: Harness, f: JFacts
 ) -> None:
     h.feed(f.initialize(), f.thread(), f.interrupt(4, 900), *turn_facts(f))
-    (event,) = h.feed(f.profile())
+    (event,) = h.feed(f.turn_profile())
     assert event["event_params"]["explicit_client_interrupt_requested_at_ms"] is None
-    assert h.feed(f.interrupt_response(4)) == []
+    assert h.feed(f.turn_interrupt_response(7, 4)) == []
     assert h.j.turns["turn-1"].explicit_client_interrupt_requested_at_ms == 900
 
 
@@ -386,7 +359,7 @@ def test_an_error_for_a_pending_turn_start_discards_it(h: Harness, f: JFacts) ->
 
 def test_an_accepted_steer_carries_session_id_and_counts_on_the_turn(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize(), f.thread(originator="work-app"), *turn_facts(f)[:2])
-    (steer,) = h.feed(f.steer(), f.steer_response())
+    (steer,) = h.feed(f.steer(), f.turn_steer_response())
     params = steer["event_params"]
     assert steer["event_type"] == "codex_turn_steer_event"
     assert params["session_id"] == "session-thread-1"
@@ -407,13 +380,13 @@ def test_a_rejected_steer_maps_its_error_type(h: Harness, f: JFacts) -> None:
 
 def test_a_steer_without_thread_metadata_warns(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize())
-    assert h.feed(f.steer(), f.steer_response()) == []
+    assert h.feed(f.steer(), f.turn_steer_response()) == []
     assert missing(h) == [("turn steer", "thread_metadata")]
 
 
 def test_a_steer_on_an_unknown_connection_is_dropped_silently(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize(7), f.thread(7))
-    assert h.feed(f.steer(conn=9), f.steer_response(conn=9)) == []
+    assert h.feed(f.steer(conn=9), f.turn_steer_response(conn=9)) == []
     ((reason, _),) = h.drops()
     assert reason is DropReason.STEER_UNKNOWN_CONNECTION
     assert not reason.logged  # upstream warns about none (§9)
@@ -461,7 +434,7 @@ def test_a_subagent_thread_inherits_its_parents_connection(h: Harness, f: JFacts
     assert started["event_params"]["app_server_client"]["rpc_transport"] == "in_process"
     thread = h.j.threads["thread-sub"]
     assert (thread.connection_id, thread.originator) == (7, "sub-client")
-    (turn,) = h.feed(*turn_facts(f, "turn-sub", "thread-sub")[2:], f.profile("turn-sub"))
+    (turn,) = h.feed(*turn_facts(f, "turn-sub", "thread-sub")[2:], f.turn_profile("turn-sub"))
     params = turn["event_params"]
     assert params["app_server_client"]["product_client_id"] == "sub-client"
     assert params["app_server_client"]["client_name"] == "codex-tui"  # the connection's
@@ -481,7 +454,7 @@ def test_a_subagent_start_keeps_what_the_thread_already_has(h: Harness, f: JFact
 def test_a_subagent_of_an_unknown_parent_has_no_connection(h: Harness, f: JFacts) -> None:
     h.feed(f.subagent("thread-sub", PARENT))
     assert h.j.threads["thread-sub"].connection_id is None
-    h.feed(f.config("turn-1", "thread-sub"), f.profile(), f.completed("turn-1", "thread-sub"))
+    h.feed(f.config("turn-1", "thread-sub"), f.turn_profile(), f.completed("turn-1", "thread-sub"))
     assert missing(h) == [("turn", "thread_connection")]
 
 
@@ -530,12 +503,12 @@ def test_accepted_lines_are_counted_as_upstream(diff: str, added: int, deleted: 
 def test_a_diff_without_changed_lines_gives_no_accepted_lines_event(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize(), f.thread(), f.diff(HEADER + "@@ -1 +1 @@\n+a\n"))
     h.feed(f.diff(HEADER + "@@ -1 +1 @@\n context\n"))  # only the latest diff counts
-    assert types(h.feed(*turn_facts(f), f.profile())) == ["codex_turn_event"]
+    assert types(h.feed(*turn_facts(f), f.turn_profile())) == ["codex_turn_event"]
 
 
 def test_accepted_lines_follow_the_turn_event(h: Harness, f: JFacts) -> None:
     h.feed(f.initialize(), f.thread(), f.diff(HEADER + "@@ -1,2 +1 @@\n-a\n-b\n+c\n"))
-    turn, lines = h.feed(*turn_facts(f), f.profile())
+    turn, lines = h.feed(*turn_facts(f), f.turn_profile())
     assert turn["event_type"] == "codex_turn_event"
     assert lines["event_type"] == "codex_accepted_line_fingerprints"
     params = lines["event_params"]
@@ -575,7 +548,12 @@ def test_j_tables_survive_the_state_bytes(f: JFacts) -> None:
     assert restored.to_bytes() == data
     assert restored.contract == "2026-08"
     # The restored state goes on exactly as the original does.
-    rest = [f.steer_response(7, 2), f.interrupt_response(4), f.completed(), f.profile()]
+    rest = [
+        f.turn_steer_response(7, 2),
+        f.turn_interrupt_response(7, 4),
+        f.completed(),
+        f.turn_profile(),
+    ]
     twin = Harness()
     twin.state = restored
     assert twin.feed(*rest) == h.feed(*rest)
@@ -600,7 +578,7 @@ def test_j_tables_expire(f: JFacts) -> None:
             lambda f: [f.initialize(), f.thread(7, "t-1")],
             lambda f: f.subagent("t-2", None),
         ),
-        ("turns", lambda f: [f.profile("turn-a")], lambda f: f.started("turn-b")),
+        ("turns", lambda f: [f.turn_profile("turn-a")], lambda f: f.started("turn-b")),
     ],
 )
 def test_full_j_tables_refuse_a_new_entry(table: str, fill: Any, one_more: Any) -> None:

@@ -942,17 +942,7 @@ def test_a_code_mode_call_is_held_counted_and_released_with_its_turn() -> None:
     assert (
         h.apply(h.facts.code_mode("cell_started", **T, call_id="call-exec", cell_id="cell-1")) == []
     )
-    assert (
-        h.apply(
-            h.facts.code_mode(
-                "sampling_response_completed",
-                **T,
-                response_id="resp-1",
-                tool_call_ids=["call-exec"],
-            )
-        )
-        == []
-    )
+    assert h.apply(h.facts.sampling_response("resp-1", ["call-exec"])) == []
     assert (
         h.apply(h.facts.code_mode("child_started", **T, call_id="call-child", cell_id="cell-1"))
         == []
@@ -1017,9 +1007,7 @@ def test_code_mode_facts_need_thread_context() -> None:
     h = Harness()
     h.j.threads["thread-1"].connection_id = 99  # an unknown connection
     h.apply(h.facts.code_mode("cell_started", **T, call_id="c", cell_id="cell-1"))
-    h.apply(
-        h.facts.code_mode("sampling_response_completed", **T, response_id="r", tool_call_ids=["c"])
-    )
+    h.apply(h.facts.sampling_response("r", ["c"]))
     assert h.apply(h.facts.code_mode("completed", **completed_call("c"))) == []
     assert h.last.drops == []  # silently, even for completed
     assert h.j.code_mode_cells == {}
@@ -1045,24 +1033,10 @@ def test_a_later_response_releases_held_events_it_did_not_originate() -> None:
         None,
     )
     # The response that made the exec call: the held event now originates from it, stays.
-    assert (
-        h.apply(
-            h.facts.code_mode(
-                "sampling_response_completed",
-                **T,
-                response_id="resp-1",
-                tool_call_ids=["call-exec"],
-            )
-        )
-        == []
-    )
+    assert h.apply(h.facts.sampling_response("resp-1", ["call-exec"])) == []
     assert h.j.code_mode_cells[("thread-1", "cell-1")].originating_response_id == "resp-1"
     # A later response: the event is released now, naming it.
-    (event,) = h.apply(
-        h.facts.code_mode(
-            "sampling_response_completed", **T, response_id="resp-2", tool_call_ids=["call-next"]
-        )
-    )
+    (event,) = h.apply(h.facts.sampling_response("resp-2", ["call-next"]))
     params = event["event_params"]
     assert (params["originating_response_id"], params["subsequent_response_id"]) == (
         "resp-1",
@@ -1136,9 +1110,7 @@ def test_thread_closed_releases_every_turn_of_the_thread() -> None:
 def test_flush_releases_everything_and_keeps_the_correlation() -> None:
     h = Harness()
     h.seed_thread("thread-2")
-    h.apply(
-        h.facts.code_mode("sampling_response_completed", **T, response_id="r", tool_call_ids=["a"])
-    )
+    h.apply(h.facts.sampling_response("r", ["a"]))
     h.apply(h.facts.code_mode("completed", **completed_call("a")))
     h.apply(h.facts.code_mode("completed", **{**completed_call("z"), "thread_id": "thread-2"}))
     events = h.apply(h.facts.flush())
@@ -1184,9 +1156,7 @@ def test_a_thread_holds_at_most_256_cells() -> None:
 def test_response_ids_and_child_cells_hold_at_most_256_calls() -> None:
     h = Harness()
     ids = [f"c{n}" for n in range(300)]
-    h.apply(
-        h.facts.code_mode("sampling_response_completed", **T, response_id="r", tool_call_ids=ids)
-    )
+    h.apply(h.facts.sampling_response("r", ids))
     assert len(h.j.tool_responses[("thread-1", "turn-1")].response_ids) == 256
     h.apply(h.facts.code_mode("cell_started", **T, call_id="x", cell_id="cell"))
     for n in range(257):
@@ -1204,11 +1174,7 @@ def test_the_tool_tables_survive_the_state_bytes() -> None:
     h.apply(h.facts.guardian_completed({"type": "applyPatch", "cwd": "/", "files": []}))
     h.apply(h.facts.item_started(command_item("item-9")))
     h.apply(h.facts.code_mode("cell_started", **T, call_id="call-exec", cell_id="cell-1"))
-    h.apply(
-        h.facts.code_mode(
-            "sampling_response_completed", **T, response_id="resp-1", tool_call_ids=["call-exec"]
-        )
-    )
+    h.apply(h.facts.sampling_response("resp-1", ["call-exec"]))
     h.apply(h.facts.code_mode("child_started", **T, call_id="call-child", cell_id="cell-1"))
     h.apply(h.facts.code_mode("completed", **completed_call("call-child")))
     h.apply(h.facts.code_mode("completed", **completed_call("other", status="failed")))
@@ -1279,18 +1245,8 @@ def test_full_tool_tables_refuse_new_entries() -> None:
     h.apply(h.facts.code_mode("cell_started", **T, call_id="x", cell_id="cell-1"))
     h.apply(h.facts.code_mode("cell_started", **T, call_id="y", cell_id="cell-2"))
     assert h.drops() == [(DropReason.INSTANCE_STATE_FULL, {"table": "code_mode_cells", "limit": 1})]
-    h.apply(
-        h.facts.code_mode("sampling_response_completed", **T, response_id="r", tool_call_ids=["x"])
-    )
-    h.apply(
-        h.facts.code_mode(
-            "sampling_response_completed",
-            thread_id="thread-1",
-            turn_id="turn-2",
-            response_id="r",
-            tool_call_ids=["x"],
-        )
-    )
+    h.apply(h.facts.sampling_response("r", ["x"]))
+    h.apply(h.facts.sampling_response("r", ["x"], turn_id="turn-2"))
     assert h.drops() == [(DropReason.INSTANCE_STATE_FULL, {"table": "tool_responses", "limit": 1})]
     # A held event with no room for its turn is released at once rather than lost.
     (event,) = h.apply(h.facts.code_mode("completed", **completed_call("c", turn_id="turn-2")))
@@ -1312,13 +1268,7 @@ def test_exec_wait_and_child_events_share_cell_and_response_ids() -> None:
     h.seed_turn("turn-2", "thread-1")
 
     def response(turn_id: str, response_id: str, calls: list[str]) -> FactEnvelope:
-        return h.facts.code_mode(
-            "sampling_response_completed",
-            thread_id="thread-1",
-            turn_id=turn_id,
-            response_id=response_id,
-            tool_call_ids=calls,
-        )
+        return h.facts.sampling_response(response_id, calls, turn_id=turn_id)
 
     def completed(turn_id: str, call_id: str) -> FactEnvelope:
         return h.facts.code_mode("completed", **completed_call(call_id, "cell-1", turn_id=turn_id))
