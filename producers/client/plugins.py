@@ -17,6 +17,7 @@ plugin was resolved).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -163,7 +164,7 @@ class PluginsManager:
         if self._cache_root is None or pid.marketplace_name not in REMOTE_MARKETPLACES:
             return None
         base = self._cache_root / pid.marketplace_name / pid.plugin_name
-        if not _has_active_version(base):
+        if active_plugin_version(base) is None:
             return None
         try:
             raw = (base / REMOTE_INSTALL_RECORD).read_bytes()
@@ -191,9 +192,17 @@ class PluginsManager:
             self._roots[key] = Path(root)
 
     def install_root(self, plugin_id: PluginId) -> Path | None:
+        """Where the plugin is installed: the lookup or mapping given, else its active
+        version in the plugins cache (upstream reads summaries and remote ids from the
+        same store)."""
         if self._lookup is not None:
             return self._lookup(plugin_id)
-        return self._roots.get(plugin_id.as_key())
+        root = self._roots.get(plugin_id.as_key())
+        if root is None and self._cache_root is not None:
+            base = self._cache_root / plugin_id.marketplace_name / plugin_id.plugin_name
+            version = active_plugin_version(base)
+            root = None if version is None else base / version
+        return root
 
     # -- the five upstream constructors ---------------------------------------------------
 
@@ -396,18 +405,58 @@ def _summary_field(summary: PluginCapabilitySummary | Mapping[str, Any], name: s
     return summary.get(name)
 
 
-def _has_active_version(base: Path) -> bool:
-    """Upstream ``PluginStore::active_plugin_version``: the plugin is installed when its
-    base directory holds a version directory with a valid name."""
+def active_plugin_version(base: Path) -> str | None:
+    """Upstream ``PluginStore::active_plugin_version``: of the plugin's version
+    directories with a valid name (not followed through symlinks), ``local`` when there
+    is one, else the highest (semver order where both parse, else by name)."""
     try:
-        return any(
-            entry.is_dir()
+        versions = [
+            entry.name
+            for entry in base.iterdir()
+            if entry.is_dir()
+            and not entry.is_symlink()
             and entry.name not in (".", "..")
             and _VERSION_SEGMENT.fullmatch(entry.name) is not None
-            for entry in base.iterdir()
-        )
+        ]
     except OSError:
-        return False
+        return None
+    if not versions:
+        return None
+    if LOCAL_PLUGIN_VERSION in versions:
+        return LOCAL_PLUGIN_VERSION
+    return max(versions, key=functools.cmp_to_key(_compare_versions))
+
+
+#: Upstream ``DEFAULT_PLUGIN_VERSION``: a plugin installed from a local source.
+LOCAL_PLUGIN_VERSION = "local"
+_SEMVER = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
+)
+
+
+def _semver_key(version: str) -> tuple[Any, ...] | None:
+    """A sort key in semver precedence (a release above its pre-releases; numeric
+    identifiers below alphanumeric ones), build metadata last; None if not semver."""
+    match = _SEMVER.fullmatch(version)
+    if match is None:
+        return None
+    major, minor, patch, pre, build = match.groups()
+    pre_key = (
+        (1,)
+        if pre is None
+        else (0, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")))
+    )
+    return (int(major), int(minor), int(patch), pre_key, build or "")
+
+
+def _compare_versions(left: str, right: str) -> int:
+    """Upstream ``compare_plugin_versions``: semver order when both parse, else by name."""
+    lk, rk = _semver_key(left), _semver_key(right)
+    a: Any = left if lk is None or rk is None else lk
+    b: Any = right if lk is None or rk is None else rk
+    return int(a > b) - int(a < b)
 
 
 def _remote_id_from_record(raw: bytes) -> str | None:

@@ -15,7 +15,7 @@ import pytest
 from codex_analytics.contract import decode_fact
 from codex_analytics.contract.facts import PluginCapabilitySummary
 from producers import AnalyticsClient, PluginsManager, ProducerIdentity, RemoteInstalledPlugin
-from producers.client.plugins import REMOTE_INSTALL_RECORD
+from producers.client.plugins import REMOTE_INSTALL_RECORD, PluginId, active_plugin_version
 from tests.producer_helpers import MemoryTransport
 
 REMOTE_KEY = "linear@openai-curated-remote"
@@ -197,7 +197,7 @@ async def test_remote_uninstall_names_local_and_remote_ids_with_the_fallback_sum
         local = PluginsManager({REMOTE_KEY: root}, plugins_cache_root=cache)
         assert local.track_remote_uninstalled(client, REMOTE_KEY, "plugins~Plugin_linear", FALLBACK)
         # Not installed here: the backend's summary, named after the plugin.
-        remote_only = PluginsManager(plugins_cache_root=cache)
+        remote_only = PluginsManager(plugins_cache_root=tmp_path / "empty-cache")
         assert remote_only.track_remote_uninstalled(
             client, REMOTE_KEY, "plugins~Plugin_linear", FALLBACK
         )
@@ -317,3 +317,35 @@ def test_an_install_failed_with_an_unknown_source_is_a_clear_error() -> None:
         PluginsManager().track_install_failed(
             client, plugin_id=REMOTE_KEY, error_type="network", source="bogus"
         )
+
+
+@pytest.mark.parametrize(
+    ("versions", "active"),
+    [
+        (["1.0.0", "local", "2.0.0"], "local"),
+        (["1.2.0", "1.10.0", "1.9.9"], "1.10.0"),  # semver, not text order
+        (["2.0.0-rc.1", "2.0.0-beta", "1.9.0"], "2.0.0-rc.1"),
+        (["2.0.0-rc.1", "2.0.0"], "2.0.0"),  # a release above its pre-releases
+        (["alpha", "beta"], "beta"),  # not semver: by name
+        ([], None),
+    ],
+)
+def test_the_active_version_is_upstreams(
+    tmp_path: Path, versions: list[str], active: str | None
+) -> None:
+    base = tmp_path / "linear"
+    base.mkdir()
+    for version in versions:
+        (base / version).mkdir()
+    (base / REMOTE_INSTALL_RECORD).write_text("{}")  # a file is no version
+    assert active_plugin_version(base) == active
+
+
+def test_a_summary_comes_from_the_plugins_cache_when_no_root_is_given(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    install(cache, REMOTE_KEY, version="1.0.0")
+    newest = install(cache, REMOTE_KEY, version="1.2.0")
+    manager = PluginsManager(plugins_cache_root=cache)
+    metadata = manager.telemetry_metadata_for_installed_plugin(REMOTE_KEY)
+    assert metadata.capability_summary is not None
+    assert manager.install_root(PluginId.parse(REMOTE_KEY)) == newest
