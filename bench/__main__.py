@@ -37,7 +37,7 @@ def _stream(args: argparse.Namespace) -> list[Figure]:
     return run(StreamBenchConfig(facts=args.facts, runs=args.runs))
 
 
-def _sink(args: argparse.Namespace) -> list[Figure]:
+def _sink(args: argparse.Namespace) -> tuple[list[Figure], str]:
     from .sink import SinkBenchConfig, run
 
     if args.quick:

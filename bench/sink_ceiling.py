@@ -3,9 +3,10 @@
 * ``python -m bench.sink_ceiling kafka BOOTSTRAP TOPIC URL TOTAL``: a bare aiokafka
   consumer that POSTs raw record values, 500 per request, with one shared httpx
   client. No decoding, no routes, no retries, no gate.
-* ``python -m bench.sink_ceiling bodies FILE URL``: a bare httpx loop that POSTs the
+* ``python -m bench.sink_ceiling bodies FILE URL [CLIENT]``: a bare loop that POSTs the
   request bodies (and headers) the sink itself sent, read from ``FILE`` (JSON lines of
-  ``[headers, body]``), one after another with one client: HTTP alone.
+  ``[headers, body]``), one after another with one client (``httpx``, the default, or
+  ``aiohttp``): HTTP alone.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import aiohttp
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -60,9 +62,20 @@ async def from_bodies(requests: list[tuple[dict[str, str], str]], url: str) -> N
             response.raise_for_status()
 
 
+async def from_bodies_aiohttp(requests: list[tuple[dict[str, str], str]], url: str) -> None:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for headers, body in requests:
+            async with session.post(url, data=body.encode(), headers=headers) as response:
+                await response.read()
+                response.raise_for_status()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "kafka":
         asyncio.run(from_kafka(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
     else:
         lines = Path(sys.argv[2]).read_bytes().splitlines()
-        asyncio.run(from_bodies([orjson.loads(line) for line in lines], sys.argv[3]))
+        requests = [orjson.loads(line) for line in lines]
+        loop = from_bodies_aiohttp if sys.argv[4:] == ["aiohttp"] else from_bodies
+        asyncio.run(loop(requests, sys.argv[3]))

@@ -32,18 +32,14 @@ def to_sink_record(
 ) -> SinkRecord:
     """Decode one events-topic record; a record that does not decode carries its error."""
     raw = value or b""
-    record = SinkRecord(offset=offset, timestamp_ms=timestamp_ms, raw=raw, key=key)
     try:
         parts = split_event_record(raw, validate_event=validate_events, max_bytes=_MAX_RECORD_BYTES)
+        # Validated events were re-encoded from their model; the others are checked.
+        error = None if validate_events else _not_an_event(parts.event_json, parts.event_type)
     except DecodeError as err:
-        record.error = err
-        return record
-    if not validate_events:  # validated events were re-encoded from their model
-        error = _not_an_event(parts.event_json, parts.event_type)
-        if error is not None:
-            record.error = error
-            return record
-    record.route = parts.route
+        error = err
+    if error is not None:
+        return SinkRecord(offset, timestamp_ms, raw, key, error=error)
     # Batches group by the whole route: the Kafka key (account, FedRAMP) decides the
     # partition, and the auth kind, which the gate reads, must be the same in a batch.
     route = parts.route
@@ -53,11 +49,17 @@ def to_sink_record(
         if len(_route_keys) >= 4096:
             _route_keys.clear()
         route_key = _route_keys[fields] = orjson.dumps(route)
-    record.route_key = route_key
-    record.origin = parts.origin
-    record.event_type = parts.event_type
-    record.event_json = parts.event_json
-    return record
+    return SinkRecord(
+        offset,
+        timestamp_ms,
+        raw,
+        key,
+        route,
+        route_key,
+        parts.origin,
+        parts.event_type,
+        parts.event_json,
+    )
 
 
 def _not_an_event(event_json: bytes, event_type: str) -> DecodeError | None:

@@ -128,7 +128,7 @@ class BatchDelivery:
             # may have been rotated (secrets dir, auth.json) while we backed off, and a
             # file that could not be read may be readable again.
             try:
-                current = self._plan(batch, route)
+                current = self._plan(batch, route, sending)
             except CredentialError as err:
                 if not self.ignore_gate:
                     give_up_at = err.since + self.settings.credential_wait_s
@@ -137,7 +137,9 @@ class BatchDelivery:
             give_up_at = math.inf
             if not current.send:
                 raise _GateClosed(current)  # the credential is gone: skip, as upstream
-            if [r.offset for r in current.send] != [r.offset for r in records]:
+            if current.send is not records and [r.offset for r in current.send] != [
+                r.offset for r in records
+            ]:
                 records = current.send
                 key = idempotency_key(records)
                 body = join_batch([r.event_json for r in records])
@@ -177,9 +179,12 @@ class BatchDelivery:
             skipped,
         )
 
-    def _plan(self, batch: Batch, route: AuthRoute) -> GatePlan:
-        """The gate's plan for ``batch`` now (``CredentialError`` passes through)."""
+    def _plan(self, batch: Batch, route: AuthRoute, last: GatePlan | None = None) -> GatePlan:
+        """The gate's plan for ``batch`` now (``CredentialError`` passes through):
+        ``last`` again when the route's credential is still the one it was made with."""
         credential = resolve(route, self.credentials)
+        if last is not None and credential is not None and last.credential is credential:
+            return last
         return plan_batch(batch.records, route, credential, ignore_gate=self.ignore_gate)
 
     def _skipped(self, plan: GatePlan, route: AuthRoute) -> GateSkipped:

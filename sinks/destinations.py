@@ -66,4 +66,5 @@ def destination_for(settings: SinkSettings) -> Destination:
         timeout_s=settings.http_timeout_s,
         gzip_body=settings.http_gzip,
         max_connections=settings.http_max_connections,
+        client=settings.http_client,
     )

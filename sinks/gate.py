@@ -40,6 +40,9 @@ class GatePlan:
     admitted: Admitted | None
     #: Events not sent, by reason, in the order the reasons first came up.
     skipped: tuple[tuple[SkipReason, int], ...]
+    #: The credential the plan was made with (a delivery attempt whose credential is
+    #: still this very object keeps the plan).
+    credential: Credential | None = None
 
     @property
     def skipped_events(self) -> int:
@@ -57,9 +60,34 @@ def plan_batch(
 
     ``ignore_gate`` (the capture test switch) opens what the gate would skip for want of
     a credential or a sendable kind; the API-key filter still applies, since it is what
-    the route's kind allows to be sent, not a missing credential."""
-    decisions: dict[ContractId, Admitted | Skipped] = {}
+    the route's kind allows to be sent, not a missing credential.
+
+    The common case costs one pass over the batch's contracts and nothing per event:
+    when every contract in the batch admits the route (or the gate is open) and no
+    event can be filtered (the route's kind is not ``api_key``, or the batch is all
+    Profile S), everything is sent as it is."""
     kind = auth_kind(route, credential)
+    contracts = {r.origin.contract_id if r.origin is not None else CONTRACT_S for r in records}
+    decisions = {contract: decide(contract, route, credential) for contract in contracts}
+    if kind != API_KEY_KIND or contracts == {CONTRACT_S}:
+        admitting = [c for c, d in decisions.items() if isinstance(d, Admitted)]
+        if ignore_gate or len(admitting) == len(decisions):
+            admitted = decisions[max(admitting)] if admitting else None
+            assert admitted is None or isinstance(admitted, Admitted)
+            return GatePlan(tuple(records), admitted, (), credential)
+    return _plan_each(records, route, credential, kind, decisions, ignore_gate=ignore_gate)
+
+
+def _plan_each(
+    records: list[SinkRecord],
+    route: AuthRoute,
+    credential: Credential | None,
+    kind: str | None,
+    decisions: dict[ContractId, Admitted | Skipped],
+    *,
+    ignore_gate: bool,
+) -> GatePlan:
+    """:func:`plan_batch` event by event: some are skipped or filtered."""
     send: list[SinkRecord] = []
     skipped: Counter[SkipReason] = Counter()
     sent_by: dict[ContractId, Admitted] = {}
@@ -85,4 +113,4 @@ def plan_batch(
     # order of the records (a credential that both contracts admit may authenticate
     # differently under each, e.g. an agent identity that also holds a token).
     admitted = sent_by[max(sent_by)] if sent_by else None
-    return GatePlan(tuple(send), admitted, tuple(skipped.items()))
+    return GatePlan(tuple(send), admitted, tuple(skipped.items()), credential)

@@ -1,8 +1,14 @@
 """HTTP destination: POST a batch body to the analytics endpoint (delivery.md §3.1).
 
-One ``httpx.AsyncClient`` per sink process, so connections are pooled and reused.
-``transport`` is the seam for tests that want an in-process endpoint; the integration
-tests use a real server on 127.0.0.1. It implements ``sinks.destinations.Destination``.
+``HttpDestination`` (it implements ``sinks.destinations.Destination``) builds the request
+and judges the answer (status, ``Retry-After``, redaction); an ``HttpClient`` sends it:
+``AiohttpClient`` (the default: ``ANALYTICS_HTTP_CLIENT=aiohttp``) or ``HttpxClient``.
+Each is one pooled client per sink process, and each maps its library's errors to ours
+the same way: a header it cannot write is ``UnsendableRequestError``, anything else
+that failed is ``RetryableDeliveryError`` (retries, ``Retry-After`` and dead letters are
+decided above, in ``sinks.delivery``). ``transport`` (an ``httpx`` transport) is the seam
+for tests that want an in-process endpoint; the integration tests use a real server on
+127.0.0.1.
 
 No error it raises carries the token: transport errors whose text could quote a header
 are reported by type, and a refusal's body is redacted of the token before it is kept.
@@ -11,8 +17,10 @@ are reported by type, and a refusal's body is redacted of the token before it is
 from __future__ import annotations
 
 import gzip
-from typing import Literal
+import re
+from typing import Literal, NamedTuple, Protocol
 
+import aiohttp
 import httpx
 import orjson
 
@@ -38,6 +46,26 @@ def events_url(base_url: str) -> str:
     return base_url.rstrip("/") + EVENTS_PATH
 
 
+class Reply(NamedTuple):
+    """What the destination reads of an answer."""
+
+    status: int
+    retry_after: str | None
+    body: bytes
+
+
+class HttpClient(Protocol):
+    """POST one body; the answer, or a ``DeliveryError`` (never an error of the library)."""
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply: ...
+
+    async def aclose(self) -> None: ...
+
+
+#: The HTTP clients ``ANALYTICS_HTTP_CLIENT`` may name.
+HTTP_CLIENTS = ("aiohttp", "httpx")
+
+
 class HttpDestination:
     name = "http"
     success_outcome: Literal["delivered"] = "delivered"
@@ -55,17 +83,20 @@ class HttpDestination:
         timeout_s: float = 10.0,
         gzip_body: bool = False,
         max_connections: int = 16,
+        client: str = "aiohttp",
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = events_url(base_url)
         self._gzip = gzip_body
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
-            follow_redirects=False,
+        if client not in HTTP_CLIENTS:
+            raise ValueError(f"unknown HTTP client {client!r}: one of {', '.join(HTTP_CLIENTS)}")
+        if transport is not None:
+            client = "httpx"  # an in-process httpx endpoint (tests)
+        self.client_name = client
+        self._client: HttpClient = (
+            HttpxClient(timeout_s, max_connections, transport)
+            if client == "httpx"
+            else AiohttpClient(timeout_s, max_connections)
         )
 
     @property
@@ -85,35 +116,144 @@ class HttpDestination:
         if self._gzip:
             body = gzip.compress(body, compresslevel=5)
             headers = {**headers, "Content-Encoding": "gzip"}
-        try:
-            response = await self._client.post(self.url, content=body, headers=headers)
-            _release(response)
-        except (httpx.LocalProtocolError, UnicodeEncodeError) as err:
-            # A header the client will not write: the same request can never be sent.
-            raise UnsendableRequestError(
-                f"the events request could not be written: {type(err).__name__} "
-                "(its text is withheld: it may quote a header)"
-            ) from None
-        except httpx.HTTPError as err:
-            raise RetryableDeliveryError(
-                f"failed to send events request: {describe_http_error(err)}"
-            ) from None
+        reply = await self._client.post(self.url, body, headers)
+        if 200 <= reply.status < 300:
+            return reply.status
         # The whole body is redacted before anything is cut from it: a token that
         # straddled the cut would leave a piece behind.
-        error = check_response(
-            response.status_code,
-            response.headers.get("retry-after"),
-            redact_headers(response.content, headers),
-        )
-        if error is not None:
-            raise error
-        return response.status_code
+        error = check_response(reply.status, reply.retry_after, redact_headers(reply.body, headers))
+        assert error is not None
+        raise error
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
     def __repr__(self) -> str:
-        return f"HttpDestination({self.url!r}, gzip={self._gzip})"
+        return f"HttpDestination({self.url!r}, gzip={self._gzip}, client={self.client_name})"
+
+
+def _unsendable(err: BaseException) -> UnsendableRequestError:
+    return UnsendableRequestError(
+        f"the events request could not be written: {type(err).__name__} "
+        "(its text is withheld: it may quote a header)"
+    )
+
+
+class HttpxClient:
+    """``httpx.AsyncClient``: each phase (pool, connect, write, read) within the timeout."""
+
+    def __init__(
+        self,
+        timeout_s: float,
+        max_connections: int,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
+        try:
+            response = await self._client.post(url, content=body, headers=headers)
+            _release(response)
+        except (httpx.LocalProtocolError, UnicodeEncodeError) as err:
+            # A header the client will not write: the same request can never be sent.
+            raise _unsendable(err) from None
+        except httpx.HTTPError as err:
+            raise RetryableDeliveryError(
+                f"failed to send events request: {describe_http_error(err)}"
+            ) from None
+        return Reply(response.status_code, response.headers.get("retry-after"), response.content)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+#: What h11 (and so httpx) refuses to write in a header value: control characters
+#: other than HTAB, anything outside ASCII, and surrounding whitespace; in a name,
+#: anything but a token. aiohttp would write some of these (UTF-8, NUL), so they are
+#: refused before it sees them: one rule whichever client sends.
+_BAD_VALUE = re.compile(r"[^\t\x20-\x7e]|^[ \t]|[ \t]$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _check_headers(headers: dict[str, str]) -> None:
+    for name, value in headers.items():
+        if _TOKEN.fullmatch(name) is None or _BAD_VALUE.search(value) is not None:
+            raise UnsendableRequestError(
+                "the events request could not be written: a header the client will not "
+                "write (its value is withheld: it may be a secret)"
+            )
+
+
+#: aiohttp errors whose text comes from the socket, the clock or the server, and so
+#: cannot quote a request header (as ``_TEXT_IS_SAFE`` for httpx).
+_AIOHTTP_TEXT_IS_SAFE: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    aiohttp.ClientConnectionError,
+    aiohttp.ClientPayloadError,
+)
+
+
+class AiohttpClient:
+    """``aiohttp.ClientSession``, made on first use (it belongs to the running loop).
+
+    Timeouts as httpx's: connecting (pool wait included) and each read within
+    ``timeout_s``; the whole request, write included, within four times that, so that
+    no request waits without a deadline."""
+
+    def __init__(self, timeout_s: float, max_connections: int) -> None:
+        self._timeout = aiohttp.ClientTimeout(
+            total=4 * timeout_s, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s
+        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, limit_per_host=self._max_connections
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=True,
+            # No cookie jar: a cookie the endpoint sets must not travel with another
+            # account's batch (httpx keeps cookies; the endpoint sets none).
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        return self._session
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
+        _check_headers(headers)
+        session = self._session or self._open()
+        try:
+            async with session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                content = await response.read()
+                return Reply(response.status, response.headers.get("Retry-After"), content)
+        except (ValueError, UnicodeEncodeError) as err:
+            # A header aiohttp will not write after all (it checks CR and LF itself).
+            raise _unsendable(err) from None
+        except (TimeoutError, aiohttp.ClientError) as err:
+            text = (
+                f": {err}"
+                if isinstance(err, _AIOHTTP_TEXT_IS_SAFE)
+                else (" (its text is withheld: it may quote a header)")
+            )
+            raise RetryableDeliveryError(
+                f"failed to send events request: {type(err).__name__}{text}"
+            ) from None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 def _release(response: httpx.Response) -> None:

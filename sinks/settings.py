@@ -217,6 +217,14 @@ HTTP_GZIP = declare(
     help="gzip request bodies (`Content-Encoding: gzip`); upstream sends plain JSON",
     used_by=_SINK,
 )
+HTTP_CLIENT = declare(
+    "ANALYTICS_HTTP_CLIENT",
+    choice("aiohttp", "httpx"),
+    "aiohttp",
+    help="the HTTP client that posts batches: `aiohttp` (faster: see docs/benchmarks.md) "
+    "or `httpx`; the same timeouts, headers and error handling either way",
+    used_by=_SINK,
+)
 HTTP_MAX_CONNECTIONS = declare(
     "ANALYTICS_HTTP_MAX_CONNECTIONS",
     integer(minimum=1),
@@ -318,6 +326,7 @@ SETTINGS: tuple[Setting[Any, Any], ...] = (
     BATCH_LATENESS_MS,
     HTTP_TIMEOUT_S,
     HTTP_GZIP,
+    HTTP_CLIENT,
     HTTP_MAX_CONNECTIONS,
     RETRY_INITIAL_MS,
     RETRY_MAX_MS,
@@ -344,6 +353,7 @@ class SinkSettings:
     http_timeout_s: float = HTTP_TIMEOUT_S.default
     http_gzip: bool = HTTP_GZIP.default
     http_max_connections: int = HTTP_MAX_CONNECTIONS.default
+    http_client: str = HTTP_CLIENT.default
     capture_fsync: bool = CAPTURE_FSYNC.default
     #: For tests only: capture batches even when the auth gate would skip them.
     capture_ignores_auth: bool = CAPTURE_IGNORES_AUTH.default
@@ -409,6 +419,7 @@ class SinkSettings:
             http_timeout_s=HTTP_TIMEOUT_S.read(env),
             http_gzip=HTTP_GZIP.read(env),
             http_max_connections=HTTP_MAX_CONNECTIONS.read(env),
+            http_client=HTTP_CLIENT.read(env),
             capture_fsync=CAPTURE_FSYNC.read(env),
             validate_events=VALIDATE_EVENTS.read(env),
             capture_ignores_auth=CAPTURE_IGNORES_AUTH.read(env),

@@ -218,20 +218,26 @@ class SinkWorker:
                     break
                 for tp, records in fetch.result().items():
                     lane = lanes.get(tp)
+                    add = lane.batcher.add if lane is not None else None
                     for index, rec in enumerate(records):
-                        if lanes.get(tp) is not lane or lane is None:
+                        if lane is None or add is None:
                             # Handed over since the fetch: not this lane's records.
                             self._set_aside(tp, rec.offset)
                             break
                         ts = rec.timestamp if rec.timestamp and rec.timestamp > 0 else _now_ms()
-                        sink_record = to_sink_record(
-                            rec.offset, ts, rec.key, rec.value, validate_events=validate
+                        closed = add(
+                            to_sink_record(
+                                rec.offset, ts, rec.key, rec.value, validate_events=validate
+                            )
                         )
-                        lane.enqueue(lane.batcher.add(sink_record))
+                        if closed:
+                            lane.enqueue(closed)
                         if index % 256 == 255:
-                            # Decoding is CPU work: let the lanes send what is closed. (A
-                            # rebalance may run meanwhile, hence the check above.)
+                            # Decoding is CPU work: let the lanes send what is closed. A
+                            # rebalance may run meanwhile: the lane is looked up again.
                             await asyncio.sleep(0)
+                            if lanes.get(tp) is not lane:
+                                lane = add = None
                 now = _now_ms()
                 assignment = consumer.assignment()
                 for tp, lane in lanes.items():

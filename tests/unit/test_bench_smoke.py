@@ -32,8 +32,11 @@ ROOT = Path(__file__).resolve().parents[2]
             (
                 "ceiling (aiokafka + httpx",
                 "sink worker, 1 process",
-                "sink / ceiling",
-                "sink / bare httpx loop",
+                "sink (aiohttp) / ceiling",
+                "sink (aiohttp) / bare httpx loop",
+                "bare aiohttp loop",
+                "sink worker CPU per event, httpx",
+                "What the CPU per event says",
             ),
         ),
         (

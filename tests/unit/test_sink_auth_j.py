@@ -37,7 +37,7 @@ from sinks.credentials import (
 )
 from sinks.delivery import BatchDelivery
 from sinks.errors import InvalidCredentialError
-from sinks.gate import plan_batch
+from sinks.gate import _plan_each, plan_batch
 from sinks.http import redact_headers
 from sinks.metrics import SinkMetrics
 from sinks.outcomes import Delivered, GateSkipped
@@ -127,6 +127,31 @@ def credential_of(kind: str, account: str | None = "acct-1") -> Credential:
 
 
 # -- the gate: every kind x contract ---------------------------------------------------
+
+
+@pytest.mark.parametrize("ignore_gate", [False, True])
+@pytest.mark.parametrize("route_kind", [*AUTH_KINDS, None])
+def test_the_fast_path_plans_as_the_event_by_event_one(
+    route_kind: str | None, ignore_gate: bool
+) -> None:
+    """A batch every contract of which admits the route is sent whole without looking at
+    each event: the plan is the one the event-by-event path makes, for every kind of
+    route and credential (or none), every mix of contracts, and the capture switch."""
+    route = AuthRoute(kind=route_kind, account_id="acct-1")  # type: ignore[arg-type]
+    mixes: list[list[ContractId]] = [[CONTRACT_S], [CONTRACT_J], [CONTRACT_S, CONTRACT_J]]
+    credentials: list[Credential | None] = [None, *(credential_of(k) for k in AUTH_KINDS)]
+    for credential in credentials:
+        kind = route_kind or (credential.auth_kind if credential is not None else None)
+        for mix in mixes:
+            records = [
+                record(i, e, contract=mix[i % len(mix)], route=route)
+                for i, e in enumerate(J_EVERY_EVENT * 2)
+            ]
+            decisions = {c: decide(c, route, credential) for c in set(mix)}
+            fast = plan_batch(records, route, credential, ignore_gate=ignore_gate)
+            slow = _plan_each(records, route, credential, kind, decisions, ignore_gate=ignore_gate)
+            assert fast == slow, (credential, mix)
+
 
 J_EVERY_EVENT = [PLUGIN_USED, TURN, SKILL_OF_NO_PLUGIN, ACCEPTED_LINES]
 
