@@ -3,7 +3,8 @@
 python -m bench all --quick        # every suite on tiny inputs (CI's smoke, < 2 min)
 python -m bench all --write        # every suite in full; rewrites docs/benchmarks.md
 python -m bench stream --runs 5    # one suite (reducer, stream, sink, latency, scaling,
-                                   # producers, profile); --write records it
+                                   # producers, profile, stress); --write records it
+python -m bench stress             # 20 two-worker runs of 40,000 facts under CPU load
 """
 
 from __future__ import annotations
@@ -66,6 +67,17 @@ def _scaling(args: argparse.Namespace) -> list[Figure]:
     return run(QUICK if args.quick else ScalingBenchConfig(runs=min(args.runs, 3)))
 
 
+def _stress(args: argparse.Namespace) -> list[Figure]:
+    from .stress import StressConfig, run
+
+    if args.quick:
+        return run(StressConfig(runs=1, facts=4_000))
+    # Its own defaults (20 runs of 40,000 facts) unless sizes are given.
+    runs = args.runs if args.runs != 5 else 20
+    facts = args.facts if args.facts != 100_000 else 40_000
+    return run(StressConfig(runs=runs, facts=facts))
+
+
 def _profile(args: argparse.Namespace) -> tuple[list[Figure], str]:
     from .profile import ProfileBenchConfig, run
 
@@ -81,7 +93,12 @@ SUITES: dict[str, Suite] = {
     "scaling": _scaling,
     "producers": _producers,
     "profile": _profile,
+    "stress": _stress,
 }
+
+#: Suites ``all`` leaves out: the stress runs are a correctness check of minutes, not a
+#: figure of speed.
+NOT_IN_ALL = frozenset({"stress"})
 
 
 def render_section(suite: str, figures: list[Figure], command: str, text: str = "") -> str:
@@ -158,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "--write", action="store_true", help=f"rewrite {DOC.relative_to(DOC.parents[1])}"
     )
     args = parser.parse_args(argv)
-    names = list(SUITES) if args.suite == "all" else [args.suite]
+    names = [n for n in SUITES if n not in NOT_IN_ALL] if args.suite == "all" else [args.suite]
     for name in names:
         started = time.monotonic()
         result = SUITES[name](args)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -51,3 +53,20 @@ def stream_worker_env(bootstrap: str, facts_topic: str, prefix: str) -> dict[str
         PYTHONPATH=str(ROOT),
     )
     return env
+
+
+#: Where failed benchmark runs keep their logs (git-ignored); outlives the run.
+FAILURES = ROOT / "bench-failures"
+
+
+def keep_failure(logs: Path, suite: str) -> Path:
+    """Copy the folder of a failed run's logs (workers', broker's) to
+    ``bench-failures/<time>-<suite>/`` and return where it went."""
+    FAILURES.mkdir(exist_ok=True)
+    kept = FAILURES / f"{time.strftime('%Y%m%dT%H%M%S')}-{suite}"
+    n = 1
+    while kept.exists():
+        n += 1
+        kept = FAILURES / f"{time.strftime('%Y%m%dT%H%M%S')}-{suite}-{n}"
+    shutil.copytree(logs, kept)
+    return kept
