@@ -50,6 +50,9 @@ def stream_worker_env(bootstrap: str, facts_topic: str, prefix: str) -> dict[str
         ANALYTICS_FACTS_DLQ_TOPIC=f"{prefix}.dlq",
         ANALYTICS_STREAM_APP_ID=f"{prefix}-stream",
         ANALYTICS_TOPIC_PARTITIONS=str(PARTITIONS),
+        # The progress lines (every 10 s: where each partition's records are) are at
+        # INFO: a failed run's kept log must hold them.
+        ANALYTICS_LOG_LEVEL="INFO",
         PYTHONPATH=str(ROOT),
     )
     return env

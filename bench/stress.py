@@ -4,8 +4,10 @@
 embedded broker: the facts (the generator's mix, one envelope per record, keyed by
 instance, 8 partitions) are produced, then ``workers`` stream worker processes start
 side by side while busy-loop processes (one per core minus one, at least one) burn CPU
-beside them. Odd runs start the workers together (they join at once); even runs start
-each ``stagger_s`` after the previous (a rebalance while the first reads). Each run is
+beside them. Odd runs start the workers together (they join at once); in even runs the
+second starts once the first has written events (a rebalance while the first reads).
+Each run's line adds what the workers' exit lines (``stream totals``) counted:
+rebalances (assignments), seeks back, stalls found, records held by the guard. Each run is
 checked event by event against ``reduce`` over the same facts: every expected event
 (instance, seq, index) must arrive; missing ones are counted per facts partition.
 
@@ -57,9 +59,10 @@ class StressConfig:
     burners: int | None = None
     #: A run that has not delivered every expected event by then has failed.
     deadline_s: float = 240.0
-    #: Seconds between starting the workers in even runs: the second joins while the
-    #: first reads (odd runs start them together).
-    stagger_s: float = 3.0
+    #: In even runs, the second worker starts once this many events arrived (the first
+    #: is reading), or after ``stagger_s`` at most; odd runs start them together.
+    stagger_events: int = 500
+    stagger_s: float = 60.0
 
 
 @dataclass(slots=True)
@@ -71,21 +74,24 @@ class RunResult:
     duplicates: int
     missing_by_partition: dict[int, int] = field(default_factory=dict)
     logs: Path | None = None
+    #: Summed over the workers' exit lines: rebalances, seeks, stalls, held.
+    totals: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.arrived == self.expected
 
     def line(self) -> str:
+        counted = "".join(f", {k} {v}" for k, v in self.totals.items())
         if self.ok:
             return (
                 f"run {self.run}: ok, {self.arrived} events in {self.seconds:.1f} s "
-                f"({self.duplicates} duplicates)"
+                f"({self.duplicates} duplicates{counted})"
             )
         return (
             f"run {self.run}: failed: {self.arrived} of {self.expected} events after "
-            f"{self.seconds:.0f} s, missing per facts partition {self.missing_by_partition}, "
-            f"logs in {self.logs}"
+            f"{self.seconds:.0f} s, missing per facts partition {self.missing_by_partition}"
+            f"{counted}, logs in {self.logs}"
         )
 
 
@@ -201,6 +207,43 @@ def _snapshot(
     out.write_text("\n".join(report) + "\n", encoding="utf-8")
 
 
+#: What the stress line sums of the workers' ``stream totals`` exit lines.
+TOTALS = ("rebalances", "seeks", "stalls", "held")
+
+
+def worker_totals(logs: list[Path]) -> dict[str, int]:
+    """``TOTALS`` summed over the last ``stream totals`` line of each worker log (JSON
+    lines); a worker that wrote none (killed, or still joining) adds nothing."""
+    out = dict.fromkeys(TOTALS, 0)
+    for log in logs:
+        last: dict[str, Any] = {}
+        for line in log.read_bytes().splitlines():
+            if b'"stream totals"' in line:
+                last = orjson.loads(line)
+        for key in TOTALS:
+            out[key] += int(last.get(key, 0))
+    return out
+
+
+async def _first_events(bootstrap: str, topic: str, count: int, within: float) -> None:
+    """Until ``topic`` holds ``count`` records, or ``within`` seconds passed."""
+    from aiokafka import AIOKafkaConsumer
+
+    from codex_analytics.runtime.kafka import read_from_start
+
+    deadline = time.monotonic() + within
+    consumer = AIOKafkaConsumer(**KafkaCluster.of(bootstrap).client_options(), group_id=None)
+    await consumer.start()
+    try:  # never read a topic before the worker created it (no auto-creation)
+        await _topic_created(consumer, topic, deadline)
+    finally:
+        await consumer.stop()
+    while time.monotonic() < deadline:
+        if len(await read_from_start(bootstrap, topic, want=count, within=2)) >= count:
+            return
+        await asyncio.sleep(0.2)
+
+
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -231,7 +274,14 @@ def one_run(
             try:
                 for n, port in enumerate(ports):
                     if n and run % 2 == 0:
-                        time.sleep(config.stagger_s)
+                        asyncio.run(
+                            _first_events(
+                                bootstrap,
+                                f"{prefix}.events",
+                                config.stagger_events,
+                                config.stagger_s,
+                            )
+                        )
                     worker_env = {**env, "ANALYTICS_STREAM_HEALTH_ADDR": f"127.0.0.1:{port}"}
                     procs.append(spawn(command, worker_env, tmp / f"worker-{n}.log"))
                 seen, records = asyncio.run(
@@ -244,6 +294,7 @@ def one_run(
                 _stop(procs)
             seconds = time.monotonic() - started
         missing = want - seen
+        logs = [tmp / f"worker-{n}.log" for n in range(config.workers)]
         result = RunResult(
             run,
             seconds,
@@ -253,6 +304,7 @@ def one_run(
             missing_by_partition=dict(
                 sorted(Counter(facts_partition(i) for i, _, _ in missing).items())
             ),
+            totals=worker_totals([log for log in logs if log.exists()]),
         )
         if not result.ok:
             kept = keep_failure(tmp, f"stress-{run}")

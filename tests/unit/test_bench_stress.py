@@ -56,3 +56,24 @@ def test_expected_events_are_reduce_over_the_same_facts() -> None:
     assert want  # the generator's mix makes events
     assert {seq for _, seq, _ in want} <= {orjson.loads(f)["seq"] for f in facts}
     assert all(0 <= facts_partition(instance) < common.PARTITIONS for instance, _, _ in want)
+
+
+def test_worker_totals_sum_each_workers_last_exit_line(tmp_path: Path) -> None:
+    from bench.stress import worker_totals
+
+    first, second, silent = tmp_path / "w0.log", tmp_path / "w1.log", tmp_path / "w2.log"
+    line = {"message": "stream totals", "rebalances": 1, "seeks": 0, "stalls": 0, "held": 0}
+    first.write_bytes(
+        orjson.dumps(line)
+        + b"\n"
+        + orjson.dumps({**line, "rebalances": 2, "seeks": 3, "held": 40})
+        + b"\n"
+    )
+    second.write_bytes(b"not json\n" + orjson.dumps({**line, "stalls": 1}) + b"\n")
+    silent.write_bytes(b"")
+    assert worker_totals([first, second, silent]) == {
+        "rebalances": 3,
+        "seeks": 3,
+        "stalls": 1,
+        "held": 40,
+    }
