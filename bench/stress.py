@@ -81,12 +81,19 @@ class RunResult:
     def ok(self) -> bool:
         return self.arrived == self.expected
 
+    @property
+    def stalled(self) -> bool:
+        """A worker found a partition fetched past what reached it (and read it again)."""
+        return self.totals.get("stalls", 0) > 0
+
     def line(self) -> str:
         counted = "".join(f", {k} {v}" for k, v in self.totals.items())
         if self.ok:
+            status = "ok" if not self.stalled else "ok after a stall"
+            kept = f", logs in {self.logs}" if self.logs else ""
             return (
-                f"run {self.run}: ok, {self.arrived} events in {self.seconds:.1f} s "
-                f"({self.duplicates} duplicates{counted})"
+                f"run {self.run}: {status}, {self.arrived} events in {self.seconds:.1f} s "
+                f"({self.duplicates} duplicates{counted}){kept}"
             )
         return (
             f"run {self.run}: failed: {self.arrived} of {self.expected} events after "
@@ -306,6 +313,8 @@ def one_run(
             ),
             totals=worker_totals([log for log in logs if log.exists()]),
         )
+        if result.ok and result.stalled:  # every event, but late: keep what says why
+            result.logs = keep_failure(tmp, f"stress-{run}-stalled")
         if not result.ok:
             kept = keep_failure(tmp, f"stress-{run}")
             result.logs = kept
@@ -347,6 +356,11 @@ def run(config: StressConfig) -> list[Figure]:
             f"stress, {shape}: runs with every event",
             f"of {len(results)}",
             (float(len(results) - len(failed)),),
+        ),
+        Figure(
+            f"stress, {shape}: runs with a stalled partition (found and read again)",
+            f"of {len(results)}",
+            (float(sum(r.stalled for r in results)),),
         ),
     ]
     for r in failed:

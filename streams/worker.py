@@ -167,10 +167,15 @@ class StreamWorker:
                         await self._seek_back(tp, offset)
                     del events, continuity  # held-back records: nothing keeps them unacked
                 self._follow_assignment()
-                for tp, offset in self.guard.due_seeks(time.monotonic()).items():
-                    await self._seek_back(tp, offset)
-                if not took and not len(handoff):
-                    await self._unstall()
+                if self.consumer.rebalancing:
+                    # The flow is stopped: nothing arrives, and a seek now is undone by
+                    # Faust's seek to the committed offsets when the assignment comes.
+                    self.guard.flow_stopped(time.monotonic())
+                else:
+                    for tp, offset in self.guard.due_seeks(time.monotonic()).items():
+                        await self._seek_back(tp, offset)
+                    if not took and not len(handoff):
+                        await self._unstall()
                 self._enter("sweeping")
                 await self.sweep.step()
             except BaseException as exc:
