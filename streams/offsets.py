@@ -107,7 +107,7 @@ class OffsetGuard:
         records had ``retry_after_s`` to arrive with the flow running. Asked while the
         group rebalanced, they found every partition whose buffered records Faust
         cleared "stalled" and sought it back, twice, to no effect (Faust's own seek at
-        the assignment overrode it): 7 to 8 false stalls in every staggered two-worker
+        the assignment overrode it): 2 to 8 false stalls in every staggered two-worker
         run of ``python -m bench stress``."""
         arrived, holes = self.arrived, self.holes
         for tp in arrived:

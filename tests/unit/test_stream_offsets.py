@@ -119,7 +119,7 @@ def test_a_partition_fetched_past_what_arrived_is_sought_back() -> None:
 def test_no_stall_or_repeated_seek_is_found_while_the_flow_is_stopped() -> None:
     """A rebalance stops the flow for seconds (Faust clears its buffers, the join takes
     half the session timeout): silence then is no hole. The waits count from when the
-    flow runs again (the stress bench's 7-8 false stalls per staggered run)."""
+    flow runs again (the stress bench's 2-8 false stalls per staggered run)."""
     guard = started(a=10, b=0)
     guard.check(events(("a", 10), ("b", 0)), now=0)
     guard.check(events(("b", 3)), now=0)  # a hole in b: sought back at once
