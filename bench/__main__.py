@@ -3,7 +3,8 @@
 python -m bench all --quick        # every suite on tiny inputs (CI's smoke, < 2 min)
 python -m bench all --write        # every suite in full; rewrites docs/benchmarks.md
 python -m bench stream --runs 5    # one suite (reducer, stream, sink, latency, scaling,
-                                   # producers, profile); --write records it
+                                   # producers, profile, stress); --write records it
+python -m bench stress             # 20 two-worker runs of 40,000 facts under CPU load
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ def _scaling(args: argparse.Namespace) -> list[Figure]:
     return run(QUICK if args.quick else ScalingBenchConfig(runs=min(args.runs, 3)))
 
 
+def _stress(args: argparse.Namespace) -> list[Figure]:
+    from .stress import StressConfig, run
+
+    if args.quick:
+        return run(StressConfig(runs=1, facts=4_000))
+    return run(StressConfig(runs=args.runs, facts=args.facts))
+
+
 def _profile(args: argparse.Namespace) -> tuple[list[Figure], str]:
     from .profile import ProfileBenchConfig, run
 
@@ -81,7 +90,15 @@ SUITES: dict[str, Suite] = {
     "scaling": _scaling,
     "producers": _producers,
     "profile": _profile,
+    "stress": _stress,
 }
+
+#: (facts, runs) of suites whose defaults are not 100,000 facts and 5 runs.
+DEFAULT_SIZES = {"stress": (40_000, 20)}
+
+#: Suites ``all`` leaves out: the stress runs are a correctness check of minutes, not a
+#: figure of speed.
+NOT_IN_ALL = frozenset({"stress"})
 
 
 def render_section(suite: str, figures: list[Figure], command: str, text: str = "") -> str:
@@ -151,16 +168,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="tiny input, one run: checks the benchmark works"
     )
-    parser.add_argument("--facts", type=int, default=100_000)
+    parser.add_argument("--facts", type=int, help="default 100,000 (stress: 40,000)")
     parser.add_argument("--instances", type=int, default=200)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, help="default 5 (stress: 20)")
     parser.add_argument(
         "--write", action="store_true", help=f"rewrite {DOC.relative_to(DOC.parents[1])}"
     )
     args = parser.parse_args(argv)
-    names = list(SUITES) if args.suite == "all" else [args.suite]
+    given = argparse.Namespace(facts=args.facts, runs=args.runs)
+    names = [n for n in SUITES if n not in NOT_IN_ALL] if args.suite == "all" else [args.suite]
     for name in names:
         started = time.monotonic()
+        facts, runs = DEFAULT_SIZES.get(name, (100_000, 5))
+        args.facts = given.facts if given.facts is not None else facts
+        args.runs = given.runs if given.runs is not None else runs
         result = SUITES[name](args)
         figures, text = result if isinstance(result, tuple) else (result, "")
         # What reproduces this section: every suite reads its sizes from the same options.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -48,6 +50,26 @@ def stream_worker_env(bootstrap: str, facts_topic: str, prefix: str) -> dict[str
         ANALYTICS_FACTS_DLQ_TOPIC=f"{prefix}.dlq",
         ANALYTICS_STREAM_APP_ID=f"{prefix}-stream",
         ANALYTICS_TOPIC_PARTITIONS=str(PARTITIONS),
+        # The progress lines (every 10 s: where each partition's records are) are at
+        # INFO: a failed run's kept log must hold them.
+        ANALYTICS_LOG_LEVEL="INFO",
         PYTHONPATH=str(ROOT),
     )
     return env
+
+
+#: Where failed benchmark runs keep their logs (git-ignored); outlives the run.
+FAILURES = ROOT / "bench-failures"
+
+
+def keep_failure(logs: Path, suite: str) -> Path:
+    """Copy the folder of a failed run's logs (workers', broker's) to
+    ``bench-failures/<time>-<suite>/`` and return where it went."""
+    FAILURES.mkdir(exist_ok=True)
+    kept = FAILURES / f"{time.strftime('%Y%m%dT%H%M%S')}-{suite}"
+    n = 1
+    while kept.exists():
+        n += 1
+        kept = FAILURES / f"{time.strftime('%Y%m%dT%H%M%S')}-{suite}-{n}"
+    shutil.copytree(logs, kept)
+    return kept

@@ -8,6 +8,10 @@ counted. facts/s = facts read / that span.
 * ceiling: one aiokafka consumer -> orjson decode -> orjson encode -> aiokafka producer
   (``getmany`` batches, one output record per input record);
 * stream: ``codex-analytics stream worker`` processes (1, then 2), fresh topics and group.
+
+A stream run whose events do not all arrive is a row of its own ("failed: N of M events
+after T s, logs in ..."), with the worker logs and the broker log of its broker copied
+to ``bench-failures/<time>-stream/`` (git-ignored); the other runs go on.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +39,7 @@ from codex_analytics.runtime.kafka import (
 )
 from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
-from .common import PARTITIONS, produce_records, stream_worker_env
+from .common import PARTITIONS, keep_failure, produce_records, stream_worker_env
 from .stats import Figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +111,10 @@ async def _ceiling(bootstrap: str, source: str, sink: str, total: int, facts: in
     return facts / seconds
 
 
+class StreamRunFailed(Exception):
+    """Not every expected event arrived (the message says how many, and when)."""
+
+
 def _stream(
     bootstrap: str, source: str, total: int, expected_events: int, workers: int, log_dir: Path
 ) -> float:
@@ -123,6 +132,7 @@ def _stream(
                     stderr=subprocess.STDOUT,
                 )
             )
+    started = time.monotonic()
     try:
         count, seconds = asyncio.run(
             _span(bootstrap, f"{prefix}.events", expected_events, within=300)
@@ -133,7 +143,11 @@ def _stream(
         for proc in procs:
             proc.wait(60)
     if count < expected_events:
-        raise RuntimeError(f"stream bench: {count} of {expected_events} events arrived")
+        exits = [proc.returncode for proc in procs]
+        raise StreamRunFailed(
+            f"{count} of {expected_events} events after {time.monotonic() - started:.0f} s "
+            f"({workers} worker(s) {prefix}, exit codes {exits})"
+        )
     return total / seconds
 
 
@@ -153,10 +167,14 @@ def run(config: StreamBenchConfig) -> list[Figure]:
             values, record_keys = packed(facts, keys, size)
             shape = "1 fact/record" if size == 1 else f"packs of <= {size} facts"
             ceilings: list[float] = []
-            streams: dict[int, list[float]] = {n: [] for n in config.workers}
-            for _ in range(config.runs):
+            #: Per worker count: (facts/s, the same run's ceiling) of the runs that passed.
+            streams: dict[int, list[tuple[float, float]]] = {n: [] for n in config.workers}
+            failures: list[str] = []
+            for run_no in range(config.runs):
                 # A fresh broker per run: its cost grows with what it holds.
-                with EmbeddedBroker(log_path=str(log_dir / "broker.log")) as broker:
+                run_dir = log_dir / f"run-{size}-{run_no}"
+                run_dir.mkdir()
+                with EmbeddedBroker(log_path=str(run_dir / "broker.log")) as broker:
                     bootstrap = broker.bootstrap_servers
                     source = f"bench-facts-{uuid.uuid4().hex[:8]}"
                     asyncio.run(produce_records(bootstrap, source, values, record_keys))
@@ -167,19 +185,29 @@ def run(config: StreamBenchConfig) -> list[Figure]:
                             )
                         )
                     )
+                    failed = False
                     for workers in config.workers:
-                        streams[workers].append(
-                            _stream(
-                                bootstrap, source, len(facts), expected_events, workers, log_dir
+                        try:
+                            rate = _stream(
+                                bootstrap, source, len(facts), expected_events, workers, run_dir
                             )
-                        )
+                        except StreamRunFailed as exc:
+                            failures.append(f"{workers} worker(s), {shape}: failed: {exc}")
+                            failed = True
+                        else:
+                            streams[workers].append((rate, ceilings[-1]))
+                if failed:  # the broker stopped: its log is complete
+                    kept = keep_failure(run_dir, "stream")
+                    failures[-1] += f", logs in {kept.relative_to(ROOT)}"
             figures.append(Figure(f"ceiling, {shape}", "facts/s", tuple(ceilings)))
-            for workers, samples in streams.items():
-                ratios = tuple(x / c * 1000 for x, c in zip(samples, ceilings, strict=True))
-                figures.append(
-                    Figure(f"stream, {workers} worker(s), {shape}", "facts/s", tuple(samples))
-                )
+            for workers, pairs in streams.items():
+                if not pairs:
+                    continue
+                samples = tuple(rate for rate, _ in pairs)
+                ratios = tuple(rate / ceiling * 1000 for rate, ceiling in pairs)
+                figures.append(Figure(f"stream, {workers} worker(s), {shape}", "facts/s", samples))
                 figures.append(
                     Figure(f"stream / ceiling, {workers} worker(s), {shape}", "ratio x1000", ratios)
                 )
+            figures += [Figure(f"stream run {line}", "failed", (0.0,)) for line in failures]
     return figures

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from codex_analytics.runtime.metrics import Backlog, ServiceMetrics
 from streams.reducer.drops import ReducerStats
@@ -31,6 +31,38 @@ class StreamCounts:
     swept_states: int = 0
     sweeps: int = 0
     dead_letters: dict[str, int] = field(default_factory=dict)
+    #: Assignments received (each rebalance gives one, the first join too).
+    rebalances: int = 0
+    #: Per facts partition, where its records are (what a stall or a loss shows in):
+    #: handed to the batch loop,
+    fetched: dict[int, int] = field(default_factory=dict)
+    #: reduced,
+    processed: dict[int, int] = field(default_factory=dict)
+    #: acked (reduced, or repeats after a seek back): the commit follows these,
+    acked: dict[int, int] = field(default_factory=dict)
+    #: held back behind an offset hole by the continuity guard (neither reduced nor
+    #: acked: read again after the seek back),
+    held: dict[int, int] = field(default_factory=dict)
+    #: and seeks back (holes and stalls).
+    partition_seeks: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def for_partitions(cls, partitions: int) -> StreamCounts:
+        """Counts with every per-partition series at 0 for ``partitions`` partitions."""
+        counts = cls()
+        for series in counts.per_partition().values():
+            series.update(dict.fromkeys(range(partitions), 0))
+        return counts
+
+    def per_partition(self) -> dict[str, dict[int, int]]:
+        """The per-partition series by name (the metric's and the progress log's)."""
+        return {
+            "fetched": self.fetched,
+            "processed": self.processed,
+            "acked": self.acked,
+            "held": self.held,
+            "seeks": self.partition_seeks,
+        }
 
     def count_dead_letter(self, reason: str) -> None:
         self.dead_letters[reason] = self.dead_letters.get(reason, 0) + 1
@@ -79,6 +111,7 @@ class StreamMetrics(ServiceMetrics):
         stats: ReducerStats,
         counts: StreamCounts,
         backlog: Callable[[], Mapping[int, Backlog | None]],
+        committed: Callable[[], Mapping[int, int | None]] = dict,
     ) -> None:
         super().__init__()
         self.batch_seconds = self.histogram(
@@ -135,6 +168,43 @@ class StreamMetrics(ServiceMetrics):
                 counts.swept_states,
             )
             yield self.total("sweeps", "Idle sweeps finished.", counts.sweeps)
+            yield self.total(
+                "rebalances",
+                "Assignments received (rebalances and the first join).",
+                counts.rebalances,
+            )
+            yield from self._per_partition(counts)
+            offsets = GaugeMetricFamily(
+                self.name("committed_offset"),
+                "The group's committed offset (the next to read), per assigned facts "
+                "partition whose commit is known.",
+                labels=["partition"],
+            )
+            for partition, offset in sorted(committed().items()):
+                if offset is not None:
+                    offsets.add_metric([str(partition)], offset)
+            yield offsets
 
         self.at_scrape(build)
         self.watch_lag("Facts records", backlog)
+
+    def _per_partition(self, counts: StreamCounts) -> Iterable[Metric]:
+        series = counts.per_partition()
+        for short, doc in (
+            ("fetched", "Facts records handed to the batch loop, per partition."),
+            ("processed", "Facts records reduced, per partition."),
+            ("acked", "Facts records acked (reduced, or repeats after a seek), per partition."),
+            (
+                "held",
+                "Facts records held back behind an offset hole (read again after the seek "
+                "back), per partition.",
+            ),
+        ):
+            values = {str(p): n for p, n in series[short].items()}
+            yield self.counts(f"{short}_records", doc, "partition", values)
+        yield self.counts(
+            "partition_seeks",
+            "Seeks back (offset holes and stalls), per facts partition.",
+            "partition",
+            {str(p): n for p, n in series["seeks"].items()},
+        )

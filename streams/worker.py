@@ -69,14 +69,16 @@ class StreamWorker:
             max_record_bytes=settings.max_record_bytes,
             state_cache_size=settings.state_cache_size,
         )
-        self.counts = StreamCounts()
+        self.counts = StreamCounts.for_partitions(partitions)
         #: A producer that sends bad facts sends many: one line per reason and interval.
         self.repeats = RepeatedLines(log, REPEATS_EVERY_S)
         #: Next offset to process per facts partition (for the lag metric).
         self.positions: dict[int, int] = {}
         #: Timestamps of the records handed over and not processed yet (lag in seconds).
         self.pending = PendingTimestamps()
-        self.metrics = StreamMetrics(self.processor.reducer.stats, self.counts, self.backlog)
+        self.metrics = StreamMetrics(
+            self.processor.reducer.stats, self.counts, self.backlog, self.committed
+        )
         self.guard = OffsetGuard()
         self.commit = BatchCommit(self.app.send, self.app.store, self.app.store.changelog)
         self.sweep = IdleSweep(
@@ -90,8 +92,6 @@ class StreamWorker:
             counts=self.counts,
         )
         self._generation: int | None = None
-        #: Facts records handed to the batch loop, per partition (for the report).
-        self.delivered: dict[int, int] = {}
         #: What the batch loop is doing, and since when (for the report).
         self.stage, self._stage_since = "starting", time.monotonic()
         self.app.consume(self._agent)
@@ -107,11 +107,12 @@ class StreamWorker:
         idle = asyncio.Event()
         idle.set()
         batches = asyncio.ensure_future(self._batch_loop(handoff, ack, idle))
+        fetched = self.counts.fetched
         try:
             async for event in events:
                 message = event.message
                 partition = message.partition
-                self.delivered[partition] = self.delivered.get(partition, 0) + 1
+                fetched[partition] = fetched.get(partition, 0) + 1
                 self.pending.handed(partition, message.offset, _timestamp_ms(message))
                 await handoff.put(event)
         finally:
@@ -125,9 +126,13 @@ class StreamWorker:
             log.info("stream totals", extra=self._totals())
 
     async def _batch_loop(self, handoff: Handoff[Any], ack: Ack, idle: asyncio.Event) -> None:
+        counts = self.counts
+        acked, processed, held = counts.acked, counts.processed, counts.held
+
         async def acknowledge(event: Any) -> None:
             await ack(event)
             partition, position = event.message.partition, event.message.offset + 1
+            acked[partition] = acked.get(partition, 0) + 1
             self.positions[partition] = position
             self.pending.processed(partition, position)
 
@@ -150,16 +155,27 @@ class StreamWorker:
                     await self.commit.commit(outputs, states, continuity.ack, acknowledge)
                     if batch is not None:
                         self._count(len(continuity.process), batch)
+                    for event in continuity.process:
+                        p = event.message.partition
+                        processed[p] = processed.get(p, 0) + 1
+                    for event in continuity.held:
+                        p = event.message.partition
+                        held[p] = held.get(p, 0) + 1
                     self.metrics.batch_seconds.observe(time.monotonic() - started)
                     self._enter("seeking back")
                     for tp, offset in continuity.seek.items():
                         await self._seek_back(tp, offset)
                     del events, continuity  # held-back records: nothing keeps them unacked
                 self._follow_assignment()
-                for tp, offset in self.guard.due_seeks(time.monotonic()).items():
-                    await self._seek_back(tp, offset)
-                if not took and not len(handoff):
-                    await self._unstall()
+                if self.consumer.rebalancing:
+                    # The flow is stopped: nothing arrives, and a seek now is undone by
+                    # Faust's seek to the committed offsets when the assignment comes.
+                    self.guard.flow_stopped(time.monotonic())
+                else:
+                    for tp, offset in self.guard.due_seeks(time.monotonic()).items():
+                        await self._seek_back(tp, offset)
+                    if not took and not len(handoff):
+                        await self._unstall()
                 self._enter("sweeping")
                 await self.sweep.step()
             except BaseException as exc:
@@ -206,6 +222,7 @@ class StreamWorker:
         """A new assignment: the guard's expectations and holes were the old one's."""
         if self.consumer.generation != self._generation:
             self._generation = self.consumer.generation
+            self.counts.rebalances += 1
             self.guard.reset()
             self.processor.clear_cache()  # another worker may have owned these partitions
             # Revoked partitions: their pending records are another worker's now.
@@ -235,7 +252,10 @@ class StreamWorker:
             return
         log.warning("offset gap on %s: re-reading from offset %d", tp, offset)
         self.counts.seeks += 1
-        self.pending.forget(getattr(tp, "partition", -1))  # handed over again from offset
+        partition = getattr(tp, "partition", -1)
+        seeks = self.counts.partition_seeks
+        seeks[partition] = seeks.get(partition, 0) + 1
+        self.pending.forget(partition)  # handed over again from offset
 
     def _reduce(self, events: list[Any]) -> ProcessedBatch:
         records = [
@@ -308,14 +328,17 @@ class StreamWorker:
                         log.debug("stream task: %s", chain)
 
     def _partition_report(self) -> dict[str, dict[str, Any]]:
-        """Per assigned facts partition: records delivered to the batch loop, the next
+        """Per assigned facts partition: its counts (records fetched, i.e. handed to the
+        batch loop, processed, acked, held back by the guard, seeks back), the next
         offset processed, the guard's expected offset and open hole, and the consumer's
         own view (fetch position, committed, highwater, active/paused/buffered)."""
         report = self.consumer.partition_report(self.app.facts_topic)
         expected = {getattr(tp, "partition", tp): o for tp, o in self.guard.expected.items()}
         holes = {getattr(tp, "partition", tp) for tp in self.guard.holes}
+        series = self.counts.per_partition()
         for partition, row in report.items():
-            row["delivered"] = self.delivered.get(partition, 0)
+            for name, values in series.items():
+                row[name] = values.get(partition, 0)
             row["processed_to"] = self.positions.get(partition)
             row["expected"] = expected.get(partition)
             row["hole"] = partition in holes
@@ -334,6 +357,8 @@ class StreamWorker:
             "duplicates": stats.drops.get("duplicate_seq", 0),
             "seeks": counts.seeks,
             "stalls": counts.stalls,
+            "rebalances": counts.rebalances,
+            "held": sum(counts.held.values()),
         }
 
     # -- health and lag -------------------------------------------------------------------
@@ -343,6 +368,13 @@ class StreamWorker:
         assigned = self.consumer.assigned(self.app.facts_topic)
         highwaters = {tp.partition: self.consumer.highwater(tp) for tp in assigned}
         return partition_lag(highwaters, self.positions)
+
+    def committed(self) -> dict[int, int | None]:
+        """The group's committed offset per assigned facts partition (Faust's copy)."""
+        consumer = self.consumer
+        return {
+            tp.partition: consumer.committed(tp) for tp in consumer.assigned(self.app.facts_topic)
+        }
 
     def backlog(self) -> dict[int, Backlog | None]:
         """Per assigned facts partition, its backlog (``None`` while neither a position

@@ -242,6 +242,11 @@ def test_a_stream_worker_reading_its_changelog_back_is_recovering_then_ready(
     assert remaining[0] <= CHANGELOG_ENTRIES, seen
     assert metrics.status_code == 200
     assert b"codex_stream_consumer_lag" in metrics.content
+    # Where each partition's records are, every partition from 0 (run.partitions = 2).
+    for name in ("fetched", "processed", "acked", "held"):
+        assert f'codex_stream_{name}_records_total{{partition="1"}}'.encode() in metrics.content
+    assert b'codex_stream_partition_seeks_total{partition="1"}' in metrics.content
+    assert b"codex_stream_rebalances_total" in metrics.content
     print(f"readiness over time: {orjson.dumps(seen).decode()}")
 
 

@@ -137,6 +137,29 @@ def test_worker_counts_are_one_counter_each() -> None:
     assert snapshot.total("codex_stream_assigned_partitions") == 0
 
 
+def test_partition_counts_are_series_at_zero_from_the_start() -> None:
+    """What a stall or a loss shows in, per facts partition, before anything happened."""
+    from streams.metrics import StreamCounts, StreamMetrics
+    from streams.reducer.drops import ReducerStats
+
+    counts = StreamCounts.for_partitions(3)
+    metrics = StreamMetrics(ReducerStats(), counts, dict, lambda: {1: 40, 2: None})
+    snapshot = MetricsSnapshot()
+    snapshot.add_text(metrics.render().decode())
+    zeros = {"0": 0, "1": 0, "2": 0}
+    for short in ("fetched_records", "processed_records", "acked_records", "held_records"):
+        assert snapshot.by_label(f"codex_stream_{short}_total", "partition") == zeros, short
+    assert snapshot.by_label("codex_stream_partition_seeks_total", "partition") == zeros
+    assert snapshot.by_label("codex_stream_committed_offset", "partition") == {"1": 40}
+    assert "codex_stream_rebalances_total 0.0" in metrics.render().decode()
+    counts.held[2] += 5  # read at scrape time
+    counts.rebalances += 1
+    snapshot = MetricsSnapshot()
+    snapshot.add_text(metrics.render().decode())
+    assert snapshot.by_label("codex_stream_held_records_total", "partition")["2"] == 5
+    assert snapshot.total("codex_stream_rebalances_total") == 1
+
+
 def test_backlogs_know_the_oldest_record_only_when_behind() -> None:
     oldest = {0: 111, 1: 222}.get
     assert backlogs({0: 10, 1: 5, 2: None}, {0: 4, 1: 5, 2: 3}, oldest) == {
