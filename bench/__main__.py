@@ -76,7 +76,7 @@ def _stress(args: argparse.Namespace) -> list[Figure]:
     return run(StressConfig(runs=args.runs, facts=args.facts))
 
 
-def _cost(args: argparse.Namespace) -> list[Figure]:
+def _cost(args: argparse.Namespace) -> tuple[list[Figure], str]:
     from .cost import QUICK, CostBenchConfig, run
 
     if args.quick:

@@ -312,7 +312,21 @@ async def _ready(http: httpx.AsyncClient, proc: subprocess.Popen[bytes], within:
         await asyncio.sleep(0.1)
 
 
-def run(config: CostBenchConfig) -> list[Figure]:
+#: Printed under the table: how to read the figures.
+NOTE = """\
+How to read it: CPU-seconds (``utime + stime`` from ``/proc/<pid>/stat``, children
+included) each service spent per million facts while ``--facts`` facts went through at
+the fixed rate, from the first paced post until every event of them was in the sink's
+capture file (so it includes idle polling: a service's figure at a fixed rate is its
+cost of being up as well as its cost per fact). "stream" sums all workers. The flat-out
+row is facts over first post -> last event captured; a 2-worker figure on this 2-core
+machine shares the cores with the gateway, the sink and the broker. Every phase is
+checked against ``reduce``: a phase that misses an event is a "phase failed" row, its
+logs kept in ``bench-failures/``.
+"""
+
+
+def run(config: CostBenchConfig) -> tuple[list[Figure], str]:
     lines = _facts(config)
     results: list[PhaseResult] = []
     for _ in range(config.runs):
@@ -327,7 +341,7 @@ def run(config: CostBenchConfig) -> list[Figure]:
                 results.append(PhaseResult(workers, error=f"{failure} (logs: {kept})"))
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-    return figures(config, results)
+    return figures(config, results), NOTE
 
 
 def figures(config: CostBenchConfig, results: list[PhaseResult]) -> list[Figure]:
