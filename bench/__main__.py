@@ -3,8 +3,9 @@
 python -m bench all --quick        # every suite on tiny inputs (CI's smoke, < 2 min)
 python -m bench all --write        # every suite in full; rewrites docs/benchmarks.md
 python -m bench stream --runs 5    # one suite (reducer, stream, sink, latency, scaling,
-                                   # producers, profile, stress); --write records it
+                                   # producers, profile, stress, cost); --write records it
 python -m bench stress             # 20 two-worker runs of 40,000 facts under CPU load
+python -m bench cost               # CPU-s per million facts per service; 1 vs 2 workers
 """
 
 from __future__ import annotations
@@ -75,6 +76,14 @@ def _stress(args: argparse.Namespace) -> list[Figure]:
     return run(StressConfig(runs=args.runs, facts=args.facts))
 
 
+def _cost(args: argparse.Namespace) -> tuple[list[Figure], str]:
+    from .cost import QUICK, CostBenchConfig, run
+
+    if args.quick:
+        return run(QUICK)
+    return run(CostBenchConfig(facts=args.facts, runs=min(args.runs, 3)))
+
+
 def _profile(args: argparse.Namespace) -> tuple[list[Figure], str]:
     from .profile import ProfileBenchConfig, run
 
@@ -91,10 +100,11 @@ SUITES: dict[str, Suite] = {
     "producers": _producers,
     "profile": _profile,
     "stress": _stress,
+    "cost": _cost,
 }
 
 #: (facts, runs) of suites whose defaults are not 100,000 facts and 5 runs.
-DEFAULT_SIZES = {"stress": (40_000, 20)}
+DEFAULT_SIZES = {"stress": (40_000, 20), "cost": (40_000, 1)}
 
 #: Suites ``all`` leaves out: the stress runs are a correctness check of minutes, not a
 #: figure of speed.

@@ -53,6 +53,16 @@ ROOT = Path(__file__).resolve().parents[2]
             ("client track_* -> broker", "client track_* call, caller side", "gateway / ceiling"),
         ),
         (
+            "cost",
+            (
+                "1 stream worker(s): gateway CPU per million facts",
+                "1 stream worker(s): stream CPU per million facts",
+                "1 stream worker(s): sink CPU per million facts",
+                "1 stream worker(s): broker CPU per million facts",
+                "events delivered twice",
+            ),
+        ),
+        (
             "stream",
             ("ceiling, 1 fact/record", "stream, 1 worker(s), packs of <= 32", "stream / ceiling"),
         ),
@@ -86,3 +96,28 @@ def test_a_rewritten_section_replaces_only_its_own() -> None:
     assert "What changed: x" in again["profile"]
     assert "c3" in again["sink"]
     assert "c1" not in again["sink"]
+
+
+def test_cost_figures_compare_two_workers_with_one_and_show_a_failed_phase() -> None:
+    from bench.cost import CostBenchConfig, PhaseResult, figures
+
+    cpu = {"gateway": 50.0, "stream": 100.0, "sink": 40.0, "broker": 60.0}
+    one = PhaseResult(1, ok=True, cpu_per_million=cpu, paced_rate=900.0, burst_rate=4_000.0)
+    two = PhaseResult(2, ok=True, cpu_per_million={**cpu, "stream": 150.0}, burst_rate=6_000.0)
+    failed = PhaseResult(2, error="3 of 10 events missing")
+    rows = {f.name: f for f in figures(CostBenchConfig(), [one, two, failed])}
+    assert rows["2 workers / 1 worker: stream CPU per million facts"].samples == (1500.0,)
+    assert rows["2 workers / 1 worker: flat-out throughput"].samples == (1500.0,)
+    assert any("phase failed" in name for name in rows)
+    assert rows[
+        "1 stream worker(s): all services CPU per million facts (2,000 facts/s, 4 partitions)"
+    ].samples == (250.0,)
+
+
+def test_cpu_seconds_reads_this_process() -> None:
+    import os
+
+    from bench.cost import cpu_seconds
+
+    spent = os.times()
+    assert abs(cpu_seconds(os.getpid()) - (spent.user + spent.system)) < 0.5
