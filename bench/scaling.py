@@ -111,6 +111,8 @@ class ScalingBenchConfig:
     #: As the worker: ``batch_max_records`` and ``state_cache_size`` defaults.
     batch_records: int = int(_WORKER["batch_max_records"])
     state_cache_size: int = int(_WORKER["state_cache_size"])
+    #: As ``ANALYTICS_STREAM_COMPACT_STATES`` (state format 5 instead of 3).
+    compact_states: bool = bool(_WORKER["compact_states"])
     #: State and dedupe horizon, event time.
     horizon_ms: int = HOUR_MS
     #: Instances also seeded through ``process()`` to check the copied states.
@@ -245,6 +247,7 @@ def _processor(config: ScalingBenchConfig) -> FactProcessor:
     return FactProcessor(
         Reducer(horizon_ms=config.horizon_ms, dedupe_horizon_ms=config.horizon_ms),
         state_cache_size=config.state_cache_size,
+        compact_states=config.compact_states,
     )
 
 
@@ -307,10 +310,11 @@ def _allocated(value: bytes) -> int:
     result that is stored as it is)."""
     state = InstanceState.from_bytes(state_of(value) or b"")
     head = value[: len(value) - len(state_of(value) or b"")]
+    compact = (state_of(value) or b"")[:1] == b"["  # format 5 is a JSON array
     gc.collect()
     tracemalloc.start()
     try:
-        copies = [head + state.to_bytes() for _ in range(_PROBES)]
+        copies = [head + state.to_bytes(compact=compact) for _ in range(_PROBES)]
         size = tracemalloc.get_traced_memory()[0] - sys.getsizeof(copies)
     finally:
         tracemalloc.stop()
@@ -389,9 +393,10 @@ def _memory(core: _Core, leave_out: Iterable[bytes] = ()) -> _Memory:
 def _dedupe_key_bytes(config: ScalingBenchConfig) -> int:
     """Serialized bytes one live dedupe key adds to its instance's state."""
     state = InstanceState.from_bytes(state_of(next(iter(_reduced([0], config).values()))) or b"")
-    with_key = len(state.to_bytes())
+    compact = config.compact_states
+    with_key = len(state.to_bytes(compact=compact))
     state.dedupe.clear()
-    return with_key - len(state.to_bytes())
+    return with_key - len(state.to_bytes(compact=compact))
 
 
 # -- one size ---------------------------------------------------------------------------

@@ -144,6 +144,7 @@ class FactProcessor:
         *,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         state_cache_size: int = 0,
+        compact_states: bool = False,
     ) -> None:
         self.reducer = reducer if reducer is not None else Reducer()
         #: The one record-size limit: facts records over it are ``too_large``, and no
@@ -154,6 +155,8 @@ class FactProcessor:
         # partitions: the worker clears it on every rebalance.
         self.state_cache_size = state_cache_size
         self._cache: OrderedDict[str, InstanceState] = OrderedDict()
+        #: Write Profile S states in the compact format 5 (every format is read).
+        self.compact_states = compact_states
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -186,7 +189,7 @@ class FactProcessor:
             self._apply(state, fact, record, item.index, outputs)
         over: set[str] = set(outputs.oversized)
         for instance_id, state in states.items():
-            state_bytes = state.to_bytes()
+            state_bytes = state.to_bytes(compact=self.compact_states)
             if instance_id not in over and self._state_fits(instance_id, state_bytes):
                 out.states[instance_id] = state_bytes
                 self._remember(instance_id, state)
@@ -277,7 +280,9 @@ class FactProcessor:
                 tried = resized.get(instance_id)
                 if tried is None:
                     state = self._saved_state(instance_id, record.partition, load_state)
-                    tried = resized[instance_id] = _Resized(state, state.to_bytes())
+                    tried = resized[instance_id] = _Resized(
+                        state, state.to_bytes(compact=self.compact_states)
+                    )
                 self._try(tried, instance_id, fact, record, item.index, outputs, out)
         finally:
             self.reducer.stats = counters
@@ -306,7 +311,7 @@ class FactProcessor:
             what = f"an event record of {largest} bytes (none of the fact's events was sent)"
             out.dead_letters.append(self._too_large(record, index, fact, OUTPUT_TOO_LARGE, what))
         else:
-            after = tried.state.to_bytes()
+            after = tried.state.to_bytes(compact=self.compact_states)
             if self._state_fits(instance_id, after):
                 outputs.add(again)
                 tried.before, tried.changed = after, True

@@ -19,6 +19,7 @@ from codex_analytics.runtime.config import (
     SHUTDOWN_TIMEOUT_S,
     Setting,
     address,
+    boolean,
     choice,
     declare,
     directory_path,
@@ -107,6 +108,14 @@ STATE_CACHE = declare(
     help="decoded instance states kept between batches (0: decode from the store each time)",
     used_by=_READERS,
 )
+COMPACT_STATES = declare(
+    "ANALYTICS_STREAM_COMPACT_STATES",
+    boolean(),
+    False,
+    help="write Profile S instance states in the compact format 5 (about 0.6 of the bytes;"
+    " every worker reads it from this release on: turn it on once no older worker runs)",
+    used_by=_READERS,
+)
 HEALTH_ADDR = declare(
     "ANALYTICS_STREAM_HEALTH_ADDR",
     address(),
@@ -127,6 +136,7 @@ SETTINGS: tuple[Setting[Any, Any], ...] = (
     BATCH_MAX_RECORDS,
     BATCH_MAX_WAIT_MS,
     STATE_CACHE,
+    COMPACT_STATES,
     HEALTH_ADDR,
 )
 
@@ -163,6 +173,8 @@ class StreamSettings:
     batch_max_wait_ms: int = BATCH_MAX_WAIT_MS.default
     #: Decoded instance states kept between batches (0: decode from the store each time).
     state_cache_size: int = STATE_CACHE.default
+    #: Write Profile S states as format 5 (``streams.reducer.state``); off: format 3.
+    compact_states: bool = COMPACT_STATES.default
     #: ``HOST:PORT`` of ``/livez``, ``/readyz``, ``/healthz`` and ``/metrics`` (off when unset).
     health_addr: str | None = HEALTH_ADDR.default
     #: SIGTERM: the batch in flight, the last commit and Faust's shutdown have this long
@@ -217,6 +229,7 @@ class StreamSettings:
             batch_max_records=BATCH_MAX_RECORDS.read(env),
             batch_max_wait_ms=BATCH_MAX_WAIT_MS.read(env),
             state_cache_size=STATE_CACHE.read(env),
+            compact_states=COMPACT_STATES.read(env),
             health_addr=HEALTH_ADDR.read(env),
             shutdown_timeout_s=SHUTDOWN_TIMEOUT_S.read(env),
             health_stall_s=HEALTH_STALL_S.read(env),

@@ -68,6 +68,7 @@ class StreamWorker:
             ),
             max_record_bytes=settings.max_record_bytes,
             state_cache_size=settings.state_cache_size,
+            compact_states=settings.compact_states,
         )
         self.counts = StreamCounts.for_partitions(partitions)
         #: A producer that sends bad facts sends many: one line per reason and interval.

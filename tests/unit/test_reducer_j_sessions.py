@@ -544,6 +544,8 @@ def test_j_tables_survive_the_state_bytes(f: JFacts) -> None:
     h.feed(*half_done(f))
     assert (len(h.j.requests), len(h.j.threads), len(h.j.turns)) == (2, 2, 2)
     data = h.state.to_bytes()
+    # The compact format 5 is for Profile S states: a Profile J state stays format 4.
+    assert h.state.to_bytes(compact=True) == data
     restored = InstanceState.from_bytes(data)
     assert restored.to_bytes() == data
     assert restored.contract == "2026-08"

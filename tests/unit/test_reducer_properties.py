@@ -148,19 +148,33 @@ def _decoded(facts: list[dict[str, Any]]) -> list[FactEnvelope]:
 
 
 def _run(
-    facts: list[FactEnvelope], *, restore_at: frozenset[int] = frozenset()
+    facts: list[FactEnvelope],
+    *,
+    restore_at: frozenset[int] = frozenset(),
+    compact: bool = False,
 ) -> dict[str, list[bytes]]:
-    """Events per instance (encoded), optionally restoring every state from bytes at some steps."""
+    """Events per instance (encoded), optionally restoring every state from bytes (format
+    3, or the compact format 5) at some steps."""
     reducer = Reducer()
     states: dict[str, InstanceState] = {}
     out: dict[str, list[bytes]] = {}
     for step, fact in enumerate(facts):
         if step in restore_at:
-            states = {k: InstanceState.from_bytes(s.to_bytes()) for k, s in states.items()}
+            states = {k: _restored(s, compact=compact) for k, s in states.items()}
         state = states.setdefault(fact.instance_id, InstanceState())
         events = reducer.apply(state, fact).events
         out.setdefault(fact.instance_id, []).extend(encode_event(e) for e in events)
     return out
+
+
+def _restored(state: InstanceState, *, compact: bool) -> InstanceState:
+    saved = state.to_bytes(compact=compact)
+    restored = InstanceState.from_bytes(saved)
+    # Exact both ways: the same bytes in either format, whichever it was read from.
+    assert restored.to_bytes(compact=compact) == saved
+    assert restored.to_bytes() == state.to_bytes()
+    assert restored.to_bytes(compact=True) == state.to_bytes(compact=True)
+    return restored
 
 
 @st.composite
@@ -205,6 +219,17 @@ def test_save_restore_at_any_point_changes_nothing(
     facts = _decoded(merged)
     points = data.draw(st.frozensets(st.integers(0, max(len(facts) - 1, 0))))
     assert _run(facts, restore_at=points) == _run(facts)
+
+
+@SETTINGS
+@given(interleaved(), st.data())
+def test_compact_state_bytes_restore_exactly_at_any_point(
+    case: tuple[list[list[dict[str, Any]]], list[dict[str, Any]]], data: st.DataObject
+) -> None:
+    _, merged = case
+    facts = _decoded(merged)
+    points = data.draw(st.frozensets(st.integers(0, max(len(facts) - 1, 0))))
+    assert _run(facts, restore_at=points, compact=True) == _run(facts)
 
 
 @SETTINGS

@@ -917,3 +917,12 @@ def test_corrupt_state_bytes_raise_value_error() -> None:
         InstanceState.from_bytes(b'{"v": 99}')
     with pytest.raises(ValueError, match="corrupt"):
         InstanceState.from_bytes(b"\x00garbage")
+
+
+def test_corrupt_compact_state_bytes_raise_value_error() -> None:
+    with pytest.raises(ValueError, match="corrupt"):
+        InstanceState.from_bytes(b"[5, 1, 2]")
+    with pytest.raises(ValueError, match="corrupt"):
+        InstanceState.from_bytes(b'[5, 1, 0, 0, [[1, ["x"], [], 0]], [], [], [], []]')
+    with pytest.raises(ValueError, match="reducer state"):
+        InstanceState.from_bytes(b"[6]")

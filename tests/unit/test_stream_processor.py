@@ -154,3 +154,31 @@ def test_state_cache_gives_the_same_output_and_is_cleared_on_demand() -> None:
     plain = run_all(FactProcessor())
     assert run_all(FactProcessor(state_cache_size=5)) == plain
     assert run_all(FactProcessor(state_cache_size=1000), clear_every=3) == plain
+
+
+def test_compact_states_give_the_same_output_across_an_upgrade_and_back() -> None:
+    facts = [j(f) for f in SessionGenerator(GeneratorConfig(instances=10, seed=9)).facts(1500)]
+
+    def run_all(compact_from: int, compact_until: int) -> tuple[list[bytes], dict[str, bytes]]:
+        # A worker writing format 3, then (from batch ``compact_from``) format 5, then
+        # 3 again: each reads what the other wrote, as in a deployment and a rollback.
+        store: dict[str, bytes] = {}
+        out: list[bytes] = []
+        for n, start in enumerate(range(0, len(facts), 100)):
+            processor = FactProcessor(compact_states=compact_from <= n < compact_until)
+            batch = processor.process(
+                [rec(f, i) for i, f in enumerate(facts[start : start + 100], start)],
+                lambda iid, _p: store.get(iid),
+            )
+            store.update(batch.states)
+            out += [v for _, v in batch.events]
+        return out, store
+
+    plain, plain_store = run_all(99, 99)
+    compact, compact_store = run_all(0, 99)
+    assert compact == plain
+    assert run_all(5, 10)[0] == plain
+    assert {v[:1] for v in plain_store.values()} == {b"{"}
+    assert {v[:1] for v in compact_store.values()} == {b"["}  # format 5: a JSON array
+    for iid, saved in compact_store.items():
+        assert len(saved) < len(plain_store[iid])
