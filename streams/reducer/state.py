@@ -8,6 +8,7 @@ stood (insertion order included, so expiry sweeps also behave the same).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -372,41 +373,17 @@ class InstanceState:
             state.last_seq = last_seq
             state.watermark_ms = watermark_ms
             state.last_sweep_ms = last_sweep_ms
-            for cid, client, runtime, touched in conns:
-                state.connections[cid] = Connection(
-                    AppServerClientMetadata(*client), RuntimeMetadata(*runtime), touched
-                )
-            for cid, rid, is_steer, thread_id, expected, images, created_at, touched in requests:
-                state.requests[(cid, rid)] = PendingRequest(
-                    is_steer, thread_id, expected, images, created_at, touched
-                )
-            for tid, cid, source, mode, subagent, parent, touched in threads:
-                state.threads[tid] = ThreadMetadata(cid, source, mode, subagent, parent, touched)
-            for (
-                turn_id,
-                touched,
-                cid,
-                thread_id,
-                images,
-                config,
-                started_at,
-                usage,
-                completed,
-                steers,
-            ) in turns:
-                state.turns[turn_id] = TurnState(
-                    touched_ms=touched,
-                    connection_id=cid,
-                    thread_id=thread_id,
-                    num_input_images=images,
-                    resolved_config=None if config is None else tuple(config),
-                    started_at=started_at,
-                    token_usage=None if usage is None else TokenUsage(*usage),
-                    completed=None if completed is None else Completion(*completed),
-                    steer_count=steers,
-                )
-            for turn_id, use, key, seen in dedupe:
-                state.dedupe[(turn_id, use, key)] = seen
+            _restore_tables(
+                state,
+                conns,
+                requests,
+                threads,
+                turns,
+                dedupe,
+                client_of=lambda client: AppServerClientMetadata(*client),
+                runtime_of=lambda runtime: RuntimeMetadata(*runtime),
+                usage_of=lambda usage: TokenUsage(*usage),
+            )
         except Exception as err:
             raise ValueError(f"corrupt reducer state: {err!r}") from err
         return state
@@ -424,37 +401,64 @@ class InstanceState:
         state.last_seq = raw["last_seq"]
         state.watermark_ms = raw["watermark_ms"]
         state.last_sweep_ms = raw["last_sweep_ms"]
-        for cid, client, runtime, touched in raw["connections"]:
-            state.connections[cid] = Connection(client_of(client), runtime_of(runtime), touched)
-        for cid, rid, is_steer, thread_id, expected, images, created_at, touched in raw["requests"]:
-            state.requests[(cid, rid)] = PendingRequest(
-                is_steer, thread_id, expected, images, created_at, touched
-            )
-        for tid, cid, source, mode, subagent, parent, touched in raw["threads"]:
-            state.threads[tid] = ThreadMetadata(cid, source, mode, subagent, parent, touched)
-        for (
-            turn_id,
-            touched,
-            cid,
-            thread_id,
-            images,
-            config,
-            started_at,
-            usage,
-            completed,
-            steers,
-        ) in raw["turns"]:
-            state.turns[turn_id] = TurnState(
-                touched_ms=touched,
-                connection_id=cid,
-                thread_id=thread_id,
-                num_input_images=images,
-                resolved_config=None if config is None else tuple(config),
-                started_at=started_at,
-                token_usage=None if usage is None else usage_of(usage),
-                completed=None if completed is None else Completion(*completed),
-                steer_count=steers,
-            )
-        for turn_id, use, key, seen in raw["dedupe"]:
-            state.dedupe[(turn_id, use, key)] = seen
+        _restore_tables(
+            state,
+            raw["connections"],
+            raw["requests"],
+            raw["threads"],
+            raw["turns"],
+            raw["dedupe"],
+            client_of=client_of,
+            runtime_of=runtime_of,
+            usage_of=usage_of,
+        )
         return state
+
+
+def _restore_tables(
+    state: InstanceState,
+    connections: list[Any],
+    requests: list[Any],
+    threads: list[Any],
+    turns: list[Any],
+    dedupe: list[Any],
+    *,
+    client_of: Callable[[Any], AppServerClientMetadata],
+    runtime_of: Callable[[Any], RuntimeMetadata],
+    usage_of: Callable[[Any], TokenUsage],
+) -> None:
+    """Fill the Profile S tables from their serialized rows (the same rows in every
+    format; only how a client, a runtime and a token usage are written differs)."""
+    for cid, client, runtime, touched in connections:
+        state.connections[cid] = Connection(client_of(client), runtime_of(runtime), touched)
+    for cid, rid, is_steer, thread_id, expected, images, created_at, touched in requests:
+        state.requests[(cid, rid)] = PendingRequest(
+            is_steer, thread_id, expected, images, created_at, touched
+        )
+    for tid, cid, source, mode, subagent, parent, touched in threads:
+        state.threads[tid] = ThreadMetadata(cid, source, mode, subagent, parent, touched)
+    for (
+        turn_id,
+        touched,
+        cid,
+        thread_id,
+        images,
+        config,
+        started_at,
+        usage,
+        completed,
+        steers,
+    ) in turns:
+        state.turns[turn_id] = TurnState(
+            touched_ms=touched,
+            connection_id=cid,
+            thread_id=thread_id,
+            num_input_images=images,
+            resolved_config=None if config is None else tuple(config),
+            started_at=started_at,
+            token_usage=None if usage is None else usage_of(usage),
+            completed=None if completed is None else Completion(*completed),
+            steer_count=steers,
+        )
+    for turn_id, use, key, seen in dedupe:
+        state.dedupe[(turn_id, use, key)] = seen
