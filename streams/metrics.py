@@ -83,6 +83,10 @@ class PendingTimestamps:
     def handed(self, partition: int, offset: int, timestamp_ms: int) -> None:
         self._pending.setdefault(partition, deque()).append((offset, timestamp_ms))
 
+    def handed_many(self, partition: int, records: list[tuple[int, int]]) -> None:
+        """(offset, timestamp) of each record of one partition handed over at once."""
+        self._pending.setdefault(partition, deque()).extend(records)
+
     def processed(self, partition: int, position: int) -> None:
         """Everything of ``partition`` below ``position`` (the next offset to process)."""
         pending = self._pending.get(partition)
