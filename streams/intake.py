@@ -76,7 +76,7 @@ class Intake:
             for r in records
         ]
         self._fetched[partition] = self._fetched.get(partition, 0) + len(batch)
-        self._pending.handed_many(partition, [(r.offset, r.timestamp_ms) for r in batch])
+        self._pending.handed(partition, [(r.offset, r.timestamp_ms) for r in batch])
         self._outstanding += len(batch)
         self._settled.clear()
         await self._handoff.put_many(batch)

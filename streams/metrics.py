@@ -80,11 +80,8 @@ class PendingTimestamps:
     def __init__(self) -> None:
         self._pending: dict[int, deque[tuple[int, int]]] = {}
 
-    def handed(self, partition: int, offset: int, timestamp_ms: int) -> None:
-        self._pending.setdefault(partition, deque()).append((offset, timestamp_ms))
-
-    def handed_many(self, partition: int, records: list[tuple[int, int]]) -> None:
-        """(offset, timestamp) of each record of one partition handed over at once."""
+    def handed(self, partition: int, records: list[tuple[int, int]]) -> None:
+        """(offset, timestamp) of each record of one partition handed over, in order."""
         self._pending.setdefault(partition, deque()).extend(records)
 
     def processed(self, partition: int, position: int) -> None:

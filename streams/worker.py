@@ -1,15 +1,18 @@
 """The stream worker: facts topic -> reducer state table -> events topic, at least once,
 by construction rather than by Faust defaults:
 
-1. The agent hands every event (Faust acks none by itself) to the batch loop, which runs
-   beside it (:mod:`streams.handoff`): fetching and delivery go on while a batch is
-   processed and its writes are acknowledged.
+1. The consumer hands each fetch's facts records of a partition to the worker at once
+   (the worker is the app's batch route, :class:`~streams.faust_adapter.transport.BatchRoute`:
+   no Faust event, stream or per-record ack), and the intake (:mod:`streams.intake`)
+   buffers them for the batch loop: fetching goes on while a batch is processed and its
+   writes are acknowledged. Faust keeps the group, the assignment, the seeks, the
+   commits, the changelog and its recovery.
 2. Offsets must continue each partition's sequence (:mod:`streams.offsets`); a hole
    holds the rest of the partition back and asks for a seek back.
 3. The pure :class:`~streams.processor.FactProcessor` turns the batch into event
    records, dead letters and the changed instance states.
 4. The batch commit (:mod:`streams.commit`) sends the outputs, then the states, then
-   acks the events in order; any delivery failure ends the process.
+   acks the batch's records at once; any delivery failure ends the process.
 5. Between batches, a slice of the idle sweep (:mod:`streams.idle_sweep`).
 
 Faust stays behind :mod:`streams.faust_adapter`.
@@ -100,8 +103,6 @@ class StreamWorker:
         )
         self.app.consume(self, self._run)
         self.app.task(self._report_progress)
-
-    # -- the agent and the batch loop -----------------------------------------------------
 
     # -- the batch route: the consumer hands each fetch's facts records over ------------
 
