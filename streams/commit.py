@@ -6,7 +6,7 @@
    offset each reached.
 3. Then one end marker per changelog partition just written (see
    :meth:`BatchCommit.mark_changelog_ends`).
-4. Only then are the batch's events acked, in order, so the commit that follows can
+4. Only then are the batch's records acked, so the commit that follows can
    never pass a fact whose outputs or state are not on the broker.
 
 A crash anywhere repeats work, never loses it: a state in the changelog implies its
@@ -27,7 +27,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import NoReturn, Protocol, TypeVar
 
 log = logging.getLogger("codex_analytics.stream")
 
@@ -37,6 +37,8 @@ MARKER_KEY = b"\x00end-marker"
 EXIT_DELIVERY_FAILED = 70
 
 Headers = list[tuple[str, bytes]]
+#: A consumed record the batch acks.
+R = TypeVar("R")
 
 
 class Delivered(Protocol):
@@ -101,15 +103,15 @@ class BatchCommit:
         self,
         outputs: Iterable[Output],
         states: Sequence[StateChange],
-        events: Iterable[Any],
-        ack: Callable[[Any], Awaitable[Any]],
+        records: list[R],
+        ack: Callable[[list[R]], Awaitable[None]],
     ) -> None:
-        """All four steps for one batch; ``events`` are acked with ``ack``, in order
-        (Faust commits only the first run of acked offsets of each partition)."""
+        """All four steps for one batch; ``records`` (in order) are acked with one call
+        of ``ack`` (the commit passes only each partition's first run of acked offsets)."""
         await self.send_outputs(outputs)
         await self.write_states(states)
-        for event in events:
-            await ack(event)
+        if records:
+            await ack(records)
 
     async def send_outputs(self, outputs: Iterable[Output]) -> None:
         """Step 1: a saved state implies its outputs."""

@@ -50,6 +50,22 @@ class Handoff(Generic[T]):
             self._full.set()
             self._room.clear()
 
+    async def put_many(self, items: list[T]) -> None:
+        """Add ``items`` at once (a fetch's records of one partition), then wait while
+        the buffer holds ``max_items`` or more: it may hold one list past its bound, so
+        that a fetch is never split (:meth:`take` still returns ``max_items`` at most)."""
+        if not items:
+            return
+        if not self._items:
+            self._first_at = time.monotonic()
+        self._items.extend(items)
+        self._arrived.set()
+        if len(self._items) >= self.max_items:
+            self._full.set()
+            self._room.clear()
+        while not self._room.is_set():
+            await self._room.wait()
+
     async def take(self, wait_s: float | None = None) -> list[T]:
         """Everything buffered (at most ``max_items``), once there is something; with a
         linger, a partial batch waits until it is that old or full. With ``wait_s``, an
@@ -65,7 +81,12 @@ class Handoff(Generic[T]):
             if left > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), left)
-        batch, self._items = self._items, []
-        self._full.clear()
-        self._room.set()
+        if len(self._items) > self.max_items:
+            batch, self._items = self._items[: self.max_items], self._items[self.max_items :]
+            self._first_at = time.monotonic()
+        else:
+            batch, self._items = self._items, []
+        if len(self._items) < self.max_items:
+            self._full.clear()
+            self._room.set()
         return batch

@@ -80,8 +80,9 @@ class PendingTimestamps:
     def __init__(self) -> None:
         self._pending: dict[int, deque[tuple[int, int]]] = {}
 
-    def handed(self, partition: int, offset: int, timestamp_ms: int) -> None:
-        self._pending.setdefault(partition, deque()).append((offset, timestamp_ms))
+    def handed(self, partition: int, records: list[tuple[int, int]]) -> None:
+        """(offset, timestamp) of each record of one partition handed over, in order."""
+        self._pending.setdefault(partition, deque()).extend(records)
 
     def processed(self, partition: int, position: int) -> None:
         """Everything of ``partition`` below ``position`` (the next offset to process)."""

@@ -17,24 +17,32 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Generic, Protocol, TypeVar
 
 
-class _Event(Protocol):
-    message: Any
+class Positioned(Protocol):
+    """A consumed record, as the guard reads it."""
+
+    @property
+    def tp(self) -> Hashable: ...
+    @property
+    def offset(self) -> int: ...
+
+
+R = TypeVar("R", bound=Positioned)
 
 
 @dataclass(slots=True)
-class Continuity:
-    #: Events to reduce, in order (their offsets continue each partition's sequence).
-    process: list[Any] = field(default_factory=list)
-    #: Events to ack once the batch is safely out: ``process`` plus replays already done.
-    ack: list[Any] = field(default_factory=list)
+class Continuity(Generic[R]):
+    #: Records to reduce, in order (their offsets continue each partition's sequence).
+    process: list[R] = field(default_factory=list)
+    #: Records to ack once the batch is safely out: ``process`` plus replays already done.
+    ack: list[R] = field(default_factory=list)
     #: Partitions with a hole: seek them back to this offset (nothing past it is acked).
     seek: dict[Hashable, int] = field(default_factory=dict)
-    #: Events held back behind a hole: neither reduced nor acked now; they are read
-    #: again, as new events, once the hole is filled.
-    held: list[Any] = field(default_factory=list)
+    #: Records held back behind a hole: neither reduced nor acked now; they are read
+    #: again, as new records, once the hole is filled.
+    held: list[R] = field(default_factory=list)
 
 
 class OffsetGuard:
@@ -58,9 +66,10 @@ class OffsetGuard:
         self.holes.clear()
         self.arrived.clear()
 
-    def unknown(self, events: Sequence[_Event]) -> set[Hashable]:
-        """Partitions of ``events`` whose starting offset must be looked up first."""
-        return {e.message.tp for e in events if e.message.tp not in self.expected}
+    def unknown(self, records: Sequence[Positioned]) -> set[Hashable]:
+        """Partitions of ``records`` whose starting offset must be looked up first."""
+        expected = self.expected
+        return {r.tp for r in records if r.tp not in expected}
 
     def start(self, tp: Hashable, offset: int) -> None:
         self.expected.setdefault(tp, offset)
@@ -75,22 +84,24 @@ class OffsetGuard:
                 self.expected[tp] = offset
                 self.arrived[tp] = now
 
-    def check(self, events: Sequence[_Event], now: float) -> Continuity:
-        out = Continuity()
-        expected, holes = self.expected, self.holes
-        for event in events:
-            tp, offset = event.message.tp, event.message.offset
-            self.arrived[tp] = now
+    def check(self, records: Sequence[R], now: float) -> Continuity[R]:
+        out: Continuity[R] = Continuity()
+        expected, holes, arrived = self.expected, self.holes, self.arrived
+        process, ack, held = out.process, out.ack, out.held
+        for record in records:
+            tp, offset = record.tp, record.offset
+            arrived[tp] = now
             want = expected[tp]
             if offset == want:
                 expected[tp] = offset + 1
-                holes.pop(tp, None)
-                out.process.append(event)
-                out.ack.append(event)
+                if holes:
+                    holes.pop(tp, None)
+                process.append(record)
+                ack.append(record)
             elif offset < want:
-                out.ack.append(event)  # delivered again after a seek: already reduced
+                ack.append(record)  # delivered again after a seek: already reduced
             else:
-                out.held.append(event)
+                held.append(record)
                 if tp not in holes:
                     holes[tp] = now  # a new hole: seek once, hold back what follows it
                     out.seek[tp] = want

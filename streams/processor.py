@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from codex_analytics.contract import (
     DEFAULT_MAX_RECORD_BYTES,
@@ -59,6 +60,22 @@ _NO_ROUTE = AuthRoute()
 #: Dead-letter reasons of facts whose outputs do not fit (``error.stage`` ``reduce``).
 STATE_TOO_LARGE = "state_too_large"
 OUTPUT_TOO_LARGE = "output_too_large"
+
+
+class ConsumedRecord(Protocol):
+    """One consumed facts-topic record, as the processor reads it (the worker's
+    :class:`~streams.intake.FactRecord`, or a :class:`SourceRecord`)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +182,7 @@ class FactProcessor:
         """Drop one instance's cached state (its saved state was deleted)."""
         self._cache.pop(instance_id, None)
 
-    def process(self, records: Sequence[SourceRecord], load_state: StateLoader) -> ProcessedBatch:
+    def process(self, records: Sequence[ConsumedRecord], load_state: StateLoader) -> ProcessedBatch:
         """``load_state(instance_id, partition)`` returns the instance's saved state (or
         None); ``partition`` is the source partition, where a partitioned store keeps it."""
         out = ProcessedBatch()
@@ -212,7 +229,9 @@ class FactProcessor:
 
     # -- one fact ---------------------------------------------------------------------
 
-    def _items(self, records: Sequence[SourceRecord]) -> Iterator[tuple[SourceRecord, RecordItem]]:
+    def _items(
+        self, records: Sequence[ConsumedRecord]
+    ) -> Iterator[tuple[ConsumedRecord, RecordItem]]:
         max_bytes = self.max_record_bytes
         for record in records:
             value = record.value if record.value is not None else b""
@@ -223,7 +242,7 @@ class FactProcessor:
         self,
         state: InstanceState,
         fact: FactEnvelope,
-        record: SourceRecord,
+        record: ConsumedRecord,
         index: int | None,
         outputs: _Outputs,
     ) -> None:
@@ -255,7 +274,7 @@ class FactProcessor:
 
     def _resize(
         self,
-        records: Sequence[SourceRecord],
+        records: Sequence[ConsumedRecord],
         instances: set[str],
         outputs: _Outputs,
         out: ProcessedBatch,
@@ -296,7 +315,7 @@ class FactProcessor:
         tried: _Resized,
         instance_id: str,
         fact: FactEnvelope,
-        record: SourceRecord,
+        record: ConsumedRecord,
         index: int | None,
         outputs: _Outputs,
         out: ProcessedBatch,
@@ -351,7 +370,7 @@ class FactProcessor:
 
     # -- dead letters -----------------------------------------------------------------
 
-    def _decode_letter(self, record: SourceRecord, item: RecordItem) -> DeadLetter:
+    def _decode_letter(self, record: ConsumedRecord, item: RecordItem) -> DeadLetter:
         error = item.error or DecodeError(DecodeReason.INTERNAL, "", "no fact, no error")
         raw = item.raw if item.raw is not None else (record.value or b"")
         return self._fitted(
@@ -361,7 +380,7 @@ class FactProcessor:
         )
 
     def _too_large(
-        self, record: SourceRecord, index: int | None, fact: FactEnvelope, reason: str, what: str
+        self, record: ConsumedRecord, index: int | None, fact: FactEnvelope, reason: str, what: str
     ) -> DeadLetter:
         """The dead letter of a fact whose output (``what``) does not fit."""
         detail = (
@@ -371,7 +390,7 @@ class FactProcessor:
         return self._letter(record, index, fact, reason, "", detail)
 
     def _refusal(
-        self, record: SourceRecord, index: int | None, fact: FactEnvelope, drop: Drop
+        self, record: ConsumedRecord, index: int | None, fact: FactEnvelope, drop: Drop
     ) -> DeadLetter:
         """The dead letter of a fact the reducer refused (``DropReason.dead_letters``)."""
         ids = ", ".join(f"{name}={value}" for name, value in drop.ids)
@@ -379,7 +398,7 @@ class FactProcessor:
 
     def _letter(
         self,
-        record: SourceRecord,
+        record: ConsumedRecord,
         index: int | None,
         fact: FactEnvelope,
         reason: str,
@@ -417,7 +436,7 @@ def _event_records(fact: FactEnvelope, events: Sequence[TrackEvent]) -> list[tup
 
 
 def _dead_letter(
-    record: SourceRecord,
+    record: ConsumedRecord,
     raw: bytes,
     reason: str,
     stage: str,

@@ -1,15 +1,18 @@
 """The stream worker: facts topic -> reducer state table -> events topic, at least once,
 by construction rather than by Faust defaults:
 
-1. The agent hands every event (Faust acks none by itself) to the batch loop, which runs
-   beside it (:mod:`streams.handoff`): fetching and delivery go on while a batch is
-   processed and its writes are acknowledged.
+1. The consumer hands each fetch's facts records of a partition to the worker at once
+   (the worker is the app's batch route, :class:`~streams.faust_adapter.transport.BatchRoute`:
+   no Faust event, stream or per-record ack), and the intake (:mod:`streams.intake`)
+   buffers them for the batch loop: fetching goes on while a batch is processed and its
+   writes are acknowledged. Faust keeps the group, the assignment, the seeks, the
+   commits, the changelog and its recovery.
 2. Offsets must continue each partition's sequence (:mod:`streams.offsets`); a hole
    holds the rest of the partition back and asks for a seek back.
 3. The pure :class:`~streams.processor.FactProcessor` turns the batch into event
    records, dead letters and the changed instance states.
 4. The batch commit (:mod:`streams.commit`) sends the outputs, then the states, then
-   acks the events in order; any delivery failure ends the process.
+   acks the batch's records at once; any delivery failure ends the process.
 5. Between batches, a slice of the idle sweep (:mod:`streams.idle_sweep`).
 
 Faust stays behind :mod:`streams.faust_adapter`.
@@ -21,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import Hashable
 from typing import Any
 
 from codex_analytics.runtime.health import READY, RECOVERING, Readiness, not_ready
@@ -33,11 +36,11 @@ from .commit import BatchCommit, Output, StateChange, fatal
 from .faust_adapter.app import StreamApp
 from .faust_adapter.consumer import AssignmentChanged, OffsetLookupError
 from .faust_adapter.stacks import task_chains
-from .handoff import Handoff
 from .idle_sweep import IdleSweep
+from .intake import FactRecord, Intake
 from .metrics import PendingTimestamps, StreamCounts, StreamMetrics
 from .offsets import Continuity, OffsetGuard
-from .processor import FactProcessor, ProcessedBatch, SourceRecord
+from .processor import FactProcessor, ProcessedBatch
 from .reducer import Reducer
 from .settings import StreamSettings
 from .sweep import stamp, state_of
@@ -49,9 +52,6 @@ REPORT_EVERY_S = 10.0
 
 #: Per-fact lines (drops, dead letters): at most one per kind and reason this often.
 REPEATS_EVERY_S = 10.0
-
-#: Acks one event of the facts topic (Faust then commits the first run of acked offsets).
-Ack = Callable[[Any], Awaitable[Any]]
 
 
 class StreamWorker:
@@ -95,27 +95,43 @@ class StreamWorker:
         self._generation: int | None = None
         #: What the batch loop is doing, and since when (for the report).
         self.stage, self._stage_since = "starting", time.monotonic()
-        self.app.consume(self._agent)
+        self.intake = Intake(
+            settings.batch_max_records,
+            settings.batch_max_wait_ms / 1000,
+            self.counts.fetched,
+            self.pending,
+        )
+        self.app.consume(self, self._run)
         self.app.task(self._report_progress)
 
-    # -- the agent and the batch loop -----------------------------------------------------
+    # -- the batch route: the consumer hands each fetch's facts records over ------------
 
-    async def _agent(self, events: AsyncIterator[Any], ack: Ack) -> None:
-        """Hands every event to the batch loop, which runs beside it."""
-        handoff: Handoff[Any] = Handoff(
-            self.settings.batch_max_records, self.settings.batch_max_wait_ms / 1000
-        )
+    @property
+    def topic(self) -> str:
+        """The topic whose records come through :meth:`deliver` (the facts topic)."""
+        return self.app.facts_topic
+
+    async def deliver(self, tp: Any, records: list[Any]) -> None:
+        """One partition's fetched records, straight from the consumer's fetch; waits
+        while the batch loop is behind (backpressure on the fetch)."""
+        await self.intake.deliver(tp.topic, tp.partition, tp, records)
+
+    def outstanding(self) -> int:
+        """Records handed over and not done with (acked, or given up to be read again)."""
+        return self.intake.outstanding()
+
+    async def settled(self, within_s: float) -> None:
+        await self.intake.settled(within_s)
+
+    # -- the batch loop -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """The batch loop, for as long as the app runs (Faust's agent runs it)."""
         idle = asyncio.Event()
         idle.set()
-        batches = asyncio.ensure_future(self._batch_loop(handoff, ack, idle))
-        fetched = self.counts.fetched
+        batches = asyncio.ensure_future(self._batch_loop(idle))
         try:
-            async for event in events:
-                message = event.message
-                partition = message.partition
-                fetched[partition] = fetched.get(partition, 0) + 1
-                self.pending.handed(partition, message.offset, _timestamp_ms(message))
-                await handoff.put(event)
+            await asyncio.shield(batches)
         finally:
             # Stopping: let the batch in flight finish (its acks make the last commit
             # exact), then stop the loop where it waits for the next one. Half the
@@ -126,47 +142,49 @@ class StreamWorker:
             self.repeats.flush()
             log.info("stream totals", extra=self._totals())
 
-    async def _batch_loop(self, handoff: Handoff[Any], ack: Ack, idle: asyncio.Event) -> None:
-        counts = self.counts
+    async def _batch_loop(self, idle: asyncio.Event) -> None:
+        intake, counts, consumer = self.intake, self.counts, self.consumer
         acked, processed, held = counts.acked, counts.processed, counts.held
 
-        async def acknowledge(event: Any) -> None:
-            await ack(event)
-            partition, position = event.message.partition, event.message.offset + 1
-            acked[partition] = acked.get(partition, 0) + 1
-            self.positions[partition] = position
-            self.pending.processed(partition, position)
+        async def acknowledge(records: list[FactRecord]) -> None:
+            consumer.ack(records)
+            for record in records:
+                acked[record.partition] = acked.get(record.partition, 0) + 1
+            ends: dict[int, int] = {r.partition: r.offset + 1 for r in records}
+            for partition, position in ends.items():
+                self.positions[partition] = position
+                self.pending.processed(partition, position)
 
         while True:
             # Wake up without records too: to repeat a seek that was lost (the records
             # that would prompt it may never come), and for the idle sweep.
             self._enter("waiting for records")
-            events = await handoff.take(wait_s=self._wake_in())
-            took = bool(events)
+            records = await intake.take(wait_s=self._wake_in())
+            took = bool(records)
             idle.clear()
             try:
-                if events:
+                if records:
                     started = time.monotonic()
-                    self._enter(f"looking up where {len(events)} records start")
-                    continuity = await self._continuity(events)
-                    self.consumer.release(continuity.held)
+                    self._enter(f"looking up where {len(records)} records start")
+                    continuity = await self._continuity(records)
                     batch = self._reduce(continuity.process) if continuity.process else None
                     outputs, states = self._writes(batch)
                     self._enter(f"committing a batch of {len(continuity.ack)} records")
                     await self.commit.commit(outputs, states, continuity.ack, acknowledge)
                     if batch is not None:
                         self._count(len(continuity.process), batch)
-                    for event in continuity.process:
-                        p = event.message.partition
-                        processed[p] = processed.get(p, 0) + 1
-                    for event in continuity.held:
-                        p = event.message.partition
-                        held[p] = held.get(p, 0) + 1
+                    for record in continuity.process:
+                        processed[record.partition] = processed.get(record.partition, 0) + 1
+                    for record in continuity.held:
+                        held[record.partition] = held.get(record.partition, 0) + 1
+                    # Acked, or held back behind a hole (read again after the seek back):
+                    # either way done with here.
+                    intake.done(len(records))
                     self.metrics.batch_seconds.observe(time.monotonic() - started)
                     self._enter("seeking back")
                     for tp, offset in continuity.seek.items():
                         await self._seek_back(tp, offset)
-                    del events, continuity  # held-back records: nothing keeps them unacked
+                    del records, continuity
                 self._follow_assignment()
                 if self.consumer.rebalancing:
                     # The flow is stopped: nothing arrives, and a seek now is undone by
@@ -175,7 +193,7 @@ class StreamWorker:
                 else:
                     for tp, offset in self.guard.due_seeks(time.monotonic()).items():
                         await self._seek_back(tp, offset)
-                    if not took and not len(handoff):
+                    if not took and not len(intake):
                         await self._unstall()
                 self._enter("sweeping")
                 await self.sweep.step()
@@ -231,18 +249,18 @@ class StreamWorker:
                 tp.partition for tp in self.consumer.assigned(self.app.facts_topic)
             )
 
-    async def _continuity(self, events: list[Any]) -> Continuity:
+    async def _continuity(self, records: list[FactRecord]) -> Continuity[FactRecord]:
         self._follow_assignment()
-        unknown = self.guard.unknown(events)
+        unknown = self.guard.unknown(records)
         if unknown:
             try:
                 starts = await self.consumer.start_offsets(unknown)
             except AssignmentChanged:
                 # Neither reduced nor acked: the new assignment reads them again.
-                return Continuity(held=list(events))
+                return Continuity(held=list(records))
             for tp, offset in starts.items():
                 self.guard.start(tp, offset)
-        return self.guard.check(events, time.monotonic())
+        return self.guard.check(records, time.monotonic())
 
     async def _seek_back(self, tp: Hashable, offset: int) -> None:
         if not await self.consumer.seek_back(tp, offset):
@@ -258,11 +276,7 @@ class StreamWorker:
         seeks[partition] = seeks.get(partition, 0) + 1
         self.pending.forget(partition)  # handed over again from offset
 
-    def _reduce(self, events: list[Any]) -> ProcessedBatch:
-        records = [
-            SourceRecord(m.topic, m.partition, m.offset, m.key, m.value)
-            for m in (e.message for e in events)
-        ]
+    def _reduce(self, records: list[FactRecord]) -> ProcessedBatch:
         store = self.app.store
 
         def load_state(instance_id: str, partition: int) -> bytes | None:
@@ -417,9 +431,3 @@ class StreamWorker:
                 records=self.counts.records,
             )
         return not_ready(phase, records=self.counts.records)
-
-
-def _timestamp_ms(message: Any) -> int:
-    """A record's timestamp in epoch ms (Faust gives seconds); now when it has none."""
-    timestamp = getattr(message, "timestamp", None)
-    return int(timestamp * 1000) if timestamp and timestamp > 0 else int(time.time() * 1000)

@@ -6,7 +6,7 @@ Encoding an event gives the exact upstream JSON (key order, nulls, no extra keys
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,15 +196,20 @@ def _fact_from_json(obj: Any) -> FactEnvelope:
 # Every fact of an instance repeats its ``source`` block: remember the last decoded one
 # per instance and reuse it when the raw block is the same JSON (a comparison costs a
 # fraction of a validation). Bounded; cleared whole when full, like upstream's dedupe sets.
-_SOURCE_CACHE: dict[Any, tuple[dict[str, Any], Source]] = {}
+_SOURCE_CACHE: dict[
+    Any, tuple[dict[str, Any], Source, tuple[tuple[tuple[Any, ...], type], ...]]
+] = {}
 _SOURCE_CACHE_MAX = 4096
+
+#: JSON leaves that Python's ``==`` confuses across types (``0 == False``, ``1 == 1.0``).
+_NUMERIC = (bool, int, float)
 
 
 def _cached_source(raw: Any) -> Source:
     key = raw.get("instance_id") if type(raw) is dict else None
     if type(key) is str:
         hit = _SOURCE_CACHE.get(key)
-        if hit is not None and _same_json(hit[0], raw):
+        if hit is not None and hit[0] == raw and _same_leaf_types(raw, hit[2]):
             return hit[1]
     try:
         source = _decode_source(raw)
@@ -212,20 +217,34 @@ def _cached_source(raw: Any) -> Source:
         raise err.within("source") from None
     if len(_SOURCE_CACHE) >= _SOURCE_CACHE_MAX:
         _SOURCE_CACHE.clear()
-    _SOURCE_CACHE[source.instance_id] = (raw, source)
+    _SOURCE_CACHE[source.instance_id] = (raw, source, tuple(_numeric_leaves(raw, ())))
     return source
 
 
-def _same_json(a: Any, b: Any) -> bool:
-    """``a == b`` with types compared too: Python's ``0 == False`` and ``1 == 1.0`` would
-    let a wrong-typed block pass as the valid one decoded before it."""
-    if type(a) is not type(b):
-        return False
-    if type(a) is dict:
-        return a.keys() == b.keys() and all(_same_json(value, b[key]) for key, value in a.items())
-    if type(a) is list:
-        return len(a) == len(b) and all(map(_same_json, a, b))
-    return bool(a == b)
+def _numeric_leaves(obj: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], type]]:
+    """(path, type) of every bool or number in ``obj``: what ``==`` alone does not tell
+    apart once two blocks compare equal (strings, nulls, lists and objects it does)."""
+    kind = type(obj)
+    if kind is dict:
+        for key, value in obj.items():
+            yield from _numeric_leaves(value, (*path, key))
+    elif kind is list:
+        for index, value in enumerate(obj):
+            yield from _numeric_leaves(value, (*path, index))
+    elif kind in _NUMERIC:
+        yield path, kind
+
+
+def _same_leaf_types(obj: Any, leaves: tuple[tuple[tuple[Any, ...], type], ...]) -> bool:
+    """Whether each numeric leaf of ``obj`` (a block equal to the cached one, so every
+    path exists) has the type the cached block had there."""
+    for path, kind in leaves:
+        value = obj
+        for step in path:
+            value = value[step]
+        if type(value) is not kind:
+            return False
+    return True
 
 
 def _u64_error(value: Any, key: str) -> DecodeError:

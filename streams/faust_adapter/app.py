@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from importlib import metadata
 from typing import Any
 
@@ -24,11 +24,7 @@ from ..settings import StreamSettings
 from .consumer import GroupConsumer
 from .credentials import broker_credentials
 from .store import StateStore
-from .transport import SCHEME, ClusterApp
-
-#: What the agent hands the worker: every event of the facts topic (Faust acks none by
-#: itself), and the function that acks one.
-EventsHandler = Callable[[AsyncIterator[Any], Callable[[Any], Awaitable[Any]]], Awaitable[None]]
+from .transport import SCHEME, BatchRoute, ClusterApp
 
 
 class StreamApp:
@@ -96,12 +92,19 @@ class StreamApp:
         self.store = StateStore(table, partitioned=settings.store == "rocksdb")
         self.consumer = GroupConsumer(self._app, cluster)
 
-    def consume(self, handler: EventsHandler) -> None:
-        """Run ``handler`` as the app's agent on the facts topic (one at a time)."""
+    def consume(self, route: BatchRoute, run: Callable[[], Awaitable[None]]) -> None:
+        """Hand the facts topic's records to ``route`` in bulk, straight from each fetch
+        (see :class:`~.transport.BatchRoute`), and run ``run`` (the worker's batch loop)
+        as the app's agent on that topic. The agent's subscription is what gets this
+        worker its facts partitions, with the table's changelog partitions beside them;
+        its Faust stream stays empty (the consumer hands every facts record to the
+        route). Faust starts the agent once the first assignment's tables are
+        recovered, and cancels it at stop."""
+        self._app.batch_route = route
 
         async def agent(stream: Any) -> None:
-            events = stream.noack()
-            await handler(events.events(), events.ack)
+            del stream  # the records come through the route
+            await run()
 
         self._app.agent(self._facts, name="reduce-facts", concurrency=1)(agent)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Hashable
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable
+from typing import Any, Protocol
 
 from aiokafka.errors import IllegalStateError
 
@@ -32,6 +32,13 @@ COMMITTED_TICK_S = 0.5
 COMMITTED_NOTICE_S = 5.0
 #: Pause before asking again after a lookup failed.
 COMMITTED_RETRY_S = 1.0
+
+
+class _Positioned(Protocol):
+    @property
+    def tp(self) -> Hashable: ...
+    @property
+    def offset(self) -> int: ...
 
 
 class AssignmentChanged(Exception):
@@ -204,16 +211,16 @@ class GroupConsumer:
             return False
         return True
 
-    def release(self, events: Collection[Any]) -> None:
-        """Events held back behind an offset hole will not be acked in this assignment
-        (they are read again, as new events, after the seek back). Faust's rebalance and
-        stop wait until every event it delivered is acked (``stream_wait_empty``): it
-        must not wait for these, or a revocation waits for ever for a hole that cannot
-        fill while Faust holds the flow. Not acking them keeps the commit below the
-        hole."""
-        unacked = self._app.consumer._unacked_messages
-        for event in events:
-            unacked.discard(event.message)
+    def ack(self, records: Iterable[_Positioned]) -> None:
+        """Ack ``records`` at once (Faust's commit then passes each partition's first
+        run of acked offsets). Records held back behind an offset hole are never acked
+        in this assignment: the commit stays below the hole, and they are read again."""
+        by_tp: dict[Hashable, list[int]] = {}
+        for record in records:
+            by_tp.setdefault(record.tp, []).append(record.offset)
+        consumer = self._app.consumer
+        for tp, offsets in by_tp.items():
+            consumer.ack_offsets(tp, offsets)
 
     def _assignment(self) -> set[Any]:
         try:

@@ -10,31 +10,24 @@ position does. Read again, the record comes through.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import Hashable
 from typing import Any
 
 from codex_analytics.cli.main import main
-from streams.worker import Ack, StreamWorker
+from streams.worker import StreamWorker
 
-_agent = StreamWorker._agent
+_deliver = StreamWorker.deliver
+_lost: set[Hashable] = set()
 
 
-async def _agent_losing_the_tail(self: StreamWorker, events: AsyncIterator[Any], ack: Ack) -> None:
-    lost: set[Hashable] = set()
-
-    async def seen() -> AsyncIterator[Any]:
-        async for event in events:
-            tp = event.message.tp
-            last = event.message.offset == self.consumer.highwater(tp) - 1
-            if last and tp not in lost:
-                lost.add(tp)
-                self.consumer.release([event])  # as if never delivered
-                continue
-            yield event
-
-    await _agent(self, seen(), ack)
+async def _deliver_losing_the_tail(self: StreamWorker, tp: Any, records: list[Any]) -> None:
+    last = self.consumer.highwater(tp) - 1
+    if tp not in _lost and any(r.offset == last for r in records):
+        _lost.add(tp)
+        records = [r for r in records if r.offset != last]  # as if never fetched
+    await _deliver(self, tp, records)
 
 
 if __name__ == "__main__":
-    StreamWorker._agent = _agent_losing_the_tail  # type: ignore[method-assign]
+    StreamWorker.deliver = _deliver_losing_the_tail  # type: ignore[method-assign]
     sys.exit(main(sys.argv[1:]))

@@ -11,37 +11,27 @@ and each re-read loses offset 1 again. A new assignment ends the fault.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 from codex_analytics.cli.main import main
-from streams.worker import Ack, StreamWorker
+from streams.worker import StreamWorker
 
 #: The offset the worker never sees in its first assignment.
 MISSING_OFFSET = 1
 
-_agent = StreamWorker._agent
+_deliver = StreamWorker.deliver
 
 
-async def _agent_missing_one_offset(
-    self: StreamWorker, events: AsyncIterator[Any], ack: Ack
-) -> None:
-    first_generation: int | None = None
-
-    async def seen() -> AsyncIterator[Any]:
-        nonlocal first_generation
-        async for event in events:
-            generation = self.consumer.generation
-            if first_generation is None:
-                first_generation = generation
-            if generation == first_generation and event.message.offset == MISSING_OFFSET:
-                self.consumer.release([event])  # as if never delivered
-                continue
-            yield event
-
-    await _agent(self, seen(), ack)
+async def _deliver_missing_one_offset(self: StreamWorker, tp: Any, records: list[Any]) -> None:
+    first = getattr(self, "_chaos_first_generation", None)
+    if first is None:
+        first = self._chaos_first_generation = self.consumer.generation  # type: ignore[attr-defined]
+    if self.consumer.generation == first:
+        # As if never fetched: not handed over, so nothing waits for it either.
+        records = [r for r in records if r.offset != MISSING_OFFSET]
+    await _deliver(self, tp, records)
 
 
 if __name__ == "__main__":
-    StreamWorker._agent = _agent_missing_one_offset  # type: ignore[method-assign]
+    StreamWorker.deliver = _deliver_missing_one_offset  # type: ignore[method-assign]
     sys.exit(main(sys.argv[1:]))

@@ -110,6 +110,7 @@ OVERRIDES = [
     (transport.Consumer, faust_consumer.Consumer, "_wait_next_records", "(self, timeout)"),
     (transport.Consumer, faust_consumer.Consumer, "sleep", "(self, n)"),
     (transport.Consumer, faust_consumer.Consumer, "perform_seek", "(self)"),
+    (transport.Consumer, faust_consumer.Consumer, "wait_empty", "(self)"),
     (
         transport.ConsumerThread,
         faust_aiokafka.AIOKafkaConsumerThread,
@@ -150,6 +151,34 @@ def test_faust_delivers_each_record_through_wait_first_in_the_shape_we_run_inlin
     assert "awaitself.wait_first(callback(message),self.suspend_flow.wait())" in drain
     assert drain.count("wait_first(") == 1
     assert WaitResults._fields == ("done", "results", "stopped")
+
+
+def test_the_bulk_ack_keeps_faust_s_ack_bookkeeping() -> None:
+    """``Consumer.ack_offsets`` does for many offsets what Faust's ``ack`` does for one,
+    and Faust's commit reads the same structures."""
+    ack = source(faust_consumer.Consumer.ack)
+    for step in (
+        "committed=self._committed_offset[tp]",
+        "ifcommittedisNoneoroffset>=committed:",
+        "acked_index.add(offset)",
+        "acked_for_tp=self._acked[tp]",
+        "acked_for_tp.append(offset)",
+        "self._n_acked+=1",
+    ):
+        assert step in ack, step
+    new_offset = source(faust_consumer.Consumer._new_offset)
+    assert "acked=self._acked[tp]" in new_offset
+    assert "self._acked_index[tp].difference_update(batch)" in new_offset
+
+
+def test_getmany_yields_what_the_fetch_wait_returns() -> None:
+    """The batch route takes its topic's records out of what ``_wait_next_records``
+    returns; ``getmany`` yields only what is left, under the same checks."""
+    getmany = source(faust_consumer.Consumer.getmany)
+    assert "records,active_partitions=awaitself._wait_next_records(timeout)" in getmany
+    assert "generation_id=self.app.consumer_generation_id" in getmany
+    assert "ifnotself.flow_active:" in getmany
+    assert "ortpinactive_partitions" in getmany
 
 
 def test_the_read_offset_filter_reads_the_mapping_we_replace() -> None:
@@ -242,7 +271,8 @@ def test_stores_record_the_changelog_offset_they_reached() -> None:
 def test_the_consumer_keeps_committed_offsets_and_gaps_by_partition() -> None:
     names = annotated(faust_aiokafka.Consumer)
     assert {"_committed_offset", "_gap", "_thread", "_unacked_messages"} <= names
-    # What the rebalance and the stop wait for (GroupConsumer.release takes from it).
+    # What the rebalance and the stop wait for (Consumer.wait_empty waits for the batch
+    # route first).
     assert "self._unacked_messages" in source(faust_consumer.Consumer.wait_empty)
     assert shape(faust_consumer.Consumer.seek) == "(self, partition, offset)"
     assert shape(faust_aiokafka.Consumer.earliest_offsets) == "(self, *partitions)"

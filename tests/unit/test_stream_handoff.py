@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import tracemalloc
+from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from codex_analytics.contract import dumps_kept
 from streams.faust_adapter.transport import _resume
 from streams.handoff import Handoff
+from streams.intake import Intake
+from streams.metrics import PendingTimestamps
 
 
 async def test_take_returns_everything_buffered_in_order() -> None:
@@ -143,3 +146,40 @@ def test_dumps_kept_is_the_same_json_without_the_spare_buffer() -> None:
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     # ~150 bytes each; a bare orjson 3.12+ result holds 4 KiB.
     assert grown / len(kept) < 1024
+
+
+async def test_put_many_adds_a_whole_fetch_and_take_returns_at_most_max_items() -> None:
+    handoff: Handoff[int] = Handoff(4)
+    adding = asyncio.ensure_future(handoff.put_many(list(range(6))))
+    await asyncio.sleep(0.01)
+    assert not adding.done(), "past its bound the buffer pushes back"
+    assert len(handoff) == 6, "a fetch is never split"
+    assert await handoff.take() == [0, 1, 2, 3]
+    await asyncio.wait_for(adding, 1)
+    assert await handoff.take() == [4, 5]
+    await handoff.put_many([])
+    assert len(handoff) == 0
+
+
+async def test_the_intake_counts_records_until_the_batch_loop_is_done_with_them() -> None:
+    fetched: dict[int, int] = {}
+    pending = PendingTimestamps()
+    intake = Intake(100, 0.0, fetched, pending)
+    fetch = [SimpleNamespace(offset=o, key=b"k", value=b"v", timestamp=1_000 + o) for o in (7, 8)]
+
+    await intake.deliver("facts", 3, ("facts", 3), fetch)
+
+    assert fetched == {3: 2}
+    assert pending.oldest_ms(3) == 1_007
+    assert intake.outstanding() == 2
+    records = await intake.take()
+    assert [(r.tp, r.partition, r.offset, r.timestamp_ms) for r in records] == [
+        (("facts", 3), 3, 7, 1_007),
+        (("facts", 3), 3, 8, 1_008),
+    ]
+    waiter = asyncio.ensure_future(intake.settled(5.0))
+    await asyncio.sleep(0.01)
+    assert not waiter.done(), "a revocation waits while records are outstanding"
+    intake.done(2)
+    await asyncio.wait_for(waiter, 1)
+    assert intake.outstanding() == 0

@@ -8,22 +8,17 @@ from streams.offsets import OffsetGuard
 
 
 @dataclass
-class Message:
+class Record:
     tp: str
     offset: int
 
 
-@dataclass
-class Event:
-    message: Message
+def events(*pairs: tuple[str, int]) -> list[Record]:
+    return [Record(tp, offset) for tp, offset in pairs]
 
 
-def events(*pairs: tuple[str, int]) -> list[Event]:
-    return [Event(Message(tp, offset)) for tp, offset in pairs]
-
-
-def offsets(batch: list[Event]) -> list[tuple[str, int]]:
-    return [(e.message.tp, e.message.offset) for e in batch]
+def offsets(batch: list[Record]) -> list[tuple[str, int]]:
+    return [(r.tp, r.offset) for r in batch]
 
 
 def started(**starts: int) -> OffsetGuard:

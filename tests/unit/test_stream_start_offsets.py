@@ -55,7 +55,7 @@ def _group(
 
 
 def _event(tp: tuple[str, int], offset: int) -> Any:
-    return SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
+    return SimpleNamespace(tp=tp, offset=offset)
 
 
 async def test_a_partition_never_committed_starts_at_its_first_offset_not_the_reported_earliest() -> (
@@ -87,7 +87,7 @@ async def test_records_the_consumer_skipped_below_a_too_high_earliest_are_a_hole
     assert held.ack == [], "nothing past the hole is acked"
     assert held.seek == {TP7: 0}
     again = guard.check([_event(TP7, o) for o in range(4)], now=0.5)
-    assert [e.message.offset for e in again.process] == [0, 1, 2, 3]
+    assert [r.offset for r in again.process] == [0, 1, 2, 3]
 
 
 async def test_a_partition_the_probe_left_unanswered_falls_back_to_the_earliest_offset() -> None:

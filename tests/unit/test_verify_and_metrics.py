@@ -190,14 +190,14 @@ def test_pending_timestamps_follow_processing_and_seeks() -> None:
 
     pending = PendingTimestamps()
     for offset in range(5):
-        pending.handed(0, offset, 100 + offset)
-    pending.handed(1, 7, 500)
+        pending.handed(0, [(offset, 100 + offset)])
+    pending.handed(1, [(7, 500)])
     assert pending.oldest_ms(0) == 100
     pending.processed(0, 3)
     assert pending.oldest_ms(0) == 103
     pending.processed(0, 5)
     assert pending.oldest_ms(0) is None
-    pending.handed(0, 5, 105)
+    pending.handed(0, [(5, 105)])
     pending.forget(0)  # a seek back: handed over again
     assert pending.oldest_ms(0) is None
     pending.keep_only([0])  # partition 1 revoked
