@@ -53,8 +53,8 @@ class Broker:
     def delete(self, key: bytes, partition: int, offset: int) -> None:
         self.log.append(("delete", key, partition, offset))
 
-    async def ack(self, event: str) -> None:
-        self.log.append(("ack", event))
+    async def ack(self, records: list[str]) -> None:
+        self.log.append(("ack", records))
 
 
 def kinds(log: list[tuple[Any, ...]]) -> list[str]:
@@ -78,8 +78,7 @@ async def test_outputs_then_states_then_markers_then_acks_in_order() -> None:
         "put",
         "put",
         *["send " + CHANGELOG] * 2,  # one marker per changelog partition written
-        "ack",
-        "ack",
+        "ack",  # the batch's records at once, last
     ]
     assert broker.log[1][5] == [("error.reason", b"x")]
     assert [entry[1:] for entry in broker.log if entry[0] == "put"] == [
@@ -89,7 +88,7 @@ async def test_outputs_then_states_then_markers_then_acks_in_order() -> None:
     ]
     markers = [entry for entry in broker.log if entry[0] == "send" and entry[2] == MARKER_KEY]
     assert sorted(entry[4] for entry in markers) == [2, 5]
-    assert [entry[1] for entry in broker.log if entry[0] == "ack"] == ["event 1", "event 2"]
+    assert [entry[1] for entry in broker.log if entry[0] == "ack"] == [["event 1", "event 2"]]
 
 
 async def test_a_deleted_state_is_a_tombstone_then_a_store_delete() -> None:
@@ -103,7 +102,13 @@ async def test_a_deleted_state_is_a_tombstone_then_a_store_delete() -> None:
 async def test_nothing_to_write_sends_nothing() -> None:
     broker = Broker()
     await BatchCommit(broker.send, broker, CHANGELOG).commit([], [], ["e"], broker.ack)
-    assert broker.log == [("ack", "e")]
+    assert broker.log == [("ack", ["e"])]
+
+
+async def test_a_batch_without_records_acks_nothing() -> None:
+    broker = Broker()
+    await BatchCommit(broker.send, broker, CHANGELOG).commit([], [], [], broker.ack)
+    assert broker.log == []
 
 
 class Exited(Exception):

@@ -51,12 +51,3 @@ async def test_a_revoked_partition_is_not_sought() -> None:
 async def test_a_partition_revoked_during_the_seek_is_not_an_error() -> None:
     faust_consumer = _FaustConsumer({"a"}, revoked_meanwhile=True)
     assert not await group_of(faust_consumer).seek_back("a", 10)
-
-
-def test_held_back_events_are_not_waited_for_by_faust() -> None:
-    faust_consumer = _FaustConsumer({"a"})
-    held, other = SimpleNamespace(message="m1"), SimpleNamespace(message="m2")
-    faust_consumer._unacked_messages |= {"m1", "m2"}
-    group_of(faust_consumer).release([held])
-    assert faust_consumer._unacked_messages == {"m2"}
-    assert other.message in faust_consumer._unacked_messages
