@@ -77,7 +77,7 @@ import orjson
 from codex_analytics.contract import codec
 from codex_analytics.simulator.fact_builder import BASE_MS, FactBuilder, skill
 from streams.processor import FactProcessor, SourceRecord
-from streams.reducer import InstanceState, Reducer
+from streams.reducer import InstanceState, Reducer, state_packing
 from streams.runner import tune_gc
 from streams.settings import HOUR_MS, StreamSettings
 from streams.sweep import find_idle, stamp, state_of
@@ -111,7 +111,7 @@ class ScalingBenchConfig:
     #: As the worker: ``batch_max_records`` and ``state_cache_size`` defaults.
     batch_records: int = int(_WORKER["batch_max_records"])
     state_cache_size: int = int(_WORKER["state_cache_size"])
-    #: As ``ANALYTICS_STREAM_COMPACT_STATES`` (state format 5 instead of 3).
+    #: As ``ANALYTICS_STREAM_COMPACT_STATES`` (state format 6 instead of 3).
     compact_states: bool = bool(_WORKER["compact_states"])
     #: State and dedupe horizon, event time.
     horizon_ms: int = HOUR_MS
@@ -262,13 +262,20 @@ def _reduced(indices: Iterable[int], config: ScalingBenchConfig) -> dict[bytes, 
     return core.store
 
 
+def _renamed(state: bytes, old: bytes, new: bytes) -> bytes:
+    """A state's bytes with instance id ``old`` replaced by ``new`` (inside a packed one)."""
+    if state_packing.is_packed(state):
+        return state_packing.pack(state_packing.unpack(state).replace(old, new))
+    return state.replace(old, new)
+
+
 def _seed(n: int, config: ScalingBenchConfig) -> dict[bytes, bytes]:
     template_key = _name(0).encode()
     template = state_of(_reduced([0], config)[template_key]) or b""
     store = {}
     for index in range(n):
         key = _name(index).encode()
-        store[key] = stamp(template.replace(template_key, key), 0, index % _PARTITIONS)
+        store[key] = stamp(_renamed(template, template_key, key), 0, index % _PARTITIONS)
     sample = sorted({*range(min(n, config.check_sample)), n - 1})
     real = _reduced(sample, config)
     wrong = [key for key, state in real.items() if store[key] != state]
@@ -310,7 +317,7 @@ def _allocated(value: bytes) -> int:
     result that is stored as it is)."""
     state = InstanceState.from_bytes(state_of(value) or b"")
     head = value[: len(value) - len(state_of(value) or b"")]
-    compact = (state_of(value) or b"")[:1] == b"["  # format 5 is a JSON array
+    compact = (state_of(value) or b"")[:1] != b"{"  # formats 3 and 4 are JSON objects
     gc.collect()
     tracemalloc.start()
     try:

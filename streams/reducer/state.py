@@ -20,6 +20,7 @@ from codex_analytics.contract.facts import RuntimeMetadata, TokenUsage
 from codex_analytics.contract.schema import decoder_for
 from codex_analytics.contract.versions import CONTRACT_S, ContractId
 
+from . import state_packing
 from .derive import Completion, TurnConfig
 from .profile_j.state import JTables
 
@@ -32,10 +33,14 @@ _READABLE_VERSIONS = frozenset({PROFILE_S_STATE_FORMAT_VERSION, STATE_FORMAT_VER
 #: 5, compact: a Profile S state as one JSON array, every record positional (no field
 #: names): ``[5, last_seq, watermark_ms, last_sweep_ms, connections, requests, threads,
 #: turns, dedupe]``, each table as in 3, with the client, runtime and token-usage records
-#: as arrays of their fields in declaration order. About 0.6 of format 3's bytes. Written
-#: only when asked (``to_bytes(compact=True)``): workers of releases before it cannot
-#: read it, so a deployment turns it on once every worker reads it. Read always.
+#: as arrays of their fields in declaration order. About 0.6 of format 3's bytes. Read
+#: always; written only inside format 6.
 COMPACT_STATE_FORMAT_VERSION = 5
+#: 6, packed (``state_packing``): format 5 of a Profile S state, or format 4 of a
+#: Profile J one, deflated with a preset dictionary: about 0.2 of format 3's bytes.
+#: Written only when asked (``to_bytes(compact=True)``): workers of releases before it
+#: cannot read it, so a deployment turns it on once every worker reads it. Read always.
+PACKED_STATE_FORMAT_VERSION = state_packing.PACKED_STATE_FORMAT_VERSION
 
 
 @dataclass(slots=True)
@@ -203,10 +208,17 @@ class InstanceState:
     # -- bytes ---------------------------------------------------------------------------
 
     def to_bytes(self, *, compact: bool = False) -> bytes:
-        """The state's bytes: format 3 (Profile S) or 4; with ``compact``, a Profile S
-        state is written as format 5 instead (see ``COMPACT_STATE_FORMAT_VERSION``)."""
-        if compact and self.j is None and self.contract in (None, CONTRACT_S):
-            return self._to_compact_bytes()
+        """The state's bytes: format 3 (Profile S) or 4; with ``compact``, format 6
+        instead: the compact format 5 of a Profile S state, or format 4, packed (see
+        ``PACKED_STATE_FORMAT_VERSION``)."""
+        if not compact:
+            return dumps_kept(self._to_json())  # the store keeps it
+        if self.j is None and self.contract in (None, CONTRACT_S):
+            return state_packing.pack(orjson.dumps(self._to_compact_json()))
+        return state_packing.pack(orjson.dumps(self._to_json()))
+
+    def _to_json(self) -> dict[str, Any]:
+        """Format 3 (Profile S) or 4, before serializing."""
         # A Profile S instance's bytes name no contract and no J tables (absent means
         # 2026-06): it costs no more to hold than before Profile J.
         extra: dict[str, Any] = {}
@@ -214,139 +226,141 @@ class InstanceState:
             extra["contract"] = self.contract
         if self.j is not None:
             extra["j"] = self.j.to_json()
-        return dumps_kept(  # the store keeps it
-            {
-                "v": STATE_FORMAT_VERSION if extra else PROFILE_S_STATE_FORMAT_VERSION,
-                **extra,
-                "last_seq": self.last_seq,
-                "watermark_ms": self.watermark_ms,
-                "last_sweep_ms": self.last_sweep_ms,
-                "connections": [
-                    [cid, c.client, c.runtime, c.touched_ms] for cid, c in self.connections.items()
-                ],
-                "requests": [
-                    [
-                        cid,
-                        rid,
-                        r.is_steer,
-                        r.thread_id,
-                        r.expected_turn_id,
-                        r.num_input_images,
-                        r.created_at,
-                        r.touched_ms,
-                    ]
-                    for (cid, rid), r in self.requests.items()
-                ],
-                "threads": [
-                    [
-                        tid,
-                        t.connection_id,
-                        t.thread_source,
-                        t.initialization_mode,
-                        t.subagent_source,
-                        t.parent_thread_id,
-                        t.touched_ms,
-                    ]
-                    for tid, t in self.threads.items()
-                ],
-                "turns": [
-                    [
-                        turn_id,
-                        t.touched_ms,
-                        t.connection_id,
-                        t.thread_id,
-                        t.num_input_images,
-                        t.resolved_config,
-                        t.started_at,
-                        t.token_usage,
-                        None
-                        if t.completed is None
-                        else [
-                            t.completed.status,
-                            t.completed.turn_error,
-                            t.completed.completed_at,
-                            t.completed.duration_ms,
-                        ],
-                        t.steer_count,
-                    ]
-                    for turn_id, t in self.turns.items()
-                ],
-                "dedupe": [[*key, seen] for key, seen in self.dedupe.items()],
-            }
-        )
+        return {
+            "v": STATE_FORMAT_VERSION if extra else PROFILE_S_STATE_FORMAT_VERSION,
+            **extra,
+            "last_seq": self.last_seq,
+            "watermark_ms": self.watermark_ms,
+            "last_sweep_ms": self.last_sweep_ms,
+            "connections": [
+                [cid, c.client, c.runtime, c.touched_ms] for cid, c in self.connections.items()
+            ],
+            "requests": [
+                [
+                    cid,
+                    rid,
+                    r.is_steer,
+                    r.thread_id,
+                    r.expected_turn_id,
+                    r.num_input_images,
+                    r.created_at,
+                    r.touched_ms,
+                ]
+                for (cid, rid), r in self.requests.items()
+            ],
+            "threads": [
+                [
+                    tid,
+                    t.connection_id,
+                    t.thread_source,
+                    t.initialization_mode,
+                    t.subagent_source,
+                    t.parent_thread_id,
+                    t.touched_ms,
+                ]
+                for tid, t in self.threads.items()
+            ],
+            "turns": [
+                [
+                    turn_id,
+                    t.touched_ms,
+                    t.connection_id,
+                    t.thread_id,
+                    t.num_input_images,
+                    t.resolved_config,
+                    t.started_at,
+                    t.token_usage,
+                    None
+                    if t.completed is None
+                    else [
+                        t.completed.status,
+                        t.completed.turn_error,
+                        t.completed.completed_at,
+                        t.completed.duration_ms,
+                    ],
+                    t.steer_count,
+                ]
+                for turn_id, t in self.turns.items()
+            ],
+            "dedupe": [[*key, seen] for key, seen in self.dedupe.items()],
+        }
 
-    def _to_compact_bytes(self) -> bytes:
-        return dumps_kept(  # the store keeps it
+    def _to_compact_json(self) -> list[Any]:
+        """Format 5 (a Profile S state), before serializing."""
+        return [
+            COMPACT_STATE_FORMAT_VERSION,
+            self.last_seq,
+            self.watermark_ms,
+            self.last_sweep_ms,
             [
-                COMPACT_STATE_FORMAT_VERSION,
-                self.last_seq,
-                self.watermark_ms,
-                self.last_sweep_ms,
                 [
-                    [
-                        cid,
-                        [getattr(c.client, name) for name in _CLIENT_FIELDS],
-                        [getattr(c.runtime, name) for name in _RUNTIME_FIELDS],
-                        c.touched_ms,
-                    ]
-                    for cid, c in self.connections.items()
-                ],
+                    cid,
+                    [getattr(c.client, name) for name in _CLIENT_FIELDS],
+                    [getattr(c.runtime, name) for name in _RUNTIME_FIELDS],
+                    c.touched_ms,
+                ]
+                for cid, c in self.connections.items()
+            ],
+            [
                 [
-                    [
-                        cid,
-                        rid,
-                        r.is_steer,
-                        r.thread_id,
-                        r.expected_turn_id,
-                        r.num_input_images,
-                        r.created_at,
-                        r.touched_ms,
-                    ]
-                    for (cid, rid), r in self.requests.items()
-                ],
+                    cid,
+                    rid,
+                    r.is_steer,
+                    r.thread_id,
+                    r.expected_turn_id,
+                    r.num_input_images,
+                    r.created_at,
+                    r.touched_ms,
+                ]
+                for (cid, rid), r in self.requests.items()
+            ],
+            [
                 [
-                    [
-                        tid,
-                        t.connection_id,
-                        t.thread_source,
-                        t.initialization_mode,
-                        t.subagent_source,
-                        t.parent_thread_id,
-                        t.touched_ms,
-                    ]
-                    for tid, t in self.threads.items()
-                ],
+                    tid,
+                    t.connection_id,
+                    t.thread_source,
+                    t.initialization_mode,
+                    t.subagent_source,
+                    t.parent_thread_id,
+                    t.touched_ms,
+                ]
+                for tid, t in self.threads.items()
+            ],
+            [
                 [
-                    [
-                        turn_id,
-                        t.touched_ms,
-                        t.connection_id,
-                        t.thread_id,
-                        t.num_input_images,
-                        t.resolved_config,
-                        t.started_at,
-                        None
-                        if t.token_usage is None
-                        else [getattr(t.token_usage, name) for name in _USAGE_FIELDS],
-                        None
-                        if t.completed is None
-                        else [
-                            t.completed.status,
-                            t.completed.turn_error,
-                            t.completed.completed_at,
-                            t.completed.duration_ms,
-                        ],
-                        t.steer_count,
-                    ]
-                    for turn_id, t in self.turns.items()
-                ],
-                [[*key, seen] for key, seen in self.dedupe.items()],
-            ]
-        )
+                    turn_id,
+                    t.touched_ms,
+                    t.connection_id,
+                    t.thread_id,
+                    t.num_input_images,
+                    t.resolved_config,
+                    t.started_at,
+                    None
+                    if t.token_usage is None
+                    else [getattr(t.token_usage, name) for name in _USAGE_FIELDS],
+                    None
+                    if t.completed is None
+                    else [
+                        t.completed.status,
+                        t.completed.turn_error,
+                        t.completed.completed_at,
+                        t.completed.duration_ms,
+                    ],
+                    t.steer_count,
+                ]
+                for turn_id, t in self.turns.items()
+            ],
+            [[*key, seen] for key, seen in self.dedupe.items()],
+        ]
 
     @classmethod
     def from_bytes(cls, data: bytes) -> InstanceState:
         """Inverse of :meth:`to_bytes`. Raises ``ValueError`` on foreign or corrupt bytes."""
+        if state_packing.is_packed(data):
+            inner = state_packing.unpack(data)  # raises ValueError on corrupt bytes itself
+            if state_packing.is_packed(inner):
+                raise ValueError("corrupt reducer state: packed twice")
+            return cls.from_bytes(inner)
         try:
             raw = orjson.loads(data)
             if type(raw) is list and raw and raw[0] == COMPACT_STATE_FORMAT_VERSION:
