@@ -8,6 +8,7 @@ stood (insertion order included, so expiry sweeps also behave the same).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -442,15 +443,24 @@ def _restore_tables(
     usage_of: Callable[[Any], TokenUsage],
 ) -> None:
     """Fill the Profile S tables from their serialized rows (the same rows in every
-    format; only how a client, a runtime and a token usage are written differs)."""
+    format; only how a client, a runtime and a token usage are written differs).
+
+    A decoded state is held (the processor's cache), and parsing gives every string its
+    own object: a thread id named by its turn, a turn id by its dedupe keys and names such
+    as ``"codex_vscode"`` or ``"gpt-5-codex"`` in every state would each be held again.
+    So ids named twice share the object of their table's key, and the other strings are
+    interned (``sys.intern``: a string is freed once no state holds it)."""
     for cid, client, runtime, touched in connections:
-        state.connections[cid] = Connection(client_of(client), runtime_of(runtime), touched)
-    for cid, rid, is_steer, thread_id, expected, images, created_at, touched in requests:
-        state.requests[(cid, rid)] = PendingRequest(
-            is_steer, thread_id, expected, images, created_at, touched
+        state.connections[cid] = Connection(
+            client_of(_interned(client)), runtime_of(_interned(runtime)), touched
         )
+    thread_ids: dict[str, str] = {}
     for tid, cid, source, mode, subagent, parent, touched in threads:
-        state.threads[tid] = ThreadMetadata(cid, source, mode, subagent, parent, touched)
+        thread_ids[tid] = tid
+        state.threads[tid] = ThreadMetadata(
+            cid, _intern(source), _intern(mode), _intern(subagent), parent, touched
+        )
+    turn_ids: dict[str, str] = {}
     for (
         turn_id,
         touched,
@@ -463,16 +473,40 @@ def _restore_tables(
         completed,
         steers,
     ) in turns:
+        turn_ids[turn_id] = turn_id
         state.turns[turn_id] = TurnState(
             touched_ms=touched,
             connection_id=cid,
-            thread_id=thread_id,
+            thread_id=thread_ids.get(thread_id, thread_id),
             num_input_images=images,
-            resolved_config=None if config is None else tuple(config),
+            resolved_config=None if config is None else tuple(_interned(config)),
             started_at=started_at,
             token_usage=None if usage is None else usage_of(usage),
-            completed=None if completed is None else Completion(*completed),
+            completed=None if completed is None else Completion(*_interned(completed)),
             steer_count=steers,
         )
+    for cid, rid, is_steer, thread_id, expected, images, created_at, touched in requests:
+        state.requests[(cid, rid)] = PendingRequest(
+            is_steer,
+            thread_ids.get(thread_id, thread_id),
+            expected if expected is None else turn_ids.get(expected, expected),
+            images,
+            created_at,
+            touched,
+        )
     for turn_id, use, key, seen in dedupe:
-        state.dedupe[(turn_id, use, key)] = seen
+        state.dedupe[(turn_ids.get(turn_id, turn_id), sys.intern(use), sys.intern(key))] = seen
+
+
+def _intern(value: Any) -> Any:
+    return sys.intern(value) if type(value) is str else value
+
+
+def _interned(record: Any) -> Any:
+    """A serialized record (a JSON array, or object of format 3) with its strings
+    interned. (Anything else is left for the decoder to refuse.)"""
+    if type(record) is list:
+        return [sys.intern(v) if type(v) is str else v for v in record]
+    if type(record) is dict:
+        return {k: sys.intern(v) if type(v) is str else v for k, v in record.items()}
+    return record
