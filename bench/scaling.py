@@ -94,6 +94,8 @@ _SEED_FACTS = 8
 _LATECOMERS = 100
 #: ``to_bytes`` results per probe of the worker's allocation (see ``_allocated``).
 _PROBES = 32
+#: Dedupe keys added to one state to size one (see ``_dedupe_key_costs``).
+_MORE_KEYS = 32
 #: Cached states decoded under tracemalloc to size the cache (see ``_cached_states_bytes``).
 _CACHE_SAMPLE = 2_000
 _MIX = ("token_usage", "app_used", "hook_run", "skill_invoked")
@@ -297,14 +299,25 @@ def _seed(n: int, config: ScalingBenchConfig) -> dict[bytes, bytes]:
 class _Memory:
     """What the core holds at one moment, in bytes."""
 
-    #: The store with every value at its exact size (``sys.getsizeof``).
-    store_exact: int
-    #: The store with every value as the worker allocates it (see ``_allocated``).
-    store_held: int
+    #: The store's dict (its table) and its keys.
+    store_table: int
+    store_keys: int
+    #: The store's values at their exact size (``sys.getsizeof``) ...
+    values_exact: int
+    #: ... and as the worker allocates them (see ``_allocated``).
+    values_held: int
     #: The processor's decoded-state cache.
     states: int
     #: The decoder's cache of decoded ``source`` blocks.
     sources: int
+
+    @property
+    def store_exact(self) -> int:
+        return self.store_table + self.store_keys + self.values_exact
+
+    @property
+    def store_held(self) -> int:
+        return self.store_table + self.store_keys + self.values_held
 
     @property
     def total(self) -> int:
@@ -330,17 +343,20 @@ def _allocated(value: bytes) -> int:
     return size // _PROBES
 
 
-def _store_bytes(store: dict[bytes, bytes], leave_out: Iterable[bytes]) -> tuple[int, int]:
-    """(exact, held): the dict's table and keys plus the values at their exact size, or
-    as the worker allocates them (one probe per distinct value length)."""
+def _store_bytes(
+    store: dict[bytes, bytes], leave_out: Iterable[bytes]
+) -> tuple[int, int, int, int]:
+    """(table, keys, values exact, values held): the dict's table, its keys, and the
+    values at their exact size or as the worker allocates them (one probe per distinct
+    value length)."""
     skip = set(leave_out)
-    base = sys.getsizeof(store)
+    keys = 0
     lengths: dict[int, int] = {}
     examples: dict[int, bytes] = {}
     for key, value in store.items():
         if key in skip:
             continue
-        base += sys.getsizeof(key)
+        keys += sys.getsizeof(key)
         n = len(value)
         if n in lengths:
             lengths[n] += 1
@@ -348,7 +364,7 @@ def _store_bytes(store: dict[bytes, bytes], leave_out: Iterable[bytes]) -> tuple
             lengths[n], examples[n] = 1, value
     exact = sum(count * sys.getsizeof(examples[n]) for n, count in lengths.items())
     held = sum(count * _allocated(examples[n]) for n, count in lengths.items())
-    return base + exact, base + held
+    return sys.getsizeof(store), keys, exact, held
 
 
 def _cached_states_bytes(core: _Core) -> int:
@@ -390,20 +406,58 @@ def _reachable_bytes(root: object) -> int:
 
 
 def _memory(core: _Core, leave_out: Iterable[bytes] = ()) -> _Memory:
-    exact, held = _store_bytes(core.store, leave_out)
+    table, keys, exact, held = _store_bytes(core.store, leave_out)
     # The decoder remembers the last source block of up to 4,096 instances (cleared whole
     # when full): bounded, but part of what the stream stage holds.
     sources = _reachable_bytes(codec._SOURCE_CACHE)
-    return _Memory(exact, held, _cached_states_bytes(core), sources)
+    return _Memory(table, keys, exact, held, _cached_states_bytes(core), sources)
 
 
-def _dedupe_key_bytes(config: ScalingBenchConfig) -> int:
-    """Serialized bytes one live dedupe key adds to its instance's state."""
-    state = InstanceState.from_bytes(state_of(next(iter(_reduced([0], config).values()))) or b"")
+@dataclass(frozen=True, slots=True)
+class _DedupeKeyCost:
+    """What one live dedupe key costs, in bytes."""
+
+    #: The seeded state's one key, in its serialized state.
+    serialized: int
+    #: Per key added to a seeded state: what its stored value grows by, as held ...
+    stored: float
+    #: ... and what the state grows by decoded (as the processor's cache holds it).
+    decoded: float
+
+
+def _dedupe_key_costs(config: ScalingBenchConfig) -> _DedupeKeyCost:
+    """The seeded state's key, serialized; and, averaged over ``_MORE_KEYS`` keys added
+    to its open turn (apps of distinct random names, that no other state shares and no
+    dictionary knows), what each adds to the stored value and to the decoded state."""
+    saved = state_of(next(iter(_reduced([0], config).values()))) or b""
     compact = config.compact_states
-    with_key = len(state.to_bytes(compact=compact))
-    state.dedupe.clear()
-    return with_key - len(state.to_bytes(compact=compact))
+    more = InstanceState.from_bytes(saved)
+    (turn_id, use, _), seen = next(iter(more.dedupe.items()))
+    rng = random.Random(config.seed)
+    for n in range(_MORE_KEYS):
+        more.dedupe[(turn_id, use, f"connector_{rng.getrandbits(64):016x}")] = seen + n
+    more_saved = more.to_bytes(compact=compact)
+    without = InstanceState.from_bytes(saved)
+    without.dedupe.clear()
+    return _DedupeKeyCost(
+        serialized=len(saved) - len(without.to_bytes(compact=compact)),
+        # Both are exact size (``dumps_kept``, ``state_packing.pack``): as held is length.
+        stored=(len(more_saved) - len(saved)) / _MORE_KEYS,
+        decoded=(_decoded_bytes(more_saved) - _decoded_bytes(saved)) / _MORE_KEYS,
+    )
+
+
+def _decoded_bytes(saved: bytes) -> int:
+    """What ``tracemalloc`` sees held by one state decoded from ``saved``."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        state = InstanceState.from_bytes(saved)
+        size = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    del state
+    return size
 
 
 # -- one size ---------------------------------------------------------------------------
@@ -416,6 +470,8 @@ class _SizeResult:
     writes: list[float]
     gc_shares: list[float]
     live: _Memory
+    #: States in the decoded-state cache then.
+    cached: int
     silent: _Memory
     back: _Memory
     back_rate: float
@@ -465,6 +521,7 @@ def _measure(n: int, config: ScalingBenchConfig) -> _SizeResult:
     if len(core.store) != n:
         raise RuntimeError("scaling bench: the steady state changed the number of instances")
     live = _memory(core)
+    cached = len(core.processor._cache)  # only read
 
     # Past the horizon: every entry of the seeded instances was touched at last_touch or
     # before. Other instances start sessions; the seeded ones stay silent.
@@ -519,6 +576,7 @@ def _measure(n: int, config: ScalingBenchConfig) -> _SizeResult:
         writes=writes,
         gc_shares=gc_shares,
         live=live,
+        cached=cached,
         silent=silent,
         back=back,
         back_rate=n / seconds,
@@ -566,6 +624,22 @@ def run(config: ScalingBenchConfig) -> list[Figure]:
             lambda r, n: r.live.store_exact / n,
         ),
         (
+            "live, store per instance: the dict's table",
+            "bytes",
+            lambda r, n: r.live.store_table / n,
+        ),
+        ("live, store per instance: its key", "bytes", lambda r, n: r.live.store_keys / n),
+        (
+            "live, store per instance: its value as held",
+            "bytes",
+            lambda r, n: r.live.values_held / n,
+        ),
+        (
+            "live, decoded-state cache per cached state",
+            "bytes",
+            lambda r, n: r.live.states / max(1, r.cached),
+        ),
+        (
             "live, caches (decoded states, sources)",
             "MiB",
             lambda r, n: (r.live.states + r.live.sources) / mib,
@@ -611,7 +685,10 @@ def run(config: ScalingBenchConfig) -> list[Figure]:
     ]
     for name, unit, value in rows:
         each(name, unit, value)
-    figures.append(
-        Figure("one live dedupe key, serialized share", "bytes", (_dedupe_key_bytes(config),))
-    )
+    key = _dedupe_key_costs(config)
+    figures += [
+        Figure("one live dedupe key, serialized share", "bytes", (key.serialized,)),
+        Figure("one more live dedupe key, store as held", "bytes", (key.stored,)),
+        Figure("one more live dedupe key, decoded (cache)", "bytes", (key.decoded,)),
+    ]
     return figures
