@@ -227,63 +227,18 @@ class InstanceState:
             extra["contract"] = self.contract
         if self.j is not None:
             extra["j"] = self.j.to_json()
+        connections, requests, threads, turns, dedupe = self._rows(positional=False)
         return {
             "v": STATE_FORMAT_VERSION if extra else PROFILE_S_STATE_FORMAT_VERSION,
             **extra,
             "last_seq": self.last_seq,
             "watermark_ms": self.watermark_ms,
             "last_sweep_ms": self.last_sweep_ms,
-            "connections": [
-                [cid, c.client, c.runtime, c.touched_ms] for cid, c in self.connections.items()
-            ],
-            "requests": [
-                [
-                    cid,
-                    rid,
-                    r.is_steer,
-                    r.thread_id,
-                    r.expected_turn_id,
-                    r.num_input_images,
-                    r.created_at,
-                    r.touched_ms,
-                ]
-                for (cid, rid), r in self.requests.items()
-            ],
-            "threads": [
-                [
-                    tid,
-                    t.connection_id,
-                    t.thread_source,
-                    t.initialization_mode,
-                    t.subagent_source,
-                    t.parent_thread_id,
-                    t.touched_ms,
-                ]
-                for tid, t in self.threads.items()
-            ],
-            "turns": [
-                [
-                    turn_id,
-                    t.touched_ms,
-                    t.connection_id,
-                    t.thread_id,
-                    t.num_input_images,
-                    t.resolved_config,
-                    t.started_at,
-                    t.token_usage,
-                    None
-                    if t.completed is None
-                    else [
-                        t.completed.status,
-                        t.completed.turn_error,
-                        t.completed.completed_at,
-                        t.completed.duration_ms,
-                    ],
-                    t.steer_count,
-                ]
-                for turn_id, t in self.turns.items()
-            ],
-            "dedupe": [[*key, seen] for key, seen in self.dedupe.items()],
+            "connections": connections,
+            "requests": requests,
+            "threads": threads,
+            "turns": turns,
+            "dedupe": dedupe,
         }
 
     def _to_compact_json(self) -> list[Any]:
@@ -293,11 +248,24 @@ class InstanceState:
             self.last_seq,
             self.watermark_ms,
             self.last_sweep_ms,
+            *self._rows(positional=True),
+        ]
+
+    def _rows(self, *, positional: bool) -> tuple[list[Any], ...]:
+        """The Profile S tables as rows: connections, requests, threads, turns, dedupe
+        keys, the same in every format (inverse: ``_restore_tables``). The client,
+        runtime and token-usage records are objects (formats 3, 4), or with
+        ``positional`` arrays of their fields in declaration order (format 5)."""
+
+        def record(value: Any, names: tuple[str, ...]) -> Any:
+            return [getattr(value, name) for name in names] if positional else value
+
+        return (
             [
                 [
                     cid,
-                    [getattr(c.client, name) for name in _CLIENT_FIELDS],
-                    [getattr(c.runtime, name) for name in _RUNTIME_FIELDS],
+                    record(c.client, _CLIENT_FIELDS),
+                    record(c.runtime, _RUNTIME_FIELDS),
                     c.touched_ms,
                 ]
                 for cid, c in self.connections.items()
@@ -336,9 +304,7 @@ class InstanceState:
                     t.num_input_images,
                     t.resolved_config,
                     t.started_at,
-                    None
-                    if t.token_usage is None
-                    else [getattr(t.token_usage, name) for name in _USAGE_FIELDS],
+                    None if t.token_usage is None else record(t.token_usage, _USAGE_FIELDS),
                     None
                     if t.completed is None
                     else [
@@ -352,7 +318,7 @@ class InstanceState:
                 for turn_id, t in self.turns.items()
             ],
             [[*key, seen] for key, seen in self.dedupe.items()],
-        ]
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> InstanceState:
