@@ -6,7 +6,11 @@ at a time. Three figures per run:
 * reduce: ``Reducer.apply`` alone (decoded facts in, event objects out);
 * decode + reduce + encode: what ``codex-analytics reduce`` does per line;
 * state: bytes per open turn and per live thread, serialized (what the changelog
-  carries) and in memory (tracemalloc).
+  carries) and in memory (tracemalloc);
+* state formats: the states the mix leaves (one per instance, as they stand at the
+  end), serialized as format 3 (or 4) and as the packed format 6
+  (``ANALYTICS_STREAM_COMPACT_STATES``): bytes, and CPU time per ``to_bytes`` and
+  ``from_bytes`` (process time: what the others' load on the machine skews least).
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ class ReducerBenchConfig:
     facts: int = 100_000
     instances: int = 200
     runs: int = 5
-    state_entries: int = 2_000
+    #: Entries grown per table: under every ``StateLimits`` limit (open turns: 1,024),
+    #: or the state refuses the rest.
+    state_entries: int = 1_000
 
 
 def _lines(config: ReducerBenchConfig) -> list[bytes]:
@@ -125,9 +131,52 @@ def _state_sizes(entries: int) -> tuple[float, float, float, float, float, float
     return turn_bytes, turn_memory, thread_bytes, thread_memory, key_bytes, key_memory
 
 
+def _end_states(lines: list[bytes]) -> list[InstanceState]:
+    reducer, states = Reducer(), dict[str, InstanceState]()
+    for line in lines:
+        fact = decode_fact(line)
+        state = states.get(fact.source.instance_id)
+        if state is None:
+            state = states[fact.source.instance_id] = InstanceState()
+        reducer.apply(state, fact)
+    return list(states.values())
+
+
+def _cpu_us_per_state(states: list[Any], work: Callable[[Any], object]) -> float:
+    started = time.process_time()
+    for state in states:
+        work(state)
+    return 1e6 * (time.process_time() - started) / len(states)
+
+
+def _format_figures(
+    states: list[InstanceState], name: str, compact: bool, runs: int
+) -> list[Figure]:
+    saved = [state.to_bytes(compact=compact) for state in states]
+
+    def write() -> float:
+        return _cpu_us_per_state(states, lambda state: state.to_bytes(compact=compact))
+
+    def read() -> float:
+        return _cpu_us_per_state(saved, InstanceState.from_bytes)
+
+    return [
+        Figure(
+            f"end states of the mix, {name}, bytes per state",
+            "bytes",
+            (sum(map(len, saved)) / len(saved),),
+        ),
+        Figure(f"end states of the mix, {name}, to_bytes CPU per state", "us", repeat(runs, write)),
+        Figure(
+            f"end states of the mix, {name}, from_bytes CPU per state", "us", repeat(runs, read)
+        ),
+    ]
+
+
 def run(config: ReducerBenchConfig) -> list[Figure]:
     lines = _lines(config)
     sizes = _state_sizes(config.state_entries)
+    states = _end_states(lines)
     return [
         Figure(
             "reduce only (Reducer.apply), one core",
@@ -145,4 +194,6 @@ def run(config: ReducerBenchConfig) -> list[Figure]:
         Figure("state per live thread, in memory", "bytes", (sizes[3],)),
         Figure("state per live dedupe key, serialized", "bytes", (sizes[4],)),
         Figure("state per live dedupe key, in memory", "bytes", (sizes[5],)),
+        *_format_figures(states, "format 3 (or 4)", False, config.runs),
+        *_format_figures(states, "format 6, packed", True, config.runs),
     ]

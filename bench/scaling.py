@@ -77,7 +77,7 @@ import orjson
 from codex_analytics.contract import codec
 from codex_analytics.simulator.fact_builder import BASE_MS, FactBuilder, skill
 from streams.processor import FactProcessor, SourceRecord
-from streams.reducer import InstanceState, Reducer
+from streams.reducer import InstanceState, Reducer, state_packing
 from streams.runner import tune_gc
 from streams.settings import HOUR_MS, StreamSettings
 from streams.sweep import find_idle, stamp, state_of
@@ -92,8 +92,12 @@ _STEP_MS = 1_000
 _SEED_FACTS = 8
 #: Instances that start sessions past the horizon while the N seeded ones stay silent.
 _LATECOMERS = 100
-#: ``to_bytes`` results per probe of the worker's allocation (see ``_allocated``).
-_PROBES = 32
+#: ``to_bytes`` results per probe of the worker's allocation (see ``_allocated``): about
+#: 1 KB allocated once per probe (caches, not the values) is spread over them, which
+#: 32 results overstated by ~30 bytes per value.
+_PROBES = 1_000
+#: Dedupe keys added to one state to size one (see ``_dedupe_key_costs``).
+_MORE_KEYS = 32
 #: Cached states decoded under tracemalloc to size the cache (see ``_cached_states_bytes``).
 _CACHE_SAMPLE = 2_000
 _MIX = ("token_usage", "app_used", "hook_run", "skill_invoked")
@@ -111,7 +115,7 @@ class ScalingBenchConfig:
     #: As the worker: ``batch_max_records`` and ``state_cache_size`` defaults.
     batch_records: int = int(_WORKER["batch_max_records"])
     state_cache_size: int = int(_WORKER["state_cache_size"])
-    #: As ``ANALYTICS_STREAM_COMPACT_STATES`` (state format 5 instead of 3).
+    #: As ``ANALYTICS_STREAM_COMPACT_STATES`` (state format 6 instead of 3).
     compact_states: bool = bool(_WORKER["compact_states"])
     #: State and dedupe horizon, event time.
     horizon_ms: int = HOUR_MS
@@ -262,13 +266,20 @@ def _reduced(indices: Iterable[int], config: ScalingBenchConfig) -> dict[bytes, 
     return core.store
 
 
+def _renamed(state: bytes, old: bytes, new: bytes) -> bytes:
+    """A state's bytes with instance id ``old`` replaced by ``new`` (inside a packed one)."""
+    if state_packing.is_packed(state):
+        return state_packing.pack(state_packing.unpack(state).replace(old, new))
+    return state.replace(old, new)
+
+
 def _seed(n: int, config: ScalingBenchConfig) -> dict[bytes, bytes]:
     template_key = _name(0).encode()
     template = state_of(_reduced([0], config)[template_key]) or b""
     store = {}
     for index in range(n):
         key = _name(index).encode()
-        store[key] = stamp(template.replace(template_key, key), 0, index % _PARTITIONS)
+        store[key] = stamp(_renamed(template, template_key, key), 0, index % _PARTITIONS)
     sample = sorted({*range(min(n, config.check_sample)), n - 1})
     real = _reduced(sample, config)
     wrong = [key for key, state in real.items() if store[key] != state]
@@ -290,14 +301,25 @@ def _seed(n: int, config: ScalingBenchConfig) -> dict[bytes, bytes]:
 class _Memory:
     """What the core holds at one moment, in bytes."""
 
-    #: The store with every value at its exact size (``sys.getsizeof``).
-    store_exact: int
-    #: The store with every value as the worker allocates it (see ``_allocated``).
-    store_held: int
+    #: The store's dict (its table) and its keys.
+    store_table: int
+    store_keys: int
+    #: The store's values at their exact size (``sys.getsizeof``) ...
+    values_exact: int
+    #: ... and as the worker allocates them (see ``_allocated``).
+    values_held: int
     #: The processor's decoded-state cache.
     states: int
     #: The decoder's cache of decoded ``source`` blocks.
     sources: int
+
+    @property
+    def store_exact(self) -> int:
+        return self.store_table + self.store_keys + self.values_exact
+
+    @property
+    def store_held(self) -> int:
+        return self.store_table + self.store_keys + self.values_held
 
     @property
     def total(self) -> int:
@@ -310,7 +332,7 @@ def _allocated(value: bytes) -> int:
     result that is stored as it is)."""
     state = InstanceState.from_bytes(state_of(value) or b"")
     head = value[: len(value) - len(state_of(value) or b"")]
-    compact = (state_of(value) or b"")[:1] == b"["  # format 5 is a JSON array
+    compact = (state_of(value) or b"")[:1] != b"{"  # formats 3 and 4 are JSON objects
     gc.collect()
     tracemalloc.start()
     try:
@@ -323,17 +345,20 @@ def _allocated(value: bytes) -> int:
     return size // _PROBES
 
 
-def _store_bytes(store: dict[bytes, bytes], leave_out: Iterable[bytes]) -> tuple[int, int]:
-    """(exact, held): the dict's table and keys plus the values at their exact size, or
-    as the worker allocates them (one probe per distinct value length)."""
+def _store_bytes(
+    store: dict[bytes, bytes], leave_out: Iterable[bytes]
+) -> tuple[int, int, int, int]:
+    """(table, keys, values exact, values held): the dict's table, its keys, and the
+    values at their exact size or as the worker allocates them (one probe per distinct
+    value length)."""
     skip = set(leave_out)
-    base = sys.getsizeof(store)
+    keys = 0
     lengths: dict[int, int] = {}
     examples: dict[int, bytes] = {}
     for key, value in store.items():
         if key in skip:
             continue
-        base += sys.getsizeof(key)
+        keys += sys.getsizeof(key)
         n = len(value)
         if n in lengths:
             lengths[n] += 1
@@ -341,7 +366,7 @@ def _store_bytes(store: dict[bytes, bytes], leave_out: Iterable[bytes]) -> tuple
             lengths[n], examples[n] = 1, value
     exact = sum(count * sys.getsizeof(examples[n]) for n, count in lengths.items())
     held = sum(count * _allocated(examples[n]) for n, count in lengths.items())
-    return base + exact, base + held
+    return sys.getsizeof(store), keys, exact, held
 
 
 def _cached_states_bytes(core: _Core) -> int:
@@ -383,20 +408,58 @@ def _reachable_bytes(root: object) -> int:
 
 
 def _memory(core: _Core, leave_out: Iterable[bytes] = ()) -> _Memory:
-    exact, held = _store_bytes(core.store, leave_out)
+    table, keys, exact, held = _store_bytes(core.store, leave_out)
     # The decoder remembers the last source block of up to 4,096 instances (cleared whole
     # when full): bounded, but part of what the stream stage holds.
     sources = _reachable_bytes(codec._SOURCE_CACHE)
-    return _Memory(exact, held, _cached_states_bytes(core), sources)
+    return _Memory(table, keys, exact, held, _cached_states_bytes(core), sources)
 
 
-def _dedupe_key_bytes(config: ScalingBenchConfig) -> int:
-    """Serialized bytes one live dedupe key adds to its instance's state."""
-    state = InstanceState.from_bytes(state_of(next(iter(_reduced([0], config).values()))) or b"")
+@dataclass(frozen=True, slots=True)
+class _DedupeKeyCost:
+    """What one live dedupe key costs, in bytes."""
+
+    #: The seeded state's one key, in its serialized state.
+    serialized: int
+    #: Per key added to a seeded state: what its stored value grows by, as held ...
+    stored: float
+    #: ... and what the state grows by decoded (as the processor's cache holds it).
+    decoded: float
+
+
+def _dedupe_key_costs(config: ScalingBenchConfig) -> _DedupeKeyCost:
+    """The seeded state's key, serialized; and, averaged over ``_MORE_KEYS`` keys added
+    to its open turn (apps of distinct random names, that no other state shares and no
+    dictionary knows), what each adds to the stored value and to the decoded state."""
+    saved = state_of(next(iter(_reduced([0], config).values()))) or b""
     compact = config.compact_states
-    with_key = len(state.to_bytes(compact=compact))
-    state.dedupe.clear()
-    return with_key - len(state.to_bytes(compact=compact))
+    more = InstanceState.from_bytes(saved)
+    (turn_id, use, _), seen = next(iter(more.dedupe.items()))
+    rng = random.Random(config.seed)
+    for n in range(_MORE_KEYS):
+        more.dedupe[(turn_id, use, f"connector_{rng.getrandbits(64):016x}")] = seen + n
+    more_saved = more.to_bytes(compact=compact)
+    without = InstanceState.from_bytes(saved)
+    without.dedupe.clear()
+    return _DedupeKeyCost(
+        serialized=len(saved) - len(without.to_bytes(compact=compact)),
+        # Both are exact size (``dumps_kept``, ``state_packing.pack``): as held is length.
+        stored=(len(more_saved) - len(saved)) / _MORE_KEYS,
+        decoded=(_decoded_bytes(more_saved) - _decoded_bytes(saved)) / _MORE_KEYS,
+    )
+
+
+def _decoded_bytes(saved: bytes) -> int:
+    """What ``tracemalloc`` sees held by one state decoded from ``saved``."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        state = InstanceState.from_bytes(saved)
+        size = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    del state
+    return size
 
 
 # -- one size ---------------------------------------------------------------------------
@@ -409,6 +472,8 @@ class _SizeResult:
     writes: list[float]
     gc_shares: list[float]
     live: _Memory
+    #: States in the decoded-state cache then.
+    cached: int
     silent: _Memory
     back: _Memory
     back_rate: float
@@ -458,6 +523,7 @@ def _measure(n: int, config: ScalingBenchConfig) -> _SizeResult:
     if len(core.store) != n:
         raise RuntimeError("scaling bench: the steady state changed the number of instances")
     live = _memory(core)
+    cached = len(core.processor._cache)  # only read
 
     # Past the horizon: every entry of the seeded instances was touched at last_touch or
     # before. Other instances start sessions; the seeded ones stay silent.
@@ -512,6 +578,7 @@ def _measure(n: int, config: ScalingBenchConfig) -> _SizeResult:
         writes=writes,
         gc_shares=gc_shares,
         live=live,
+        cached=cached,
         silent=silent,
         back=back,
         back_rate=n / seconds,
@@ -559,6 +626,22 @@ def run(config: ScalingBenchConfig) -> list[Figure]:
             lambda r, n: r.live.store_exact / n,
         ),
         (
+            "live, store per instance: the dict's table",
+            "bytes",
+            lambda r, n: r.live.store_table / n,
+        ),
+        ("live, store per instance: its key", "bytes", lambda r, n: r.live.store_keys / n),
+        (
+            "live, store per instance: its value as held",
+            "bytes",
+            lambda r, n: r.live.values_held / n,
+        ),
+        (
+            "live, decoded-state cache per cached state",
+            "bytes",
+            lambda r, n: r.live.states / max(1, r.cached),
+        ),
+        (
             "live, caches (decoded states, sources)",
             "MiB",
             lambda r, n: (r.live.states + r.live.sources) / mib,
@@ -604,7 +687,10 @@ def run(config: ScalingBenchConfig) -> list[Figure]:
     ]
     for name, unit, value in rows:
         each(name, unit, value)
-    figures.append(
-        Figure("one live dedupe key, serialized share", "bytes", (_dedupe_key_bytes(config),))
-    )
+    key = _dedupe_key_costs(config)
+    figures += [
+        Figure("one live dedupe key, serialized share", "bytes", (key.serialized,)),
+        Figure("one more live dedupe key, store as held", "bytes", (key.stored,)),
+        Figure("one more live dedupe key, decoded (cache)", "bytes", (key.decoded,)),
+    ]
     return figures

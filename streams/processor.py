@@ -172,7 +172,7 @@ class FactProcessor:
         # partitions: the worker clears it on every rebalance.
         self.state_cache_size = state_cache_size
         self._cache: OrderedDict[str, InstanceState] = OrderedDict()
-        #: Write Profile S states in the compact format 5 (every format is read).
+        #: Write states in the packed format 6 (every format is read).
         self.compact_states = compact_states
 
     def clear_cache(self) -> None:

@@ -112,7 +112,7 @@ COMPACT_STATES = declare(
     "ANALYTICS_STREAM_COMPACT_STATES",
     boolean(),
     False,
-    help="write Profile S instance states in the compact format 5 (about 0.6 of the bytes;"
+    help="write instance states in the packed format 6 (about 0.2 of the bytes;"
     " every worker reads it from this release on: turn it on once no older worker runs)",
     used_by=_READERS,
 )
@@ -173,7 +173,7 @@ class StreamSettings:
     batch_max_wait_ms: int = BATCH_MAX_WAIT_MS.default
     #: Decoded instance states kept between batches (0: decode from the store each time).
     state_cache_size: int = STATE_CACHE.default
-    #: Write Profile S states as format 5 (``streams.reducer.state``); off: format 3.
+    #: Write states as format 6 (``streams.reducer.state``); off: format 3 or 4.
     compact_states: bool = COMPACT_STATES.default
     #: ``HOST:PORT`` of ``/livez``, ``/readyz``, ``/healthz`` and ``/metrics`` (off when unset).
     health_addr: str | None = HEALTH_ADDR.default

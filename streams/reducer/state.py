@@ -8,6 +8,7 @@ stood (insertion order included, so expiry sweeps also behave the same).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -20,6 +21,7 @@ from codex_analytics.contract.facts import RuntimeMetadata, TokenUsage
 from codex_analytics.contract.schema import decoder_for
 from codex_analytics.contract.versions import CONTRACT_S, ContractId
 
+from . import state_packing
 from .derive import Completion, TurnConfig
 from .profile_j.state import JTables
 
@@ -32,10 +34,14 @@ _READABLE_VERSIONS = frozenset({PROFILE_S_STATE_FORMAT_VERSION, STATE_FORMAT_VER
 #: 5, compact: a Profile S state as one JSON array, every record positional (no field
 #: names): ``[5, last_seq, watermark_ms, last_sweep_ms, connections, requests, threads,
 #: turns, dedupe]``, each table as in 3, with the client, runtime and token-usage records
-#: as arrays of their fields in declaration order. About 0.6 of format 3's bytes. Written
-#: only when asked (``to_bytes(compact=True)``): workers of releases before it cannot
-#: read it, so a deployment turns it on once every worker reads it. Read always.
+#: as arrays of their fields in declaration order. About 0.6 of format 3's bytes. Read
+#: always; written only inside format 6.
 COMPACT_STATE_FORMAT_VERSION = 5
+#: 6, packed (``state_packing``): format 5 of a Profile S state, or format 4 of a
+#: Profile J one, deflated with a preset dictionary: about 0.2 of format 3's bytes.
+#: Written only when asked (``to_bytes(compact=True)``): workers of releases before it
+#: cannot read it, so a deployment turns it on once every worker reads it. Read always.
+PACKED_STATE_FORMAT_VERSION = state_packing.PACKED_STATE_FORMAT_VERSION
 
 
 @dataclass(slots=True)
@@ -203,10 +209,17 @@ class InstanceState:
     # -- bytes ---------------------------------------------------------------------------
 
     def to_bytes(self, *, compact: bool = False) -> bytes:
-        """The state's bytes: format 3 (Profile S) or 4; with ``compact``, a Profile S
-        state is written as format 5 instead (see ``COMPACT_STATE_FORMAT_VERSION``)."""
-        if compact and self.j is None and self.contract in (None, CONTRACT_S):
-            return self._to_compact_bytes()
+        """The state's bytes: format 3 (Profile S) or 4; with ``compact``, format 6
+        instead: the compact format 5 of a Profile S state, or format 4, packed (see
+        ``PACKED_STATE_FORMAT_VERSION``)."""
+        if not compact:
+            return dumps_kept(self._to_json())  # the store keeps it
+        if self.j is None and self.contract in (None, CONTRACT_S):
+            return state_packing.pack(orjson.dumps(self._to_compact_json()))
+        return state_packing.pack(orjson.dumps(self._to_json()))
+
+    def _to_json(self) -> dict[str, Any]:
+        """Format 3 (Profile S) or 4, before serializing."""
         # A Profile S instance's bytes name no contract and no J tables (absent means
         # 2026-06): it costs no more to hold than before Profile J.
         extra: dict[str, Any] = {}
@@ -214,139 +227,107 @@ class InstanceState:
             extra["contract"] = self.contract
         if self.j is not None:
             extra["j"] = self.j.to_json()
-        return dumps_kept(  # the store keeps it
-            {
-                "v": STATE_FORMAT_VERSION if extra else PROFILE_S_STATE_FORMAT_VERSION,
-                **extra,
-                "last_seq": self.last_seq,
-                "watermark_ms": self.watermark_ms,
-                "last_sweep_ms": self.last_sweep_ms,
-                "connections": [
-                    [cid, c.client, c.runtime, c.touched_ms] for cid, c in self.connections.items()
-                ],
-                "requests": [
-                    [
-                        cid,
-                        rid,
-                        r.is_steer,
-                        r.thread_id,
-                        r.expected_turn_id,
-                        r.num_input_images,
-                        r.created_at,
-                        r.touched_ms,
-                    ]
-                    for (cid, rid), r in self.requests.items()
-                ],
-                "threads": [
-                    [
-                        tid,
-                        t.connection_id,
-                        t.thread_source,
-                        t.initialization_mode,
-                        t.subagent_source,
-                        t.parent_thread_id,
-                        t.touched_ms,
-                    ]
-                    for tid, t in self.threads.items()
-                ],
-                "turns": [
-                    [
-                        turn_id,
-                        t.touched_ms,
-                        t.connection_id,
-                        t.thread_id,
-                        t.num_input_images,
-                        t.resolved_config,
-                        t.started_at,
-                        t.token_usage,
-                        None
-                        if t.completed is None
-                        else [
-                            t.completed.status,
-                            t.completed.turn_error,
-                            t.completed.completed_at,
-                            t.completed.duration_ms,
-                        ],
-                        t.steer_count,
-                    ]
-                    for turn_id, t in self.turns.items()
-                ],
-                "dedupe": [[*key, seen] for key, seen in self.dedupe.items()],
-            }
-        )
+        connections, requests, threads, turns, dedupe = self._rows(positional=False)
+        return {
+            "v": STATE_FORMAT_VERSION if extra else PROFILE_S_STATE_FORMAT_VERSION,
+            **extra,
+            "last_seq": self.last_seq,
+            "watermark_ms": self.watermark_ms,
+            "last_sweep_ms": self.last_sweep_ms,
+            "connections": connections,
+            "requests": requests,
+            "threads": threads,
+            "turns": turns,
+            "dedupe": dedupe,
+        }
 
-    def _to_compact_bytes(self) -> bytes:
-        return dumps_kept(  # the store keeps it
+    def _to_compact_json(self) -> list[Any]:
+        """Format 5 (a Profile S state), before serializing."""
+        return [
+            COMPACT_STATE_FORMAT_VERSION,
+            self.last_seq,
+            self.watermark_ms,
+            self.last_sweep_ms,
+            *self._rows(positional=True),
+        ]
+
+    def _rows(self, *, positional: bool) -> tuple[list[Any], ...]:
+        """The Profile S tables as rows: connections, requests, threads, turns, dedupe
+        keys, the same in every format (inverse: ``_restore_tables``). The client,
+        runtime and token-usage records are objects (formats 3, 4), or with
+        ``positional`` arrays of their fields in declaration order (format 5)."""
+
+        def record(value: Any, names: tuple[str, ...]) -> Any:
+            return [getattr(value, name) for name in names] if positional else value
+
+        return (
             [
-                COMPACT_STATE_FORMAT_VERSION,
-                self.last_seq,
-                self.watermark_ms,
-                self.last_sweep_ms,
                 [
-                    [
-                        cid,
-                        [getattr(c.client, name) for name in _CLIENT_FIELDS],
-                        [getattr(c.runtime, name) for name in _RUNTIME_FIELDS],
-                        c.touched_ms,
-                    ]
-                    for cid, c in self.connections.items()
-                ],
+                    cid,
+                    record(c.client, _CLIENT_FIELDS),
+                    record(c.runtime, _RUNTIME_FIELDS),
+                    c.touched_ms,
+                ]
+                for cid, c in self.connections.items()
+            ],
+            [
                 [
-                    [
-                        cid,
-                        rid,
-                        r.is_steer,
-                        r.thread_id,
-                        r.expected_turn_id,
-                        r.num_input_images,
-                        r.created_at,
-                        r.touched_ms,
-                    ]
-                    for (cid, rid), r in self.requests.items()
-                ],
+                    cid,
+                    rid,
+                    r.is_steer,
+                    r.thread_id,
+                    r.expected_turn_id,
+                    r.num_input_images,
+                    r.created_at,
+                    r.touched_ms,
+                ]
+                for (cid, rid), r in self.requests.items()
+            ],
+            [
                 [
-                    [
-                        tid,
-                        t.connection_id,
-                        t.thread_source,
-                        t.initialization_mode,
-                        t.subagent_source,
-                        t.parent_thread_id,
-                        t.touched_ms,
-                    ]
-                    for tid, t in self.threads.items()
-                ],
+                    tid,
+                    t.connection_id,
+                    t.thread_source,
+                    t.initialization_mode,
+                    t.subagent_source,
+                    t.parent_thread_id,
+                    t.touched_ms,
+                ]
+                for tid, t in self.threads.items()
+            ],
+            [
                 [
-                    [
-                        turn_id,
-                        t.touched_ms,
-                        t.connection_id,
-                        t.thread_id,
-                        t.num_input_images,
-                        t.resolved_config,
-                        t.started_at,
-                        None
-                        if t.token_usage is None
-                        else [getattr(t.token_usage, name) for name in _USAGE_FIELDS],
-                        None
-                        if t.completed is None
-                        else [
-                            t.completed.status,
-                            t.completed.turn_error,
-                            t.completed.completed_at,
-                            t.completed.duration_ms,
-                        ],
-                        t.steer_count,
-                    ]
-                    for turn_id, t in self.turns.items()
-                ],
-                [[*key, seen] for key, seen in self.dedupe.items()],
-            ]
+                    turn_id,
+                    t.touched_ms,
+                    t.connection_id,
+                    t.thread_id,
+                    t.num_input_images,
+                    t.resolved_config,
+                    t.started_at,
+                    None if t.token_usage is None else record(t.token_usage, _USAGE_FIELDS),
+                    None
+                    if t.completed is None
+                    else [
+                        t.completed.status,
+                        t.completed.turn_error,
+                        t.completed.completed_at,
+                        t.completed.duration_ms,
+                    ],
+                    t.steer_count,
+                ]
+                for turn_id, t in self.turns.items()
+            ],
+            [[*key, seen] for key, seen in self.dedupe.items()],
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> InstanceState:
         """Inverse of :meth:`to_bytes`. Raises ``ValueError`` on foreign or corrupt bytes."""
+        if state_packing.is_packed(data):
+            inner = state_packing.unpack(data)  # raises ValueError on corrupt bytes itself
+            if state_packing.is_packed(inner):
+                raise ValueError("corrupt reducer state: packed twice")
+            return cls.from_bytes(inner)
         try:
             raw = orjson.loads(data)
             if type(raw) is list and raw and raw[0] == COMPACT_STATE_FORMAT_VERSION:
@@ -428,15 +409,24 @@ def _restore_tables(
     usage_of: Callable[[Any], TokenUsage],
 ) -> None:
     """Fill the Profile S tables from their serialized rows (the same rows in every
-    format; only how a client, a runtime and a token usage are written differs)."""
+    format; only how a client, a runtime and a token usage are written differs).
+
+    A decoded state is held (the processor's cache), and parsing gives every string its
+    own object: a thread id named by its turn, a turn id by its dedupe keys and names such
+    as ``"codex_vscode"`` or ``"gpt-5-codex"`` in every state would each be held again.
+    So ids named twice share the object of their table's key, and the other strings are
+    interned (``sys.intern``: a string is freed once no state holds it)."""
     for cid, client, runtime, touched in connections:
-        state.connections[cid] = Connection(client_of(client), runtime_of(runtime), touched)
-    for cid, rid, is_steer, thread_id, expected, images, created_at, touched in requests:
-        state.requests[(cid, rid)] = PendingRequest(
-            is_steer, thread_id, expected, images, created_at, touched
+        state.connections[cid] = Connection(
+            client_of(_interned(client)), runtime_of(_interned(runtime)), touched
         )
+    thread_ids: dict[str, str] = {}
     for tid, cid, source, mode, subagent, parent, touched in threads:
-        state.threads[tid] = ThreadMetadata(cid, source, mode, subagent, parent, touched)
+        thread_ids[tid] = tid
+        state.threads[tid] = ThreadMetadata(
+            cid, _intern(source), _intern(mode), _intern(subagent), parent, touched
+        )
+    turn_ids: dict[str, str] = {}
     for (
         turn_id,
         touched,
@@ -449,16 +439,40 @@ def _restore_tables(
         completed,
         steers,
     ) in turns:
+        turn_ids[turn_id] = turn_id
         state.turns[turn_id] = TurnState(
             touched_ms=touched,
             connection_id=cid,
-            thread_id=thread_id,
+            thread_id=thread_ids.get(thread_id, thread_id),
             num_input_images=images,
-            resolved_config=None if config is None else tuple(config),
+            resolved_config=None if config is None else tuple(_interned(config)),
             started_at=started_at,
             token_usage=None if usage is None else usage_of(usage),
-            completed=None if completed is None else Completion(*completed),
+            completed=None if completed is None else Completion(*_interned(completed)),
             steer_count=steers,
         )
+    for cid, rid, is_steer, thread_id, expected, images, created_at, touched in requests:
+        state.requests[(cid, rid)] = PendingRequest(
+            is_steer,
+            thread_ids.get(thread_id, thread_id),
+            expected if expected is None else turn_ids.get(expected, expected),
+            images,
+            created_at,
+            touched,
+        )
     for turn_id, use, key, seen in dedupe:
-        state.dedupe[(turn_id, use, key)] = seen
+        state.dedupe[(turn_ids.get(turn_id, turn_id), sys.intern(use), sys.intern(key))] = seen
+
+
+def _intern(value: Any) -> Any:
+    return sys.intern(value) if type(value) is str else value
+
+
+def _interned(record: Any) -> Any:
+    """A serialized record (a JSON array, or object of format 3) with its strings
+    interned. (Anything else is left for the decoder to refuse.)"""
+    if type(record) is list:
+        return [sys.intern(v) if type(v) is str else v for v in record]
+    if type(record) is dict:
+        return {k: sys.intern(v) if type(v) is str else v for k, v in record.items()}
+    return record

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from codex_analytics.contract import DecodeError, fact_from_json
-from streams.reducer import DropReason, InstanceState
+from streams.reducer import DropReason, InstanceState, state_packing
 from streams.reducer.profile_j.accepted_lines import count_accepted_lines
 from streams.reducer.state import StateLimits
 from tests.factories import JInstance
@@ -544,8 +544,10 @@ def test_j_tables_survive_the_state_bytes(f: JFacts) -> None:
     h.feed(*half_done(f))
     assert (len(h.j.requests), len(h.j.threads), len(h.j.turns)) == (2, 2, 2)
     data = h.state.to_bytes()
-    # The compact format 5 is for Profile S states: a Profile J state stays format 4.
-    assert h.state.to_bytes(compact=True) == data
+    # The compact format 5 is for Profile S states: a compact Profile J state is its
+    # format 4, packed (format 6).
+    assert state_packing.unpack(h.state.to_bytes(compact=True)) == data
+    assert InstanceState.from_bytes(h.state.to_bytes(compact=True)).to_bytes() == data
     restored = InstanceState.from_bytes(data)
     assert restored.to_bytes() == data
     assert restored.contract == "2026-08"

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codex_analytics.contract import FactEnvelope, encode_event, fact_from_json
-from streams.reducer import InstanceState, Reducer
+from streams.reducer import InstanceState, Reducer, state_packing
 from tests.factories import Instance, app, skill
 
 
@@ -154,7 +154,7 @@ def _run(
     compact: bool = False,
 ) -> dict[str, list[bytes]]:
     """Events per instance (encoded), optionally restoring every state from bytes (format
-    3, or the compact format 5) at some steps."""
+    3, or the compact format 6) at some steps."""
     reducer = Reducer()
     states: dict[str, InstanceState] = {}
     out: dict[str, list[bytes]] = {}
@@ -174,6 +174,9 @@ def _restored(state: InstanceState, *, compact: bool) -> InstanceState:
     assert restored.to_bytes(compact=compact) == saved
     assert restored.to_bytes() == state.to_bytes()
     assert restored.to_bytes(compact=True) == state.to_bytes(compact=True)
+    if compact:  # what format 6 packs (5, or 4 for Profile J) is read on its own too
+        inner = InstanceState.from_bytes(state_packing.unpack(saved))
+        assert inner.to_bytes() == state.to_bytes()
     return restored
 
 

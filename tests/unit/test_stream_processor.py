@@ -9,6 +9,7 @@ import orjson
 from codex_analytics.contract import decode_event_record, encode_batch, fact_from_json
 from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from streams.processor import FactProcessor, SourceRecord
+from streams.reducer import InstanceState, state_packing
 from streams.reducer.offline import OfflineReducer
 from tests.factories import Instance
 
@@ -160,7 +161,7 @@ def test_compact_states_give_the_same_output_across_an_upgrade_and_back() -> Non
     facts = [j(f) for f in SessionGenerator(GeneratorConfig(instances=10, seed=9)).facts(1500)]
 
     def run_all(compact_from: int, compact_until: int) -> tuple[list[bytes], dict[str, bytes]]:
-        # A worker writing format 3, then (from batch ``compact_from``) format 5, then
+        # A worker writing format 3, then (from batch ``compact_from``) format 6, then
         # 3 again: each reads what the other wrote, as in a deployment and a rollback.
         store: dict[str, bytes] = {}
         out: list[bytes] = []
@@ -179,6 +180,10 @@ def test_compact_states_give_the_same_output_across_an_upgrade_and_back() -> Non
     assert compact == plain
     assert run_all(5, 10)[0] == plain
     assert {v[:1] for v in plain_store.values()} == {b"{"}
-    assert {v[:1] for v in compact_store.values()} == {b"["}  # format 5: a JSON array
+    assert {v[:1] for v in compact_store.values()} == {b"\x06"}  # format 6: packed
     for iid, saved in compact_store.items():
-        assert len(saved) < len(plain_store[iid])
+        assert len(saved) < len(plain_store[iid]) / 2
+        # Inside it, format 5 (a JSON array), which this release also reads on its own.
+        compact = state_packing.unpack(saved)
+        assert compact[:1] == b"["
+        assert InstanceState.from_bytes(compact).to_bytes() == plain_store[iid]
