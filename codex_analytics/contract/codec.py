@@ -489,13 +489,15 @@ _EVENT_TYPE_HEAD = b'{"event_type":"'
 _routes: dict[bytes, AuthRoute] = {}
 
 
-def _split_compact(data: bytes) -> EventRecordParts | None:
-    """The event record as :func:`encode_event_record` lays it out (compact, route,
-    origin, then the event last), without parsing the event: route and origin are
-    decoded, the event's bytes are sliced out (an exact-size copy, fit to be kept). None
-    when the record is laid out any other way, or anything is in doubt: the caller then
-    takes the full path. Inside a JSON string every quote is escaped, so the first bare
-    ``,"origin":`` and ``,"event":`` are the record's own members."""
+def split_compact_event_record(data: bytes) -> tuple[AuthRoute, Origin, str, bytes] | None:
+    """``(route, origin, event_type, event_json)`` of a record laid out as
+    :func:`encode_event_record` writes it (compact, route, origin, then the event last),
+    without parsing the event: route and origin are decoded, the event's bytes are
+    sliced out (an exact-size copy, fit to be kept). None when the record is laid out
+    any other way, or anything is in doubt: :func:`split_event_record` then decides.
+    Inside a JSON string every quote is escaped, so the first bare ``,"origin":`` and
+    ``,"event":`` are the record's own members. A plain tuple: a consumer calls this once
+    per record, and a frozen dataclass alone cost 0.7 µs."""
     if not data.startswith(_ROUTE_HEAD) or data[-1:] != b"}":
         return None
     at_origin = data.find(_ORIGIN_MARK)
@@ -522,7 +524,7 @@ def _split_compact(data: bytes) -> EventRecordParts | None:
         return None
     if event_type not in _EVENT_DECODERS[origin.contract_id]:
         return None
-    return EventRecordParts(route, origin, event_type, event_json)
+    return route, origin, event_type, event_json
 
 
 def split_event_record(
@@ -537,9 +539,9 @@ def split_event_record(
     checked) and is encoded from the model.
     """
     if not validate_event and isinstance(data, bytes) and len(data) <= max_bytes:
-        parts = _split_compact(data)
-        if parts is not None:
-            return parts
+        compact = split_compact_event_record(data)
+        if compact is not None:
+            return EventRecordParts(*compact)
     obj = loads(data, max_bytes=max_bytes)
     try:
         if type(obj) is not dict:
