@@ -171,6 +171,14 @@ class SinkWorker:
                 # there, and a batch's time cut waits for the next fetch: 100 ms (the
                 # default here) left the loop waiting on Kafka 19% of the time, 20 ms ~4%.
                 "fetch_max_wait_ms": 20,
+                # aiokafka's CRC32C of every fetched batch is a byte-at-a-time loop:
+                # 0.65 of the 2.8 µs a record costs to consume (bench: 2.15 µs without).
+                # Safe to leave out here: a Kafka broker checks the CRC when the stream
+                # produces, TLS (where configured) guards the wire, and the sink checks
+                # that every event is one JSON object of its type before it joins a body
+                # (a torn record is dead-lettered, not sent). librdkafka, too, checks no
+                # CRC unless asked (``check.crcs`` defaults to false).
+                "check_crcs": False,
             },
         )
         await self.dead_letters.start()
