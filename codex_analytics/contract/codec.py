@@ -329,8 +329,8 @@ _EVENT_DECODERS: dict[ContractId, dict[str, Callable[[Any], Any]]] = {
     CONTRACT_S: {name: decoder_for(model) for name, model in EVENT_MODELS.items()},
     CONTRACT_J: {name: decoder_for(model) for name, model in profile_j.EVENT_MODELS.items()},
 }
-#: Every event type of any contract.
-_ANY_EVENT_TYPE = frozenset(name for table in _EVENT_DECODERS.values() for name in table)
+#: Every event type of any contract, by its bytes as a record holds it.
+_EVENT_TYPE_NAMES = {name.encode(): name for table in _EVENT_DECODERS.values() for name in table}
 
 
 def _event_decoder(obj: Any, contract: ContractId) -> Callable[[Any], Any]:
@@ -508,8 +508,8 @@ def split_compact_event_record(data: bytes) -> tuple[AuthRoute, Origin, str, byt
     if not event_json.startswith(_EVENT_TYPE_HEAD):
         return None
     type_end = event_json.find(b'"', len(_EVENT_TYPE_HEAD))
-    event_type = event_json[len(_EVENT_TYPE_HEAD) : type_end].decode("utf-8", "replace")
-    if type_end < 0 or event_type not in _ANY_EVENT_TYPE:
+    event_type = _EVENT_TYPE_NAMES.get(event_json[len(_EVENT_TYPE_HEAD) : type_end])
+    if type_end < 0 or event_type is None:
         return None
     try:
         route_json = data[len(_ROUTE_HEAD) : at_origin]
