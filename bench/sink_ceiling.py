@@ -1,8 +1,8 @@
 """The sink's two ceilings, each run as a process by ``bench.sink``:
 
 * ``python -m bench.sink_ceiling kafka BOOTSTRAP TOPIC URL TOTAL``: a bare aiokafka
-  consumer that POSTs raw record values, 500 per request, with one shared httpx
-  client. No decoding, no routes, no retries, no gate.
+  consumer (the sink's consumer settings) that POSTs raw record values, 500 per
+  request, with one shared httpx client. No decoding, no routes, no retries, no gate.
 * ``python -m bench.sink_ceiling bodies FILE URL [CLIENT]``: a bare loop that POSTs the
   request bodies (and headers) the sink itself sent, read from ``FILE`` (JSON lines of
   ``[headers, body]``), one after another with one client (``httpx``, the default, or
@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer
 
 from codex_analytics.contract import join_batch
 from codex_analytics.runtime.kafka import consumer_options
+from sinks.worker import CONSUMER_TUNING
 
 BATCH = 500
 
@@ -32,7 +33,7 @@ async def from_kafka(bootstrap: str, topic: str, url: str, total: int) -> None:
         topic,
         bootstrap_servers=bootstrap,
         group_id=f"ceiling-{uuid.uuid4().hex}",
-        **consumer_options(),
+        **{**consumer_options(), **CONSUMER_TUNING},  # Kafka's share as the sink pays it
     )
     await consumer.start()
     seen = 0

@@ -32,6 +32,7 @@ from .codec import (
     join_fact_pack,
     loads,
     route_key,
+    split_compact_event_record,
     split_event_record,
     split_request_bodies,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "join_fact_pack",
     "loads",
     "route_key",
+    "split_compact_event_record",
     "split_event_record",
     "split_request_bodies",
 ]

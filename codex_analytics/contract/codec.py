@@ -348,8 +348,8 @@ _EVENT_DECODERS: dict[ContractId, dict[str, Callable[[Any], Any]]] = {
     CONTRACT_S: {name: decoder_for(model) for name, model in EVENT_MODELS.items()},
     CONTRACT_J: {name: decoder_for(model) for name, model in profile_j.EVENT_MODELS.items()},
 }
-#: Every event type of any contract.
-_ANY_EVENT_TYPE = frozenset(name for table in _EVENT_DECODERS.values() for name in table)
+#: Every event type of any contract, by its bytes as a record holds it.
+_EVENT_TYPE_NAMES = {name.encode(): name for table in _EVENT_DECODERS.values() for name in table}
 
 
 def _event_decoder(obj: Any, contract: ContractId) -> Callable[[Any], Any]:
@@ -508,13 +508,15 @@ _EVENT_TYPE_HEAD = b'{"event_type":"'
 _routes: dict[bytes, AuthRoute] = {}
 
 
-def _split_compact(data: bytes) -> EventRecordParts | None:
-    """The event record as :func:`encode_event_record` lays it out (compact, route,
-    origin, then the event last), without parsing the event: route and origin are
-    decoded, the event's bytes are sliced out (an exact-size copy, fit to be kept). None
-    when the record is laid out any other way, or anything is in doubt: the caller then
-    takes the full path. Inside a JSON string every quote is escaped, so the first bare
-    ``,"origin":`` and ``,"event":`` are the record's own members."""
+def split_compact_event_record(data: bytes) -> tuple[AuthRoute, Origin, str, bytes] | None:
+    """``(route, origin, event_type, event_json)`` of a record laid out as
+    :func:`encode_event_record` writes it (compact, route, origin, then the event last),
+    without parsing the event: route and origin are decoded, the event's bytes are
+    sliced out (an exact-size copy, fit to be kept). None when the record is laid out
+    any other way, or anything is in doubt: :func:`split_event_record` then decides.
+    Inside a JSON string every quote is escaped, so the first bare ``,"origin":`` and
+    ``,"event":`` are the record's own members. A plain tuple: a consumer calls this once
+    per record, and a frozen dataclass alone cost 0.7 µs."""
     if not data.startswith(_ROUTE_HEAD) or data[-1:] != b"}":
         return None
     at_origin = data.find(_ORIGIN_MARK)
@@ -525,8 +527,8 @@ def _split_compact(data: bytes) -> EventRecordParts | None:
     if not event_json.startswith(_EVENT_TYPE_HEAD):
         return None
     type_end = event_json.find(b'"', len(_EVENT_TYPE_HEAD))
-    event_type = event_json[len(_EVENT_TYPE_HEAD) : type_end].decode("utf-8", "replace")
-    if type_end < 0 or event_type not in _ANY_EVENT_TYPE:
+    event_type = _EVENT_TYPE_NAMES.get(event_json[len(_EVENT_TYPE_HEAD) : type_end])
+    if type_end < 0 or event_type is None:
         return None
     try:
         route_json = data[len(_ROUTE_HEAD) : at_origin]
@@ -541,7 +543,7 @@ def _split_compact(data: bytes) -> EventRecordParts | None:
         return None
     if event_type not in _EVENT_DECODERS[origin.contract_id]:
         return None
-    return EventRecordParts(route, origin, event_type, event_json)
+    return route, origin, event_type, event_json
 
 
 def split_event_record(
@@ -556,9 +558,9 @@ def split_event_record(
     checked) and is encoded from the model.
     """
     if not validate_event and isinstance(data, bytes) and len(data) <= max_bytes:
-        parts = _split_compact(data)
-        if parts is not None:
-            return parts
+        compact = split_compact_event_record(data)
+        if compact is not None:
+            return EventRecordParts(*compact)
     obj = loads(data, max_bytes=max_bytes)
     try:
         if type(obj) is not dict:

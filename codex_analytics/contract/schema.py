@@ -334,6 +334,10 @@ def _inline_invalid(tp: Any, var: str, names: dict[str, Any], tag: str) -> str |
     return None
 
 
+#: What a decoder reads for an absent key (never a JSON value).
+_ABSENT = object()
+
+
 def _compile_decoder(cls: type[T]) -> Callable[[Any], T]:
     """Generate straight-line Python for one model (as attrs and cattrs do): inline type
     checks for leaf fields, a call for nested ones, and the slow checker only to build
@@ -347,6 +351,7 @@ def _compile_decoder(cls: type[T]) -> Callable[[Any], T]:
         "wrong_type": wrong_type,
         "missing": _missing,
         "post_decode": post_decode,
+        "ABSENT": _ABSENT,
     }
     checkers: list[Checker] = []
     keys: list[str] = []
@@ -367,11 +372,21 @@ def _compile_decoder(cls: type[T]) -> Callable[[Any], T]:
         names[f"K{i}"] = key
         names[f"C{i}"] = checkers[i]
         names[f"D{i}"] = f.default
-        lines += ["    try:", f"        {var} = value[K{i}]", "    except KeyError:"]
         if f.metadata.get("absent_ok", False):
-            lines.append(f"        {var} = D{i}")
+            # A lookup with a default, not a KeyError caught: an absent key is the
+            # common case of such a field, and an exception costs ~0.5 µs per decode.
+            lines += [
+                f"    {var} = value.get(K{i}, ABSENT)",
+                f"    if {var} is ABSENT:",
+                f"        {var} = D{i}",
+            ]
         else:
-            lines.append(f"        raise missing(K{i}) from None")
+            lines += [
+                "    try:",
+                f"        {var} = value[K{i}]",
+                "    except KeyError:",
+                f"        raise missing(K{i}) from None",
+            ]
         invalid = _inline_invalid(hints[f.name], var, names, str(i))
         if invalid is None:
             lines += [

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import TopicPartition
 
@@ -79,6 +80,24 @@ def test_a_compact_record_whose_event_is_not_json_is_rejected_alone() -> None:
     assert rejected.error is not None
     assert rejected.error.reason.value == "not_json"
     assert rejected.event_json == b""  # it never joins a body
+
+
+def test_a_route_has_one_batch_key_whichever_path_decoded_its_records() -> None:
+    # The compact path looks a route's key up by the shared route object, the full
+    # parse (any other layout) by the route's fields: both must agree, route by route.
+    values = [encode_event_record(r) for r in event_records(60, accounts=3)]
+    spaced = [orjson.dumps(orjson.loads(v), option=orjson.OPT_INDENT_2) for v in values]
+    compact = [to_sink_record(i, 0, None, v) for i, v in enumerate(values)]
+    parsed = [to_sink_record(i, 0, None, v) for i, v in enumerate(spaced)]
+    for fast, slow in zip(compact, parsed, strict=True):
+        assert fast.error is None
+        assert slow.error is None
+        assert fast.route == slow.route
+        assert fast.route_key == slow.route_key == orjson.dumps(fast.route)
+        assert fast.event_json == slow.event_json
+    routes = {(r.route.kind, r.route.account_id, r.route.is_fedramp) for r in compact if r.route}
+    assert len(routes) > 1
+    assert len({r.route_key for r in compact}) == len(routes)
 
 
 # -- repeated client errors are rate-limited ------------------------------------------------
