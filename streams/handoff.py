@@ -42,13 +42,7 @@ class Handoff(Generic[T]):
         """Add ``item``; wait while the buffer holds ``max_items`` (backpressure)."""
         while not self._room.is_set():
             await self._room.wait()
-        if not self._items:
-            self._first_at = time.monotonic()
-        self._items.append(item)
-        self._arrived.set()
-        if len(self._items) >= self.max_items:
-            self._full.set()
-            self._room.clear()
+        self._add([item])
 
     async def put_many(self, items: list[T]) -> None:
         """Add ``items`` at once (a fetch's records of one partition), then wait while
@@ -56,6 +50,11 @@ class Handoff(Generic[T]):
         that a fetch is never split (:meth:`take` still returns ``max_items`` at most)."""
         if not items:
             return
+        self._add(items)
+        while not self._room.is_set():
+            await self._room.wait()
+
+    def _add(self, items: list[T]) -> None:
         if not self._items:
             self._first_at = time.monotonic()
         self._items.extend(items)
@@ -63,8 +62,6 @@ class Handoff(Generic[T]):
         if len(self._items) >= self.max_items:
             self._full.set()
             self._room.clear()
-        while not self._room.is_set():
-            await self._room.wait()
 
     async def take(self, wait_s: float | None = None) -> list[T]:
         """Everything buffered (at most ``max_items``), once there is something; with a
