@@ -140,10 +140,20 @@ class Lanes:
     def values(self) -> ValuesView[Lane]:
         return self._lanes.values()
 
-    @property
-    def buffering(self) -> bool:
-        """Whether any lane holds records in open batches."""
-        return any(lane.batcher.buffered for lane in self._lanes.values())
+    def fetch_wait_ms(self, now_ms: int, *, idle_ms: int, buffering_ms: int) -> int:
+        """How long the next fetch may wait for records: ``idle_ms`` when no lane holds
+        an open batch; else ``buffering_ms``, shortened to wake when the next batch is
+        due by the wall clock (the check runs after each fetch). A deadline already
+        past waits for the partition to be read, so it shortens nothing."""
+        deadlines = [
+            deadline
+            for lane in self._lanes.values()
+            if (deadline := lane.batcher.next_deadline_ms()) is not None
+        ]
+        if not deadlines:
+            return idle_ms
+        ahead = [d - now_ms for d in deadlines if d > now_ms]
+        return min([buffering_ms, *ahead])
 
     @property
     def paused(self) -> int:

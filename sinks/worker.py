@@ -197,7 +197,7 @@ class SinkWorker:
         lanes = self.lanes
         try:
             while not stop.is_set():
-                timeout_ms = 50 if lanes.buffering else 200
+                timeout_ms = lanes.fetch_wait_ms(_now_ms(), idle_ms=200, buffering_ms=50)
                 wanted = self._wanted_partitions()
                 if wanted is None:
                     # Every lane is full: their records wait in Kafka and in aiokafka's
