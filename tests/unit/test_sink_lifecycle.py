@@ -20,6 +20,7 @@ from codex_analytics.runtime.log_repeats import RepeatLimit
 from sinks.capture import CaptureDestination
 from sinks.decoding import to_sink_record
 from sinks.errors import CaptureWriteError
+from sinks.lanes import Sending
 from sinks.settings import SinkSettings
 from sinks.worker import SinkWorker
 from tests.integration.sink_helpers import event_records
@@ -259,7 +260,7 @@ async def test_a_full_lane_is_left_out_of_getmany_and_a_retrying_one_is_paused(
         assert lane.queued_records == 20
     # Full too, but paused: it stays in getmany, which then returns nothing for it but
     # keeps the consumer in its group however long the endpoint is down.
-    retrying_lane.mark_retrying(True)
+    Sending(retrying_lane).mark_retrying(True)
 
     await _consume_for(worker, 0.1)
     assert consumer.asked
