@@ -39,8 +39,18 @@ arrival - call of the fact whose event it is, for every event of the paced facts
 repeated delivery counts once, at its first arrival. The stream's part is call -> the
 event's record timestamp (the stream's producer clock: wall time, same machine).
 
-Caveat: the receiver shares this process's event loop with the clients and the pacing
-loop, so a request is stamped when its handler runs.
+Where the p99 goes, hop by hop, from the record timestamps (wall time, same machine;
+the facts topic is read back too): the client's (call -> its fact's facts-topic record),
+the stream worker's (that record -> the event's events-topic record) and the sink's
+(that record -> the receiver's wall clock); each hop's p99 and, for the slowest 1% of
+events, each hop's median (the p99 is a sum, not a sum of p99s). And per request, how
+long the sink kept its batch's oldest event (record timestamp -> receiver) beyond the
+linger: the linger's own promise.
+
+The receiver serves from an event loop of its own thread (it stands for a remote
+endpoint): on the clients' loop, a request was stamped when that loop got to it, 40-90
+ms late at the p99 on a loaded machine. It still shares the interpreter: a request may
+wait a switch interval (5 ms) for it.
 
 Logs: the services log at INFO (``extra_env`` may say otherwise) to a ``bench-latency-*``
 temp directory, removed after a phase that succeeds. A phase that fails keeps it, moved
@@ -54,18 +64,22 @@ and a ``py-spy dump`` of each) and adds that to the logs and the error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +106,8 @@ TARGET_MARGIN_MS = 250
 CLI = [sys.executable, "-m", "codex_analytics.cli.main"]
 #: Where a failed phase's directory (logs, diagnosis) is kept; default under the temp dir.
 KEEP_DIR_ENV = "BENCH_KEEP_DIR"
+#: The longest the receiver's thread may take to start, stop or end.
+RECEIVER_STEP_S = 10.0
 #: The services' log level unless ``extra_env`` names another: their logs are only read
 #: when a phase fails, and then every line counts.
 SERVICE_LOG_LEVEL = "INFO"
@@ -250,6 +266,11 @@ class _Driver:
             self.steps[call.client].append(step)
             self.events[call.client].append(call.events)
 
+    @property
+    def queued(self) -> int:
+        """Facts queued so far, by every client."""
+        return sum(len(stamps) for stamps in self.stamps)
+
     def expected(self) -> dict[tuple[str, int], int]:
         """Every queued fact so far, ``(instance_id, seq)``, with its events."""
         return {
@@ -334,6 +355,35 @@ async def _await_events(
         await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def _receiver_in_thread() -> AsyncIterator[Receiver]:
+    """A :class:`Receiver` serving from an event loop of its own thread. It stands for a
+    remote endpoint: on this process's loop its handler waited for the clients' and the
+    pacing loop's turns (measured: that loop lags 40-90 ms at the p99 under load, up to
+    seconds), and each request was stamped that much late. Its own thread waits at most
+    for the interpreter's switch interval (5 ms)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="bench-receiver", daemon=True)
+    thread.start()
+    receiver = Receiver()
+
+    async def on_its_loop(step: Coroutine[Any, Any, Any]) -> None:
+        async with asyncio.timeout(RECEIVER_STEP_S):
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(step, loop))
+
+    try:
+        await on_its_loop(receiver.start())
+        yield receiver
+    finally:
+        try:
+            await on_its_loop(receiver.stop())
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            await asyncio.to_thread(thread.join, RECEIVER_STEP_S)
+            if not thread.is_alive():
+                loop.close()
+
+
 async def _stop(service: _Service) -> None:
     """SIGTERM, wait (SIGKILL after 30 s)."""
     await asyncio.to_thread(terminate, service.process, 30.0)
@@ -349,8 +399,17 @@ class _PhaseResult:
     rate: float
     #: Every event of the steady phase's facts: call -> receiver, in ms.
     latencies_ms: list[float]
-    #: The same events: call -> their events-topic record (the stream's part), in ms.
+    #: The same events: call -> their events-topic record, in ms.
     stream_ms: list[float]
+    #: The same events, hop by hop (aligned with ``latencies_ms``), in ms: call -> its
+    #: fact's facts-topic record (the client's part), that record -> the event's
+    #: events-topic record (the stream worker's), that record -> the receiver (the sink's).
+    client_hop_ms: list[float]
+    stream_hop_ms: list[float]
+    sink_hop_ms: list[float]
+    #: Each request of the steady phase: its oldest event's events-topic record ->
+    #: the receiver, in ms (how long the sink kept the batch's first event).
+    batch_age_ms: list[float]
     repeats: int
 
 
@@ -371,7 +430,7 @@ async def _one_phase(
         await create_topics(bootstrap, topics)
         env.update(PYTHONPATH=str(ROOT), KAFKA_BOOTSTRAP_SERVERS=bootstrap, **topics_env(topics))
         env.update(dict(config.extra_env))
-        async with Receiver() as receiver:
+        async with _receiver_in_thread() as receiver:
             settings = ClientSettings(kafka=bootstrap, topic=topics.facts, contract="2026-06")
             driver = _Driver(
                 [
@@ -453,8 +512,11 @@ async def _one_phase(
         records = await read_from_start(
             bootstrap, topics.events, want=expected, within=config.timeout_s, settle=0.3
         )
-    total, stream, repeats = _latencies(_match(records, requests), driver, _events(steady))
-    return _PhaseResult(capacity, capacity_received, rate, total, stream, repeats)
+        facts = await read_from_start(
+            bootstrap, topics.facts, want=driver.queued, within=config.timeout_s, settle=0.3
+        )
+    hops = _latencies(_match(records, requests), _fact_stamps(facts), driver, _events(steady))
+    return _PhaseResult(capacity, capacity_received, rate, *hops)
 
 
 # -- matching arrivals to calls --------------------------------------------------------
@@ -537,42 +599,114 @@ def _batch_key(run: Sequence[_Written]) -> str:
     return batch.idempotency_key()
 
 
+def _fact_stamps(records: Sequence[Any]) -> dict[tuple[str, int], int]:
+    """The facts-topic record timestamp (the client's producer clock, ms) of every fact
+    by ``(instance_id, seq)``; a pack's facts share their record's."""
+    stamps: dict[tuple[str, int], int] = {}
+    for record in records:
+        value = orjson.loads(record.value)
+        for fact in value if isinstance(value, list) else (value,):
+            stamps.setdefault((fact["source"]["instance_id"], fact["seq"]), record.timestamp)
+    return stamps
+
+
+_Hops = tuple[list[float], list[float], list[float], list[float], list[float], list[float], int]
+
+
 def _latencies(
-    matched: _Matched, driver: _Driver, expected: int
-) -> tuple[list[float], list[float], int]:
-    """For every event of the steady step's facts, in ms: (call -> receiver, call -> its
-    events-topic record); and the deliveries repeated (counted once, at the first)."""
+    matched: _Matched, fact_stamps: dict[tuple[str, int], int], driver: _Driver, expected: int
+) -> _Hops:
+    """For every event of the steady step's facts, in ms: call -> receiver, call -> its
+    events-topic record, and the three hops (client, stream, sink); each of the step's
+    requests' batch age at arrival; and the deliveries repeated (counted once, at the
+    first)."""
     written, requests, repeats = matched
-    arrived: dict[tuple[str, int, int], float] = {}
-    for request, run in requests:
+    arrived: dict[tuple[str, int, int], ReceivedRequest] = {}
+    client_of = {c.instance_id: n for n, c in enumerate(driver.clients)}
+    batch_age: list[float] = []
+    for received, run in requests:
+        first = run[0]
+        if driver.steps[client_of[first.instance_id]][first.seq - 1] == "steady":
+            batch_age.append(received.wall_ms - min(w.timestamp_ms for w in run))
         for w in run:
             origin = (w.instance_id, w.seq, w.index)
             if origin in arrived:
                 repeats += 1
             else:
-                arrived[origin] = request.at
-    client_of = {c.instance_id: n for n, c in enumerate(driver.clients)}
+                arrived[origin] = received
     wall_minus_monotonic = time.time() - time.monotonic()
     total: list[float] = []
     stream: list[float] = []
+    client_hop: list[float] = []
+    stream_hop: list[float] = []
+    sink_hop: list[float] = []
     missing = 0
     for w in written:
         client = client_of[w.instance_id]
         if driver.steps[client][w.seq - 1] != "steady":
             continue
         called = driver.stamps[client][w.seq - 1]
-        stream.append(w.timestamp_ms - (called + wall_minus_monotonic) * 1000)
-        at = arrived.get((w.instance_id, w.seq, w.index))
-        if at is None:
+        called_ms = (called + wall_minus_monotonic) * 1000
+        stream.append(w.timestamp_ms - called_ms)
+        request = arrived.get((w.instance_id, w.seq, w.index))
+        if request is None:
             missing += 1
-        else:
-            total.append((at - called) * 1000)
+            continue
+        total.append((request.at - called) * 1000)
+        fact_ms = fact_stamps.get((w.instance_id, w.seq))
+        if fact_ms is None:
+            raise RuntimeError(
+                f"latency bench: no facts-topic record for ({w.instance_id}, {w.seq}), "
+                "whose event arrived"
+            )
+        client_hop.append(fact_ms - called_ms)
+        stream_hop.append(w.timestamp_ms - fact_ms)
+        sink_hop.append(request.wall_ms - w.timestamp_ms)
     if missing or len(total) != expected:
         raise RuntimeError(
             f"latency bench: {len(total)} events of the steady phase matched, {missing} "
             f"written but not received, {expected} expected"
         )
-    return total, stream, repeats
+    return total, stream, client_hop, stream_hop, sink_hop, batch_age, repeats
+
+
+def _hop_figures(head: str, linger: int, phases: Sequence[_PhaseResult]) -> list[Figure]:
+    """Where the p99 goes: each hop's own p99, the hops of the slowest 1% of events
+    (their median), and how long the sink kept each batch's oldest event past the
+    linger."""
+    hops: tuple[tuple[str, Callable[[_PhaseResult], list[float]]], ...] = (
+        ("client (track_* -> facts topic)", attrgetter("client_hop_ms")),
+        ("stream (facts topic -> events topic)", attrgetter("stream_hop_ms")),
+        ("sink (events topic -> receiver)", attrgetter("sink_hop_ms")),
+    )
+    figures = [
+        Figure(f"{head}: hop {name} p99", "ms", tuple(_percentile(of(r), 0.99) for r in phases))
+        for name, of in hops
+    ]
+    figures += [
+        Figure(
+            f"{head}: slowest 1% of events, hop {name} (their median)",
+            "ms",
+            tuple(statistics.median(_slowest(r.latencies_ms, of(r), 0.99)) for r in phases),
+        )
+        for name, of in hops
+    ]
+    figures += [
+        Figure(
+            f"{head}: sink: batch's oldest event, events topic -> receiver, minus the linger, "
+            f"p{share * 100:.0f}",
+            "ms",
+            tuple(_percentile(r.batch_age_ms, share) - linger for r in phases),
+        )
+        for share in (0.5, 0.99)
+    ]
+    return figures
+
+
+def _slowest(totals: Sequence[float], parts: Sequence[float], share: float) -> list[float]:
+    """``parts`` of the events whose total is at or past the ``share`` percentile."""
+    cut = _percentile(totals, share)
+    return [part for total, part in zip(totals, parts, strict=True) if total >= cut]
 
 
 def _keep(tmp: Path, name: str) -> Path:
@@ -654,6 +788,7 @@ def run(config: LatencyBenchConfig) -> list[Figure]:
                 "ms",
                 tuple(_percentile(r.stream_ms, 0.99) for r in phases),
             ),
+            *_hop_figures(head, linger, phases),
             Figure(
                 f"{head}: p99 - target ({target:,} ms; <= 0 meets it)",
                 "ms",

@@ -2,18 +2,23 @@
 
 One ``PartitionBatcher`` per assigned partition groups records by route and closes a
 batch when it reaches ``max_events``, when the next event would push the body past
-``max_bytes``, or when ``max_wait_ms`` of *event time* has passed since its first
-record (the Kafka record timestamp, set when the stream produced it).
+``max_bytes``, or by time: ``max_wait_ms`` (the linger) bounds how long an event waits
+in the sink, counted from its Kafka record timestamp (set when the stream produced it).
 
 Why event time: a batch's ``Idempotency-Key`` is derived from its events, so a batch
 must come out the same when it is formed again after a crash or a rebalance (the
 sink commits only delivered batches; the next owner re-reads from the committed
 offset). Count and byte limits are deterministic; a wall-clock linger is not. So the
-time cut is a function of the record sequence: an open batch closes when the
-partition shows a record stamped more than ``max_wait_ms`` after the batch's first
-record. When the partition is idle (fully fetched), a wall-clock check closes it
-``lateness_ms`` later instead; that is the only cut a replay can disagree with, and
-only for a record that reached the partition more than ``lateness_ms`` late.
+time cut is a function of the record sequence: a batch takes the records of its route
+stamped within its *window* after its first record, and closes when the partition
+shows a record stamped past the window. The window is the linger less a share kept for
+records still on their way (``lateness``: at most ``lateness_ms``, and at most half
+the linger): when the partition is idle (fully fetched), a wall-clock check closes the
+batch once its first record is ``max_wait_ms`` old, i.e. ``lateness`` after its
+window ended. That is the only cut a replay can disagree with, and only for a record
+that reached the partition more than ``lateness`` after its timestamp. So the linger
+is what the oldest event of a batch waits at most (once the partition is read), not
+a wait that starts when the sink first sees it, with the lateness on top.
 
 A partition's open batches together hold at most ``max_open_records``; past it the
 batch that started first closes. That cut bounds memory however many routes share the
@@ -47,7 +52,7 @@ BODY_OVERHEAD = BATCH_BODY_OVERHEAD
 class CloseReason(StrEnum):
     COUNT = "count"  # reached max_events
     BYTES = "bytes"  # the next event would not fit in max_bytes
-    TIME = "time"  # max_wait_ms of event time passed (or the idle check fired)
+    TIME = "time"  # the partition moved past the batch's window (or the idle check fired)
     ISOLATED = "isolated"  # an event that travels alone, or the batch before it
     PRESSURE = "pressure"  # the partition's open batches hold max_open_records: oldest goes
     FLUSH = "flush"  # shutdown or revocation
@@ -81,7 +86,20 @@ class BatchLimits:
     #: that started first closes. A function of the record sequence, like every cut.
     max_open_records: int = 4000
 
+    @property
+    def lateness(self) -> int:
+        """The share of the linger kept for records still on their way to the partition:
+        ``lateness_ms``, but at most half the linger (a window of at least half)."""
+        return min(self.lateness_ms, self.max_wait_ms // 2)
+
+    @property
+    def window_ms(self) -> int:
+        """A batch takes its route's records stamped at most this long after its first."""
+        return self.max_wait_ms - self.lateness
+
     def __post_init__(self) -> None:
+        if self.max_wait_ms < 0 or self.lateness_ms < 0:
+            raise ValueError("max_wait_ms and lateness_ms must not be negative")
         if self.max_open_records < 1:
             raise ValueError("max_open_records must be at least 1")
         if self.max_events < 1:
@@ -166,12 +184,10 @@ class PartitionBatcher:
         closed: list[Batch] = []
         limits = self.limits
         self.progress.seen(record.offset)
-        if (
-            self._earliest_ms is not None
-            and record.timestamp_ms > self._earliest_ms + limits.max_wait_ms
-        ):
+        window = limits.window_ms
+        if self._earliest_ms is not None and record.timestamp_ms > self._earliest_ms + window:
             self._close_where(
-                lambda b: record.timestamp_ms > b.first_timestamp_ms + limits.max_wait_ms,
+                lambda b: record.timestamp_ms > b.first_timestamp_ms + window,
                 CloseReason.TIME,
                 closed,
             )
@@ -207,13 +223,14 @@ class PartitionBatcher:
         return closed
 
     def expire(self, now_ms: int, *, caught_up: bool) -> list[Batch]:
-        """Close batches whose wait ran out by the wall clock. Only once the partition
-        is fully fetched: while records are still coming, their timestamps decide."""
+        """Close batches whose first record is ``max_wait_ms`` old by the wall clock.
+        Only once the partition is fully fetched: while records are still coming, their
+        timestamps decide."""
         closed: list[Batch] = []
         if caught_up and self._earliest_ms is not None:
-            deadline = self.limits.max_wait_ms + self.limits.lateness_ms
+            linger = self.limits.max_wait_ms
             self._close_where(
-                lambda b: now_ms >= b.first_timestamp_ms + deadline, CloseReason.TIME, closed
+                lambda b: now_ms >= b.first_timestamp_ms + linger, CloseReason.TIME, closed
             )
         return closed
 
@@ -227,7 +244,7 @@ class PartitionBatcher:
         """When :meth:`expire` next has something to close (wall clock, ms)."""
         if self._earliest_ms is None:
             return None
-        return self._earliest_ms + self.limits.max_wait_ms + self.limits.lateness_ms
+        return self._earliest_ms + self.limits.max_wait_ms
 
     def finished(self, batch: Batch) -> None:
         """``batch`` was delivered, dead-lettered, skipped or captured."""

@@ -193,14 +193,14 @@ BATCH_MAX_WAIT_MS = declare(
     "ANALYTICS_BATCH_MAX_WAIT_MS",
     integer(minimum=1),
     1000,
-    help="...or this long (event time) after its first event",
+    help="...or once its first event is this old (from its record timestamp)",
     used_by=_SINK,
 )
 BATCH_LATENESS_MS = declare(
     "ANALYTICS_BATCH_LATENESS_MS",
     integer(minimum=0),
     200,
-    help="extra wall-clock wait before an idle partition's batch closes",
+    help="part of the linger (at most half) kept for events on their way: a batch takes those stamped up to linger minus this after its first",
     used_by=_SINK,
 )
 HTTP_TIMEOUT_S = declare(

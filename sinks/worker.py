@@ -5,19 +5,19 @@
     events topic ──getmany──▶ decode ──▶ PartitionBatcher (per partition, per route)
                                               │ closed batches, in order
                                               ▼
-                   Lane (sinks/lanes.py: one per partition, one batch at a time)
+                   Lane (sinks/lanes.py: one per partition, one batch per route at a time)
                                               │
                    BatchDelivery (sinks/delivery.py): gate, deliver, retry, DLQ
                                               │ outcome ─▶ SinkMetrics.record
                                               ▼
                            committer: commit each partition's commit point
 
-A lane delivers its partition's batches one after another, so one route's batches
-keep their order (a route lives in one partition). While a partition holds
-``max_buffered_records`` undelivered records, it is left out of ``getmany`` (what
-aiokafka prefetched for it waits there, and nothing more is fetched for it); while its
-lane retries, it is paused. The backlog stays in Kafka, not in memory
-(``sinks.memory`` gives the bound).
+A lane delivers each route's batches one after another, so one route's batches keep
+their order (a route lives in one partition); different routes go side by side. While
+a partition holds ``max_buffered_records`` undelivered records, it is left out of
+``getmany`` (what aiokafka prefetched for it waits there, and nothing more is fetched
+for it); while a batch of its lane is retried, it is paused. The backlog stays in
+Kafka, not in memory (``sinks.memory`` gives the bound).
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ class SinkWorker:
             batch_done=self._commit_wanted.set,
             pressure_changed=self._apply_backpressure,
             failed=self._lane_failed,
+            max_in_flight=settings.http_max_connections,
         )
         self.started = False
         #: Before ``started``: what the start is doing (a readiness status).
@@ -211,7 +212,7 @@ class SinkWorker:
         lanes = self.lanes
         try:
             while not stop.is_set():
-                timeout_ms = 50 if lanes.buffering else 200
+                timeout_ms = lanes.fetch_wait_ms(_now_ms(), idle_ms=200, buffering_ms=50)
                 wanted = self._wanted_partitions()
                 if wanted is None:
                     # Every lane is full: their records wait in Kafka and in aiokafka's

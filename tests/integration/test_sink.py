@@ -130,9 +130,10 @@ async def test_a_batch_closes_after_max_wait(sink_run: SinkRun, receiver: Receiv
     assert [orjson.dumps(e) for e in events] == sent
     assert len(receiver.requests) == 1
     waited = receiver.requests[0].wall_ms - produced_ms
-    # Not before max_wait (measured from the record timestamps, which are >= produced_ms)
-    # and not much after max_wait + lateness.
-    assert 400 <= waited < 400 + 100 + 1000, waited
+    # Not before max_wait (measured from the record timestamps, which are >= produced_ms):
+    # the partition is idle, so the wall clock closes it when its first event is that old
+    # (the lateness lies inside the linger). The slack is for a loaded machine.
+    assert 400 <= waited < 400 + 1000, waited
 
 
 def _lag(worker: SinkWorker, unit: str) -> dict[int, float]:

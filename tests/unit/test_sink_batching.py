@@ -83,23 +83,37 @@ def test_body_is_the_events_joined_and_size_is_tracked_exactly() -> None:
     assert batch.body_size == len(batch.body())
 
 
-def test_event_time_closes_a_batch_when_the_partition_moves_past_its_wait() -> None:
-    batcher = PartitionBatcher(0, BatchLimits(max_wait_ms=1000))
-    assert feed(batcher, [rec(0, "a", ts=0), rec(1, "b", ts=500), rec(2, "a", ts=1000)]) == []
-    closed = feed(batcher, [rec(3, "b", ts=1001)])  # past a's window (not b's)
+def test_event_time_closes_a_batch_when_the_partition_moves_past_its_window() -> None:
+    # The window is the linger less the lateness kept for records on their way.
+    batcher = PartitionBatcher(0, BatchLimits(max_wait_ms=1000, lateness_ms=200))
+    assert feed(batcher, [rec(0, "a", ts=0), rec(1, "b", ts=500), rec(2, "a", ts=800)]) == []
+    closed = feed(batcher, [rec(3, "b", ts=801)])  # past a's window (not b's)
     assert offsets(closed) == [[0, 2]]
     assert closed[0].closed_by is CloseReason.TIME
     assert offsets(batcher.flush()) == [[1, 3]]
 
 
-def test_wall_clock_expiry_waits_for_lateness_and_for_the_partition_to_be_read() -> None:
+def test_an_idle_partition_closes_a_batch_when_its_first_event_is_a_linger_old() -> None:
+    # The linger bounds an event's wait from its record timestamp; the lateness is
+    # inside it, not on top of it.
     batcher = PartitionBatcher(0, BatchLimits(max_wait_ms=1000, lateness_ms=200))
     feed(batcher, [rec(0, ts=10_000)])
-    assert batcher.next_deadline_ms() == 11_200
-    assert batcher.expire(11_199, caught_up=True) == []
+    assert batcher.next_deadline_ms() == 11_000
+    assert batcher.expire(10_999, caught_up=True) == []
     assert batcher.expire(50_000, caught_up=False) == []  # records still coming decide
-    assert offsets(batcher.expire(11_200, caught_up=True)) == [[0]]
+    assert offsets(batcher.expire(11_000, caught_up=True)) == [[0]]
     assert batcher.next_deadline_ms() is None
+
+
+@pytest.mark.parametrize(
+    ("max_wait_ms", "lateness_ms", "window_ms"), [(1000, 200, 800), (100, 200, 50), (1, 200, 1)]
+)
+def test_the_lateness_takes_at_most_half_the_linger(
+    max_wait_ms: int, lateness_ms: int, window_ms: int
+) -> None:
+    limits = BatchLimits(max_wait_ms=max_wait_ms, lateness_ms=lateness_ms)
+    assert limits.window_ms == window_ms
+    assert limits.window_ms + limits.lateness == max_wait_ms
 
 
 def test_routes_never_share_a_batch_and_keep_their_order() -> None:
@@ -173,6 +187,7 @@ def record_streams(draw: st.DrawFn) -> tuple[BatchLimits, list[SinkRecord]]:
         max_events=draw(st.integers(1, 6)),
         max_bytes=draw(st.integers(BODY_OVERHEAD + 60, 400)),
         max_wait_ms=draw(st.integers(50, 1000)),
+        lateness_ms=draw(st.integers(0, 300)),
         max_open_records=draw(st.integers(1, 12)),
     )
     count = draw(st.integers(1, 60))
@@ -251,6 +266,8 @@ def test_a_re_read_that_misses_an_old_open_batch_still_cuts_the_same() -> None:
 
 
 def test_limits_reject_nonsense() -> None:
+    with pytest.raises(ValueError, match="lateness_ms"):
+        BatchLimits(lateness_ms=-1)
     with pytest.raises(ValueError, match="max_events"):
         BatchLimits(max_events=0)
     with pytest.raises(ValueError, match="max_bytes"):

@@ -21,6 +21,7 @@ from codex_analytics.runtime.log_repeats import RepeatLimit
 from sinks.capture import CaptureDestination
 from sinks.decoding import to_sink_record
 from sinks.errors import CaptureWriteError
+from sinks.lanes import Sending
 from sinks.settings import SinkSettings
 from sinks.worker import SinkWorker
 from tests.integration.sink_helpers import event_records
@@ -278,7 +279,7 @@ async def test_a_full_lane_is_left_out_of_getmany_and_a_retrying_one_is_paused(
         assert lane.queued_records == 20
     # Full too, but paused: it stays in getmany, which then returns nothing for it but
     # keeps the consumer in its group however long the endpoint is down.
-    retrying_lane.mark_retrying(True)
+    Sending(retrying_lane).mark_retrying(True)
 
     await _consume_for(worker, 0.1)
     assert consumer.asked
@@ -286,6 +287,30 @@ async def test_a_full_lane_is_left_out_of_getmany_and_a_retrying_one_is_paused(
     assert consumer.paused == {retrying}  # only the retrying lane's partition
     assert worker.lanes.paused == 2  # both count as not consumed
     worker.lanes.clear()
+
+
+async def test_a_fetch_waits_no_longer_than_until_the_next_batch_is_due(
+    tmp_path: Path,
+) -> None:
+    # The wall-clock close runs after each fetch: a fetch that waited its whole timeout
+    # past a batch's due time would add that much to the batch's oldest event.
+    settings = SinkSettings.from_env(
+        {
+            "CODEX_ANALYTICS_EVENTS_CAPTURE_FILE": str(tmp_path / "c.jsonl"),
+            "ANALYTICS_BATCH_MAX_WAIT_MS": "100",
+        }
+    )
+    lanes = SinkWorker(settings, "127.0.0.1:1").lanes
+    lane = lanes.open(TopicPartition(settings.topics.events, 0))
+    await lanes.cancel()
+    assert lanes.fetch_wait_ms(0, idle_ms=200, buffering_ms=50) == 200  # nothing open
+    value = encode_event_record(event_records(20, accounts=1)[0])
+    lane.enqueue(lane.batcher.add(to_sink_record(0, 1_000, None, value)))  # due at 1,100
+    assert lanes.fetch_wait_ms(1_000, idle_ms=200, buffering_ms=50) == 50
+    assert lanes.fetch_wait_ms(1_080, idle_ms=200, buffering_ms=50) == 20
+    # Past due: the partition was not read to its end yet, and its records decide.
+    assert lanes.fetch_wait_ms(1_100, idle_ms=200, buffering_ms=50) == 50
+    lanes.clear()
 
 
 async def test_a_worker_without_partitions_keeps_polling(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from sinks.errors import (
     UnsendableRequestError,
 )
 from sinks.http import HttpDestination
-from sinks.lanes import Lane, Lanes
+from sinks.lanes import DeliverBatch, Lane, Lanes, Sending
 from sinks.metrics import SinkMetrics
 from sinks.outcomes import BatchOutcome, DeadLettered, Delivered, GateSkipped, SuccessOutcome
 from sinks.settings import SinkSettings
@@ -278,23 +279,40 @@ async def test_a_failed_capture_is_failing_until_an_append_succeeds(tmp_path: Pa
     assert not capture.failing
 
 
+def lanes_for(
+    deliver: DeliverBatch,
+    limits: BatchLimits | None = None,
+    metrics: SinkMetrics | None = None,
+    *,
+    batch_done: Callable[[], None] = lambda: None,
+    failed: Callable[[BaseException], None] | None = None,
+    max_in_flight: int = 16,
+) -> Lanes:
+    """Lanes delivering with ``deliver``; a lane that fails fails the test (unless
+    ``failed`` says otherwise)."""
+    return Lanes(
+        limits or BatchLimits(),
+        metrics or SinkMetrics(),
+        deliver,
+        batch_done=batch_done,
+        pressure_changed=lambda: None,
+        failed=failed or (lambda err: pytest.fail(f"lane failed: {err!r}")),
+        max_in_flight=max_in_flight,
+    )
+
+
 async def test_a_lane_delivers_its_batches_in_order_and_records_each_outcome() -> None:
     seen: list[int] = []
     done: list[None] = []
 
-    async def deliver(batch: Batch, lane: Lane) -> BatchOutcome:
+    async def deliver(batch: Batch, lane: Sending) -> BatchOutcome:
         await asyncio.sleep(0)
         seen.append(batch.first_offset)
         return GateSkipped(SkipReason.NO_AUTH, len(batch.records))
 
     metrics = SinkMetrics()
-    lanes = Lanes(
-        BatchLimits(max_events=2),
-        metrics,
-        deliver,
-        batch_done=lambda: done.append(None),
-        pressure_changed=lambda: None,
-        failed=lambda err: pytest.fail(f"lane failed: {err!r}"),
+    lanes = lanes_for(
+        deliver, BatchLimits(max_events=2), metrics, batch_done=lambda: done.append(None)
     )
     tp = TopicPartition("events", 0)
     lane = lanes.open(tp)
@@ -312,26 +330,96 @@ async def test_a_lane_delivers_its_batches_in_order_and_records_each_outcome() -
     assert not lane.assigned
 
 
+def routed(route: bytes, *offsets: int) -> Batch:
+    """A closed batch of ``route`` holding ``offsets``."""
+    closed = batch(*offsets)
+    closed.route_key = route
+    return closed
+
+
+async def test_a_lane_sends_routes_side_by_side_and_each_route_in_order() -> None:
+    # One request at a time per partition made every route wait for the others'.
+    release: dict[int, asyncio.Event] = {}
+    started: list[int] = []
+
+    async def deliver(batch: Batch, lane: Sending) -> BatchOutcome:
+        started.append(batch.first_offset)
+        release[batch.first_offset] = gate = asyncio.Event()
+        await gate.wait()
+        return GateSkipped(SkipReason.NO_AUTH, len(batch.records))
+
+    lanes = lanes_for(deliver)
+    lane = lanes.open(TopicPartition("events", 0))
+    lane.enqueue([routed(b"a", 0), routed(b"a", 1), routed(b"b", 2)])
+    await asyncio.sleep(0.01)
+    assert started == [0, 2]  # b does not wait for a; a's second waits for its first
+    release[2].set()
+    await asyncio.sleep(0.01)
+    assert started == [0, 2]
+    release[0].set()
+    await asyncio.sleep(0.01)
+    assert started == [0, 2, 1]
+    release[1].set()
+    await lanes.drain(flush=False, within=5)
+    assert lane.queued == 0
+    assert lane.batcher.commit_point() is None  # no record went through the batcher
+    await lanes.stop([TopicPartition("events", 0)])
+
+
+async def test_batches_in_flight_are_bounded_over_all_lanes() -> None:
+    in_flight, most = 0, 0
+
+    async def deliver(batch: Batch, lane: Sending) -> BatchOutcome:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.005)
+        in_flight -= 1
+        return GateSkipped(SkipReason.NO_AUTH, len(batch.records))
+
+    lanes = lanes_for(deliver, max_in_flight=3)
+    for partition in range(2):
+        lane = lanes.open(TopicPartition("events", partition))
+        lane.enqueue([routed(b"r%d" % r, r) for r in range(5)])
+    await lanes.drain(flush=False, within=5)
+    assert most == 3
+    assert all(lane.queued == 0 for lane in lanes.values())
+    await lanes.cancel()
+
+
+def test_a_lane_retries_while_any_of_its_batches_does() -> None:
+    changes: list[None] = []
+    lane = Lane(
+        TopicPartition("events", 0),
+        PartitionBatcher(0, BatchLimits()),
+        SinkMetrics(),
+        lambda: changes.append(None),
+    )
+    first, second = Sending(lane), Sending(lane)
+    first.mark_retrying(True)
+    second.mark_retrying(True)
+    assert lane.retrying
+    second.mark_retrying(False)
+    second.mark_retrying(False)  # twice: counted once
+    assert lane.retrying  # the first still retries: the partition stays paused
+    first.mark_retrying(False)
+    assert not lane.retrying
+    assert len(changes) == 2  # paused once, resumed once
+
+
 async def test_a_lane_that_raises_reports_its_failure() -> None:
     failures: list[BaseException] = []
 
-    async def deliver(batch: Batch, lane: Lane) -> BatchOutcome:
+    async def deliver(batch: Batch, lane: Sending) -> BatchOutcome:
         raise RuntimeError("bug")
 
-    lanes = Lanes(
-        BatchLimits(),
-        SinkMetrics(),
-        deliver,
-        batch_done=lambda: None,
-        pressure_changed=lambda: None,
-        failed=failures.append,
-    )
+    lanes = lanes_for(deliver, failed=failures.append)
     lane = lanes.open(TopicPartition("events", 0))
     lane.enqueue([batch(0)])
     assert lane.task is not None
     await lane.task
     assert [str(f) for f in failures] == ["bug"]
-    assert len(lane.queue) == 1  # not done: its records stay uncommitted
+    assert lane.queued == 1  # not done: its records stay uncommitted
 
 
 # -- issue #16: credentials that exist but cannot be used -------------------------------
