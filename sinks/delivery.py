@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from tenacity import RetryCallState
@@ -62,11 +63,15 @@ GATE_SKIP_LOG_INTERVAL_S = 60.0
 
 
 class RetryingLane(Protocol):
-    """What the delivery step needs of a batch's lane: its partition (for logs), and a
-    flag to raise while it retries, so that the worker pauses the partition."""
+    """What the delivery step needs of a batch's lane: its partition (for logs), a flag
+    to raise while it retries, so that the worker pauses the partition, and the request
+    slot an attempt holds while its request is open (never across a backoff)."""
 
     @property
     def partition(self) -> int: ...
+
+    @property
+    def request_slot(self) -> AbstractAsyncContextManager[None]: ...
 
     @property
     def retrying(self) -> bool: ...
@@ -146,7 +151,8 @@ class BatchDelivery:
             sending = current
             admitted = current.admitted
             headers = request_headers(admitted, key) if admitted is not None else {}
-            await self._attempt(body, headers)
+            async with lane.request_slot:
+                await self._attempt(body, headers)
 
         started = time.monotonic()
         try:

@@ -3,13 +3,16 @@
 A lane holds its partition's ``PartitionBatcher`` (the open batches), its closed
 batches, and the task that hands them to the delivery step: one route's batches one
 after another, in the order they closed (a route lives in one partition, so its
-batches keep their order), different routes' batches side by side, as many at once as
-the lanes' shared ``max_in_flight`` allows. Routes never wait behind one another: a
+batches keep their order), different routes' batches side by side, with at most the
+lanes' shared ``max_in_flight`` requests open at once. Routes never wait behind one another: a
 partition holds many accounts' routes, and one request at a time per partition would
 make each route's batch wait for every other route's request (the latency bench
 measured that wait as most of the sink's share of the p99 at a 100 ms linger). A batch
 leaves its lane only when it has an outcome; then its offsets may be committed
-(``PartitionProgress`` takes batches finished in any order).
+(``PartitionProgress`` takes batches finished in any order). A request slot is held for
+one attempt, not across a retry's backoff: routes whose endpoint keeps failing would
+otherwise hold every slot while they sleep, and every healthy route of every partition
+would wait behind them.
 
 The worker feeds the lanes, pauses the partition of a lane that retries or holds too
 much (``Lane.paused``), and commits; ``Lanes`` opens, drains and stops them.
@@ -120,12 +123,14 @@ class Lane:
 
 class Sending:
     """One batch on its way: what the delivery step sees of its lane (the partition, for
-    logs, and a retrying flag of its own, which the lane sums up)."""
+    logs, a retrying flag of its own, which the lane sums up) and the request slots
+    shared by every lane, one of which each attempt holds while its request is open."""
 
-    __slots__ = ("lane", "retrying")
+    __slots__ = ("lane", "request_slot", "retrying")
 
-    def __init__(self, lane: Lane) -> None:
+    def __init__(self, lane: Lane, request_slot: asyncio.Semaphore | None = None) -> None:
         self.lane = lane
+        self.request_slot = request_slot if request_slot is not None else asyncio.Semaphore()
         self.retrying = False
 
     @property
@@ -171,8 +176,8 @@ class Lanes:
         self._failed = failed
         self._lanes: dict[TopicPartition, Lane] = {}
         self._taken = asyncio.Event()  # set when a lane finished a batch
-        #: Batches being delivered at once, over every lane (one request per connection).
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        #: Requests open at once, over every lane (one per connection); held per attempt.
+        self._request_slots = asyncio.Semaphore(max_in_flight)
 
     def __len__(self) -> int:
         return len(self._lanes)
@@ -284,7 +289,8 @@ class Lanes:
                         lane.wake.clear()
                         await lane.wake.wait()
                         continue
-                    await self._in_flight.acquire()
+                    # One task per ready route: bounded by the lane's buffered records;
+                    # the requests themselves wait for a slot (Sending.request_slot).
                     sending.create_task(self._send(lane, batch))
         except asyncio.CancelledError:
             raise
@@ -297,11 +303,10 @@ class Lanes:
             self._failed(err)
 
     async def _send(self, lane: Lane, batch: Batch) -> None:
-        sending = Sending(lane)
+        sending = Sending(lane, self._request_slots)
         try:
             self.metrics.record(await self._deliver(batch, sending))
         finally:
-            self._in_flight.release()
             sending.mark_retrying(False)
         lane.done(batch)
         self._taken.set()

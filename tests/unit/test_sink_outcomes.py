@@ -118,6 +118,7 @@ class FakeLane:
     def __init__(self) -> None:
         self.retrying = False
         self.marks: list[bool] = []
+        self.request_slot = asyncio.Semaphore()
 
     def mark_retrying(self, retrying: bool) -> None:
         self.retrying = retrying
@@ -371,10 +372,11 @@ async def test_batches_in_flight_are_bounded_over_all_lanes() -> None:
 
     async def deliver(batch: Batch, lane: Sending) -> BatchOutcome:
         nonlocal in_flight, most
-        in_flight += 1
-        most = max(most, in_flight)
-        await asyncio.sleep(0.005)
-        in_flight -= 1
+        async with lane.request_slot:
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(0.005)
+            in_flight -= 1
         return GateSkipped(SkipReason.NO_AUTH, len(batch.records))
 
     lanes = lanes_for(deliver, max_in_flight=3)
@@ -384,6 +386,54 @@ async def test_batches_in_flight_are_bounded_over_all_lanes() -> None:
     await lanes.drain(flush=False, within=5)
     assert most == 3
     assert all(lane.queued == 0 for lane in lanes.values())
+    await lanes.cancel()
+
+
+class EndpointDown(FakeDestination):
+    """Fails every body holding ``down`` (an event's bytes) with a 503 until ``up`` is
+    set."""
+
+    def __init__(self, down: bytes) -> None:
+        super().__init__()
+        self.down = down
+        self.up = asyncio.Event()
+        self.delivered: list[bytes] = []
+
+    async def deliver(self, body: bytes, headers: dict[str, str]) -> int:
+        if self.down in body and not self.up.is_set():
+            raise RetryableDeliveryError("unavailable", status=503)
+        self.delivered.append(body)
+        return 200
+
+
+async def test_a_batch_holds_no_request_slot_while_it_backs_off() -> None:
+    # A slot held across a backoff let a few failing routes hold every slot while they
+    # slept: every healthy route of every partition waited behind them.
+    destination = EndpointDown(b"down")
+    step, _, _ = delivery(
+        destination,
+        sink_settings=settings(ANALYTICS_RETRY_INITIAL_MS="20", ANALYTICS_RETRY_MAX_MS="20"),
+    )
+    lanes = lanes_for(step, max_in_flight=1)
+    failing = lanes.open(TopicPartition("events", 0))
+    healthy = lanes.open(TopicPartition("events", 1))
+    down, fine = routed(b"a", 0), routed(b"b", 0)
+    for r in down.records:
+        r.event_json = b'"down"'
+    failing.enqueue([down])
+    await asyncio.sleep(0.01)  # the failing batch tried, and backs off
+    assert failing.retrying
+    healthy.enqueue([fine])
+    async with asyncio.timeout(5):
+        await healthy.idle.wait()
+    assert len(destination.delivered) == 1
+    assert b"down" not in destination.delivered[0]
+    assert failing.retrying
+    assert failing.queued == 1
+    destination.up.set()
+    await lanes.drain(flush=False, within=5)
+    assert failing.queued == 0
+    assert not failing.retrying
     await lanes.cancel()
 
 
