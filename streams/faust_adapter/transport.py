@@ -219,14 +219,15 @@ class Consumer(faust_aiokafka.Consumer):
         """Ack the records of ``tp`` at ``offsets`` at once, as Faust's ``ack`` does one
         event at a time: the periodic commit then passes them (it commits each
         partition's first run of acked offsets above the committed one). Offsets below
-        the committed offset, or acked already, are left out. The number acked."""
+        the committed offset, acked already, or repeated in ``offsets`` (two copies of a
+        record read again after two seeks back) are left out: Faust's commit breaks its
+        run of offsets at a repeat, and would pass one offset per commit. The number
+        acked."""
         committed = self._committed_offset[tp]
         index = self._acked_index[tp]
-        fresh = [
-            offset
-            for offset in offsets
-            if (committed is None or offset >= committed) and offset not in index
-        ]
+        fresh = sorted(
+            {offset for offset in offsets if committed is None or offset >= committed} - index
+        )
         if fresh:
             index.update(fresh)
             self._acked[tp].extend(fresh)
