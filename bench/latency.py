@@ -16,8 +16,9 @@ publishes whatever is queued, one envelope per record), so the sink's is the onl
 
 A phase: the services start, ``warmup`` facts go in at once and the phase waits until
 all their events have arrived (this absorbs start-up and the group joins). Capacity:
-``burst`` facts as fast as the clients take them without a drop (the driver hands the
-loop to the senders while a queue is 3/4 full), divided by the time from the first call
+``burst`` facts as fast as a client with the default queue takes them without a drop
+(the driver hands the loop to the senders while a queue holds 3/4 of the default
+capacity), divided by the time from the first call
 to the last of their events on the events topic (its record timestamp). The sink's part
 is left out on purpose: it adds the linger once, a latency rather than a rate, which
 would make the capacity (and so the load) depend on the linger; the figure through the
@@ -94,6 +95,7 @@ from codex_analytics.runtime.kafka import read_from_start
 from codex_analytics.simulator.drive import track_fact
 from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from producers import AnalyticsClient, ClientSettings, ProducerIdentity
+from producers.client.settings import DEFAULT_QUEUE_CAPACITY
 from sinks.batching import Batch, SinkRecord
 from streams.reducer.offline import OfflineReducer
 
@@ -293,14 +295,14 @@ class _Driver:
             self.call(call, step)
 
     async def flat_out(self, calls: Sequence[_Call], step: str) -> float:
-        """As fast as the clients take them without a drop; returns the wall-clock time
-        (``time.time()``) of the first call."""
-        high_water = [c.settings.queue_capacity * 3 // 4 for c in self.clients]
+        """As fast as clients with the default queue take them without a drop; returns the
+        wall-clock time (``time.time()``) of the first call."""
+        high_water = DEFAULT_QUEUE_CAPACITY * 3 // 4
         trackers = [c._tracker for c in self.clients]
         started = time.time()
         for call in calls:
             tracker = trackers[call.client]
-            while tracker.pending() >= high_water[call.client]:  # noqa: ASYNC110
+            while tracker.pending() >= high_water:  # noqa: ASYNC110
                 await asyncio.sleep(0)  # hand the loop to the senders
             self.call(call, step)
         return started
@@ -440,7 +442,15 @@ async def _one_phase(
         env.update(PYTHONPATH=str(ROOT), KAFKA_BOOTSTRAP_SERVERS=bootstrap, **topics_env(topics))
         env.update(dict(config.extra_env))
         async with _receiver_in_thread() as receiver:
-            settings = ClientSettings(kafka=bootstrap, topic=topics.facts, contract="2026-06")
+            # Room for every fact: a call the pipeline holds up waits in its client's
+            # queue and counts in its latency; with the default bound (256) a sender held
+            # up for half a second at the steady rate dropped facts and failed the phase.
+            settings = ClientSettings(
+                kafka=bootstrap,
+                topic=topics.facts,
+                contract="2026-06",
+                queue_capacity=len(plan.warmup) + len(plan.burst) + len(plan.steady) + 1,
+            )
             driver = _Driver(
                 [
                     AnalyticsClient(
