@@ -200,7 +200,9 @@ class GroupConsumer:
         """Read ``tp`` again from ``offset``; False when ``tp`` is not assigned to this
         worker any more (revoked by a rebalance: its new owner starts from the committed
         offset). Faust records jumps it saw itself as acked "gaps", which a commit may
-        pass: forget them for this partition, the records are about to be read again."""
+        pass: forget them for this partition, the records are about to be read again.
+        A seek the consumer's thread did not take in time is asked again by the
+        offset guard, like one that brought nothing back."""
         consumer = self._app.consumer
         if tp not in self._assignment():
             return False
@@ -209,6 +211,8 @@ class GroupConsumer:
             await consumer.seek(tp, offset)
         except IllegalStateError:  # revoked between the check and the seek
             return False
+        except TimeoutError:
+            log.warning("seek of %s to offset %d timed out; it will be asked again", tp, offset)
         return True
 
     def ack(self, records: Iterable[_Positioned]) -> None:

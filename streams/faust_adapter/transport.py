@@ -39,6 +39,9 @@ BACKPRESSURE_POLL_S = 0.01
 
 #: How often a revocation waiting for the batch route to drain says so.
 DRAIN_NOTICE_S = 10.0
+#: How long a seek may wait for the consumer's thread (it may be in a fetch, up to its
+#: wait): past it, the seek is left to whoever asked for it to ask again.
+SEEK_TIMEOUT_S = 10.0
 
 log = logging.getLogger("codex_analytics.stream")
 
@@ -167,6 +170,22 @@ class Consumer(faust_aiokafka.Consumer):
         Faust itself."""
         self.stop_flow()
         await super().perform_seek()
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        """Seek on the consumer's own thread. Faust's ``seek`` calls aiokafka's from the
+        app's thread, and aiokafka's seek drops the partition's fetched records while
+        the consumer's thread may be going through them (``Fetcher.fetched_records``):
+        the fetcher crashed with a ``KeyError`` and the worker exited, after the offset
+        guard's seek back, in the latency bench. Faust's own seeks (``seek_wait``, the
+        seek to the committed offsets) already run there. ``TimeoutError`` after
+        ``SEEK_TIMEOUT_S``."""
+        thread = self._thread
+
+        async def seek() -> None:  # on the thread's loop
+            thread.seek(partition, offset)
+
+        async with asyncio.timeout(SEEK_TIMEOUT_S):
+            await thread.call_thread(seek)
 
     async def _wait_next_records(
         self,

@@ -110,6 +110,12 @@ OVERRIDES = [
     (transport.Consumer, faust_consumer.Consumer, "_wait_next_records", "(self, timeout)"),
     (transport.Consumer, faust_consumer.Consumer, "sleep", "(self, n)"),
     (transport.Consumer, faust_consumer.Consumer, "perform_seek", "(self)"),
+    (
+        transport.Consumer,
+        faust_consumer.ThreadDelegateConsumer,
+        "_seek",
+        "(self, partition, offset)",
+    ),
     (transport.Consumer, faust_consumer.Consumer, "wait_empty", "(self)"),
     (
         transport.ConsumerThread,

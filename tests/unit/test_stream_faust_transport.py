@@ -5,6 +5,7 @@ and no broker is needed."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ import faust
 import pytest
 from faust.types import TP
 
+from streams.faust_adapter import transport
 from streams.faust_adapter.transport import (
     BACKPRESSURE_POLL_S,
     FETCH_MAX_WAIT_MS,
@@ -114,3 +116,35 @@ async def test_the_seek_to_committed_offsets_stops_the_flow_first(
     assert consumer._committed_offset[TP("facts", 0)] == 5
     consumer.resume_flow()  # what Faust does once the buffers are cleared
     assert consumer.flow_active
+
+
+async def test_a_seek_runs_on_the_consumer_s_thread(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiokafka's seek drops the partition's fetched records; from the app's thread it
+    # raced the consumer's thread going through them (a KeyError crashed the fetcher).
+    calls: list[tuple[Any, ...]] = []
+
+    def seek(tp: TP, offset: int) -> None:
+        calls.append((tp, offset, threading.get_ident()))
+
+    async def call_thread(fun: Any, *args: Any) -> Any:
+        return await asyncio.to_thread(asyncio.run, fun(*args))
+
+    monkeypatch.setattr(consumer._thread, "seek", seek)
+    monkeypatch.setattr(consumer._thread, "call_thread", call_thread)
+    await consumer.seek(TP("facts", 0), 41)
+    assert [c[:2] for c in calls] == [(TP("facts", 0), 41)]
+    assert calls[0][2] != threading.get_ident()
+
+
+async def test_a_seek_the_thread_does_not_take_times_out(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def never(fun: Any, *args: Any) -> Any:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(consumer._thread, "call_thread", never)
+    monkeypatch.setattr(transport, "SEEK_TIMEOUT_S", 0.01)
+    with pytest.raises(TimeoutError):
+        await consumer.seek(TP("facts", 0), 41)
