@@ -92,7 +92,7 @@ What the profile changed (1 worker, 1 fact/record, 40k facts, same broker):
   fact.
 
 What remains is the pure core (decoding a fact's JSON and payload, the reducer, the
-state's bytes: about 20 µs a fact on one core, ``python -m bench reducer``) and
+state's bytes: about 14 µs a fact on one core, ``python -m bench reducer``) and
 aiokafka's protocol work (a future per produced record, record unpacking on the
 consumer's thread). Packing facts (``ANALYTICS_FACTS_PER_RECORD`` on the client) divides
 the per-record part by the pack size, not the pure core.
