@@ -590,23 +590,44 @@ def _measure(n: int, config: ScalingBenchConfig) -> _SizeResult:
     )
 
 
+#: The rows measured again with compact states (format 6) when the worker's default
+#: writes format 3: what ``ANALYTICS_STREAM_COMPACT_STATES=true`` holds.
+_COMPACT_ROWS = (
+    "live, store per instance and dedupe key, as held",
+    "live, store per instance: its value as held",
+    "live, memory (store as held + caches)",
+    "back once past the horizon, store per instance, as held",
+)
+
+
+_COMPACT = ", compact states (format 6)"
+
+
 def run(config: ScalingBenchConfig) -> list[Figure]:
+    compact = dataclasses.replace(config, compact_states=True)
     previous = tune_gc()  # as the worker does
     try:
         results = {n: _measure(n, config) for n in config.sizes}
+        compact_results = (
+            {} if config.compact_states else {n: _measure(n, compact) for n in config.sizes}
+        )
     finally:
         gc.set_threshold(*previous)
     mib = 1024 * 1024
     figures: list[Figure] = []
 
     def each(
-        name: str, unit: str, value: Callable[[_SizeResult, int], float | list[float]]
+        name: str,
+        unit: str,
+        value: Callable[[_SizeResult, int], float | list[float]],
+        measured: dict[int, _SizeResult] = results,
+        suffix: str = "",
     ) -> None:
-        for n, result in results.items():
+        for n, result in measured.items():
             samples = value(result, n)
             figures.append(
                 Figure(
-                    f"{n:,} instances: {name}",
+                    f"{n:,} instances: {name}{suffix}",
                     unit,
                     tuple(samples) if isinstance(samples, list) else (samples,),
                 )
@@ -689,10 +710,16 @@ def run(config: ScalingBenchConfig) -> list[Figure]:
     ]
     for name, unit, value in rows:
         each(name, unit, value)
-    key = _dedupe_key_costs(config)
-    figures += [
-        Figure("one live dedupe key, serialized share", "bytes", (key.serialized,)),
-        Figure("one more live dedupe key, store as held", "bytes", (key.stored,)),
-        Figure("one more live dedupe key, decoded (cache)", "bytes", (key.decoded,)),
-    ]
+    for name, unit, value in rows:
+        if name in _COMPACT_ROWS and compact_results:
+            each(name, unit, value, compact_results, _COMPACT)
+    for costs, suffix in (
+        (_dedupe_key_costs(config), ""),
+        *(() if config.compact_states else ((_dedupe_key_costs(compact), _COMPACT),)),
+    ):
+        figures += [
+            Figure(f"one live dedupe key, serialized share{suffix}", "bytes", (costs.serialized,)),
+            Figure(f"one more live dedupe key, store as held{suffix}", "bytes", (costs.stored,)),
+            Figure(f"one more live dedupe key, decoded (cache){suffix}", "bytes", (costs.decoded,)),
+        ]
     return figures
