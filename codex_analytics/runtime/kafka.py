@@ -358,9 +358,12 @@ def producer_options(max_record_bytes: int = MAX_RECORD_BYTES.default) -> dict[s
     """aiokafka producer tuning (no address, no security: :meth:`KafkaCluster.producer_options`
     adds those); pass the service's ``TopicSettings.max_record_bytes`` so that the
     client's limit is derived from the one record-size setting."""
+    from codex_analytics.runtime.partitioner import KeyedPartitioner
+
     return {
         "enable_idempotence": False,
         "acks": "all",
+        "partitioner": KeyedPartitioner(),
         "linger_ms": 10,
         "max_batch_size": 256 * 1024,
         "request_timeout_ms": 30_000,

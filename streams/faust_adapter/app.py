@@ -16,6 +16,7 @@ import faust
 
 from codex_analytics.runtime.health import JOINING, READY, RECOVERING, STOPPING
 from codex_analytics.runtime.kafka import KafkaCluster, heartbeat_interval_ms
+from codex_analytics.runtime.partitioner import KeyedPartitioner
 from codex_analytics.runtime.record_size import max_request_bytes
 from codex_analytics.runtime.shutdown import ShutdownDeadline
 from codex_analytics.runtime.topic_plan import STATE_TABLE
@@ -49,6 +50,8 @@ class StreamApp:
             datadir=settings.data_dir,
             web_enabled=False,
             producer_acks=-1,
+            # The default's partitions, without hashing a key again for every record.
+            producer_partitioner=KeyedPartitioner(),
             producer_linger=0.005,
             producer_max_batch_size=512 * 1024,
             # Derived from the one record-size limit, which every output is sized against
