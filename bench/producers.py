@@ -32,12 +32,12 @@ from aiokafka import AIOKafkaProducer
 
 from codex_analytics.devtools.broker import EmbeddedBroker, free_port
 from codex_analytics.devtools.localstack import child_env
-from codex_analytics.runtime.kafka import ensure_topics, producer_options
+from codex_analytics.runtime.kafka import ensure_topics
 from codex_analytics.simulator.drive import track_fact
 from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 from producers import AnalyticsClient, ClientSettings, ProducerIdentity
 
-from .common import PARTITIONS, ROOT, spawn
+from .common import PARTITIONS, ROOT, ceiling_producer_options, spawn
 from .stats import Figure
 
 GATEWAY_BATCH = 500
@@ -63,7 +63,7 @@ async def _topic(bootstrap: str) -> str:
 
 async def _ceiling(bootstrap: str, lines: list[bytes], keys: list[bytes]) -> float:
     topic = await _topic(bootstrap)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **ceiling_producer_options())
     await producer.start()
     try:
         started = time.perf_counter()

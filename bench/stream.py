@@ -34,12 +34,17 @@ from codex_analytics.devtools.broker import EmbeddedBroker
 from codex_analytics.runtime.kafka import (
     consumer_options,
     ensure_topics,
-    producer_options,
     read_from_start,
 )
 from codex_analytics.simulator.generator import GeneratorConfig, SessionGenerator
 
-from .common import PARTITIONS, keep_failure, produce_records, stream_worker_env
+from .common import (
+    PARTITIONS,
+    ceiling_producer_options,
+    keep_failure,
+    produce_records,
+    stream_worker_env,
+)
 from .stats import Figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +96,7 @@ async def _ceiling(bootstrap: str, source: str, sink: str, total: int, facts: in
         group_id=f"ceiling-{uuid.uuid4().hex}",
         **consumer_options(),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **ceiling_producer_options())
     await consumer.start()
     await producer.start()
     seen = 0
