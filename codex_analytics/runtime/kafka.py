@@ -34,6 +34,7 @@ from codex_analytics.runtime.kafka_security import (
     PLAINTEXT,
     KafkaSecurity,
 )
+from codex_analytics.runtime.partitioner import KeyedPartitioner
 from codex_analytics.runtime.record_size import max_request_bytes
 
 if TYPE_CHECKING:
@@ -358,8 +359,6 @@ def producer_options(max_record_bytes: int = MAX_RECORD_BYTES.default) -> dict[s
     """aiokafka producer tuning (no address, no security: :meth:`KafkaCluster.producer_options`
     adds those); pass the service's ``TopicSettings.max_record_bytes`` so that the
     client's limit is derived from the one record-size setting."""
-    from codex_analytics.runtime.partitioner import KeyedPartitioner
-
     return {
         "enable_idempotence": False,
         "acks": "all",
