@@ -339,6 +339,8 @@ def budget(samples: list[RunFigures]) -> str:
     ceiling = _median([s.ceiling.cpu_us_per_event for s in samples if s.ceiling])
     consume = _median([s.consume_us for s in samples])
     decode = _median([s.decode_us for s in samples])
+    if bare <= 0:  # a run too short for the CPU clock's ticks (--quick)
+        return "The runs were too short to measure CPU per event."
     target = bare / 0.8
     floor = consume + decode + bare_aiohttp
     return (

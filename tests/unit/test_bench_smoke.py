@@ -121,3 +121,18 @@ def test_cpu_seconds_reads_this_process() -> None:
 
     spent = os.times()
     assert abs(cpu_seconds(os.getpid()) - (spent.user + spent.system)) < 0.5
+
+
+def test_the_sink_budget_says_when_a_run_was_too_short_for_the_cpu_clock() -> None:
+    # --quick runs can spend less than a clock tick: no division by zero.
+    from bench.sink import Measured, RunFigures, budget
+
+    def measured(cpu_us: float) -> Measured:
+        return Measured(rate=1.0, peak_rss_mb=1.0, cpu_us_per_event=cpu_us)
+
+    def run(bare: float) -> RunFigures:
+        both = {"aiohttp": measured(bare), "httpx": measured(bare)}
+        return RunFigures(measured(8.0), dict(both), dict(both), 2.0, 5.0)
+
+    assert budget([run(0.0)]) == "The runs were too short to measure CPU per event."
+    assert "1.92x that budget" in budget([run(5.0)])  # (2 + 5 + 5) / (5 / 0.8)
