@@ -181,11 +181,18 @@ class Consumer(faust_aiokafka.Consumer):
         ``SEEK_TIMEOUT_S``."""
         thread = self._thread
 
-        async def seek() -> None:  # on the thread's loop
+        async def seek() -> None:  # on the thread's loop, between two of its steps
             thread.seek(partition, offset)
 
-        async with asyncio.timeout(SEEK_TIMEOUT_S):
-            await thread.call_thread(seek)
+        # Straight onto the thread's loop, not through its method queue: the queue's
+        # workers can be held in a fetch that waits for a rebalance, and the rebalance
+        # for the batch loop, which waits for this seek.
+        done = asyncio.run_coroutine_threadsafe(seek(), thread.thread_loop)
+        try:
+            async with asyncio.timeout(SEEK_TIMEOUT_S):
+                await asyncio.wrap_future(done)
+        finally:
+            done.cancel()
 
     async def _wait_next_records(
         self,
